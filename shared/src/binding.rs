@@ -1,0 +1,237 @@
+//! What a sealed value is bound to: the scope, and per scope the namespace,
+//! the name and the data key name. The binding becomes the AEAD associated
+//! data, so a value moved anywhere its scope does not allow fails to open.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::SealError;
+
+/// Where a sealed value may be unsealed.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum Scope {
+    /// Only as the Secret with this exact namespace and name.
+    #[default]
+    Strict,
+    /// As any Secret in this namespace.
+    NamespaceWide,
+    /// As any Secret in any namespace.
+    ClusterWide,
+}
+
+impl Scope {
+    pub const ALL: [Scope; 3] = [Scope::Strict, Scope::NamespaceWide, Scope::ClusterWide];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Strict => "strict",
+            Scope::NamespaceWide => "namespace-wide",
+            Scope::ClusterWide => "cluster-wide",
+        }
+    }
+
+    pub fn binds_namespace(self) -> bool {
+        !matches!(self, Scope::ClusterWide)
+    }
+
+    pub fn binds_name(self) -> bool {
+        matches!(self, Scope::Strict)
+    }
+}
+
+impl fmt::Display for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Scope {
+    type Err = SealError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Scope::ALL
+            .into_iter()
+            .find(|scope| scope.as_str() == s)
+            .ok_or_else(|| {
+                SealError::InvalidBinding(format!(
+                    "unknown scope {s:?} (expected strict, namespace-wide or cluster-wide)"
+                ))
+            })
+    }
+}
+
+/// The context one value is sealed for. Fields the scope does not bind are
+/// ignored (they may be set; they are not part of the associated data).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Binding<'a> {
+    pub scope: Scope,
+    pub namespace: &'a str,
+    pub name: &'a str,
+    pub key: &'a str,
+}
+
+/// Prefix of the associated data: names the format and its version.
+pub const AAD_DOMAIN: &[u8] = b"kseal.dev/sealed-value/v1";
+
+/// The largest data a Kubernetes Secret can hold (the API server's limit on
+/// the whole object, applied here to one value).
+pub const MAX_VALUE_LEN: usize = 1024 * 1024;
+
+impl<'a> Binding<'a> {
+    pub fn new(scope: Scope, namespace: &'a str, name: &'a str, key: &'a str) -> Self {
+        Self {
+            scope,
+            namespace,
+            name,
+            key,
+        }
+    }
+
+    /// Checks the fields this scope needs are present and well-formed.
+    pub fn validate(&self) -> Result<(), SealError> {
+        validate_key_name(self.key)?;
+        if self.scope.binds_namespace() && self.namespace.is_empty() {
+            return Err(SealError::InvalidBinding(format!(
+                "scope {} needs a namespace",
+                self.scope
+            )));
+        }
+        if self.scope.binds_name() && self.name.is_empty() {
+            return Err(SealError::InvalidBinding(format!(
+                "scope {} needs a name",
+                self.scope
+            )));
+        }
+        Ok(())
+    }
+
+    /// The namespace as bound: empty when the scope does not bind it.
+    pub fn bound_namespace(&self) -> &'a str {
+        if self.scope.binds_namespace() {
+            self.namespace
+        } else {
+            ""
+        }
+    }
+
+    /// The name as bound: empty when the scope does not bind it.
+    pub fn bound_name(&self) -> &'a str {
+        if self.scope.binds_name() {
+            self.name
+        } else {
+            ""
+        }
+    }
+
+    /// The AEAD associated data:
+    /// `lp(AAD_DOMAIN) ‖ lp(scope) ‖ lp(namespace) ‖ lp(name) ‖ lp(key)`,
+    /// where `lp(x)` is x's length as a 4-byte big-endian integer followed by
+    /// x, and unbound fields are empty. Every field is length-prefixed, so two
+    /// different bindings never produce the same bytes.
+    pub fn associated_data(&self) -> Vec<u8> {
+        let fields: [&[u8]; 5] = [
+            AAD_DOMAIN,
+            self.scope.as_str().as_bytes(),
+            self.bound_namespace().as_bytes(),
+            self.bound_name().as_bytes(),
+            self.key.as_bytes(),
+        ];
+        let mut aad = Vec::with_capacity(fields.iter().map(|f| 4 + f.len()).sum());
+        for field in fields {
+            // Kubernetes names are far below 4 GiB; saturate rather than wrap.
+            let len = u32::try_from(field.len()).unwrap_or(u32::MAX);
+            aad.extend_from_slice(&len.to_be_bytes());
+            aad.extend_from_slice(field);
+        }
+        aad
+    }
+}
+
+/// Kubernetes' rule for Secret data keys: `[-._a-zA-Z0-9]+`, at most 253
+/// characters.
+pub fn validate_key_name(key: &str) -> Result<(), SealError> {
+    let valid = !key.is_empty()
+        && key.len() <= 253
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'));
+    if valid {
+        Ok(())
+    } else {
+        Err(SealError::InvalidBinding(format!(
+            "invalid data key name {key:?} (must match [-._a-zA-Z0-9]+, at most 253 characters)"
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scope_parses_and_prints() {
+        for scope in Scope::ALL {
+            assert_eq!(Scope::from_str(scope.as_str()).unwrap(), scope);
+        }
+        assert!(Scope::from_str("global").is_err());
+        assert_eq!(Scope::default(), Scope::Strict);
+    }
+
+    #[test]
+    fn associated_data_layout() {
+        let aad = Binding::new(Scope::Strict, "ns", "n", "k").associated_data();
+        let mut expected = Vec::new();
+        for field in [AAD_DOMAIN, b"strict", b"ns", b"n", b"k"] {
+            expected.extend_from_slice(&(field.len() as u32).to_be_bytes());
+            expected.extend_from_slice(field);
+        }
+        assert_eq!(aad, expected);
+    }
+
+    #[test]
+    fn unbound_fields_do_not_matter() {
+        let a = Binding::new(Scope::ClusterWide, "a", "x", "k").associated_data();
+        let b = Binding::new(Scope::ClusterWide, "b", "y", "k").associated_data();
+        assert_eq!(a, b);
+        let a = Binding::new(Scope::NamespaceWide, "a", "x", "k").associated_data();
+        let b = Binding::new(Scope::NamespaceWide, "a", "y", "k").associated_data();
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn length_prefix_separates_fields() {
+        let a = Binding::new(Scope::Strict, "ab", "c", "k").associated_data();
+        let b = Binding::new(Scope::Strict, "a", "bc", "k").associated_data();
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn validation() {
+        assert!(
+            Binding::new(Scope::Strict, "ns", "", "k")
+                .validate()
+                .is_err()
+        );
+        assert!(
+            Binding::new(Scope::NamespaceWide, "", "", "k")
+                .validate()
+                .is_err()
+        );
+        assert!(
+            Binding::new(Scope::ClusterWide, "", "", "k")
+                .validate()
+                .is_ok()
+        );
+        for bad in ["", "a/b", "a b", "ä", &"x".repeat(254)] {
+            assert!(validate_key_name(bad).is_err(), "{bad}");
+        }
+        for good in ["a", "A-b_c.d", ".dockerconfigjson", "tls.crt"] {
+            assert!(validate_key_name(good).is_ok(), "{good}");
+        }
+    }
+}

@@ -1,0 +1,228 @@
+//! `.kseal.yaml`: repository rules that choose recipients and scope by path,
+//! in the spirit of SOPS creation rules. Found by searching upward from the
+//! working directory; the first rule whose `path_regex` matches wins.
+//!
+//! ```yaml
+//! creation_rules:
+//!   - path_regex: ^clusters/prod/
+//!     recipients: [age1…]
+//!     scope: strict
+//!   - path_regex: ^clusters/staging/
+//!     recipients_file: keys/staging.txt
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use regex::Regex;
+use serde::Deserialize;
+
+use crate::binding::Scope;
+use crate::keys::{Recipient, parse_recipients_file};
+
+/// The file name searched for.
+pub const CONFIG_FILE_NAME: &str = ".kseal.yaml";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+    #[error("{path}: cannot read: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    creation_rules: Vec<RawRule>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRule {
+    #[serde(default)]
+    path_regex: Option<String>,
+    #[serde(default)]
+    recipients: Vec<String>,
+    #[serde(default)]
+    recipients_file: Option<PathBuf>,
+    #[serde(default)]
+    scope: Option<String>,
+}
+
+/// One creation rule.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    /// Matched against the path relative to the config file's directory,
+    /// with `/` separators. No regex matches every path.
+    pub path_regex: Option<Regex>,
+    pub recipients: Vec<Recipient>,
+    pub scope: Option<Scope>,
+}
+
+/// A loaded `.kseal.yaml`.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The config file itself.
+    pub path: PathBuf,
+    pub rules: Vec<Rule>,
+}
+
+impl Config {
+    /// Searches `start` and its ancestors for `.kseal.yaml`.
+    pub fn find(start: &Path) -> Result<Option<Self>, ConfigError> {
+        for dir in start.ancestors() {
+            let candidate = dir.join(CONFIG_FILE_NAME);
+            if candidate.is_file() {
+                return Self::load(&candidate).map(Some);
+            }
+        }
+        Ok(None)
+    }
+
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(path, &text)
+    }
+
+    /// Parses config text; `path` locates the file (recipient files are
+    /// relative to its directory).
+    pub fn parse(path: &Path, text: &str) -> Result<Self, ConfigError> {
+        let invalid = |message: String| ConfigError::Invalid {
+            path: path.to_owned(),
+            message,
+        };
+        let raw: RawConfig = if text.trim().is_empty() {
+            RawConfig {
+                creation_rules: Vec::new(),
+            }
+        } else {
+            serde_saphyr::from_str(text).map_err(|err| invalid(first_line(&err.to_string())))?
+        };
+        let base = path.parent().unwrap_or(Path::new("."));
+        let mut rules = Vec::new();
+        for (index, rule) in raw.creation_rules.into_iter().enumerate() {
+            let at = |message: String| invalid(format!("creation_rules[{index}]: {message}"));
+            let path_regex = rule
+                .path_regex
+                .map(|pattern| Regex::new(&pattern).map_err(|err| at(format!("path_regex: {err}"))))
+                .transpose()?;
+            let mut recipients = rule
+                .recipients
+                .iter()
+                .map(|r| r.parse::<Recipient>().map_err(|err| at(err.to_string())))
+                .collect::<Result<Vec<_>, _>>()?;
+            if let Some(file) = rule.recipients_file {
+                let file = base.join(file);
+                let text = std::fs::read_to_string(&file)
+                    .map_err(|err| at(format!("recipients_file {}: {err}", file.display())))?;
+                recipients.extend(
+                    parse_recipients_file(&text)
+                        .map_err(|err| at(format!("{}: {err}", file.display())))?,
+                );
+            }
+            if recipients.is_empty() {
+                return Err(at(
+                    "no recipients (set recipients or recipients_file)".into()
+                ));
+            }
+            let scope = rule
+                .scope
+                .map(|s| s.parse::<Scope>().map_err(|err| at(err.to_string())))
+                .transpose()?;
+            rules.push(Rule {
+                path_regex,
+                recipients,
+                scope,
+            });
+        }
+        Ok(Self {
+            path: path.to_owned(),
+            rules,
+        })
+    }
+
+    /// The directory rule paths are relative to.
+    pub fn root(&self) -> &Path {
+        self.path.parent().unwrap_or(Path::new("."))
+    }
+
+    /// The first rule matching `path` (absolute, or relative to the config's
+    /// directory). `None` as path matches only rules without `path_regex`.
+    pub fn rule_for(&self, path: Option<&Path>) -> Option<&Rule> {
+        let relative = path.map(|path| self.relative(path));
+        self.rules
+            .iter()
+            .find(|rule| match (&rule.path_regex, &relative) {
+                (None, _) => true,
+                (Some(regex), Some(relative)) => regex.is_match(relative),
+                (Some(_), None) => false,
+            })
+    }
+
+    fn relative(&self, path: &Path) -> String {
+        let relative = path.strip_prefix(self.root()).unwrap_or(path);
+        relative
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy())
+            .collect::<Vec<_>>()
+            .join("/")
+    }
+}
+
+fn first_line(message: &str) -> String {
+    message.lines().next().unwrap_or(message).to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::Identity;
+
+    #[test]
+    fn first_matching_rule_wins() {
+        let prod = Identity::generate();
+        let any = Identity::generate();
+        let text = format!(
+            "creation_rules:\n  - path_regex: ^prod/\n    recipients: [{}]\n    scope: namespace-wide\n  - recipients: [\"{}\"]\n",
+            prod.recipient(),
+            any.recipient()
+        );
+        let config = Config::parse(Path::new("/repo/.kseal.yaml"), &text).unwrap();
+        let rule = config
+            .rule_for(Some(Path::new("/repo/prod/db.yaml")))
+            .unwrap();
+        assert_eq!(rule.recipients[0].key_id(), prod.key_id());
+        assert_eq!(rule.scope, Some(Scope::NamespaceWide));
+        let rule = config
+            .rule_for(Some(Path::new("/repo/dev/db.yaml")))
+            .unwrap();
+        assert_eq!(rule.recipients[0].key_id(), any.key_id());
+        assert!(config.rule_for(None).is_some());
+    }
+
+    #[test]
+    fn errors_name_the_rule() {
+        let err = Config::parse(
+            Path::new(".kseal.yaml"),
+            "creation_rules:\n  - path_regex: a\n    recipients: [age1nope]\n",
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("creation_rules[0]"), "{err}");
+        let err = Config::parse(Path::new(".kseal.yaml"), "creation_rule: []\n").unwrap_err();
+        assert!(err.to_string().contains(".kseal.yaml"), "{err}");
+        let err = Config::parse(
+            Path::new(".kseal.yaml"),
+            "creation_rules:\n  - path_regex: a\n",
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("no recipients"), "{err}");
+    }
+}

@@ -1,0 +1,211 @@
+//! Splitting a manifest file into documents while keeping every byte of the
+//! documents that are not rewritten.
+//!
+//! YAML forbids `---` (and `...`) followed by white space or end of line at
+//! column 0 inside content, so a line-based split finds exactly the document
+//! boundaries. JSON files hold one document (an object, possibly a `List`).
+
+use serde_json::Value;
+
+use super::ManifestError;
+
+/// Kubernetes' own limit on a request body is 3 MiB; a manifest file with
+/// many documents may be larger, but a single document above this is refused.
+pub const MAX_DOCUMENT_LEN: usize = 16 * 1024 * 1024;
+
+/// How a file's documents are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SourceFormat {
+    Yaml,
+    Json,
+}
+
+impl SourceFormat {
+    /// JSON when the first non-blank character opens an object or array.
+    pub fn detect(text: &str) -> Self {
+        match text.trim_start().as_bytes().first() {
+            Some(b'{') | Some(b'[') => SourceFormat::Json,
+            _ => SourceFormat::Yaml,
+        }
+    }
+}
+
+/// One document of a file, as written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RawDocument {
+    /// 1-based position among the file's non-empty documents.
+    pub index: usize,
+    /// 1-based line of the document's first line in the file.
+    pub first_line: usize,
+    /// The `---` line that opened it (with its newline), or empty.
+    pub separator: String,
+    /// The document's text, without the separator.
+    pub text: String,
+    /// Whether the document holds nothing but comments and blank lines.
+    pub empty: bool,
+}
+
+impl RawDocument {
+    /// Leading comment lines, kept when the document is rewritten.
+    pub fn leading_comments(&self) -> &str {
+        let mut end = 0;
+        for line in self.text.split_inclusive('\n') {
+            let trimmed = line.trim();
+            if trimmed.is_empty() || trimmed.starts_with('#') {
+                end += line.len();
+            } else {
+                break;
+            }
+        }
+        &self.text[..end]
+    }
+}
+
+fn is_document_marker(line: &str, marker: &str) -> bool {
+    line.strip_prefix(marker)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with([' ', '\t', '\r', '\n']))
+}
+
+fn is_blank_or_comment(text: &str) -> bool {
+    text.lines().all(|line| {
+        let line = line.trim();
+        line.is_empty() || line.starts_with('#') || line == "..."
+    })
+}
+
+/// Splits YAML text into documents. Concatenating every document's
+/// `separator` and `text` gives back the input exactly.
+pub fn split_yaml(text: &str) -> Vec<RawDocument> {
+    let mut documents = Vec::new();
+    let mut separator = String::new();
+    let mut body = String::new();
+    let mut first_line = 1;
+    let mut line_number = 0;
+    for line in text.split_inclusive('\n') {
+        line_number += 1;
+        if is_document_marker(line, "---") {
+            push_document(&mut documents, separator, body, first_line);
+            separator = line.to_owned();
+            body = String::new();
+            first_line = line_number + 1;
+        } else {
+            body.push_str(line);
+        }
+    }
+    push_document(&mut documents, separator, body, first_line);
+    let mut index = 0;
+    for document in &mut documents {
+        if !document.empty {
+            index += 1;
+            document.index = index;
+        }
+    }
+    documents
+}
+
+fn push_document(out: &mut Vec<RawDocument>, separator: String, text: String, first_line: usize) {
+    if separator.is_empty() && text.is_empty() {
+        return;
+    }
+    let empty = is_blank_or_comment(&text);
+    out.push(RawDocument {
+        index: 0,
+        first_line,
+        separator,
+        text,
+        empty,
+    });
+}
+
+/// Parses one YAML document into a generic value. Errors carry the line in
+/// the file and never quote the document's content.
+pub fn parse_yaml_document(document: &RawDocument) -> Result<Value, ManifestError> {
+    if document.text.len() > MAX_DOCUMENT_LEN {
+        return Err(ManifestError::at(document, None, "document too large"));
+    }
+    let mut options = serde_saphyr::options::Options::default();
+    // Snippets would quote the input, which may hold plaintext.
+    options.with_snippet = false;
+    serde_saphyr::from_str_with_options::<Value>(&document.text, options).map_err(|err| {
+        let line = err
+            .location()
+            .map(|location| document.first_line + location.line().saturating_sub(1) as usize);
+        ManifestError::at(document, line, yaml_error_message(&err))
+    })
+}
+
+/// The first line of serde-saphyr's message without its `line N column M:`
+/// prefix (the caller reports the line relative to the file).
+fn yaml_error_message(err: &serde_saphyr::Error) -> String {
+    let rendered = err.to_string();
+    let first = rendered.lines().next().unwrap_or("invalid YAML");
+    let first = first.strip_prefix("error: ").unwrap_or(first);
+    let without_position = match first.find(": ") {
+        Some(at) if first.starts_with("line ") => &first[at + 2..],
+        _ => first,
+    };
+    format!("invalid YAML: {without_position}")
+}
+
+/// Parses a JSON document; errors carry the line.
+pub fn parse_json(text: &str) -> Result<Value, ManifestError> {
+    serde_json::from_str(text).map_err(|err| ManifestError {
+        document: 1,
+        line: Some(err.line()),
+        message: format!("invalid JSON: {}", json_error_message(&err)),
+    })
+}
+
+fn json_error_message(err: &serde_json::Error) -> &'static str {
+    use serde_json::error::Category;
+    match err.classify() {
+        Category::Io => "read error",
+        Category::Syntax => "syntax error",
+        Category::Data => "unexpected data",
+        Category::Eof => "unexpected end of input",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn join(documents: &[RawDocument]) -> String {
+        documents
+            .iter()
+            .map(|d| format!("{}{}", d.separator, d.text))
+            .collect()
+    }
+
+    #[test]
+    fn split_keeps_every_byte() {
+        let text = "# head\na: 1\n---\nb: 2\n--- # c\n\n---\nc: |\n  ---x\n  text\n...\n";
+        let documents = split_yaml(text);
+        assert_eq!(join(&documents), text);
+        let non_empty: Vec<_> = documents.iter().filter(|d| !d.empty).collect();
+        assert_eq!(non_empty.len(), 3);
+        assert_eq!(non_empty[1].first_line, 4);
+        assert_eq!(non_empty[2].index, 3);
+        assert_eq!(non_empty[2].first_line, 8);
+    }
+
+    #[test]
+    fn marker_needs_column_zero_and_a_break() {
+        assert_eq!(split_yaml("a: 1\n ---\nb: ---x\n---x: 1\n").len(), 1);
+    }
+
+    #[test]
+    fn yaml_errors_name_the_file_line_without_content() {
+        let documents = split_yaml("a: 1\n---\nkind: Secret\ndata:\n  k: [hunter2\n");
+        let err = parse_yaml_document(&documents[1]).unwrap_err();
+        assert_eq!(err.document, 2);
+        assert!(err.line.is_some_and(|line| line >= 5), "{err:?}");
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+    }
+
+    #[test]
+    fn detects_json() {
+        assert_eq!(SourceFormat::detect("  {\"a\":1}"), SourceFormat::Json);
+        assert_eq!(SourceFormat::detect("a: 1"), SourceFormat::Yaml);
+    }
+}

@@ -1,0 +1,320 @@
+//! A manifest file as a sequence of documents that can be read, classified
+//! and selectively rewritten: documents that are not replaced keep their
+//! exact bytes.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use super::ManifestError;
+use super::documents::{RawDocument, SourceFormat, parse_json, parse_yaml_document, split_yaml};
+use crate::sealed_secret::{API_VERSION, KIND};
+
+/// What a document (or an item of a `List`) holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DocumentKind {
+    SealedSecret,
+    Secret,
+    Other { api_version: String, kind: String },
+}
+
+impl DocumentKind {
+    pub fn of(value: &Value) -> Self {
+        let field = |name: &str| {
+            value
+                .get(name)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned()
+        };
+        let (api_version, kind) = (field("apiVersion"), field("kind"));
+        if api_version == API_VERSION && kind == KIND {
+            DocumentKind::SealedSecret
+        } else if api_version == "v1" && kind == "Secret" {
+            DocumentKind::Secret
+        } else {
+            DocumentKind::Other { api_version, kind }
+        }
+    }
+}
+
+/// One Kubernetes object of a file: a document, or one item of a `List`
+/// document.
+#[derive(Clone, Debug)]
+pub struct Document {
+    /// 1-based document index in the file.
+    pub index: usize,
+    /// 0-based item index when the object is an item of a `kind: List`.
+    pub item: Option<usize>,
+    /// 1-based line where the document starts.
+    pub line: usize,
+    pub kind: DocumentKind,
+    pub value: Value,
+}
+
+impl Document {
+    /// Where this object is, for messages: `document 2` or `document 2, item 3`.
+    pub fn location(&self) -> String {
+        match self.item {
+            Some(item) => format!(
+                "document {} (line {}), item {}",
+                self.index,
+                self.line,
+                item + 1
+            ),
+            None => format!("document {} (line {})", self.index, self.line),
+        }
+    }
+
+    pub fn error(&self, message: impl Into<String>) -> ManifestError {
+        ManifestError {
+            document: self.index,
+            line: Some(self.line),
+            message: match self.item {
+                Some(item) => format!("item {}: {}", item + 1, message.into()),
+                None => message.into(),
+            },
+        }
+    }
+}
+
+/// Output encodings.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum OutputFormat {
+    #[default]
+    Yaml,
+    Json,
+}
+
+/// A parsed manifest file with pending replacements.
+#[derive(Clone, Debug)]
+pub struct ManifestFile {
+    format: SourceFormat,
+    raw: Vec<RawDocument>,
+    replacements: BTreeMap<(usize, Option<usize>), Value>,
+}
+
+impl ManifestFile {
+    pub fn new(text: &str) -> Self {
+        let format = SourceFormat::detect(text);
+        let raw = match format {
+            SourceFormat::Yaml => split_yaml(text),
+            SourceFormat::Json => vec![RawDocument {
+                index: 1,
+                first_line: 1,
+                separator: String::new(),
+                text: text.to_owned(),
+                empty: false,
+            }],
+        };
+        Self {
+            format,
+            raw,
+            replacements: BTreeMap::new(),
+        }
+    }
+
+    pub fn format(&self) -> SourceFormat {
+        self.format
+    }
+
+    /// Parses every non-empty document; `List`s are expanded into their
+    /// items. Stops at the first document that does not parse.
+    pub fn objects(&self) -> Result<Vec<Document>, ManifestError> {
+        let mut objects = Vec::new();
+        for raw in self.raw.iter().filter(|raw| !raw.empty) {
+            let value = self.parse_raw(raw)?;
+            if value.is_null() {
+                continue;
+            }
+            if !value.is_object() {
+                return Err(ManifestError::at(
+                    raw,
+                    None,
+                    "the document is not a mapping",
+                ));
+            }
+            if is_list(&value) {
+                let Some(Value::Array(items)) = value.get("items") else {
+                    return Err(ManifestError::at(raw, None, "a List without items"));
+                };
+                for (item, value) in items.iter().enumerate() {
+                    objects.push(Document {
+                        index: raw.index,
+                        item: Some(item),
+                        line: raw.first_line,
+                        kind: DocumentKind::of(value),
+                        value: value.clone(),
+                    });
+                }
+            } else {
+                objects.push(Document {
+                    index: raw.index,
+                    item: None,
+                    line: raw.first_line,
+                    kind: DocumentKind::of(&value),
+                    value,
+                });
+            }
+        }
+        Ok(objects)
+    }
+
+    fn parse_raw(&self, raw: &RawDocument) -> Result<Value, ManifestError> {
+        match self.format {
+            SourceFormat::Yaml => parse_yaml_document(raw),
+            SourceFormat::Json => parse_json(&raw.text),
+        }
+    }
+
+    /// Replaces one object; takes effect in [`ManifestFile::render`].
+    pub fn replace(&mut self, document: &Document, value: Value) {
+        self.replacements
+            .insert((document.index, document.item), value);
+    }
+
+    pub fn has_replacements(&self) -> bool {
+        !self.replacements.is_empty()
+    }
+
+    /// The file's text with replacements applied. Untouched documents keep
+    /// their bytes; a rewritten YAML document keeps its leading comments.
+    pub fn render(&self) -> Result<String, ManifestError> {
+        let mut out = String::new();
+        for raw in &self.raw {
+            out.push_str(&raw.separator);
+            let whole = self.replacements.get(&(raw.index, None));
+            let has_items = self
+                .replacements
+                .range((raw.index, Some(0))..=(raw.index, Some(usize::MAX)))
+                .next()
+                .is_some();
+            if raw.empty || (whole.is_none() && !has_items) {
+                out.push_str(&raw.text);
+                continue;
+            }
+            let value = match whole {
+                Some(value) => value.clone(),
+                None => {
+                    let mut list = self.parse_raw(raw)?;
+                    if let Some(Value::Array(items)) = list.get_mut("items") {
+                        for ((_, item), value) in self
+                            .replacements
+                            .range((raw.index, Some(0))..=(raw.index, Some(usize::MAX)))
+                        {
+                            if let Some(slot) = item.and_then(|item| items.get_mut(item)) {
+                                *slot = value.clone();
+                            }
+                        }
+                    }
+                    list
+                }
+            };
+            match self.format {
+                SourceFormat::Yaml => {
+                    out.push_str(raw.leading_comments());
+                    out.push_str(
+                        &to_yaml(&value)
+                            .map_err(|message| ManifestError::at(raw, None, message))?,
+                    );
+                }
+                SourceFormat::Json => {
+                    out.push_str(&to_json(&value));
+                    out.push('\n');
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn is_list(value: &Value) -> bool {
+    value.get("kind").and_then(Value::as_str) == Some("List")
+        && value.get("apiVersion").and_then(Value::as_str) == Some("v1")
+}
+
+/// Serializes one object as a YAML document (no `---`), long strings on one
+/// line so sealed values diff cleanly.
+pub fn to_yaml(value: &Value) -> Result<String, String> {
+    let mut options = serde_saphyr::SerializerOptions::default();
+    options.prefer_block_scalars = false;
+    serde_saphyr::to_string_with_options(value, options)
+        .map_err(|err| format!("YAML output: {err}"))
+}
+
+/// Pretty JSON.
+pub fn to_json(value: &Value) -> String {
+    serde_json::to_string_pretty(value).unwrap_or_default()
+}
+
+/// Renders objects as one output stream: YAML documents separated by `---`,
+/// or JSON (one object, or a `v1` `List` of several).
+pub fn render_documents(values: &[Value], format: OutputFormat) -> Result<String, String> {
+    match format {
+        OutputFormat::Yaml => {
+            let mut out = String::new();
+            for (i, value) in values.iter().enumerate() {
+                if i > 0 {
+                    out.push_str("---\n");
+                }
+                out.push_str(&to_yaml(value)?);
+            }
+            Ok(out)
+        }
+        OutputFormat::Json => {
+            let mut out = match values {
+                [one] => to_json(one),
+                many => to_json(&serde_json::json!({
+                    "apiVersion": "v1",
+                    "kind": "List",
+                    "items": many,
+                })),
+            };
+            out.push('\n');
+            Ok(out)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn untouched_documents_keep_their_bytes() {
+        let text = "# keep me\napiVersion: v1\nkind: ConfigMap   # odd spacing\nmetadata: {name: c}\n---\n# comment\napiVersion: kseal.dev/v1alpha1\nkind: SealedSecret\nmetadata: {name: s}\nspec: {encryptedData: {}}\n";
+        let mut file = ManifestFile::new(text);
+        let objects = file.objects().unwrap();
+        assert_eq!(objects.len(), 2);
+        assert_eq!(objects[1].kind, DocumentKind::SealedSecret);
+        assert_eq!(file.render().unwrap(), text);
+        file.replace(&objects[1], json!({"apiVersion": "kseal.dev/v1alpha1", "kind": "SealedSecret", "metadata": {"name": "t"}}));
+        let rendered = file.render().unwrap();
+        assert!(
+            rendered.starts_with("# keep me\napiVersion: v1\nkind: ConfigMap   # odd spacing\n")
+        );
+        assert!(rendered.contains("---\n# comment\napiVersion: kseal.dev/v1alpha1"));
+        assert!(rendered.contains("name: t"));
+    }
+
+    #[test]
+    fn list_items_are_objects() {
+        let text = r#"{"apiVersion":"v1","kind":"List","items":[{"apiVersion":"v1","kind":"Secret"},{"apiVersion":"v1","kind":"ConfigMap"}]}"#;
+        let mut file = ManifestFile::new(text);
+        let objects = file.objects().unwrap();
+        assert_eq!(objects.len(), 2);
+        assert_eq!(objects[0].kind, DocumentKind::Secret);
+        file.replace(&objects[0], json!({"replaced": true}));
+        let rendered: Value = serde_json::from_str(&file.render().unwrap()).unwrap();
+        assert_eq!(rendered["items"][0], json!({"replaced": true}));
+        assert_eq!(rendered["items"][1]["kind"], "ConfigMap");
+    }
+
+    #[test]
+    fn long_strings_stay_on_one_line() {
+        let long = format!("kseal:v1:{}", "A".repeat(300));
+        let yaml = to_yaml(&json!({"k": long})).unwrap();
+        assert_eq!(yaml.lines().count(), 1, "{yaml}");
+    }
+}

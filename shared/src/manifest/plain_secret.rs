@@ -1,0 +1,331 @@
+//! A plain Kubernetes `Secret`, parsed with our own checks so that no error
+//! message quotes a value and every value lives in a zeroizing buffer.
+
+use std::collections::BTreeMap;
+
+use base64::Engine;
+use base64::prelude::BASE64_STANDARD;
+use serde_json::{Map, Value, json};
+use zeroize::Zeroize;
+
+use crate::binding::{MAX_VALUE_LEN, validate_key_name};
+use crate::secret::SecretBytes;
+
+/// Annotations that can hold a copy of the whole object, plaintext included.
+/// They are never carried into a SealedSecret.
+pub const STRIPPED_ANNOTATIONS: &[&str] = &[
+    "kubectl.kubernetes.io/last-applied-configuration",
+    "kapp.k14s.io/original",
+    "kapp.k14s.io/original-diff",
+];
+
+/// The parts of a Secret kseal carries. Everything else in `metadata` (uid,
+/// resourceVersion, creationTimestamp, managedFields, ownerReferences, …)
+/// makes no sense in git and is dropped.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PlainSecret {
+    pub name: String,
+    pub namespace: String,
+    pub type_: Option<String>,
+    pub immutable: Option<bool>,
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+    pub data: BTreeMap<String, SecretBytes>,
+}
+
+impl PlainSecret {
+    /// Reads a `v1` `Secret` from a parsed document. The document's strings
+    /// are wiped afterwards, whether or not it parses.
+    pub fn from_value(mut value: Value) -> Result<Self, String> {
+        let result = Self::read(&value);
+        scrub(&mut value);
+        result
+    }
+
+    fn read(value: &Value) -> Result<Self, String> {
+        let object = value.as_object().ok_or("the document is not a mapping")?;
+        let kind = object.get("kind").and_then(Value::as_str).unwrap_or("");
+        let api_version = object
+            .get("apiVersion")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        if kind != "Secret" || api_version != "v1" {
+            return Err(format!(
+                "expected apiVersion v1, kind Secret; found apiVersion {api_version:?}, kind {kind:?}"
+            ));
+        }
+        let empty = Map::new();
+        let metadata = match object.get("metadata") {
+            None | Some(Value::Null) => &empty,
+            Some(Value::Object(metadata)) => metadata,
+            Some(_) => return Err("metadata is not a mapping".into()),
+        };
+        let mut secret = PlainSecret {
+            name: optional_string(metadata, "name", "metadata.name")?.unwrap_or_default(),
+            namespace: optional_string(metadata, "namespace", "metadata.namespace")?
+                .unwrap_or_default(),
+            type_: optional_string(object, "type", "type")?,
+            immutable: match object.get("immutable") {
+                None | Some(Value::Null) => None,
+                Some(Value::Bool(b)) => Some(*b),
+                Some(_) => return Err("immutable is not a boolean".into()),
+            },
+            labels: string_map(metadata, "labels", "metadata.labels")?,
+            annotations: string_map(metadata, "annotations", "metadata.annotations")?,
+            data: BTreeMap::new(),
+        };
+        if let Some(data) = map_field(object, "data")? {
+            for (key, value) in data {
+                let encoded = value
+                    .as_str()
+                    .ok_or_else(|| format!("data.{key} is not a string"))?;
+                let mut decoded = BASE64_STANDARD
+                    .decode(encoded.trim())
+                    .map_err(|_| format!("data.{key} is not valid base64"))?;
+                let decoded_value = SecretBytes::new(std::mem::take(&mut decoded));
+                secret.insert(key, decoded_value)?;
+            }
+        }
+        // stringData wins over data, as on the API server.
+        if let Some(string_data) = map_field(object, "stringData")? {
+            for (key, value) in string_data {
+                let text = value
+                    .as_str()
+                    .ok_or_else(|| format!("stringData.{key} is not a string"))?;
+                secret.insert(key, SecretBytes::from(text.as_bytes()))?;
+            }
+        }
+        Ok(secret)
+    }
+
+    /// Adds or replaces a value after checking its key name and size.
+    pub fn insert(&mut self, key: &str, value: SecretBytes) -> Result<(), String> {
+        validate_key_name(key).map_err(|err| err.to_string())?;
+        if value.len() > MAX_VALUE_LEN {
+            return Err(format!(
+                "value of {key:?} is {} bytes; a Secret holds at most 1 MiB",
+                value.len()
+            ));
+        }
+        self.data.insert(key.to_owned(), value);
+        let total: usize = self.data.values().map(SecretBytes::len).sum();
+        if total > MAX_VALUE_LEN {
+            return Err(format!(
+                "the Secret's values total {total} bytes; a Secret holds at most 1 MiB"
+            ));
+        }
+        Ok(())
+    }
+
+    /// Removes annotations that may contain plaintext: the known
+    /// whole-object copies, and any annotation whose value contains one of the
+    /// Secret's values. Returns the names of those removed.
+    pub fn strip_leaky_annotations(&mut self) -> Vec<String> {
+        let values: Vec<&[u8]> = self
+            .data
+            .values()
+            .map(SecretBytes::expose)
+            .filter(|value| value.len() >= 4)
+            .collect();
+        let leaky: Vec<String> = self
+            .annotations
+            .iter()
+            .filter(|(key, value)| {
+                STRIPPED_ANNOTATIONS.contains(&key.as_str())
+                    || values
+                        .iter()
+                        .any(|secret| contains(value.as_bytes(), secret))
+            })
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in &leaky {
+            if let Some(mut value) = self.annotations.remove(key) {
+                value.zeroize();
+            }
+        }
+        leaky
+    }
+
+    /// The Secret as a manifest (data base64-encoded). The caller owns the
+    /// plaintext in the result and should [`scrub`] it when done.
+    pub fn to_manifest(&self) -> Value {
+        let mut metadata = Map::new();
+        metadata.insert("name".into(), json!(self.name));
+        if !self.namespace.is_empty() {
+            metadata.insert("namespace".into(), json!(self.namespace));
+        }
+        if !self.labels.is_empty() {
+            metadata.insert("labels".into(), json!(self.labels));
+        }
+        if !self.annotations.is_empty() {
+            metadata.insert("annotations".into(), json!(self.annotations));
+        }
+        let data: Map<String, Value> = self
+            .data
+            .iter()
+            .map(|(key, value)| {
+                (
+                    key.clone(),
+                    Value::String(BASE64_STANDARD.encode(value.expose())),
+                )
+            })
+            .collect();
+        let mut manifest = Map::new();
+        manifest.insert("apiVersion".into(), json!("v1"));
+        manifest.insert("kind".into(), json!("Secret"));
+        manifest.insert("metadata".into(), Value::Object(metadata));
+        if let Some(type_) = &self.type_ {
+            manifest.insert("type".into(), json!(type_));
+        }
+        if let Some(immutable) = self.immutable {
+            manifest.insert("immutable".into(), json!(immutable));
+        }
+        manifest.insert("data".into(), Value::Object(data));
+        Value::Object(manifest)
+    }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|window| window == needle)
+}
+
+fn optional_string(
+    object: &Map<String, Value>,
+    field: &str,
+    path: &str,
+) -> Result<Option<String>, String> {
+    match object.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(format!("{path} is not a string")),
+    }
+}
+
+fn map_field<'a>(
+    object: &'a Map<String, Value>,
+    field: &str,
+) -> Result<Option<&'a Map<String, Value>>, String> {
+    match object.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Object(map)) => Ok(Some(map)),
+        Some(_) => Err(format!("{field} is not a mapping")),
+    }
+}
+
+fn string_map(
+    object: &Map<String, Value>,
+    field: &str,
+    path: &str,
+) -> Result<BTreeMap<String, String>, String> {
+    let Some(map) = map_field(object, field).map_err(|_| format!("{path} is not a mapping"))?
+    else {
+        return Ok(BTreeMap::new());
+    };
+    map.iter()
+        .map(|(key, value)| match value {
+            Value::String(s) => Ok((key.clone(), s.clone())),
+            _ => Err(format!("{path}.{key} is not a string")),
+        })
+        .collect()
+}
+
+/// Overwrites every string in a JSON value with zeros before it is dropped,
+/// so plaintext read from a manifest does not linger in freed memory.
+pub fn scrub(value: &mut Value) {
+    match value {
+        Value::String(s) => s.zeroize(),
+        Value::Array(items) => items.iter_mut().for_each(scrub),
+        Value::Object(map) => {
+            for (_, item) in map.iter_mut() {
+                scrub(item);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secret(value: Value) -> Result<PlainSecret, String> {
+        PlainSecret::from_value(value)
+    }
+
+    #[test]
+    fn data_and_string_data() {
+        let parsed = secret(json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "db", "namespace": "app", "labels": {"a": "b"},
+                          "uid": "123", "resourceVersion": "9",
+                          "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{\"data\":\"hunter2\"}", "note": "x"}},
+            "type": "kubernetes.io/basic-auth",
+            "immutable": true,
+            "data": {"bin": "AP8=", "user": "YWRtaW4="},
+            "stringData": {"user": "root", "password": "hunter2"}
+        }))
+        .unwrap();
+        assert_eq!(parsed.name, "db");
+        assert_eq!(parsed.data["bin"].expose(), &[0, 255]);
+        assert_eq!(parsed.data["user"].expose(), b"root");
+        assert_eq!(parsed.data["password"].expose(), b"hunter2");
+        assert_eq!(parsed.immutable, Some(true));
+        let mut parsed = parsed;
+        let stripped = parsed.strip_leaky_annotations();
+        assert_eq!(
+            stripped,
+            vec!["kubectl.kubernetes.io/last-applied-configuration"]
+        );
+        assert!(parsed.annotations.contains_key("note"));
+    }
+
+    #[test]
+    fn annotation_containing_a_value_is_stripped() {
+        let mut parsed = secret(json!({
+            "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "x",
+            "annotations": {"copy": "pw=s3cr3t!", "ok": "fine"}},
+            "stringData": {"pw": "s3cr3t!"}
+        }))
+        .unwrap();
+        assert_eq!(parsed.strip_leaky_annotations(), vec!["copy"]);
+    }
+
+    #[test]
+    fn errors_do_not_quote_values() {
+        let err = secret(json!({"apiVersion": "v1", "kind": "Secret", "data": {"k": "hunter2!"}}))
+            .unwrap_err();
+        assert!(err.contains("data.k is not valid base64"), "{err}");
+        assert!(!err.contains("hunter2"));
+        let err =
+            secret(json!({"apiVersion": "v1", "kind": "Secret", "data": {"bad/key": "YQ=="}}))
+                .unwrap_err();
+        assert!(err.contains("invalid data key name"), "{err}");
+        let err = secret(json!({"apiVersion": "v1", "kind": "ConfigMap"})).unwrap_err();
+        assert!(err.contains("ConfigMap"), "{err}");
+    }
+
+    #[test]
+    fn size_limit() {
+        let big = "a".repeat(MAX_VALUE_LEN + 1);
+        let err = secret(json!({"apiVersion": "v1", "kind": "Secret", "stringData": {"k": big}}))
+            .unwrap_err();
+        assert!(err.contains("1 MiB"), "{err}");
+        let half = "a".repeat(MAX_VALUE_LEN / 2 + 1);
+        let err = secret(json!({"apiVersion": "v1", "kind": "Secret",
+            "stringData": {"a": half, "b": half}}))
+        .unwrap_err();
+        assert!(err.contains("total"), "{err}");
+    }
+
+    #[test]
+    fn round_trip_through_manifest() {
+        let original = secret(json!({
+            "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "n", "namespace": "ns"},
+            "type": "Opaque", "data": {"k": "AAEC"}
+        }))
+        .unwrap();
+        assert_eq!(secret(original.to_manifest()).unwrap(), original);
+    }
+}

@@ -1,0 +1,106 @@
+//! The `SealedSecret` custom resource (`kseal.dev/v1alpha1`). The CRD the
+//! controller installs is generated from these types.
+
+use std::collections::BTreeMap;
+
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::binding::Scope;
+
+/// API group of kseal's resources.
+pub const GROUP: &str = "kseal.dev";
+/// API version of the SealedSecret resource.
+pub const VERSION: &str = "v1alpha1";
+/// `apiVersion` as written in manifests.
+pub const API_VERSION: &str = "kseal.dev/v1alpha1";
+/// `kind` as written in manifests.
+pub const KIND: &str = "SealedSecret";
+
+/// A Secret whose values are encrypted to the cluster's keys; safe to commit.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[kube(
+    group = "kseal.dev",
+    version = "v1alpha1",
+    kind = "SealedSecret",
+    namespaced,
+    status = "SealedSecretStatus",
+    shortname = "kss",
+    category = "kseal",
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct SealedSecretSpec {
+    /// Where the values may be unsealed: `strict` (this namespace and name),
+    /// `namespace-wide` (any name in this namespace) or `cluster-wide`.
+    #[serde(default)]
+    pub scope: Scope,
+    /// One sealed value per Secret data key (`kseal:v1:…`).
+    #[serde(default)]
+    pub encrypted_data: BTreeMap<String, String>,
+    /// Metadata and settings of the Secret the controller creates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<SecretTemplate>,
+}
+
+/// The parts of the resulting Secret that are not its data.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretTemplate {
+    /// The Secret's `type` (default `Opaque`).
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    pub type_: Option<String>,
+    /// Whether the Secret is immutable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub immutable: Option<bool>,
+    /// Labels and annotations of the Secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<TemplateMetadata>,
+}
+
+/// Labels and annotations carried to the Secret.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TemplateMetadata {
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// What the controller last observed.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SealedSecretStatus {
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Standard conditions; `Ready` says whether the Secret is in sync.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// The key ids the values are sealed to (sorted, unique).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub key_ids: Vec<String>,
+}
+
+/// A condition in the standard Kubernetes form (`metav1.Condition`).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Condition {
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// `True`, `False` or `Unknown`.
+    pub status: String,
+    /// A CamelCase reason, stable for automation.
+    pub reason: String,
+    /// A human-readable message; never contains secret material.
+    #[serde(default)]
+    pub message: String,
+    /// When the status last changed (RFC 3339).
+    pub last_transition_time: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+}
