@@ -1,1 +1,94 @@
-fn main() {}
+//! `kseal`: the command line. Each subcommand lives in `commands/`; this file
+//! only parses arguments, dispatches, and turns errors into exit codes.
+#![forbid(unsafe_code)]
+
+mod args;
+mod commands;
+mod io;
+mod keys;
+
+use std::fmt;
+use std::process::ExitCode;
+
+use clap::{CommandFactory, Parser};
+
+use crate::args::{Cli, Command};
+
+/// Exit status for failures (bad input, a failed check, …).
+const EXIT_FAILURE: u8 = 1;
+/// Exit status for usage errors, as clap uses.
+const EXIT_USAGE: u8 = 2;
+
+/// A usage error found after parsing (a combination clap cannot express).
+#[derive(Debug)]
+pub struct UsageError(String);
+
+impl UsageError {
+    pub fn new(message: impl Into<String>) -> Self {
+        Self(message.into())
+    }
+}
+
+impl fmt::Display for UsageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
+        Err(err) => {
+            // The whole chain, ripgrep-style: "what: why: root cause".
+            eprintln!("kseal: error: {err:#}");
+            if err.downcast_ref::<UsageError>().is_some() {
+                eprintln!("Run 'kseal --help' for usage.");
+                ExitCode::from(EXIT_USAGE)
+            } else {
+                ExitCode::from(EXIT_FAILURE)
+            }
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Keygen(args) => commands::keygen::run(args),
+        Command::Seal(args) => commands::seal::run(args),
+        Command::Unseal(args) => commands::unseal::run(args),
+        Command::Rewrap(args) => commands::rewrap::run(args),
+        Command::Inspect(args) => commands::inspect::inspect(args),
+        Command::Validate(args) => commands::inspect::validate(args),
+        Command::Check(args) => commands::check::run(args),
+        Command::Completions(args) => {
+            let mut out = Vec::new();
+            clap_complete::generate(args.shell, &mut Cli::command(), "kseal", &mut out);
+            io::write_stdout(&out)
+        }
+        Command::Man => {
+            let mut out = Vec::new();
+            clap_mangen::Man::new(Cli::command()).render(&mut out)?;
+            for sub in Cli::command()
+                .get_subcommands()
+                .filter(|s| !s.is_hide_set())
+            {
+                let sub = sub.clone().name(format!("kseal-{}", sub.get_name()));
+                clap_mangen::Man::new(sub).render(&mut out)?;
+            }
+            io::write_stdout(&out)
+        }
+    }
+}
+
+/// A reader that went away (`kseal inspect … | head`) is not an error.
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}

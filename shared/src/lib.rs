@@ -25,3 +25,6 @@ pub use error::{KeyError, SealError};
 pub use keys::{Identity, KeyId, Recipient};
 pub use sealed_secret::{SealedSecret, SealedSecretSpec, SealedSecretStatus};
 pub use secret::{DataKey, SecretBytes};
+
+// Re-exported so callers use the same age (and its `secrecy`) as this crate.
+pub use age;

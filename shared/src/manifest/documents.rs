@@ -126,6 +126,8 @@ pub fn parse_yaml_document(document: &RawDocument) -> Result<Value, ManifestErro
     let mut options = serde_saphyr::options::Options::default();
     // Snippets would quote the input, which may hold plaintext.
     options.with_snippet = false;
+    // YAML 1.2 core booleans only: `namespace: n` is the string "n".
+    options.strict_booleans = true;
     serde_saphyr::from_str_with_options::<Value>(&document.text, options).map_err(|err| {
         let line = err
             .location()

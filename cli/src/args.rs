@@ -1,0 +1,219 @@
+//! The command line, defined once: parsing, `--help`, completions and the
+//! man page all come from these types.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "kseal",
+    version,
+    about = "Seal Kubernetes Secrets into SealedSecrets that are safe to commit",
+    long_about = "kseal encrypts Kubernetes Secrets to a cluster's age public keys. The resulting \
+SealedSecret manifests are safe to keep in git; only the cluster's controller (or someone \
+holding a backed-up key) can turn them back into Secrets.",
+    after_help = "Exit status: 0 on success, 1 on failure (or, for `check`, when a plaintext \
+Secret is found), 2 on a usage error.",
+    propagate_version = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Generate a new age X25519 identity (cluster or recovery key)
+    Keygen(KeygenArgs),
+    /// Seal Secret manifests (or literals and files) into SealedSecrets
+    Seal(SealArgs),
+    /// Decrypt SealedSecrets back into Secret manifests with a private key (recovery)
+    Unseal(UnsealArgs),
+    /// Re-wrap every value's data key to new recipients, offline
+    Rewrap(RewrapArgs),
+    /// Show scope, names and key ids of SealedSecrets without decrypting
+    Inspect(InspectArgs),
+    /// Check that SealedSecrets are well-formed, offline
+    Validate(ValidateArgs),
+    /// Find plaintext Secret manifests (for pre-commit hooks and CI)
+    Check(CheckArgs),
+    /// Print a shell completion script
+    Completions(CompletionsArgs),
+    /// Print the man page (roff)
+    #[command(hide = true)]
+    Man,
+}
+
+#[derive(Debug, Args)]
+pub struct KeygenArgs {
+    /// Write the identity to FILE (created with mode 0600) instead of stdout
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Overwrite FILE if it exists
+    #[arg(long, requires = "output")]
+    pub force: bool,
+}
+
+/// Where recipients come from when no flag gives them: `.kseal.yaml`.
+#[derive(Debug, Args, Clone, Default)]
+pub struct RecipientArgs {
+    /// Seal to this age recipient (age1…); repeatable
+    #[arg(short = 'r', long = "recipient", value_name = "RECIPIENT")]
+    pub recipients: Vec<String>,
+    /// Seal to every recipient in FILE (age recipients-file format); repeatable
+    #[arg(short = 'R', long = "recipients-file", value_name = "FILE")]
+    pub recipients_files: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct IdentityArgs {
+    /// Private key file as written by `kseal keygen` or `age-keygen`; repeatable
+    #[arg(short = 'i', long = "identity", value_name = "FILE", required = true)]
+    pub identities: Vec<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, Default, PartialEq, Eq)]
+pub enum Format {
+    #[default]
+    Yaml,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum ScopeArg {
+    Strict,
+    NamespaceWide,
+    ClusterWide,
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  kseal seal -f secret.yaml -o sealed.yaml
+  kubectl create secret generic db --from-literal=password=s3cr3t --dry-run=client -o yaml | kseal seal
+  kseal seal --name db --namespace app --from-literal password=s3cr3t --merge-into sealed.yaml
+  kseal seal --raw --name db --namespace app --from-file password=./pw.txt")]
+pub struct SealArgs {
+    /// Read Secret manifests from FILE (YAML or JSON, several documents allowed); `-` is stdin
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    pub file: Option<PathBuf>,
+    /// Write the SealedSecrets to FILE (atomically) instead of stdout
+    #[arg(short, long, value_name = "FILE", conflicts_with = "merge_into")]
+    pub output: Option<PathBuf>,
+    /// Output format
+    #[arg(long, value_enum, default_value_t = Format::Yaml)]
+    pub format: Format,
+    /// Where the values may be unsealed [default: from .kseal.yaml, else strict]
+    #[arg(long, value_enum)]
+    pub scope: Option<ScopeArg>,
+    #[command(flatten)]
+    pub recipients: RecipientArgs,
+    /// Add a value KEY=VALUE; repeatable
+    #[arg(long = "from-literal", value_name = "KEY=VALUE")]
+    pub from_literal: Vec<String>,
+    /// Add a value from a file, keyed by KEY or the file name; repeatable
+    #[arg(long = "from-file", value_name = "[KEY=]PATH")]
+    pub from_file: Vec<String>,
+    /// Add every KEY=VALUE line of an env file; repeatable
+    #[arg(long = "from-env-file", value_name = "PATH")]
+    pub from_env_file: Vec<PathBuf>,
+    /// Name of the Secret (required with --from-*, fills in a manifest's missing name)
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Namespace of the Secret (required with --from-* unless cluster-wide)
+    #[arg(short = 'n', long)]
+    pub namespace: Option<String>,
+    /// Secret type for --from-* input (default Opaque)
+    #[arg(long = "type", value_name = "TYPE")]
+    pub secret_type: Option<String>,
+    /// Add or replace the given keys in this SealedSecret file, atomically; other values stay byte-identical
+    #[arg(long = "merge-into", value_name = "FILE")]
+    pub merge_into: Option<PathBuf>,
+    /// Print only the sealed string of one value (needs exactly one value)
+    #[arg(long, conflicts_with_all = ["merge_into", "format"])]
+    pub raw: bool,
+    /// With --raw and the value on stdin: the data key name to seal it for
+    #[arg(long, value_name = "KEY", requires = "raw")]
+    pub key: Option<String>,
+    /// Seal a Secret that has no data (otherwise an error)
+    #[arg(long)]
+    pub allow_empty_data: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct UnsealArgs {
+    #[command(flatten)]
+    pub identities: IdentityArgs,
+    /// Read SealedSecrets from FILE; `-` is stdin
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    pub file: Option<PathBuf>,
+    /// Write the Secrets to FILE (mode 0600, atomically) instead of stdout
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Output format
+    #[arg(long, value_enum, default_value_t = Format::Yaml)]
+    pub format: Format,
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  kseal rewrap -i backup-key.txt -R cluster-keys.txt --in-place clusters/
+  kseal rewrap -i old.txt -r age1… sealed.yaml > rewrapped.yaml")]
+pub struct RewrapArgs {
+    #[command(flatten)]
+    pub identities: IdentityArgs,
+    #[command(flatten)]
+    pub recipients: RecipientArgs,
+    /// Rewrite the files in place (atomically); required for directories and several files
+    #[arg(long)]
+    pub in_place: bool,
+    /// Files or directories (searched for *.yaml, *.yml, *.json)
+    #[arg(value_name = "PATH", required = true)]
+    pub paths: Vec<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, Default, PartialEq, Eq)]
+pub enum InspectFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// Output format
+    #[arg(long, value_enum, default_value_t = InspectFormat::Text)]
+    pub format: InspectFormat,
+    /// Files or directories; `-` or nothing reads stdin
+    #[arg(value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// Files or directories; `-` or nothing reads stdin
+    #[arg(value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = "As a pre-commit hook (.pre-commit-config.yaml):
+  - repo: local
+    hooks:
+      - id: kseal-check
+        name: no plaintext Secrets
+        entry: kseal check
+        language: system
+        files: \\.(ya?ml|json)$")]
+pub struct CheckArgs {
+    /// Files or directories to scan
+    #[arg(value_name = "PATH", required = true)]
+    pub paths: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to generate completions for
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}

@@ -1,0 +1,226 @@
+//! `kseal inspect` and `kseal validate`: what SealedSecrets hold and whether
+//! they are well-formed, without any key.
+
+use anyhow::{Result, anyhow, bail};
+use kseal_shared::KeyId;
+use kseal_shared::binding::validate_key_name;
+use kseal_shared::envelope::{SealedValue, VERSION};
+use kseal_shared::manifest::{Document, DocumentKind, ManifestFile};
+use kseal_shared::sealed_secret::SealedSecret;
+use serde::Serialize;
+
+use crate::args::{InspectArgs, InspectFormat, ValidateArgs};
+use crate::io::{Source, manifest_files, write_stdout};
+
+#[derive(Debug, Serialize)]
+struct Report {
+    file: String,
+    document: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    item: Option<usize>,
+    line: usize,
+    namespace: Option<String>,
+    name: Option<String>,
+    scope: String,
+    values: Vec<ValueReport>,
+    /// Object-level problems (empty when well-formed).
+    problems: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct ValueReport {
+    key: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    version: Option<String>,
+    key_ids: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+impl Report {
+    fn is_valid(&self) -> bool {
+        self.problems.is_empty() && self.values.iter().all(|value| value.error.is_none())
+    }
+
+    fn object(&self) -> String {
+        match (&self.namespace, &self.name) {
+            (Some(namespace), Some(name)) => format!("{namespace}/{name}"),
+            (None, Some(name)) => name.clone(),
+            _ => "<unnamed>".into(),
+        }
+    }
+
+    fn location(&self) -> String {
+        match self.item {
+            Some(item) => format!(
+                "{}: document {} (line {}), item {}",
+                self.file,
+                self.document,
+                self.line,
+                item + 1
+            ),
+            None => format!(
+                "{}: document {} (line {})",
+                self.file, self.document, self.line
+            ),
+        }
+    }
+}
+
+/// Reads every SealedSecret of the given paths (stdin when none).
+fn reports(paths: &[std::path::PathBuf]) -> Result<Vec<Report>> {
+    let sources: Vec<Source> = if paths.is_empty() || paths.iter().all(|p| p.as_os_str() == "-") {
+        vec![Source::Stdin]
+    } else {
+        manifest_files(paths)?
+            .into_iter()
+            .map(Source::File)
+            .collect()
+    };
+    let mut reports = Vec::new();
+    for source in sources {
+        let text = source.read()?;
+        let objects = ManifestFile::new(&text)
+            .objects()
+            .map_err(|err| anyhow!("{}: {err}", source.display()))?;
+        for object in objects
+            .iter()
+            .filter(|o| o.kind == DocumentKind::SealedSecret)
+        {
+            reports.push(report(&source, object));
+        }
+    }
+    Ok(reports)
+}
+
+fn report(source: &Source, object: &Document) -> Report {
+    let mut report = Report {
+        file: source.display(),
+        document: object.index,
+        item: object.item,
+        line: object.line,
+        namespace: None,
+        name: None,
+        scope: String::new(),
+        values: Vec::new(),
+        problems: Vec::new(),
+    };
+    let sealed: SealedSecret = match serde_json::from_value(object.value.clone()) {
+        Ok(sealed) => sealed,
+        Err(err) => {
+            report
+                .problems
+                .push(format!("not a valid SealedSecret: {err}"));
+            return report;
+        }
+    };
+    report.namespace = sealed.metadata.namespace.clone();
+    report.name = sealed.metadata.name.clone();
+    report.scope = sealed.spec.scope.to_string();
+    if report.name.as_deref().unwrap_or_default().is_empty() {
+        report.problems.push("metadata.name is missing".into());
+    }
+    if sealed.spec.scope.binds_namespace()
+        && report.namespace.as_deref().unwrap_or_default().is_empty()
+    {
+        report.problems.push(format!(
+            "metadata.namespace is missing, but scope {} binds values to it",
+            sealed.spec.scope
+        ));
+    }
+    if sealed.spec.encrypted_data.is_empty() {
+        report.problems.push("spec.encryptedData is empty".into());
+    }
+    for (key, encoded) in &sealed.spec.encrypted_data {
+        let mut value = ValueReport {
+            key: key.clone(),
+            version: None,
+            key_ids: Vec::new(),
+            error: validate_key_name(key).err().map(|err| err.to_string()),
+        };
+        match SealedValue::parse(encoded) {
+            Ok(parsed) => {
+                value.version = Some(VERSION.to_owned());
+                value.key_ids = parsed.key_ids().iter().map(KeyId::to_string).collect();
+            }
+            Err(err) => value.error = Some(err.to_string()),
+        }
+        report.values.push(value);
+    }
+    report
+}
+
+pub fn inspect(args: InspectArgs) -> Result<()> {
+    let reports = reports(&args.paths)?;
+    let output = match args.format {
+        InspectFormat::Json => format!("{}\n", serde_json::to_string_pretty(&reports)?),
+        InspectFormat::Text => {
+            let mut out = String::new();
+            for report in &reports {
+                out.push_str(&format!(
+                    "{}: SealedSecret {} (scope {})\n",
+                    report.location(),
+                    report.object(),
+                    report.scope
+                ));
+                for problem in &report.problems {
+                    out.push_str(&format!("  problem: {problem}\n"));
+                }
+                for value in &report.values {
+                    match &value.error {
+                        Some(error) => {
+                            out.push_str(&format!("  {}: invalid: {error}\n", value.key))
+                        }
+                        None => out.push_str(&format!(
+                            "  {}: {} keys {}\n",
+                            value.key,
+                            value.version.as_deref().unwrap_or("?"),
+                            value.key_ids.join(",")
+                        )),
+                    }
+                }
+            }
+            out
+        }
+    };
+    write_stdout(output.as_bytes())?;
+    if reports.iter().any(|report| !report.is_valid()) {
+        bail!("some SealedSecrets are malformed (see above)");
+    }
+    Ok(())
+}
+
+pub fn validate(args: ValidateArgs) -> Result<()> {
+    let reports = reports(&args.paths)?;
+    let mut problems = 0;
+    for report in &reports {
+        for problem in &report.problems {
+            problems += 1;
+            eprintln!(
+                "kseal: {}: {}: {problem}",
+                report.location(),
+                report.object()
+            );
+        }
+        for value in &report.values {
+            if let Some(error) = &value.error {
+                problems += 1;
+                eprintln!(
+                    "kseal: {}: {}: key {:?}: {error}",
+                    report.location(),
+                    report.object(),
+                    value.key
+                );
+            }
+        }
+    }
+    let values: usize = reports.iter().map(|report| report.values.len()).sum();
+    if problems > 0 {
+        bail!("{problems} problem(s) in {} SealedSecret(s)", reports.len());
+    }
+    eprintln!(
+        "kseal: {} SealedSecret(s), {values} value(s): well-formed",
+        reports.len()
+    );
+    Ok(())
+}

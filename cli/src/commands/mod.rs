@@ -1,0 +1,8 @@
+//! One module per subcommand.
+
+pub mod check;
+pub mod inspect;
+pub mod keygen;
+pub mod rewrap;
+pub mod seal;
+pub mod unseal;

@@ -1,0 +1,96 @@
+//! Recipients and identities from flags, files and `.kseal.yaml`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use kseal_shared::config::{CONFIG_FILE_NAME, Config};
+use kseal_shared::keys::{dedup_recipients, parse_identity_file, parse_recipients_file};
+use kseal_shared::{Keyring, Recipient, Scope};
+
+use crate::args::RecipientArgs;
+
+/// Recipients and, when they came from a rule, the rule's scope.
+#[derive(Debug)]
+pub struct Resolved {
+    pub recipients: Vec<Recipient>,
+    pub scope: Option<Scope>,
+}
+
+/// Recipients from `-r`/`-R`, if any were given.
+pub fn from_flags(args: &RecipientArgs) -> Result<Option<Vec<Recipient>>> {
+    let mut recipients = Vec::new();
+    for text in &args.recipients {
+        recipients.push(text.parse::<Recipient>()?);
+    }
+    for file in &args.recipients_files {
+        let text = std::fs::read_to_string(file)
+            .with_context(|| format!("{}: cannot read", file.display()))?;
+        recipients
+            .extend(parse_recipients_file(&text).with_context(|| file.display().to_string())?);
+    }
+    dedup_recipients(&mut recipients);
+    Ok((!recipients.is_empty()).then_some(recipients))
+}
+
+/// Recipients from flags, or else from the first `.kseal.yaml` rule that
+/// matches `path` (the file being written, or read).
+pub fn resolve(args: &RecipientArgs, path: Option<&Path>) -> Result<Resolved> {
+    if let Some(recipients) = from_flags(args)? {
+        return Ok(Resolved {
+            recipients,
+            scope: None,
+        });
+    }
+    let cwd = std::env::current_dir().context("cannot read the working directory")?;
+    let Some(config) = Config::find(&cwd)? else {
+        bail!(
+            "no recipients: pass -r/--recipient or -R/--recipients-file, or add a {CONFIG_FILE_NAME} with creation_rules"
+        );
+    };
+    let absolute = path.map(|path| absolute(&cwd, path));
+    let Some(rule) = config.rule_for(absolute.as_deref()) else {
+        bail!(
+            "no recipients: no creation rule in {} matches {}",
+            config.path.display(),
+            match path {
+                Some(path) => path.display().to_string(),
+                None => "stdin/stdout (name the output with -o, or add a rule without path_regex)"
+                    .into(),
+            }
+        );
+    };
+    let mut recipients = rule.recipients.clone();
+    dedup_recipients(&mut recipients);
+    Ok(Resolved {
+        recipients,
+        scope: rule.scope,
+    })
+}
+
+fn absolute(cwd: &Path, path: &Path) -> PathBuf {
+    let joined = cwd.join(path);
+    // Canonicalize what exists (the directory) so symlinks such as /tmp on
+    // macOS compare equal to the config's location.
+    match (joined.parent(), joined.file_name()) {
+        (Some(parent), Some(name)) => parent
+            .canonicalize()
+            .map(|parent| parent.join(name))
+            .unwrap_or(joined),
+        _ => joined,
+    }
+}
+
+/// Loads every identity of every file into one keyring.
+pub fn keyring(files: &[PathBuf]) -> Result<Keyring> {
+    let mut keyring = Keyring::default();
+    for file in files {
+        let text = zeroize::Zeroizing::new(
+            std::fs::read_to_string(file)
+                .with_context(|| format!("{}: cannot read", file.display()))?,
+        );
+        for identity in parse_identity_file(&text).with_context(|| file.display().to_string())? {
+            keyring.insert(identity);
+        }
+    }
+    Ok(keyring)
+}

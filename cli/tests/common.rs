@@ -1,0 +1,156 @@
+//! Helpers shared by the CLI tests: they run the real `kseal` binary.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+
+pub fn kseal() -> Command {
+    let mut command = Command::cargo_bin("kseal").expect("kseal binary");
+    command.env_remove("KUBECONFIG");
+    command
+}
+
+/// A temporary directory with an identity; commands run inside it.
+pub struct Workspace {
+    pub dir: tempfile::TempDir,
+    pub identity: PathBuf,
+    pub recipient: String,
+}
+
+impl Workspace {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let identity = dir.path().join("key.txt");
+        let output = kseal()
+            .arg("keygen")
+            .arg("-o")
+            .arg(&identity)
+            .output()
+            .expect("keygen");
+        assert!(output.status.success(), "{output:?}");
+        let recipient = String::from_utf8(output.stdout)
+            .expect("utf8")
+            .trim()
+            .to_owned();
+        Self {
+            dir,
+            identity,
+            recipient,
+        }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn write(&self, name: &str, contents: &str) -> PathBuf {
+        let path = self.path(name);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).expect("mkdir");
+        }
+        std::fs::write(&path, contents).expect("write");
+        path
+    }
+
+    pub fn read(&self, name: &str) -> String {
+        std::fs::read_to_string(self.path(name)).expect("read")
+    }
+
+    pub fn cmd(&self) -> Command {
+        let mut command = kseal();
+        command.current_dir(self.dir.path());
+        command
+    }
+
+    /// Seals `secret` (YAML) to this workspace's key; returns the output.
+    pub fn seal(&self, secret: &str, extra: &[&str]) -> String {
+        let output = self
+            .cmd()
+            .args(["seal", "-r", &self.recipient])
+            .args(extra)
+            .write_stdin(secret.to_owned())
+            .output()
+            .expect("seal");
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).expect("utf8")
+    }
+
+    pub fn unseal(&self, sealed: &str) -> std::process::Output {
+        self.cmd()
+            .args(["unseal", "-i"])
+            .arg(&self.identity)
+            .write_stdin(sealed.to_owned())
+            .output()
+            .expect("unseal")
+    }
+}
+
+pub const SECRET: &str = "apiVersion: v1
+kind: Secret
+metadata:
+  name: db
+  namespace: app
+  labels:
+    team: payments
+  annotations:
+    note: kept
+type: kubernetes.io/basic-auth
+data:
+  binary: AP8AAQ==
+stringData:
+  username: admin
+  password: hunter2-canary
+";
+
+pub fn stderr(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+pub fn stdout(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+pub fn assert_exit(output: &std::process::Output, code: i32) {
+    assert_eq!(
+        output.status.code(),
+        Some(code),
+        "stdout: {}\nstderr: {}",
+        stdout(output),
+        stderr(output)
+    );
+}
+
+/// Replaces the field `index` (0-based, `:`-separated) of every sealed value
+/// in a manifest for key `key` with `f(field)`.
+pub fn edit_value(manifest: &str, key: &str, f: impl Fn(&str) -> String) -> String {
+    manifest
+        .lines()
+        .map(|line| {
+            let prefix = format!("    {key}: ");
+            match line.strip_prefix(&prefix) {
+                Some(value) => format!("{prefix}{}", f(value)),
+                None => line.to_owned(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n"
+}
+
+pub fn value_of(manifest: &str, key: &str) -> String {
+    let prefix = format!("    {key}: ");
+    manifest
+        .lines()
+        .find_map(|line| line.strip_prefix(&prefix))
+        .unwrap_or_else(|| panic!("no value {key} in\n{manifest}"))
+        .to_owned()
+}
+
+pub fn exists(path: &Path) -> bool {
+    path.exists()
+}
