@@ -1,0 +1,318 @@
+//! `rewrap`, `inspect`, `validate`, `check`, `.kseal.yaml`, completions and
+//! the man page, through the real binary.
+
+mod common;
+
+use common::*;
+
+fn sealed_fields(value: &str) -> Vec<String> {
+    value.split(':').map(str::to_owned).collect()
+}
+
+#[test]
+fn rewrap_in_place_over_a_tree() {
+    let old = Workspace::new();
+    let new = Workspace::new();
+    let sealed = old.seal(SECRET, &[]);
+    let config_map = "apiVersion: v1\nkind: ConfigMap\nmetadata:   {name: keep-me}   # odd\n";
+    old.write("repo/app/db.yaml", &format!("{config_map}---\n{sealed}"));
+    old.write("repo/app/nested/db.json", &ws_json(&old));
+    old.write("repo/README.md", "not a manifest\n");
+    old.write("repo/.git/ignored.yaml", "kind: [broken");
+    let output = old
+        .cmd()
+        .args(["rewrap", "--in-place", "-i"])
+        .arg(&old.identity)
+        .args(["-r", &new.recipient, "repo"])
+        .output()
+        .unwrap();
+    assert_exit(&output, 0);
+    assert!(
+        stderr(&output)
+            .contains("4 value(s) re-wrapped, 0 already current, 0 failed; 2 file(s) rewritten"),
+        "{}",
+        stderr(&output)
+    );
+    let rewrapped = old.read("repo/app/db.yaml");
+    assert!(
+        rewrapped.starts_with(&format!("{config_map}---\n")),
+        "{rewrapped}"
+    );
+    for key in ["username", "password", "binary"] {
+        let (before, after) = (
+            sealed_fields(&value_of(&sealed, key)),
+            sealed_fields(&value_of(&rewrapped, key)),
+        );
+        assert_eq!(
+            before[4..],
+            after[4..],
+            "{key}: nonce or ciphertext changed"
+        );
+        assert_ne!(before[2], after[2], "{key}: key ids unchanged");
+    }
+    // The new key opens it, the old one does not.
+    let doc = rewrapped.split("---\n").nth(1).unwrap().to_owned();
+    assert_exit(&new.unseal(&doc), 0);
+    assert_exit(&old.unseal(&doc), 1);
+    // A second run finds everything current and writes nothing.
+    let output = old
+        .cmd()
+        .args(["rewrap", "--in-place", "-i"])
+        .arg(&new.identity)
+        .args(["-r", &new.recipient, "repo"])
+        .output()
+        .unwrap();
+    assert_exit(&output, 0);
+    assert!(
+        stderr(&output).contains("0 value(s) re-wrapped, 4 already current"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(old.read("repo/app/db.yaml"), rewrapped);
+}
+
+fn ws_json(ws: &Workspace) -> String {
+    ws.seal(
+        r#"{"apiVersion":"v1","kind":"Secret","metadata":{"name":"j","namespace":"ns"},"data":{"k":"dg=="}}"#,
+        &["--format", "json"],
+    )
+}
+
+#[test]
+fn rewrap_single_file_to_stdout_and_failures() {
+    let old = Workspace::new();
+    let new = Workspace::new();
+    let sealed = old.seal(SECRET, &[]);
+    old.write("one.yaml", &sealed);
+    let output = old
+        .cmd()
+        .args(["rewrap", "-i"])
+        .arg(&old.identity)
+        .args(["-r", &new.recipient, "one.yaml"])
+        .output()
+        .unwrap();
+    assert_exit(&output, 0);
+    assert_exit(&new.unseal(&stdout(&output)), 0);
+    assert_eq!(
+        old.read("one.yaml"),
+        sealed,
+        "file changed without --in-place"
+    );
+    // A directory needs --in-place.
+    let output = old
+        .cmd()
+        .args(["rewrap", "-i"])
+        .arg(&old.identity)
+        .args(["-r", &new.recipient, "."])
+        .output()
+        .unwrap();
+    assert_exit(&output, 2);
+    // With the wrong identity every value fails and the file is untouched.
+    let output = old
+        .cmd()
+        .args(["rewrap", "--in-place", "-i"])
+        .arg(&new.identity)
+        .args(["-r", &new.recipient])
+        .arg("one.yaml")
+        .output()
+        .unwrap();
+    assert_exit(&output, 1);
+    assert!(stderr(&output).contains("3 failed"), "{}", stderr(&output));
+    assert_eq!(old.read("one.yaml"), sealed);
+}
+
+#[test]
+fn inspect_shows_keys_without_decrypting() {
+    let a = Workspace::new();
+    let b = Workspace::new();
+    let sealed = a.seal(SECRET, &["-r", &b.recipient]);
+    a.write("s.yaml", &sealed);
+    let key_id = |recipient: &str| -> String {
+        use sha2::Digest;
+        sha2::Sha256::digest(recipient.as_bytes())[..8]
+            .iter()
+            .map(|x| format!("{x:02x}"))
+            .collect()
+    };
+    let output = a.cmd().args(["inspect", "s.yaml"]).output().unwrap();
+    assert_exit(&output, 0);
+    let text = stdout(&output);
+    assert!(
+        text.contains("SealedSecret app/db (scope strict)"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "password: v1 keys {},{}",
+            key_id(&a.recipient),
+            key_id(&b.recipient)
+        )),
+        "{text}"
+    );
+    let output = a
+        .cmd()
+        .args(["inspect", "--format", "json", "s.yaml"])
+        .output()
+        .unwrap();
+    let json: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
+    assert_eq!(json[0]["scope"], "strict");
+    assert_eq!(json[0]["values"].as_array().unwrap().len(), 3);
+    assert_eq!(json[0]["values"][0]["key_ids"][0], key_id(&a.recipient));
+    // From stdin.
+    let output = a.cmd().arg("inspect").write_stdin(sealed).output().unwrap();
+    assert_exit(&output, 0);
+}
+
+#[test]
+fn validate_reports_every_problem() {
+    let ws = Workspace::new();
+    let sealed = ws.seal(SECRET, &[]);
+    ws.write("good.yaml", &sealed);
+    let output = ws.cmd().args(["validate", "good.yaml"]).output().unwrap();
+    assert_exit(&output, 0);
+    assert!(stderr(&output).contains("1 SealedSecret(s), 3 value(s): well-formed"));
+
+    let broken = edit_value(&sealed, "username", |v| {
+        v.replacen("kseal:v1:", "kseal:v9:", 1)
+    });
+    let broken = edit_value(&broken, "password", |v| {
+        let mut fields = sealed_fields(v);
+        fields[2] = "0000000000000000".into();
+        fields.join(":")
+    });
+    let broken = broken.replace("  namespace: app\n", "");
+    ws.write("bad.yaml", &broken);
+    let output = ws
+        .cmd()
+        .args(["validate", "good.yaml", "bad.yaml"])
+        .output()
+        .unwrap();
+    assert_exit(&output, 1);
+    let err = stderr(&output);
+    assert!(err.contains("bad.yaml: document 1 (line 1)"), "{err}");
+    assert!(err.contains("metadata.namespace is missing"), "{err}");
+    assert!(
+        err.contains("\"username\": unsupported sealed-value format version \"v9\""),
+        "{err}"
+    );
+    assert!(
+        err.contains("\"password\": malformed sealed value: key ids do not match"),
+        "{err}"
+    );
+    assert!(err.contains("3 problem(s)"), "{err}");
+}
+
+#[test]
+fn check_finds_plaintext_secrets() {
+    let ws = Workspace::new();
+    let sealed = ws.seal(SECRET, &[]);
+    ws.write("repo/sealed.yaml", &sealed);
+    ws.write(
+        "repo/config.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\ndata: {a: b}\n",
+    );
+    ws.write(
+        "repo/empty-secret.yaml",
+        "apiVersion: v1\nkind: Secret\nmetadata: {name: e}\n",
+    );
+    let output = ws.cmd().args(["check", "repo"]).output().unwrap();
+    assert_exit(&output, 0);
+
+    ws.write(
+        "repo/deep/leak.yaml",
+        &format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: c}}\n---\n{SECRET}"),
+    );
+    ws.write("repo/chart/templates/secret.yaml", "apiVersion: v1\nkind: Secret\nmetadata:\n  name: {{ .Release.Name }}\ndata:\n  password: {{ .Values.pw | b64enc }}\n");
+    let output = ws.cmd().args(["check", "repo"]).output().unwrap();
+    assert_exit(&output, 1);
+    let found = stdout(&output);
+    assert!(
+        found.contains("leak.yaml: document 2 (line 5): plaintext Secret \"db\""),
+        "{found}"
+    );
+    assert!(
+        found.contains("templates/secret.yaml: document 1 (line 1): looks like a plaintext Secret"),
+        "{found}"
+    );
+    assert!(!found.contains("hunter2"));
+}
+
+#[test]
+fn kseal_yaml_rules_pick_recipients_and_scope() {
+    let prod = Workspace::new();
+    let staging = Workspace::new();
+    prod.write(
+        "keys/staging.txt",
+        &format!("# staging cluster\n{}\n", staging.recipient),
+    );
+    prod.write(
+        ".kseal.yaml",
+        &format!(
+            "creation_rules:\n  - path_regex: ^clusters/prod/\n    recipients: [{}]\n  - path_regex: ^clusters/staging/\n    recipients_file: keys/staging.txt\n    scope: namespace-wide\n",
+            prod.recipient
+        ),
+    );
+    std::fs::create_dir_all(prod.path("clusters/prod")).unwrap();
+    std::fs::create_dir_all(prod.path("clusters/staging/sub")).unwrap();
+    let output = prod
+        .cmd()
+        .args(["seal", "-o", "clusters/prod/db.yaml"])
+        .write_stdin(SECRET)
+        .output()
+        .unwrap();
+    assert_exit(&output, 0);
+    let output = prod
+        .cmd()
+        .current_dir(prod.path("clusters/staging/sub"))
+        .args(["seal", "-o", "db.yaml"])
+        .write_stdin(SECRET)
+        .output()
+        .unwrap();
+    assert_exit(&output, 0);
+    let prod_sealed = prod.read("clusters/prod/db.yaml");
+    let staging_sealed = prod.read("clusters/staging/sub/db.yaml");
+    assert!(prod_sealed.contains("scope: strict"));
+    assert!(staging_sealed.contains("scope: namespace-wide"));
+    assert_exit(&prod.unseal(&prod_sealed), 0);
+    assert_exit(&staging.unseal(&staging_sealed), 0);
+    assert_exit(&prod.unseal(&staging_sealed), 1);
+    // A path no rule matches.
+    let output = prod
+        .cmd()
+        .args(["seal", "-o", "elsewhere.yaml"])
+        .write_stdin(SECRET)
+        .output()
+        .unwrap();
+    assert_exit(&output, 1);
+    assert!(
+        stderr(&output).contains("no creation rule"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn completions_and_help() {
+    for shell in ["bash", "zsh", "fish"] {
+        let output = kseal().args(["completions", shell]).output().unwrap();
+        assert_exit(&output, 0);
+        assert!(stdout(&output).contains("rewrap"), "{shell}");
+    }
+    let output = kseal().args(["seal", "--help"]).output().unwrap();
+    assert!(stdout(&output).contains("--merge-into"));
+}
+
+/// The committed man page is generated from the clap definitions; it must
+/// not drift from them. Regenerate: `cargo run -p kseal-cli -- man > docs/man/kseal.1`
+#[test]
+fn man_page_matches_the_cli() {
+    let output = kseal().arg("man").output().unwrap();
+    assert_exit(&output, 0);
+    let committed =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/man/kseal.1"))
+            .unwrap();
+    assert!(
+        stdout(&output) == committed,
+        "docs/man/kseal.1 is stale: run `cargo run -p kseal-cli -- man > docs/man/kseal.1`"
+    );
+}
