@@ -1,1 +1,54 @@
 //! Test support: a real Kubernetes control plane for kseal tests.
+//!
+//! [`ControlPlane::start`] runs etcd, kube-apiserver and
+//! kube-controller-manager as local processes, built from the upstream Go
+//! modules pinned in `tests/versions.env` (see [`bins::ensure`]) and cached
+//! outside the repository. Each control plane has its own temp dir (PKI,
+//! kubeconfigs, etcd data, one log per component) and free ports, and kills
+//! everything it started when dropped, also during a panic (after printing the
+//! tail of each log).
+//!
+//! ```no_run
+//! # async fn demo() -> anyhow::Result<()> {
+//! let Some(_) = kseal_testenv::bins_or_skip() else { return Ok(()) };
+//! let cp = kseal_testenv::ControlPlane::start().await?;
+//! let admin = cp.client().await?;
+//! let alice = cp.mint_user("alice", &["team-a"])?.client().await?;
+//! # let _ = (admin, alice); Ok(()) }
+//! ```
+
+pub mod bins;
+pub mod certs;
+mod cluster;
+pub mod process;
+pub mod versions;
+
+pub use bins::BinDir;
+pub use cluster::{
+    ADMIN_USER, ControlPlane, DEFAULT_READY_TIMEOUT, Options, User, client_from_kubeconfig,
+};
+pub use versions::Versions;
+
+/// Whether `CI=true` is set: then missing prerequisites fail tests instead of
+/// skipping them.
+pub fn is_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true")
+}
+
+/// For end-to-end tests: the binaries (built if missing), or `None` after a
+/// loud message when they cannot be built outside CI. Under `CI=true` a build
+/// failure panics, so CI never silently skips.
+pub fn bins_or_skip() -> Option<BinDir> {
+    match bins::ensure() {
+        Ok(bins) => Some(bins),
+        Err(e) if is_ci() => panic!("CI=true and the test binaries cannot be built: {e:#}"),
+        Err(e) => {
+            eprintln!(
+                "\n!!!!! SKIPPING end-to-end test: the control-plane binaries cannot be built \
+                 ({e:#}).\n!!!!! Install Go (see tests/README.md) or set KSEAL_TEST_BIN_DIR; \
+                 under CI=true this is a failure.\n"
+            );
+            None
+        }
+    }
+}
