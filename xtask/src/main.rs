@@ -1,8 +1,37 @@
 //! Repository automation: `cargo xtask <task>`.
 
+mod cluster;
+mod gen_gomod;
+mod test_bins;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "kseal repository automation")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Build (if missing) and cache etcd, kube-apiserver, kube-controller-manager
+    /// and helm for the versions pinned in tests/versions.env; print the directory.
+    TestBins,
+    /// Run a local control plane.
+    Cluster {
+        #[command(subcommand)]
+        action: cluster::Action,
+    },
+    /// Regenerate the wrapper Go modules in tests/gomod/ from tests/versions.env
+    /// (needs the Go module proxy).
+    GenGomod,
+}
+
 fn main() -> anyhow::Result<()> {
-    let task = std::env::args().nth(1);
-    match task.as_deref() {
-        _ => anyhow::bail!("usage: cargo xtask <task>"),
+    match Cli::parse().task {
+        Task::TestBins => test_bins::run(),
+        Task::Cluster { action } => cluster::run(action),
+        Task::GenGomod => gen_gomod::run(),
     }
 }

@@ -1,0 +1,64 @@
+//! `cargo xtask cluster up`: a local control plane until Ctrl-C.
+
+use anyhow::{Context, Result};
+use clap::Subcommand;
+use kseal_testenv::{ControlPlane, Options};
+use tokio::signal::unix::{SignalKind, signal};
+
+#[derive(Subcommand)]
+pub enum Action {
+    /// Build what is missing, start etcd, kube-apiserver and
+    /// kube-controller-manager, print the kubeconfig, run until Ctrl-C
+    /// (SIGINT) or SIGTERM, then stop everything.
+    Up {
+        /// Keep the state directory (PKI, kubeconfig, logs, etcd data) on exit.
+        #[arg(long)]
+        keep: bool,
+    },
+}
+
+pub fn run(action: Action) -> Result<()> {
+    // One thread: the processes are spawned from (and, through setpriv's
+    // parent-death signal, tied to) the main thread.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    match action {
+        Action::Up { keep } => rt.block_on(up(keep)),
+    }
+}
+
+async fn up(keep: bool) -> Result<()> {
+    let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let options = Options {
+        keep_dir: keep || Options::default().keep_dir,
+        ..Options::default()
+    };
+    let mut cp = tokio::select! {
+        cp = ControlPlane::start_with(options) => cp?,
+        _ = sigint.recv() => { eprintln!("interrupted"); return Ok(()) }
+        _ = sigterm.recv() => { eprintln!("terminated"); return Ok(()) }
+    };
+    let version = cp.client().await?.apiserver_version().await?;
+    let kubeconfig = cp.admin_kubeconfig().display().to_string();
+    println!(
+        "kseal: control plane up in {:.1}s: Kubernetes {} at {}",
+        cp.start_time().as_secs_f64(),
+        version.git_version,
+        cp.server_url()
+    );
+    println!("kseal: state and logs in {}", cp.dir().display());
+    println!("kseal: admin kubeconfig: {kubeconfig}");
+    println!("export KUBECONFIG={kubeconfig}");
+    println!("kseal: press Ctrl-C to stop");
+    tokio::select! {
+        _ = sigint.recv() => {}
+        _ = sigterm.recv() => {}
+    }
+    eprintln!("kseal: stopping the control plane");
+    cp.stop();
+    drop(cp);
+    eprintln!("kseal: stopped");
+    Ok(())
+}
