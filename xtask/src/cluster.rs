@@ -48,17 +48,33 @@ async fn up(keep: bool) -> Result<()> {
         version.git_version,
         cp.server_url()
     );
+    let s = cp.startup();
+    println!(
+        "kseal: from spawning etcd: etcd healthy {:.1}s, /readyz ok {:.1}s, \
+         controller manager working {:.1}s",
+        s.etcd_healthy.as_secs_f64(),
+        s.apiserver_ready.as_secs_f64(),
+        s.controller_manager_ready.as_secs_f64()
+    );
     println!("kseal: state and logs in {}", cp.dir().display());
     println!("kseal: admin kubeconfig: {kubeconfig}");
     println!("export KUBECONFIG={kubeconfig}");
     println!("kseal: press Ctrl-C to stop");
-    tokio::select! {
-        _ = sigint.recv() => {}
-        _ = sigterm.recv() => {}
-    }
+    let mut watch = tokio::time::interval(std::time::Duration::from_secs(2));
+    let result = loop {
+        tokio::select! {
+            _ = sigint.recv() => break Ok(()),
+            _ = sigterm.recv() => break Ok(()),
+            _ = watch.tick() => {
+                if let Err(e) = cp.check_processes() {
+                    break Err(e);
+                }
+            }
+        }
+    };
     eprintln!("kseal: stopping the control plane");
     cp.stop();
     drop(cp);
     eprintln!("kseal: stopped");
-    Ok(())
+    result
 }

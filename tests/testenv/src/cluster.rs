@@ -51,6 +51,20 @@ impl Default for Options {
     }
 }
 
+/// How long the start-up took.
+#[derive(Debug, Clone, Default)]
+pub struct Startup {
+    /// Spawning etcd → etcd `/health` ok.
+    pub etcd_healthy: Duration,
+    /// Spawning etcd → kube-apiserver `/readyz` ok.
+    pub apiserver_ready: Duration,
+    /// Spawning etcd → kube-controller-manager working (`default/default`
+    /// ServiceAccount created).
+    pub controller_manager_ready: Duration,
+    /// Everything, PKI generation included.
+    pub total: Duration,
+}
+
 /// A user minted by [`ControlPlane::mint_user`]: a client certificate with
 /// CN = name and one O per group, and a kubeconfig using it.
 #[derive(Debug, Clone)]
@@ -86,7 +100,7 @@ pub struct ControlPlane {
     etcd_client_port: u16,
     admin: User,
     options: Options,
-    start_time: Duration,
+    startup: Startup,
     users: AtomicUsize,
     _slot: SemaphorePermit<'static>,
 }
@@ -273,15 +287,12 @@ impl ControlPlane {
                 kubeconfig: admin_kubeconfig,
             },
             options,
-            start_time: Duration::ZERO,
+            startup: Startup::default(),
             users: AtomicUsize::new(0),
             _slot: slot,
         };
-        match cp.boot().await {
-            Ok(()) => {
-                cp.start_time = begin.elapsed();
-                Ok(cp)
-            }
+        match cp.boot(begin).await {
+            Ok(()) => Ok(cp),
             Err(e) => {
                 let logs = cp.log_tails(TAIL_LINES);
                 Err(e.context(format!("starting the control plane failed\n{logs}")))
@@ -289,16 +300,27 @@ impl ControlPlane {
         }
     }
 
-    async fn boot(&mut self) -> Result<()> {
+    async fn boot(&mut self, begin: Instant) -> Result<()> {
+        let spawn = Instant::now();
         self.start_etcd().await?;
+        self.startup.etcd_healthy = spawn.elapsed();
         self.start_apiserver().await?;
-        self.start_controller_manager().await
+        self.startup.apiserver_ready = spawn.elapsed();
+        self.start_controller_manager().await?;
+        self.startup.controller_manager_ready = spawn.elapsed();
+        self.startup.total = begin.elapsed();
+        Ok(())
     }
 
-    /// Time from spawning etcd to a ready control plane (API server ready,
-    /// controller manager working).
+    /// Time from creating the state dir (PKI generation included) to a ready
+    /// control plane (API server ready, controller manager working).
     pub fn start_time(&self) -> Duration {
-        self.start_time
+        self.startup.total
+    }
+
+    /// Start-up milestones, each measured from spawning etcd.
+    pub fn startup(&self) -> &Startup {
+        &self.startup
     }
 
     /// The state directory (PKI, kubeconfigs, logs, etcd data).
@@ -508,6 +530,14 @@ impl ControlPlane {
             );
         }
         out
+    }
+
+    /// Fails (with the log tail) if a component that should be running has
+    /// exited.
+    pub fn check_processes(&mut self) -> Result<()> {
+        self.etcd.check_alive()?;
+        self.apiserver.check_alive()?;
+        self.controller_manager.check_alive()
     }
 
     /// Stops everything (controller manager, API server, etcd, in that order).

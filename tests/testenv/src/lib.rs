@@ -25,7 +25,7 @@ pub mod versions;
 
 pub use bins::BinDir;
 pub use cluster::{
-    ADMIN_USER, ControlPlane, DEFAULT_READY_TIMEOUT, Options, User, client_from_kubeconfig,
+    ADMIN_USER, ControlPlane, DEFAULT_READY_TIMEOUT, Options, Startup, User, client_from_kubeconfig,
 };
 pub use versions::Versions;
 

@@ -79,9 +79,10 @@ async fn api_gc_rbac_and_namespaces() {
     }
     let cp = ControlPlane::start().await.unwrap();
     eprintln!(
-        "control plane ready in {:.1}s at {}",
+        "control plane ready in {:.1}s at {}: {:?}",
         cp.start_time().as_secs_f64(),
-        cp.server_url()
+        cp.server_url(),
+        cp.startup()
     );
     let admin = cp.client().await.unwrap();
 
@@ -366,5 +367,51 @@ async fn data_survives_apiserver_and_etcd_restarts() {
     assert_eq!(
         secret_value(&secrets.get("after-etcd").await.unwrap()),
         "two"
+    );
+}
+
+/// helm is built with the pinned version and defaults to the pinned Kubernetes
+/// minor for `helm template` (no cluster needed).
+#[test]
+fn helm_reports_pinned_versions() {
+    let Some(bins) = bins_or_skip() else {
+        return;
+    };
+    let versions = Versions::pinned().unwrap();
+    let out = std::process::Command::new(bins.helm())
+        .args(["version", "--short"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with(&versions.helm), "{text}");
+
+    let chart = tempfile::tempdir().unwrap();
+    std::fs::write(
+        chart.path().join("Chart.yaml"),
+        "apiVersion: v2\nname: probe\nversion: 0.1.0\n",
+    )
+    .unwrap();
+    std::fs::create_dir(chart.path().join("templates")).unwrap();
+    std::fs::write(
+        chart.path().join("templates/cm.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: probe\ndata:\n  kube: {{ .Capabilities.KubeVersion.Version | quote }}\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(bins.helm())
+        .arg("template")
+        .arg(chart.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (major, minor) = versions.kubernetes_major_minor().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!("kube: \"v{major}.{minor}.0\"")),
+        "{text}"
     );
 }
