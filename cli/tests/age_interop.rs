@@ -3,6 +3,8 @@
 //! `docs/format.md` describes decrypts with `age -d` to the key that opens
 //! the value.
 
+#![allow(clippy::expect_used)]
+
 mod common;
 
 use std::process::Command;

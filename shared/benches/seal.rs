@@ -2,6 +2,8 @@
 //! `docs/benchmarks.md` (≥ 16,000 seals/s and ≥ 21,000 unseals/s on one
 //! core). `cargo bench -p kseal-shared --bench seal`
 
+#![allow(clippy::expect_used)]
+
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};

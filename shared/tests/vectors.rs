@@ -2,6 +2,8 @@
 //! they pin the format so an independent implementation can check itself
 //! against the same file.
 
+#![allow(clippy::expect_used)]
+
 use std::str::FromStr;
 
 use base64::Engine;

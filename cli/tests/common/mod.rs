@@ -1,5 +1,10 @@
 //! Helpers shared by the CLI tests: they run the real `kseal` binary.
-#![allow(dead_code)]
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::new_without_default
+)]
 
 use std::path::{Path, PathBuf};
 

@@ -1,0 +1,21 @@
+//! Runs many unseals for a profiler: `valgrind --tool=callgrind target/release/examples/profile_unseal`
+use kseal_shared::envelope::{Keyring, open, seal};
+use kseal_shared::{Binding, Identity, Scope};
+
+fn main() {
+    let identity = Identity::generate();
+    let keyring = Keyring::new([identity.clone()]);
+    let binding = Binding::new(Scope::Strict, "ns", "name", "key");
+    let sealed =
+        seal(b"value", &binding, &[identity.recipient().clone()]).map_err(|e| e.to_string());
+    let Ok(sealed) = sealed else { return };
+    let rounds: usize = std::env::args()
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(2000);
+    let mut ok = 0;
+    for _ in 0..rounds {
+        ok += usize::from(open(&sealed, &binding, &keyring).is_ok());
+    }
+    println!("{ok}");
+}
