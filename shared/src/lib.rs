@@ -7,10 +7,12 @@
 //! * [`envelope`]: sealing, opening and re-wrapping one value;
 //! * [`sealed_secret`]: the `SealedSecret` resource types;
 //! * [`manifest`]: Secrets and SealedSecrets in YAML/JSON files;
-//! * [`config`]: `.kseal.yaml` rules that pick recipients by path.
+//! * [`config`]: `.kseal.yaml` rules that pick recipients by path;
+//! * [`bitnami`]: reading Bitnami sealed-secrets, to migrate them.
 #![forbid(unsafe_code)]
 
 pub mod binding;
+pub mod bitnami;
 pub mod config;
 pub mod envelope;
 pub mod error;
