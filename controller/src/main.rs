@@ -1,9 +1,48 @@
-//! kseal-controller: reconciles `SealedSecret`s into `Secret`s.
-//!
-//! The reconciler lands with the controller issue; until then the binary only
-//! reports its version so the workspace, packaging and CI have a target.
+//! `kseal-controller`: parses settings, sets up logging, runs.
 
-fn main() -> anyhow::Result<()> {
-    println!("kseal-controller {}", env!("CARGO_PKG_VERSION"));
-    Ok(())
+use std::process::ExitCode;
+
+use clap::Parser;
+use kseal_controller::config::{Command, LogFormat, Settings};
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    let settings = Settings::parse();
+    if let Some(Command::Crd) = settings.command {
+        return match kseal_controller::crd::crd_yaml() {
+            Ok(yaml) => {
+                print!("{yaml}");
+                ExitCode::SUCCESS
+            }
+            Err(err) => {
+                eprintln!("kseal-controller: error: {err}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let filter = EnvFilter::try_new(&settings.log_level).unwrap_or_else(|_| EnvFilter::new("info"));
+    match settings.log_format {
+        LogFormat::Json => tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(filter)
+            .init(),
+        LogFormat::Text => tracing_subscriber::fmt().with_env_filter(filter).init(),
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("kseal-controller: error: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(kseal_controller::run::run(settings)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!(error = %err, "kseal-controller stopped");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -1,0 +1,90 @@
+//! Command-line settings of the controller.
+
+use std::net::SocketAddr;
+
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "kseal-controller",
+    version,
+    about = "Keeps a decrypted Secret for every kseal SealedSecret"
+)]
+pub struct Settings {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    /// Kubeconfig to use outside a cluster [default: in-cluster config, then $KUBECONFIG or ~/.kube/config]
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig: Option<std::path::PathBuf>,
+
+    /// Namespace holding the sealing keys, the public-key ConfigMap and the Lease
+    #[arg(long, env = "KSEAL_NAMESPACE", default_value = "kseal-system")]
+    pub namespace: String,
+
+    /// Create a new active key this often (e.g. 30d, 720h); 0 disables renewal
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "30d")]
+    pub key_renew_period: Duration,
+
+    /// Address for /healthz, /readyz, /metrics and the /v1 API
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    pub http_addr: SocketAddr,
+
+    /// SealedSecrets reconciled at once
+    #[arg(long, default_value_t = 8)]
+    pub concurrency: u16,
+
+    /// Kubernetes API requests per second (client-side limit; 0 = unlimited)
+    #[arg(long, default_value_t = 50.0)]
+    pub kube_qps: f64,
+
+    /// Kubernetes API request burst above the QPS limit
+    #[arg(long, default_value_t = 100)]
+    pub kube_burst: u32,
+
+    /// Elect a leader with a Lease: only the leader reconciles and renews keys
+    #[arg(long)]
+    pub leader_elect: bool,
+
+    /// Name of the Lease used for leader election
+    #[arg(long, default_value = "kseal-controller")]
+    pub lease_name: String,
+
+    /// Lease duration; a leader that stops renewing loses the lease after this
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "15s")]
+    pub lease_duration: Duration,
+
+    /// Largest request body the HTTP API accepts, in bytes
+    #[arg(long, default_value_t = 2 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+
+    /// Requests per second allowed on /v1/verify and /v1/rewrap (all clients together)
+    #[arg(long, default_value_t = 20)]
+    pub api_rate: u32,
+
+    /// Log format
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// Log filter (tracing EnvFilter syntax), e.g. info or kseal_controller=debug
+    #[arg(long, env = "KSEAL_LOG", default_value = "info")]
+    pub log_level: String,
+
+    /// Identity used as this replica's name in the Lease
+    #[arg(long, env = "POD_NAME")]
+    pub pod_name: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// Print the SealedSecret CRD (YAML) and exit
+    Crd,
+}

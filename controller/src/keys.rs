@@ -1,0 +1,483 @@
+//! Sealing keys: Secrets in the controller's namespace, loaded by every
+//! replica, generated and renewed by the leader, and published as public
+//! keys in a ConfigMap that every authenticated user may read.
+
+use std::collections::BTreeMap;
+use std::str::FromStr;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kseal_shared::age::secrecy::ExposeSecret;
+use kseal_shared::keys::parse_identity_file;
+use kseal_shared::{Identity, KeyId, Keyring, Recipient};
+use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, ResourceExt};
+use serde::Serialize;
+use tokio::sync::watch;
+use zeroize::Zeroizing;
+
+/// Label on every key Secret (`kubectl get secrets -l kseal.dev/sealing-key`).
+pub const KEY_LABEL: &str = "kseal.dev/sealing-key";
+/// Label with the key's state: `active`, `decrypt-only` or `retired`.
+pub const STATE_LABEL: &str = "kseal.dev/key-state";
+/// Label with the key id.
+pub const KEY_ID_LABEL: &str = "kseal.dev/key-id";
+/// Annotation with the creation time (RFC 3339).
+pub const CREATED_ANNOTATION: &str = "kseal.dev/created-at";
+/// Annotation with the public key.
+pub const RECIPIENT_ANNOTATION: &str = "kseal.dev/recipient";
+/// The key Secret's data key holding the age identity file.
+pub const IDENTITY_DATA_KEY: &str = "identity.txt";
+/// Type of key Secrets.
+pub const KEY_SECRET_TYPE: &str = "kseal.dev/sealing-key";
+/// The ConfigMap with the public keys.
+pub const PUBLIC_KEYS_CONFIGMAP: &str = "kseal-public-keys";
+/// Field manager for server-side apply.
+pub const FIELD_MANAGER: &str = "kseal-controller";
+
+/// Lifecycle state of a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum KeyState {
+    /// Published for sealing (the newest active key).
+    Active,
+    /// Kept to decrypt what is still sealed to it.
+    DecryptOnly,
+    /// No longer used; does not decrypt.
+    Retired,
+}
+
+impl KeyState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyState::Active => "active",
+            KeyState::DecryptOnly => "decrypt-only",
+            KeyState::Retired => "retired",
+        }
+    }
+
+    pub const ALL: [KeyState; 3] = [KeyState::Active, KeyState::DecryptOnly, KeyState::Retired];
+}
+
+impl FromStr for KeyState {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        KeyState::ALL
+            .into_iter()
+            .find(|state| state.as_str() == s)
+            .ok_or(())
+    }
+}
+
+/// Public facts about one key.
+#[derive(Debug, Clone, Serialize)]
+pub struct KeyInfo {
+    pub id: String,
+    pub recipient: String,
+    pub created: String,
+    pub state: KeyState,
+    #[serde(skip)]
+    pub secret_name: String,
+    #[serde(skip)]
+    key_id: Option<KeyId>,
+    #[serde(skip)]
+    recipient_parsed: Option<Recipient>,
+}
+
+/// All keys this replica knows, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct KeySet {
+    pub keys: Vec<KeyInfo>,
+    /// Private keys that may decrypt (active and decrypt-only).
+    pub keyring: Keyring,
+    /// Key Secrets that could not be read (names and reasons, no contents).
+    pub problems: Vec<String>,
+}
+
+impl KeySet {
+    /// Builds the set from key Secrets.
+    pub fn from_secrets<'a>(secrets: impl IntoIterator<Item = &'a Secret>) -> Self {
+        let mut set = KeySet::default();
+        for secret in secrets {
+            match read_key_secret(secret) {
+                Ok((info, identity)) => {
+                    if info.state != KeyState::Retired {
+                        set.keyring.insert(identity);
+                    }
+                    set.keys.push(info);
+                }
+                Err(problem) => set
+                    .problems
+                    .push(format!("key Secret {}: {problem}", secret.name_any())),
+            }
+        }
+        set.keys
+            .sort_by(|a, b| b.created.cmp(&a.created).then_with(|| a.id.cmp(&b.id)));
+        set
+    }
+
+    /// The key to seal to: the newest active one.
+    pub fn active(&self) -> Option<&KeyInfo> {
+        self.keys.iter().find(|key| key.state == KeyState::Active)
+    }
+
+    /// Recipients new values (and re-wraps) are sealed to.
+    pub fn sealing_recipients(&self) -> Vec<Recipient> {
+        self.active()
+            .and_then(|key| key.recipient_parsed.clone())
+            .into_iter()
+            .collect()
+    }
+
+    pub fn count(&self, state: KeyState) -> usize {
+        self.keys.iter().filter(|key| key.state == state).count()
+    }
+
+    pub fn contains(&self, id: &KeyId) -> bool {
+        self.keys.iter().any(|key| key.key_id.as_ref() == Some(id))
+    }
+}
+
+fn read_key_secret(secret: &Secret) -> Result<(KeyInfo, Identity), String> {
+    let data = secret
+        .data
+        .as_ref()
+        .and_then(|data| data.get(IDENTITY_DATA_KEY))
+        .ok_or_else(|| format!("no data.{IDENTITY_DATA_KEY}"))?;
+    let text = Zeroizing::new(
+        String::from_utf8(data.0.clone()).map_err(|_| "identity is not UTF-8".to_owned())?,
+    );
+    let identity = parse_identity_file(&text)
+        .map_err(|err| err.to_string())?
+        .into_iter()
+        .next()
+        .ok_or_else(|| "no identity".to_owned())?;
+    let labels = secret.labels();
+    let state = labels
+        .get(STATE_LABEL)
+        .and_then(|state| KeyState::from_str(state).ok())
+        .unwrap_or(KeyState::DecryptOnly);
+    let created = secret
+        .annotations()
+        .get(CREATED_ANNOTATION)
+        .cloned()
+        .or_else(|| {
+            secret
+                .metadata
+                .creation_timestamp
+                .as_ref()
+                .map(|time| time.0.to_string())
+        })
+        .unwrap_or_default();
+    let info = KeyInfo {
+        id: identity.key_id().to_string(),
+        recipient: identity.recipient().to_string(),
+        created,
+        state,
+        secret_name: secret.name_any(),
+        key_id: Some(identity.key_id()),
+        recipient_parsed: Some(identity.recipient().clone()),
+    };
+    Ok((info, identity))
+}
+
+/// Shared, watched key state.
+#[derive(Clone)]
+pub struct KeyStore {
+    current: Arc<RwLock<Arc<KeySet>>>,
+    changes: watch::Sender<u64>,
+}
+
+impl Default for KeyStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl KeyStore {
+    pub fn new() -> Self {
+        let (changes, _) = watch::channel(0);
+        Self {
+            current: Arc::new(RwLock::new(Arc::new(KeySet::default()))),
+            changes,
+        }
+    }
+
+    /// A snapshot of the keys.
+    pub fn get(&self) -> Arc<KeySet> {
+        match self.current.read() {
+            Ok(guard) => guard.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    fn set(&self, set: KeySet) {
+        let set = Arc::new(set);
+        match self.current.write() {
+            Ok(mut guard) => *guard = set,
+            Err(poisoned) => *poisoned.into_inner() = set,
+        }
+        self.changes.send_modify(|generation| *generation += 1);
+    }
+
+    /// Notified after every change of the key set (first load included).
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    /// Whether the keys have been loaded at least once.
+    pub fn loaded(&self) -> bool {
+        *self.changes.borrow() > 0
+    }
+
+    /// Watches the key Secrets and keeps the set current. Runs forever.
+    pub async fn watch(self, client: Client, namespace: String) {
+        let api: Api<Secret> = Api::namespaced(client, &namespace);
+        let config = watcher::Config::default().labels(&format!("{KEY_LABEL}=true"));
+        let (reader, writer) = kube::runtime::reflector::store();
+        let stream = kube::runtime::reflector(writer, watcher(api, config))
+            .default_backoff()
+            .applied_objects();
+        let mut stream = std::pin::pin!(stream);
+        // The first load completes when the initial list is in the store.
+        let ready = reader.clone();
+        let store = self.clone();
+        tokio::spawn(async move {
+            if ready.wait_until_ready().await.is_ok() {
+                store.refresh_from(&ready.state());
+            }
+        });
+        while let Some(event) = stream.next().await {
+            match event {
+                Ok(_) => self.refresh_from(&reader.state()),
+                Err(err) => tracing::warn!(error = %err, "watching key Secrets"),
+            }
+        }
+    }
+
+    fn refresh_from(&self, secrets: &[Arc<Secret>]) {
+        let set = KeySet::from_secrets(secrets.iter().map(|s| s.as_ref()));
+        for problem in &set.problems {
+            tracing::error!(problem = %problem, "unusable key Secret");
+        }
+        let before = self.get();
+        let changed = !self.loaded()
+            || before.keys.len() != set.keys.len()
+            || before
+                .keys
+                .iter()
+                .zip(&set.keys)
+                .any(|(a, b)| a.id != b.id || a.state != b.state);
+        if changed {
+            tracing::info!(
+                keys = set.keys.len(),
+                active = set.active().map(|k| k.id.as_str()).unwrap_or("none"),
+                "sealing keys loaded"
+            );
+            self.set(set);
+        }
+    }
+}
+
+fn now_rfc3339() -> String {
+    jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
+}
+
+/// The key Secret for a new identity.
+fn key_secret(identity: &Identity, namespace: &str, state: KeyState, created: &str) -> Secret {
+    let id = identity.key_id().to_string();
+    let mut secret = Secret::default();
+    secret.metadata.name = Some(format!("kseal-key-{id}"));
+    secret.metadata.namespace = Some(namespace.to_owned());
+    secret.metadata.labels = Some(BTreeMap::from([
+        (KEY_LABEL.to_owned(), "true".to_owned()),
+        (STATE_LABEL.to_owned(), state.as_str().to_owned()),
+        (KEY_ID_LABEL.to_owned(), id),
+        (
+            "app.kubernetes.io/managed-by".to_owned(),
+            "kseal".to_owned(),
+        ),
+    ]));
+    secret.metadata.annotations = Some(BTreeMap::from([
+        (CREATED_ANNOTATION.to_owned(), created.to_owned()),
+        (
+            RECIPIENT_ANNOTATION.to_owned(),
+            identity.recipient().to_string(),
+        ),
+    ]));
+    secret.type_ = Some(KEY_SECRET_TYPE.to_owned());
+    let file = identity.to_keygen_file(created);
+    secret.data = Some(BTreeMap::from([(
+        IDENTITY_DATA_KEY.to_owned(),
+        ByteString(file.expose_secret().as_bytes().to_vec()),
+    )]));
+    secret
+}
+
+/// Leader-side key management: generation, renewal, publication.
+pub struct KeyManager {
+    pub client: Client,
+    pub namespace: String,
+    pub store: KeyStore,
+}
+
+impl KeyManager {
+    fn secrets(&self) -> Api<Secret> {
+        Api::namespaced(self.client.clone(), &self.namespace)
+    }
+
+    /// Generates a new active key; previous active keys become decrypt-only.
+    pub async fn rotate(&self) -> Result<KeyId, kube::Error> {
+        let identity = Identity::generate();
+        let created = now_rfc3339();
+        let secret = key_secret(&identity, &self.namespace, KeyState::Active, &created);
+        self.secrets()
+            .create(&PostParams::default(), &secret)
+            .await?;
+        tracing::info!(key_id = %identity.key_id(), "generated a new active sealing key");
+        let params =
+            ListParams::default().labels(&format!("{KEY_LABEL}=true,{STATE_LABEL}=active"));
+        for old in self.secrets().list(&params).await? {
+            if old.labels().get(KEY_ID_LABEL).map(String::as_str)
+                == Some(identity.key_id().to_string().as_str())
+            {
+                continue;
+            }
+            let patch = serde_json::json!({"metadata": {"labels": {STATE_LABEL: "decrypt-only"}}});
+            self.secrets()
+                .patch(
+                    &old.name_any(),
+                    &PatchParams::default(),
+                    &Patch::Merge(&patch),
+                )
+                .await?;
+        }
+        Ok(identity.key_id())
+    }
+
+    /// On a cluster with no key at all, creates the first one. Keys that
+    /// exist but cannot be read are reported, not replaced.
+    pub async fn ensure_key(&self) -> Result<(), kube::Error> {
+        let params = ListParams::default().labels(&format!("{KEY_LABEL}=true"));
+        let existing = self.secrets().list(&params).await?;
+        if existing.items.is_empty() {
+            self.rotate().await?;
+        } else if KeySet::from_secrets(existing.items.iter())
+            .active()
+            .is_none()
+        {
+            tracing::error!(
+                "key Secrets exist but none is active and readable; not generating a new key (run `kseal keys rotate` to create one)"
+            );
+        }
+        Ok(())
+    }
+
+    /// How long until the active key is due for renewal (zero when overdue or
+    /// when there is no active key).
+    pub fn renewal_due_in(&self, period: Duration) -> Duration {
+        let set = self.store.get();
+        let Some(active) = set.active() else {
+            return Duration::ZERO;
+        };
+        let Ok(created) = jiff::Timestamp::from_str(&active.created) else {
+            return Duration::ZERO;
+        };
+        let age = jiff::Timestamp::now().duration_since(created);
+        let age = Duration::try_from(age).unwrap_or(Duration::ZERO);
+        period.saturating_sub(age)
+    }
+
+    /// Renews the active key every `period`. Runs forever.
+    pub async fn renew_loop(&self, period: Duration) {
+        loop {
+            let due = self.renewal_due_in(period);
+            if due.is_zero() && self.store.loaded() && self.store.get().active().is_some() {
+                if let Err(err) = self.rotate().await {
+                    tracing::warn!(error = %err, "key renewal failed; retrying in 30s");
+                    tokio::time::sleep(Duration::from_secs(30)).await;
+                    continue;
+                }
+                // Wait for the watcher to load the new key.
+                let mut changes = self.store.subscribe();
+                let _ = tokio::time::timeout(Duration::from_secs(10), changes.changed()).await;
+                continue;
+            }
+            // Re-check at least hourly, so a changed clock or key set is noticed.
+            let sleep = if self.store.loaded() {
+                due.min(Duration::from_secs(3600))
+            } else {
+                Duration::from_secs(1)
+            };
+            tokio::time::sleep(sleep.max(Duration::from_secs(1))).await;
+        }
+    }
+
+    /// Keeps the public-key ConfigMap equal to the key set. Runs forever.
+    pub async fn publish_loop(&self) {
+        let mut changes = self.store.subscribe();
+        loop {
+            if self.store.loaded()
+                && let Err(err) = self.publish().await
+            {
+                tracing::warn!(error = %err, "publishing public keys failed; retrying in 5s");
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                continue;
+            }
+            if changes.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
+    async fn publish(&self) -> Result<(), kube::Error> {
+        let set = self.store.get();
+        let config_map = public_keys_config_map(&set, &self.namespace);
+        let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), &self.namespace);
+        api.patch(
+            PUBLIC_KEYS_CONFIGMAP,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&config_map),
+        )
+        .await?;
+        Ok(())
+    }
+}
+
+/// The published ConfigMap: `recipients.txt` (what to seal to, in age's
+/// recipients-file format) and `keys.json` (every key with its state).
+pub fn public_keys_config_map(set: &KeySet, namespace: &str) -> ConfigMap {
+    let mut recipients =
+        String::from("# kseal: public keys of this cluster. Seal to these recipients.\n");
+    if let Some(active) = set.active() {
+        recipients.push_str(&format!(
+            "# key id {} (active, created {})\n{}\n",
+            active.id, active.created, active.recipient
+        ));
+    }
+    let published: Vec<&KeyInfo> = set
+        .keys
+        .iter()
+        .filter(|key| key.state != KeyState::Retired)
+        .collect();
+    let keys_json = serde_json::to_string_pretty(&published).unwrap_or_else(|_| "[]".into());
+    let mut config_map = ConfigMap::default();
+    config_map.metadata.name = Some(PUBLIC_KEYS_CONFIGMAP.to_owned());
+    config_map.metadata.namespace = Some(namespace.to_owned());
+    config_map.metadata.labels = Some(BTreeMap::from([(
+        "app.kubernetes.io/managed-by".to_owned(),
+        "kseal".to_owned(),
+    )]));
+    config_map.data = Some(BTreeMap::from([
+        ("recipients.txt".to_owned(), recipients),
+        ("keys.json".to_owned(), keys_json),
+    ]));
+    // Server-side apply needs apiVersion and kind in the body.
+    config_map
+}

@@ -1,0 +1,24 @@
+//! kseal-controller: keeps a decrypted Secret for every kseal SealedSecret.
+//!
+//! * [`reconcile`]: one SealedSecret → its Secret, status and Events;
+//! * [`keys`]: sealing keys (Secrets), renewal, the public-key ConfigMap;
+//! * [`http`]: health, metrics, public keys, verify and rewrap;
+//! * [`leader`]: leader election on a Lease;
+//! * [`client`]: the Kubernetes client with a QPS limit;
+//! * [`run`]: wiring it all together.
+#![forbid(unsafe_code)]
+
+pub mod client;
+pub mod config;
+pub mod context;
+pub mod crd;
+pub mod error;
+pub mod http;
+pub mod keys;
+pub mod leader;
+pub mod metrics;
+pub mod reconcile;
+pub mod run;
+
+pub use config::Settings;
+pub use error::Error;

@@ -1,0 +1,435 @@
+//! Reconciling one SealedSecret: decrypt its values with the key each names,
+//! create or correct the Secret it owns, report the outcome in its status
+//! and as Events.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kseal_shared::envelope::{SealedValue, open};
+use kseal_shared::manifest::value_binding;
+use kseal_shared::sealed_secret::{Condition, SealedSecretStatus};
+use kseal_shared::{KeyId, Keyring, SealError, SealedSecret};
+use kube::api::{Patch, PatchParams, PostParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType};
+use kube::runtime::reflector::ObjectRef;
+use kube::{Api, Resource, ResourceExt};
+use sha2::{Digest, Sha256};
+use zeroize::Zeroize;
+
+use crate::context::Context;
+use crate::error::Error;
+
+/// Label on every Secret kseal owns; the controller watches these.
+pub const OWNED_LABEL: &str = "kseal.dev/owned";
+/// Annotation that lets kseal take over an existing Secret it does not own.
+pub const MANAGED_ANNOTATION: &str = "kseal.dev/managed";
+/// Condition type kstatus, Flux and Argo CD look for.
+pub const READY: &str = "Ready";
+
+/// In-sync objects are looked at again this often even without a change.
+const RESYNC: Duration = Duration::from_secs(3600);
+/// Bad input is retried this often (and at once when keys change).
+const PERMANENT_RETRY: Duration = Duration::from_secs(300);
+/// A Secret in the way is looked at again this often, so annotating it
+/// with kseal.dev/managed takes effect soon.
+const NOT_OWNED_RETRY: Duration = Duration::from_secs(30);
+/// Transient errors back off exponentially up to this.
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
+
+/// What a successful sync did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Created,
+    Updated,
+    InSync,
+}
+
+pub async fn reconcile(sealed: Arc<SealedSecret>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = Instant::now();
+    let object = ObjectRef::from_obj(sealed.as_ref());
+    let result = sync_secret(&sealed, &ctx, &object).await;
+    ctx.metrics
+        .observe_reconcile(started.elapsed(), result.as_ref().err());
+    update_status(&sealed, &ctx, &result).await?;
+    let outcome = result?;
+    ctx.clear_failures(&object);
+    if outcome != Outcome::InSync {
+        let verb = if outcome == Outcome::Created {
+            "created"
+        } else {
+            "updated"
+        };
+        publish(
+            &ctx,
+            &sealed,
+            EventType::Normal,
+            "Unsealed",
+            format!("Secret {} {verb}", sealed.name_any()),
+        )
+        .await;
+    }
+    Ok(Action::requeue(RESYNC))
+}
+
+pub fn error_policy(sealed: Arc<SealedSecret>, error: &Error, ctx: Arc<Context>) -> Action {
+    let object = ObjectRef::from_obj(sealed.as_ref());
+    if let Error::SecretNotOwned(_) = error {
+        return Action::requeue(NOT_OWNED_RETRY);
+    }
+    if error.is_permanent() {
+        return Action::requeue(PERMANENT_RETRY);
+    }
+    let failures = ctx.record_failure(&object);
+    let backoff = Duration::from_millis(500)
+        .saturating_mul(1u32 << failures.min(16))
+        .min(MAX_BACKOFF);
+    tracing::warn!(object = %object, error = %error, retry_in = ?backoff, "reconcile failed");
+    Action::requeue(backoff)
+}
+
+/// Decrypted data, wiped when dropped.
+struct Plaintext(BTreeMap<String, ByteString>);
+
+impl Drop for Plaintext {
+    fn drop(&mut self) {
+        for value in self.0.values_mut() {
+            value.0.zeroize();
+        }
+    }
+}
+
+fn decrypt_all(sealed: &SealedSecret, keyring: &Keyring) -> Result<Plaintext, Error> {
+    let mut data = Plaintext(BTreeMap::new());
+    for (key, encoded) in &sealed.spec.encrypted_data {
+        let binding = value_binding(sealed, key);
+        binding
+            .validate()
+            .map_err(|err| Error::InvalidSpec(err.to_string()))?;
+        let value = SealedValue::parse(encoded).map_err(|source| Error::MalformedValue {
+            key: key.clone(),
+            source,
+        })?;
+        let plaintext = open(&value, &binding, keyring).map_err(|source| match source {
+            SealError::NoMatchingIdentity { key_ids } => Error::UnknownKey {
+                key: key.clone(),
+                key_ids,
+            },
+            SealError::InvalidBinding(message) => Error::InvalidSpec(message),
+            source => Error::DecryptFailed {
+                key: key.clone(),
+                source,
+            },
+        })?;
+        data.0
+            .insert(key.clone(), ByteString(plaintext.expose().to_vec()));
+    }
+    Ok(data)
+}
+
+/// The key ids the object's values are sealed to (sorted, unique).
+pub fn key_ids_of(sealed: &SealedSecret) -> Vec<String> {
+    let ids: BTreeSet<KeyId> = sealed
+        .spec
+        .encrypted_data
+        .values()
+        .filter_map(|encoded| SealedValue::parse(encoded).ok())
+        .flat_map(|value| value.key_ids().to_vec())
+        .collect();
+    ids.iter().map(KeyId::to_string).collect()
+}
+
+fn owner_reference(sealed: &SealedSecret) -> Option<OwnerReference> {
+    sealed.controller_owner_ref(&())
+}
+
+/// Labels, annotations, type and immutability the Secret must have.
+struct Desired {
+    labels: BTreeMap<String, String>,
+    annotations: BTreeMap<String, String>,
+    type_: String,
+    immutable: Option<bool>,
+}
+
+impl Desired {
+    fn of(sealed: &SealedSecret) -> Self {
+        let template = sealed.spec.template.clone().unwrap_or_default();
+        let metadata = template.metadata.unwrap_or_default();
+        let mut labels = metadata.labels;
+        labels.insert(OWNED_LABEL.to_owned(), "true".to_owned());
+        Self {
+            labels,
+            annotations: metadata.annotations,
+            type_: template.type_.unwrap_or_else(|| "Opaque".to_owned()),
+            immutable: template.immutable,
+        }
+    }
+
+    /// A digest of everything written, to notice a changed spec without
+    /// reading the Secret.
+    fn digest(&self, data: &Plaintext, owner: &str) -> String {
+        let mut hash = Sha256::new();
+        let mut field = |bytes: &[u8]| {
+            hash.update((bytes.len() as u64).to_be_bytes());
+            hash.update(bytes);
+        };
+        field(owner.as_bytes());
+        field(self.type_.as_bytes());
+        field(format!("{:?}", self.immutable).as_bytes());
+        for (map_name, map) in [("l", &self.labels), ("a", &self.annotations)] {
+            field(map_name.as_bytes());
+            for (key, value) in map {
+                field(key.as_bytes());
+                field(value.as_bytes());
+            }
+        }
+        for (key, value) in &data.0 {
+            field(key.as_bytes());
+            field(&value.0);
+        }
+        let digest = hash.finalize();
+        digest.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// Whether `existing` already matches: same data, type and immutability,
+    /// our labels and annotations present (others may add their own).
+    fn matches(&self, existing: &Secret, data: &Plaintext) -> bool {
+        existing
+            .data
+            .as_ref()
+            .map_or(data.0.is_empty(), |d| *d == data.0)
+            && existing.string_data.is_none()
+            && existing.type_.as_deref().unwrap_or("Opaque") == self.type_
+            && (self.immutable.is_none() || existing.immutable == self.immutable)
+            && is_subset(&self.labels, existing.metadata.labels.as_ref())
+            && is_subset(&self.annotations, existing.metadata.annotations.as_ref())
+    }
+}
+
+fn is_subset(want: &BTreeMap<String, String>, have: Option<&BTreeMap<String, String>>) -> bool {
+    want.iter()
+        .all(|(key, value)| have.and_then(|have| have.get(key)) == Some(value))
+}
+
+fn owned_by(secret: &Secret, owner: &OwnerReference) -> bool {
+    secret
+        .owner_references()
+        .iter()
+        .any(|reference| reference.uid == owner.uid && reference.controller == Some(true))
+}
+
+async fn sync_secret(
+    sealed: &SealedSecret,
+    ctx: &Context,
+    object: &ObjectRef<SealedSecret>,
+) -> Result<Outcome, Error> {
+    let name = sealed.name_any();
+    let namespace = sealed
+        .namespace()
+        .ok_or_else(|| Error::InvalidSpec("the SealedSecret has no namespace".into()))?;
+    if sealed.spec.encrypted_data.is_empty() {
+        return Err(Error::InvalidSpec("spec.encryptedData is empty".into()));
+    }
+    let owner = owner_reference(sealed)
+        .ok_or_else(|| Error::InvalidSpec("the SealedSecret has no uid yet".into()))?;
+    let keys = ctx.keys.get();
+    let data = match decrypt_all(sealed, &keys.keyring) {
+        Ok(data) => data,
+        Err(err) => {
+            ctx.metrics.count_unseals(err.reason(), 1);
+            return Err(err);
+        }
+    };
+    ctx.metrics.count_unseals("ok", data.0.len() as u64);
+    let desired = Desired::of(sealed);
+    let digest = desired.digest(&data, &owner.uid);
+
+    // Fast path: the cached metadata shows the Secret unchanged since we last
+    // saw it in sync with this very content.
+    let cached = ctx
+        .owned_secrets
+        .get(&ObjectRef::new(&name).within(&namespace));
+    let cached_version = cached.and_then(|meta| meta.metadata.resource_version.clone());
+    if let (Some(version), Some(known)) = (&cached_version, ctx.in_sync_version(object))
+        && known == format!("{version}/{digest}")
+    {
+        return Ok(Outcome::InSync);
+    }
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
+    let remember = |version: Option<String>| {
+        ctx.mark_in_sync(object.clone(), version.map(|v| format!("{v}/{digest}")));
+    };
+    let Some(mut existing) = api.get_opt(&name).await? else {
+        let mut secret = Secret::default();
+        secret.metadata.name = Some(name.clone());
+        secret.metadata.namespace = Some(namespace.clone());
+        secret.metadata.labels = Some(desired.labels.clone());
+        secret.metadata.annotations =
+            (!desired.annotations.is_empty()).then(|| desired.annotations.clone());
+        secret.metadata.owner_references = Some(vec![owner]);
+        secret.type_ = Some(desired.type_.clone());
+        secret.immutable = desired.immutable;
+        secret.data = Some(data.0.clone());
+        let result = api.create(&PostParams::default(), &secret).await;
+        scrub(&mut secret);
+        let created = result?;
+        remember(created.metadata.resource_version.clone());
+        return Ok(Outcome::Created);
+    };
+    let owned = owned_by(&existing, &owner);
+    if !owned
+        && existing
+            .annotations()
+            .get(MANAGED_ANNOTATION)
+            .map(String::as_str)
+            != Some("true")
+    {
+        scrub(&mut existing);
+        remember(None);
+        return Err(Error::SecretNotOwned(name));
+    }
+    if owned && desired.matches(&existing, &data) {
+        remember(existing.metadata.resource_version.clone());
+        scrub(&mut existing);
+        return Ok(Outcome::InSync);
+    }
+    let content_differs = existing
+        .data
+        .as_ref()
+        .map_or(!data.0.is_empty(), |d| *d != data.0)
+        || existing.type_.as_deref().unwrap_or("Opaque") != desired.type_;
+    if existing.immutable == Some(true) && content_differs {
+        scrub(&mut existing);
+        remember(None);
+        return Err(Error::SecretImmutable(name));
+    }
+    // Correct the Secret: our data, type and immutability exactly; our labels
+    // and annotations over whatever else is there; us as the controller.
+    existing.data = Some(data.0.clone());
+    existing.string_data = None;
+    existing.type_ = Some(desired.type_.clone());
+    if desired.immutable.is_some() {
+        existing.immutable = desired.immutable;
+    }
+    existing
+        .metadata
+        .labels
+        .get_or_insert_with(BTreeMap::new)
+        .extend(desired.labels.clone());
+    if !desired.annotations.is_empty() {
+        existing
+            .metadata
+            .annotations
+            .get_or_insert_with(BTreeMap::new)
+            .extend(desired.annotations.clone());
+    }
+    let references = existing
+        .metadata
+        .owner_references
+        .get_or_insert_with(Vec::new);
+    references.retain(|reference| reference.controller != Some(true) && reference.uid != owner.uid);
+    references.push(owner);
+    let result = api.replace(&name, &PostParams::default(), &existing).await;
+    scrub(&mut existing);
+    let updated = result?;
+    remember(updated.metadata.resource_version.clone());
+    Ok(Outcome::Updated)
+}
+
+/// Wipes the data of a Secret we are done with.
+fn scrub(secret: &mut Secret) {
+    if let Some(data) = secret.data.as_mut() {
+        for value in data.values_mut() {
+            value.0.zeroize();
+        }
+    }
+}
+
+fn now() -> String {
+    jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
+}
+
+/// Writes the status when it changed; emits a Warning event when a failure
+/// is new (not on every retry).
+async fn update_status(
+    sealed: &SealedSecret,
+    ctx: &Context,
+    result: &Result<Outcome, Error>,
+) -> Result<(), Error> {
+    let (status, reason, message) = match result {
+        Ok(_) => (
+            "True",
+            "Unsealed",
+            format!("Secret {} is in sync", sealed.name_any()),
+        ),
+        Err(err) => ("False", err.reason(), err.to_string()),
+    };
+    let generation = sealed.metadata.generation;
+    let previous = sealed
+        .status
+        .as_ref()
+        .and_then(|status| status.conditions.iter().find(|c| c.type_ == READY));
+    let last_transition_time = match previous {
+        Some(previous) if previous.status == status => previous.last_transition_time.clone(),
+        _ => now(),
+    };
+    let condition = Condition {
+        type_: READY.to_owned(),
+        status: status.to_owned(),
+        reason: reason.to_owned(),
+        message: message.clone(),
+        last_transition_time,
+        observed_generation: generation,
+    };
+    let new_status = SealedSecretStatus {
+        observed_generation: generation,
+        conditions: vec![condition],
+        key_ids: key_ids_of(sealed),
+    };
+    let changed_condition = previous.is_none_or(|p| p.reason != reason || p.message != message);
+    if let Err(err) = result
+        && changed_condition
+    {
+        publish(ctx, sealed, EventType::Warning, err.reason(), message).await;
+    }
+    if sealed.status.as_ref() == Some(&new_status) {
+        return Ok(());
+    }
+    let api: Api<SealedSecret> = Api::namespaced(
+        ctx.client.clone(),
+        sealed.namespace().as_deref().unwrap_or_default(),
+    );
+    let patch = serde_json::json!({ "status": new_status });
+    api.patch_status(
+        &sealed.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(&patch),
+    )
+    .await?;
+    Ok(())
+}
+
+async fn publish(
+    ctx: &Context,
+    sealed: &SealedSecret,
+    type_: EventType,
+    reason: &str,
+    note: String,
+) {
+    let event = Event {
+        type_,
+        reason: reason.to_owned(),
+        note: Some(note),
+        action: "Unseal".to_owned(),
+        secondary: None,
+    };
+    if let Err(err) = ctx.recorder.publish(&event, &sealed.object_ref(&())).await {
+        tracing::warn!(error = %err, "could not publish an event");
+    }
+}

@@ -1,0 +1,245 @@
+//! Wiring: the key watch and HTTP API on every replica; on the leader, key
+//! generation, renewal, publication and the reconciler.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::{Stream, StreamExt};
+use k8s_openapi::api::core::v1::Secret;
+use kseal_shared::SealedSecret;
+use kube::core::PartialObjectMeta;
+use kube::runtime::controller::{self, Controller};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client};
+use tokio::sync::watch;
+
+use crate::config::Settings;
+use crate::context::Context;
+use crate::http::{self, ApiState, RateLimiter};
+use crate::keys::{KeyManager, KeyStore};
+use crate::leader::LeaderElector;
+use crate::metrics::Metrics;
+use crate::reconcile::{OWNED_LABEL, error_policy, reconcile};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("cannot find a Kubernetes configuration: {0}")]
+    Config(#[from] kube::config::InferConfigError),
+    #[error("cannot read the kubeconfig: {0}")]
+    Kubeconfig(#[from] kube::config::KubeconfigError),
+    #[error("cannot build the Kubernetes client: {0}")]
+    Client(#[from] kube::Error),
+    #[error("HTTP server: {0}")]
+    Http(#[from] std::io::Error),
+}
+
+/// Runs the controller until SIGINT/SIGTERM.
+pub async fn run(settings: Settings) -> Result<(), RunError> {
+    let config = match &settings.kubeconfig {
+        Some(path) => {
+            let kubeconfig = kube::config::Kubeconfig::read_from(path)?;
+            kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?
+        }
+        None => kube::Config::infer().await?,
+    };
+    let client = crate::client::build(config, settings.kube_qps, settings.kube_burst)?;
+    let identity = settings
+        .pod_name
+        .clone()
+        .unwrap_or_else(|| format!("kseal-controller-{}", std::process::id()));
+    let keys = KeyStore::new();
+    let metrics = Arc::new(Metrics::new());
+    let sealed_store: Arc<Mutex<Option<Store<SealedSecret>>>> = Arc::default();
+
+    tokio::spawn(
+        keys.clone()
+            .watch(client.clone(), settings.namespace.clone()),
+    );
+
+    let state = ApiState {
+        keys: keys.clone(),
+        metrics: metrics.clone(),
+        sealed_secrets: sealed_store.clone(),
+        limiter: Arc::new(RateLimiter::new(settings.api_rate)),
+    };
+    let listener = tokio::net::TcpListener::bind(settings.http_addr).await?;
+    tracing::info!(addr = %settings.http_addr, "serving HTTP");
+    let router = http::router(state, settings.max_body_bytes);
+    let server = tokio::spawn(async move { axum::serve(listener, router).await });
+
+    let (leading_tx, mut leading) = watch::channel(!settings.leader_elect);
+    if settings.leader_elect {
+        let elector = LeaderElector::new(
+            client.clone(),
+            &settings.namespace,
+            &settings.lease_name,
+            &identity,
+            settings.lease_duration,
+        );
+        tokio::spawn(elector.run(leading_tx));
+    }
+
+    let mut shutdown = std::pin::pin!(shutdown_signal());
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            ready = leading.wait_for(|leading| *leading) => {
+                if ready.is_err() { break; }
+            }
+        }
+        tracing::info!(identity = %identity, "leading: reconciling and managing keys");
+        metrics.leader.set(1);
+        let lead = lead(
+            &client,
+            &settings,
+            &keys,
+            &metrics,
+            &sealed_store,
+            &identity,
+        );
+        tokio::select! {
+            _ = &mut shutdown => break,
+            _ = leading.wait_for(|leading| !*leading) => {
+                tracing::warn!("lost leadership: stopped reconciling");
+            }
+            () = lead => tracing::warn!("reconciler stopped; restarting"),
+        }
+        metrics.leader.set(0);
+        if let Ok(mut slot) = sealed_store.lock() {
+            *slot = None;
+        }
+    }
+    tracing::info!("shutting down");
+    server.abort();
+    Ok(())
+}
+
+/// Everything only the leader does. Returns only if the reconciler stops.
+async fn lead(
+    client: &Client,
+    settings: &Settings,
+    keys: &KeyStore,
+    metrics: &Arc<Metrics>,
+    sealed_store: &Arc<Mutex<Option<Store<SealedSecret>>>>,
+    identity: &str,
+) {
+    let manager = KeyManager {
+        client: client.clone(),
+        namespace: settings.namespace.clone(),
+        store: keys.clone(),
+    };
+    while let Err(err) = manager.ensure_key().await {
+        tracing::warn!(error = %err, "cannot check the sealing keys; retrying in 2s");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    // Reconciling before the keys are loaded would report every object as
+    // sealed to an unknown key.
+    let mut loaded = keys.subscribe();
+    let _ = loaded.wait_for(|generation| *generation > 0).await;
+
+    let period = settings.key_renew_period;
+    let renew = async {
+        if period.is_zero() {
+            std::future::pending::<()>().await;
+        }
+        manager.renew_loop(period).await;
+    };
+    let publish = manager.publish_loop();
+    let reconciler = reconciler(client, settings, keys, metrics, sealed_store, identity);
+    tokio::select! {
+        () = renew => {}
+        () = publish => {}
+        () = reconciler => {}
+    }
+}
+
+async fn reconciler(
+    client: &Client,
+    settings: &Settings,
+    keys: &KeyStore,
+    metrics: &Arc<Metrics>,
+    sealed_store: &Arc<Mutex<Option<Store<SealedSecret>>>>,
+    identity: &str,
+) {
+    let sealed_api: Api<SealedSecret> = Api::all(client.clone());
+    // `Api<PartialObjectMeta<_>>` makes metadata-only list and watch requests.
+    let secret_api: Api<PartialObjectMeta<Secret>> = Api::all(client.clone());
+    // Owned Secrets: label-selected, metadata only (no data in memory).
+    let (owned_reader, owned_writer) = reflector::store();
+    let owned = reflector::reflector(
+        owned_writer,
+        watcher(
+            secret_api,
+            watcher::Config::default().labels(&format!("{OWNED_LABEL}=true")),
+        ),
+    )
+    .default_backoff()
+    .touched_objects();
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: "kseal-controller".into(),
+            instance: Some(identity.to_owned()),
+        },
+    );
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        keys: keys.clone(),
+        metrics: metrics.clone(),
+        recorder,
+        owned_secrets: owned_reader,
+        in_sync: Mutex::new(HashMap::new()),
+        failures: Mutex::new(HashMap::new()),
+    });
+    let controller = Controller::new(sealed_api, watcher::Config::default())
+        .owns_stream(owned)
+        .reconcile_all_on(key_changes(keys))
+        .with_config(controller::Config::default().concurrency(settings.concurrency));
+    if let Ok(mut slot) = sealed_store.lock() {
+        *slot = Some(controller.store());
+    }
+    controller
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(err) = result {
+                tracing::debug!(error = %err, "reconcile");
+            }
+        })
+        .await;
+}
+
+/// Emits once per change of the key set, so objects sealed to a key that
+/// just appeared (or was restored) are retried at once.
+fn key_changes(keys: &KeyStore) -> impl Stream<Item = ()> + Send + 'static {
+    let receiver = keys.subscribe();
+    futures::stream::unfold(receiver, |mut receiver| async move {
+        receiver.changed().await.ok()?;
+        Some(((), receiver))
+    })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

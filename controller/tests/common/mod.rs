@@ -1,0 +1,333 @@
+//! A real control plane with the CRD installed and kseal-controller
+//! processes running against it.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::collapsible_if)]
+
+use std::future::Future;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kseal_shared::manifest::{PlainSecret, SealOptions, seal_secret};
+use kseal_shared::{Recipient, Scope, SealedSecret, SecretBytes};
+use kseal_testenv::ControlPlane;
+use kseal_testenv::process::Component;
+use kube::api::{Patch, PatchParams, PostParams};
+use kube::{Api, Client, CustomResourceExt};
+
+pub const NAMESPACE: &str = "kseal-system";
+pub const WAIT: Duration = Duration::from_secs(60);
+
+pub async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + WAIT;
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A running `kseal-controller`, killed on drop.
+pub struct Controller {
+    pub process: Component,
+    pub port: u16,
+}
+
+impl Controller {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.process.log_path()).unwrap_or_default()
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, String) {
+        http(&self.url(path), "GET", None, None).await
+    }
+
+    pub async fn post(&self, path: &str, content_type: &str, body: Vec<u8>) -> (u16, String) {
+        http(&self.url(path), "POST", Some(content_type), Some(body)).await
+    }
+
+    pub async fn wait_healthy(&self) {
+        eventually("controller /readyz", || async {
+            self.get("/readyz").await.0 == 200
+        })
+        .await;
+    }
+}
+
+impl Drop for Controller {
+    fn drop(&mut self) {
+        self.process.kill();
+        if std::thread::panicking() {
+            eprintln!(
+                "--- {} log (tail) ---\n{}",
+                self.process.name(),
+                self.process.log_tail(60)
+            );
+        }
+    }
+}
+
+/// A minimal HTTP/1.1 client for the controller's API (no extra dependency).
+pub async fn http(
+    url: &str,
+    method: &str,
+    content_type: Option<&str>,
+    body: Option<Vec<u8>>,
+) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rest = url.strip_prefix("http://").unwrap();
+    let (host, path) = rest
+        .split_once('/')
+        .map(|(h, p)| (h, format!("/{p}")))
+        .unwrap();
+    let Ok(mut stream) = tokio::net::TcpStream::connect(host).await else {
+        return (0, String::new());
+    };
+    let body = body.unwrap_or_default();
+    let mut request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    if let Some(content_type) = content_type {
+        request.push_str(&format!("Content-Type: {content_type}\r\n"));
+    }
+    request.push_str("\r\n");
+    if stream.write_all(request.as_bytes()).await.is_err() {
+        return (0, String::new());
+    }
+    // The server may answer (413) before reading the whole body.
+    let _ = stream.write_all(&body).await;
+    let mut response = Vec::new();
+    let _ = stream.read_to_end(&mut response).await;
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    let body = if text
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(&body)
+    } else {
+        body
+    };
+    (status, body)
+}
+
+fn dechunk(body: &str) -> String {
+    let mut out = String::new();
+    let mut rest = body;
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let Ok(size) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
+        if size == 0 || after.len() < size {
+            break;
+        }
+        out.push_str(&after[..size]);
+        rest = after[size..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+pub struct Fixture {
+    pub cp: ControlPlane,
+    pub client: Client,
+    pub dir: PathBuf,
+}
+
+impl Fixture {
+    /// A control plane with the CRD and the controller namespace; `None` when
+    /// the binaries cannot be built outside CI.
+    pub async fn start() -> Option<Self> {
+        kseal_testenv::bins_or_skip()?;
+        let cp = ControlPlane::start().await.unwrap();
+        let client = cp.client().await.unwrap();
+        let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+        crds.create(&PostParams::default(), &SealedSecret::crd())
+            .await
+            .unwrap();
+        eventually("CRD established", || async {
+            crds.get("sealedsecrets.kseal.dev")
+                .await
+                .ok()
+                .and_then(|crd| crd.status)
+                .is_some_and(|status| {
+                    status
+                        .conditions
+                        .unwrap_or_default()
+                        .iter()
+                        .any(|c| c.type_ == "Established" && c.status == "True")
+                })
+        })
+        .await;
+        let dir = cp.dir().to_path_buf();
+        let fixture = Self { cp, client, dir };
+        fixture.namespace(NAMESPACE).await;
+        Some(fixture)
+    }
+
+    pub async fn namespace(&self, name: &str) {
+        let ns: Namespace =
+            serde_json::from_value(serde_json::json!({"metadata": {"name": name}})).unwrap();
+        let _ = Api::<Namespace>::all(self.client.clone())
+            .create(&PostParams::default(), &ns)
+            .await;
+    }
+
+    /// Starts a controller process with extra arguments.
+    pub fn controller(&self, name: &'static str, extra: &[&str]) -> Controller {
+        let port = free_port();
+        let mut args: Vec<std::ffi::OsString> = vec![
+            "--kubeconfig".into(),
+            self.cp.admin_kubeconfig().into(),
+            "--namespace".into(),
+            NAMESPACE.into(),
+            "--http-addr".into(),
+            format!("127.0.0.1:{port}").into(),
+            "--log-level".into(),
+            "debug,hyper=info,tower=info,rustls=info,kube_client=info".into(),
+            "--pod-name".into(),
+            name.into(),
+        ];
+        args.extend(extra.iter().map(Into::into));
+        let mut process = Component::new(
+            name,
+            PathBuf::from(env!("CARGO_BIN_EXE_kseal-controller")),
+            args,
+            self.dir.join(format!("{name}.log")),
+        );
+        process.start().unwrap();
+        Controller { process, port }
+    }
+
+    pub async fn recipients(&self) -> Vec<Recipient> {
+        let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), NAMESPACE);
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Ok(cm) = api.get("kseal-public-keys").await {
+                let text = cm
+                    .data
+                    .unwrap_or_default()
+                    .get("recipients.txt")
+                    .cloned()
+                    .unwrap_or_default();
+                if let Ok(found) = kseal_shared::keys::parse_recipients_file(&text) {
+                    return found;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for published keys"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    pub fn sealed_secrets(&self, namespace: &str) -> Api<SealedSecret> {
+        Api::namespaced(self.client.clone(), namespace)
+    }
+
+    pub fn secrets(&self, namespace: &str) -> Api<Secret> {
+        Api::namespaced(self.client.clone(), namespace)
+    }
+
+    pub async fn apply(&self, sealed: &SealedSecret) {
+        let namespace = sealed.metadata.namespace.clone().unwrap();
+        self.sealed_secrets(&namespace)
+            .patch(
+                sealed.metadata.name.as_deref().unwrap(),
+                &PatchParams::apply("kseal-test").force(),
+                &Patch::Apply(sealed),
+            )
+            .await
+            .unwrap();
+    }
+
+    /// Waits until the SealedSecret's Ready condition has `status` and
+    /// returns its reason.
+    pub async fn wait_ready(&self, namespace: &str, name: &str, status: &str) -> String {
+        let api = self.sealed_secrets(namespace);
+        let deadline = Instant::now() + WAIT;
+        let mut last = None;
+        loop {
+            if let Ok(sealed) = api.get(name).await {
+                let generation = sealed.metadata.generation;
+                if let Some(current) = sealed.status {
+                    if let Some(ready) = current.conditions.iter().find(|c| c.type_ == "Ready") {
+                        if ready.status == status && current.observed_generation == generation {
+                            return ready.reason.clone();
+                        }
+                        last = Some(ready.clone());
+                    }
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {namespace}/{name} Ready={status}; last: {last:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+}
+
+/// A Secret with string values, for sealing.
+pub fn plain(namespace: &str, name: &str, values: &[(&str, &str)]) -> PlainSecret {
+    let mut secret = PlainSecret {
+        name: name.into(),
+        namespace: namespace.into(),
+        ..PlainSecret::default()
+    };
+    for (key, value) in values {
+        secret
+            .insert(key, SecretBytes::from(value.as_bytes()))
+            .unwrap();
+    }
+    secret
+}
+
+pub fn seal(secret: &PlainSecret, scope: Scope, recipients: &[Recipient]) -> SealedSecret {
+    seal_secret(
+        secret,
+        SealOptions {
+            scope,
+            recipients,
+            allow_empty_data: false,
+        },
+    )
+    .unwrap()
+}
+
+pub fn data_of(secret: &Secret, key: &str) -> String {
+    String::from_utf8(secret.data.as_ref().unwrap()[key].0.clone()).unwrap()
+}
+
+pub fn exists(path: &Path) -> bool {
+    path.exists()
+}
