@@ -32,6 +32,8 @@ pub enum Command {
     Unseal(UnsealArgs),
     /// Re-wrap every value's data key to new recipients, offline
     Rewrap(RewrapArgs),
+    /// Convert Bitnami SealedSecrets into kseal SealedSecrets, offline
+    Migrate(MigrateArgs),
     /// Show scope, names and key ids of SealedSecrets without decrypting
     Inspect(InspectArgs),
     /// Check that SealedSecrets are well-formed, offline
@@ -167,6 +169,39 @@ pub struct RewrapArgs {
     /// Rewrite the files in place (atomically); required for directories and several files
     #[arg(long)]
     pub in_place: bool,
+    /// Files or directories (searched for *.yaml, *.yml, *.json)
+    #[arg(value_name = "PATH", required = true)]
+    pub paths: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Recipients come from -r/-R, else from the .kseal.yaml rule that matches each \
+file. Name, namespace, scope and template (type, labels, annotations, immutable) are kept from \
+the Bitnami object; Bitnami's own annotations are dropped. An object that cannot be migrated \
+(no given key opens a value, spec.template.data, the legacy spec.data format, an unknown \
+version) is reported and left as it is; the others are migrated, and the exit status is 1.
+
+Examples:
+  kubectl get secret -n kube-system -l sealedsecrets.bitnami.com/sealed-secrets-key -o yaml > bitnami-keys.yaml
+  kseal migrate --bitnami-key bitnami-keys.yaml -R cluster.pub --dry-run clusters/
+  kseal migrate --bitnami-key bitnami-keys.yaml -R cluster.pub --in-place clusters/
+  kseal migrate --bitnami-key tls.key -r age1… app/db-sealed.yaml > app/db.yaml"
+)]
+pub struct MigrateArgs {
+    /// Bitnami private keys: what `kubectl get secret -n kube-system -l
+    /// sealedsecrets.bitnami.com/sealed-secrets-key -o yaml` exports, one such Secret, or a PEM
+    /// private key; repeatable; `-` is stdin
+    #[arg(long = "bitnami-key", value_name = "FILE", required = true)]
+    pub bitnami_keys: Vec<PathBuf>,
+    #[command(flatten)]
+    pub recipients: RecipientArgs,
+    /// Rewrite the files in place (atomically); required for directories and several files
+    #[arg(long)]
+    pub in_place: bool,
+    /// Print, per object, what would be migrated (scope, name, keys) or why not; write nothing
+    #[arg(long)]
+    pub dry_run: bool,
     /// Files or directories (searched for *.yaml, *.yml, *.json)
     #[arg(value_name = "PATH", required = true)]
     pub paths: Vec<PathBuf>,

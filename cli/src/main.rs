@@ -61,6 +61,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Seal(args) => commands::seal::run(args),
         Command::Unseal(args) => commands::unseal::run(args),
         Command::Rewrap(args) => commands::rewrap::run(args),
+        Command::Migrate(args) => commands::migrate::run(args),
         Command::Inspect(args) => commands::inspect::inspect(args),
         Command::Validate(args) => commands::inspect::validate(args),
         Command::Check(args) => commands::check::run(args),

@@ -89,7 +89,7 @@ pub enum ObjectError {
     #[error("unsupported Bitnami SealedSecret apiVersion {0:?} (kseal reads {API_VERSION})")]
     UnsupportedVersion(String),
     #[error(
-        "uses the deprecated single-blob spec.data format (sealed-secrets before v0.7), which kseal does not read; re-seal it with a current kubeseal or unseal it with `kubeseal --recovery-unseal` and seal it with `kseal seal`"
+        "uses the deprecated single-blob spec.data format (sealed-secrets before v0.7), which kseal does not read; seal the Secret it produces in the cluster with `kseal seal` instead"
     )]
     LegacyData,
     #[error(

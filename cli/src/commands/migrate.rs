@@ -1,0 +1,220 @@
+//! `kseal migrate`: Bitnami SealedSecrets in, kseal SealedSecrets out,
+//! offline, with the exported Bitnami private keys. The decryption and the
+//! conversion live in `kseal_shared::bitnami`; this is file handling and
+//! reporting. Plaintext exists only in memory, in zeroizing buffers.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, anyhow, bail};
+use kseal_shared::bitnami::{BitnamiKeyring, BitnamiSealedSecret, is_bitnami_sealed_secret};
+use kseal_shared::manifest::{Document, ManifestFile};
+use serde_json::Value;
+
+use crate::UsageError;
+use crate::args::MigrateArgs;
+use crate::io::{Privacy, Source, manifest_files, write_atomic, write_stdout};
+use crate::keys;
+
+#[derive(Debug, Default)]
+struct Tally {
+    objects: usize,
+    values: usize,
+    left_behind: usize,
+    files_written: usize,
+}
+
+pub fn run(args: MigrateArgs) -> Result<()> {
+    if args.recipients.recipients.iter().any(|r| r == "cluster") {
+        return Err(UsageError::new(
+            "recipients from the cluster are not available yet (they need the kseal controller's \
+             public-key ConfigMap); pass -r/--recipient or -R/--recipients-file, or add .kseal.yaml rules",
+        )
+        .into());
+    }
+    let stdin_keys = args
+        .bitnami_keys
+        .iter()
+        .filter(|path| *path == Path::new("-"))
+        .count();
+    if stdin_keys > 1 {
+        return Err(UsageError::new("--bitnami-key - (stdin) can be given only once").into());
+    }
+    let files = manifest_files(&args.paths)?;
+    let single_file = args.paths.len() == 1 && files.len() == 1 && !args.paths[0].is_dir();
+    if !args.in_place && !args.dry_run && !single_file {
+        return Err(UsageError::new(
+            "several files or a directory: pass --in-place to rewrite them (or --dry-run to see what would change)",
+        )
+        .into());
+    }
+    let keyring = load_keys(&args.bitnami_keys)?;
+
+    let mut tally = Tally::default();
+    for path in &files {
+        let rendered = migrate_file(path, &keyring, &args, &mut tally);
+        match rendered {
+            Ok(_) if args.dry_run => {}
+            Ok(Some(text)) if args.in_place => {
+                write_atomic(path, text.as_bytes(), Privacy::Public)?;
+                tally.files_written += 1;
+            }
+            Ok(Some(text)) => write_stdout(text.as_bytes())?,
+            Ok(None) if !args.in_place => {
+                write_stdout(Source::File(path.clone()).read()?.as_bytes())?;
+            }
+            Ok(None) => {}
+            Err(err) => {
+                tally.left_behind += 1;
+                eprintln!("kseal: {err:#}");
+            }
+        }
+    }
+    let verb = if args.dry_run {
+        "would be migrated"
+    } else {
+        "migrated"
+    };
+    eprintln!(
+        "kseal: {} SealedSecret(s) {verb} ({} value(s)), {} left behind; {} file(s) rewritten",
+        tally.objects, tally.values, tally.left_behind, tally.files_written
+    );
+    if tally.left_behind > 0 {
+        bail!(
+            "{} SealedSecret(s) or file(s) could not be migrated",
+            tally.left_behind
+        );
+    }
+    Ok(())
+}
+
+/// Every key of every file, in the order given.
+fn load_keys(files: &[PathBuf]) -> Result<BitnamiKeyring> {
+    let mut keyring = BitnamiKeyring::new();
+    for file in files {
+        let source = Source::from_arg(Some(file));
+        let text = source.read()?;
+        keyring
+            .add_text(&text)
+            .with_context(|| format!("{}: Bitnami key", source.display()))?;
+    }
+    Ok(keyring)
+}
+
+/// Migrates every Bitnami SealedSecret of one file. Returns the new text if
+/// anything was migrated. Objects that cannot be migrated are reported and
+/// stay as they are.
+fn migrate_file(
+    path: &Path,
+    keyring: &BitnamiKeyring,
+    args: &MigrateArgs,
+    tally: &mut Tally,
+) -> Result<Option<String>> {
+    let text = Source::File(path.to_owned()).read()?;
+    let mut file = ManifestFile::new(&text);
+    let objects = file
+        .objects()
+        .map_err(|err| anyhow!("{}: {err}", path.display()))?;
+    let bitnami: Vec<&Document> = objects
+        .iter()
+        .filter(|object| is_bitnami_sealed_secret(&object.value))
+        .collect();
+    if bitnami.is_empty() {
+        return Ok(None);
+    }
+    let recipients = match keys::resolve(&args.recipients, Some(path)) {
+        Ok(resolved) => resolved.recipients,
+        Err(err) => {
+            // Nothing in this file can be sealed; count its objects.
+            tally.left_behind += bitnami.len() - 1;
+            return Err(err.context(format!(
+                "{}: {} Bitnami SealedSecret(s) not migrated",
+                path.display(),
+                bitnami.len()
+            )));
+        }
+    };
+    for object in bitnami {
+        let at = format!(
+            "{}: {}: {}",
+            path.display(),
+            object.location(),
+            display_name(&object.value)
+        );
+        let result = BitnamiSealedSecret::parse(&object.value)
+            .and_then(|parsed| parsed.migrate(keyring, &recipients));
+        let migrated = match result {
+            Ok(migrated) => migrated,
+            Err(err) => {
+                tally.left_behind += 1;
+                if args.dry_run {
+                    println!("{at}: would not migrate: {err}");
+                } else {
+                    eprintln!("kseal: {at}: not migrated: {err}");
+                }
+                continue;
+            }
+        };
+        tally.objects += 1;
+        tally.values += migrated.keys.len();
+        if args.dry_run {
+            let fingerprints: Vec<&str> = migrated
+                .bitnami_keys
+                .iter()
+                .filter_map(|index| keyring.keys().get(*index))
+                .map(|key| key.fingerprint())
+                .collect();
+            println!(
+                "{at}: would migrate ({}): keys {}{}",
+                migrated.sealed.spec.scope,
+                list_or_none(&migrated.keys),
+                if fingerprints.is_empty() {
+                    String::new()
+                } else {
+                    format!("; Bitnami key(s) {}", fingerprints.join(", "))
+                }
+            );
+        }
+        if !migrated.dropped_annotations.is_empty() {
+            let note = format!(
+                "dropped annotations: {}",
+                migrated.dropped_annotations.join(", ")
+            );
+            if args.dry_run {
+                println!("{at}: {note}");
+            } else {
+                eprintln!("kseal: {at}: {note}");
+            }
+        }
+        file.replace(object, serde_json::to_value(&migrated.sealed)?);
+    }
+    if !file.has_replacements() {
+        return Ok(None);
+    }
+    file.render()
+        .map(Some)
+        .map_err(|err| anyhow!("{}: {err}", path.display()))
+}
+
+/// `namespace/name` of a manifest object, for messages.
+fn display_name(value: &Value) -> String {
+    let metadata = |field: &str| {
+        value
+            .get("metadata")
+            .and_then(|m| m.get(field))
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+    };
+    match (metadata("namespace"), metadata("name")) {
+        (_, "") => "unnamed".into(),
+        ("", name) => name.into(),
+        (namespace, name) => format!("{namespace}/{name}"),
+    }
+}
+
+fn list_or_none(keys: &[String]) -> String {
+    if keys.is_empty() {
+        "(none)".into()
+    } else {
+        keys.join(", ")
+    }
+}
