@@ -1,6 +1,11 @@
 //! A real control plane with the CRD installed and kseal-controller
 //! processes running against it.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::collapsible_if)]
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::collapsible_if
+)]
 
 use std::future::Future;
 use std::net::TcpListener;

@@ -1,0 +1,155 @@
+//! Two replicas with leader election, and scheduled key renewal, against a
+//! real control plane.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::*;
+use kseal_shared::Scope;
+use kube::ResourceExt;
+use kube::api::ListParams;
+
+async fn is_leader(controller: &Controller) -> bool {
+    let (status, metrics) = controller.get("/metrics").await;
+    status == 200 && metrics.lines().any(|line| line == "kseal_leader 1")
+}
+
+#[tokio::test]
+async fn one_leader_reconciles_and_the_other_takes_over() {
+    let Some(fixture) = Fixture::start().await else {
+        return;
+    };
+    fixture.namespace("app").await;
+    let args = [
+        "--leader-elect",
+        "--lease-duration",
+        "3s",
+        "--key-renew-period",
+        "0",
+    ];
+    let a = fixture.controller("replica-a", &args);
+    let b = fixture.controller("replica-b", &args);
+    a.wait_healthy().await;
+    b.wait_healthy().await;
+    eventually("a leader", || async {
+        is_leader(&a).await || is_leader(&b).await
+    })
+    .await;
+    let (leader, standby) = if is_leader(&a).await { (a, b) } else { (b, a) };
+    assert!(!is_leader(&standby).await, "two leaders");
+
+    let recipients = fixture.recipients().await;
+    // Every replica serves the public keys, the standby included.
+    let (status, body) = standby.get("/v1/public-keys").await;
+    assert_eq!(status, 200);
+    assert!(body.contains(&recipients[0].to_string()), "{body}");
+    fixture
+        .apply(&seal(
+            &plain("app", "first", &[("k", "v1")]),
+            Scope::Strict,
+            &recipients,
+        ))
+        .await;
+    assert_eq!(fixture.wait_ready("app", "first", "True").await, "Unsealed");
+    let (_, standby_metrics) = standby.get("/metrics").await;
+    assert!(
+        standby_metrics
+            .lines()
+            .any(|line| line == "kseal_reconcile_duration_seconds_count 0"),
+        "the standby reconciled:\n{standby_metrics}"
+    );
+
+    // Kill the leader: the standby takes over and reconciles.
+    drop(leader);
+    eventually("standby became leader", || is_leader(&standby)).await;
+    fixture
+        .apply(&seal(
+            &plain("app", "second", &[("k", "v2")]),
+            Scope::Strict,
+            &recipients,
+        ))
+        .await;
+    assert_eq!(
+        fixture.wait_ready("app", "second", "True").await,
+        "Unsealed"
+    );
+    // Still exactly one key: the new leader did not generate another.
+    let keys = fixture
+        .secrets(NAMESPACE)
+        .list(&ListParams::default().labels("kseal.dev/sealing-key=true"))
+        .await
+        .unwrap();
+    assert_eq!(keys.items.len(), 1);
+}
+
+#[tokio::test]
+async fn keys_are_renewed_and_old_keys_keep_decrypting() {
+    let Some(fixture) = Fixture::start().await else {
+        return;
+    };
+    fixture.namespace("app").await;
+    let controller = fixture.controller("renewing", &["--key-renew-period", "3s"]);
+    controller.wait_healthy().await;
+    let first = fixture.recipients().await;
+    fixture
+        .apply(&seal(
+            &plain("app", "old", &[("k", "sealed-to-the-first-key")]),
+            Scope::Strict,
+            &first,
+        ))
+        .await;
+    assert_eq!(fixture.wait_ready("app", "old", "True").await, "Unsealed");
+
+    // A renewal publishes a new active key; the first becomes decrypt-only.
+    let deadline = std::time::Instant::now() + WAIT;
+    let renewed = loop {
+        let current = fixture.recipients().await;
+        if current[0] != first[0] {
+            break current;
+        }
+        assert!(std::time::Instant::now() < deadline, "no renewed key");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    let keys = fixture
+        .secrets(NAMESPACE)
+        .list(&ListParams::default().labels("kseal.dev/sealing-key=true"))
+        .await
+        .unwrap();
+    assert!(keys.items.len() >= 2);
+    let first_key = keys
+        .items
+        .iter()
+        .find(|s| s.labels()["kseal.dev/key-id"] == first[0].key_id().to_string())
+        .unwrap();
+    assert_eq!(first_key.labels()["kseal.dev/key-state"], "decrypt-only");
+    let active: Vec<_> = keys
+        .items
+        .iter()
+        .filter(|s| s.labels()["kseal.dev/key-state"] == "active")
+        .collect();
+    assert_eq!(active.len(), 1, "exactly one active key");
+
+    // The value sealed to the first key still unseals (the Secret is
+    // re-created from it), and a value sealed to the new key unseals too.
+    fixture
+        .secrets("app")
+        .delete("old", &Default::default())
+        .await
+        .unwrap();
+    eventually("re-created from the old key", || async {
+        fixture
+            .secrets("app")
+            .get("old")
+            .await
+            .is_ok_and(|s| data_of(&s, "k") == "sealed-to-the-first-key")
+    })
+    .await;
+    fixture
+        .apply(&seal(
+            &plain("app", "new", &[("k", "v")]),
+            Scope::Strict,
+            &renewed,
+        ))
+        .await;
+    assert_eq!(fixture.wait_ready("app", "new", "True").await, "Unsealed");
+}
