@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::cluster::ClusterArgs;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "kseal",
@@ -30,14 +32,16 @@ pub enum Command {
     Seal(SealArgs),
     /// Decrypt SealedSecrets back into Secret manifests with a private key (recovery)
     Unseal(UnsealArgs),
-    /// Re-wrap every value's data key to new recipients, offline
+    /// Re-wrap every value's data key to new recipients (offline), or to the cluster's current keys (--online)
     Rewrap(RewrapArgs),
     /// Convert Bitnami SealedSecrets into kseal SealedSecrets, offline
     Migrate(MigrateArgs),
     /// Show scope, names and key ids of SealedSecrets without decrypting
     Inspect(InspectArgs),
-    /// Check that SealedSecrets are well-formed, offline
+    /// Check that SealedSecrets are well-formed (offline), or that the cluster can decrypt them (--online)
     Validate(ValidateArgs),
+    /// Print the cluster's public keys as an age recipients file (for pinning in the repo)
+    FetchKeys(FetchKeysArgs),
     /// Find plaintext Secret manifests (for pre-commit hooks and CI)
     Check(CheckArgs),
     /// Print a shell completion script
@@ -73,6 +77,15 @@ pub struct IdentityArgs {
     /// Private key file as written by `kseal keygen` or `age-keygen`; repeatable
     #[arg(short = 'i', long = "identity", value_name = "FILE", required = true)]
     pub identities: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct FetchKeysArgs {
+    /// Write the recipients file to FILE (atomically) instead of stdout
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, Default, PartialEq, Eq)]
@@ -140,6 +153,9 @@ pub struct SealArgs {
     /// Seal a Secret that has no data (otherwise an error)
     #[arg(long)]
     pub allow_empty_data: bool,
+    /// Without -r/-R or a matching .kseal.yaml rule, the cluster's published keys are used
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
 }
 
 #[derive(Debug, Args)]
@@ -160,12 +176,24 @@ pub struct UnsealArgs {
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
   kseal rewrap -i backup-key.txt -R cluster-keys.txt --in-place clusters/
-  kseal rewrap -i old.txt -r age1… sealed.yaml > rewrapped.yaml")]
+  kseal rewrap -i old.txt -r age1… sealed.yaml > rewrapped.yaml
+  kseal rewrap --online --in-place clusters/prod/")]
 pub struct RewrapArgs {
-    #[command(flatten)]
-    pub identities: IdentityArgs,
+    /// Private key file(s) that open the values now (offline re-wrap); repeatable
+    #[arg(
+        short = 'i',
+        long = "identity",
+        value_name = "FILE",
+        required_unless_present = "online"
+    )]
+    pub identities: Vec<PathBuf>,
     #[command(flatten)]
     pub recipients: RecipientArgs,
+    /// Ask the cluster's controller to re-wrap to its current keys (it never wraps to recipients you choose)
+    #[arg(long, conflicts_with_all = ["identities", "recipients", "recipients_files"])]
+    pub online: bool,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
     /// Rewrite the files in place (atomically); required for directories and several files
     #[arg(long)]
     pub in_place: bool,
@@ -229,6 +257,11 @@ pub struct ValidateArgs {
     /// Files or directories; `-` or nothing reads stdin
     #[arg(value_name = "PATH")]
     pub paths: Vec<PathBuf>,
+    /// Also ask the cluster's controller whether it can decrypt every value
+    #[arg(long)]
+    pub online: bool,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
 }
 
 #[derive(Debug, Args)]

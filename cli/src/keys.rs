@@ -33,19 +33,18 @@ pub fn from_flags(args: &RecipientArgs) -> Result<Option<Vec<Recipient>>> {
 }
 
 /// Recipients from flags, or else from the first `.kseal.yaml` rule that
-/// matches `path` (the file being written, or read).
-pub fn resolve(args: &RecipientArgs, path: Option<&Path>) -> Result<Resolved> {
+/// matches `path` (the file being written, or read); `None` when neither
+/// flags nor a `.kseal.yaml` give any.
+pub fn resolve(args: &RecipientArgs, path: Option<&Path>) -> Result<Option<Resolved>> {
     if let Some(recipients) = from_flags(args)? {
-        return Ok(Resolved {
+        return Ok(Some(Resolved {
             recipients,
             scope: None,
-        });
+        }));
     }
     let cwd = std::env::current_dir().context("cannot read the working directory")?;
     let Some(config) = Config::find(&cwd)? else {
-        bail!(
-            "no recipients: pass -r/--recipient or -R/--recipients-file, or add a {CONFIG_FILE_NAME} with creation_rules"
-        );
+        return Ok(None);
     };
     let absolute = path.map(|path| absolute(&cwd, path));
     let Some(rule) = config.rule_for(absolute.as_deref()) else {
@@ -61,10 +60,31 @@ pub fn resolve(args: &RecipientArgs, path: Option<&Path>) -> Result<Resolved> {
     };
     let mut recipients = rule.recipients.clone();
     dedup_recipients(&mut recipients);
-    Ok(Resolved {
+    Ok(Some(Resolved {
         recipients,
         scope: rule.scope,
-    })
+    }))
+}
+
+/// Recipients from flags, `.kseal.yaml`, or else the cluster's published
+/// keys (through the kubeconfig).
+pub fn resolve_or_cluster(
+    args: &RecipientArgs,
+    path: Option<&Path>,
+    cluster: &crate::cluster::ClusterArgs,
+) -> Result<Resolved> {
+    if let Some(resolved) = resolve(args, path)? {
+        return Ok(resolved);
+    }
+    match crate::cluster::fetch_recipients(cluster) {
+        Ok(recipients) => Ok(Resolved {
+            recipients,
+            scope: None,
+        }),
+        Err(err) => bail!(
+            "no recipients: pass -r/--recipient or -R/--recipients-file, add a {CONFIG_FILE_NAME} with creation_rules, or reach a cluster running kseal (--kubeconfig/--context): {err:#}"
+        ),
+    }
 }
 
 fn absolute(cwd: &Path, path: &Path) -> PathBuf {

@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 mod args;
+mod cluster;
 mod commands;
 mod io;
 mod keys;
@@ -65,6 +66,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Inspect(args) => commands::inspect::inspect(args),
         Command::Validate(args) => commands::inspect::validate(args),
         Command::Check(args) => commands::check::run(args),
+        Command::FetchKeys(args) => {
+            let text = cluster::fetch_recipients_text(&args.cluster)?;
+            io::emit(args.output.as_deref(), text.as_bytes(), io::Privacy::Public)
+        }
         Command::Completions(args) => {
             let mut out = Vec::new();
             clap_complete::generate(args.shell, &mut Cli::command(), "kseal", &mut out);

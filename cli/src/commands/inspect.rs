@@ -10,6 +10,7 @@ use kseal_shared::sealed_secret::SealedSecret;
 use serde::Serialize;
 
 use crate::args::{InspectArgs, InspectFormat, ValidateArgs};
+use crate::cluster::ClusterArgs;
 use crate::io::{Source, manifest_files, write_stdout};
 
 #[derive(Debug, Serialize)]
@@ -25,6 +26,8 @@ struct Report {
     values: Vec<ValueReport>,
     /// Object-level problems (empty when well-formed).
     problems: Vec<String>,
+    #[serde(skip)]
+    sealed: Option<SealedSecret>,
 }
 
 #[derive(Debug, Serialize)]
@@ -104,6 +107,7 @@ fn report(source: &Source, object: &Document) -> Report {
         scope: String::new(),
         values: Vec::new(),
         problems: Vec::new(),
+        sealed: None,
     };
     let sealed: SealedSecret = match serde_json::from_value(object.value.clone()) {
         Ok(sealed) => sealed,
@@ -147,6 +151,7 @@ fn report(source: &Source, object: &Document) -> Report {
         }
         report.values.push(value);
     }
+    report.sealed = Some(sealed);
     report
 }
 
@@ -191,7 +196,12 @@ pub fn inspect(args: InspectArgs) -> Result<()> {
 }
 
 pub fn validate(args: ValidateArgs) -> Result<()> {
-    let reports = reports(&args.paths)?;
+    let mut reports = reports(&args.paths)?;
+    if args.online {
+        for report in reports.iter_mut().filter(|report| report.is_valid()) {
+            verify_online(report, &args.cluster)?;
+        }
+    }
     let mut problems = 0;
     for report in &reports {
         for problem in &report.problems {
@@ -223,4 +233,36 @@ pub fn validate(args: ValidateArgs) -> Result<()> {
         reports.len()
     );
     Ok(())
+}
+
+/// Asks the controller whether it can decrypt every value (`/v1/verify`);
+/// failures become the values' errors.
+fn verify_online(report: &mut Report, cluster: &ClusterArgs) -> Result<()> {
+    let Some(sealed) = &report.sealed else {
+        return Ok(());
+    };
+    let response =
+        crate::cluster::controller_post(cluster, "/v1/verify", serde_json::to_vec(sealed)?)?;
+    match response.status {
+        200 => Ok(()),
+        422 => {
+            let answer: serde_json::Value =
+                serde_json::from_slice(&response.body).unwrap_or_default();
+            for value in &mut report.values {
+                let verdict = &answer["values"][&value.key];
+                if verdict["ok"].as_bool() != Some(true) {
+                    value.error = Some(format!(
+                        "the cluster cannot decrypt it: {}",
+                        verdict["message"].as_str().unwrap_or("no reason given")
+                    ));
+                }
+            }
+            Ok(())
+        }
+        status => bail!(
+            "{}: the controller refused to verify (HTTP {status}): {}",
+            report.location(),
+            crate::cluster::error_message(&response.body)
+        ),
+    }
 }

@@ -121,7 +121,11 @@ fn migrate_file(
     if bitnami.is_empty() {
         return Ok(None);
     }
-    let recipients = match keys::resolve(&args.recipients, Some(path)) {
+    let recipients = match keys::resolve(&args.recipients, Some(path)).and_then(|resolved| {
+        resolved.ok_or_else(|| {
+            anyhow!("no recipients: pass -r/--recipient or -R/--recipients-file, or add a .kseal.yaml with creation_rules")
+        })
+    }) {
         Ok(resolved) => resolved.recipients,
         Err(err) => {
             // Nothing in this file can be sealed; count its objects.

@@ -2,6 +2,7 @@
 //! identities, offline. Ciphertexts stay byte-identical; only key ids and
 //! wrapped keys change.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::{Result, anyhow, bail};
@@ -12,6 +13,7 @@ use kseal_shared::{KeyId, Keyring, Recipient};
 
 use crate::UsageError;
 use crate::args::RewrapArgs;
+use crate::cluster::{self, ClusterArgs};
 use crate::io::{Privacy, Source, manifest_files, write_atomic, write_stdout};
 use crate::keys;
 
@@ -26,13 +28,43 @@ struct Tally {
     files_written: usize,
 }
 
+/// Where new wrapped keys come from.
+enum Mode<'a> {
+    /// Backed-up identities open the values; they are wrapped to `recipients`.
+    Offline {
+        keyring: Keyring,
+        recipients: Vec<Recipient>,
+        target: Vec<KeyId>,
+    },
+    /// The cluster's controller re-wraps to its current keys.
+    Online(&'a ClusterArgs),
+}
+
+/// The outcome for one SealedSecret.
+struct ObjectResult {
+    encrypted: BTreeMap<String, String>,
+    rewrapped: usize,
+    current: usize,
+    failures: Vec<(String, String)>,
+}
+
 pub fn run(args: RewrapArgs) -> Result<()> {
-    let keyring = keys::keyring(&args.identities.identities)?;
-    let Some(recipients) = keys::from_flags(&args.recipients)? else {
-        return Err(UsageError::new(
-            "rewrap needs the new recipients: -r/--recipient or -R/--recipients-file",
-        )
-        .into());
+    let mode = if args.online {
+        Mode::Online(&args.cluster)
+    } else {
+        let keyring = keys::keyring(&args.identities)?;
+        let Some(recipients) = keys::from_flags(&args.recipients)? else {
+            return Err(UsageError::new(
+                "rewrap needs the new recipients: -r/--recipient or -R/--recipients-file (or --online)",
+            )
+            .into());
+        };
+        let target = recipients.iter().map(Recipient::key_id).collect();
+        Mode::Offline {
+            keyring,
+            recipients,
+            target,
+        }
     };
     let files = manifest_files(&args.paths)?;
     let single_file = args.paths.len() == 1 && files.len() == 1 && !args.paths[0].is_dir();
@@ -42,7 +74,6 @@ pub fn run(args: RewrapArgs) -> Result<()> {
         )
         .into());
     }
-    let target: Vec<KeyId> = recipients.iter().map(Recipient::key_id).collect();
     let progress = (files.len() >= PROGRESS_THRESHOLD).then(|| {
         let bar = indicatif::ProgressBar::new(files.len() as u64);
         bar.set_style(
@@ -53,7 +84,7 @@ pub fn run(args: RewrapArgs) -> Result<()> {
     });
     let mut tally = Tally::default();
     for path in &files {
-        let rendered = rewrap_file(path, &keyring, &recipients, &target, &mut tally);
+        let rendered = rewrap_file(path, &mode, &mut tally);
         match rendered {
             Ok(Some(text)) if args.in_place => {
                 write_atomic(path, text.as_bytes(), Privacy::Public)?;
@@ -99,13 +130,7 @@ fn report(progress: &Option<indicatif::ProgressBar>, line: String) {
 /// Re-wraps every value of every SealedSecret in one file. Returns the new
 /// text if anything changed. Values that fail are reported and left as they
 /// were (each value is self-contained, so the file stays consistent).
-fn rewrap_file(
-    path: &Path,
-    keyring: &Keyring,
-    recipients: &[Recipient],
-    target: &[KeyId],
-    tally: &mut Tally,
-) -> Result<Option<String>> {
+fn rewrap_file(path: &Path, mode: &Mode<'_>, tally: &mut Tally) -> Result<Option<String>> {
     let text = Source::File(path.to_owned()).read()?;
     let mut file = ManifestFile::new(&text);
     let objects = file
@@ -117,36 +142,28 @@ fn rewrap_file(
     {
         let sealed: SealedSecret = serde_json::from_value(object.value.clone())
             .map_err(|err| anyhow!("{}: {}: {err}", path.display(), object.location()))?;
-        let mut encrypted = sealed.spec.encrypted_data.clone();
-        let mut changed = false;
-        for (key, encoded) in &sealed.spec.encrypted_data {
-            let result = SealedValue::parse(encoded).and_then(|value| {
-                if value.is_sealed_to(target) {
-                    Ok(None)
-                } else {
-                    rewrap(&value, &value_binding(&sealed, key), keyring, recipients).map(Some)
-                }
-            });
-            match result {
-                Ok(None) => tally.current += 1,
-                Ok(Some(value)) => {
-                    encrypted.insert(key.clone(), value.encode());
-                    tally.rewrapped += 1;
-                    changed = true;
-                }
-                Err(err) => {
-                    tally.failed += 1;
-                    eprintln!(
-                        "kseal: {}: {}: key {key:?}: {err}",
-                        path.display(),
-                        object.location()
-                    );
-                }
-            }
+        let result = match mode {
+            Mode::Offline {
+                keyring,
+                recipients,
+                target,
+            } => rewrap_offline(&sealed, keyring, recipients, target),
+            Mode::Online(cluster) => rewrap_online(&sealed, cluster)
+                .map_err(|err| anyhow!("{}: {}: {err:#}", path.display(), object.location()))?,
+        };
+        tally.rewrapped += result.rewrapped;
+        tally.current += result.current;
+        tally.failed += result.failures.len();
+        for (key, message) in &result.failures {
+            eprintln!(
+                "kseal: {}: {}: key {key:?}: {message}",
+                path.display(),
+                object.location()
+            );
         }
-        if changed {
+        if result.rewrapped > 0 {
             let mut value = object.value.clone();
-            value["spec"]["encryptedData"] = serde_json::to_value(&encrypted)?;
+            value["spec"]["encryptedData"] = serde_json::to_value(&result.encrypted)?;
             file.replace(object, value);
         }
     }
@@ -156,4 +173,100 @@ fn rewrap_file(
     file.render()
         .map(Some)
         .map_err(|err| anyhow!("{}: {err}", path.display()))
+}
+
+fn rewrap_offline(
+    sealed: &SealedSecret,
+    keyring: &Keyring,
+    recipients: &[Recipient],
+    target: &[KeyId],
+) -> ObjectResult {
+    let mut result = ObjectResult {
+        encrypted: sealed.spec.encrypted_data.clone(),
+        rewrapped: 0,
+        current: 0,
+        failures: Vec::new(),
+    };
+    for (key, encoded) in &sealed.spec.encrypted_data {
+        let outcome = SealedValue::parse(encoded).and_then(|value| {
+            if value.is_sealed_to(target) {
+                Ok(None)
+            } else {
+                rewrap(&value, &value_binding(sealed, key), keyring, recipients).map(Some)
+            }
+        });
+        match outcome {
+            Ok(None) => result.current += 1,
+            Ok(Some(value)) => {
+                result.encrypted.insert(key.clone(), value.encode());
+                result.rewrapped += 1;
+            }
+            Err(err) => result.failures.push((key.clone(), err.to_string())),
+        }
+    }
+    result
+}
+
+/// Sends the object to the controller's `/v1/rewrap`; only its
+/// `encryptedData` is taken from the answer.
+fn rewrap_online(sealed: &SealedSecret, cluster: &ClusterArgs) -> Result<ObjectResult> {
+    let response = cluster::controller_post(cluster, "/v1/rewrap", serde_json::to_vec(sealed)?)?;
+    let total = sealed.spec.encrypted_data.len();
+    match response.status {
+        200 => {
+            let answer: SealedSecret = serde_json::from_slice(&response.body)
+                .map_err(|err| anyhow!("unexpected answer from the controller: {err}"))?;
+            if answer
+                .spec
+                .encrypted_data
+                .keys()
+                .ne(sealed.spec.encrypted_data.keys())
+            {
+                bail!("the controller answered with other keys than were sent");
+            }
+            let rewrapped = answer
+                .spec
+                .encrypted_data
+                .iter()
+                .filter(|(key, value)| sealed.spec.encrypted_data.get(*key) != Some(*value))
+                .count();
+            Ok(ObjectResult {
+                encrypted: answer.spec.encrypted_data,
+                rewrapped,
+                current: total - rewrapped,
+                failures: Vec::new(),
+            })
+        }
+        422 => {
+            let answer: serde_json::Value =
+                serde_json::from_slice(&response.body).unwrap_or_default();
+            let failures = answer["values"]
+                .as_object()
+                .map(|values| {
+                    values
+                        .iter()
+                        .map(|(key, why)| {
+                            (
+                                key.clone(),
+                                why["message"]
+                                    .as_str()
+                                    .unwrap_or("cannot be re-wrapped")
+                                    .to_owned(),
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            Ok(ObjectResult {
+                encrypted: sealed.spec.encrypted_data.clone(),
+                rewrapped: 0,
+                current: 0,
+                failures,
+            })
+        }
+        status => bail!(
+            "the controller refused (HTTP {status}): {}",
+            cluster::error_message(&response.body)
+        ),
+    }
 }

@@ -33,7 +33,7 @@ pub fn run(args: SealArgs) -> Result<()> {
         .or(args.merge_into.as_deref())
         .or(args.file.as_deref())
         .filter(|path| *path != Path::new("-"));
-    let resolved = keys::resolve(&args.recipients, rule_path)?;
+    let resolved = keys::resolve_or_cluster(&args.recipients, rule_path, &args.cluster)?;
     let scope = args
         .scope
         .map(scope_of)

@@ -1,0 +1,146 @@
+//! Talking to a cluster: the published public keys (a ConfigMap any
+//! authenticated user may read, so no service proxy is needed to seal), and
+//! the controller's verify and rewrap endpoints, through the API server's
+//! service proxy or a direct URL.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, anyhow, bail};
+use clap::Args;
+use k8s_openapi::api::core::v1::ConfigMap;
+use kseal_shared::Recipient;
+use kseal_shared::keys::parse_recipients_file;
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Api, Client, Config};
+
+/// The ConfigMap the controller publishes its public keys in.
+pub const PUBLIC_KEYS_CONFIGMAP: &str = "kseal-public-keys";
+
+#[derive(Debug, Args, Clone)]
+pub struct ClusterArgs {
+    /// Kubeconfig file [default: $KUBECONFIG, then ~/.kube/config]
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Kubeconfig context to use [default: the current context]
+    #[arg(long)]
+    pub context: Option<String>,
+    /// Namespace the kseal controller runs in
+    #[arg(
+        long,
+        env = "KSEAL_CONTROLLER_NAMESPACE",
+        default_value = "kseal-system"
+    )]
+    pub controller_namespace: String,
+    /// Name of the controller's Service (for the service proxy)
+    #[arg(long, default_value = "kseal-controller")]
+    pub controller_service: String,
+    /// Reach the controller directly at this URL (e.g. http://127.0.0.1:8080 after a port-forward) instead of through the API server's service proxy
+    #[arg(long, value_name = "URL")]
+    pub controller_url: Option<String>,
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+async fn client(args: &ClusterArgs) -> Result<Client> {
+    let options = KubeConfigOptions {
+        context: args.context.clone(),
+        ..KubeConfigOptions::default()
+    };
+    let config = match &args.kubeconfig {
+        Some(path) => {
+            let kubeconfig = Kubeconfig::read_from(path)
+                .with_context(|| format!("{}: cannot read the kubeconfig", path.display()))?;
+            Config::from_custom_kubeconfig(kubeconfig, &options).await?
+        }
+        None => Config::from_kubeconfig(&options)
+            .await
+            .context("cannot load a kubeconfig ($KUBECONFIG or ~/.kube/config)")?,
+    };
+    Ok(Client::try_from(config)?)
+}
+
+/// The recipients file the controller publishes (what to seal to).
+pub fn fetch_recipients_text(args: &ClusterArgs) -> Result<String> {
+    runtime()?.block_on(async {
+        let client = client(args).await?;
+        let api: Api<ConfigMap> = Api::namespaced(client, &args.controller_namespace);
+        let config_map = api.get(PUBLIC_KEYS_CONFIGMAP).await.with_context(|| {
+            format!(
+                "cannot read ConfigMap {}/{PUBLIC_KEYS_CONFIGMAP} (is the kseal controller installed there? see --controller-namespace)",
+                args.controller_namespace
+            )
+        })?;
+        config_map
+            .data
+            .unwrap_or_default()
+            .remove("recipients.txt")
+            .ok_or_else(|| anyhow!("ConfigMap {PUBLIC_KEYS_CONFIGMAP} has no recipients.txt"))
+    })
+}
+
+/// The cluster's sealing recipients.
+pub fn fetch_recipients(args: &ClusterArgs) -> Result<Vec<Recipient>> {
+    let text = fetch_recipients_text(args)?;
+    parse_recipients_file(&text).context("the cluster's published recipients")
+}
+
+/// A response from the controller's API.
+pub struct ApiResponse {
+    pub status: u16,
+    pub body: Vec<u8>,
+}
+
+/// POSTs a JSON body to the controller (`/v1/verify`, `/v1/rewrap`).
+pub fn controller_post(args: &ClusterArgs, path: &str, body: Vec<u8>) -> Result<ApiResponse> {
+    runtime()?.block_on(async {
+        let (client, uri) = match &args.controller_url {
+            Some(url) => {
+                let base: http::Uri = url.parse().with_context(|| format!("--controller-url {url:?}"))?;
+                let client = Client::try_from(Config::new(base))?;
+                (client, path.to_owned())
+            }
+            None => {
+                let client = client(args).await?;
+                let uri = format!(
+                    "/api/v1/namespaces/{}/services/{}:http/proxy{path}",
+                    args.controller_namespace, args.controller_service
+                );
+                (client, uri)
+            }
+        };
+        let request = http::Request::post(&uri)
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(kube::client::Body::from(body))
+            .context("building the request")?;
+        let response = client
+            .send(request)
+            .await
+            .with_context(|| format!("cannot reach the kseal controller ({uri})"))?;
+        let status = response.status().as_u16();
+        let body = response.into_body().collect_bytes().await?.to_vec();
+        if status == 404 || status == 503 && body.is_empty() {
+            bail!(
+                "the kseal controller did not answer at {uri} (HTTP {status}); check --controller-namespace/--controller-service or use --controller-url"
+            );
+        }
+        Ok(ApiResponse { status, body })
+    })
+}
+
+/// The `error` field of a JSON error answer, or the raw text.
+pub fn error_message(body: &[u8]) -> String {
+    serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|value| {
+            value
+                .get("error")
+                .and_then(|e| e.as_str())
+                .map(str::to_owned)
+        })
+        .unwrap_or_else(|| String::from_utf8_lossy(body).chars().take(300).collect())
+}
