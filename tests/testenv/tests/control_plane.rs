@@ -316,7 +316,10 @@ async fn data_survives_apiserver_and_etcd_restarts() {
     if bins_or_skip().is_none() {
         return;
     }
+    let t0 = Instant::now();
+    let step = |what: &str| eprintln!("[{:>5.1}s] {what}", t0.elapsed().as_secs_f64());
     let mut cp = ControlPlane::start().await.unwrap();
+    step("control plane up");
     let admin = cp.client().await.unwrap();
     create_namespace(&admin, "keep").await;
     let secrets: Api<Secret> = Api::namespaced(admin.clone(), "keep");
@@ -327,6 +330,7 @@ async fn data_survives_apiserver_and_etcd_restarts() {
 
     // API server restart (graceful stop): same port, same data.
     cp.stop_apiserver();
+    step("API server stopped");
     assert!(
         secrets.get("before").await.is_err(),
         "API server should be down"
@@ -337,10 +341,11 @@ async fn data_survives_apiserver_and_etcd_restarts() {
     // etcd crash (SIGKILL) under a running API server: writes fail until etcd
     // is back, then the API server recovers by itself.
     cp.kill_etcd();
+    step("etcd killed");
     // (The API server may hold the request until its own timeout: waiting
-    // 20 s without success counts as failed.)
+    // 5 s without success counts as failed.)
     let failing = tokio::time::timeout(
-        Duration::from_secs(20),
+        Duration::from_secs(5),
         secrets.create(&PostParams::default(), &secret("during", "x")),
     )
     .await;
@@ -348,8 +353,10 @@ async fn data_survives_apiserver_and_etcd_restarts() {
         !matches!(failing, Ok(Ok(_))),
         "a write without etcd must fail"
     );
+    step("write without etcd failed");
     cp.start_etcd().await.unwrap();
     cp.wait_apiserver_ready().await.unwrap();
+    step("etcd back, API server ready");
     eventually("a write after etcd came back", WAIT, || async {
         secrets
             .create(&PostParams::default(), &secret("after-etcd", "two"))
@@ -361,6 +368,7 @@ async fn data_survives_apiserver_and_etcd_restarts() {
     // Both down, then up again in order.
     cp.kill_apiserver();
     cp.stop_etcd();
+    step("API server killed, etcd stopped");
     cp.start_etcd().await.unwrap();
     cp.start_apiserver().await.unwrap();
     assert_eq!(secret_value(&secrets.get("before").await.unwrap()), "one");
@@ -368,6 +376,7 @@ async fn data_survives_apiserver_and_etcd_restarts() {
         secret_value(&secrets.get("after-etcd").await.unwrap()),
         "two"
     );
+    step("done");
 }
 
 /// helm is built with the pinned version and defaults to the pinned Kubernetes
