@@ -42,6 +42,8 @@ pub enum Command {
     Validate(ValidateArgs),
     /// Print the cluster's public keys as an age recipients file (for pinning in the repo)
     FetchKeys(FetchKeysArgs),
+    /// Manage the cluster's sealing keys
+    Keys(KeysArgs),
     /// Find plaintext Secret manifests (for pre-commit hooks and CI)
     Check(CheckArgs),
     /// Print a shell completion script
@@ -77,6 +79,27 @@ pub struct IdentityArgs {
     /// Private key file as written by `kseal keygen` or `age-keygen`; repeatable
     #[arg(short = 'i', long = "identity", value_name = "FILE", required = true)]
     pub identities: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct KeysArgs {
+    #[command(subcommand)]
+    pub command: KeysCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Have the controller generate a new active key now (the CLI never sees private keys)
+    Rotate(RotateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RotateArgs {
+    /// How long to wait for the new key to be published
+    #[arg(long, default_value_t = 60)]
+    pub timeout_seconds: u64,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
 }
 
 #[derive(Debug, Args)]

@@ -39,6 +39,11 @@ pub struct ClusterArgs {
     pub controller_url: Option<String>,
 }
 
+/// Runs a future on a fresh single-threaded runtime.
+pub fn block_on<T>(future: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+    runtime()?.block_on(future)
+}
+
 fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -46,7 +51,7 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
-async fn client(args: &ClusterArgs) -> Result<Client> {
+pub async fn client(args: &ClusterArgs) -> Result<Client> {
     let options = KubeConfigOptions {
         context: args.context.clone(),
         ..KubeConfigOptions::default()

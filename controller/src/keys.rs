@@ -36,6 +36,11 @@ pub const IDENTITY_DATA_KEY: &str = "identity.txt";
 pub const KEY_SECRET_TYPE: &str = "kseal.dev/sealing-key";
 /// The ConfigMap with the public keys.
 pub const PUBLIC_KEYS_CONFIGMAP: &str = "kseal-public-keys";
+/// Annotation on the public-key ConfigMap with which an operator asks for a
+/// new key now (`kseal keys rotate`); any new value is one request.
+pub const ROTATE_REQUEST_ANNOTATION: &str = "kseal.dev/rotate-requested-at";
+/// Annotation on a key Secret recording the request it answered.
+pub const ROTATION_REQUEST_ANNOTATION: &str = "kseal.dev/rotation-request";
 /// Field manager for server-side apply.
 pub const FIELD_MANAGER: &str = "kseal-controller";
 
@@ -290,7 +295,13 @@ fn now_rfc3339() -> String {
 }
 
 /// The key Secret for a new identity.
-fn key_secret(identity: &Identity, namespace: &str, state: KeyState, created: &str) -> Secret {
+fn key_secret(
+    identity: &Identity,
+    namespace: &str,
+    state: KeyState,
+    created: &str,
+    request: Option<&str>,
+) -> Secret {
     let id = identity.key_id().to_string();
     let mut secret = Secret::default();
     secret.metadata.name = Some(format!("kseal-key-{id}"));
@@ -306,6 +317,10 @@ fn key_secret(identity: &Identity, namespace: &str, state: KeyState, created: &s
     ]));
     secret.metadata.annotations = Some(BTreeMap::from([
         (CREATED_ANNOTATION.to_owned(), created.to_owned()),
+        (
+            ROTATION_REQUEST_ANNOTATION.to_owned(),
+            request.unwrap_or("scheduled").to_owned(),
+        ),
         (
             RECIPIENT_ANNOTATION.to_owned(),
             identity.recipient().to_string(),
@@ -333,10 +348,16 @@ impl KeyManager {
     }
 
     /// Generates a new active key; previous active keys become decrypt-only.
-    pub async fn rotate(&self) -> Result<KeyId, kube::Error> {
+    pub async fn rotate(&self, request: Option<&str>) -> Result<KeyId, kube::Error> {
         let identity = Identity::generate();
         let created = now_rfc3339();
-        let secret = key_secret(&identity, &self.namespace, KeyState::Active, &created);
+        let secret = key_secret(
+            &identity,
+            &self.namespace,
+            KeyState::Active,
+            &created,
+            request,
+        );
         self.secrets()
             .create(&PostParams::default(), &secret)
             .await?;
@@ -367,7 +388,7 @@ impl KeyManager {
         let params = ListParams::default().labels(&format!("{KEY_LABEL}=true"));
         let existing = self.secrets().list(&params).await?;
         if existing.items.is_empty() {
-            self.rotate().await?;
+            self.rotate(None).await?;
         } else if KeySet::from_secrets(existing.items.iter())
             .active()
             .is_none()
@@ -399,7 +420,7 @@ impl KeyManager {
         loop {
             let due = self.renewal_due_in(period);
             if due.is_zero() && self.store.loaded() && self.store.get().active().is_some() {
-                if let Err(err) = self.rotate().await {
+                if let Err(err) = self.rotate(None).await {
                     tracing::warn!(error = %err, "key renewal failed; retrying in 30s");
                     tokio::time::sleep(Duration::from_secs(30)).await;
                     continue;
@@ -434,6 +455,52 @@ impl KeyManager {
                 return;
             }
         }
+    }
+
+    /// Answers rotation requests (`kseal keys rotate` annotates the
+    /// public-key ConfigMap): a request no key Secret records yet gets a new
+    /// active key. Runs forever.
+    pub async fn rotation_requests_loop(&self) {
+        let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), &self.namespace);
+        let config =
+            watcher::Config::default().fields(&format!("metadata.name={PUBLIC_KEYS_CONFIGMAP}"));
+        let stream = watcher(api, config).default_backoff().applied_objects();
+        let mut stream = std::pin::pin!(stream);
+        while let Some(event) = stream.next().await {
+            let Ok(config_map) = event else { continue };
+            let Some(request) = config_map
+                .annotations()
+                .get(ROTATE_REQUEST_ANNOTATION)
+                .cloned()
+            else {
+                continue;
+            };
+            if let Err(err) = self.answer_rotation_request(&request).await {
+                tracing::warn!(error = %err, "answering a rotation request failed");
+            }
+        }
+    }
+
+    async fn answer_rotation_request(&self, request: &str) -> Result<(), kube::Error> {
+        let params = ListParams::default().labels(&format!("{KEY_LABEL}=true"));
+        let answered = self
+            .secrets()
+            .list(&params)
+            .await?
+            .items
+            .iter()
+            .any(|secret| {
+                secret
+                    .annotations()
+                    .get(ROTATION_REQUEST_ANNOTATION)
+                    .map(String::as_str)
+                    == Some(request)
+            });
+        if !answered {
+            tracing::info!(request, "rotation requested");
+            self.rotate(Some(request)).await?;
+        }
+        Ok(())
     }
 
     async fn publish(&self) -> Result<(), kube::Error> {

@@ -148,10 +148,12 @@ async fn lead(
         manager.renew_loop(period).await;
     };
     let publish = manager.publish_loop();
+    let requests = manager.rotation_requests_loop();
     let reconciler = reconciler(client, settings, keys, metrics, sealed_store, identity);
     tokio::select! {
         () = renew => {}
         () = publish => {}
+        () = requests => {}
         () = reconciler => {}
     }
 }

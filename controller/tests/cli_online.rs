@@ -165,4 +165,47 @@ async fn cli_uses_the_cluster_keys_and_controller() {
         err.contains("0 value(s) re-wrapped, 1 already current"),
         "{err}"
     );
+
+    // keys rotate: the controller makes a new active key; an online rewrap
+    // moves the repository to it; the object keeps unsealing.
+    let (code, rotated, err) = kseal(dir, &["keys", "rotate", "--kubeconfig", &kubeconfig], None);
+    assert_eq!(code, 0, "{err}");
+    let new_key_id = rotated.split_whitespace().next().unwrap().to_owned();
+    assert_ne!(new_key_id, recipients[0].key_id().to_string());
+    assert_eq!(
+        fixture.recipients().await[0].key_id().to_string(),
+        new_key_id
+    );
+    let (code, _, err) = kseal(
+        dir,
+        &[
+            "rewrap",
+            "--online",
+            "--controller-url",
+            &url,
+            "--in-place",
+            "api.yaml",
+        ],
+        None,
+    );
+    assert_eq!(code, 0, "{err}");
+    let rewrapped = std::fs::read_to_string(dir.join("api.yaml")).unwrap();
+    assert!(
+        rewrapped.contains(&format!("kseal:v1:{new_key_id}:")),
+        "{rewrapped}"
+    );
+    fixture
+        .apply(&serde_saphyr::from_str::<SealedSecret>(&rewrapped).unwrap())
+        .await;
+    eventually("status shows the new key", || async {
+        fixture
+            .sealed_secrets("app")
+            .get("api")
+            .await
+            .ok()
+            .and_then(|s| s.status)
+            .is_some_and(|s| s.key_ids == vec![new_key_id.clone()])
+    })
+    .await;
+    assert_eq!(fixture.wait_ready("app", "api", "True").await, "Unsealed");
 }

@@ -3,6 +3,7 @@
 pub mod check;
 pub mod inspect;
 pub mod keygen;
+pub mod keys;
 pub mod migrate;
 pub mod rewrap;
 pub mod seal;
