@@ -180,12 +180,12 @@ fn build_all(versions: &Versions, out: &Path) -> Result<()> {
         "`go version` failed: {}",
         String::from_utf8_lossy(&go.stderr)
     );
-    eprintln!(
+    crate::say(&format!(
         "kseal-testenv: building upstream binaries for {} into {} with {}",
         versions.cache_key(),
         out.display(),
         String::from_utf8_lossy(&go.stdout).trim()
-    );
+    ));
     let gomod = gomod_dir();
     check_wrapper(
         &gomod.join("kubernetes"),
@@ -277,7 +277,7 @@ fn build_all(versions: &Versions, out: &Path) -> Result<()> {
 
 fn timing(what: &str, d: Duration) -> String {
     let line = format!("{what}: {:.1}s\n", d.as_secs_f64());
-    eprint!("kseal-testenv: built {line}");
+    crate::say(&format!("kseal-testenv: built {}", line.trim_end()));
     line
 }
 
@@ -306,10 +306,10 @@ fn check_wrapper(dir: &Path, module: &str, version: &str) -> Result<()> {
 }
 
 fn run_go(what: &str, out: &Path, cmd: &mut Command) -> Result<()> {
-    eprintln!(
+    crate::say(&format!(
         "kseal-testenv: building {what} (the first build takes several minutes; \
          Go's build cache makes rebuilds fast)"
-    );
+    ));
     let log_path = out.join("build.log");
     let log = fs::OpenOptions::new()
         .create(true)

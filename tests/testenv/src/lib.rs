@@ -43,12 +43,20 @@ pub fn bins_or_skip() -> Option<BinDir> {
         Ok(bins) => Some(bins),
         Err(e) if is_ci() => panic!("CI=true and the test binaries cannot be built: {e:#}"),
         Err(e) => {
-            eprintln!(
+            say(&format!(
                 "\n!!!!! SKIPPING end-to-end test: the control-plane binaries cannot be built \
                  ({e:#}).\n!!!!! Install Go (see tests/README.md) or set KSEAL_TEST_BIN_DIR; \
                  under CI=true this is a failure.\n"
-            );
+            ));
             None
         }
     }
+}
+
+/// Writes a line to stderr past libtest's output capture (which only catches
+/// `eprintln!`), so skip notices and build progress show even for passing
+/// tests.
+pub(crate) fn say(line: &str) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "{line}");
 }
