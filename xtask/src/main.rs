@@ -1,6 +1,7 @@
 //! Repository automation: `cargo xtask <task>`.
 
 mod cluster;
+mod demo;
 mod gen_gomod;
 mod test_bins;
 
@@ -23,6 +24,9 @@ enum Task {
         #[command(subcommand)]
         action: cluster::Action,
     },
+    /// Run kseal end to end on a local control plane: seal, apply, unseal,
+    /// rotate, re-wrap; stops everything when done.
+    Demo,
     /// Regenerate the wrapper Go modules in tests/gomod/ from tests/versions.env
     /// (needs the Go module proxy).
     GenGomod,
@@ -33,5 +37,6 @@ fn main() -> anyhow::Result<()> {
         Task::TestBins => test_bins::run(),
         Task::Cluster { action } => cluster::run(action),
         Task::GenGomod => gen_gomod::run(),
+        Task::Demo => demo::run(),
     }
 }

@@ -49,7 +49,7 @@ fn rotate(args: RotateArgs) -> Result<()> {
                 println!("{} {}", active.key_id(), active);
             }
             eprintln!(
-                "kseal: new active key published. Re-wrap the repository (`kseal rewrap --online --in-place PATH`), then retire the old key once nothing uses it."
+                "kseal: new active key published; the old key keeps decrypting. Re-wrap the repository to the new key: kseal rewrap --online --in-place PATH"
             );
             return Ok(());
         }
