@@ -110,24 +110,24 @@ async fn keys_are_renewed_and_old_keys_keep_decrypting() {
         assert!(std::time::Instant::now() < deadline, "no renewed key");
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     };
-    let keys = fixture
-        .secrets(NAMESPACE)
-        .list(&ListParams::default().labels("kseal.dev/sealing-key=true"))
-        .await
-        .unwrap();
-    assert!(keys.items.len() >= 2);
-    let first_key = keys
-        .items
-        .iter()
-        .find(|s| s.labels()["kseal.dev/key-id"] == first[0].key_id().to_string())
-        .unwrap();
-    assert_eq!(first_key.labels()["kseal.dev/key-state"], "decrypt-only");
-    let active: Vec<_> = keys
-        .items
-        .iter()
-        .filter(|s| s.labels()["kseal.dev/key-state"] == "active")
-        .collect();
-    assert_eq!(active.len(), 1, "exactly one active key");
+    // The previous active key is demoted right after the new one is created.
+    let first_id = first[0].key_id().to_string();
+    eventually("the first key demoted to decrypt-only", || async {
+        let keys = fixture
+            .secrets(NAMESPACE)
+            .list(&ListParams::default().labels("kseal.dev/sealing-key=true"))
+            .await
+            .unwrap();
+        keys.items.len() >= 2
+            && keys.items.iter().any(|s| {
+                s.labels()["kseal.dev/key-id"] == first_id
+                    && s.labels()["kseal.dev/key-state"] == "decrypt-only"
+            })
+    })
+    .await;
+    // Renewal keeps running every 3 s; at any moment exactly one key, the
+    // newest active one, is published for sealing.
+    assert_eq!(fixture.recipients().await.len(), 1, "one key to seal to");
 
     // The value sealed to the first key still unseals (the Secret is
     // re-created from it), and a value sealed to the new key unseals too.
