@@ -256,6 +256,9 @@ pub struct MigrateArgs {
     /// Files or directories (searched for *.yaml, *.yml, *.json)
     #[arg(value_name = "PATH", required = true)]
     pub paths: Vec<PathBuf>,
+    /// Without -r/-R or a matching .kseal.yaml rule, the cluster's published keys are used
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, Default, PartialEq, Eq)]

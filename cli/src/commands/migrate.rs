@@ -3,9 +3,11 @@
 //! conversion live in `kseal_shared::bitnami`; this is file handling and
 //! reporting. Plaintext exists only in memory, in zeroizing buffers.
 
+use std::cell::OnceCell;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
+use kseal_shared::Recipient;
 use kseal_shared::bitnami::{BitnamiKeyring, BitnamiSealedSecret, is_bitnami_sealed_secret};
 use kseal_shared::manifest::{Document, ManifestFile};
 use serde_json::Value;
@@ -24,13 +26,6 @@ struct Tally {
 }
 
 pub fn run(args: MigrateArgs) -> Result<()> {
-    if args.recipients.recipients.iter().any(|r| r == "cluster") {
-        return Err(UsageError::new(
-            "recipients from the cluster are not available yet (they need the kseal controller's \
-             public-key ConfigMap); pass -r/--recipient or -R/--recipients-file, or add .kseal.yaml rules",
-        )
-        .into());
-    }
     let stdin_keys = args
         .bitnami_keys
         .iter()
@@ -50,8 +45,9 @@ pub fn run(args: MigrateArgs) -> Result<()> {
     let keyring = load_keys(&args.bitnami_keys)?;
 
     let mut tally = Tally::default();
+    let cluster_keys = OnceCell::new();
     for path in &files {
-        let rendered = migrate_file(path, &keyring, &args, &mut tally);
+        let rendered = migrate_file(path, &keyring, &args, &cluster_keys, &mut tally);
         match rendered {
             Ok(_) if args.dry_run => {}
             Ok(Some(text)) if args.in_place => {
@@ -100,6 +96,28 @@ fn load_keys(files: &[PathBuf]) -> Result<BitnamiKeyring> {
     Ok(keyring)
 }
 
+/// Recipients for one file: `-r`/`-R`, else the `.kseal.yaml` rule for its
+/// path, else the cluster's published keys (fetched once).
+fn recipients_for(
+    path: &Path,
+    args: &MigrateArgs,
+    cluster_keys: &OnceCell<Result<Vec<Recipient>, String>>,
+) -> Result<Vec<Recipient>> {
+    if let Some(resolved) = keys::resolve(&args.recipients, Some(path))? {
+        return Ok(resolved.recipients);
+    }
+    cluster_keys
+        .get_or_init(|| {
+            crate::cluster::fetch_recipients(&args.cluster).map_err(|err| format!("{err:#}"))
+        })
+        .clone()
+        .map_err(|err| {
+            anyhow!(
+                "no recipients: pass -r/--recipient or -R/--recipients-file, add a .kseal.yaml with creation_rules, or reach a cluster running kseal (--kubeconfig/--context): {err}"
+            )
+        })
+}
+
 /// Migrates every Bitnami SealedSecret of one file. Returns the new text if
 /// anything was migrated. Objects that cannot be migrated are reported and
 /// stay as they are.
@@ -107,6 +125,7 @@ fn migrate_file(
     path: &Path,
     keyring: &BitnamiKeyring,
     args: &MigrateArgs,
+    cluster_keys: &OnceCell<Result<Vec<Recipient>, String>>,
     tally: &mut Tally,
 ) -> Result<Option<String>> {
     let text = Source::File(path.to_owned()).read()?;
@@ -121,12 +140,8 @@ fn migrate_file(
     if bitnami.is_empty() {
         return Ok(None);
     }
-    let recipients = match keys::resolve(&args.recipients, Some(path)).and_then(|resolved| {
-        resolved.ok_or_else(|| {
-            anyhow!("no recipients: pass -r/--recipient or -R/--recipients-file, or add a .kseal.yaml with creation_rules")
-        })
-    }) {
-        Ok(resolved) => resolved.recipients,
+    let recipients = match recipients_for(path, args, cluster_keys) {
+        Ok(recipients) => recipients,
         Err(err) => {
             // Nothing in this file can be sealed; count its objects.
             tally.left_behind += bitnami.len() - 1;
