@@ -754,20 +754,29 @@ fn usage_errors() {
         stderr(&output)
     );
 
+    // No -r/-R, no .kseal.yaml, no reachable cluster: a clear error naming
+    // every source of recipients, nothing written.
+    ws.write(
+        "bitnami/sealed.yaml",
+        include_str!("../../shared/src/bitnami/testdata/sealed.yaml"),
+    );
+    let before = ws.read("bitnami/sealed.yaml");
     let output = run(&[
         "migrate",
         "--bitnami-key",
         "key.pem",
-        "-r",
-        "cluster",
-        "repo/a.yaml",
+        "--kubeconfig",
+        "/nonexistent/kubeconfig",
+        "--in-place",
+        "bitnami/sealed.yaml",
     ]);
-    assert_exit(&output, 2);
+    assert_exit(&output, 1);
+    let err = stderr(&output);
     assert!(
-        stderr(&output).contains("recipients from the cluster are not available yet"),
-        "{}",
-        stderr(&output)
+        err.contains("no recipients") && err.contains(".kseal.yaml") && err.contains("cluster"),
+        "{err}"
     );
+    assert_eq!(ws.read("bitnami/sealed.yaml"), before);
 
     let output = run(&["migrate", "-r", &ws.recipient, "repo/a.yaml"]);
     assert_exit(&output, 2);
