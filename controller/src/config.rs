@@ -20,6 +20,17 @@ pub struct Settings {
     #[arg(long, value_name = "FILE")]
     pub kubeconfig: Option<std::path::PathBuf>,
 
+    /// Watch SealedSecrets and manage Secrets only in these namespaces
+    /// (comma-separated); empty: every namespace. With a list, the
+    /// controller needs RBAC only in those namespaces.
+    #[arg(
+        long,
+        env = "KSEAL_WATCH_NAMESPACES",
+        value_delimiter = ',',
+        value_name = "NS,..."
+    )]
+    pub watch_namespaces: Vec<String>,
+
     /// Namespace holding the sealing keys, the public-key ConfigMap and the Lease
     #[arg(long, env = "KSEAL_NAMESPACE", default_value = "kseal-system")]
     pub namespace: String,

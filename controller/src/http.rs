@@ -28,7 +28,7 @@ pub struct ApiState {
     pub metrics: Arc<Metrics>,
     /// SealedSecrets as this replica's watch sees them (for metrics); empty
     /// on replicas that do not reconcile.
-    pub sealed_secrets: Arc<Mutex<Option<Store<SealedSecret>>>>,
+    pub sealed_secrets: Arc<Mutex<Vec<Store<SealedSecret>>>>,
     pub limiter: Arc<RateLimiter>,
 }
 
@@ -89,12 +89,12 @@ async fn readyz(State(state): State<ApiState>) -> Response {
 async fn metrics(State(state): State<ApiState>) -> Response {
     let keys = state.keys.get();
     let mut by_key: std::collections::BTreeMap<String, i64> = Default::default();
-    let store = state
+    let stores = state
         .sealed_secrets
         .lock()
-        .ok()
-        .and_then(|slot| slot.clone());
-    if let Some(store) = store {
+        .map(|slot| slot.clone())
+        .unwrap_or_default();
+    for store in stores {
         for sealed in store.state() {
             let ids: std::collections::BTreeSet<&str> = sealed
                 .spec

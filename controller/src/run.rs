@@ -52,7 +52,7 @@ pub async fn run(settings: Settings) -> Result<(), RunError> {
         .unwrap_or_else(|| format!("kseal-controller-{}", std::process::id()));
     let keys = KeyStore::new();
     let metrics = Arc::new(Metrics::new());
-    let sealed_store: Arc<Mutex<Option<Store<SealedSecret>>>> = Arc::default();
+    let sealed_store: Arc<Mutex<Vec<Store<SealedSecret>>>> = Arc::default();
 
     tokio::spawn(
         keys.clone()
@@ -109,7 +109,7 @@ pub async fn run(settings: Settings) -> Result<(), RunError> {
         }
         metrics.leader.set(0);
         if let Ok(mut slot) = sealed_store.lock() {
-            *slot = None;
+            slot.clear();
         }
     }
     tracing::info!("shutting down");
@@ -123,7 +123,7 @@ async fn lead(
     settings: &Settings,
     keys: &KeyStore,
     metrics: &Arc<Metrics>,
-    sealed_store: &Arc<Mutex<Option<Store<SealedSecret>>>>,
+    sealed_store: &Arc<Mutex<Vec<Store<SealedSecret>>>>,
     identity: &str,
 ) {
     let manager = KeyManager {
@@ -158,17 +158,60 @@ async fn lead(
     }
 }
 
+/// Runs the reconciler: one `Controller` over every namespace, or, with
+/// `--watch-namespaces`, one per listed namespace (so the controller needs
+/// no cluster-wide permissions).
 async fn reconciler(
     client: &Client,
     settings: &Settings,
     keys: &KeyStore,
     metrics: &Arc<Metrics>,
-    sealed_store: &Arc<Mutex<Option<Store<SealedSecret>>>>,
+    sealed_store: &Arc<Mutex<Vec<Store<SealedSecret>>>>,
     identity: &str,
 ) {
-    let sealed_api: Api<SealedSecret> = Api::all(client.clone());
-    // `Api<PartialObjectMeta<_>>` makes metadata-only list and watch requests.
-    let secret_api: Api<PartialObjectMeta<Secret>> = Api::all(client.clone());
+    let scopes: Vec<Option<&str>> = if settings.watch_namespaces.is_empty() {
+        vec![None]
+    } else {
+        settings
+            .watch_namespaces
+            .iter()
+            .map(|namespace| Some(namespace.as_str()))
+            .collect()
+    };
+    let controllers = scopes.into_iter().map(|namespace| {
+        reconcile_in(
+            client,
+            settings,
+            keys,
+            metrics,
+            sealed_store,
+            identity,
+            namespace,
+        )
+    });
+    // Returns when any of them stops, so the caller restarts them all.
+    futures::future::select_all(controllers.map(Box::pin)).await;
+}
+
+/// One `Controller` for SealedSecrets in `namespace` (`None`: all).
+async fn reconcile_in(
+    client: &Client,
+    settings: &Settings,
+    keys: &KeyStore,
+    metrics: &Arc<Metrics>,
+    sealed_store: &Arc<Mutex<Vec<Store<SealedSecret>>>>,
+    identity: &str,
+    namespace: Option<&str>,
+) {
+    let (sealed_api, secret_api): (Api<SealedSecret>, Api<PartialObjectMeta<Secret>>) =
+        match namespace {
+            Some(namespace) => (
+                Api::namespaced(client.clone(), namespace),
+                Api::namespaced(client.clone(), namespace),
+            ),
+            // `Api<PartialObjectMeta<_>>` makes metadata-only list and watch requests.
+            None => (Api::all(client.clone()), Api::all(client.clone())),
+        };
     // Owned Secrets: label-selected, metadata only (no data in memory).
     let (owned_reader, owned_writer) = reflector::store();
     let owned = reflector::reflector(
@@ -201,7 +244,7 @@ async fn reconciler(
         .reconcile_all_on(key_changes(keys))
         .with_config(controller::Config::default().concurrency(settings.concurrency));
     if let Ok(mut slot) = sealed_store.lock() {
-        *slot = Some(controller.store());
+        slot.push(controller.store());
     }
     controller
         .run(reconcile, error_policy, ctx)
