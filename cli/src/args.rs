@@ -89,8 +89,60 @@ pub struct KeysArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum KeysCommand {
+    /// List the keys: id, state, creation time, and how many SealedSecrets use each
+    List(ListKeysArgs),
     /// Have the controller generate a new active key now (the CLI never sees private keys)
     Rotate(RotateArgs),
+    /// Retire a key so it no longer decrypts (refused while SealedSecrets still need it)
+    Retire(RetireArgs),
+    /// Export every key, in every state, encrypted to an offline recovery recipient
+    Backup(BackupArgs),
+    /// Put keys from a backup back into a (new) cluster
+    Restore(RestoreArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ListKeysArgs {
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct RetireArgs {
+    /// The key id (16 hex digits, as `kseal keys list` shows)
+    #[arg(value_name = "KEY_ID")]
+    pub key_id: String,
+    /// Retire even though SealedSecrets still need the key (they will fail to unseal)
+    #[arg(long)]
+    pub force: bool,
+    /// Delete the key Secret instead of keeping it as retired (irreversible without a backup)
+    #[arg(long)]
+    pub delete: bool,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    #[command(flatten)]
+    pub recipients: RecipientArgs,
+    /// Write the encrypted backup to FILE (mode 0600, atomically)
+    #[arg(short, long, value_name = "FILE")]
+    pub output: PathBuf,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// The backup file written by `kseal keys backup`
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// The recovery identity the backup is encrypted to; repeatable
+    #[arg(short = 'i', long = "identity", value_name = "FILE", required = true)]
+    pub identities: Vec<PathBuf>,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
 }
 
 #[derive(Debug, Args)]
@@ -273,6 +325,13 @@ pub struct InspectArgs {
     /// Output format
     #[arg(long, value_enum, default_value_t = InspectFormat::Text)]
     pub format: InspectFormat,
+    /// List only values not sealed to the current keys (from -r/-R, .kseal.yaml, or the cluster); exit 1 if any
+    #[arg(long)]
+    pub stale: bool,
+    #[command(flatten)]
+    pub recipients: RecipientArgs,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
     /// Files or directories; `-` or nothing reads stdin
     #[arg(value_name = "PATH")]
     pub paths: Vec<PathBuf>,

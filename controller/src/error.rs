@@ -17,6 +17,11 @@ pub enum Error {
     /// A value names only keys this controller does not have.
     #[error("value {key:?} is sealed to key(s) {key_ids} that this cluster does not hold")]
     UnknownKey { key: String, key_ids: String },
+    /// A value is sealed only to keys that were retired.
+    #[error(
+        "value {key:?} is sealed to retired key(s) {key_ids}: re-wrap it to the active key (kseal rewrap), or restore the key"
+    )]
+    RetiredKey { key: String, key_ids: String },
     /// A value is not a well-formed sealed value.
     #[error("value {key:?} is malformed: {source}")]
     MalformedValue {
@@ -50,6 +55,7 @@ impl Error {
         match self {
             Error::DecryptFailed { .. } => "DecryptFailed",
             Error::UnknownKey { .. } => "UnknownKey",
+            Error::RetiredKey { .. } => "RetiredKey",
             Error::MalformedValue { .. } => "MalformedValue",
             Error::InvalidSpec(_) => "InvalidSpec",
             Error::SecretNotOwned(_) => "SecretNotOwned",
@@ -69,6 +75,7 @@ impl Error {
     pub const REASONS: &'static [&'static str] = &[
         "DecryptFailed",
         "UnknownKey",
+        "RetiredKey",
         "MalformedValue",
         "InvalidSpec",
         "SecretNotOwned",

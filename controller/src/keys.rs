@@ -145,6 +145,13 @@ impl KeySet {
     pub fn contains(&self, id: &KeyId) -> bool {
         self.keys.iter().any(|key| key.key_id.as_ref() == Some(id))
     }
+
+    /// Whether `id` is a key this cluster retired.
+    pub fn is_retired(&self, id: &KeyId) -> bool {
+        self.keys
+            .iter()
+            .any(|key| key.key_id.as_ref() == Some(id) && key.state == KeyState::Retired)
+    }
 }
 
 fn read_key_secret(secret: &Secret) -> Result<(KeyInfo, Identity), String> {
@@ -244,9 +251,10 @@ impl KeyStore {
         let api: Api<Secret> = Api::namespaced(client, &namespace);
         let config = watcher::Config::default().labels(&format!("{KEY_LABEL}=true"));
         let (reader, writer) = kube::runtime::reflector::store();
+        // Deletions matter too (a deleted key must stop decrypting).
         let stream = kube::runtime::reflector(writer, watcher(api, config))
             .default_backoff()
-            .applied_objects();
+            .touched_objects();
         let mut stream = std::pin::pin!(stream);
         // The first load completes when the initial list is in the store.
         let ready = reader.clone();
@@ -528,12 +536,9 @@ pub fn public_keys_config_map(set: &KeySet, namespace: &str) -> ConfigMap {
             active.id, active.created, active.recipient
         ));
     }
-    let published: Vec<&KeyInfo> = set
-        .keys
-        .iter()
-        .filter(|key| key.state != KeyState::Retired)
-        .collect();
-    let keys_json = serde_json::to_string_pretty(&published).unwrap_or_else(|_| "[]".into());
+    // Every key with its state, retired ones included: public facts that let
+    // `kseal keys list` show the whole lifecycle without reading key Secrets.
+    let keys_json = serde_json::to_string_pretty(&set.keys).unwrap_or_else(|_| "[]".into());
     let mut config_map = ConfigMap::default();
     config_map.metadata.name = Some(PUBLIC_KEYS_CONFIGMAP.to_owned());
     config_map.metadata.namespace = Some(namespace.to_owned());

@@ -12,7 +12,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kseal_shared::envelope::{SealedValue, open};
 use kseal_shared::manifest::value_binding;
 use kseal_shared::sealed_secret::{Condition, SealedSecretStatus};
-use kseal_shared::{KeyId, Keyring, SealError, SealedSecret};
+use kseal_shared::{KeyId, SealError, SealedSecret};
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
@@ -23,6 +23,7 @@ use zeroize::Zeroize;
 
 use crate::context::Context;
 use crate::error::Error;
+use crate::keys::KeySet;
 
 /// Label on every Secret kseal owns; the controller watches these.
 pub const OWNED_LABEL: &str = "kseal.dev/owned";
@@ -103,7 +104,8 @@ impl Drop for Plaintext {
     }
 }
 
-fn decrypt_all(sealed: &SealedSecret, keyring: &Keyring) -> Result<Plaintext, Error> {
+fn decrypt_all(sealed: &SealedSecret, keys: &KeySet) -> Result<Plaintext, Error> {
+    let keyring = &keys.keyring;
     let mut data = Plaintext(BTreeMap::new());
     for (key, encoded) in &sealed.spec.encrypted_data {
         let binding = value_binding(sealed, key);
@@ -115,6 +117,14 @@ fn decrypt_all(sealed: &SealedSecret, keyring: &Keyring) -> Result<Plaintext, Er
             source,
         })?;
         let plaintext = open(&value, &binding, keyring).map_err(|source| match source {
+            SealError::NoMatchingIdentity { key_ids }
+                if value.key_ids().iter().any(|id| keys.is_retired(id)) =>
+            {
+                Error::RetiredKey {
+                    key: key.clone(),
+                    key_ids,
+                }
+            }
             SealError::NoMatchingIdentity { key_ids } => Error::UnknownKey {
                 key: key.clone(),
                 key_ids,
@@ -237,7 +247,7 @@ async fn sync_secret(
     let owner = owner_reference(sealed)
         .ok_or_else(|| Error::InvalidSpec("the SealedSecret has no uid yet".into()))?;
     let keys = ctx.keys.get();
-    let data = match decrypt_all(sealed, &keys.keyring) {
+    let data = match decrypt_all(sealed, &keys) {
         Ok(data) => data,
         Err(err) => {
             ctx.metrics.count_unseals(err.reason(), 1);

@@ -11,6 +11,7 @@
 //! * [`bitnami`]: reading Bitnami sealed-secrets, to migrate them.
 #![forbid(unsafe_code)]
 
+pub mod backup;
 pub mod binding;
 pub mod bitnami;
 pub mod config;

@@ -157,6 +157,9 @@ fn report(source: &Source, object: &Document) -> Report {
 
 pub fn inspect(args: InspectArgs) -> Result<()> {
     let reports = reports(&args.paths)?;
+    if args.stale {
+        return stale(&args, &reports);
+    }
     let output = match args.format {
         InspectFormat::Json => format!("{}\n", serde_json::to_string_pretty(&reports)?),
         InspectFormat::Text => {
@@ -265,4 +268,62 @@ fn verify_online(report: &mut Report, cluster: &ClusterArgs) -> Result<()> {
             crate::cluster::error_message(&response.body)
         ),
     }
+}
+
+/// `inspect --stale`: values whose key ids are not exactly the current
+/// recipients' (per file: -r/-R, the matching .kseal.yaml rule, or the
+/// cluster's published keys). For CI: exit 1 while anything is stale.
+fn stale(args: &InspectArgs, reports: &[Report]) -> Result<()> {
+    let mut cluster_keys: Option<Vec<String>> = None;
+    let mut out = String::new();
+    let (mut stale, mut total) = (0, 0);
+    for report in reports {
+        let path = (report.file != "<stdin>").then(|| std::path::Path::new(&report.file));
+        let current: Vec<String> = match crate::keys::resolve(&args.recipients, path)? {
+            Some(resolved) => resolved
+                .recipients
+                .iter()
+                .map(|r| r.key_id().to_string())
+                .collect(),
+            None => match &cluster_keys {
+                Some(keys) => keys.clone(),
+                None => {
+                    let keys: Vec<String> = crate::cluster::fetch_recipients(&args.cluster)?
+                        .iter()
+                        .map(|r| r.key_id().to_string())
+                        .collect();
+                    cluster_keys = Some(keys.clone());
+                    keys
+                }
+            },
+        };
+        let wanted: std::collections::BTreeSet<&String> = current.iter().collect();
+        for value in &report.values {
+            total += 1;
+            let have: std::collections::BTreeSet<&String> = value.key_ids.iter().collect();
+            if value.error.is_some() || have != wanted {
+                stale += 1;
+                out.push_str(&format!(
+                    "{}: {}: {}: sealed to {} (current: {})\n",
+                    report.location(),
+                    report.object(),
+                    value.key,
+                    if value.key_ids.is_empty() {
+                        "?".to_owned()
+                    } else {
+                        value.key_ids.join(",")
+                    },
+                    current.join(",")
+                ));
+            }
+        }
+    }
+    write_stdout(out.as_bytes())?;
+    if stale > 0 {
+        bail!(
+            "{stale} of {total} value(s) are not sealed to the current keys: re-wrap them (kseal rewrap)"
+        );
+    }
+    eprintln!("kseal: all {total} value(s) are sealed to the current keys");
+    Ok(())
 }

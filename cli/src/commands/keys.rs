@@ -1,23 +1,151 @@
-//! `kseal keys …`: the cluster's sealing keys. The CLI never sees a private
-//! key: it asks the controller, through the Kubernetes API, to act.
+//! `kseal keys …`: the cluster's sealing keys through their lifecycle:
+//! `active` (sealed to), `decrypt-only` (kept to decrypt), `retired` (no
+//! longer decrypts). Rotation is done by the controller; the CLI never
+//! handles a private key except to back keys up or restore them, and then
+//! only in memory.
 
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
-use k8s_openapi::api::core::v1::ConfigMap;
-use kube::Api;
-use kube::api::{Patch, PatchParams};
+use anyhow::{Context, Result, anyhow, bail};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kseal_shared::backup;
+use kseal_shared::keys::parse_identity_file;
+use kseal_shared::{KeyId, SealedSecret};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::{Api, Client, ResourceExt};
+use serde::Deserialize;
 
-use crate::args::{KeysArgs, KeysCommand, RotateArgs};
-use crate::cluster::{self, PUBLIC_KEYS_CONFIGMAP};
+use crate::UsageError;
+use crate::args::{
+    BackupArgs, KeysArgs, KeysCommand, ListKeysArgs, RestoreArgs, RetireArgs, RotateArgs,
+};
+use crate::cluster::{self, ClusterArgs, PUBLIC_KEYS_CONFIGMAP};
+use crate::io::{Privacy, write_atomic, write_stdout};
 
 /// Annotation the controller watches for rotation requests.
 const ROTATE_REQUEST_ANNOTATION: &str = "kseal.dev/rotate-requested-at";
+/// Annotation recording what the last `kseal keys backup` contained.
+const LAST_BACKUP_ANNOTATION: &str = "kseal.dev/last-backup";
+const STATE_LABEL: &str = "kseal.dev/key-state";
+const KEY_ID_LABEL: &str = "kseal.dev/key-id";
 
 pub fn run(args: KeysArgs) -> Result<()> {
     match args.command {
+        KeysCommand::List(args) => list(args),
         KeysCommand::Rotate(args) => rotate(args),
+        KeysCommand::Retire(args) => retire(args),
+        KeysCommand::Backup(args) => backup_keys(args),
+        KeysCommand::Restore(args) => restore(args),
     }
+}
+
+/// One key as the controller publishes it (`keys.json`).
+#[derive(Debug, Clone, Deserialize)]
+struct PublishedKey {
+    id: String,
+    created: String,
+    state: String,
+}
+
+struct ClusterKeys {
+    keys: Vec<PublishedKey>,
+    /// Key ids in the last backup, if one was recorded.
+    last_backup: Option<BTreeSet<String>>,
+}
+
+async fn published_keys(client: &Client, cluster: &ClusterArgs) -> Result<ClusterKeys> {
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), &cluster.controller_namespace);
+    let config_map = api.get(PUBLIC_KEYS_CONFIGMAP).await.with_context(|| {
+        format!(
+            "cannot read ConfigMap {}/{PUBLIC_KEYS_CONFIGMAP} (is the kseal controller installed there?)",
+            cluster.controller_namespace
+        )
+    })?;
+    let text = config_map
+        .data
+        .as_ref()
+        .and_then(|data| data.get("keys.json"))
+        .ok_or_else(|| anyhow!("ConfigMap {PUBLIC_KEYS_CONFIGMAP} has no keys.json"))?;
+    let keys = serde_json::from_str(text).context("keys.json")?;
+    let last_backup = config_map
+        .annotations()
+        .get(LAST_BACKUP_ANNOTATION)
+        .and_then(|value| serde_json::from_str::<serde_json::Value>(value).ok())
+        .and_then(|value| {
+            value["keyIds"].as_array().map(|ids| {
+                ids.iter()
+                    .filter_map(|id| id.as_str().map(str::to_owned))
+                    .collect()
+            })
+        });
+    Ok(ClusterKeys { keys, last_backup })
+}
+
+/// Which SealedSecrets (namespace/name) have values sealed to each key id,
+/// from their status and, for objects not reconciled yet, their values.
+async fn key_users(client: &Client) -> Result<BTreeMap<String, Vec<String>>> {
+    let api: Api<SealedSecret> = Api::all(client.clone());
+    let list = api
+        .list(&ListParams::default())
+        .await
+        .context("cannot list SealedSecrets")?;
+    let mut users: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for sealed in list {
+        let mut ids: BTreeSet<String> = sealed
+            .status
+            .as_ref()
+            .map(|status| status.key_ids.iter().cloned().collect())
+            .unwrap_or_default();
+        for value in sealed.spec.encrypted_data.values() {
+            if let Some(field) = value.split(':').nth(2) {
+                ids.extend(field.split(',').map(str::to_owned));
+            }
+        }
+        let name = format!(
+            "{}/{}",
+            sealed.namespace().unwrap_or_default(),
+            sealed.name_any()
+        );
+        for id in ids {
+            users.entry(id).or_default().push(name.clone());
+        }
+    }
+    Ok(users)
+}
+
+fn list(args: ListKeysArgs) -> Result<()> {
+    let (keys, users) = cluster::block_on(async {
+        let client = cluster::client(&args.cluster).await?;
+        let keys = published_keys(&client, &args.cluster).await?;
+        let users = key_users(&client).await?;
+        Ok((keys, users))
+    })?;
+    let mut out = format!(
+        "{:<18} {:<13} {:<22} {}\n",
+        "KEY ID", "STATE", "CREATED", "SEALEDSECRETS"
+    );
+    for key in &keys.keys {
+        let count = users.get(&key.id).map_or(0, Vec::len);
+        out.push_str(&format!(
+            "{:<18} {:<13} {:<22} {count}\n",
+            key.id, key.state, key.created
+        ));
+    }
+    write_stdout(out.as_bytes())?;
+    let active = keys.keys.iter().find(|key| key.state == "active");
+    match (&keys.last_backup, active) {
+        (None, _) => eprintln!(
+            "kseal: warning: no key backup recorded; run `kseal keys backup --recipient age1… -o FILE`"
+        ),
+        (Some(backed_up), Some(active)) if !backed_up.contains(&active.id) => eprintln!(
+            "kseal: warning: the active key {} is not in the last backup; run `kseal keys backup` again",
+            active.id
+        ),
+        _ => {}
+    }
+    Ok(())
 }
 
 /// Asks the controller for a new active key (RBAC: patch on the public-key
@@ -46,7 +174,7 @@ fn rotate(args: RotateArgs) -> Result<()> {
         let now = cluster::fetch_recipients(cluster)?;
         if now.first() != before.first() {
             if let Some(active) = now.first() {
-                println!("{} {}", active.key_id(), active);
+                write_stdout(format!("{} {}\n", active.key_id(), active).as_bytes())?;
             }
             eprintln!(
                 "kseal: new active key published; the old key keeps decrypting. Re-wrap the repository to the new key: kseal rewrap --online --in-place PATH"
@@ -61,4 +189,206 @@ fn rotate(args: RotateArgs) -> Result<()> {
         }
         std::thread::sleep(Duration::from_millis(500));
     }
+}
+
+/// Retires a key: it stops decrypting. Refused while any SealedSecret still
+/// has values sealed to it, unless forced.
+fn retire(args: RetireArgs) -> Result<()> {
+    let id: KeyId = args.key_id.parse().map_err(|_| {
+        UsageError::new(format!("{:?} is not a key id (16 hex digits)", args.key_id))
+    })?;
+    let id = id.to_string();
+    cluster::block_on(async {
+        let client = cluster::client(&args.cluster).await?;
+        let keys = published_keys(&client, &args.cluster).await?;
+        let Some(key) = keys.keys.iter().find(|key| key.id == id) else {
+            bail!("no key {id} in this cluster (see `kseal keys list`)");
+        };
+        if key.state == "active" && keys.keys.iter().filter(|k| k.state == "active").count() == 1 {
+            bail!(
+                "key {id} is the active key: rotate first (`kseal keys rotate`), re-wrap, then retire it"
+            );
+        }
+        let users = key_users(&client).await?;
+        if let Some(users) = users.get(&id) {
+            if !args.force {
+                for user in users {
+                    eprintln!("kseal: {user} still has values sealed to key {id}");
+                }
+                bail!(
+                    "refusing to retire key {id}: {} SealedSecret(s) still need it; re-wrap them (kseal rewrap --online) or pass --force",
+                    users.len()
+                );
+            }
+            eprintln!(
+                "kseal: warning: retiring key {id} although {} SealedSecret(s) still need it (--force); they will report RetiredKey",
+                users.len()
+            );
+        }
+        let secrets: Api<Secret> =
+            Api::namespaced(client.clone(), &args.cluster.controller_namespace);
+        let matching = secrets
+            .list(&ListParams::default().labels(&format!("{KEY_ID_LABEL}={id}")))
+            .await
+            .context(
+                "cannot list the key Secrets (needs list on Secrets in the controller's namespace)",
+            )?;
+        for secret in matching {
+            if args.delete {
+                secrets
+                    .delete(&secret.name_any(), &DeleteParams::default())
+                    .await?;
+            } else {
+                let patch = serde_json::json!({"metadata": {"labels": {STATE_LABEL: "retired"}}});
+                secrets
+                    .patch(
+                        &secret.name_any(),
+                        &PatchParams::default(),
+                        &Patch::Merge(&patch),
+                    )
+                    .await?;
+            }
+        }
+        let done = if args.delete {
+            "deleted"
+        } else {
+            "retired (kept; delete with --delete)"
+        };
+        eprintln!("kseal: key {id} {done}");
+        Ok(())
+    })
+}
+
+/// Exports every key, in every state, encrypted to offline recipients.
+fn backup_keys(args: BackupArgs) -> Result<()> {
+    let Some(recipients) = crate::keys::from_flags(&args.recipients)? else {
+        return Err(UsageError::new(
+            "keys backup needs --recipient age1… (or -R FILE): an offline recovery key",
+        )
+        .into());
+    };
+    let (file, ids) = cluster::block_on(async {
+        let client = cluster::client(&args.cluster).await?;
+        let secrets: Api<Secret> =
+            Api::namespaced(client.clone(), &args.cluster.controller_namespace);
+        let list = secrets
+            .list(&ListParams::default().labels(&format!("{}=true", backup::KEY_LABEL)))
+            .await
+            .context("cannot read the key Secrets (needs get/list on Secrets in the controller's namespace)")?;
+        if list.items.is_empty() {
+            bail!(
+                "no key Secrets in namespace {}",
+                args.cluster.controller_namespace
+            );
+        }
+        let ids: Vec<String> = list
+            .items
+            .iter()
+            .filter_map(|secret| secret.labels().get(KEY_ID_LABEL).cloned())
+            .collect();
+        let mut values = Vec::with_capacity(list.items.len());
+        for secret in &list.items {
+            values.push(serde_json::to_value(secret)?);
+        }
+        let bundle = backup::bundle(&values);
+        for value in &mut values {
+            kseal_shared::manifest::scrub(value);
+        }
+        let file = backup::encrypt(&bundle, &recipients)?;
+        Ok((file, ids))
+    })?;
+    write_atomic(&args.output, &file, Privacy::Private)?;
+    // Record what the backup holds, so `keys list` can warn when a newer key
+    // is missing from it.
+    cluster::block_on(async {
+        let client = cluster::client(&args.cluster).await?;
+        let api: Api<ConfigMap> = Api::namespaced(client, &args.cluster.controller_namespace);
+        let record = serde_json::json!({"at": jiff::Timestamp::now().to_string(), "keyIds": ids})
+            .to_string();
+        let patch =
+            serde_json::json!({"metadata": {"annotations": {LAST_BACKUP_ANNOTATION: record}}});
+        if let Err(err) = api
+            .patch(
+                PUBLIC_KEYS_CONFIGMAP,
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await
+        {
+            eprintln!("kseal: warning: could not record the backup in the ConfigMap: {err}");
+        }
+        Ok(())
+    })?;
+    eprintln!(
+        "kseal: {} key(s) backed up to {} ({}), encrypted to {} recipient(s)",
+        ids.len(),
+        args.output.display(),
+        ids.join(", "),
+        recipients.len()
+    );
+    Ok(())
+}
+
+/// Puts backed-up keys into a cluster (a new one after a disaster, or the
+/// same one after a deleted key). Existing keys are left as they are.
+fn restore(args: RestoreArgs) -> Result<()> {
+    let file = std::fs::read(&args.file)
+        .with_context(|| format!("{}: cannot read", args.file.display()))?;
+    let identities = load_identities(&args.identities)?;
+    let items =
+        backup::decrypt(&file, &identities).with_context(|| args.file.display().to_string())?;
+    cluster::block_on(async {
+        let client = cluster::client(&args.cluster).await?;
+        let secrets: Api<Secret> =
+            Api::namespaced(client.clone(), &args.cluster.controller_namespace);
+        let (mut created, mut present) = (Vec::new(), Vec::new());
+        for mut item in items {
+            let name = item["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            item["metadata"]["namespace"] =
+                serde_json::Value::String(args.cluster.controller_namespace.clone());
+            let mut secret: Secret = serde_json::from_value(item.clone())
+                .map_err(|_| anyhow!("the backup holds a malformed Secret {name:?}"))?;
+            kseal_shared::manifest::scrub(&mut item);
+            let result = secrets.create(&PostParams::default(), &secret).await;
+            if let Some(data) = secret.data.as_mut() {
+                for value in data.values_mut() {
+                    zeroize::Zeroize::zeroize(&mut value.0);
+                }
+            }
+            match result {
+                Ok(_) => created.push(name),
+                Err(kube::Error::Api(status)) if status.code == 409 => present.push(name),
+                Err(err) => {
+                    return Err(anyhow!(err).context(format!("cannot create key Secret {name}")));
+                }
+            }
+        }
+        eprintln!(
+            "kseal: restored {} key(s) into {}{}",
+            created.len(),
+            args.cluster.controller_namespace,
+            if present.is_empty() {
+                String::new()
+            } else {
+                format!("; {} already present", present.len())
+            }
+        );
+        Ok(())
+    })
+}
+
+fn load_identities(files: &[impl AsRef<Path>]) -> Result<Vec<kseal_shared::Identity>> {
+    let mut identities = Vec::new();
+    for file in files {
+        let file = file.as_ref();
+        let text = zeroize::Zeroizing::new(
+            std::fs::read_to_string(file)
+                .with_context(|| format!("{}: cannot read", file.display()))?,
+        );
+        identities.extend(parse_identity_file(&text).with_context(|| file.display().to_string())?);
+    }
+    Ok(identities)
 }

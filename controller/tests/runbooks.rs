@@ -1,0 +1,650 @@
+//! The runbooks in docs/runbooks/, executed step for step against a real
+//! control plane with the commands the documents show (plus the connection
+//! flags an operator's kubeconfig and port-forward provide).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use common::*;
+use kseal_shared::{Identity, Scope, SealedSecret};
+use kube::ResourceExt;
+use kube::api::ListParams;
+
+const ROTATION: &str = include_str!("../../docs/runbooks/key-rotation.md");
+const COMPROMISED: &str = include_str!("../../docs/runbooks/compromised-key.md");
+const RECOVERY: &str = include_str!("../../docs/runbooks/disaster-recovery.md");
+
+/// Runs a command the runbook shows (checked verbatim against the
+/// document), with connection flags appended.
+fn step(doc: &str, dir: &Path, command: &str, connection: &[&str]) -> (i32, String, String) {
+    assert!(
+        doc.contains(command),
+        "the runbook does not show `{command}`"
+    );
+    let mut args: Vec<String> = shell_words(command)
+        .into_iter()
+        .map(|word| {
+            match word
+                .strip_prefix("$(cat ")
+                .and_then(|w| w.strip_suffix(')'))
+            {
+                // The one shell substitution the runbooks use.
+                Some(file) => std::fs::read_to_string(dir.join(file))
+                    .unwrap()
+                    .trim()
+                    .to_owned(),
+                None => word,
+            }
+        })
+        .collect();
+    assert_eq!(args.remove(0), "kseal");
+    args.extend(connection.iter().map(|s| (*s).to_owned()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    kseal(dir, &args, None)
+}
+
+/// Splits a command line on spaces, honouring double quotes.
+fn shell_words(command: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut current = String::new();
+    let mut quoted = false;
+    for c in command.chars() {
+        match c {
+            '"' => quoted = !quoted,
+            ' ' if !quoted => {
+                if !current.is_empty() {
+                    words.push(std::mem::take(&mut current));
+                }
+            }
+            _ => current.push(c),
+        }
+    }
+    if !current.is_empty() {
+        words.push(current);
+    }
+    words
+}
+
+/// Writes `count` SealedSecrets (two values each) sealed to `recipients`
+/// under `dir/clusters/prod/`, and returns the plaintexts by name.
+fn write_repo(
+    dir: &Path,
+    count: usize,
+    recipients: &[kseal_shared::Recipient],
+) -> BTreeMap<String, String> {
+    let prod = dir.join("clusters/prod");
+    std::fs::create_dir_all(&prod).unwrap();
+    let mut values = BTreeMap::new();
+    for i in 0..count {
+        let name = format!("app-{i:03}");
+        let value = format!("secret-{i}");
+        let sealed = seal(
+            &plain("apps", &name, &[("password", &value), ("user", "svc")]),
+            Scope::Strict,
+            recipients,
+        );
+        let yaml =
+            kseal_shared::manifest::to_yaml(&serde_json::to_value(&sealed).unwrap()).unwrap();
+        std::fs::write(prod.join(format!("{name}.yaml")), yaml).unwrap();
+        values.insert(name, value);
+    }
+    values
+}
+
+async fn apply_repo(fixture: &Fixture, dir: &Path) {
+    let mut files: Vec<_> = std::fs::read_dir(dir.join("clusters/prod"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    let objects: Vec<SealedSecret> = files
+        .iter()
+        .map(|file| serde_saphyr::from_str(&std::fs::read_to_string(file).unwrap()).unwrap())
+        .collect();
+    use futures::StreamExt;
+    futures::stream::iter(objects.iter())
+        .for_each_concurrent(16, |object| fixture.apply(object))
+        .await;
+}
+
+async fn all_ready_with(
+    fixture: &Fixture,
+    values: &BTreeMap<String, String>,
+    key_id: Option<&str>,
+) {
+    eventually(
+        "every SealedSecret Ready with its Secret correct",
+        || async {
+            let sealed = fixture
+                .sealed_secrets("apps")
+                .list(&ListParams::default())
+                .await
+                .unwrap();
+            let secrets = fixture
+                .secrets("apps")
+                .list(&ListParams::default())
+                .await
+                .unwrap();
+            let ready = sealed.items.iter().filter(|s| {
+                s.status.as_ref().is_some_and(|st| {
+                    st.conditions.iter().any(|c| c.status == "True")
+                        && st.observed_generation == s.metadata.generation
+                        && key_id.is_none_or(|id| st.key_ids == vec![id.to_owned()])
+                })
+            });
+            let correct = secrets.items.iter().filter(|s| {
+                values
+                    .get(&s.name_any())
+                    .is_some_and(|v| data_of(s, "password") == *v)
+            });
+            ready.count() == values.len() && correct.count() == values.len()
+        },
+    )
+    .await;
+}
+
+fn key_state(list: &str, id: &str) -> Option<(String, usize)> {
+    list.lines().find(|l| l.starts_with(id)).map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        (fields[1].to_owned(), fields[3].parse().unwrap())
+    })
+}
+
+fn fields(value: &str) -> Vec<String> {
+    value.split(':').map(str::to_owned).collect()
+}
+
+fn value_of(file: &Path, key: &str) -> String {
+    std::fs::read_to_string(file)
+        .unwrap()
+        .lines()
+        .find_map(|line| {
+            line.trim()
+                .strip_prefix(&format!("{key}: "))
+                .map(str::to_owned)
+        })
+        .unwrap()
+}
+
+#[tokio::test]
+async fn routine_rotation_of_100_sealed_secrets() {
+    let Some(fixture) = Fixture::start().await else {
+        return;
+    };
+    fixture.namespace("apps").await;
+    let controller = fixture.controller(
+        "kseal-controller",
+        &[
+            "--key-renew-period",
+            "0",
+            "--kube-qps",
+            "200",
+            "--kube-burst",
+            "400",
+        ],
+    );
+    controller.wait_healthy().await;
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    let kubeconfig = fixture.cp.admin_kubeconfig().to_str().unwrap().to_owned();
+    let kc = ["--kubeconfig", kubeconfig.as_str()];
+    let url = controller.url("");
+    let online = ["--controller-url", url.as_str()];
+    let recovery = Identity::generate();
+    std::fs::write(
+        dir.join("recovery.pub"),
+        format!("{}\n", recovery.recipient()),
+    )
+    .unwrap();
+    let old = fixture.recipients().await;
+    let old_id = old[0].key_id().to_string();
+    let values = write_repo(dir, 100, &old);
+    let before_rewrap = tempfile::tempdir().unwrap();
+    copy_dir(
+        &dir.join("clusters"),
+        &before_rewrap.path().join("clusters"),
+    );
+    apply_repo(&fixture, dir).await;
+    all_ready_with(&fixture, &values, Some(&old_id)).await;
+
+    // 1. Look at the keys.
+    let (code, list, err) = step(ROTATION, dir, "kseal keys list", &kc);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        key_state(&list, &old_id),
+        Some(("active".into(), 100)),
+        "{list}"
+    );
+
+    // 2. Rotate.
+    let (code, rotated, err) = step(ROTATION, dir, "kseal keys rotate", &kc);
+    assert_eq!(code, 0, "{err}");
+    let new_id = rotated.split_whitespace().next().unwrap().to_owned();
+    assert_ne!(new_id, old_id);
+    // Retiring the old key is refused while the SealedSecrets still need it.
+    let (code, _, err) = kseal(
+        dir,
+        &["keys", "retire", &old_id, "--kubeconfig", &kubeconfig],
+        None,
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("refusing to retire") && err.contains("apps/app-000"),
+        "{err}"
+    );
+
+    // 3. Re-wrap the repository online.
+    let (code, _, err) = step(
+        ROTATION,
+        dir,
+        "kseal rewrap --online --in-place clusters/prod/",
+        &online,
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("200 value(s) re-wrapped, 0 already current, 0 failed; 100 file(s) rewritten"),
+        "{err}"
+    );
+    let file = dir.join("clusters/prod/app-007.yaml");
+    let (a, b) = (
+        fields(&value_of(
+            &before_rewrap.path().join("clusters/prod/app-007.yaml"),
+            "password",
+        )),
+        fields(&value_of(&file, "password")),
+    );
+    assert_eq!(a[4..], b[4..], "ciphertext changed");
+    assert_eq!(b[2], new_id);
+
+    // 4. Nothing stale.
+    let (code, _, err) = step(ROTATION, dir, "kseal inspect --stale clusters/prod/", &kc);
+    assert_eq!(code, 0, "{err}");
+    let (code, stale, _) = kseal(
+        before_rewrap.path(),
+        &[
+            "inspect",
+            "--stale",
+            "clusters/prod/",
+            "--kubeconfig",
+            &kubeconfig,
+        ],
+        None,
+    );
+    assert_eq!(code, 1);
+    assert_eq!(stale.lines().count(), 200);
+
+    // 5. Apply (what GitOps does after the commit).
+    assert!(ROTATION.contains("git commit -am"));
+    apply_repo(&fixture, dir).await;
+    all_ready_with(&fixture, &values, Some(&new_id)).await;
+
+    // 6. The old key is unused: retire it.
+    let (code, list, err) = step(ROTATION, dir, "kseal keys list", &kc);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        key_state(&list, &old_id),
+        Some(("decrypt-only".into(), 0)),
+        "{list}"
+    );
+    assert_eq!(
+        key_state(&list, &new_id),
+        Some(("active".into(), 100)),
+        "{list}"
+    );
+    assert!(ROTATION.contains("kseal keys retire OLD_KEY_ID"));
+    let (code, _, err) = kseal(
+        dir,
+        &["keys", "retire", &old_id, "--kubeconfig", &kubeconfig],
+        None,
+    );
+    assert_eq!(code, 0, "{err}");
+    eventually("old key retired", || async {
+        let (_, list, _) = kseal(dir, &["keys", "list", "--kubeconfig", &kubeconfig], None);
+        key_state(&list, &old_id).is_some_and(|(state, _)| state == "retired")
+    })
+    .await;
+
+    // 7. Back up; `keys list` stops warning about a missing backup.
+    let (code, _, err) = step(
+        ROTATION,
+        dir,
+        r#"kseal keys backup --recipient "$(cat recovery.pub)" -o kseal-keys-backup.age"#,
+        &kc,
+    );
+    assert_eq!(code, 0, "{err}");
+    let (_, _, warnings) = kseal(dir, &["keys", "list", "--kubeconfig", &kubeconfig], None);
+    assert!(!warnings.contains("warning"), "{warnings}");
+
+    // Every Secret unchanged, nothing lost.
+    all_ready_with(&fixture, &values, Some(&new_id)).await;
+
+    // The old and new keys cannot open each other's values.
+    let backup_file = std::fs::read(dir.join("kseal-keys-backup.age")).unwrap();
+    let keys =
+        kseal_shared::backup::decrypt(&backup_file, std::slice::from_ref(&recovery)).unwrap();
+    let identity_of = |id: &str| -> String {
+        let item = keys
+            .iter()
+            .find(|k| k["metadata"]["labels"]["kseal.dev/key-id"] == id)
+            .unwrap();
+        let encoded = item["data"]["identity.txt"].as_str().unwrap();
+        use base64::Engine;
+        String::from_utf8(base64::prelude::BASE64_STANDARD.decode(encoded).unwrap()).unwrap()
+    };
+    std::fs::write(dir.join("old.key"), identity_of(&old_id)).unwrap();
+    std::fs::write(dir.join("new.key"), identity_of(&new_id)).unwrap();
+    let new_file = "clusters/prod/app-001.yaml";
+    let old_file = before_rewrap.path().join("clusters/prod/app-001.yaml");
+    let old_file = old_file.to_str().unwrap();
+    assert_eq!(
+        kseal(dir, &["unseal", "-i", "new.key", "-f", new_file], None).0,
+        0
+    );
+    assert_eq!(
+        kseal(dir, &["unseal", "-i", "old.key", "-f", new_file], None).0,
+        1
+    );
+    assert_eq!(
+        kseal(dir, &["unseal", "-i", "old.key", "-f", old_file], None).0,
+        0
+    );
+    assert_eq!(
+        kseal(dir, &["unseal", "-i", "new.key", "-f", old_file], None).0,
+        1
+    );
+
+    // Offline rewrap (with the backed-up old key) has the same effect as the
+    // online one: same key ids, same nonces and ciphertexts.
+    let new_recipient = fixture.recipients().await[0].to_string();
+    let offline = before_rewrap.path();
+    let old_key = dir.join("old.key");
+    let (code, _, err) = kseal(
+        offline,
+        &[
+            "rewrap",
+            "-i",
+            old_key.to_str().unwrap(),
+            "-r",
+            &new_recipient,
+            "--in-place",
+            "clusters/prod/",
+        ],
+        None,
+    );
+    assert_eq!(code, 0, "{err}");
+    for name in values.keys() {
+        for key in ["password", "user"] {
+            let a = fields(&value_of(
+                &offline.join(format!("clusters/prod/{name}.yaml")),
+                key,
+            ));
+            let b = fields(&value_of(
+                &dir.join(format!("clusters/prod/{name}.yaml")),
+                key,
+            ));
+            assert_eq!((&a[..3], &a[4..]), (&b[..3], &b[4..]), "{name}/{key}");
+        }
+    }
+    // A retired key no longer decrypts: an object still sealed to it reports so.
+    let mut leftover: SealedSecret =
+        serde_saphyr::from_str(&std::fs::read_to_string(old_file).unwrap()).unwrap();
+    leftover.metadata.name = Some("leftover".into());
+    let stale_value = seal(
+        &plain("apps", "leftover", &[("k", "v")]),
+        Scope::Strict,
+        &old,
+    );
+    leftover.spec = stale_value.spec;
+    fixture.apply(&leftover).await;
+    assert_eq!(
+        fixture.wait_ready("apps", "leftover", "False").await,
+        "RetiredKey"
+    );
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+#[tokio::test]
+async fn disaster_recovery_into_a_new_cluster() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    let recovery = Identity::generate();
+    std::fs::write(
+        dir.join("recovery.pub"),
+        format!("{}\n", recovery.recipient()),
+    )
+    .unwrap();
+    {
+        use kseal_shared::age::secrecy::ExposeSecret;
+        let file = recovery.to_keygen_file("2026-01-01T00:00:00Z");
+        std::fs::write(dir.join("recovery-key.txt"), file.expose_secret()).unwrap();
+    }
+    // The old cluster: SealedSecrets in sync, keys backed up.
+    let (values, old_id) = {
+        let Some(fixture) = Fixture::start().await else {
+            return;
+        };
+        fixture.namespace("apps").await;
+        let controller = fixture.controller("kseal-controller", &["--key-renew-period", "0"]);
+        controller.wait_healthy().await;
+        let recipients = fixture.recipients().await;
+        let values = write_repo(dir, 20, &recipients);
+        apply_repo(&fixture, dir).await;
+        all_ready_with(&fixture, &values, None).await;
+        let kubeconfig = fixture.cp.admin_kubeconfig().to_str().unwrap().to_owned();
+        let (code, _, err) = step(
+            RECOVERY,
+            dir,
+            r#"kseal keys backup --recipient "$(cat recovery.pub)" -o kseal-keys-backup.age"#,
+            &["--kubeconfig", &kubeconfig],
+        );
+        assert_eq!(code, 0, "{err}");
+        (values, recipients[0].key_id().to_string())
+        // The cluster is lost here: etcd, API server and controller stop.
+    };
+
+    // A new cluster with a fresh etcd; its controller makes a fresh key.
+    let Some(fixture) = Fixture::start().await else {
+        return;
+    };
+    fixture.namespace("apps").await;
+    let controller = fixture.controller("kseal-controller", &["--key-renew-period", "0"]);
+    controller.wait_healthy().await;
+    let fresh = fixture.recipients().await;
+    assert_ne!(fresh[0].key_id().to_string(), old_id);
+    let kubeconfig = fixture.cp.admin_kubeconfig().to_str().unwrap().to_owned();
+    let kc = ["--kubeconfig", kubeconfig.as_str()];
+
+    let (code, _, err) = step(
+        RECOVERY,
+        dir,
+        "kseal keys restore kseal-keys-backup.age --identity recovery-key.txt",
+        &kc,
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("restored 1 key(s)"), "{err}");
+    let (code, list, err) = step(RECOVERY, dir, "kseal keys list", &kc);
+    assert_eq!(code, 0, "{err}");
+    assert!(list.contains(&old_id), "{list}");
+    // Restoring twice changes nothing.
+    let (code, _, err) = step(
+        RECOVERY,
+        dir,
+        "kseal keys restore kseal-keys-backup.age --identity recovery-key.txt",
+        &kc,
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("1 already present"), "{err}");
+    // A wrong recovery identity is refused clearly.
+    let stranger = Identity::generate();
+    {
+        use kseal_shared::age::secrecy::ExposeSecret;
+        std::fs::write(
+            dir.join("wrong.txt"),
+            stranger.to_secret_string().expose_secret(),
+        )
+        .unwrap();
+    }
+    let (code, _, err) = kseal(
+        dir,
+        &[
+            "keys",
+            "restore",
+            "kseal-keys-backup.age",
+            "--identity",
+            "wrong.txt",
+            "--kubeconfig",
+            &kubeconfig,
+        ],
+        None,
+    );
+    assert_eq!(code, 1);
+    assert!(err.contains("cannot be decrypted"), "{err}");
+
+    // The SealedSecrets in git decrypt again.
+    apply_repo(&fixture, dir).await;
+    all_ready_with(&fixture, &values, Some(&old_id)).await;
+    let (code, _, err) = step(
+        RECOVERY,
+        dir,
+        r#"kseal keys backup --recipient "$(cat recovery.pub)" -o kseal-keys-backup.age"#,
+        &kc,
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("2 key(s) backed up"), "{err}");
+}
+
+#[tokio::test]
+async fn compromised_key_values_are_replaced_and_the_key_deleted() {
+    let Some(fixture) = Fixture::start().await else {
+        return;
+    };
+    fixture.namespace("apps").await;
+    let controller = fixture.controller("kseal-controller", &["--key-renew-period", "0"]);
+    controller.wait_healthy().await;
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    let kubeconfig = fixture.cp.admin_kubeconfig().to_str().unwrap().to_owned();
+    let kc = ["--kubeconfig", kubeconfig.as_str()];
+    let old = fixture.recipients().await;
+    let old_id = old[0].key_id().to_string();
+    let original = write_repo(dir, 5, &old);
+    let leaked_copy = tempfile::tempdir().unwrap();
+    copy_dir(&dir.join("clusters"), &leaked_copy.path().join("clusters"));
+    apply_repo(&fixture, dir).await;
+    all_ready_with(&fixture, &original, Some(&old_id)).await;
+
+    // 1. Rotate now.
+    let (code, rotated, err) = step(COMPROMISED, dir, "kseal keys rotate", &kc);
+    assert_eq!(code, 0, "{err}");
+    let new_id = rotated.split_whitespace().next().unwrap().to_owned();
+    // 2. Find everything sealed to the compromised key.
+    let (code, stale, _) = step(
+        COMPROMISED,
+        dir,
+        "kseal inspect --stale clusters/prod/",
+        &kc,
+    );
+    assert_eq!(code, 1);
+    assert_eq!(stale.lines().count(), 10, "{stale}");
+    // 3. New values, sealed into each file with --merge-into.
+    assert!(COMPROMISED.contains("kseal seal --name db-credentials --namespace payments \\\n  --from-literal password=NEW-PASSWORD --merge-into"));
+    let mut replaced = BTreeMap::new();
+    for name in original.keys() {
+        let password = format!("rotated-{name}");
+        let file = format!("clusters/prod/{name}.yaml");
+        let (code, _, err) = kseal(
+            dir,
+            &[
+                "seal",
+                "--name",
+                name,
+                "--namespace",
+                "apps",
+                "--from-literal",
+                &format!("password={password}"),
+                "--from-literal",
+                "user=svc-2",
+                "--merge-into",
+                &file,
+                "--kubeconfig",
+                &kubeconfig,
+            ],
+            None,
+        );
+        assert_eq!(code, 0, "{err}");
+        replaced.insert(name.clone(), password);
+    }
+    let (code, _, err) = kseal(
+        dir,
+        &[
+            "inspect",
+            "--stale",
+            "clusters/prod/",
+            "--kubeconfig",
+            &kubeconfig,
+        ],
+        None,
+    );
+    assert_eq!(code, 0, "{err}");
+    // 4. Apply.
+    apply_repo(&fixture, dir).await;
+    all_ready_with(&fixture, &replaced, Some(&new_id)).await;
+    // 5. Retire and delete the compromised key.
+    let (code, list, _) = kseal(dir, &["keys", "list", "--kubeconfig", &kubeconfig], None);
+    assert_eq!(code, 0);
+    assert_eq!(
+        key_state(&list, &old_id),
+        Some(("decrypt-only".into(), 0)),
+        "{list}"
+    );
+    assert!(COMPROMISED.contains("kseal keys retire COMPROMISED_KEY_ID --delete"));
+    let (code, _, err) = kseal(
+        dir,
+        &[
+            "keys",
+            "retire",
+            &old_id,
+            "--delete",
+            "--kubeconfig",
+            &kubeconfig,
+        ],
+        None,
+    );
+    assert_eq!(code, 0, "{err}");
+    eventually("the compromised key is gone", || async {
+        let keys = fixture
+            .secrets(NAMESPACE)
+            .list(&ListParams::default().labels(&format!("kseal.dev/key-id={old_id}")))
+            .await
+            .unwrap();
+        keys.items.is_empty()
+    })
+    .await;
+    // Whoever re-applies a leaked old file gets nothing from the cluster.
+    let leaked: SealedSecret = serde_saphyr::from_str(
+        &std::fs::read_to_string(leaked_copy.path().join("clusters/prod/app-000.yaml")).unwrap(),
+    )
+    .unwrap();
+    let mut leaked = leaked;
+    leaked.metadata.name = Some("replayed".into());
+    fixture.apply(&leaked).await;
+    assert_eq!(
+        fixture.wait_ready("apps", "replayed", "False").await,
+        "UnknownKey"
+    );
+}
