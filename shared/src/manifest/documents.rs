@@ -151,6 +151,13 @@ fn yaml_error_message(err: &serde_saphyr::Error) -> String {
 
 /// Parses a JSON document; errors carry the line.
 pub fn parse_json(text: &str) -> Result<Value, ManifestError> {
+    if text.len() > MAX_DOCUMENT_LEN {
+        return Err(ManifestError {
+            document: 1,
+            line: None,
+            message: "document too large".into(),
+        });
+    }
     serde_json::from_str(text).map_err(|err| ManifestError {
         document: 1,
         line: Some(err.line()),
@@ -158,13 +165,23 @@ pub fn parse_json(text: &str) -> Result<Value, ManifestError> {
     })
 }
 
-fn json_error_message(err: &serde_json::Error) -> &'static str {
+fn json_error_message(err: &serde_json::Error) -> String {
     use serde_json::error::Category;
     match err.classify() {
-        Category::Io => "read error",
-        Category::Syntax => "syntax error",
-        Category::Data => "unexpected data",
-        Category::Eof => "unexpected end of input",
+        Category::Io => "read error".into(),
+        // serde_json's syntax messages are fixed texts ("expected value",
+        // "recursion limit exceeded", …) that never quote the input; drop
+        // the position, which the caller reports.
+        Category::Syntax => {
+            let message = err.to_string();
+            match message.rfind(" at line ") {
+                Some(at) => message[..at].to_owned(),
+                None => "syntax error".into(),
+            }
+        }
+        // Data errors may quote a value ("invalid type: string \"…\"").
+        Category::Data => "unexpected data".into(),
+        Category::Eof => "unexpected end of input".into(),
     }
 }
 
