@@ -204,10 +204,21 @@ impl Fixture {
 
     /// Starts a controller process with extra arguments.
     pub fn controller(&self, name: &'static str, extra: &[&str]) -> Controller {
+        self.controller_as(name, self.cp.admin_kubeconfig(), extra)
+    }
+
+    /// Starts a controller process acting as the user of `kubeconfig` (e.g.
+    /// a minted ServiceAccount identity) with extra arguments.
+    pub fn controller_as(
+        &self,
+        name: &'static str,
+        kubeconfig: &Path,
+        extra: &[&str],
+    ) -> Controller {
         let port = free_port();
         let mut args: Vec<std::ffi::OsString> = vec![
             "--kubeconfig".into(),
-            self.cp.admin_kubeconfig().into(),
+            kubeconfig.into(),
             "--namespace".into(),
             NAMESPACE.into(),
             "--http-addr".into(),

@@ -1,0 +1,59 @@
+{{/* Name of every namespaced object, and of the cluster-scoped ones. */}}
+{{- define "kseal.fullname" -}}
+{{- default "kseal-controller" .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "kseal.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "kseal.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "kseal.selectorLabels" -}}
+app.kubernetes.io/name: kseal-controller
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "kseal.labels" -}}
+{{ include "kseal.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: kseal
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+{{- end -}}
+
+{{- define "kseal.image" -}}
+{{- if .Values.image.digest -}}
+{{ .Values.image.repository }}@{{ .Values.image.digest }}
+{{- else -}}
+{{ .Values.image.repository }}:{{ default .Chart.AppVersion .Values.image.tag }}
+{{- end -}}
+{{- end -}}
+
+{{/* "true" when leader election is on: asked for, or more than one replica. */}}
+{{- define "kseal.leaderElect" -}}
+{{- if or .Values.leaderElection.enabled (gt (int .Values.replicaCount) 1) -}}true{{- end -}}
+{{- end -}}
+
+{{/* What the controller needs in every namespace it reconciles. */}}
+{{- define "kseal.reconcileRules" -}}
+# SealedSecrets: list and watch (the controller's cache); status via merge patch.
+- apiGroups: ["kseal.dev"]
+  resources: ["sealedsecrets"]
+  verbs: ["list", "watch"]
+- apiGroups: ["kseal.dev"]
+  resources: ["sealedsecrets/status"]
+  verbs: ["patch"]
+# The Secrets it owns: metadata-only list/watch (label kseal.dev/owned=true),
+# GET by the SealedSecret's name, create, replace. RBAC cannot restrict these
+# to labelled Secrets: see README.md "What the controller can read".
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["get", "list", "watch", "create", "update"]
+# Events (events.k8s.io/v1; a repeated event is patched into a series).
+- apiGroups: ["events.k8s.io"]
+  resources: ["events"]
+  verbs: ["create", "patch"]
+{{- end -}}
