@@ -2,16 +2,23 @@
 //! verify and rewrap endpoints. Request bodies are size-limited and the two
 //! endpoints that decrypt are rate-limited. No response ever carries
 //! plaintext.
+//!
+//! Against slow and abusive clients ([`serve`], [`ServerLimits`]): headers
+//! must arrive within a timeout (which also closes idle keep-alive
+//! connections), bodies within another, connections are capped in number and
+//! lifetime, and only a few bodies are buffered at once, so memory stays
+//! bounded whatever clients do.
 
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use axum::Router;
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::{Extension, Router};
+use futures::StreamExt;
 use kseal_shared::envelope::{SealedValue, open, rewrap};
 use kseal_shared::manifest::value_binding;
 use kseal_shared::{KeyId, SealError, SealedSecret};
@@ -20,6 +27,46 @@ use serde_json::json;
 
 use crate::keys::KeyStore;
 use crate::metrics::Metrics;
+
+/// Limits of the HTTP server against slow, large and numerous requests.
+#[derive(Debug, Clone, Copy)]
+pub struct ServerLimits {
+    /// Largest request body, in bytes (413 above).
+    pub max_body_bytes: usize,
+    /// Time a client has to send a request's headers; an idle keep-alive
+    /// connection is closed after this too.
+    pub header_timeout: Duration,
+    /// Time a client has to send a request body (408 after).
+    pub body_timeout: Duration,
+    /// Connections served at once; further ones are closed at once.
+    pub max_connections: usize,
+    /// Request bodies buffered at once (503 for more): with
+    /// `max_body_bytes`, the most memory bodies can take.
+    pub max_buffered_bodies: usize,
+    /// A connection is closed (gracefully) after this long.
+    pub max_connection_age: Duration,
+}
+
+impl ServerLimits {
+    pub fn new(max_body_bytes: usize) -> Self {
+        Self {
+            max_body_bytes,
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(10),
+            max_connections: 256,
+            max_buffered_bodies: 16,
+            max_connection_age: Duration::from_secs(600),
+        }
+    }
+}
+
+/// What the body-reading endpoints share besides [`ApiState`].
+#[derive(Clone)]
+struct BodyLimits {
+    max_bytes: usize,
+    timeout: Duration,
+    slots: Arc<tokio::sync::Semaphore>,
+}
 
 /// What the HTTP handlers share.
 #[derive(Clone)]
@@ -67,6 +114,17 @@ impl RateLimiter {
 }
 
 pub fn router(state: ApiState, max_body_bytes: usize) -> Router {
+    router_with_limits(state, ServerLimits::new(max_body_bytes))
+}
+
+pub fn router_with_limits(state: ApiState, limits: ServerLimits) -> Router {
+    let body_limits = BodyLimits {
+        max_bytes: limits.max_body_bytes,
+        timeout: limits.body_timeout,
+        slots: Arc::new(tokio::sync::Semaphore::new(
+            limits.max_buffered_bodies.max(1),
+        )),
+    };
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
@@ -74,8 +132,111 @@ pub fn router(state: ApiState, max_body_bytes: usize) -> Router {
         .route("/v1/public-keys", get(public_keys))
         .route("/v1/verify", post(verify))
         .route("/v1/rewrap", post(rewrap_handler))
-        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(DefaultBodyLimit::max(limits.max_body_bytes))
+        .layer(Extension(body_limits))
         .with_state(state)
+}
+
+/// Serves `router` on `listener` until the task is aborted, with
+/// [`ServerLimits`]' header timeout, connection cap and connection age.
+/// (`axum::serve` sets no timer, so hyper's header timeout would be off and
+/// a client sending one header byte a minute would hold its connection
+/// forever.) Never returns on its own: accept errors (e.g. out of file
+/// descriptors) are logged and retried.
+pub async fn serve(listener: tokio::net::TcpListener, router: Router, limits: ServerLimits) {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use hyper_util::service::TowerToHyperService;
+
+    let connections = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
+    loop {
+        let (stream, remote) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(err) => {
+                tracing::warn!(error = %err, "HTTP accept failed; retrying");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = connections.clone().try_acquire_owned() else {
+            tracing::debug!(%remote, "too many HTTP connections; closing a new one");
+            drop(stream);
+            continue;
+        };
+        let service = TowerToHyperService::new(router.clone());
+        tokio::spawn(async move {
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
+                .timer(TokioTimer::new())
+                .header_read_timeout(limits.header_timeout)
+                .keep_alive(true);
+            let connection = builder.serve_connection(TokioIo::new(stream), service);
+            let mut connection = std::pin::pin!(connection);
+            tokio::select! {
+                result = connection.as_mut() => {
+                    if let Err(err) = result {
+                        tracing::debug!(%remote, error = %err, "HTTP connection ended");
+                    }
+                }
+                () = tokio::time::sleep(limits.max_connection_age) => {
+                    connection.as_mut().graceful_shutdown();
+                    let _ = tokio::time::timeout(limits.body_timeout, connection).await;
+                }
+            }
+            drop(permit);
+        });
+    }
+}
+
+/// Reads a request body within the size limit and the body timeout, holding
+/// one of the few buffered-body slots meanwhile.
+async fn read_body(
+    limits: &BodyLimits,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Bytes, Response> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > limits.max_bytes as u64) {
+        return Err(too_large(limits.max_bytes));
+    }
+    let Ok(_slot) = limits.slots.try_acquire() else {
+        return Err(error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many requests in progress; retry later",
+        ));
+    };
+    let read = async {
+        let mut buffer = Vec::new();
+        let mut stream = body.into_data_stream();
+        while let Some(chunk) = stream.next().await {
+            let chunk =
+                chunk.map_err(|_| error(StatusCode::BAD_REQUEST, "cannot read the body"))?;
+            if buffer.len() + chunk.len() > limits.max_bytes {
+                return Err(too_large(limits.max_bytes));
+            }
+            buffer.extend_from_slice(&chunk);
+        }
+        Ok(Bytes::from(buffer))
+    };
+    match tokio::time::timeout(limits.timeout, read).await {
+        Ok(result) => result,
+        Err(_) => Err(error(
+            StatusCode::REQUEST_TIMEOUT,
+            format!(
+                "the body did not arrive within {}s",
+                limits.timeout.as_secs()
+            ),
+        )),
+    }
+}
+
+fn too_large(max: usize) -> Response {
+    error(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("the body is larger than {max} bytes"),
+    )
 }
 
 async fn readyz(State(state): State<ApiState>) -> Response {
@@ -89,6 +250,7 @@ async fn readyz(State(state): State<ApiState>) -> Response {
 async fn metrics(State(state): State<ApiState>) -> Response {
     let keys = state.keys.get();
     let mut by_key: std::collections::BTreeMap<String, i64> = Default::default();
+    let mut stranded = 0;
     let stores = state
         .sealed_secrets
         .lock()
@@ -106,8 +268,12 @@ async fn metrics(State(state): State<ApiState>) -> Response {
             for id in ids {
                 *by_key.entry(id.to_owned()).or_default() += 1;
             }
+            if has_value_without_key(&sealed, &keys.keyring) {
+                stranded += 1;
+            }
         }
     }
+    state.metrics.without_key.set(stranded);
     let by_key: Vec<(String, i64)> = by_key.into_iter().collect();
     (
         [(
@@ -117,6 +283,17 @@ async fn metrics(State(state): State<ApiState>) -> Response {
         state.metrics.render(&keys, &by_key),
     )
         .into_response()
+}
+
+/// Whether a value of the SealedSecret names only keys this replica does not
+/// hold (lost or never had): it cannot be unsealed here.
+fn has_value_without_key(sealed: &SealedSecret, keyring: &kseal_shared::Keyring) -> bool {
+    sealed.spec.encrypted_data.values().any(|value| {
+        let ids = value.split(':').nth(2).unwrap_or_default();
+        !ids.split(',')
+            .filter_map(|id| id.parse::<KeyId>().ok())
+            .any(|id| keyring.contains(&id))
+    })
 }
 
 async fn public_keys(State(state): State<ApiState>) -> Response {
@@ -138,45 +315,56 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, axum::Json(json!({ "error": message.into() }))).into_response()
 }
 
-/// Parses a SealedSecret from a JSON or YAML body.
-fn parse_body(headers: &HeaderMap, body: &Bytes) -> Result<SealedSecret, Box<Response>> {
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|value| value.to_str().ok())
-        .unwrap_or("application/json");
+/// Why a request body is not a SealedSecret this API can work on. The
+/// messages never quote the body (it may be a plaintext Secret sent by
+/// mistake).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BodyError {
+    /// Neither JSON nor YAML (answered with 415).
+    #[error("unsupported content type {0:?}; send application/json or application/yaml")]
+    UnsupportedMediaType(String),
+    /// Not a SealedSecret, or one without a name (answered with 400).
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl BodyError {
+    fn status(&self) -> StatusCode {
+        match self {
+            BodyError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            BodyError::Invalid(_) => StatusCode::BAD_REQUEST,
+        }
+    }
+}
+
+/// Parses the body of `POST /v1/verify` and `POST /v1/rewrap`: a
+/// SealedSecret as JSON (the default when there is no content type) or YAML.
+/// Public so the fuzz target exercises exactly this code.
+pub fn parse_sealed_secret_body(
+    content_type: Option<&str>,
+    body: &[u8],
+) -> Result<SealedSecret, BodyError> {
+    let content_type = content_type.unwrap_or("application/json");
     let essence = content_type.split(';').next().unwrap_or_default().trim();
     let parsed = match essence {
-        "application/json" => {
-            serde_json::from_slice::<SealedSecret>(body).map_err(|err| err.to_string())
-        }
+        "application/json" => serde_json::from_slice::<SealedSecret>(body)
+            .map_err(|err| redact_quoted(&err.to_string())),
         "application/yaml" | "application/x-yaml" | "text/yaml" => std::str::from_utf8(body)
             .map_err(|_| "body is not UTF-8".to_owned())
             .and_then(|text| {
                 let mut options = serde_saphyr::options::Options::default();
                 options.with_snippet = false;
                 serde_saphyr::from_str_with_options::<SealedSecret>(text, options).map_err(|err| {
-                    err.to_string()
-                        .lines()
-                        .next()
-                        .unwrap_or_default()
-                        .to_owned()
+                    redact_quoted(err.to_string().lines().next().unwrap_or_default())
                 })
             }),
         other => {
-            return Err(Box::new(error(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                format!(
-                    "unsupported content type {other:?}; send application/json or application/yaml"
-                ),
-            )));
+            let shown: String = other.chars().take(64).collect();
+            return Err(BodyError::UnsupportedMediaType(shown));
         }
     };
-    let sealed = parsed.map_err(|message| {
-        Box::new(error(
-            StatusCode::BAD_REQUEST,
-            format!("not a SealedSecret: {message}"),
-        ))
-    })?;
+    let sealed =
+        parsed.map_err(|message| BodyError::Invalid(format!("not a SealedSecret: {message}")))?;
     if sealed
         .metadata
         .name
@@ -184,12 +372,47 @@ fn parse_body(headers: &HeaderMap, body: &Bytes) -> Result<SealedSecret, Box<Res
         .unwrap_or_default()
         .is_empty()
     {
-        return Err(Box::new(error(
-            StatusCode::BAD_REQUEST,
-            "metadata.name is required",
-        )));
+        return Err(BodyError::Invalid("metadata.name is required".into()));
     }
     Ok(sealed)
+}
+
+/// Replaces every double-quoted string in a parser's message with `"…"`:
+/// serde's "invalid type: string \"…\"" quotes the input, which may be a
+/// plaintext Secret sent by mistake. Field names (in backticks) and
+/// positions stay.
+fn redact_quoted(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut chars = message.chars();
+    while let Some(c) = chars.next() {
+        out.push(c);
+        if c != '"' {
+            continue;
+        }
+        out.push('…');
+        while let Some(inner) = chars.next() {
+            match inner {
+                '\\' => {
+                    chars.next();
+                }
+                '"' => {
+                    out.push('"');
+                    break;
+                }
+                _ => {}
+            }
+        }
+    }
+    out
+}
+
+/// Parses a SealedSecret from a JSON or YAML body.
+fn parse_body(headers: &HeaderMap, body: &Bytes) -> Result<SealedSecret, Box<Response>> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .map(|value| value.to_str().unwrap_or("(not text)"));
+    parse_sealed_secret_body(content_type, body)
+        .map_err(|err| Box::new(error(err.status(), err.to_string())))
 }
 
 fn reason(error: &SealError) -> &'static str {
@@ -204,13 +427,22 @@ fn reason(error: &SealError) -> &'static str {
 /// `POST /v1/verify`: can this controller decrypt every value of the
 /// SealedSecret (as found in its namespace, under its name)? Answers per key
 /// with a reason, never with data.
-async fn verify(State(state): State<ApiState>, headers: HeaderMap, body: Bytes) -> Response {
+async fn verify(
+    State(state): State<ApiState>,
+    Extension(limits): Extension<BodyLimits>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     if !state.limiter.try_acquire() {
         return error(
             StatusCode::TOO_MANY_REQUESTS,
             "rate limit exceeded; retry later",
         );
     }
+    let body = match read_body(&limits, &headers, body).await {
+        Ok(body) => body,
+        Err(response) => return response,
+    };
     let sealed = match parse_body(&headers, &body) {
         Ok(sealed) => sealed,
         Err(response) => return *response,
@@ -248,8 +480,9 @@ async fn verify(State(state): State<ApiState>, headers: HeaderMap, body: Bytes) 
 /// sealed to the current keys are returned unchanged.
 async fn rewrap_handler(
     State(state): State<ApiState>,
+    Extension(limits): Extension<BodyLimits>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
     if !state.limiter.try_acquire() {
         return error(
@@ -257,6 +490,10 @@ async fn rewrap_handler(
             "rate limit exceeded; retry later",
         );
     }
+    let body = match read_body(&limits, &headers, body).await {
+        Ok(body) => body,
+        Err(response) => return response,
+    };
     let mut sealed = match parse_body(&headers, &body) {
         Ok(sealed) => sealed,
         Err(response) => return *response,
@@ -314,4 +551,28 @@ async fn rewrap_handler(
         response.headers_mut().insert("x-kseal-rewrapped", value);
     }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn body_errors_never_quote_values() {
+        let body = br#"{"metadata":{"name":"x"},"spec":{"encryptedData":"hunter2-\"quoted\""}}"#;
+        let err = parse_sealed_secret_body(Some("application/json"), body).unwrap_err();
+        assert!(matches!(err, BodyError::Invalid(_)), "{err}");
+        let message = err.to_string();
+        assert!(!message.contains("hunter2"), "{message}");
+        assert!(!message.contains("quoted"), "{message}");
+        let yaml = b"metadata: {name: x}\nspec:\n  encryptedData: \"hunter2\"\n";
+        let err = parse_sealed_secret_body(Some("application/yaml"), yaml).unwrap_err();
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+        let err = parse_sealed_secret_body(Some("text/plain"), b"{}").unwrap_err();
+        assert_eq!(err, BodyError::UnsupportedMediaType("text/plain".into()));
+        let err = parse_sealed_secret_body(None, br#"{"metadata":{},"spec":{"encryptedData":{}}}"#)
+            .unwrap_err();
+        assert!(err.to_string().contains("metadata.name"), "{err}");
+        assert_eq!(redact_quoted(r#"a "b\"c" d "e""#), r#"a "…" d "…""#);
+    }
 }

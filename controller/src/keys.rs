@@ -393,10 +393,34 @@ impl KeyManager {
     /// On a cluster with no key at all, creates the first one. Keys that
     /// exist but cannot be read are reported, not replaced.
     pub async fn ensure_key(&self) -> Result<(), kube::Error> {
+        self.ensure_key_watching(&[]).await
+    }
+
+    /// [`KeyManager::ensure_key`] for a controller that watches SealedSecrets
+    /// in `namespaces` only (all namespaces when empty).
+    ///
+    /// No key Secret at all but SealedSecrets sealed to keys means the keys
+    /// were lost (a key Secret deleted by accident, a namespace re-created):
+    /// a new key would not open any of them, and would look as if all was
+    /// well. So no key is generated then; the controller logs an error naming
+    /// the missing key ids, and every such SealedSecret reports
+    /// `Ready=False UnknownKey` with the key ids. Restoring the key Secrets
+    /// fixes everything; `kseal keys rotate` starts over with a new key.
+    pub async fn ensure_key_watching(&self, namespaces: &[String]) -> Result<(), kube::Error> {
         let params = ListParams::default().labels(&format!("{KEY_LABEL}=true"));
         let existing = self.secrets().list(&params).await?;
         if existing.items.is_empty() {
-            self.rotate(None).await?;
+            let (missing, objects) = self.key_ids_in_use(namespaces).await?;
+            if missing.is_empty() {
+                self.rotate(None).await?;
+            } else {
+                let missing: Vec<String> = missing.into_iter().collect();
+                tracing::error!(
+                    missing_key_ids = %missing.join(","),
+                    sealed_secrets = objects,
+                    "no sealing key Secret exists, but SealedSecrets are sealed to keys; not generating a new key that would leave them undecryptable: restore the key Secrets from a backup, or run `kseal keys rotate` to start over with a new key"
+                );
+            }
         } else if KeySet::from_secrets(existing.items.iter())
             .active()
             .is_none()
@@ -406,6 +430,47 @@ impl KeyManager {
             );
         }
         Ok(())
+    }
+
+    /// The key ids the SealedSecrets in `namespaces` (all when empty) are
+    /// sealed to, and how many SealedSecrets have at least one value.
+    async fn key_ids_in_use(
+        &self,
+        namespaces: &[String],
+    ) -> Result<(std::collections::BTreeSet<String>, usize), kube::Error> {
+        let apis: Vec<Api<kseal_shared::SealedSecret>> = if namespaces.is_empty() {
+            vec![Api::all(self.client.clone())]
+        } else {
+            namespaces
+                .iter()
+                .map(|namespace| Api::namespaced(self.client.clone(), namespace))
+                .collect()
+        };
+        let mut key_ids = std::collections::BTreeSet::new();
+        let mut objects = 0;
+        for api in apis {
+            let mut params = ListParams::default().limit(500);
+            loop {
+                let page = api.list(&params).await?;
+                for sealed in &page.items {
+                    let mut sealed_to_a_key = false;
+                    for value in sealed.spec.encrypted_data.values() {
+                        // `kseal:v1:<key ids>:…`; key ids are public.
+                        let ids = value.split(':').nth(2).unwrap_or_default();
+                        for id in ids.split(',').filter_map(|id| id.parse::<KeyId>().ok()) {
+                            key_ids.insert(id.to_string());
+                            sealed_to_a_key = true;
+                        }
+                    }
+                    objects += usize::from(sealed_to_a_key);
+                }
+                match page.metadata.continue_.filter(|token| !token.is_empty()) {
+                    Some(token) => params = params.continue_token(&token),
+                    None => break,
+                }
+            }
+        }
+        Ok((key_ids, objects))
     }
 
     /// How long until the active key is due for renewal (zero when overdue or

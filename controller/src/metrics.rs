@@ -32,6 +32,9 @@ pub struct Metrics {
     active_key_age: Gauge<f64, AtomicU64>,
     /// Whether this replica is the leader.
     pub leader: Gauge,
+    /// SealedSecrets with a value that none of this cluster's keys opens
+    /// (set at scrape time): keys lost or never held.
+    pub without_key: Gauge,
 }
 
 impl Default for Metrics {
@@ -82,6 +85,12 @@ impl Metrics {
             "1 when this replica is the leader",
             leader.clone(),
         );
+        let without_key = Gauge::default();
+        registry.register(
+            "sealed_secrets_without_key",
+            "SealedSecrets with a value sealed only to keys this cluster does not hold",
+            without_key.clone(),
+        );
         let build_info = Family::<Labels, Gauge>::default();
         registry.register("build_info", "Build information", build_info.clone());
         build_info
@@ -96,6 +105,7 @@ impl Metrics {
             sealed_secrets,
             active_key_age,
             leader,
+            without_key,
         }
     }
 

@@ -68,7 +68,11 @@ pub async fn run(settings: Settings) -> Result<(), RunError> {
     let listener = tokio::net::TcpListener::bind(settings.http_addr).await?;
     tracing::info!(addr = %settings.http_addr, "serving HTTP");
     let router = http::router(state, settings.max_body_bytes);
-    let server = tokio::spawn(async move { axum::serve(listener, router).await });
+    let server = tokio::spawn(http::serve(
+        listener,
+        router,
+        http::ServerLimits::new(settings.max_body_bytes),
+    ));
 
     let (leading_tx, mut leading) = watch::channel(!settings.leader_elect);
     if settings.leader_elect {
@@ -131,7 +135,10 @@ async fn lead(
         namespace: settings.namespace.clone(),
         store: keys.clone(),
     };
-    while let Err(err) = manager.ensure_key().await {
+    while let Err(err) = manager
+        .ensure_key_watching(&settings.watch_namespaces)
+        .await
+    {
         tracing::warn!(error = %err, "cannot check the sealing keys; retrying in 2s");
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
