@@ -11,6 +11,12 @@ use crate::cluster::ClusterArgs;
 #[command(
     name = "kseal",
     version,
+    long_version = concat!(
+        env!("CARGO_PKG_VERSION"),
+        " (commit ",
+        env!("KSEAL_GIT_COMMIT"),
+        ")"
+    ),
     about = "Seal Kubernetes Secrets into SealedSecrets that are safe to commit",
     long_about = "kseal encrypts Kubernetes Secrets to a cluster's age public keys. The resulting \
 SealedSecret manifests are safe to keep in git; only the cluster's controller (or someone \

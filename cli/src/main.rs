@@ -11,7 +11,7 @@ mod keys;
 use std::fmt;
 use std::process::ExitCode;
 
-use clap::{CommandFactory, Parser};
+use clap::{CommandFactory, FromArgMatches};
 
 use crate::args::{Cli, Command};
 
@@ -39,7 +39,7 @@ impl fmt::Display for UsageError {
 impl std::error::Error for UsageError {}
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = parse_args();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
@@ -54,6 +54,25 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// Parses the command line. Installed as `kubectl-kseal` (a kubectl plugin,
+/// run as `kubectl kseal …`), help and usage say `kubectl kseal`.
+fn parse_args() -> Cli {
+    let mut command = Cli::command();
+    let invoked_as = std::env::args_os()
+        .next()
+        .and_then(|arg0| {
+            std::path::Path::new(&arg0)
+                .file_stem()
+                .map(|stem| stem.to_string_lossy().into_owned())
+        })
+        .unwrap_or_default();
+    if invoked_as == "kubectl-kseal" {
+        command = command.bin_name("kubectl kseal");
+    }
+    let matches = command.get_matches();
+    Cli::from_arg_matches(&matches).unwrap_or_else(|err| err.exit())
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -77,8 +96,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             io::write_stdout(&out)
         }
         Command::Man => {
+            // The man page shows the plain version: with the commit in it,
+            // it would change with every commit.
             let mut out = Vec::new();
-            clap_mangen::Man::new(Cli::command()).render(&mut out)?;
+            clap_mangen::Man::new(Cli::command().long_version(None::<&str>)).render(&mut out)?;
             for sub in Cli::command()
                 .get_subcommands()
                 .filter(|s| !s.is_hide_set())

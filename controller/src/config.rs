@@ -10,6 +10,12 @@ use clap::{Parser, Subcommand, ValueEnum};
 #[command(
     name = "kseal-controller",
     version,
+    long_version = concat!(
+        env!("CARGO_PKG_VERSION"),
+        " (commit ",
+        env!("KSEAL_GIT_COMMIT"),
+        ")"
+    ),
     about = "Keeps a decrypted Secret for every kseal SealedSecret"
 )]
 pub struct Settings {
