@@ -73,7 +73,18 @@ impl SealedValue {
         match fields.next() {
             Some(VERSION) => {}
             Some(other) => {
-                let shown: String = other.chars().take(16).collect();
+                // Name the version only when it looks like one (`v` and up
+                // to 8 digits): the field could be anything, a plaintext
+                // pasted by mistake included.
+                let looks_like_a_version = other.len() <= 9
+                    && other.strip_prefix('v').is_some_and(|digits| {
+                        !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
+                    });
+                let shown = if looks_like_a_version {
+                    other.to_owned()
+                } else {
+                    "(not shown)".to_owned()
+                };
                 return Err(SealError::UnsupportedVersion(shown));
             }
             None => return Err(SealError::Malformed("missing version")),
@@ -349,10 +360,19 @@ pub fn unwrap_data_key(value: &SealedValue, keyring: &Keyring) -> Result<DataKey
         expected_key_ids: &value.key_ids,
         candidates,
     };
-    let decryptor =
-        age::Decryptor::new(value.wrapped_key.as_slice()).map_err(|_| SealError::UnwrapFailed)?;
+    match crate::wrapped_key::unwrap(&value.wrapped_key, &unwrapper) {
+        crate::wrapped_key::FastUnwrap::Key(key) => return Ok(key),
+        crate::wrapped_key::FastUnwrap::Failed => return Err(SealError::UnwrapFailed),
+        crate::wrapped_key::FastUnwrap::Unsupported => {}
+    }
+    unwrap_with_age(&value.wrapped_key, &unwrapper)
+}
+
+/// The general reader: the `age` crate's decryptor.
+fn unwrap_with_age(file: &[u8], unwrapper: &CheckedUnwrap<'_>) -> Result<DataKey, SealError> {
+    let decryptor = age::Decryptor::new(file).map_err(|_| SealError::UnwrapFailed)?;
     let mut reader = decryptor
-        .decrypt(std::iter::once(&unwrapper as &dyn age::Identity))
+        .decrypt(std::iter::once(unwrapper as &dyn age::Identity))
         .map_err(|_| SealError::UnwrapFailed)?;
     // One byte more than a key: a longer payload is rejected, not truncated.
     let mut buffer = Zeroizing::new(Vec::with_capacity(DATA_KEY_LEN + 1));

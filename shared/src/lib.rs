@@ -21,6 +21,7 @@ pub mod keys;
 pub mod manifest;
 pub mod sealed_secret;
 pub mod secret;
+mod wrapped_key;
 
 pub use binding::{Binding, Scope};
 pub use envelope::{Keyring, SealedValue, open, rewrap, seal};
