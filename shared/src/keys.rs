@@ -104,6 +104,18 @@ impl FromStr for Recipient {
     type Err = KeyError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
+        // An identity given where a recipient belongs (`-R key.txt` with the
+        // private key file) must not be echoed back into a terminal or a CI
+        // log.
+        if s.trim()
+            .get(..SECRET_KEY_HRP.len())
+            .is_some_and(|prefix| prefix.eq_ignore_ascii_case(SECRET_KEY_HRP))
+        {
+            return Err(KeyError::InvalidRecipient {
+                recipient: "AGE-SECRET-KEY-1… (not shown)".to_owned(),
+                reason: "this is a private key (identity), not a public key (recipient)",
+            });
+        }
         let inner = age::x25519::Recipient::from_str(s.trim()).map_err(|reason| {
             KeyError::InvalidRecipient {
                 // A recipient is public: echoing it helps find the typo.

@@ -428,3 +428,45 @@ fn bombs_fail_clearly_within_bounded_time_and_memory() {
     // `cargo test -- --nocapture` shows the figures.
     println!("{}", report.join("\n"));
 }
+
+/// Inputs that are (or contain) secrets must not come back in errors: an
+/// identity file given as a recipients file, and plaintext pasted where a
+/// sealed value belongs, even dressed up as one of an unknown version.
+#[test]
+fn errors_do_not_echo_secrets() {
+    use kseal_shared::age::secrecy::ExposeSecret;
+    let identity = Identity::generate();
+    let secret = identity.to_secret_string();
+    let file = identity.to_keygen_file("2026-01-01T00:00:00Z");
+    for text in [secret.expose_secret(), file.expose_secret()] {
+        let err = kseal_shared::keys::parse_recipients_file(text).unwrap_err();
+        let message = err.to_string();
+        assert!(!message.contains(secret.expose_secret()), "{message}");
+        assert!(message.contains("private key"), "{message}");
+        let err = text
+            .lines()
+            .last()
+            .unwrap()
+            .to_lowercase()
+            .parse::<kseal_shared::Recipient>()
+            .unwrap_err();
+        assert!(
+            !err.to_string()
+                .to_lowercase()
+                .contains(&secret.expose_secret().to_lowercase()[16..])
+        );
+    }
+    for pasted in [
+        "hunter2-pasted",
+        "kseal:hunter2-pasted:x:y:z:w",
+        "kseal:v1x:a:b:c:d",
+    ] {
+        let message = SealedValue::parse(pasted).unwrap_err().to_string();
+        assert!(!message.contains("hunter2"), "{message}");
+        assert!(!message.contains("v1x"), "{message}");
+    }
+    let message = SealedValue::parse("kseal:v2:a:b:c:d")
+        .unwrap_err()
+        .to_string();
+    assert!(message.contains("\"v2\""), "{message}");
+}
