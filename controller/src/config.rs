@@ -50,16 +50,20 @@ pub struct Settings {
     pub http_addr: SocketAddr,
 
     /// SealedSecrets reconciled at once
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 16)]
     pub concurrency: u16,
 
     /// Kubernetes API requests per second (client-side limit; 0 = unlimited)
-    #[arg(long, default_value_t = 50.0)]
+    #[arg(long, default_value_t = 100.0)]
     pub kube_qps: f64,
 
     /// Kubernetes API request burst above the QPS limit
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = 200)]
     pub kube_burst: u32,
+
+    /// Events per second, on a budget of their own so Events never delay Secrets
+    #[arg(long, default_value_t = 10.0)]
+    pub event_qps: f64,
 
     /// Elect a leader with a Lease: only the leader reconciles and renews keys
     #[arg(long)]

@@ -7,7 +7,6 @@ use k8s_openapi::api::core::v1::Secret;
 use kseal_shared::SealedSecret;
 use kube::Client;
 use kube::core::PartialObjectMeta;
-use kube::runtime::events::Recorder;
 use kube::runtime::reflector::{ObjectRef, Store};
 
 use crate::keys::KeyStore;
@@ -17,7 +16,7 @@ pub struct Context {
     pub client: Client,
     pub keys: KeyStore,
     pub metrics: Arc<Metrics>,
-    pub recorder: Recorder,
+    pub events: crate::events::EventSink,
     /// Metadata of the Secrets kseal owns (label-selected, no data).
     pub owned_secrets: Store<PartialObjectMeta<Secret>>,
     /// resourceVersion of each owned Secret last seen in sync, by owner.

@@ -13,6 +13,7 @@ pub mod config;
 pub mod context;
 pub mod crd;
 pub mod error;
+pub mod events;
 pub mod http;
 pub mod keys;
 pub mod leader;

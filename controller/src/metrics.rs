@@ -35,6 +35,8 @@ pub struct Metrics {
     /// SealedSecrets with a value that none of this cluster's keys opens
     /// (set at scrape time): keys lost or never held.
     pub without_key: Gauge,
+    /// Events dropped because the publishing queue was full.
+    pub events_dropped: Counter,
 }
 
 impl Default for Metrics {
@@ -79,6 +81,12 @@ impl Metrics {
             "Age of the active sealing key",
             active_key_age.clone(),
         );
+        let events_dropped: Counter = Counter::default();
+        registry.register(
+            "events_dropped",
+            "Events dropped because the publishing queue was full",
+            events_dropped.clone(),
+        );
         let leader = Gauge::default();
         registry.register(
             "leader",
@@ -106,6 +114,7 @@ impl Metrics {
             active_key_age,
             leader,
             without_key,
+            events_dropped,
         }
     }
 

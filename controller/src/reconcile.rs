@@ -71,8 +71,7 @@ pub async fn reconcile(sealed: Arc<SealedSecret>, ctx: Arc<Context>) -> Result<A
             EventType::Normal,
             "Unsealed",
             format!("Secret {} {verb}", sealed.name_any()),
-        )
-        .await;
+        );
     }
     Ok(Action::requeue(RESYNC))
 }
@@ -273,20 +272,38 @@ async fn sync_secret(
     let remember = |version: Option<String>| {
         ctx.mark_in_sync(object.clone(), version.map(|v| format!("{v}/{digest}")));
     };
-    let Some(mut existing) = api.get_opt(&name).await? else {
+    let create = || async {
         let mut secret = Secret::default();
         secret.metadata.name = Some(name.clone());
         secret.metadata.namespace = Some(namespace.clone());
         secret.metadata.labels = Some(desired.labels.clone());
         secret.metadata.annotations =
             (!desired.annotations.is_empty()).then(|| desired.annotations.clone());
-        secret.metadata.owner_references = Some(vec![owner]);
+        secret.metadata.owner_references = Some(vec![owner.clone()]);
         secret.type_ = Some(desired.type_.clone());
         secret.immutable = desired.immutable;
         secret.data = Some(data.0.clone());
         let result = api.create(&PostParams::default(), &secret).await;
         scrub(&mut secret);
-        let created = result?;
+        result
+    };
+    // Not among the Secrets we own: almost always it does not exist yet, so
+    // create it at once (one request instead of two); a Secret in the way
+    // answers 409 and is read below.
+    let existing = if cached_version.is_none() {
+        match create().await {
+            Ok(created) => {
+                remember(created.metadata.resource_version.clone());
+                return Ok(Outcome::Created);
+            }
+            Err(kube::Error::Api(status)) if status.code == 409 => api.get_opt(&name).await?,
+            Err(err) => return Err(err.into()),
+        }
+    } else {
+        api.get_opt(&name).await?
+    };
+    let Some(mut existing) = existing else {
+        let created = create().await?;
         remember(created.metadata.resource_version.clone());
         return Ok(Outcome::Created);
     };
@@ -406,7 +423,7 @@ async fn update_status(
     if let Err(err) = result
         && changed_condition
     {
-        publish(ctx, sealed, EventType::Warning, err.reason(), message).await;
+        publish(ctx, sealed, EventType::Warning, err.reason(), message);
     }
     if sealed.status.as_ref() == Some(&new_status) {
         return Ok(());
@@ -425,13 +442,7 @@ async fn update_status(
     Ok(())
 }
 
-async fn publish(
-    ctx: &Context,
-    sealed: &SealedSecret,
-    type_: EventType,
-    reason: &str,
-    note: String,
-) {
+fn publish(ctx: &Context, sealed: &SealedSecret, type_: EventType, reason: &str, note: String) {
     let event = Event {
         type_,
         reason: reason.to_owned(),
@@ -439,7 +450,5 @@ async fn publish(
         action: "Unseal".to_owned(),
         secondary: None,
     };
-    if let Err(err) = ctx.recorder.publish(&event, &sealed.object_ref(&())).await {
-        tracing::warn!(error = %err, "could not publish an event");
-    }
+    ctx.events.publish(event, sealed.object_ref(&()));
 }

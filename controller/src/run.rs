@@ -10,10 +10,12 @@ use k8s_openapi::api::core::v1::Secret;
 use kseal_shared::SealedSecret;
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{self, Controller};
-use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::events::Reporter;
+
+use crate::events::EventSink;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Api, Client};
+use kube::{Api, Client, ResourceExt};
 use tokio::sync::watch;
 
 use crate::config::Settings;
@@ -45,13 +47,24 @@ pub async fn run(settings: Settings) -> Result<(), RunError> {
         }
         None => kube::Config::infer().await?,
     };
-    let client = crate::client::build(config, settings.kube_qps, settings.kube_burst)?;
+    let client = crate::client::build(config.clone(), settings.kube_qps, settings.kube_burst)?;
+    // Events go through a client of their own, so they never use the
+    // budget Secrets and statuses need.
+    let event_client = crate::client::build(config, settings.event_qps, 20)?;
     let identity = settings
         .pod_name
         .clone()
         .unwrap_or_else(|| format!("kseal-controller-{}", std::process::id()));
     let keys = KeyStore::new();
     let metrics = Arc::new(Metrics::new());
+    let events = EventSink::spawn(
+        event_client,
+        Reporter {
+            controller: "kseal-controller".into(),
+            instance: Some(identity.clone()),
+        },
+        metrics.events_dropped.clone(),
+    );
     let sealed_store: Arc<Mutex<Vec<Store<SealedSecret>>>> = Arc::default();
 
     tokio::spawn(
@@ -96,14 +109,7 @@ pub async fn run(settings: Settings) -> Result<(), RunError> {
         }
         tracing::info!(identity = %identity, "leading: reconciling and managing keys");
         metrics.leader.set(1);
-        let lead = lead(
-            &client,
-            &settings,
-            &keys,
-            &metrics,
-            &sealed_store,
-            &identity,
-        );
+        let lead = lead(&client, &settings, &keys, &metrics, &sealed_store, &events);
         tokio::select! {
             _ = &mut shutdown => break,
             _ = leading.wait_for(|leading| !*leading) => {
@@ -128,7 +134,7 @@ async fn lead(
     keys: &KeyStore,
     metrics: &Arc<Metrics>,
     sealed_store: &Arc<Mutex<Vec<Store<SealedSecret>>>>,
-    identity: &str,
+    events: &EventSink,
 ) {
     let manager = KeyManager {
         client: client.clone(),
@@ -156,7 +162,7 @@ async fn lead(
     };
     let publish = manager.publish_loop();
     let requests = manager.rotation_requests_loop();
-    let reconciler = reconciler(client, settings, keys, metrics, sealed_store, identity);
+    let reconciler = reconciler(client, settings, keys, metrics, sealed_store, events);
     tokio::select! {
         () = renew => {}
         () = publish => {}
@@ -174,7 +180,7 @@ async fn reconciler(
     keys: &KeyStore,
     metrics: &Arc<Metrics>,
     sealed_store: &Arc<Mutex<Vec<Store<SealedSecret>>>>,
-    identity: &str,
+    events: &EventSink,
 ) {
     let scopes: Vec<Option<&str>> = if settings.watch_namespaces.is_empty() {
         vec![None]
@@ -192,7 +198,7 @@ async fn reconciler(
             keys,
             metrics,
             sealed_store,
-            identity,
+            events,
             namespace,
         )
     });
@@ -207,7 +213,7 @@ async fn reconcile_in(
     keys: &KeyStore,
     metrics: &Arc<Metrics>,
     sealed_store: &Arc<Mutex<Vec<Store<SealedSecret>>>>,
-    identity: &str,
+    events: &EventSink,
     namespace: Option<&str>,
 ) {
     let (sealed_api, secret_api): (Api<SealedSecret>, Api<PartialObjectMeta<Secret>>) =
@@ -221,32 +227,37 @@ async fn reconcile_in(
         };
     // Owned Secrets: label-selected, metadata only (no data in memory).
     let (owned_reader, owned_writer) = reflector::store();
-    let owned = reflector::reflector(
-        owned_writer,
-        watcher(
-            secret_api,
-            watcher::Config::default().labels(&format!("{OWNED_LABEL}=true")),
-        ),
+    let owned = watcher(
+        secret_api,
+        watcher::Config::default().labels(&format!("{OWNED_LABEL}=true")),
     )
     .default_backoff()
+    .modify(|secret| secret.managed_fields_mut().clear())
+    .reflect(owned_writer)
     .touched_objects();
-    let recorder = Recorder::new(
-        client.clone(),
-        Reporter {
-            controller: "kseal-controller".into(),
-            instance: Some(identity.to_owned()),
-        },
-    );
+    // SealedSecrets, stored without managedFields and the client-side apply
+    // copy: with thousands of objects those are most of the memory.
+    let (sealed_reader, sealed_writer) = reflector::store();
+    let sealed = watcher(sealed_api, watcher::Config::default())
+        .default_backoff()
+        .modify(|sealed| {
+            sealed.managed_fields_mut().clear();
+            sealed
+                .annotations_mut()
+                .remove("kubectl.kubernetes.io/last-applied-configuration");
+        })
+        .reflect(sealed_writer)
+        .applied_objects();
     let ctx = Arc::new(Context {
         client: client.clone(),
         keys: keys.clone(),
         metrics: metrics.clone(),
-        recorder,
+        events: events.clone(),
         owned_secrets: owned_reader,
         in_sync: Mutex::new(HashMap::new()),
         failures: Mutex::new(HashMap::new()),
     });
-    let controller = Controller::new(sealed_api, watcher::Config::default())
+    let controller = Controller::for_stream(sealed, sealed_reader)
         .owns_stream(owned)
         .reconcile_all_on(key_changes(keys))
         .with_config(controller::Config::default().concurrency(settings.concurrency));
