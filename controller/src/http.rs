@@ -258,15 +258,18 @@ async fn metrics(State(state): State<ApiState>) -> Response {
         .unwrap_or_default();
     for store in stores {
         for sealed in store.state() {
-            let ids: std::collections::BTreeSet<&str> = sealed
+            // Only well-formed key ids become label values: the field could
+            // hold anything (plaintext pasted by mistake included).
+            let ids: std::collections::BTreeSet<KeyId> = sealed
                 .spec
                 .encrypted_data
                 .values()
                 .filter_map(|value| value.split(':').nth(2))
                 .flat_map(|ids| ids.split(','))
+                .filter_map(|id| id.parse::<KeyId>().ok())
                 .collect();
             for id in ids {
-                *by_key.entry(id.to_owned()).or_default() += 1;
+                *by_key.entry(id.to_string()).or_default() += 1;
             }
             if has_value_without_key(&sealed, &keys.keyring) {
                 stranded += 1;

@@ -112,7 +112,7 @@ impl FromStr for Recipient {
             .is_some_and(|prefix| prefix.eq_ignore_ascii_case(SECRET_KEY_HRP))
         {
             return Err(KeyError::InvalidRecipient {
-                recipient: "AGE-SECRET-KEY-1… (not shown)".to_owned(),
+                recipient: "(private key, not shown)".to_owned(),
                 reason: "this is a private key (identity), not a public key (recipient)",
             });
         }
