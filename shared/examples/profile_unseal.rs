@@ -1,4 +1,5 @@
-//! Runs many unseals for a profiler: `valgrind --tool=callgrind target/release/examples/profile_unseal`
+//! Runs many unseals (or seals, with `seal` as second argument) for a
+//! profiler: `valgrind --tool=callgrind target/release/examples/profile_unseal 500 [seal]`
 use kseal_shared::envelope::{Keyring, open, seal};
 use kseal_shared::{Binding, Identity, Scope};
 
@@ -13,9 +14,15 @@ fn main() {
         .nth(1)
         .and_then(|n| n.parse().ok())
         .unwrap_or(2000);
+    let sealing = std::env::args().nth(2).as_deref() == Some("seal");
+    let recipients = [identity.recipient().clone()];
     let mut ok = 0;
     for _ in 0..rounds {
-        ok += usize::from(open(&sealed, &binding, &keyring).is_ok());
+        ok += usize::from(if sealing {
+            seal(b"value", &binding, &recipients).is_ok()
+        } else {
+            open(&sealed, &binding, &keyring).is_ok()
+        });
     }
     println!("{ok}");
 }

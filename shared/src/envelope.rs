@@ -17,7 +17,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::io::{Read, Write};
+use std::io::Read;
 
 use age_core::format::{FileKey, Stanza};
 use base64::Engine;
@@ -424,44 +424,18 @@ fn wrap_data_key(
         )));
     }
     let key_ids: Vec<KeyId> = unique.iter().map(|recipient| recipient.key_id()).collect();
-    let stanza = KeyIdsStanza(&key_ids);
-    let all = unique
+    let recipients: Vec<&dyn age::Recipient> = unique
         .iter()
         .map(|recipient| recipient.age() as &dyn age::Recipient)
-        .chain(std::iter::once(&stanza as &dyn age::Recipient));
-    let encryptor = age::Encryptor::with_recipients(all)
-        .map_err(|_| SealError::Internal("age rejected the recipients"))?;
-    // Header (~150 bytes per recipient) + 64 bytes of payload.
-    let mut wrapped = Vec::with_capacity(128 + 160 * key_ids.len());
-    let mut writer = encryptor
-        .wrap_output(&mut wrapped)
-        .map_err(|_| SealError::Internal("age encryption failed"))?;
-    writer
-        .write_all(data_key.expose())
-        .and_then(|()| writer.finish().map(drop))
-        .map_err(|_| SealError::Internal("age encryption failed"))?;
+        .collect();
+    let key_ids_stanza = Stanza {
+        tag: KEY_IDS_STANZA_TAG.to_owned(),
+        args: key_ids.iter().map(KeyId::to_string).collect(),
+        body: Vec::new(),
+    };
+    let wrapped = crate::wrapped_key::wrap(data_key, &recipients, &[key_ids_stanza])
+        .ok_or(SealError::Internal("age encryption failed"))?;
     Ok((key_ids, wrapped))
-}
-
-/// A pseudo-recipient that adds the `kseal.dev/key-ids` stanza to the age
-/// header, so the header MAC covers the key ids. age identities skip stanzas
-/// they do not know, so the stock `age` CLI still decrypts the file.
-struct KeyIdsStanza<'a>(&'a [KeyId]);
-
-impl age::Recipient for KeyIdsStanza<'_> {
-    fn wrap_file_key(
-        &self,
-        _file_key: &FileKey,
-    ) -> Result<(Vec<Stanza>, HashSet<String>), age::EncryptError> {
-        Ok((
-            vec![Stanza {
-                tag: KEY_IDS_STANZA_TAG.to_owned(),
-                args: self.0.iter().map(KeyId::to_string).collect(),
-                body: Vec::new(),
-            }],
-            HashSet::new(),
-        ))
-    }
 }
 
 /// Unwraps with the named identities only, after checking that the header's

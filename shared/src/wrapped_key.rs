@@ -42,6 +42,80 @@ const BODY_COLUMNS: usize = 64;
 const PAYLOAD_NONCE_LEN: usize = 16;
 const TAG_LEN: usize = 16;
 
+/// Wraps a data key to `recipients` as a binary age v1 file: the
+/// recipients' stanzas (made by age's own recipient implementation), the
+/// `extra` stanzas, the header MAC, and the key as one final STREAM chunk.
+/// Equivalent to `age::Encryptor` without its 64 KiB stream buffer.
+pub(crate) fn wrap(
+    data_key: &DataKey,
+    recipients: &[&dyn age::Recipient],
+    extra: &[Stanza],
+) -> Option<Vec<u8>> {
+    use rand::RngCore;
+    let file_key = FileKey::init_with_mut(|key| rand::rngs::OsRng.fill_bytes(key));
+    let mut out = Vec::with_capacity(160 + 128 * recipients.len());
+    out.extend_from_slice(INTRO);
+    for recipient in recipients {
+        let (stanzas, _labels) = recipient.wrap_file_key(&file_key).ok()?;
+        for stanza in &stanzas {
+            write_stanza(&mut out, stanza);
+        }
+    }
+    for stanza in extra {
+        write_stanza(&mut out, stanza);
+    }
+    out.extend_from_slice(b"---");
+    let secret: &[u8; FILE_KEY_BYTES] = file_key.expose_secret();
+    let mac_key = Zeroizing::new(hkdf(&[], b"header", secret));
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(mac_key.as_ref()).ok()?;
+    mac.update(&out);
+    out.push(b' ');
+    out.extend_from_slice(
+        BASE64_STANDARD_NO_PAD
+            .encode(mac.finalize().into_bytes())
+            .as_bytes(),
+    );
+    out.push(b'\n');
+    let mut nonce = [0u8; PAYLOAD_NONCE_LEN];
+    rand::rngs::OsRng.fill_bytes(&mut nonce);
+    out.extend_from_slice(&nonce);
+    let payload_key = Zeroizing::new(hkdf(&nonce, b"payload", secret));
+    let key: &[u8; 32] = &payload_key;
+    let chunk = ChaCha20Poly1305::new(key.into())
+        .encrypt(
+            Nonce::from_slice(&LAST_CHUNK_NONCE),
+            data_key.expose().as_slice(),
+        )
+        .ok()?;
+    out.extend_from_slice(&chunk);
+    Some(out)
+}
+
+/// The STREAM nonce of a file's first and last chunk: counter 0, last flag.
+const LAST_CHUNK_NONCE: [u8; 12] = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+
+fn write_stanza(out: &mut Vec<u8>, stanza: &Stanza) {
+    out.extend_from_slice(STANZA_PREFIX);
+    out.extend_from_slice(stanza.tag.as_bytes());
+    for arg in &stanza.args {
+        out.push(b' ');
+        out.extend_from_slice(arg.as_bytes());
+    }
+    out.push(b'\n');
+    // Wrapped at 64 columns; the last line is shorter (possibly empty).
+    let body = BASE64_STANDARD_NO_PAD.encode(&stanza.body);
+    let mut lines = body.as_bytes().chunks(BODY_COLUMNS).peekable();
+    let mut last_len = 0;
+    while let Some(line) = lines.next() {
+        out.extend_from_slice(line);
+        out.push(b'\n');
+        last_len = line.len();
+    }
+    if last_len == BODY_COLUMNS || body.is_empty() {
+        out.push(b'\n');
+    }
+}
+
 /// The outcome of the fast reader.
 pub(crate) enum FastUnwrap {
     /// The data key.
@@ -135,10 +209,9 @@ pub(crate) fn unwrap(file: &[u8], identity: &dyn age::Identity) -> FastUnwrap {
     }
     let (nonce, chunk) = header.payload.split_at(PAYLOAD_NONCE_LEN);
     let payload_key = Zeroizing::new(hkdf(nonce, b"payload", secret));
-    let mut chunk_nonce = [0u8; 12];
-    chunk_nonce[11] = 1; // counter 0, last chunk
     let key: &[u8; 32] = &payload_key;
-    let opened = ChaCha20Poly1305::new(key.into()).decrypt(Nonce::from_slice(&chunk_nonce), chunk);
+    let opened =
+        ChaCha20Poly1305::new(key.into()).decrypt(Nonce::from_slice(&LAST_CHUNK_NONCE), chunk);
     match opened {
         Ok(mut plaintext) => match DataKey::from_slice_wiping(&mut plaintext) {
             Some(key) => FastUnwrap::Key(key),
@@ -173,6 +246,34 @@ mod tests {
             FastUnwrap::Key(key) => Some(Some(key.expose().to_vec())),
             FastUnwrap::Failed => Some(None),
             FastUnwrap::Unsupported => None,
+        }
+    }
+
+    #[test]
+    fn written_files_open_with_age() {
+        let a = Identity::generate();
+        let b = Identity::generate();
+        for body_len in [0usize, 1, 47, 48, 49, 96] {
+            let data_key = DataKey::generate();
+            let extra = Stanza {
+                tag: "test".into(),
+                args: vec!["x".into()],
+                body: vec![7; body_len],
+            };
+            let recipients = [
+                a.recipient().age() as &dyn age::Recipient,
+                b.recipient().age(),
+            ];
+            let file = wrap(&data_key, &recipients, &[extra]).unwrap();
+            for identity in [&a, &b] {
+                assert_eq!(
+                    with_age(&file, identity).unwrap(),
+                    data_key.expose(),
+                    "body {body_len}"
+                );
+                assert_eq!(fast(&file, identity).unwrap().unwrap(), data_key.expose());
+            }
+            assert_eq!(with_age(&file, &Identity::generate()), None);
         }
     }
 
