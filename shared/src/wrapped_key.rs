@@ -104,9 +104,8 @@ fn write_stanza(out: &mut Vec<u8>, stanza: &Stanza) {
     out.push(b'\n');
     // Wrapped at 64 columns; the last line is shorter (possibly empty).
     let body = BASE64_STANDARD_NO_PAD.encode(&stanza.body);
-    let mut lines = body.as_bytes().chunks(BODY_COLUMNS).peekable();
     let mut last_len = 0;
-    while let Some(line) = lines.next() {
+    for line in body.as_bytes().chunks(BODY_COLUMNS) {
         out.extend_from_slice(line);
         out.push(b'\n');
         last_len = line.len();
