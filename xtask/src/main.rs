@@ -1,5 +1,6 @@
 //! Repository automation: `cargo xtask <task>`.
 
+mod bench_e2e;
 mod cluster;
 mod demo;
 mod gen_gomod;
@@ -27,6 +28,10 @@ enum Task {
     /// Run kseal end to end on a local control plane: seal, apply, unseal,
     /// rotate, re-wrap; stops everything when done.
     Demo,
+    /// Measure kseal end to end on a local control plane: N SealedSecrets to
+    /// N Secrets against a direct-create baseline, peak memory, restart;
+    /// prints the figures as JSON on the last line.
+    BenchE2e(bench_e2e::Args),
     /// Regenerate the wrapper Go modules in tests/gomod/ from tests/versions.env
     /// (needs the Go module proxy).
     GenGomod,
@@ -38,5 +43,6 @@ fn main() -> anyhow::Result<()> {
         Task::Cluster { action } => cluster::run(action),
         Task::GenGomod => gen_gomod::run(),
         Task::Demo => demo::run(),
+        Task::BenchE2e(args) => bench_e2e::run(args),
     }
 }

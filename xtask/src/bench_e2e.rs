@@ -1,0 +1,931 @@
+//! `cargo xtask bench-e2e --count N`: kseal end to end at scale, on a local
+//! control plane, against the targets in `/work/shared/product.md`.
+//!
+//! 1. Baseline: the applying client creates N Secrets (5 values each) with
+//!    server-side apply, `--concurrency` requests in flight, no client-side
+//!    QPS limit; the time until the last one is accepted.
+//! 2. Controller: the release `kseal-controller` runs (default flags except
+//!    `--key-renew-period 0`, plus any `--controller-arg`); N SealedSecrets
+//!    sealed to its published key (before the clock starts) are applied with
+//!    the same client settings; the clock stops when every SealedSecret is
+//!    `Ready=True` for its current generation and every Secret holds exactly
+//!    the right values (followed with watches, checked again with a list).
+//!    Peak resident memory is the controller's `VmHWM`; `VmRSS` is sampled.
+//! 3. Restart: SIGTERM, start again; time to `/readyz` and to its first full
+//!    resync (`kseal_reconcile_duration_seconds_count` reaching N), and the
+//!    API requests it made, from the API server's `apiserver_request_total`.
+//!
+//! Progress goes to stderr; the last line of stdout is the figures as JSON.
+
+use std::collections::{BTreeMap, HashMap};
+use std::ffi::OsString;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kseal_shared::manifest::{PlainSecret, SealOptions, seal_secret};
+use kseal_shared::{Recipient, Scope, SealedSecret, SecretBytes};
+use kseal_testenv::ControlPlane;
+use kseal_testenv::process::Component;
+use kube::api::{ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
+use kube::{Api, Client, CustomResourceExt, Resource};
+use serde_json::json;
+
+const KEY_NAMESPACE: &str = "kseal-system";
+const BASELINE_NAMESPACE: &str = "bench-baseline";
+const NAMESPACE: &str = "bench";
+const FIELD_MANAGER: &str = "kseal-bench";
+/// Bytes per generated value.
+const VALUE_LEN: usize = 32;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// SealedSecrets to apply (and Secrets to create for the baseline)
+    #[arg(long, default_value_t = 1000)]
+    count: usize,
+    /// Values (keys) per object
+    #[arg(long, default_value_t = 5)]
+    values: usize,
+    /// Requests the applying client keeps in flight (baseline and controller run)
+    #[arg(long, default_value_t = 16)]
+    concurrency: usize,
+    /// Extra argument for kseal-controller; repeatable, e.g.
+    /// `--controller-arg=--kube-qps=0`
+    #[arg(
+        long = "controller-arg",
+        value_name = "ARG",
+        allow_hyphen_values = true
+    )]
+    controller_args: Vec<String>,
+    /// Use this kseal-controller binary instead of building the release one
+    /// (e.g. a build of an older commit, for before/after figures)
+    #[arg(long, value_name = "FILE")]
+    controller_bin: Option<PathBuf>,
+    /// Skip the baseline
+    #[arg(long)]
+    no_baseline: bool,
+    /// Skip the restart measurement
+    #[arg(long)]
+    no_restart: bool,
+    /// Give up after this many seconds per phase
+    #[arg(long, default_value_t = 1800)]
+    timeout: u64,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    if args.count == 0 || args.values == 0 || args.concurrency == 0 {
+        bail!("--count, --values and --concurrency must be at least 1");
+    }
+    let controller_bin = match &args.controller_bin {
+        Some(bin) => bin.clone(),
+        None => build_release()?.join("kseal-controller"),
+    };
+    if !controller_bin.exists() {
+        bail!("{} does not exist", controller_bin.display());
+    }
+    // One thread: processes started from it (with setpriv --pdeathsig) live
+    // as long as this thread, and the client's own work stays on one core.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let figures = rt.block_on(bench(&args, &controller_bin))?;
+    println!("{}", serde_json::to_string(&figures)?);
+    Ok(())
+}
+
+fn note(text: &str) {
+    eprintln!("bench-e2e: {text}");
+}
+
+fn load() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn load1() -> f64 {
+    load()
+        .split_whitespace()
+        .next()
+        .and_then(|l| l.parse().ok())
+        .unwrap_or(f64::NAN)
+}
+
+fn round(value: f64, digits: i32) -> f64 {
+    let scale = 10f64.powi(digits);
+    (value * scale).round() / scale
+}
+
+/// `cargo build --release -p kseal-controller -p kseal-cli`; returns the
+/// directory the binaries are in (`<target-dir>/release`).
+fn build_release() -> Result<PathBuf> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .context("locating the workspace")?;
+    note("building release binaries (cargo build --release -p kseal-controller -p kseal-cli)");
+    let status = Command::new(&cargo)
+        .args([
+            "build",
+            "--release",
+            "--quiet",
+            "-p",
+            "kseal-controller",
+            "-p",
+            "kseal-cli",
+        ])
+        .current_dir(root)
+        .status()
+        .context("running cargo build")?;
+    if !status.success() {
+        bail!("cargo build --release failed");
+    }
+    let metadata = Command::new(&cargo)
+        .args(["metadata", "--format-version", "1", "--no-deps"])
+        .current_dir(root)
+        .output()
+        .context("running cargo metadata")?;
+    let metadata: serde_json::Value = serde_json::from_slice(&metadata.stdout)?;
+    let target = metadata["target_directory"]
+        .as_str()
+        .context("cargo metadata has no target_directory")?;
+    Ok(Path::new(target).join("release"))
+}
+
+/// The value of key `k` of object `i`: `VALUE_LEN` printable bytes.
+fn value(i: usize, k: usize) -> String {
+    let mut value = format!("v{i:06}-{k}-");
+    while value.len() < VALUE_LEN {
+        value.push(char::from(b'a' + ((i + k + value.len()) % 26) as u8));
+    }
+    value
+}
+
+fn name(i: usize) -> String {
+    format!("s{i:06}")
+}
+
+fn index_of(name: &str) -> Option<usize> {
+    name.strip_prefix('s')?.parse().ok()
+}
+
+async fn wait_for<F, Fut>(what: &str, timeout: Duration, mut check: F) -> Result<Duration>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let started = Instant::now();
+    while !check().await {
+        if started.elapsed() > timeout {
+            bail!("timed out waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(started.elapsed())
+}
+
+async fn setup(client: &Client) -> Result<()> {
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    crds.create(&PostParams::default(), &SealedSecret::crd())
+        .await?;
+    for name in [KEY_NAMESPACE, BASELINE_NAMESPACE, NAMESPACE] {
+        let mut namespace = Namespace::default();
+        namespace.metadata.name = Some(name.to_owned());
+        Api::<Namespace>::all(client.clone())
+            .create(&PostParams::default(), &namespace)
+            .await?;
+    }
+    wait_for(
+        "the CRD to be established",
+        Duration::from_secs(60),
+        || async {
+            crds.get("sealedsecrets.kseal.dev")
+                .await
+                .ok()
+                .and_then(|c| c.status)
+                .is_some_and(|s| {
+                    s.conditions
+                        .unwrap_or_default()
+                        .iter()
+                        .any(|c| c.type_ == "Established" && c.status == "True")
+                })
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+/// Applies every object with `concurrency` requests in flight; returns the
+/// time until the last is accepted.
+async fn apply_all<K>(api: &Api<K>, objects: &[K], concurrency: usize) -> Result<Duration>
+where
+    K: Resource + Clone + serde::Serialize + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    let started = Instant::now();
+    futures::stream::iter(objects.iter().map(Ok))
+        .try_for_each_concurrent(concurrency, |object| {
+            let params = &params;
+            async move {
+                let name = object.meta().name.as_deref().unwrap_or_default();
+                api.patch(name, params, &Patch::Apply(object))
+                    .await
+                    .map(drop)
+                    .with_context(|| format!("applying {name}"))
+            }
+        })
+        .await?;
+    Ok(started.elapsed())
+}
+
+fn baseline_secrets(count: usize, values: usize) -> Vec<Secret> {
+    (0..count)
+        .map(|i| {
+            let mut secret = Secret::default();
+            secret.metadata.name = Some(name(i));
+            secret.metadata.namespace = Some(BASELINE_NAMESPACE.to_owned());
+            secret.type_ = Some("Opaque".to_owned());
+            secret.data = Some(
+                (0..values)
+                    .map(|k| (format!("key{k}"), ByteString(value(i, k).into_bytes())))
+                    .collect(),
+            );
+            secret
+        })
+        .collect()
+}
+
+/// Seals N objects on every core (before any clock starts).
+fn sealed_secrets(
+    count: usize,
+    values: usize,
+    recipients: &[Recipient],
+) -> Result<Vec<SealedSecret>> {
+    let threads = std::thread::available_parallelism().map_or(1, usize::from);
+    let chunk = count.div_ceil(threads);
+    let indices: Vec<usize> = (0..count).collect();
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = indices
+            .chunks(chunk)
+            .map(|part| {
+                scope.spawn(move || {
+                    part.iter()
+                        .map(|&i| {
+                            let mut secret = PlainSecret {
+                                name: name(i),
+                                namespace: NAMESPACE.to_owned(),
+                                ..PlainSecret::default()
+                            };
+                            for k in 0..values {
+                                secret
+                                    .insert(
+                                        &format!("key{k}"),
+                                        SecretBytes::from(value(i, k).as_bytes()),
+                                    )
+                                    .map_err(anyhow::Error::msg)?;
+                            }
+                            seal_secret(
+                                &secret,
+                                SealOptions {
+                                    scope: Scope::Strict,
+                                    recipients,
+                                    allow_empty_data: false,
+                                },
+                            )
+                            .map_err(anyhow::Error::msg)
+                        })
+                        .collect::<Result<Vec<_>>>()
+                })
+            })
+            .collect();
+        let mut all = Vec::with_capacity(count);
+        for handle in handles {
+            all.extend(
+                handle
+                    .join()
+                    .map_err(|_| anyhow::anyhow!("a sealing thread panicked"))??,
+            );
+        }
+        Ok(all)
+    })
+}
+
+/// Whether a Secret holds exactly the values of object `i`.
+fn secret_correct(secret: &Secret, values: usize) -> bool {
+    let Some(i) = secret.metadata.name.as_deref().and_then(index_of) else {
+        return false;
+    };
+    let Some(data) = &secret.data else {
+        return false;
+    };
+    data.len() == values
+        && (0..values).all(|k| {
+            data.get(&format!("key{k}"))
+                .is_some_and(|v| v.0 == value(i, k).as_bytes())
+        })
+}
+
+fn sealed_ready(sealed: &SealedSecret) -> bool {
+    sealed.status.as_ref().is_some_and(|status| {
+        status.observed_generation.is_some()
+            && status.observed_generation == sealed.metadata.generation
+            && status
+                .conditions
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.status == "True")
+    })
+}
+
+/// Follows one kind in a namespace with one long watch (re-opened from the
+/// last resourceVersion when the server ends it); keeps, per object name,
+/// whether `done` holds for its latest version.
+struct Follower<K> {
+    api: Api<K>,
+    version: String,
+    stream: Option<futures::stream::BoxStream<'static, kube::Result<WatchEvent<K>>>>,
+    done: HashMap<String, bool>,
+}
+
+impl<K> Follower<K>
+where
+    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
+{
+    async fn start(api: Api<K>) -> Result<Self> {
+        let list = api.list_metadata(&ListParams::default().limit(1)).await?;
+        let version = list.metadata.resource_version.unwrap_or_default();
+        Ok(Self {
+            api,
+            version,
+            stream: None,
+            done: HashMap::new(),
+        })
+    }
+
+    fn complete(&self, count: usize) -> usize {
+        self.done.values().filter(|done| **done).count().min(count)
+    }
+
+    /// Reads the events that arrive until `deadline`.
+    async fn follow(
+        &mut self,
+        done: impl Fn(&K) -> bool,
+        deadline: tokio::time::Instant,
+    ) -> Result<()> {
+        loop {
+            if self.stream.is_none() {
+                let params = WatchParams::default().timeout(290);
+                let api = self.api.clone();
+                let version = self.version.clone();
+                let stream = api.watch(&params, &version).await?.boxed();
+                self.stream = Some(stream);
+            }
+            let Some(stream) = self.stream.as_mut() else {
+                continue;
+            };
+            let event = match tokio::time::timeout_at(deadline, stream.next()).await {
+                Err(_) => return Ok(()),
+                Ok(None) => {
+                    self.stream = None;
+                    continue;
+                }
+                Ok(Some(event)) => event?,
+            };
+            match event {
+                WatchEvent::Added(object) | WatchEvent::Modified(object) => {
+                    self.remember(&object);
+                    let name = object.meta().name.clone().unwrap_or_default();
+                    self.done.insert(name, done(&object));
+                }
+                WatchEvent::Deleted(object) => {
+                    self.remember(&object);
+                    self.done
+                        .remove(object.meta().name.as_deref().unwrap_or_default());
+                }
+                WatchEvent::Bookmark(bookmark) => {
+                    self.version = bookmark.metadata.resource_version;
+                }
+                WatchEvent::Error(error) => bail!("watch error: {error:?}"),
+            }
+        }
+    }
+
+    fn remember(&mut self, object: &K) {
+        if let Some(version) = &object.meta().resource_version {
+            self.version.clone_from(version);
+        }
+    }
+}
+
+/// The controller process and where to reach it.
+struct Controller {
+    process: Component,
+    port: u16,
+}
+
+impl Controller {
+    fn pid(&self) -> Result<u32> {
+        self.process.pid().context("the controller is not running")
+    }
+
+    async fn get(&self, path: &str) -> Option<(u16, String)> {
+        http_get(&format!("127.0.0.1:{}", self.port), path).await
+    }
+
+    /// Counter `name` from the controller's /metrics.
+    async fn metric(&self, name: &str) -> Option<f64> {
+        let (status, body) = self.get("/metrics").await?;
+        if status != 200 {
+            return None;
+        }
+        body.lines().find_map(|line| {
+            let rest = line.strip_prefix(name)?;
+            let rest = rest.strip_prefix(' ').or_else(|| {
+                rest.strip_prefix('{')
+                    .and_then(|r| r.split_once("} ").map(|(_, v)| v))
+            })?;
+            rest.split_whitespace().next()?.parse().ok()
+        })
+    }
+}
+
+/// A minimal HTTP/1.1 GET (no client dependency for two endpoints).
+async fn http_get(host: &str, path: &str) -> Option<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(host).await.ok()?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.ok()?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await.ok()?;
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let status = text.split(' ').nth(1)?.parse().ok()?;
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(body)
+    } else {
+        body.to_owned()
+    };
+    Some((status, body))
+}
+
+fn dechunk(body: &str) -> String {
+    let mut out = String::new();
+    let mut rest = body;
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let Ok(size) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
+        if size == 0 || after.len() < size {
+            break;
+        }
+        out.push_str(&after[..size]);
+        rest = after[size..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+/// `(VmHWM, VmRSS)` of a process, in KiB.
+fn memory_kib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmHWM:"), field("VmRSS:"))
+}
+
+fn mib(kib: u64) -> f64 {
+    round(kib as f64 / 1024.0, 1)
+}
+
+/// `apiserver_request_total`, summed by (verb, resource, subresource), for
+/// the resources kseal touches.
+type RequestCounts = BTreeMap<(String, String, String), f64>;
+
+/// Leases are left out: kube-controller-manager renews its own every 2 s.
+const RESOURCES: [&str; 4] = ["secrets", "sealedsecrets", "events", "configmaps"];
+const WRITE_VERBS: [&str; 8] = [
+    "POST",
+    "PUT",
+    "PATCH",
+    "DELETE",
+    "CREATE",
+    "UPDATE",
+    "APPLY",
+    "DELETECOLLECTION",
+];
+
+async fn api_requests(client: &Client) -> Result<RequestCounts> {
+    let request = http::Request::get("/metrics").body(Vec::new())?;
+    let text = client.request_text(request).await?;
+    let mut counts = RequestCounts::new();
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix("apiserver_request_total{") else {
+            continue;
+        };
+        let Some((labels, number)) = rest.split_once("} ") else {
+            continue;
+        };
+        let labels: HashMap<&str, &str> = labels
+            .split("\",")
+            .filter_map(|pair| {
+                let (key, value) = pair.split_once("=\"")?;
+                Some((key, value.trim_end_matches('"')))
+            })
+            .collect();
+        let resource = labels.get("resource").copied().unwrap_or_default();
+        if !RESOURCES.contains(&resource) {
+            continue;
+        }
+        let Ok(number) = number.trim().parse::<f64>() else {
+            continue;
+        };
+        let key = (
+            labels.get("verb").copied().unwrap_or_default().to_owned(),
+            resource.to_owned(),
+            labels
+                .get("subresource")
+                .copied()
+                .unwrap_or_default()
+                .to_owned(),
+        );
+        *counts.entry(key).or_default() += number;
+    }
+    Ok(counts)
+}
+
+/// Requests between two scrapes: (writes, reads, breakdown).
+fn requests_between(
+    before: &RequestCounts,
+    after: &RequestCounts,
+) -> (u64, u64, serde_json::Value) {
+    let mut writes = 0.0;
+    let mut reads = 0.0;
+    let mut breakdown = serde_json::Map::new();
+    for (key, count) in after {
+        let delta = count - before.get(key).copied().unwrap_or_default();
+        if delta <= 0.0 {
+            continue;
+        }
+        let (verb, resource, subresource) = key;
+        if WRITE_VERBS.contains(&verb.as_str()) {
+            writes += delta;
+        } else {
+            reads += delta;
+        }
+        let label = if subresource.is_empty() {
+            format!("{verb} {resource}")
+        } else {
+            format!("{verb} {resource}/{subresource}")
+        };
+        breakdown.insert(label, json!(delta as u64));
+    }
+    (
+        writes as u64,
+        reads as u64,
+        serde_json::Value::Object(breakdown),
+    )
+}
+
+async fn published_recipients(client: &Client, timeout: Duration) -> Result<Vec<Recipient>> {
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), KEY_NAMESPACE);
+    let started = Instant::now();
+    loop {
+        if let Ok(cm) = api.get("kseal-public-keys").await {
+            let text = cm
+                .data
+                .unwrap_or_default()
+                .get("recipients.txt")
+                .cloned()
+                .unwrap_or_default();
+            if let Ok(found) = kseal_shared::keys::parse_recipients_file(&text)
+                && !found.is_empty()
+            {
+                return Ok(found);
+            }
+        }
+        if started.elapsed() > timeout {
+            bail!("timed out waiting for the published keys");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn bench(args: &Args, controller_bin: &Path) -> Result<serde_json::Value> {
+    let n = args.count;
+    let timeout = Duration::from_secs(args.timeout);
+    let load_start = load();
+    note(&format!(
+        "N={n}, {} values each, client concurrency {}; load {load_start}",
+        args.values, args.concurrency
+    ));
+    if cfg!(debug_assertions) {
+        note(
+            "xtask is a debug build: the applying client is the same in both runs, but `cargo run --release -p xtask -- bench-e2e` keeps its CPU use lower",
+        );
+    }
+    let cp = ControlPlane::start().await?;
+    let client = cp.client().await?;
+    note(&format!(
+        "control plane up in {:.1}s ({})",
+        cp.start_time().as_secs_f64(),
+        cp.dir().display()
+    ));
+    setup(&client).await?;
+
+    // Baseline: the same client settings creating the same N Secrets directly.
+    let baseline_s = if args.no_baseline {
+        None
+    } else {
+        let secrets = baseline_secrets(n, args.values);
+        let api: Api<Secret> = Api::namespaced(client.clone(), BASELINE_NAMESPACE);
+        let load_before = load();
+        let elapsed = apply_all(&api, &secrets, args.concurrency).await?;
+        note(&format!(
+            "baseline: {n} Secrets created in {:.2}s ({:.0}/s); load {load_before} → {}",
+            elapsed.as_secs_f64(),
+            n as f64 / elapsed.as_secs_f64(),
+            load()
+        ));
+        // Make room for the controller run: the namespace controller deletes
+        // them in the background, so wait until it is gone.
+        Api::<Namespace>::all(client.clone())
+            .delete(BASELINE_NAMESPACE, &Default::default())
+            .await?;
+        let namespaces: Api<Namespace> = Api::all(client.clone());
+        let gone = wait_for("the baseline namespace to be deleted", timeout, || async {
+            namespaces
+                .get_opt(BASELINE_NAMESPACE)
+                .await
+                .is_ok_and(|ns| ns.is_none())
+        })
+        .await?;
+        note(&format!(
+            "baseline namespace deleted in {:.1}s",
+            gone.as_secs_f64()
+        ));
+        Some(elapsed.as_secs_f64())
+    };
+
+    // The controller: release build, default flags except key renewal.
+    let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let kubeconfig = cp.admin_kubeconfig().display().to_string();
+    let mut controller_args: Vec<OsString> = [
+        "--kubeconfig",
+        &kubeconfig,
+        "--http-addr",
+        &format!("127.0.0.1:{port}"),
+        "--key-renew-period",
+        "0",
+    ]
+    .iter()
+    .map(OsString::from)
+    .collect();
+    controller_args.extend(args.controller_args.iter().map(OsString::from));
+    note(&format!(
+        "controller: {} {}",
+        controller_bin.display(),
+        args.controller_args.join(" ")
+    ));
+    let mut controller = Controller {
+        process: Component::new(
+            "kseal-controller",
+            controller_bin.to_path_buf(),
+            controller_args,
+            cp.dir().join("kseal-controller.log"),
+        ),
+        port,
+    };
+    controller.process.start()?;
+    let recipients = published_recipients(&client, Duration::from_secs(120)).await?;
+    wait_for("controller /readyz", Duration::from_secs(120), || async {
+        controller
+            .get("/readyz")
+            .await
+            .is_some_and(|(s, _)| s == 200)
+    })
+    .await?;
+
+    let sealing = Instant::now();
+    let objects = sealed_secrets(n, args.values, &recipients)?;
+    note(&format!(
+        "sealed {n}×{} values in {:.1}s (not timed)",
+        args.values,
+        sealing.elapsed().as_secs_f64()
+    ));
+
+    let sealed_api: Api<SealedSecret> = Api::namespaced(client.clone(), NAMESPACE);
+    let secret_api: Api<Secret> = Api::namespaced(client.clone(), NAMESPACE);
+    let mut sealed_follower = Follower::start(sealed_api.clone()).await?;
+    let mut secret_follower = Follower::start(secret_api.clone()).await?;
+    let requests_before = api_requests(&client).await?;
+    let load_before = load();
+
+    let started = Instant::now();
+    let (applied, mut peak_rss_sampled) = {
+        let pid = controller.pid()?;
+        let apply = apply_all(&sealed_api, &objects, args.concurrency);
+        let mut apply = std::pin::pin!(apply);
+        let mut peak = 0;
+        let mut tick = tokio::time::interval(Duration::from_millis(200));
+        let applied = loop {
+            tokio::select! {
+                result = &mut apply => break result?,
+                _ = tick.tick() => peak = peak.max(memory_kib(pid).1),
+            }
+        };
+        (applied, peak)
+    };
+    note(&format!(
+        "applied {n} SealedSecrets in {:.2}s",
+        applied.as_secs_f64()
+    ));
+    let values = args.values;
+    let pid = controller.pid()?;
+    let mut last_report = Instant::now();
+    let controller_elapsed = loop {
+        // Alternate between the two watches; each gets a short slice.
+        let slice = tokio::time::Instant::now() + Duration::from_millis(100);
+        sealed_follower.follow(sealed_ready, slice).await?;
+        let slice = tokio::time::Instant::now() + Duration::from_millis(100);
+        secret_follower
+            .follow(|s| secret_correct(s, values), slice)
+            .await?;
+        peak_rss_sampled = peak_rss_sampled.max(memory_kib(pid).1);
+        let ready = sealed_follower.complete(n);
+        let correct = secret_follower.complete(n);
+        if ready == n && correct == n {
+            break started.elapsed();
+        }
+        if last_report.elapsed() > Duration::from_secs(5) {
+            last_report = Instant::now();
+            note(&format!(
+                "{:.0}s: {ready}/{n} Ready, {correct}/{n} Secrets correct; RSS {} MiB; load {}",
+                started.elapsed().as_secs_f64(),
+                mib(memory_kib(pid).1),
+                load()
+            ));
+        }
+        if started.elapsed() > timeout {
+            bail!("timed out: {ready}/{n} Ready, {correct}/{n} Secrets correct");
+        }
+        controller.process.check_alive()?;
+    };
+    let requests_after = api_requests(&client).await?;
+    let (peak_kib, _) = memory_kib(pid);
+    let load_after = load();
+    note(&format!(
+        "controller: all {n} Ready and correct in {:.2}s; peak RSS {} MiB (sampled {} MiB); load {load_before} → {load_after}",
+        controller_elapsed.as_secs_f64(),
+        mib(peak_kib),
+        mib(peak_rss_sampled)
+    ));
+
+    // Check again with a full list, independent of the watches.
+    let listed_secrets = list_all(&secret_api).await?;
+    let listed_sealed = list_all(&sealed_api).await?;
+    let bad_secrets = listed_secrets
+        .iter()
+        .filter(|s| !secret_correct(s, values))
+        .count();
+    let not_ready = listed_sealed.iter().filter(|s| !sealed_ready(s)).count();
+    if listed_secrets.len() != n || listed_sealed.len() != n || bad_secrets + not_ready > 0 {
+        bail!(
+            "final check failed: {} Secrets ({bad_secrets} wrong), {} SealedSecrets ({not_ready} not Ready)",
+            listed_secrets.len(),
+            listed_sealed.len()
+        );
+    }
+    note(&format!(
+        "checked {n} Secrets × {values} values and {n} SealedSecrets with a list"
+    ));
+
+    // Requests during the run: everything on these resources minus the
+    // applier's N applies (the only other writer).
+    let (run_writes, run_reads, run_breakdown) =
+        requests_between(&requests_before, &requests_after);
+    let controller_writes = run_writes.saturating_sub(n as u64);
+    note(&format!("API requests during the run: {run_breakdown}"));
+
+    let mut figures = json!({
+        "count": n,
+        "values_per_object": values,
+        "client_concurrency": args.concurrency,
+        "controller_args": args.controller_args,
+        "baseline_s": baseline_s.map(|s| round(s, 3)),
+        "controller_apply_s": round(applied.as_secs_f64(), 3),
+        "controller_s": round(controller_elapsed.as_secs_f64(), 3),
+        "ratio": baseline_s.map(|b| round(controller_elapsed.as_secs_f64() / b, 3)),
+        "controller_peak_rss_mib": mib(peak_kib),
+        "controller_sampled_rss_mib": mib(peak_rss_sampled),
+        "controller_writes": controller_writes,
+        "controller_qps": round(controller_writes as f64 / controller_elapsed.as_secs_f64(), 1),
+        "run_requests": run_breakdown,
+        "run_reads": run_reads,
+        "machine_load": load1(),
+        "machine_load_start": load_start,
+        "machine_load_end": load_after,
+    });
+
+    if !args.no_restart {
+        let restart = restart(&client, &mut controller, n, timeout).await?;
+        if let (Some(target), Some(source)) = (figures.as_object_mut(), restart.as_object()) {
+            target.extend(source.clone());
+        }
+    }
+    figures["machine_load_end"] = json!(load());
+    controller.process.terminate(Duration::from_secs(10));
+    drop(cp);
+    Ok(figures)
+}
+
+async fn list_all<K>(api: &Api<K>) -> Result<Vec<K>>
+where
+    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let mut all = Vec::new();
+    let mut params = ListParams::default().limit(500);
+    loop {
+        let page = api.list(&params).await?;
+        all.extend(page.items);
+        match page.metadata.continue_ {
+            Some(token) if !token.is_empty() => params = params.continue_token(&token),
+            _ => return Ok(all),
+        }
+    }
+}
+
+/// Stops the controller with everything in sync, starts it again, and
+/// measures how long until it is ready and has resynced, and what it wrote.
+async fn restart(
+    client: &Client,
+    controller: &mut Controller,
+    n: usize,
+    timeout: Duration,
+) -> Result<serde_json::Value> {
+    // Let trailing writes (events, status) land before counting.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    controller.process.terminate(Duration::from_secs(10));
+    let before = api_requests(client).await?;
+    let load_before = load();
+    let started = Instant::now();
+    controller.process.start()?;
+    let pid = controller.pid()?;
+    wait_for("controller /readyz after restart", timeout, || async {
+        controller
+            .get("/readyz")
+            .await
+            .is_some_and(|(s, _)| s == 200)
+    })
+    .await?;
+    let ready = started.elapsed();
+    let resynced = wait_for("the first full resync", timeout, || async {
+        controller
+            .metric("kseal_reconcile_duration_seconds_count")
+            .await
+            .is_some_and(|count| count >= n as f64)
+    })
+    .await
+    .map(|_| started.elapsed());
+    match &resynced {
+        Ok(resynced) => note(&format!(
+            "restart: /readyz after {:.2}s, {n} reconciles after {:.2}s",
+            ready.as_secs_f64(),
+            resynced.as_secs_f64()
+        )),
+        Err(err) => note(&format!("restart: resync not seen: {err}")),
+    }
+    // Anything the resync triggers (writes, then their watch events) lands
+    // within a few seconds.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let after = api_requests(client).await?;
+    let (writes, reads, breakdown) = requests_between(&before, &after);
+    let (peak_kib, _) = memory_kib(pid);
+    note(&format!(
+        "restart: {writes} writes, {reads} reads: {breakdown}; peak RSS {} MiB; load {load_before} → {}",
+        mib(peak_kib),
+        load()
+    ));
+    Ok(json!({
+        "restart_ready_s": round(ready.as_secs_f64(), 3),
+        "restart_resync_s": resynced.ok().map(|d| round(d.as_secs_f64(), 3)),
+        "restart_writes": writes,
+        "restart_reads": reads,
+        "restart_requests": breakdown,
+        "restart_peak_rss_mib": mib(peak_kib),
+    }))
+}
