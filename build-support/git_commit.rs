@@ -1,7 +1,9 @@
-//! Records the git commit for `kseal --version` (KSEAL_GIT_COMMIT):
+//! Build script of the `kseal` and `kseal-controller` binaries (both
+//! Cargo.toml files point `build` here): records the git commit for
+//! `--version` (KSEAL_GIT_COMMIT):
 //! `git rev-parse --short=12 HEAD`, "unknown" without git (e.g. a source
 //! tarball), with "-dirty" never added (builds must be reproducible from the
-//! commit alone). Keep in sync with controller/build.rs.
+//! commit alone).
 
 use std::path::PathBuf;
 use std::process::Command;
