@@ -512,9 +512,10 @@ fn mib(kib: u64) -> f64 {
     round(kib as f64 / 1024.0, 1)
 }
 
-/// `apiserver_request_total`, summed by (verb, resource, subresource), for
-/// the resources kseal touches.
-type RequestCounts = BTreeMap<(String, String, String), f64>;
+/// `apiserver_request_total`, summed by (verb, resource, subresource, code),
+/// for the resources kseal touches. Failed requests (e.g. a create answered
+/// 409) count too: they cost the API server as much.
+type RequestCounts = BTreeMap<(String, String, String, String), f64>;
 
 /// Leases are left out: kube-controller-manager renews its own every 2 s.
 const RESOURCES: [&str; 4] = ["secrets", "sealedsecrets", "events", "configmaps"];
@@ -562,6 +563,7 @@ async fn api_requests(client: &Client) -> Result<RequestCounts> {
                 .copied()
                 .unwrap_or_default()
                 .to_owned(),
+            labels.get("code").copied().unwrap_or_default().to_owned(),
         );
         *counts.entry(key).or_default() += number;
     }
@@ -581,18 +583,23 @@ fn requests_between(
         if delta <= 0.0 {
             continue;
         }
-        let (verb, resource, subresource) = key;
+        let (verb, resource, subresource, code) = key;
         if WRITE_VERBS.contains(&verb.as_str()) {
             writes += delta;
         } else {
             reads += delta;
         }
-        let label = if subresource.is_empty() {
+        let mut label = if subresource.is_empty() {
             format!("{verb} {resource}")
         } else {
             format!("{verb} {resource}/{subresource}")
         };
-        breakdown.insert(label, json!(delta as u64));
+        // Successful requests by verb and resource; others with their code.
+        if !code.starts_with('2') {
+            label = format!("{label} {code}");
+        }
+        let total = breakdown.entry(label).or_insert(json!(0));
+        *total = json!(total.as_u64().unwrap_or(0) + delta as u64);
     }
     (
         writes as u64,
