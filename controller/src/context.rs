@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use k8s_openapi::api::core::v1::Secret;
-use kseal_shared::SealedSecret;
+use kseal_shared::{SealedSecret, SealedSecretStatus};
 use kube::Client;
 use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -24,6 +24,10 @@ pub struct Context {
     pub in_sync: Mutex<HashMap<ObjectRef<SealedSecret>, String>>,
     /// Consecutive transient failures per object, for exponential backoff.
     pub failures: Mutex<HashMap<ObjectRef<SealedSecret>, u32>>,
+    /// The status this replica last wrote per object (with the object's
+    /// uid): the watch cache can lag behind our own writes, and comparing
+    /// with it alone would write the same status twice.
+    pub written_status: Mutex<HashMap<ObjectRef<SealedSecret>, (String, SealedSecretStatus)>>,
 }
 
 impl Context {
@@ -53,6 +57,29 @@ impl Context {
                 *count
             }
             Err(_) => 1,
+        }
+    }
+
+    /// The status last written for this object (same uid), if any.
+    pub fn written_status(
+        &self,
+        object: &ObjectRef<SealedSecret>,
+        uid: &str,
+    ) -> Option<SealedSecretStatus> {
+        let map = self.written_status.lock().ok()?;
+        map.get(object)
+            .filter(|(written_uid, _)| written_uid == uid)
+            .map(|(_, status)| status.clone())
+    }
+
+    pub fn remember_status(
+        &self,
+        object: ObjectRef<SealedSecret>,
+        uid: String,
+        status: SealedSecretStatus,
+    ) {
+        if let Ok(mut map) = self.written_status.lock() {
+            map.insert(object, (uid, status));
         }
     }
 

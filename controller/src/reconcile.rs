@@ -259,6 +259,9 @@ async fn sync_secret(
 
     // Fast path: the cached metadata shows the Secret unchanged since we last
     // saw it in sync with this very content.
+    // Until the first list of owned Secrets is in, a cache miss means
+    // nothing; wait (well under a second at start) rather than guess.
+    let _ = ctx.owned_secrets.wait_until_ready().await;
     let cached = ctx
         .owned_secrets
         .get(&ObjectRef::new(&name).within(&namespace));
@@ -398,8 +401,14 @@ async fn update_status(
         Err(err) => ("False", err.reason(), err.to_string()),
     };
     let generation = sealed.metadata.generation;
-    let previous = sealed
-        .status
+    let object = ObjectRef::from_obj(sealed);
+    let uid = sealed.metadata.uid.clone().unwrap_or_default();
+    // What the API server holds: our last write if the cache has not caught
+    // up with it yet, else the cached status.
+    let known = ctx
+        .written_status(&object, &uid)
+        .or_else(|| sealed.status.clone());
+    let previous = known
         .as_ref()
         .and_then(|status| status.conditions.iter().find(|c| c.type_ == READY));
     let last_transition_time = match previous {
@@ -425,7 +434,7 @@ async fn update_status(
     {
         publish(ctx, sealed, EventType::Warning, err.reason(), message);
     }
-    if sealed.status.as_ref() == Some(&new_status) {
+    if known.as_ref() == Some(&new_status) {
         return Ok(());
     }
     let api: Api<SealedSecret> = Api::namespaced(
@@ -439,6 +448,7 @@ async fn update_status(
         &Patch::Merge(&patch),
     )
     .await?;
+    ctx.remember_status(object, uid, new_status);
     Ok(())
 }
 

@@ -256,6 +256,7 @@ async fn reconcile_in(
         owned_secrets: owned_reader,
         in_sync: Mutex::new(HashMap::new()),
         failures: Mutex::new(HashMap::new()),
+        written_status: Mutex::new(HashMap::new()),
     });
     let controller = Controller::for_stream(sealed, sealed_reader)
         .owns_stream(owned)
