@@ -8,7 +8,8 @@
 #
 # Without an argument it builds `cargo bench -p kseal-shared --bench ops`.
 # Each operation runs twice, with 0 and N iterations; the difference / N is
-# the cost of one operation (setup excluded). Output: a Markdown table.
+# the cost of one operation (setup excluded), each count the least of 3
+# runs. Output: a Markdown table.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -19,9 +20,13 @@ if [[ -z $ops ]]; then
     [[ $ops = /* ]] || ops=$root/$ops
 fi
 
+# The least of 3 runs: some builds (e.g. unsealing through the age crate's
+# general reader) vary by up to ~40% between runs with fresh random keys.
 instructions() { # operation count
-    valgrind --tool=callgrind --callgrind-out-file=/dev/null "$ops" "$1" "$2" 2>&1 |
-        sed -n 's/.*Collected : \([0-9]*\).*/\1/p'
+    for _ in 1 2 3; do
+        valgrind --tool=callgrind --callgrind-out-file=/dev/null "$ops" "$1" "$2" 2>&1 |
+            sed -n 's/.*Collected : \([0-9]*\).*/\1/p'
+    done | sort -n | head -n1
 }
 
 echo "| operation | iterations | instructions per operation |"
