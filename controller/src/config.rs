@@ -53,12 +53,15 @@ pub struct Settings {
     #[arg(long, default_value_t = 16)]
     pub concurrency: u16,
 
-    /// Kubernetes API requests per second (client-side limit; 0 = unlimited)
-    #[arg(long, default_value_t = 100.0)]
+    /// Kubernetes API requests per second (client-side limit; 0 = unlimited).
+    /// The API server's priority and fairness protects it; this only stops a
+    /// runaway loop. At the default the controller keeps up with thousands
+    /// of SealedSecrets applied at once.
+    #[arg(long, default_value_t = 500.0)]
     pub kube_qps: f64,
 
     /// Kubernetes API request burst above the QPS limit
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, default_value_t = 1000)]
     pub kube_burst: u32,
 
     /// Events per second, on a budget of their own so Events never delay Secrets

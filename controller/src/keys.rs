@@ -580,6 +580,12 @@ impl KeyManager {
         let set = self.store.get();
         let config_map = public_keys_config_map(&set, &self.namespace);
         let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), &self.namespace);
+        // A restart or a new leader finds it current: read, don't write.
+        if let Some(current) = api.get_opt(PUBLIC_KEYS_CONFIGMAP).await?
+            && current.data == config_map.data
+        {
+            return Ok(());
+        }
         api.patch(
             PUBLIC_KEYS_CONFIGMAP,
             &PatchParams::apply(FIELD_MANAGER).force(),
