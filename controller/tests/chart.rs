@@ -475,7 +475,9 @@ async fn drive_lifecycle(fixture: &Fixture, controller: &Controller, namespace: 
 
     let log = controller.log().to_lowercase();
     assert!(
-        !log.contains("forbidden") && !log.contains("403"),
+        // kube-rs reports a denial as `… is forbidden: … code: 403`; a bare
+        // "403" would also match timestamps such as 45.403161Z.
+        !log.contains("forbidden") && !log.contains("code: 403"),
         "the controller hit a permission error:\n{}",
         controller.log()
     );
