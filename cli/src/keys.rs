@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use kseal_shared::config::{CONFIG_FILE_NAME, Config};
 use kseal_shared::keys::{dedup_recipients, parse_identity_file, parse_recipients_file};
-use kseal_shared::{Keyring, Recipient, Scope};
+use kseal_shared::{Identity, Keyring, Recipient, Scope};
 
 use crate::args::RecipientArgs;
 
@@ -102,15 +102,18 @@ fn absolute(cwd: &Path, path: &Path) -> PathBuf {
 
 /// Loads every identity of every file into one keyring.
 pub fn keyring(files: &[PathBuf]) -> Result<Keyring> {
-    let mut keyring = Keyring::default();
+    Ok(identities(files)?.into_iter().collect())
+}
+
+/// Every identity of every file, in order.
+pub fn identities(files: &[PathBuf]) -> Result<Vec<Identity>> {
+    let mut identities = Vec::new();
     for file in files {
         let text = zeroize::Zeroizing::new(
             std::fs::read_to_string(file)
                 .with_context(|| format!("{}: cannot read", file.display()))?,
         );
-        for identity in parse_identity_file(&text).with_context(|| file.display().to_string())? {
-            keyring.insert(identity);
-        }
+        identities.extend(parse_identity_file(&text).with_context(|| file.display().to_string())?);
     }
-    Ok(keyring)
+    Ok(identities)
 }

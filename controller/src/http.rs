@@ -427,6 +427,24 @@ fn reason(error: &SealError) -> &'static str {
     }
 }
 
+/// What both decrypting endpoints do first: take a rate-limit token (before
+/// reading anything), read the body within its limits, parse it.
+async fn accept(
+    state: &ApiState,
+    limits: &BodyLimits,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<SealedSecret, Box<Response>> {
+    if !state.limiter.try_acquire() {
+        return Err(Box::new(error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate limit exceeded; retry later",
+        )));
+    }
+    let body = read_body(limits, headers, body).await.map_err(Box::new)?;
+    parse_body(headers, &body)
+}
+
 /// `POST /v1/verify`: can this controller decrypt every value of the
 /// SealedSecret (as found in its namespace, under its name)? Answers per key
 /// with a reason, never with data.
@@ -436,17 +454,7 @@ async fn verify(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    if !state.limiter.try_acquire() {
-        return error(
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate limit exceeded; retry later",
-        );
-    }
-    let body = match read_body(&limits, &headers, body).await {
-        Ok(body) => body,
-        Err(response) => return response,
-    };
-    let sealed = match parse_body(&headers, &body) {
+    let sealed = match accept(&state, &limits, &headers, body).await {
         Ok(sealed) => sealed,
         Err(response) => return *response,
     };
@@ -487,17 +495,7 @@ async fn rewrap_handler(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    if !state.limiter.try_acquire() {
-        return error(
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate limit exceeded; retry later",
-        );
-    }
-    let body = match read_body(&limits, &headers, body).await {
-        Ok(body) => body,
-        Err(response) => return response,
-    };
-    let mut sealed = match parse_body(&headers, &body) {
+    let mut sealed = match accept(&state, &limits, &headers, body).await {
         Ok(sealed) => sealed,
         Err(response) => return *response,
     };

@@ -294,43 +294,44 @@ impl age::Identity for Identity {
 /// lines, and one `AGE-SECRET-KEY-1…` per line. At least one identity is
 /// required. Errors name the line but never echo it.
 pub fn parse_identity_file(contents: &str) -> Result<Vec<Identity>, KeyError> {
-    let mut identities = Vec::new();
-    for (index, line) in contents.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let identity = Identity::from_str(line).map_err(|err| KeyError::IdentityFileLine {
-            line: index + 1,
-            reason: err.to_string(),
-        })?;
-        identities.push(identity);
-    }
-    if identities.is_empty() {
-        return Err(KeyError::NoIdentities);
-    }
-    Ok(identities)
+    parse_key_lines(contents, |line, reason| KeyError::IdentityFileLine {
+        line,
+        reason,
+    })
+    .and_then(|identities| nonempty(identities, KeyError::NoIdentities))
 }
 
 /// Parses an age recipients file: `#` comments, blank lines, one `age1…`
 /// per line.
 pub fn parse_recipients_file(contents: &str) -> Result<Vec<Recipient>, KeyError> {
-    let mut recipients = Vec::new();
-    for (index, line) in contents.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let recipient = Recipient::from_str(line).map_err(|err| KeyError::RecipientsFileLine {
-            line: index + 1,
-            reason: err.to_string(),
-        })?;
-        recipients.push(recipient);
+    parse_key_lines(contents, |line, reason| KeyError::RecipientsFileLine {
+        line,
+        reason,
+    })
+    .and_then(|recipients| nonempty(recipients, KeyError::NoRecipients))
+}
+
+/// One key per line; blank lines and `#` comments skipped. `at` names the
+/// failing line (never its content).
+fn parse_key_lines<T: FromStr<Err = KeyError>>(
+    contents: &str,
+    at: impl Fn(usize, String) -> KeyError,
+) -> Result<Vec<T>, KeyError> {
+    contents
+        .lines()
+        .enumerate()
+        .map(|(index, line)| (index, line.trim()))
+        .filter(|(_, line)| !line.is_empty() && !line.starts_with('#'))
+        .map(|(index, line)| T::from_str(line).map_err(|err| at(index + 1, err.to_string())))
+        .collect()
+}
+
+fn nonempty<T>(items: Vec<T>, empty: KeyError) -> Result<Vec<T>, KeyError> {
+    if items.is_empty() {
+        Err(empty)
+    } else {
+        Ok(items)
     }
-    if recipients.is_empty() {
-        return Err(KeyError::NoRecipients);
-    }
-    Ok(recipients)
 }
 
 /// Removes duplicate recipients (same key id), keeping the first.

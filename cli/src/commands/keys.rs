@@ -5,13 +5,11 @@
 //! only in memory.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kseal_shared::backup;
-use kseal_shared::keys::parse_identity_file;
 use kseal_shared::{KeyId, SealedSecret};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
@@ -334,7 +332,7 @@ fn backup_keys(args: BackupArgs) -> Result<()> {
 fn restore(args: RestoreArgs) -> Result<()> {
     let file = std::fs::read(&args.file)
         .with_context(|| format!("{}: cannot read", args.file.display()))?;
-    let identities = load_identities(&args.identities)?;
+    let identities = crate::keys::identities(&args.identities)?;
     let items =
         backup::decrypt(&file, &identities).with_context(|| args.file.display().to_string())?;
     cluster::block_on(async {
@@ -378,17 +376,4 @@ fn restore(args: RestoreArgs) -> Result<()> {
         );
         Ok(())
     })
-}
-
-fn load_identities(files: &[impl AsRef<Path>]) -> Result<Vec<kseal_shared::Identity>> {
-    let mut identities = Vec::new();
-    for file in files {
-        let file = file.as_ref();
-        let text = zeroize::Zeroizing::new(
-            std::fs::read_to_string(file)
-                .with_context(|| format!("{}: cannot read", file.display()))?,
-        );
-        identities.extend(parse_identity_file(&text).with_context(|| file.display().to_string())?);
-    }
-    Ok(identities)
 }
