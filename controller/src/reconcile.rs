@@ -261,7 +261,9 @@ async fn sync_secret(
     // saw it in sync with this very content.
     // Until the first list of owned Secrets is in, a cache miss means
     // nothing; wait (well under a second at start) rather than guess.
-    let _ = ctx.owned_secrets.wait_until_ready().await;
+    // Bounded: a cache that is slow to fill only costs a 409 and a read.
+    let _ =
+        tokio::time::timeout(Duration::from_secs(2), ctx.owned_secrets.wait_until_ready()).await;
     let cached = ctx
         .owned_secrets
         .get(&ObjectRef::new(&name).within(&namespace));
