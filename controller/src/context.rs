@@ -3,53 +3,36 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use k8s_openapi::api::core::v1::Secret;
-use kseal_shared::{SealedSecret, SealedSecretStatus};
+use kseal_shared::SealedSecretStatus;
 use kube::Client;
-use kube::core::PartialObjectMeta;
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::reflector::ObjectRef;
 
+use crate::cached::CachedSealedSecret;
 use crate::keys::KeyStore;
 use crate::metrics::Metrics;
+use crate::owned::OwnedSecrets;
 
 pub struct Context {
     pub client: Client,
     pub keys: KeyStore,
     pub metrics: Arc<Metrics>,
     pub events: crate::events::EventSink,
-    /// Metadata of the Secrets kseal owns (label-selected, no data).
-    pub owned_secrets: Store<PartialObjectMeta<Secret>>,
-    /// resourceVersion of each owned Secret last seen in sync, by owner.
-    /// Lets a reconcile of an unchanged Secret skip even the read.
-    pub in_sync: Mutex<HashMap<ObjectRef<SealedSecret>, String>>,
+    /// The Secrets kseal owns (label-selected, no data), and which of them
+    /// are known to be in sync: lets a reconcile of an unchanged Secret skip
+    /// even the read.
+    pub owned_secrets: Arc<OwnedSecrets>,
     /// Consecutive transient failures per object, for exponential backoff.
-    pub failures: Mutex<HashMap<ObjectRef<SealedSecret>, u32>>,
+    pub failures: Mutex<HashMap<ObjectRef<CachedSealedSecret>, u32>>,
     /// The status this replica last wrote per object (with the object's
-    /// uid): the watch cache can lag behind our own writes, and comparing
-    /// with it alone would write the same status twice.
-    pub written_status: Mutex<HashMap<ObjectRef<SealedSecret>, (String, SealedSecretStatus)>>,
+    /// uid), until the watch shows it: the watch cache can lag behind our
+    /// own writes, and comparing with it alone would write the same status
+    /// twice.
+    pub written_status: Mutex<HashMap<ObjectRef<CachedSealedSecret>, (String, SealedSecretStatus)>>,
 }
 
 impl Context {
-    pub fn in_sync_version(&self, object: &ObjectRef<SealedSecret>) -> Option<String> {
-        self.in_sync.lock().ok()?.get(object).cloned()
-    }
-
-    pub fn mark_in_sync(&self, object: ObjectRef<SealedSecret>, version: Option<String>) {
-        if let Ok(mut map) = self.in_sync.lock() {
-            match version {
-                Some(version) => {
-                    map.insert(object, version);
-                }
-                None => {
-                    map.remove(&object);
-                }
-            }
-        }
-    }
-
     /// Records a transient failure; returns how many in a row.
-    pub fn record_failure(&self, object: &ObjectRef<SealedSecret>) -> u32 {
+    pub fn record_failure(&self, object: &ObjectRef<CachedSealedSecret>) -> u32 {
         match self.failures.lock() {
             Ok(mut map) => {
                 let count = map.entry(object.clone()).or_insert(0);
@@ -60,21 +43,30 @@ impl Context {
         }
     }
 
-    /// The status last written for this object (same uid), if any.
-    pub fn written_status(
+    /// The status the API server holds for this object, as far as this
+    /// replica knows: what it last wrote, until the watched copy (`cached`)
+    /// shows that write; then the watched copy.
+    pub fn known_status(
         &self,
-        object: &ObjectRef<SealedSecret>,
+        object: &ObjectRef<CachedSealedSecret>,
         uid: &str,
+        cached: Option<&SealedSecretStatus>,
     ) -> Option<SealedSecretStatus> {
-        let map = self.written_status.lock().ok()?;
-        map.get(object)
-            .filter(|(written_uid, _)| written_uid == uid)
-            .map(|(_, status)| status.clone())
+        if let Ok(mut map) = self.written_status.lock()
+            && let Some((written_uid, written)) = map.get(object)
+        {
+            if written_uid == uid && cached != Some(written) {
+                return Some(written.clone());
+            }
+            // Caught up (or the object was re-created): nothing to remember.
+            map.remove(object);
+        }
+        cached.cloned()
     }
 
     pub fn remember_status(
         &self,
-        object: ObjectRef<SealedSecret>,
+        object: ObjectRef<CachedSealedSecret>,
         uid: String,
         status: SealedSecretStatus,
     ) {
@@ -83,7 +75,7 @@ impl Context {
         }
     }
 
-    pub fn clear_failures(&self, object: &ObjectRef<SealedSecret>) {
+    pub fn clear_failures(&self, object: &ObjectRef<CachedSealedSecret>) {
         if let Ok(mut map) = self.failures.lock() {
             map.remove(object);
         }

@@ -13,8 +13,10 @@ use kube::runtime::events::{Event, Recorder, Reporter};
 use prometheus_client::metrics::counter::Counter;
 use tokio::sync::mpsc;
 
-/// Events waiting to be published at most.
-const QUEUE: usize = 2048;
+/// Events waiting to be published at most: at the events client's default
+/// 10/s, half a minute of them. More would only be memory (~0.7 KiB each)
+/// spent on Events that arrive too late to help anyone.
+const QUEUE: usize = 256;
 
 #[derive(Clone)]
 pub struct EventSink {

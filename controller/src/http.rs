@@ -22,6 +22,8 @@ use futures::StreamExt;
 use kseal_shared::envelope::{SealedValue, open, rewrap};
 use kseal_shared::manifest::value_binding;
 use kseal_shared::{KeyId, SealError, SealedSecret};
+
+use crate::cached::CachedSealedSecret;
 use kube::runtime::reflector::Store;
 use serde_json::json;
 
@@ -75,7 +77,7 @@ pub struct ApiState {
     pub metrics: Arc<Metrics>,
     /// SealedSecrets as this replica's watch sees them (for metrics); empty
     /// on replicas that do not reconcile.
-    pub sealed_secrets: Arc<Mutex<Vec<Store<SealedSecret>>>>,
+    pub sealed_secrets: Arc<Mutex<Vec<Store<CachedSealedSecret>>>>,
     pub limiter: Arc<RateLimiter>,
 }
 
@@ -261,9 +263,7 @@ async fn metrics(State(state): State<ApiState>) -> Response {
             // Only well-formed key ids become label values: the field could
             // hold anything (plaintext pasted by mistake included).
             let ids: std::collections::BTreeSet<KeyId> = sealed
-                .spec
-                .encrypted_data
-                .values()
+                .sealed_values()
                 .filter_map(|value| value.split(':').nth(2))
                 .flat_map(|ids| ids.split(','))
                 .filter_map(|id| id.parse::<KeyId>().ok())
@@ -290,8 +290,8 @@ async fn metrics(State(state): State<ApiState>) -> Response {
 
 /// Whether a value of the SealedSecret names only keys this replica does not
 /// hold (lost or never had): it cannot be unsealed here.
-fn has_value_without_key(sealed: &SealedSecret, keyring: &kseal_shared::Keyring) -> bool {
-    sealed.spec.encrypted_data.values().any(|value| {
+fn has_value_without_key(sealed: &CachedSealedSecret, keyring: &kseal_shared::Keyring) -> bool {
+    sealed.sealed_values().any(|value| {
         let ids = value.split(':').nth(2).unwrap_or_default();
         !ids.split(',')
             .filter_map(|id| id.parse::<KeyId>().ok())

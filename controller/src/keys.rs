@@ -241,6 +241,12 @@ impl KeyStore {
         self.changes.subscribe()
     }
 
+    /// Counts changes of the key set; read it before [`KeyStore::get`] to
+    /// know the set is at least that new.
+    pub fn generation(&self) -> u64 {
+        *self.changes.borrow()
+    }
+
     /// Whether the keys have been loaded at least once.
     pub fn loaded(&self) -> bool {
         *self.changes.borrow() > 0

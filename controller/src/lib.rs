@@ -8,6 +8,7 @@
 //! * [`run`]: wiring it all together.
 #![forbid(unsafe_code)]
 
+pub mod cached;
 pub mod client;
 pub mod config;
 pub mod context;
@@ -18,6 +19,7 @@ pub mod http;
 pub mod keys;
 pub mod leader;
 pub mod metrics;
+pub mod owned;
 pub mod reconcile;
 pub mod run;
 

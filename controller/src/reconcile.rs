@@ -10,9 +10,10 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kseal_shared::envelope::{SealedValue, open};
-use kseal_shared::manifest::value_binding;
 use kseal_shared::sealed_secret::{Condition, SealedSecretStatus};
 use kseal_shared::{KeyId, SealError, SealedSecret};
+
+use crate::cached::CachedSealedSecret;
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
@@ -24,6 +25,7 @@ use zeroize::Zeroize;
 use crate::context::Context;
 use crate::error::Error;
 use crate::keys::KeySet;
+use crate::owned::{ContentDigest, SourceStamp, Synced};
 
 /// Label on every Secret kseal owns; the controller watches these.
 pub const OWNED_LABEL: &str = "kseal.dev/owned";
@@ -32,8 +34,9 @@ pub const MANAGED_ANNOTATION: &str = "kseal.dev/managed";
 /// Condition type kstatus, Flux and Argo CD look for.
 pub const READY: &str = "Ready";
 
-/// In-sync objects are looked at again this often even without a change.
-const RESYNC: Duration = Duration::from_secs(3600);
+/// Every object is looked at again this often even without a change (all
+/// at once, see `run`: a timer per object would cost ~0.5 KiB each).
+pub const RESYNC: Duration = Duration::from_secs(3600);
 /// Bad input is retried this often (and at once when keys change).
 const PERMANENT_RETRY: Duration = Duration::from_secs(300);
 /// A Secret in the way is looked at again this often, so annotating it
@@ -50,10 +53,13 @@ enum Outcome {
     InSync,
 }
 
-pub async fn reconcile(sealed: Arc<SealedSecret>, ctx: Arc<Context>) -> Result<Action, Error> {
+pub async fn reconcile(
+    sealed: Arc<CachedSealedSecret>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
     let started = Instant::now();
     let object = ObjectRef::from_obj(sealed.as_ref());
-    let result = sync_secret(&sealed, &ctx, &object).await;
+    let result = sync_secret(&sealed, &ctx).await;
     ctx.metrics
         .observe_reconcile(started.elapsed(), result.as_ref().err());
     update_status(&sealed, &ctx, &result).await?;
@@ -73,10 +79,10 @@ pub async fn reconcile(sealed: Arc<SealedSecret>, ctx: Arc<Context>) -> Result<A
             format!("Secret {} {verb}", sealed.name_any()),
         );
     }
-    Ok(Action::requeue(RESYNC))
+    Ok(Action::await_change())
 }
 
-pub fn error_policy(sealed: Arc<SealedSecret>, error: &Error, ctx: Arc<Context>) -> Action {
+pub fn error_policy(sealed: Arc<CachedSealedSecret>, error: &Error, ctx: Arc<Context>) -> Action {
     let object = ObjectRef::from_obj(sealed.as_ref());
     if let Error::SecretNotOwned(_) = error {
         return Action::requeue(NOT_OWNED_RETRY);
@@ -103,16 +109,16 @@ impl Drop for Plaintext {
     }
 }
 
-fn decrypt_all(sealed: &SealedSecret, keys: &KeySet) -> Result<Plaintext, Error> {
+fn decrypt_all(sealed: &CachedSealedSecret, keys: &KeySet) -> Result<Plaintext, Error> {
     let keyring = &keys.keyring;
     let mut data = Plaintext(BTreeMap::new());
-    for (key, encoded) in &sealed.spec.encrypted_data {
-        let binding = value_binding(sealed, key);
+    for (key, encoded) in sealed.encrypted_data() {
+        let binding = sealed.binding(key);
         binding
             .validate()
             .map_err(|err| Error::InvalidSpec(err.to_string()))?;
         let value = SealedValue::parse(encoded).map_err(|source| Error::MalformedValue {
-            key: key.clone(),
+            key: key.to_owned(),
             source,
         })?;
         let plaintext = open(&value, &binding, keyring).map_err(|source| match source {
@@ -120,39 +126,50 @@ fn decrypt_all(sealed: &SealedSecret, keys: &KeySet) -> Result<Plaintext, Error>
                 if value.key_ids().iter().any(|id| keys.is_retired(id)) =>
             {
                 Error::RetiredKey {
-                    key: key.clone(),
+                    key: key.to_owned(),
                     key_ids,
                 }
             }
             SealError::NoMatchingIdentity { key_ids } => Error::UnknownKey {
-                key: key.clone(),
+                key: key.to_owned(),
                 key_ids,
             },
             SealError::InvalidBinding(message) => Error::InvalidSpec(message),
             source => Error::DecryptFailed {
-                key: key.clone(),
+                key: key.to_owned(),
                 source,
             },
         })?;
         data.0
-            .insert(key.clone(), ByteString(plaintext.expose().to_vec()));
+            .insert(key.to_owned(), ByteString(plaintext.expose().to_vec()));
     }
     Ok(data)
 }
 
 /// The key ids the object's values are sealed to (sorted, unique).
-pub fn key_ids_of(sealed: &SealedSecret) -> Vec<String> {
+pub fn key_ids_of(sealed: &CachedSealedSecret) -> Vec<String> {
     let ids: BTreeSet<KeyId> = sealed
-        .spec
-        .encrypted_data
-        .values()
+        .sealed_values()
         .filter_map(|encoded| SealedValue::parse(encoded).ok())
         .flat_map(|value| value.key_ids().to_vec())
         .collect();
     ids.iter().map(KeyId::to_string).collect()
 }
 
-fn owner_reference(sealed: &SealedSecret) -> Option<OwnerReference> {
+/// See [`SourceStamp`].
+fn source_stamp(uid: &str, generation: Option<i64>, key_generation: u64) -> SourceStamp {
+    let mut hash = Sha256::new();
+    hash.update((uid.len() as u64).to_be_bytes());
+    hash.update(uid.as_bytes());
+    hash.update(generation.unwrap_or(-1).to_be_bytes());
+    hash.update(key_generation.to_be_bytes());
+    let digest = hash.finalize();
+    let mut stamp = [0; 16];
+    stamp.copy_from_slice(&digest[..16]);
+    stamp
+}
+
+fn owner_reference(sealed: &CachedSealedSecret) -> Option<OwnerReference> {
     sealed.controller_owner_ref(&())
 }
 
@@ -165,8 +182,8 @@ struct Desired {
 }
 
 impl Desired {
-    fn of(sealed: &SealedSecret) -> Self {
-        let template = sealed.spec.template.clone().unwrap_or_default();
+    fn of(sealed: &CachedSealedSecret) -> Self {
+        let template = sealed.template.as_deref().cloned().unwrap_or_default();
         let metadata = template.metadata.unwrap_or_default();
         let mut labels = metadata.labels;
         labels.insert(OWNED_LABEL.to_owned(), "true".to_owned());
@@ -180,7 +197,7 @@ impl Desired {
 
     /// A digest of everything written, to notice a changed spec without
     /// reading the Secret.
-    fn digest(&self, data: &Plaintext, owner: &str) -> String {
+    fn digest(&self, data: &Plaintext, owner: &str) -> ContentDigest {
         let mut hash = Sha256::new();
         let mut field = |bytes: &[u8]| {
             hash.update((bytes.len() as u64).to_be_bytes());
@@ -200,8 +217,7 @@ impl Desired {
             field(key.as_bytes());
             field(&value.0);
         }
-        let digest = hash.finalize();
-        digest.iter().map(|b| format!("{b:02x}")).collect()
+        hash.finalize().into()
     }
 
     /// Whether `existing` already matches: same data, type and immutability,
@@ -231,20 +247,25 @@ fn owned_by(secret: &Secret, owner: &OwnerReference) -> bool {
         .any(|reference| reference.uid == owner.uid && reference.controller == Some(true))
 }
 
-async fn sync_secret(
-    sealed: &SealedSecret,
-    ctx: &Context,
-    object: &ObjectRef<SealedSecret>,
-) -> Result<Outcome, Error> {
+async fn sync_secret(sealed: &CachedSealedSecret, ctx: &Context) -> Result<Outcome, Error> {
     let name = sealed.name_any();
     let namespace = sealed
         .namespace()
         .ok_or_else(|| Error::InvalidSpec("the SealedSecret has no namespace".into()))?;
-    if sealed.spec.encrypted_data.is_empty() {
+    if !sealed.has_encrypted_data() {
         return Err(Error::InvalidSpec("spec.encryptedData is empty".into()));
     }
     let owner = owner_reference(sealed)
         .ok_or_else(|| Error::InvalidSpec("the SealedSecret has no uid yet".into()))?;
+    // Fast path without decrypting: the Secret is unchanged since it was
+    // synced from this very spec (generation) with this very key set. A
+    // status write or a relabel of the SealedSecret lands here.
+    let owned_secrets = &ctx.owned_secrets;
+    let key_generation = ctx.keys.generation();
+    let source = source_stamp(&owner.uid, sealed.metadata.generation, key_generation);
+    if owned_secrets.in_sync_from(&namespace, &name, &source) {
+        return Ok(Outcome::InSync);
+    }
     let keys = ctx.keys.get();
     let data = match decrypt_all(sealed, &keys) {
         Ok(data) => data,
@@ -257,26 +278,30 @@ async fn sync_secret(
     let desired = Desired::of(sealed);
     let digest = desired.digest(&data, &owner.uid);
 
-    // Fast path: the cached metadata shows the Secret unchanged since we last
-    // saw it in sync with this very content.
-    // Until the first list of owned Secrets is in, a cache miss means
+    let remember = |version: Option<String>| {
+        let synced = version.map(|version| Synced {
+            version: version.into(),
+            content: digest,
+            source,
+        });
+        owned_secrets.mark_synced(&namespace, &name, synced);
+    };
+    // Fast path: the watch shows the Secret unchanged since a reconcile last
+    // found or made it in sync with this very content.
+    // Until the first list of owned Secrets is in, a missing Secret means
     // nothing; wait (well under a second at start) rather than guess.
-    // Bounded: a cache that is slow to fill only costs a 409 and a read.
-    let _ =
-        tokio::time::timeout(Duration::from_secs(2), ctx.owned_secrets.wait_until_ready()).await;
-    let cached = ctx
-        .owned_secrets
-        .get(&ObjectRef::new(&name).within(&namespace));
-    let cached_version = cached.and_then(|meta| meta.metadata.resource_version.clone());
-    if let (Some(version), Some(known)) = (&cached_version, ctx.in_sync_version(object))
-        && known == format!("{version}/{digest}")
-    {
+    // Bounded: an index that is slow to fill only costs a 409 and a read.
+    let _ = tokio::time::timeout(Duration::from_secs(2), owned_secrets.wait_until_ready()).await;
+    if owned_secrets.unchanged_since_sync(&namespace, &name, &digest) {
+        // Same content from a new source (a key rotation, say): remember
+        // the new source so the next reconcile takes the fast path.
+        if let Some(version) = owned_secrets.resource_version(&namespace, &name) {
+            remember(Some(version));
+        }
         return Ok(Outcome::InSync);
     }
+    let cached_version = owned_secrets.resource_version(&namespace, &name);
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
-    let remember = |version: Option<String>| {
-        ctx.mark_in_sync(object.clone(), version.map(|v| format!("{v}/{digest}")));
-    };
     let create = || async {
         let mut secret = Secret::default();
         secret.metadata.name = Some(name.clone());
@@ -390,7 +415,7 @@ fn now() -> String {
 /// Writes the status when it changed; emits a Warning event when a failure
 /// is new (not on every retry).
 async fn update_status(
-    sealed: &SealedSecret,
+    sealed: &CachedSealedSecret,
     ctx: &Context,
     result: &Result<Outcome, Error>,
 ) -> Result<(), Error> {
@@ -405,11 +430,9 @@ async fn update_status(
     let generation = sealed.metadata.generation;
     let object = ObjectRef::from_obj(sealed);
     let uid = sealed.metadata.uid.clone().unwrap_or_default();
-    // What the API server holds: our last write if the cache has not caught
-    // up with it yet, else the cached status.
-    let known = ctx
-        .written_status(&object, &uid)
-        .or_else(|| sealed.status.clone());
+    // What the API server holds: our last write if the watch has not shown
+    // it yet, else the watched status.
+    let known = ctx.known_status(&object, &uid, sealed.status.as_ref());
     let previous = known
         .as_ref()
         .and_then(|status| status.conditions.iter().find(|c| c.type_ == READY));
@@ -454,7 +477,13 @@ async fn update_status(
     Ok(())
 }
 
-fn publish(ctx: &Context, sealed: &SealedSecret, type_: EventType, reason: &str, note: String) {
+fn publish(
+    ctx: &Context,
+    sealed: &CachedSealedSecret,
+    type_: EventType,
+    reason: &str,
+    note: String,
+) {
     let event = Event {
         type_,
         reason: reason.to_owned(),

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::{Stream, StreamExt};
+use futures::{Stream, StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Secret;
 use kseal_shared::SealedSecret;
 use kube::core::PartialObjectMeta;
@@ -15,16 +15,18 @@ use kube::runtime::events::Reporter;
 use crate::events::EventSink;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Api, Client, ResourceExt};
+use kube::{Api, Client};
 use tokio::sync::watch;
 
+use crate::cached::CachedSealedSecret;
 use crate::config::Settings;
 use crate::context::Context;
 use crate::http::{self, ApiState, RateLimiter};
 use crate::keys::{KeyManager, KeyStore};
 use crate::leader::LeaderElector;
 use crate::metrics::Metrics;
-use crate::reconcile::{OWNED_LABEL, error_policy, reconcile};
+use crate::owned::OwnedSecrets;
+use crate::reconcile::{OWNED_LABEL, RESYNC, error_policy, reconcile};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -65,7 +67,7 @@ pub async fn run(settings: Settings) -> Result<(), RunError> {
         },
         metrics.events_dropped.clone(),
     );
-    let sealed_store: Arc<Mutex<Vec<Store<SealedSecret>>>> = Arc::default();
+    let sealed_store: Arc<Mutex<Vec<Store<CachedSealedSecret>>>> = Arc::default();
 
     tokio::spawn(
         keys.clone()
@@ -133,7 +135,7 @@ async fn lead(
     settings: &Settings,
     keys: &KeyStore,
     metrics: &Arc<Metrics>,
-    sealed_store: &Arc<Mutex<Vec<Store<SealedSecret>>>>,
+    sealed_store: &Arc<Mutex<Vec<Store<CachedSealedSecret>>>>,
     events: &EventSink,
 ) {
     let manager = KeyManager {
@@ -179,7 +181,7 @@ async fn reconciler(
     settings: &Settings,
     keys: &KeyStore,
     metrics: &Arc<Metrics>,
-    sealed_store: &Arc<Mutex<Vec<Store<SealedSecret>>>>,
+    sealed_store: &Arc<Mutex<Vec<Store<CachedSealedSecret>>>>,
     events: &EventSink,
 ) {
     let scopes: Vec<Option<&str>> = if settings.watch_namespaces.is_empty() {
@@ -212,7 +214,7 @@ async fn reconcile_in(
     settings: &Settings,
     keys: &KeyStore,
     metrics: &Arc<Metrics>,
-    sealed_store: &Arc<Mutex<Vec<Store<SealedSecret>>>>,
+    sealed_store: &Arc<Mutex<Vec<Store<CachedSealedSecret>>>>,
     events: &EventSink,
     namespace: Option<&str>,
 ) {
@@ -225,27 +227,25 @@ async fn reconcile_in(
             // `Api<PartialObjectMeta<_>>` makes metadata-only list and watch requests.
             None => (Api::all(client.clone()), Api::all(client.clone())),
         };
-    // Owned Secrets: label-selected, metadata only (no data in memory).
-    let (owned_reader, owned_writer) = reflector::store();
+    // Owned Secrets: label-selected, metadata only (no data in memory), and
+    // of that only what reconciling needs (see `owned`).
+    let owned_secrets = Arc::new(OwnedSecrets::default());
+    let index = owned_secrets.clone();
     let owned = watcher(
         secret_api,
         watcher::Config::default().labels(&format!("{OWNED_LABEL}=true")),
     )
     .default_backoff()
-    .modify(|secret| secret.managed_fields_mut().clear())
-    .reflect(owned_writer)
+    .map_ok(move |event| {
+        index.apply(&event);
+        event
+    })
     .touched_objects();
-    // SealedSecrets, stored without managedFields and the client-side apply
-    // copy: with thousands of objects those are most of the memory.
+    // SealedSecrets, cached with only what reconciling reads (see `cached`).
     let (sealed_reader, sealed_writer) = reflector::store();
     let sealed = watcher(sealed_api, watcher::Config::default())
         .default_backoff()
-        .modify(|sealed| {
-            sealed.managed_fields_mut().clear();
-            sealed
-                .annotations_mut()
-                .remove("kubectl.kubernetes.io/last-applied-configuration");
-        })
+        .map_ok(to_cached)
         .reflect(sealed_writer)
         .applied_objects();
     let ctx = Arc::new(Context {
@@ -253,14 +253,13 @@ async fn reconcile_in(
         keys: keys.clone(),
         metrics: metrics.clone(),
         events: events.clone(),
-        owned_secrets: owned_reader,
-        in_sync: Mutex::new(HashMap::new()),
+        owned_secrets,
         failures: Mutex::new(HashMap::new()),
         written_status: Mutex::new(HashMap::new()),
     });
     let controller = Controller::for_stream(sealed, sealed_reader)
         .owns_stream(owned)
-        .reconcile_all_on(key_changes(keys))
+        .reconcile_all_on(futures::stream::select(key_changes(keys), every(RESYNC)))
         .with_config(controller::Config::default().concurrency(settings.concurrency));
     if let Ok(mut slot) = sealed_store.lock() {
         slot.push(controller.store());
@@ -273,6 +272,24 @@ async fn reconcile_in(
             }
         })
         .await;
+}
+
+fn to_cached(event: watcher::Event<SealedSecret>) -> watcher::Event<CachedSealedSecret> {
+    match event {
+        watcher::Event::Apply(sealed) => watcher::Event::Apply(sealed.into()),
+        watcher::Event::Delete(sealed) => watcher::Event::Delete(sealed.into()),
+        watcher::Event::Init => watcher::Event::Init,
+        watcher::Event::InitApply(sealed) => watcher::Event::InitApply(sealed.into()),
+        watcher::Event::InitDone => watcher::Event::InitDone,
+    }
+}
+
+/// Emits once per `period`.
+fn every(period: Duration) -> impl Stream<Item = ()> + Send + 'static {
+    futures::stream::unfold((), move |()| async move {
+        tokio::time::sleep(period).await;
+        Some(((), ()))
+    })
 }
 
 /// Emits once per change of the key set, so objects sealed to a key that
