@@ -2,8 +2,9 @@
 //! control plane, against the targets in `/work/shared/product.md`.
 //!
 //! 1. Baseline: the applying client creates N Secrets (5 values each) with
-//!    server-side apply, `--concurrency` requests in flight, no client-side
-//!    QPS limit; the time until the last one is accepted.
+//!    server-side apply, `--concurrency` requests in flight, with the
+//!    controller's client and `--client-qps`/`--client-burst` as its rate
+//!    limit (none by default); the time until the last one is accepted.
 //! 2. Controller: the release `kseal-controller` runs (default flags except
 //!    `--key-renew-period 0`, plus any `--controller-arg`); N SealedSecrets
 //!    sealed to its published key (before the clock starts) are applied with
@@ -55,6 +56,15 @@ pub struct Args {
     /// Requests the applying client keeps in flight (baseline and controller run)
     #[arg(long, default_value_t = 16)]
     concurrency: usize,
+    /// Client-side request rate limit of the applying client, requests per
+    /// second, in both runs (0: none, like a client that leaves throttling to
+    /// the API server's priority and fairness). E.g. 50 with burst 300 is
+    /// Flux's client setting when the API server does not do that.
+    #[arg(long, default_value_t = 0.0, value_name = "QPS")]
+    client_qps: f64,
+    /// Requests the applying client may send at once above --client-qps
+    #[arg(long, default_value_t = 300, value_name = "N")]
+    client_burst: u32,
     /// Extra argument for kseal-controller; repeatable, e.g.
     /// `--controller-arg=--kube-qps=0`
     #[arg(
@@ -82,6 +92,9 @@ pub fn run(args: Args) -> Result<()> {
     if args.count == 0 || args.values == 0 || args.concurrency == 0 {
         bail!("--count, --values and --concurrency must be at least 1");
     }
+    if !args.client_qps.is_finite() || args.client_qps < 0.0 {
+        bail!("--client-qps must be 0 (no limit) or a positive number");
+    }
     let controller_bin = match &args.controller_bin {
         Some(bin) => bin.clone(),
         None => build_release()?.join("kseal-controller"),
@@ -97,6 +110,14 @@ pub fn run(args: Args) -> Result<()> {
     let figures = rt.block_on(bench(&args, &controller_bin))?;
     println!("{}", serde_json::to_string(&figures)?);
     Ok(())
+}
+
+fn client_limit(args: &Args) -> String {
+    if args.client_qps > 0.0 {
+        format!("{} (burst {})", args.client_qps, args.client_burst)
+    } else {
+        "unlimited".to_owned()
+    }
 }
 
 fn note(text: &str) {
@@ -637,8 +658,10 @@ async fn bench(args: &Args, controller_bin: &Path) -> Result<serde_json::Value> 
     let timeout = Duration::from_secs(args.timeout);
     let load_start = load();
     note(&format!(
-        "N={n}, {} values each, client concurrency {}; load {load_start}",
-        args.values, args.concurrency
+        "N={n}, {} values each, client concurrency {}, client QPS {}; load {load_start}",
+        args.values,
+        args.concurrency,
+        client_limit(args)
     ));
     if cfg!(debug_assertions) {
         note(
@@ -653,13 +676,20 @@ async fn bench(args: &Args, controller_bin: &Path) -> Result<serde_json::Value> 
         cp.dir().display()
     ));
     setup(&client).await?;
+    // The applying client: the controller's own client implementation, with
+    // the requested rate limit (none by default).
+    let apply_client = {
+        let kubeconfig = kube::config::Kubeconfig::read_from(cp.admin_kubeconfig())?;
+        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?;
+        kseal_controller::client::build(config, args.client_qps, args.client_burst)?
+    };
 
     // Baseline: the same client settings creating the same N Secrets directly.
     let baseline_s = if args.no_baseline {
         None
     } else {
         let secrets = baseline_secrets(n, args.values);
-        let api: Api<Secret> = Api::namespaced(client.clone(), BASELINE_NAMESPACE);
+        let api: Api<Secret> = Api::namespaced(apply_client.clone(), BASELINE_NAMESPACE);
         let load_before = load();
         let elapsed = apply_all(&api, &secrets, args.concurrency).await?;
         note(&format!(
@@ -745,7 +775,8 @@ async fn bench(args: &Args, controller_bin: &Path) -> Result<serde_json::Value> 
     let started = Instant::now();
     let (applied, mut peak_rss_sampled) = {
         let pid = controller.pid()?;
-        let apply = apply_all(&sealed_api, &objects, args.concurrency);
+        let apply_api: Api<SealedSecret> = Api::namespaced(apply_client.clone(), NAMESPACE);
+        let apply = apply_all(&apply_api, &objects, args.concurrency);
         let mut apply = std::pin::pin!(apply);
         let mut peak = 0;
         let mut tick = tokio::time::interval(Duration::from_millis(200));
@@ -832,6 +863,8 @@ async fn bench(args: &Args, controller_bin: &Path) -> Result<serde_json::Value> 
         "count": n,
         "values_per_object": values,
         "client_concurrency": args.concurrency,
+        "client_qps": args.client_qps,
+        "client_burst": (args.client_qps > 0.0).then_some(args.client_burst),
         "controller_args": args.controller_args,
         "baseline_s": baseline_s.map(|s| round(s, 3)),
         "controller_apply_s": round(applied.as_secs_f64(), 3),
