@@ -14,6 +14,7 @@ use kseal_shared::age::secrecy::ExposeSecret;
 use kseal_shared::keys::parse_identity_file;
 use kseal_shared::{Identity, KeyId, Keyring, Recipient};
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::reflector::Store;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 use serde::Serialize;
@@ -258,22 +259,26 @@ impl KeyStore {
         let config = watcher::Config::default().labels(&format!("{KEY_LABEL}=true"));
         let (reader, writer) = kube::runtime::reflector::store();
         // Deletions matter too (a deleted key must stop decrypting).
-        let stream = kube::runtime::reflector(writer, watcher(api, config))
-            .default_backoff()
-            .touched_objects();
+        let stream = kube::runtime::reflector(writer, watcher(api, config)).default_backoff();
         let mut stream = std::pin::pin!(stream);
-        // The first load completes when the initial list is in the store.
-        let ready = reader.clone();
-        let store = self.clone();
-        tokio::spawn(async move {
-            if ready.wait_until_ready().await.is_ok() {
-                store.refresh_from(&ready.state());
-            }
-        });
         while let Some(event) = stream.next().await {
             match event {
-                Ok(_) => self.refresh_from(&reader.state()),
+                Ok(event) => self.on_event(&event, &reader),
                 Err(err) => tracing::warn!(error = %err, "watching key Secrets"),
+            }
+        }
+    }
+
+    /// Takes in one event of the key watch, after the reflector has.
+    fn on_event(&self, event: &watcher::Event<Secret>, reader: &Store<Secret>) {
+        match event {
+            // The reflector keeps serving the previous list until the new
+            // one is complete (empty at start): loading it now would publish
+            // an empty key set and fail every reconcile with UnknownKey
+            // until InitDone, moments later.
+            watcher::Event::Init | watcher::Event::InitApply(_) => {}
+            watcher::Event::Apply(_) | watcher::Event::Delete(_) | watcher::Event::InitDone => {
+                self.refresh_from(&reader.state());
             }
         }
     }
@@ -629,4 +634,47 @@ pub fn public_keys_config_map(set: &KeySet, namespace: &str) -> ConfigMap {
     ]));
     // Server-side apply needs apiVersion and kind in the body.
     config_map
+}
+
+#[cfg(test)]
+mod tests {
+    use kube::runtime::reflector;
+
+    use super::*;
+
+    #[test]
+    fn a_list_in_progress_is_not_loaded_as_an_empty_key_set() {
+        let keys = KeyStore::new();
+        let (reader, mut writer) = reflector::store();
+        let secret = key_secret(
+            &Identity::generate(),
+            "kseal-system",
+            KeyState::Active,
+            "2026-11-22T00:00:00Z",
+            None,
+        );
+        let mut feed = |event: watcher::Event<Secret>| {
+            writer.apply_watcher_event(&event);
+            keys.on_event(&event, &reader);
+        };
+        feed(watcher::Event::Init);
+        feed(watcher::Event::InitApply(secret.clone()));
+        assert!(!keys.loaded(), "loaded before the list was complete");
+        feed(watcher::Event::InitDone);
+        assert!(keys.loaded());
+        assert_eq!(keys.get().keys.len(), 1);
+        assert!(keys.get().active().is_some());
+
+        // A re-list keeps the current keys until it is complete.
+        let generation = keys.generation();
+        feed(watcher::Event::Init);
+        feed(watcher::Event::InitApply(secret));
+        assert_eq!(keys.get().keys.len(), 1);
+        feed(watcher::Event::InitDone);
+        assert_eq!(
+            keys.generation(),
+            generation,
+            "an unchanged set is not a change"
+        );
+    }
 }
