@@ -242,8 +242,11 @@ async fn reconcile_in(
     })
     .touched_objects();
     // SealedSecrets, cached with only what reconciling reads (see `cached`).
+    // Listed 100 at a time: a page is parsed whole (managedFields and all,
+    // ~8 KiB an object) while the cached copies are made, and with pages of
+    // 500 a restart at 5,000 objects peaked 20 MiB above the bulk sync.
     let (sealed_reader, sealed_writer) = reflector::store();
-    let sealed = watcher(sealed_api, watcher::Config::default())
+    let sealed = watcher(sealed_api, watcher::Config::default().page_size(100))
         .default_backoff()
         .map_ok(to_cached)
         .reflect(sealed_writer)
