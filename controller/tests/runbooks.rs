@@ -477,9 +477,14 @@ async fn disaster_recovery_into_a_new_cluster() {
     );
     assert_eq!(code, 0, "{err}");
     assert!(err.contains("restored 1 key(s)"), "{err}");
-    let (code, list, err) = step(RECOVERY, dir, "kseal keys list", &kc);
-    assert_eq!(code, 0, "{err}");
-    assert!(list.contains(&old_id), "{list}");
+    // `keys list` shows what the controller publishes, which follows the
+    // restored key Secrets moments later.
+    eventually("the restored key in `kseal keys list`", || async {
+        let (code, list, err) = step(RECOVERY, dir, "kseal keys list", &kc);
+        assert_eq!(code, 0, "{err}");
+        list.contains(&old_id)
+    })
+    .await;
     // Restoring twice changes nothing.
     let (code, _, err) = step(
         RECOVERY,
