@@ -201,17 +201,8 @@ fn service_monitor_crd() -> CustomResourceDefinition {
 }
 
 async fn crd_established(client: &Client, name: &str) {
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    eventually(&format!("CRD {name} established"), || async {
-        crds.get(name)
-            .await
-            .ok()
-            .and_then(|crd| crd.status)
-            .and_then(|status| status.conditions)
-            .is_some_and(|c| {
-                c.iter()
-                    .any(|c| c.type_ == "Established" && c.status == "True")
-            })
+    eventually(&format!("CRD {name} established"), || {
+        kseal_testenv::crd_established(client, name)
     })
     .await;
 }

@@ -260,16 +260,8 @@ async fn every_example_object_passes_server_side_dry_run() {
     ] {
         let name = crd.metadata.name.clone().unwrap();
         crds.create(&PostParams::default(), &crd).await.unwrap();
-        eventually(&format!("{name} established"), || async {
-            crds.get(&name)
-                .await
-                .ok()
-                .and_then(|c| c.status)
-                .and_then(|s| s.conditions)
-                .is_some_and(|c| {
-                    c.iter()
-                        .any(|c| c.type_ == "Established" && c.status == "True")
-                })
+        eventually(&format!("{name} established"), || {
+            kseal_testenv::crd_established(&client, &name)
         })
         .await;
     }

@@ -225,22 +225,9 @@ async fn setup(client: &Client) -> Result<()> {
             .create(&PostParams::default(), &namespace)
             .await?;
     }
-    wait_for(
-        "the CRD to be established",
-        Duration::from_secs(60),
-        || async {
-            crds.get("sealedsecrets.kseal.dev")
-                .await
-                .ok()
-                .and_then(|c| c.status)
-                .is_some_and(|s| {
-                    s.conditions
-                        .unwrap_or_default()
-                        .iter()
-                        .any(|c| c.type_ == "Established" && c.status == "True")
-                })
-        },
-    )
+    wait_for("the CRD to be established", Duration::from_secs(60), || {
+        kseal_testenv::crd_established(client, "sealedsecrets.kseal.dev")
+    })
     .await?;
     Ok(())
 }
@@ -458,7 +445,8 @@ impl Controller {
     }
 
     async fn get(&self, path: &str) -> Option<(u16, String)> {
-        http_get(&format!("127.0.0.1:{}", self.port), path).await
+        let host = format!("127.0.0.1:{}", self.port);
+        kseal_testenv::http::request(&host, "GET", path, None, &[]).await
     }
 
     /// Counter `name` from the controller's /metrics.
@@ -476,44 +464,6 @@ impl Controller {
             rest.split_whitespace().next()?.parse().ok()
         })
     }
-}
-
-/// A minimal HTTP/1.1 GET (no client dependency for two endpoints).
-async fn http_get(host: &str, path: &str) -> Option<(u16, String)> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(host).await.ok()?;
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.ok()?;
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).await.ok()?;
-    let text = String::from_utf8_lossy(&response).into_owned();
-    let status = text.split(' ').nth(1)?.parse().ok()?;
-    let (head, body) = text.split_once("\r\n\r\n")?;
-    let body = if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        dechunk(body)
-    } else {
-        body.to_owned()
-    };
-    Some((status, body))
-}
-
-fn dechunk(body: &str) -> String {
-    let mut out = String::new();
-    let mut rest = body;
-    while let Some((size, after)) = rest.split_once("\r\n") {
-        let Ok(size) = usize::from_str_radix(size.trim(), 16) else {
-            break;
-        };
-        if size == 0 || after.len() < size {
-            break;
-        }
-        out.push_str(&after[..size]);
-        rest = after[size..].trim_start_matches("\r\n");
-    }
-    out
 }
 
 /// `(VmHWM, VmRSS)` of a process, in KiB.

@@ -177,17 +177,8 @@ async fn demo() -> Result<()> {
             .create(&PostParams::default(), &namespace)
             .await?;
     }
-    wait_for("the CRD to be established", || async {
-        crds.get("sealedsecrets.kseal.dev")
-            .await
-            .ok()
-            .and_then(|c| c.status)
-            .is_some_and(|s| {
-                s.conditions
-                    .unwrap_or_default()
-                    .iter()
-                    .any(|c| c.type_ == "Established" && c.status == "True")
-            })
+    wait_for("the CRD to be established", || {
+        kseal_testenv::crd_established(&client, "sealedsecrets.kseal.dev")
     })
     .await?;
 

@@ -88,73 +88,23 @@ impl Drop for Controller {
     }
 }
 
-/// A minimal HTTP/1.1 client for the controller's API (no extra dependency).
+/// One request to the controller's HTTP API (`http://host:port/path`);
+/// status 0 and no body when it cannot connect.
 pub async fn http(
     url: &str,
     method: &str,
     content_type: Option<&str>,
     body: Option<Vec<u8>>,
 ) -> (u16, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let rest = url.strip_prefix("http://").unwrap();
     let (host, path) = rest
         .split_once('/')
         .map(|(h, p)| (h, format!("/{p}")))
         .unwrap();
-    let Ok(mut stream) = tokio::net::TcpStream::connect(host).await else {
-        return (0, String::new());
-    };
     let body = body.unwrap_or_default();
-    let mut request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    if let Some(content_type) = content_type {
-        request.push_str(&format!("Content-Type: {content_type}\r\n"));
-    }
-    request.push_str("\r\n");
-    if stream.write_all(request.as_bytes()).await.is_err() {
-        return (0, String::new());
-    }
-    // The server may answer (413) before reading the whole body.
-    let _ = stream.write_all(&body).await;
-    let mut response = Vec::new();
-    let _ = stream.read_to_end(&mut response).await;
-    let text = String::from_utf8_lossy(&response).into_owned();
-    let status = text
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    let body = if text
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        dechunk(&body)
-    } else {
-        body
-    };
-    (status, body)
-}
-
-fn dechunk(body: &str) -> String {
-    let mut out = String::new();
-    let mut rest = body;
-    while let Some((size, after)) = rest.split_once("\r\n") {
-        let Ok(size) = usize::from_str_radix(size.trim(), 16) else {
-            break;
-        };
-        if size == 0 || after.len() < size {
-            break;
-        }
-        out.push_str(&after[..size]);
-        rest = after[size..].trim_start_matches("\r\n");
-    }
-    out
+    kseal_testenv::http::request(host, method, &path, content_type, &body)
+        .await
+        .unwrap_or((0, String::new()))
 }
 
 pub struct Fixture {
@@ -174,18 +124,8 @@ impl Fixture {
         crds.create(&PostParams::default(), &SealedSecret::crd())
             .await
             .unwrap();
-        eventually("CRD established", || async {
-            crds.get("sealedsecrets.kseal.dev")
-                .await
-                .ok()
-                .and_then(|crd| crd.status)
-                .is_some_and(|status| {
-                    status
-                        .conditions
-                        .unwrap_or_default()
-                        .iter()
-                        .any(|c| c.type_ == "Established" && c.status == "True")
-                })
+        eventually("CRD established", || {
+            kseal_testenv::crd_established(&client, "sealedsecrets.kseal.dev")
         })
         .await;
         let dir = cp.dir().to_path_buf();

@@ -20,6 +20,7 @@
 pub mod bins;
 pub mod certs;
 mod cluster;
+pub mod http;
 pub mod process;
 pub mod versions;
 
@@ -59,4 +60,21 @@ pub fn bins_or_skip() -> Option<BinDir> {
 pub(crate) fn say(line: &str) {
     use std::io::Write as _;
     let _ = writeln!(std::io::stderr(), "{line}");
+}
+
+/// Whether the CustomResourceDefinition `name` exists and is `Established`
+/// (its resource can be used). One request; callers poll.
+pub async fn crd_established(client: &kube::Client, name: &str) -> bool {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    kube::Api::<CustomResourceDefinition>::all(client.clone())
+        .get(name)
+        .await
+        .ok()
+        .and_then(|crd| crd.status)
+        .and_then(|status| status.conditions)
+        .is_some_and(|conditions| {
+            conditions
+                .iter()
+                .any(|c| c.type_ == "Established" && c.status == "True")
+        })
 }

@@ -112,13 +112,8 @@ async fn api_gc_rbac_and_namespaces() {
         }
     }));
     crds.create(&PostParams::default(), &crd).await.unwrap();
-    eventually("the CRD to be established", WAIT, || async {
-        let crd = crds.get("widgets.testenv.kseal.dev").await.unwrap();
-        crd.status
-            .and_then(|s| s.conditions)
-            .unwrap_or_default()
-            .iter()
-            .any(|c| c.type_ == "Established" && c.status == "True")
+    eventually("the CRD to be established", WAIT, || {
+        kseal_testenv::crd_established(&admin, "widgets.testenv.kseal.dev")
     })
     .await;
     let gvk = GroupVersionKind::gvk("testenv.kseal.dev", "v1", "Widget");
