@@ -190,16 +190,13 @@ impl OwnedSecrets {
         }
     }
 
-    /// How many Secrets the index holds (for tests and diagnostics).
-    pub fn len(&self) -> usize {
+    /// How many Secrets the index holds.
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.index
             .read()
             .map(|index| index.live.values().map(HashMap::len).sum())
             .unwrap_or(0)
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 

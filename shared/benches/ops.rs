@@ -13,12 +13,16 @@
 
 #![allow(clippy::expect_used)]
 
-use std::fmt::Write as _;
 use std::hint::black_box;
 
 use kseal_shared::envelope::{Keyring, open, rewrap, seal};
 use kseal_shared::manifest::{ManifestFile, PlainSecret};
 use kseal_shared::{Binding, Identity, Scope};
+
+#[path = "support/mod.rs"]
+mod support;
+
+use support::manifest;
 
 const OPERATIONS: [&str; 9] = [
     "seal/32B",
@@ -38,31 +42,6 @@ fn size_of(operation: &str) -> usize {
         Some("64KiB") => 64 * 1024,
         _ => 32,
     }
-}
-
-/// The same 1,000-Secret file as the `manifest` bench.
-fn manifest() -> String {
-    let mut text = String::new();
-    for i in 0..1000 {
-        let _ = write!(
-            text,
-            "---\n# Secret {i}\napiVersion: v1\nkind: Secret\nmetadata:\n  name: app-{i}\n  namespace: team-{}\n  labels:\n    app.kubernetes.io/name: app-{i}\n  annotations:\n    owner: team-{}\ntype: Opaque\ndata:\n",
-            i % 10,
-            i % 10
-        );
-        for k in 0..5 {
-            let value: String = (0..42)
-                .map(|n| {
-                    char::from(
-                        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
-                            [(i * 7 + k * 13 + n) % 64],
-                    )
-                })
-                .collect();
-            let _ = writeln!(text, "  key{k}: {value}A=");
-        }
-    }
-    text
 }
 
 fn main() {
