@@ -671,17 +671,7 @@ async fn bench(args: &Args, controller_bin: &Path) -> Result<serde_json::Value> 
     // The controller: release build, default flags except key renewal.
     let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let kubeconfig = cp.admin_kubeconfig().display().to_string();
-    let mut controller_args: Vec<OsString> = [
-        "--kubeconfig",
-        &kubeconfig,
-        "--http-addr",
-        &format!("127.0.0.1:{port}"),
-        "--key-renew-period",
-        "0",
-    ]
-    .iter()
-    .map(OsString::from)
-    .collect();
+    let mut controller_args = crate::demo::local_controller_args(&kubeconfig, port);
     controller_args.extend(args.controller_args.iter().map(OsString::from));
     note(&format!(
         "controller: {} {}",

@@ -184,17 +184,7 @@ async fn demo() -> Result<()> {
 
     step("Running kseal-controller (it generates and publishes a key on first start)");
     let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let args: Vec<OsString> = [
-        "--kubeconfig",
-        &kubeconfig,
-        "--http-addr",
-        &format!("127.0.0.1:{port}"),
-        "--key-renew-period",
-        "0",
-    ]
-    .iter()
-    .map(OsString::from)
-    .collect();
+    let args = local_controller_args(&kubeconfig, port);
     let mut controller = Component::new(
         "kseal-controller",
         bin.join("kseal-controller"),
@@ -284,4 +274,20 @@ async fn demo() -> Result<()> {
         started.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// Arguments for a kseal-controller process beside a local control plane:
+/// its kubeconfig, HTTP on 127.0.0.1:`port`, no scheduled key renewal.
+pub fn local_controller_args(kubeconfig: &str, port: u16) -> Vec<OsString> {
+    [
+        "--kubeconfig",
+        kubeconfig,
+        "--http-addr",
+        &format!("127.0.0.1:{port}"),
+        "--key-renew-period",
+        "0",
+    ]
+    .iter()
+    .map(OsString::from)
+    .collect()
 }
