@@ -44,7 +44,8 @@ fn kubernetes(v: &Versions, dir: &Path) -> Result<()> {
         .map(|m| format!("\t{m} => {m} {staging}\n"))
         .collect();
     let text = format!(
-        "// Wrapper module that builds kube-apiserver and kube-controller-manager from\n\
+        "// Wrapper module that builds the Kubernetes binaries the tests run (control\n\
+         // plane, node and kubectl) from\n\
          // the upstream k8s.io/kubernetes module. k8s.io/kubernetes requires its staging\n\
          // modules at v0.0.0 and replaces them with ./staging paths, which only work\n\
          // inside its own repository; here each is replaced by the published {staging}\n\
@@ -52,11 +53,15 @@ fn kubernetes(v: &Versions, dir: &Path) -> Result<()> {
          // go.mod; the version pin lives in tests/versions.env.\n\
          module kseal.dev/tests/gomod/kubernetes\n\n\
          go {go}\n\n\
-         tool (\n\tk8s.io/kubernetes/cmd/kube-apiserver\n\tk8s.io/kubernetes/cmd/kube-controller-manager\n)\n\n\
+         tool (\n{tools})\n\n\
          require k8s.io/kubernetes {kver}\n\n\
          replace (\n{replaces})\n",
         go = go_directive(&upstream)?,
         kver = v.kubernetes,
+        tools = kseal_testenv::bins::KUBERNETES_COMMANDS
+            .iter()
+            .map(|cmd| format!("\tk8s.io/kubernetes/cmd/{cmd}\n"))
+            .collect::<String>(),
     );
     write_and_tidy(dir, &text)
 }

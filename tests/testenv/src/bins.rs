@@ -19,8 +19,29 @@ use anyhow::{Context, Result, bail, ensure as check};
 
 use crate::versions::Versions;
 
+/// The commands built from `k8s.io/kubernetes` (`cmd/<name>`), in one `go
+/// build`: the control plane, a worker node (kubelet, kube-proxy, the
+/// scheduler) and `kubectl`, the reference client tests compare against.
+pub const KUBERNETES_COMMANDS: [&str; 6] = [
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "kubelet",
+    "kube-proxy",
+    "kubectl",
+];
+
 /// Names of the binaries a complete cache directory holds.
-pub const BINARIES: [&str; 4] = ["etcd", "kube-apiserver", "kube-controller-manager", "helm"];
+pub const BINARIES: [&str; 8] = [
+    "etcd",
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "kubelet",
+    "kube-proxy",
+    "kubectl",
+    "helm",
+];
 
 /// Environment variable naming a ready directory of binaries (skips building).
 pub const BIN_DIR_ENV: &str = "KSEAL_TEST_BIN_DIR";
@@ -47,6 +68,22 @@ impl BinDir {
     /// `kube-controller-manager`.
     pub fn kube_controller_manager(&self) -> PathBuf {
         self.dir.join("kube-controller-manager")
+    }
+    /// `kube-scheduler`.
+    pub fn kube_scheduler(&self) -> PathBuf {
+        self.dir.join("kube-scheduler")
+    }
+    /// `kubelet`.
+    pub fn kubelet(&self) -> PathBuf {
+        self.dir.join("kubelet")
+    }
+    /// `kube-proxy`.
+    pub fn kube_proxy(&self) -> PathBuf {
+        self.dir.join("kube-proxy")
+    }
+    /// `kubectl`, built from the same pinned release as the control plane.
+    pub fn kubectl(&self) -> PathBuf {
+        self.dir.join("kubectl")
     }
     /// `helm`.
     pub fn helm(&self) -> PathBuf {
@@ -219,8 +256,7 @@ fn build_all(versions: &Versions, out: &Path) -> Result<()> {
     )?;
     report += &timing("etcd", t.elapsed());
 
-    // kube-apiserver and kube-controller-manager in one go build (they share
-    // most packages).
+    // Every Kubernetes command in one go build (they share most packages).
     let (major, minor) = versions.kubernetes_major_minor()?;
     let v = "k8s.io/component-base/version";
     let ldflags = format!(
@@ -232,7 +268,7 @@ fn build_all(versions: &Versions, out: &Path) -> Result<()> {
     let mut out_dir = out.as_os_str().to_owned();
     out_dir.push("/");
     run_go(
-        "kube-apiserver, kube-controller-manager",
+        &KUBERNETES_COMMANDS.join(", "),
         out,
         Command::new("go")
             .current_dir(gomod.join("kubernetes"))
@@ -240,12 +276,13 @@ fn build_all(versions: &Versions, out: &Path) -> Result<()> {
             .arg(format!("-ldflags={ldflags}"))
             .arg("-o")
             .arg(out_dir)
-            .args([
-                "k8s.io/kubernetes/cmd/kube-apiserver",
-                "k8s.io/kubernetes/cmd/kube-controller-manager",
-            ]),
+            .args(
+                KUBERNETES_COMMANDS
+                    .iter()
+                    .map(|cmd| format!("k8s.io/kubernetes/cmd/{cmd}")),
+            ),
     )?;
-    report += &timing("kube-apiserver+kube-controller-manager", t.elapsed());
+    report += &timing(&KUBERNETES_COMMANDS.join("+"), t.elapsed());
 
     // helm has no replace directives: plain `go install …@version`. Its
     // default kube version (used by `helm template` and lint) is set to the
