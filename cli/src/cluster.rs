@@ -8,13 +8,13 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, anyhow, bail};
 use clap::Args;
 use k8s_openapi::api::core::v1::ConfigMap;
-use kseal_shared::Recipient;
-use kseal_shared::keys::parse_recipients_file;
+use kseal_shared::contract::{
+    DEFAULT_CONTROLLER_NAMESPACE, DEFAULT_CONTROLLER_SERVICE, ErrorResponse, HTTP_PORT_NAME,
+    PUBLIC_KEYS_CONFIGMAP, RECIPIENTS_DATA_KEY,
+};
+use kseal_shared::x25519::{Recipient, parse_recipients_file};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config};
-
-/// The ConfigMap the controller publishes its public keys in.
-pub const PUBLIC_KEYS_CONFIGMAP: &str = "kseal-public-keys";
 
 #[derive(Debug, Args, Clone)]
 pub struct ClusterArgs {
@@ -28,11 +28,11 @@ pub struct ClusterArgs {
     #[arg(
         long,
         env = "KSEAL_CONTROLLER_NAMESPACE",
-        default_value = "kseal-system"
+        default_value = DEFAULT_CONTROLLER_NAMESPACE
     )]
     pub controller_namespace: String,
     /// Name of the controller's Service (for the service proxy)
-    #[arg(long, default_value = "kseal-controller")]
+    #[arg(long, default_value = DEFAULT_CONTROLLER_SERVICE)]
     pub controller_service: String,
     /// Reach the controller directly at this URL (e.g. http://127.0.0.1:8080 after a port-forward) instead of through the API server's service proxy
     #[arg(long, value_name = "URL")]
@@ -83,8 +83,8 @@ pub fn fetch_recipients_text(args: &ClusterArgs) -> Result<String> {
         config_map
             .data
             .unwrap_or_default()
-            .remove("recipients.txt")
-            .ok_or_else(|| anyhow!("ConfigMap {PUBLIC_KEYS_CONFIGMAP} has no recipients.txt"))
+            .remove(RECIPIENTS_DATA_KEY)
+            .ok_or_else(|| anyhow!("ConfigMap {PUBLIC_KEYS_CONFIGMAP} has no {RECIPIENTS_DATA_KEY}"))
     })
 }
 
@@ -112,7 +112,7 @@ pub fn controller_post(args: &ClusterArgs, path: &str, body: Vec<u8>) -> Result<
             None => {
                 let client = client(args).await?;
                 let uri = format!(
-                    "/api/v1/namespaces/{}/services/{}:http/proxy{path}",
+                    "/api/v1/namespaces/{}/services/{}:{HTTP_PORT_NAME}/proxy{path}",
                     args.controller_namespace, args.controller_service
                 );
                 (client, uri)
@@ -139,13 +139,7 @@ pub fn controller_post(args: &ClusterArgs, path: &str, body: Vec<u8>) -> Result<
 
 /// The `error` field of a JSON error answer, or the raw text.
 pub fn error_message(body: &[u8]) -> String {
-    serde_json::from_slice::<serde_json::Value>(body)
-        .ok()
-        .and_then(|value| {
-            value
-                .get("error")
-                .and_then(|e| e.as_str())
-                .map(str::to_owned)
-        })
-        .unwrap_or_else(|| String::from_utf8_lossy(body).chars().take(300).collect())
+    serde_json::from_slice::<ErrorResponse>(body)
+        .map(|answer| answer.error)
+        .unwrap_or_else(|_| String::from_utf8_lossy(body).chars().take(300).collect())
 }

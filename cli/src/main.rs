@@ -5,38 +5,16 @@
 mod args;
 mod cluster;
 mod commands;
+mod error;
 mod io;
-mod keys;
+mod recipients;
 
-use std::fmt;
 use std::process::ExitCode;
 
 use clap::{CommandFactory, FromArgMatches};
 
 use crate::args::{Cli, Command};
-
-/// Exit status for failures (bad input, a failed check, …).
-const EXIT_FAILURE: u8 = 1;
-/// Exit status for usage errors, as clap uses.
-const EXIT_USAGE: u8 = 2;
-
-/// A usage error found after parsing (a combination clap cannot express).
-#[derive(Debug)]
-pub struct UsageError(String);
-
-impl UsageError {
-    pub fn new(message: impl Into<String>) -> Self {
-        Self(message.into())
-    }
-}
-
-impl fmt::Display for UsageError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for UsageError {}
+use crate::error::{EXIT_FAILURE, EXIT_USAGE, UsageError, is_broken_pipe};
 
 fn main() -> ExitCode {
     let cli = parse_args();
@@ -110,13 +88,4 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             io::write_stdout(&out)
         }
     }
-}
-
-/// A reader that went away (`kseal inspect … | head`) is not an error.
-fn is_broken_pipe(err: &anyhow::Error) -> bool {
-    err.chain().any(|cause| {
-        cause
-            .downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
-    })
 }

@@ -13,7 +13,10 @@ use std::borrow::Cow;
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kseal_shared::sealed_secret::SecretTemplate;
-use kseal_shared::{Binding, Scope, SealedSecret, SealedSecretStatus};
+use kseal_shared::{
+    binding::{Binding, Scope},
+    sealed_secret::{SealedSecret, SealedSecretStatus},
+};
 use kube::Resource;
 use serde::Deserialize;
 
@@ -123,8 +126,8 @@ impl Resource for CachedSealedSecret {
 mod tests {
     use std::collections::BTreeMap;
 
-    use kseal_shared::SealedSecretSpec;
     use kseal_shared::manifest::value_binding;
+    use kseal_shared::sealed_secret::SealedSecretSpec;
 
     use super::*;
 

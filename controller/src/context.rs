@@ -3,14 +3,14 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use kseal_shared::SealedSecretStatus;
+use kseal_shared::sealed_secret::SealedSecretStatus;
 use kube::Client;
 use kube::runtime::reflector::ObjectRef;
 
 use crate::cached::CachedSealedSecret;
-use crate::keys::KeyStore;
 use crate::metrics::Metrics;
 use crate::owned::OwnedSecrets;
+use crate::sealing_keys::KeyStore;
 
 pub struct Context {
     pub client: Client,

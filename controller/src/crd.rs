@@ -1,6 +1,6 @@
 //! The SealedSecret CRD, generated from the shared crate's Rust types.
 
-use kseal_shared::SealedSecret;
+use kseal_shared::sealed_secret::SealedSecret;
 use kube::CustomResourceExt;
 
 /// Where the chart keeps the committed CRD.

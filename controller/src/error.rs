@@ -1,8 +1,74 @@
-//! Why a reconcile failed. Each variant has a stable `reason`, used as the
+//! Why a reconcile failed. Each variant has a stable [`Reason`], used as the
 //! `Ready` condition's reason, the Event reason and a metric label. No
 //! variant carries secret material.
 
-use kseal_shared::SealError;
+use kseal_shared::contract::ValueFailureReason;
+use kseal_shared::error::SealError;
+use kseal_shared::x25519::KeyId;
+
+/// Declares [`Reason`] and its `ALL` list from one list of names, so the
+/// two cannot disagree.
+macro_rules! reasons {
+    ($($(#[$doc:meta])* $name:ident,)*) => {
+        /// Why a reconcile failed, as a condition reason, Event reason and
+        /// metric label (CamelCase, stable).
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum Reason {
+            $($(#[$doc])* $name,)*
+        }
+
+        impl Reason {
+            /// Every reason, for pre-registering metric labels.
+            pub const ALL: &'static [Reason] = &[$(Reason::$name,)*];
+
+            /// The CamelCase name.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Reason::$name => stringify!($name),)*
+                }
+            }
+        }
+    };
+}
+
+reasons! {
+    /// See [`Error::DecryptFailed`].
+    DecryptFailed,
+    /// See [`Error::UnknownKey`].
+    UnknownKey,
+    /// See [`Error::RetiredKey`].
+    RetiredKey,
+    /// See [`Error::MalformedValue`].
+    MalformedValue,
+    /// See [`Error::InvalidSpec`].
+    InvalidSpec,
+    /// See [`Error::SecretNotOwned`].
+    SecretNotOwned,
+    /// See [`Error::SecretImmutable`].
+    SecretImmutable,
+    /// See [`Error::Kube`].
+    KubernetesError,
+    /// See [`Error::Serialization`].
+    SerializationError,
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl From<ValueFailureReason> for Reason {
+    fn from(reason: ValueFailureReason) -> Self {
+        match reason {
+            ValueFailureReason::MalformedValue => Reason::MalformedValue,
+            ValueFailureReason::UnknownKey => Reason::UnknownKey,
+            ValueFailureReason::RetiredKey => Reason::RetiredKey,
+            ValueFailureReason::DecryptFailed => Reason::DecryptFailed,
+            ValueFailureReason::InvalidSpec => Reason::InvalidSpec,
+        }
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -50,18 +116,43 @@ pub enum Error {
 }
 
 impl Error {
-    /// CamelCase reason for conditions, events and metrics.
-    pub fn reason(&self) -> &'static str {
+    /// Why a value under data key `key` does not open, with the reason
+    /// [`ValueFailureReason::of`] gives (the same as the HTTP API's).
+    pub fn value_failure(
+        key: &str,
+        source: SealError,
+        is_retired: impl Fn(&KeyId) -> bool,
+    ) -> Self {
+        let key = key.to_owned();
+        let key_ids = match &source {
+            SealError::NoMatchingIdentity { key_ids } => key_ids
+                .iter()
+                .map(KeyId::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
+            _ => String::new(),
+        };
+        match ValueFailureReason::of(&source, is_retired) {
+            ValueFailureReason::MalformedValue => Error::MalformedValue { key, source },
+            ValueFailureReason::UnknownKey => Error::UnknownKey { key, key_ids },
+            ValueFailureReason::RetiredKey => Error::RetiredKey { key, key_ids },
+            ValueFailureReason::DecryptFailed => Error::DecryptFailed { key, source },
+            ValueFailureReason::InvalidSpec => Error::InvalidSpec(source.to_string()),
+        }
+    }
+
+    /// The reason for conditions, events and metrics.
+    pub fn reason(&self) -> Reason {
         match self {
-            Error::DecryptFailed { .. } => "DecryptFailed",
-            Error::UnknownKey { .. } => "UnknownKey",
-            Error::RetiredKey { .. } => "RetiredKey",
-            Error::MalformedValue { .. } => "MalformedValue",
-            Error::InvalidSpec(_) => "InvalidSpec",
-            Error::SecretNotOwned(_) => "SecretNotOwned",
-            Error::SecretImmutable(_) => "SecretImmutable",
-            Error::Kube(_) => "KubernetesError",
-            Error::Serialization(_) => "SerializationError",
+            Error::DecryptFailed { .. } => Reason::DecryptFailed,
+            Error::UnknownKey { .. } => Reason::UnknownKey,
+            Error::RetiredKey { .. } => Reason::RetiredKey,
+            Error::MalformedValue { .. } => Reason::MalformedValue,
+            Error::InvalidSpec(_) => Reason::InvalidSpec,
+            Error::SecretNotOwned(_) => Reason::SecretNotOwned,
+            Error::SecretImmutable(_) => Reason::SecretImmutable,
+            Error::Kube(_) => Reason::KubernetesError,
+            Error::Serialization(_) => Reason::SerializationError,
         }
     }
 
@@ -70,17 +161,51 @@ impl Error {
     pub fn is_permanent(&self) -> bool {
         !matches!(self, Error::Kube(_) | Error::Serialization(_))
     }
+}
 
-    /// Every reason, for pre-registering metric labels.
-    pub const REASONS: &'static [&'static str] = &[
-        "DecryptFailed",
-        "UnknownKey",
-        "RetiredKey",
-        "MalformedValue",
-        "InvalidSpec",
-        "SecretNotOwned",
-        "SecretImmutable",
-        "KubernetesError",
-        "SerializationError",
-    ];
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every variant maps to a reason that is pre-registered as a metric
+    /// label, and every value failure reason has a reconcile reason.
+    #[test]
+    fn every_error_has_a_registered_reason() {
+        let id: KeyId = "0123456789abcdef".parse().unwrap();
+        let errors = [
+            Error::value_failure("k", SealError::DecryptFailed, |_| false),
+            Error::value_failure(
+                "k",
+                SealError::NoMatchingIdentity { key_ids: vec![id] },
+                |_| false,
+            ),
+            Error::value_failure(
+                "k",
+                SealError::NoMatchingIdentity { key_ids: vec![id] },
+                |_| true,
+            ),
+            Error::value_failure("k", SealError::Malformed("x"), |_| false),
+            Error::value_failure("k", SealError::InvalidBinding("x".into()), |_| false),
+            Error::InvalidSpec("x".into()),
+            Error::SecretNotOwned("s".into()),
+            Error::SecretImmutable("s".into()),
+            Error::Kube(kube::Error::LinesCodecMaxLineLengthExceeded),
+            Error::Serialization(serde_json::from_str::<u8>("x").unwrap_err()),
+        ];
+        let reasons: Vec<Reason> = errors.iter().map(Error::reason).collect();
+        for reason in Reason::ALL {
+            assert!(reasons.contains(reason), "no error has reason {reason}");
+        }
+        for reason in ValueFailureReason::ALL {
+            assert_eq!(Reason::from(reason).as_str(), reason.as_str());
+        }
+        let metrics = crate::metrics::Metrics::new();
+        let rendered = metrics.render(&Default::default(), &[]);
+        for reason in Reason::ALL {
+            assert!(
+                rendered.contains(&format!("reason=\"{reason}\"")),
+                "{reason} is not a metric label"
+            );
+        }
+    }
 }

@@ -9,6 +9,7 @@
 //! lifetime, and only a few bodies are buffered at once, so memory stays
 //! bounded whatever clients do.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -19,16 +20,21 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Router};
 use futures::StreamExt;
+use kseal_shared::contract::{
+    ErrorResponse, PUBLIC_KEYS_PATH, PublicKeysResponse, REWRAP_PATH, REWRAPPED_HEADER,
+    VERIFY_PATH, ValueFailure, ValueFailureReason, ValueFailures, ValueVerdict, VerifyResponse,
+};
 use kseal_shared::envelope::{SealedValue, open, rewrap};
+use kseal_shared::error::SealError;
 use kseal_shared::manifest::value_binding;
-use kseal_shared::{KeyId, SealError, SealedSecret};
+use kseal_shared::sealed_secret::SealedSecret;
+use kseal_shared::x25519::KeyId;
+use kube::runtime::reflector::Store;
 
 use crate::cached::CachedSealedSecret;
-use kube::runtime::reflector::Store;
-use serde_json::json;
-
-use crate::keys::KeyStore;
 use crate::metrics::Metrics;
+use crate::sealing_keys::{KeyInfo, KeySet, KeyStore};
+use kseal_shared::contract::KeyState;
 
 /// Limits of the HTTP server against slow, large and numerous requests.
 #[derive(Debug, Clone, Copy)]
@@ -131,9 +137,9 @@ pub fn router_with_limits(state: ApiState, limits: ServerLimits) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .route("/v1/public-keys", get(public_keys))
-        .route("/v1/verify", post(verify))
-        .route("/v1/rewrap", post(rewrap_handler))
+        .route(PUBLIC_KEYS_PATH, get(public_keys))
+        .route(VERIFY_PATH, post(verify))
+        .route(REWRAP_PATH, post(rewrap_handler))
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
         .layer(Extension(body_limits))
         .with_state(state)
@@ -264,9 +270,8 @@ async fn metrics(State(state): State<ApiState>) -> Response {
             // hold anything (plaintext pasted by mistake included).
             let ids: std::collections::BTreeSet<KeyId> = sealed
                 .sealed_values()
-                .filter_map(|value| value.split(':').nth(2))
-                .flat_map(|ids| ids.split(','))
-                .filter_map(|id| id.parse::<KeyId>().ok())
+                .filter_map(|value| SealedValue::parse(value).ok())
+                .flat_map(|value| value.key_ids().to_vec())
                 .collect();
             for id in ids {
                 *by_key.entry(id.to_string()).or_default() += 1;
@@ -288,15 +293,16 @@ async fn metrics(State(state): State<ApiState>) -> Response {
         .into_response()
 }
 
-/// Whether a value of the SealedSecret names only keys this replica does not
-/// hold (lost or never had): it cannot be unsealed here.
-fn has_value_without_key(sealed: &CachedSealedSecret, keyring: &kseal_shared::Keyring) -> bool {
-    sealed.sealed_values().any(|value| {
-        let ids = value.split(':').nth(2).unwrap_or_default();
-        !ids.split(',')
-            .filter_map(|id| id.parse::<KeyId>().ok())
-            .any(|id| keyring.contains(&id))
-    })
+/// Whether a well-formed value of the SealedSecret names only keys this
+/// replica does not hold (lost or never had): it cannot be unsealed here.
+fn has_value_without_key(
+    sealed: &CachedSealedSecret,
+    keyring: &kseal_shared::envelope::Keyring,
+) -> bool {
+    sealed
+        .sealed_values()
+        .filter_map(|value| SealedValue::parse(value).ok())
+        .any(|value| !value.key_ids().iter().any(|id| keyring.contains(id)))
 }
 
 async fn public_keys(State(state): State<ApiState>) -> Response {
@@ -306,16 +312,23 @@ async fn public_keys(State(state): State<ApiState>) -> Response {
         .iter()
         .map(ToString::to_string)
         .collect();
-    let published: Vec<_> = keys
+    let keys = keys
         .keys
         .iter()
-        .filter(|key| key.state != crate::keys::KeyState::Retired)
+        .filter(|key| key.state != KeyState::Retired)
+        .map(KeyInfo::published)
         .collect();
-    axum::Json(json!({ "recipients": recipients, "keys": published })).into_response()
+    axum::Json(PublicKeysResponse { recipients, keys }).into_response()
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
-    (status, axum::Json(json!({ "error": message.into() }))).into_response()
+    (
+        status,
+        axum::Json(ErrorResponse {
+            error: message.into(),
+        }),
+    )
+        .into_response()
 }
 
 /// Why a request body is not a SealedSecret this API can work on. The
@@ -418,12 +431,11 @@ fn parse_body(headers: &HeaderMap, body: &Bytes) -> Result<SealedSecret, Box<Res
         .map_err(|err| Box::new(error(err.status(), err.to_string())))
 }
 
-fn reason(error: &SealError) -> &'static str {
-    match error {
-        SealError::NoMatchingIdentity { .. } => "UnknownKey",
-        SealError::DecryptFailed | SealError::UnwrapFailed => "DecryptFailed",
-        SealError::InvalidBinding(_) => "InvalidSpec",
-        _ => "MalformedValue",
+/// Why a value failed, as the reconciler would say it.
+fn failure(error: &SealError, keys: &KeySet) -> ValueFailure {
+    ValueFailure {
+        reason: ValueFailureReason::of(error, |id| keys.is_retired(id)),
+        message: error.to_string(),
     }
 }
 
@@ -459,16 +471,25 @@ async fn verify(
         Err(response) => return *response,
     };
     let keys = state.keys.get();
-    let mut values = serde_json::Map::new();
+    let mut values = BTreeMap::new();
     let mut all_ok = !sealed.spec.encrypted_data.is_empty();
     for (key, encoded) in &sealed.spec.encrypted_data {
         let result = SealedValue::parse(encoded)
             .and_then(|value| open(&value, &value_binding(&sealed, key), &keys.keyring).map(drop));
         let verdict = match result {
-            Ok(()) => json!({"ok": true}),
+            Ok(()) => ValueVerdict {
+                ok: true,
+                reason: None,
+                message: None,
+            },
             Err(err) => {
                 all_ok = false;
-                json!({"ok": false, "reason": reason(&err), "message": err.to_string()})
+                let ValueFailure { reason, message } = failure(&err, &keys);
+                ValueVerdict {
+                    ok: false,
+                    reason: Some(reason),
+                    message: Some(message),
+                }
             }
         };
         values.insert(key.clone(), verdict);
@@ -480,7 +501,10 @@ async fn verify(
     };
     (
         status,
-        axum::Json(json!({"decryptable": all_ok, "values": values})),
+        axum::Json(VerifyResponse {
+            decryptable: all_ok,
+            values,
+        }),
     )
         .into_response()
 }
@@ -505,7 +529,7 @@ async fn rewrap_handler(
         return error(StatusCode::SERVICE_UNAVAILABLE, "no active sealing key");
     }
     let target: Vec<KeyId> = recipients.iter().map(|r| r.key_id()).collect();
-    let mut failures = serde_json::Map::new();
+    let mut failures = BTreeMap::new();
     let mut rewrapped = 0;
     let mut updated = sealed.spec.encrypted_data.clone();
     for (key, encoded) in &sealed.spec.encrypted_data {
@@ -529,19 +553,17 @@ async fn rewrap_handler(
             }
             Ok(None) => {}
             Err(err) => {
-                failures.insert(
-                    key.clone(),
-                    json!({"reason": reason(&err), "message": err.to_string()}),
-                );
+                failures.insert(key.clone(), failure(&err, &keys));
             }
         }
     }
     if !failures.is_empty() {
         return (
             StatusCode::UNPROCESSABLE_ENTITY,
-            axum::Json(
-                json!({"error": "some values cannot be re-wrapped here", "values": failures}),
-            ),
+            axum::Json(ValueFailures {
+                error: "some values cannot be re-wrapped here".to_owned(),
+                values: failures,
+            }),
         )
             .into_response();
     }
@@ -549,7 +571,7 @@ async fn rewrap_handler(
     sealed.status = None;
     let mut response = axum::Json(&sealed).into_response();
     if let Ok(value) = rewrapped.to_string().parse() {
-        response.headers_mut().insert("x-kseal-rewrapped", value);
+        response.headers_mut().insert(REWRAPPED_HEADER, value);
     }
     response
 }

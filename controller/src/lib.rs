@@ -16,12 +16,12 @@ pub mod crd;
 pub mod error;
 pub mod events;
 pub mod http;
-pub mod keys;
 pub mod leader;
 pub mod metrics;
 pub mod owned;
 pub mod reconcile;
 pub mod run;
+pub mod sealing_keys;
 
 pub use config::Settings;
 pub use error::Error;

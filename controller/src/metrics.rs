@@ -11,8 +11,10 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::error::Error;
-use crate::keys::{KeySet, KeyState};
+use crate::error::{Error, Reason};
+use kseal_shared::contract::KeyState;
+
+use crate::sealing_keys::KeySet;
 
 type Labels = Vec<(&'static str, String)>;
 
@@ -62,9 +64,9 @@ impl Metrics {
             "Failed reconciles, by reason",
             reconcile_errors.clone(),
         );
-        for reason in Error::REASONS {
+        for reason in Reason::ALL {
             reconcile_errors
-                .get_or_create(&vec![("reason", (*reason).to_owned())])
+                .get_or_create(&vec![("reason", reason.as_str().to_owned())])
                 .inc_by(0);
         }
         let keys = Family::<Labels, Gauge>::default();
@@ -122,7 +124,7 @@ impl Metrics {
         self.reconcile_duration.observe(elapsed.as_secs_f64());
         if let Some(error) = error {
             self.reconcile_errors
-                .get_or_create(&vec![("reason", error.reason().to_owned())])
+                .get_or_create(&vec![("reason", error.reason().as_str().to_owned())])
                 .inc();
         }
     }

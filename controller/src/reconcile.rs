@@ -11,7 +11,7 @@ use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kseal_shared::envelope::{SealedValue, open};
 use kseal_shared::sealed_secret::{Condition, SealedSecretStatus};
-use kseal_shared::{KeyId, SealError, SealedSecret};
+use kseal_shared::{sealed_secret::SealedSecret, x25519::KeyId};
 
 use crate::cached::CachedSealedSecret;
 use kube::api::{Patch, PatchParams, PostParams};
@@ -22,15 +22,13 @@ use kube::{Api, Resource, ResourceExt};
 use sha2::{Digest, Sha256};
 use zeroize::Zeroize;
 
+use kseal_shared::contract::{MANAGED_ANNOTATION, OWNED_LABEL};
+
 use crate::context::Context;
 use crate::error::Error;
-use crate::keys::KeySet;
 use crate::owned::{ContentDigest, SourceStamp, Synced};
+use crate::sealing_keys::KeySet;
 
-/// Label on every Secret kseal owns; the controller watches these.
-pub const OWNED_LABEL: &str = "kseal.dev/owned";
-/// Annotation that lets kseal take over an existing Secret it does not own.
-pub const MANAGED_ANNOTATION: &str = "kseal.dev/managed";
 /// Condition type kstatus, Flux and Argo CD look for.
 pub const READY: &str = "Ready";
 
@@ -117,29 +115,9 @@ fn decrypt_all(sealed: &CachedSealedSecret, keys: &KeySet) -> Result<Plaintext, 
         binding
             .validate()
             .map_err(|err| Error::InvalidSpec(err.to_string()))?;
-        let value = SealedValue::parse(encoded).map_err(|source| Error::MalformedValue {
-            key: key.to_owned(),
-            source,
-        })?;
-        let plaintext = open(&value, &binding, keyring).map_err(|source| match source {
-            SealError::NoMatchingIdentity { key_ids }
-                if value.key_ids().iter().any(|id| keys.is_retired(id)) =>
-            {
-                Error::RetiredKey {
-                    key: key.to_owned(),
-                    key_ids,
-                }
-            }
-            SealError::NoMatchingIdentity { key_ids } => Error::UnknownKey {
-                key: key.to_owned(),
-                key_ids,
-            },
-            SealError::InvalidBinding(message) => Error::InvalidSpec(message),
-            source => Error::DecryptFailed {
-                key: key.to_owned(),
-                source,
-            },
-        })?;
+        let plaintext = SealedValue::parse(encoded)
+            .and_then(|value| open(&value, &binding, keyring))
+            .map_err(|source| Error::value_failure(key, source, |id| keys.is_retired(id)))?;
         data.0
             .insert(key.to_owned(), ByteString(plaintext.expose().to_vec()));
     }
@@ -270,7 +248,7 @@ async fn sync_secret(sealed: &CachedSealedSecret, ctx: &Context) -> Result<Outco
     let data = match decrypt_all(sealed, &keys) {
         Ok(data) => data,
         Err(err) => {
-            ctx.metrics.count_unseals(err.reason(), 1);
+            ctx.metrics.count_unseals(err.reason().as_str(), 1);
             return Err(err);
         }
     };
@@ -425,7 +403,7 @@ async fn update_status(
             "Unsealed",
             format!("Secret {} is in sync", sealed.name_any()),
         ),
-        Err(err) => ("False", err.reason(), err.to_string()),
+        Err(err) => ("False", err.reason().as_str(), err.to_string()),
     };
     let generation = sealed.metadata.generation;
     let object = ObjectRef::from_obj(sealed);
@@ -457,7 +435,13 @@ async fn update_status(
     if let Err(err) = result
         && changed_condition
     {
-        publish(ctx, sealed, EventType::Warning, err.reason(), message);
+        publish(
+            ctx,
+            sealed,
+            EventType::Warning,
+            err.reason().as_str(),
+            message,
+        );
     }
     if known.as_ref() == Some(&new_status) {
         return Ok(());

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use futures::{Stream, StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Secret;
-use kseal_shared::SealedSecret;
+use kseal_shared::sealed_secret::SealedSecret;
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{self, Controller};
 use kube::runtime::events::Reporter;
@@ -22,11 +22,12 @@ use crate::cached::CachedSealedSecret;
 use crate::config::Settings;
 use crate::context::Context;
 use crate::http::{self, ApiState, RateLimiter};
-use crate::keys::{KeyManager, KeyStore};
 use crate::leader::LeaderElector;
 use crate::metrics::Metrics;
 use crate::owned::OwnedSecrets;
-use crate::reconcile::{OWNED_LABEL, RESYNC, error_policy, reconcile};
+use crate::reconcile::{RESYNC, error_policy, reconcile};
+use crate::sealing_keys::{KeyManager, KeyStore};
+use kseal_shared::contract::OWNED_LABEL;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {

@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use kseal_shared::{Identity, SealedSecret};
+use kseal_shared::{sealed_secret::SealedSecret, x25519::Identity};
 
 const SECRET: &str = "apiVersion: v1
 kind: Secret

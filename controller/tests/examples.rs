@@ -75,7 +75,7 @@ fn objects() -> Vec<(PathBuf, Value)> {
 /// The key ids of an age recipients file.
 fn key_ids(file: &Path) -> BTreeSet<String> {
     let text = std::fs::read_to_string(file).unwrap();
-    kseal_shared::keys::parse_recipients_file(&text)
+    kseal_shared::x25519::parse_recipients_file(&text)
         .unwrap()
         .iter()
         .map(|r| r.key_id().to_string())

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Event, Secret};
-use kseal_shared::{Recipient, Scope, SealedSecret};
+use kseal_shared::{binding::Scope, sealed_secret::SealedSecret, x25519::Recipient};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 

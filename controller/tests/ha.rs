@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use kseal_shared::Scope;
+use kseal_shared::binding::Scope;
 use kube::ResourceExt;
 use kube::api::ListParams;
 

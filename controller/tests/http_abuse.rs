@@ -11,7 +11,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use kseal_shared::{Identity, Scope, SealedSecret};
+use kseal_shared::{binding::Scope, sealed_secret::SealedSecret, x25519::Identity};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 

@@ -15,7 +15,7 @@ use base64::prelude::BASE64_STANDARD;
 use common::*;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{ConfigMap, Event, Secret};
-use kseal_shared::{Identity, Scope, SealedSecret};
+use kseal_shared::{binding::Scope, sealed_secret::SealedSecret, x25519::Identity};
 use kube::api::{ListParams, PostParams};
 use kube::{Api, ResourceExt};
 

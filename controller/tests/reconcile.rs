@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use common::*;
 use k8s_openapi::api::core::v1::{Event, Secret};
 use kseal_shared::sealed_secret::{SecretTemplate, TemplateMetadata};
-use kseal_shared::{Identity, Scope, SealedSecret};
+use kseal_shared::{binding::Scope, sealed_secret::SealedSecret, x25519::Identity};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, ResourceExt};
 

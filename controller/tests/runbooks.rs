@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use common::*;
-use kseal_shared::{Identity, Scope, SealedSecret};
+use kseal_shared::{binding::Scope, sealed_secret::SealedSecret, x25519::Identity};
 use kube::ResourceExt;
 use kube::api::ListParams;
 
@@ -73,7 +73,7 @@ fn shell_words(command: &str) -> Vec<String> {
 fn write_repo(
     dir: &Path,
     count: usize,
-    recipients: &[kseal_shared::Recipient],
+    recipients: &[kseal_shared::x25519::Recipient],
 ) -> BTreeMap<String, String> {
     let prod = dir.join("clusters/prod");
     std::fs::create_dir_all(&prod).unwrap();

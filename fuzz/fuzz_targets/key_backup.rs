@@ -7,7 +7,7 @@
 use std::str::FromStr;
 use std::sync::OnceLock;
 
-use kseal_shared::Identity;
+use kseal_shared::x25519::Identity;
 use kseal_shared::backup::decrypt;
 use libfuzzer_sys::fuzz_target;
 

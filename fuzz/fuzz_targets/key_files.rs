@@ -8,8 +8,8 @@
 
 use std::str::FromStr;
 
-use kseal_shared::keys::{parse_identity_file, parse_recipients_file};
-use kseal_shared::{Identity, KeyId, Recipient};
+use kseal_shared::x25519::{parse_identity_file, parse_recipients_file};
+use kseal_shared::x25519::{Identity, KeyId, Recipient};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

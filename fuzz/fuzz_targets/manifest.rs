@@ -6,7 +6,7 @@
 //! same objects.
 #![no_main]
 
-use kseal_shared::SealedSecret;
+use kseal_shared::sealed_secret::SealedSecret;
 use kseal_shared::envelope::SealedValue;
 use kseal_shared::manifest::{DocumentKind, ManifestFile, PlainSecret};
 use libfuzzer_sys::fuzz_target;

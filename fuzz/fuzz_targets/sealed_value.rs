@@ -8,7 +8,7 @@
 use std::sync::OnceLock;
 
 use kseal_shared::envelope::{Keyring, SealedValue, open};
-use kseal_shared::{Binding, Scope};
+use kseal_shared::binding::{Binding, Scope};
 use libfuzzer_sys::fuzz_target;
 
 static KEYRING: OnceLock<Keyring> = OnceLock::new();

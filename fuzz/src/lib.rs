@@ -2,7 +2,7 @@
 
 use std::str::FromStr;
 
-use kseal_shared::{Identity, Keyring};
+use kseal_shared::{envelope::Keyring, x25519::Identity};
 
 /// The identity the committed seeds (`fuzz/seeds/`) are sealed to, so the
 /// fuzzer reaches age's header MAC and the AEAD, not just the parser. A

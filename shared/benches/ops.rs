@@ -17,7 +17,10 @@ use std::hint::black_box;
 
 use kseal_shared::envelope::{Keyring, open, rewrap, seal};
 use kseal_shared::manifest::{ManifestFile, PlainSecret};
-use kseal_shared::{Binding, Identity, Scope};
+use kseal_shared::{
+    binding::{Binding, Scope},
+    x25519::Identity,
+};
 
 #[path = "support/mod.rs"]
 mod support;

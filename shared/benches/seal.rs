@@ -9,7 +9,10 @@ use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use kseal_shared::envelope::{Keyring, open, rewrap, seal};
-use kseal_shared::{Binding, Identity, Scope};
+use kseal_shared::{
+    binding::{Binding, Scope},
+    x25519::Identity,
+};
 
 /// Value sizes: a password, a certificate-sized value, a large blob.
 const SIZES: [(&str, usize); 3] = [("32B", 32), ("1KiB", 1024), ("64KiB", 64 * 1024)];

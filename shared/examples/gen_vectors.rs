@@ -10,7 +10,10 @@ use base64::Engine;
 use base64::prelude::BASE64_STANDARD;
 use kseal_shared::age::secrecy::ExposeSecret;
 use kseal_shared::envelope::seal;
-use kseal_shared::{Binding, Identity, Scope};
+use kseal_shared::{
+    binding::{Binding, Scope},
+    x25519::Identity,
+};
 use serde_json::json;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -22,7 +25,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut case = |comment: &str,
                     sealed_for: Binding<'_>,
                     opened_as: Binding<'_>,
-                    recipients: &[kseal_shared::Recipient],
+                    recipients: &[kseal_shared::x25519::Recipient],
                     plaintext: &[u8],
                     expect: &str|
      -> Result<(), Box<dyn std::error::Error>> {

@@ -1,7 +1,10 @@
 //! Runs many unseals (or seals, with `seal` as second argument) for a
 //! profiler: `valgrind --tool=callgrind target/release/examples/profile_unseal 500 [seal]`
 use kseal_shared::envelope::{Keyring, open, seal};
-use kseal_shared::{Binding, Identity, Scope};
+use kseal_shared::{
+    binding::{Binding, Scope},
+    x25519::Identity,
+};
 
 fn main() {
     let identity = Identity::generate();

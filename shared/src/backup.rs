@@ -10,24 +10,27 @@ use std::io::{Read, Write};
 use serde_json::{Map, Value, json};
 use zeroize::Zeroizing;
 
-use crate::keys::{Identity, Recipient};
+use crate::contract::SEALING_KEY_LABEL;
+use crate::x25519::{Identity, Recipient};
 
+/// Why a backup cannot be written or read.
 #[derive(Debug, thiserror::Error)]
 pub enum BackupError {
+    /// Backing up needs at least one recipient.
     #[error("no recipients to encrypt the backup to")]
     NoRecipients,
+    /// age encryption failed.
     #[error("encryption failed")]
     Encrypt,
+    /// No given identity opens the file.
     #[error(
         "the backup cannot be decrypted with the given identities (wrong key, or not a kseal backup)"
     )]
     Decrypt,
+    /// The decrypted bundle is not what `bundle` writes.
     #[error("the backup is not a list of kseal key Secrets: {0}")]
     Format(String),
 }
-
-/// Label every key Secret carries.
-pub const KEY_LABEL: &str = "kseal.dev/sealing-key";
 
 /// Builds the plaintext bundle from key Secrets (as JSON objects, e.g. from
 /// the API). Only what restoring needs is kept.
@@ -101,7 +104,7 @@ pub fn decrypt(file: &[u8], identities: &[Identity]) -> Result<Vec<Value>, Backu
     crate::manifest::scrub(&mut list);
     for (index, item) in items.iter().enumerate() {
         let is_key = item["kind"] == "Secret"
-            && item["metadata"]["labels"][KEY_LABEL] == "true"
+            && item["metadata"]["labels"][SEALING_KEY_LABEL] == "true"
             && item["metadata"]["name"].is_string()
             && item["data"].is_object();
         if !is_key {
@@ -123,7 +126,7 @@ mod tests {
         let recovery = Identity::generate();
         let secrets = vec![json!({
             "metadata": {"name": "kseal-key-1", "namespace": "kseal-system", "uid": "x",
-                         "resourceVersion": "9", "labels": {KEY_LABEL: "true"}},
+                         "resourceVersion": "9", "labels": {SEALING_KEY_LABEL: "true"}},
             "type": "kseal.dev/sealing-key",
             "data": {"identity.txt": "QUdFLVNFQ1JFVC1LRVktMQ=="}
         })];

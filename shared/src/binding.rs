@@ -25,8 +25,10 @@ pub enum Scope {
 }
 
 impl Scope {
+    /// Every scope, narrowest first.
     pub const ALL: [Scope; 3] = [Scope::Strict, Scope::NamespaceWide, Scope::ClusterWide];
 
+    /// The spelling in `spec.scope` and on the command line.
     pub fn as_str(self) -> &'static str {
         match self {
             Scope::Strict => "strict",
@@ -35,10 +37,12 @@ impl Scope {
         }
     }
 
+    /// Whether values are bound to the namespace (all but cluster-wide).
     pub fn binds_namespace(self) -> bool {
         !matches!(self, Scope::ClusterWide)
     }
 
+    /// Whether values are bound to the name (strict only).
     pub fn binds_name(self) -> bool {
         matches!(self, Scope::Strict)
     }
@@ -69,9 +73,13 @@ impl FromStr for Scope {
 /// ignored (they may be set; they are not part of the associated data).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Binding<'a> {
+    /// How widely the value may be used.
     pub scope: Scope,
+    /// The Secret's namespace (bound unless cluster-wide).
     pub namespace: &'a str,
+    /// The Secret's name (bound by strict scope only).
     pub name: &'a str,
+    /// The data key the value is stored under (always bound).
     pub key: &'a str,
 }
 
@@ -83,6 +91,7 @@ pub const AAD_DOMAIN: &[u8] = b"kseal.dev/sealed-value/v1";
 pub const MAX_VALUE_LEN: usize = 1024 * 1024;
 
 impl<'a> Binding<'a> {
+    /// A binding; [`validate`](Self::validate) checks it.
     pub fn new(scope: Scope, namespace: &'a str, name: &'a str, key: &'a str) -> Self {
         Self {
             scope,

@@ -17,18 +17,28 @@ use regex::Regex;
 use serde::Deserialize;
 
 use crate::binding::Scope;
-use crate::keys::{Recipient, parse_recipients_file};
+use crate::x25519::{Recipient, parse_recipients_file};
 
 /// The file name searched for.
 pub const CONFIG_FILE_NAME: &str = ".kseal.yaml";
 
+/// Why a `.kseal.yaml` cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// The file breaks a rule; the message names the rule and where.
     #[error("{path}: {message}")]
-    Invalid { path: PathBuf, message: String },
+    Invalid {
+        /// The config file.
+        path: PathBuf,
+        /// What is wrong (never a quote of a recipients file).
+        message: String,
+    },
+    /// A file cannot be read.
     #[error("{path}: cannot read: {source}")]
     Io {
+        /// The file.
         path: PathBuf,
+        /// Why.
         #[source]
         source: std::io::Error,
     },
@@ -60,7 +70,9 @@ pub struct Rule {
     /// Matched against the path relative to the config file's directory,
     /// with `/` separators. No regex matches every path.
     pub path_regex: Option<Regex>,
+    /// The recipients to seal to (from `recipients` and `recipients_file`).
     pub recipients: Vec<Recipient>,
+    /// The scope to seal with, when the rule sets one.
     pub scope: Option<Scope>,
 }
 
@@ -69,6 +81,7 @@ pub struct Rule {
 pub struct Config {
     /// The config file itself.
     pub path: PathBuf,
+    /// The rules, in file order (the first match wins).
     pub rules: Vec<Rule>,
 }
 
@@ -84,6 +97,7 @@ impl Config {
         Ok(None)
     }
 
+    /// Reads and parses the config file at `path`.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
             path: path.to_owned(),
@@ -184,7 +198,7 @@ fn first_line(message: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::keys::Identity;
+    use crate::x25519::Identity;
 
     #[test]
     fn first_matching_rule_wins() {

@@ -17,7 +17,6 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::io::Read;
 
 use age_core::format::{FileKey, Stanza};
 use base64::Engine;
@@ -25,12 +24,12 @@ use base64::prelude::BASE64_STANDARD;
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use rand::RngCore;
-use zeroize::Zeroizing;
 
 use crate::binding::{Binding, MAX_VALUE_LEN};
 use crate::error::SealError;
-use crate::keys::{Identity, KeyId, Recipient};
-use crate::secret::{DATA_KEY_LEN, DataKey, SecretBytes};
+use crate::secret::{DataKey, SecretBytes};
+use crate::wrapped_key::AgeFile;
+use crate::x25519::{Identity, KeyId, Recipient};
 
 /// The first field of every sealed value.
 pub const MAGIC: &str = "kseal";
@@ -47,8 +46,13 @@ pub const MAX_RECIPIENTS: usize = 64;
 /// A sealed value longer than this is rejected before decoding (a 1 MiB value
 /// encodes to about 1.4 MB).
 pub const MAX_ENCODED_LEN: usize = 2 * 1024 * 1024;
-
-const AGE_HEADER_FIRST_LINE: &[u8] = b"age-encryption.org/v1\n";
+/// At most this many stanzas in a wrapped data key: one X25519 stanza per
+/// recipient, the key-ids stanza, and two more (files written by the `age`
+/// crate's encryptor, as early kseal versions did, carry one "grease"
+/// stanza). Bounds the work a value can ask of a reader.
+pub const MAX_STANZAS: usize = MAX_RECIPIENTS + 3;
+/// The tag of age's X25519 recipient stanzas.
+const X25519_STANZA_TAG: &str = "X25519";
 
 /// A parsed sealed value. Public data only: nothing here is secret.
 #[derive(Clone, PartialEq, Eq)]
@@ -107,11 +111,7 @@ impl SealedValue {
         if ciphertext.len() < TAG_LEN {
             return Err(SealError::Malformed("ciphertext shorter than its tag"));
         }
-        if header_key_ids(&wrapped_key)? != key_ids {
-            return Err(SealError::Malformed(
-                "key ids do not match the wrapped data key's key-ids stanza",
-            ));
-        }
+        check_wrapped_key(&wrapped_key, &key_ids)?;
         Ok(Self {
             key_ids,
             wrapped_key,
@@ -120,6 +120,7 @@ impl SealedValue {
         })
     }
 
+    /// The ids of the keys the data key is wrapped to, in stanza order.
     pub fn key_ids(&self) -> &[KeyId] {
         &self.key_ids
     }
@@ -129,10 +130,12 @@ impl SealedValue {
         &self.wrapped_key
     }
 
+    /// The XChaCha20-Poly1305 nonce.
     pub fn nonce(&self) -> &[u8; NONCE_LEN] {
         &self.nonce
     }
 
+    /// The ciphertext with its 16-byte tag.
     pub fn ciphertext(&self) -> &[u8] {
         &self.ciphertext
     }
@@ -196,39 +199,57 @@ fn parse_key_ids(field: &str) -> Result<Vec<KeyId>, SealError> {
     Ok(key_ids)
 }
 
-/// Reads the key ids from the `kseal.dev/key-ids` stanza of an age header
-/// without decrypting. The header's text lines end at the `---` MAC line;
-/// stanza lines start with `-> ` (which base64 body lines never do).
-fn header_key_ids(age_file: &[u8]) -> Result<Vec<KeyId>, SealError> {
-    let Some(header) = age_file.strip_prefix(AGE_HEADER_FIRST_LINE) else {
-        return Err(SealError::Malformed(
-            "wrapped data key is not an age v1 file",
-        ));
-    };
-    let mut found = None;
-    for line in header.split(|&b| b == b'\n') {
-        if line.starts_with(b"--- ") {
-            return found.ok_or(SealError::Malformed(
+/// Checks a wrapped data key against the value's key ids, without keys: it
+/// parses as an age file ([`crate::wrapped_key::AgeFile`]); exactly one
+/// `kseal.dev/key-ids` stanza, with an empty body, lists the same key ids in
+/// the same order (one argument each); and there is exactly one X25519
+/// stanza per key id (the i-th stanza is unwrapped only with the i-th key).
+fn check_wrapped_key(file: &[u8], key_ids: &[KeyId]) -> Result<(), SealError> {
+    let file = AgeFile::parse(file, MAX_STANZAS).map_err(SealError::Malformed)?;
+    let mut key_id_stanzas = file
+        .stanzas
+        .iter()
+        .filter(|stanza| stanza.tag == KEY_IDS_STANZA_TAG);
+    let stanza = match (key_id_stanzas.next(), key_id_stanzas.next()) {
+        (Some(stanza), None) => stanza,
+        (None, _) => {
+            return Err(SealError::Malformed(
                 "wrapped data key has no key-ids stanza",
             ));
         }
-        let Some(stanza) = line.strip_prefix(b"-> ") else {
-            continue;
-        };
-        let stanza = std::str::from_utf8(stanza)
-            .map_err(|_| SealError::Malformed("wrapped data key header is not text"))?;
-        let mut words = stanza.split(' ');
-        if words.next() != Some(KEY_IDS_STANZA_TAG) {
-            continue;
-        }
-        if found.is_some() {
+        (Some(_), Some(_)) => {
             return Err(SealError::Malformed(
                 "wrapped data key has two key-ids stanzas",
             ));
         }
-        found = Some(parse_key_ids(&words.collect::<Vec<_>>().join(","))?);
+    };
+    if !stanza.body.is_empty() {
+        return Err(SealError::Malformed(
+            "the wrapped data key's key-ids stanza has a body",
+        ));
     }
-    Err(SealError::Malformed("wrapped data key has no header end"))
+    let listed = stanza
+        .args
+        .iter()
+        .map(|arg| arg.parse::<KeyId>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|_| SealError::Malformed("invalid key id in the key-ids stanza"))?;
+    if listed != key_ids {
+        return Err(SealError::Malformed(
+            "key ids do not match the wrapped data key's key-ids stanza",
+        ));
+    }
+    let x25519 = file
+        .stanzas
+        .iter()
+        .filter(|stanza| stanza.tag == X25519_STANZA_TAG)
+        .count();
+    if x25519 != key_ids.len() {
+        return Err(SealError::Malformed(
+            "the wrapped data key does not have one X25519 stanza per key id",
+        ));
+    }
+    Ok(())
 }
 
 /// Private keys indexed by key id, so unsealing tries only the key a value
@@ -239,6 +260,7 @@ pub struct Keyring {
 }
 
 impl Keyring {
+    /// A keyring of these identities.
     pub fn new(identities: impl IntoIterator<Item = Identity>) -> Self {
         Self {
             by_id: identities
@@ -248,26 +270,32 @@ impl Keyring {
         }
     }
 
+    /// Adds (or replaces) an identity.
     pub fn insert(&mut self, identity: Identity) {
         self.by_id.insert(identity.key_id(), identity);
     }
 
+    /// The identity with this key id.
     pub fn get(&self, key_id: &KeyId) -> Option<&Identity> {
         self.by_id.get(key_id)
     }
 
+    /// Whether an identity has this key id.
     pub fn contains(&self, key_id: &KeyId) -> bool {
         self.by_id.contains_key(key_id)
     }
 
+    /// How many identities.
     pub fn len(&self) -> usize {
         self.by_id.len()
     }
 
+    /// Whether there is none.
     pub fn is_empty(&self) -> bool {
         self.by_id.is_empty()
     }
 
+    /// The key ids, in no particular order.
     pub fn key_ids(&self) -> impl Iterator<Item = &KeyId> {
         self.by_id.keys()
     }
@@ -343,44 +371,24 @@ pub fn rewrap(
     })
 }
 
-/// Unwraps the data key with the keyring's identities that the value names.
+/// Unwraps the data key with the keyring's identities that the value names:
+/// each only with its own X25519 stanza, so a value costs at most one
+/// Diffie-Hellman per key held.
 pub fn unwrap_data_key(value: &SealedValue, keyring: &Keyring) -> Result<DataKey, SealError> {
-    let candidates: Vec<&Identity> = value
+    let candidates: Vec<(usize, &Identity)> = value
         .key_ids
         .iter()
-        .filter_map(|id| keyring.get(id))
+        .enumerate()
+        .filter_map(|(index, id)| keyring.get(id).map(|identity| (index, identity)))
         .collect();
     if candidates.is_empty() {
-        let key_ids: Vec<String> = value.key_ids.iter().map(KeyId::to_string).collect();
         return Err(SealError::NoMatchingIdentity {
-            key_ids: key_ids.join(", "),
+            key_ids: value.key_ids.clone(),
         });
     }
-    let unwrapper = CheckedUnwrap {
-        expected_key_ids: &value.key_ids,
-        candidates,
-    };
-    match crate::wrapped_key::unwrap(&value.wrapped_key, &unwrapper) {
-        crate::wrapped_key::FastUnwrap::Key(key) => return Ok(key),
-        crate::wrapped_key::FastUnwrap::Failed => return Err(SealError::UnwrapFailed),
-        crate::wrapped_key::FastUnwrap::Unsupported => {}
-    }
-    unwrap_with_age(&value.wrapped_key, &unwrapper)
-}
-
-/// The general reader: the `age` crate's decryptor.
-fn unwrap_with_age(file: &[u8], unwrapper: &CheckedUnwrap<'_>) -> Result<DataKey, SealError> {
-    let decryptor = age::Decryptor::new(file).map_err(|_| SealError::UnwrapFailed)?;
-    let mut reader = decryptor
-        .decrypt(std::iter::once(unwrapper as &dyn age::Identity))
-        .map_err(|_| SealError::UnwrapFailed)?;
-    // One byte more than a key: a longer payload is rejected, not truncated.
-    let mut buffer = Zeroizing::new(Vec::with_capacity(DATA_KEY_LEN + 1));
-    (&mut reader)
-        .take(DATA_KEY_LEN as u64 + 1)
-        .read_to_end(&mut buffer)
-        .map_err(|_| SealError::UnwrapFailed)?;
-    DataKey::from_slice_wiping(&mut buffer).ok_or(SealError::UnwrapFailed)
+    let file = AgeFile::parse(&value.wrapped_key, MAX_STANZAS).map_err(SealError::Malformed)?;
+    file.unwrap(&StanzaByPosition { candidates })
+        .ok_or(SealError::UnwrapFailed)
 }
 
 fn decrypt_with(
@@ -438,39 +446,26 @@ fn wrap_data_key(
     Ok((key_ids, wrapped))
 }
 
-/// Unwraps with the named identities only, after checking that the header's
-/// authenticated key-ids stanza lists exactly the value's outer key ids. The
-/// age decryptor verifies the header MAC after a successful unwrap, so a
-/// changed key id anywhere is rejected.
-struct CheckedUnwrap<'a> {
-    expected_key_ids: &'a [KeyId],
-    candidates: Vec<&'a Identity>,
+/// Unwraps with the named identities only, each with the X25519 stanza at
+/// its key id's position ([`check_wrapped_key`] checked the rest when the
+/// value was parsed). The header MAC is verified after a successful unwrap,
+/// so a changed key id or stanza anywhere is rejected.
+struct StanzaByPosition<'a> {
+    candidates: Vec<(usize, &'a Identity)>,
 }
 
-impl age::Identity for CheckedUnwrap<'_> {
+impl age::Identity for StanzaByPosition<'_> {
     fn unwrap_stanza(&self, stanza: &Stanza) -> Option<Result<FileKey, age::DecryptError>> {
         self.unwrap_stanzas(std::slice::from_ref(stanza))
     }
 
     fn unwrap_stanzas(&self, stanzas: &[Stanza]) -> Option<Result<FileKey, age::DecryptError>> {
-        let mut key_id_stanzas = stanzas.iter().filter(|s| s.tag == KEY_IDS_STANZA_TAG);
-        let consistent = match (key_id_stanzas.next(), key_id_stanzas.next()) {
-            (Some(stanza), None) => {
-                stanza.body.is_empty()
-                    && stanza.args.len() == self.expected_key_ids.len()
-                    && stanza
-                        .args
-                        .iter()
-                        .zip(self.expected_key_ids)
-                        .all(|(arg, id)| arg.parse::<KeyId>().ok().as_ref() == Some(id))
-            }
-            _ => false,
-        };
-        if !consistent {
-            return Some(Err(age::DecryptError::InvalidHeader));
-        }
-        self.candidates
+        let x25519: Vec<&Stanza> = stanzas
             .iter()
-            .find_map(|identity| age::Identity::unwrap_stanzas(*identity, stanzas))
+            .filter(|stanza| stanza.tag == X25519_STANZA_TAG)
+            .collect();
+        self.candidates.iter().find_map(|(index, identity)| {
+            age::Identity::unwrap_stanza(*identity, x25519.get(*index)?)
+        })
     }
 }

@@ -3,24 +3,48 @@
 
 use thiserror::Error;
 
+use crate::x25519::KeyId;
+
 /// Problems with keys, identity files and recipient lists.
 #[derive(Debug, Error)]
 pub enum KeyError {
-    #[error("invalid recipient {recipient:?}: {reason}")]
+    /// Not an age X25519 recipient. The text is never quoted: it may be
+    /// anything (a private key, a line of a file that is not a recipients
+    /// file).
+    #[error("invalid recipient: {reason}")]
     InvalidRecipient {
-        recipient: String,
+        /// What is wrong.
         reason: &'static str,
     },
+    /// Not an age X25519 identity.
     #[error("invalid identity: {reason}")]
-    InvalidIdentity { reason: &'static str },
+    InvalidIdentity {
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// A line of an identity file is not an identity.
     #[error("identity file, line {line}: {reason}")]
-    IdentityFileLine { line: usize, reason: String },
+    IdentityFileLine {
+        /// 1-based line number.
+        line: usize,
+        /// What is wrong (never the line itself).
+        reason: String,
+    },
+    /// A line of a recipients file is not a recipient.
     #[error("recipients file, line {line}: {reason}")]
-    RecipientsFileLine { line: usize, reason: String },
+    RecipientsFileLine {
+        /// 1-based line number.
+        line: usize,
+        /// What is wrong (never the line itself).
+        reason: String,
+    },
+    /// An identity file without identities.
     #[error("the identity file contains no identities")]
     NoIdentities,
+    /// A recipients file without recipients.
     #[error("the recipients file contains no recipients")]
     NoRecipients,
+    /// Not 16 lowercase hex digits.
     #[error("invalid key id (expected 16 lowercase hex digits)")]
     InvalidKeyId,
 }
@@ -28,26 +52,52 @@ pub enum KeyError {
 /// Why a sealed value could not be parsed, sealed, opened or re-wrapped.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum SealError {
+    /// Does not start with `kseal:`.
     #[error("not a kseal sealed value (expected \"kseal:v1:…\")")]
     NotSealedValue,
+    /// A version this library does not read (shown only when it looks like
+    /// one).
     #[error("unsupported sealed-value format version {0:?} (this kseal reads v1)")]
     UnsupportedVersion(String),
+    /// The value breaks a rule of the format (`docs/format.md`).
     #[error("malformed sealed value: {0}")]
     Malformed(&'static str),
+    /// Sealing needs at least one recipient.
     #[error("no recipients to seal to")]
     NoRecipients,
+    /// The scope, namespace, name or data key cannot bind a value.
     #[error("invalid binding: {0}")]
     InvalidBinding(String),
-    #[error("none of the given identities matches the value's key ids ({key_ids})")]
-    NoMatchingIdentity { key_ids: String },
+    /// None of the given identities is one the value is wrapped to.
+    #[error(
+        "none of the given identities matches the value's key ids ({})",
+        comma_separated(key_ids)
+    )]
+    NoMatchingIdentity {
+        /// The key ids the value is wrapped to.
+        key_ids: Vec<KeyId>,
+    },
+    /// The wrapped data key does not open (wrong key, or tampered).
     #[error("the data key could not be unwrapped (wrong key or tampered value)")]
     UnwrapFailed,
+    /// The value does not decrypt under its binding.
     #[error(
         "decryption failed: the value was tampered with, or moved to another key, name, namespace or scope than it was sealed for"
     )]
     DecryptFailed,
+    /// More than a Secret can hold.
     #[error("the value is larger than the 1 MiB a Kubernetes Secret can hold")]
     TooLarge,
+    /// A primitive failed where it cannot (random source, encryption).
     #[error("internal error: {0}")]
     Internal(&'static str),
+}
+
+/// `a, b, c`: key ids as error messages list them.
+fn comma_separated(key_ids: &[KeyId]) -> String {
+    key_ids
+        .iter()
+        .map(KeyId::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }

@@ -2,33 +2,34 @@
 //! and the manifests that carry sealed values.
 //!
 //! Layers, from the bottom:
-//! * [`keys`]: age X25519 identities and recipients, key ids, key files;
+//! * [`x25519`]: age X25519 identities and recipients, key ids, key files;
 //! * [`binding`]: what a value is bound to (scope, namespace, name, key);
 //! * [`envelope`]: sealing, opening and re-wrapping one value;
 //! * [`sealed_secret`]: the `SealedSecret` resource types;
 //! * [`manifest`]: Secrets and SealedSecrets in YAML/JSON files;
 //! * [`config`]: `.kseal.yaml` rules that pick recipients by path;
+//! * [`contract`]: what kseal puts on a cluster: the labels, annotations,
+//!   ConfigMap and HTTP API the CLI and the controller share;
+//! * [`backup`]: key backups for an offline recovery key;
 //! * [`bitnami`]: reading Bitnami sealed-secrets, to migrate them.
+//!
+//! Every public item has one path: its module's (there are no re-exports at
+//! the crate root, apart from the `age` crate itself).
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 pub mod backup;
 pub mod binding;
 pub mod bitnami;
 pub mod config;
+pub mod contract;
 pub mod envelope;
 pub mod error;
-pub mod keys;
 pub mod manifest;
 pub mod sealed_secret;
 pub mod secret;
 mod wrapped_key;
-
-pub use binding::{Binding, Scope};
-pub use envelope::{Keyring, SealedValue, open, rewrap, seal};
-pub use error::{KeyError, SealError};
-pub use keys::{Identity, KeyId, Recipient};
-pub use sealed_secret::{SealedSecret, SealedSecretSpec, SealedSecretStatus};
-pub use secret::{DataKey, SecretBytes};
+pub mod x25519;
 
 // Re-exported so callers use the same age (and its `secrecy`) as this crate.
 pub use age;

@@ -10,18 +10,22 @@ use zeroize::{Zeroize, Zeroizing};
 pub struct SecretBytes(Zeroizing<Vec<u8>>);
 
 impl SecretBytes {
+    /// Takes ownership of the bytes (wiped on drop).
     pub fn new(bytes: Vec<u8>) -> Self {
         Self(Zeroizing::new(bytes))
     }
 
+    /// The secret bytes; keep the borrow short and never log it.
     pub fn expose(&self) -> &[u8] {
         &self.0
     }
 
+    /// Length in bytes.
     pub fn len(&self) -> usize {
         self.0.len()
     }
 
+    /// Whether there are no bytes.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
@@ -79,6 +83,7 @@ impl DataKey {
         key
     }
 
+    /// The key bytes; keep the borrow short and never log it.
     pub fn expose(&self) -> &[u8; DATA_KEY_LEN] {
         &self.0
     }

@@ -16,11 +16,12 @@
 //!   ChaCha20-Poly1305 under HKDF-SHA-256(file key, salt nonce, "payload")
 //!   with nonce `0⁸⁸ ‖ 0x01`.
 //!
-//! Anything else (another payload size, several chunks) is [`Unsupported`]
-//! and the caller falls back to the `age` crate. Tests check that both
-//! readers agree on every single-bit change of real files.
-//!
-//! [`Unsupported`]: FastUnwrap::Unsupported
+//! This is the one reader of a wrapped data key: [`AgeFile::parse`] checks
+//! the header's grammar as the age specification states it (every argument
+//! one or more printable ASCII characters, canonical base64, a 32-byte MAC)
+//! and the payload's size; everything that looks at a wrapped key goes
+//! through it. Tests check that it agrees with the `age` crate on every
+//! single-bit change of real files.
 
 use age_core::format::{FILE_KEY_BYTES, FileKey, Stanza};
 use age_core::primitives::hkdf;
@@ -115,108 +116,122 @@ fn write_stanza(out: &mut Vec<u8>, stanza: &Stanza) {
     }
 }
 
-/// The outcome of the fast reader.
-pub(crate) enum FastUnwrap {
-    /// The data key.
-    Key(DataKey),
-    /// The file is well-formed but does not open (wrong key, tampered).
-    Failed,
-    /// Not a shape this reader handles; use the general reader.
-    Unsupported,
-}
-
-/// Parsed header: the stanzas, the bytes the MAC covers, the MAC, and where
-/// the payload starts.
-struct Header<'a> {
-    stanzas: Vec<Stanza>,
+/// A wrapped data key taken apart: the header's stanzas, the bytes its MAC
+/// covers, the MAC, and the payload (nonce and one STREAM chunk).
+pub(crate) struct AgeFile<'a> {
+    /// The stanzas, in file order.
+    pub stanzas: Vec<Stanza>,
     covered: &'a [u8],
     mac: [u8; 32],
     payload: &'a [u8],
 }
 
-fn parse(file: &[u8]) -> Option<Header<'_>> {
-    let mut rest = file.strip_prefix(INTRO)?;
-    let mut stanzas = Vec::new();
-    loop {
-        if let Some(after) = rest.strip_prefix(MAC_PREFIX) {
-            let end = after.iter().position(|&b| b == b'\n')?;
-            let mac: [u8; 32] = BASE64_STANDARD_NO_PAD
-                .decode(&after[..end])
-                .ok()?
-                .try_into()
-                .ok()?;
-            // The MAC covers everything up to and including "---".
-            let covered = &file[..file.len() - after.len() - 1];
-            return Some(Header {
-                stanzas,
-                covered,
-                mac,
-                payload: &after[end + 1..],
-            });
-        }
-        let line_and_rest = rest.strip_prefix(STANZA_PREFIX)?;
-        let end = line_and_rest.iter().position(|&b| b == b'\n')?;
-        let line = std::str::from_utf8(&line_and_rest[..end]).ok()?;
-        let mut words = line.split(' ');
-        let tag = words.next().filter(|tag| !tag.is_empty())?.to_owned();
-        let args: Vec<String> = words.map(str::to_owned).collect();
-        if args.iter().any(String::is_empty) {
-            return None;
-        }
-        rest = &line_and_rest[end + 1..];
-        // Body lines: full 64-column lines, then a shorter final one.
-        let mut encoded = Vec::new();
-        loop {
-            let end = rest.iter().position(|&b| b == b'\n')?;
-            let line = &rest[..end];
-            if line.len() > BODY_COLUMNS {
-                return None;
-            }
-            encoded.extend_from_slice(line);
-            rest = &rest[end + 1..];
-            if line.len() < BODY_COLUMNS {
-                break;
-            }
-        }
-        let body = BASE64_STANDARD_NO_PAD.decode(&encoded).ok()?;
-        stanzas.push(Stanza { tag, args, body });
-    }
+/// The payload of a wrapped data key: nonce, 32-byte key, tag.
+pub(crate) const PAYLOAD_LEN: usize = PAYLOAD_NONCE_LEN + DATA_KEY_LEN + TAG_LEN;
+
+/// A header argument (or tag) as age defines it: one or more printable
+/// ASCII characters, no spaces.
+fn is_argument(word: &str) -> bool {
+    !word.is_empty() && word.bytes().all(|b| (0x21..=0x7e).contains(&b))
 }
 
-/// Opens a wrapped data key with `identity` (which checks the key-ids
-/// stanza and unwraps the X25519 stanza).
-pub(crate) fn unwrap(file: &[u8], identity: &dyn age::Identity) -> FastUnwrap {
-    let Some(header) = parse(file) else {
-        return FastUnwrap::Unsupported;
-    };
-    if header.payload.len() != PAYLOAD_NONCE_LEN + DATA_KEY_LEN + TAG_LEN {
-        return FastUnwrap::Unsupported;
+impl<'a> AgeFile<'a> {
+    /// Parses a binary age v1 file whose payload is one 32-byte key, with at
+    /// most `max_stanzas` stanzas. Errors say what is wrong, never quote.
+    pub(crate) fn parse(file: &'a [u8], max_stanzas: usize) -> Result<Self, &'static str> {
+        let mut rest = file
+            .strip_prefix(INTRO)
+            .ok_or("wrapped data key is not an age v1 file")?;
+        let mut stanzas = Vec::new();
+        loop {
+            if let Some(after) = rest.strip_prefix(MAC_PREFIX) {
+                let end = after
+                    .iter()
+                    .position(|&b| b == b'\n')
+                    .ok_or("wrapped data key has no header end")?;
+                let mac: [u8; 32] = BASE64_STANDARD_NO_PAD
+                    .decode(&after[..end])
+                    .ok()
+                    .and_then(|mac| mac.try_into().ok())
+                    .ok_or("wrapped data key's header MAC is malformed")?;
+                // The MAC covers everything up to and including "---".
+                let covered = &file[..file.len() - after.len() - 1];
+                let payload = &after[end + 1..];
+                if payload.len() != PAYLOAD_LEN {
+                    return Err("wrapped data key's payload is not one 32-byte key");
+                }
+                return Ok(Self {
+                    stanzas,
+                    covered,
+                    mac,
+                    payload,
+                });
+            }
+            if stanzas.len() == max_stanzas {
+                return Err("wrapped data key has too many stanzas");
+            }
+            let line_and_rest = rest
+                .strip_prefix(STANZA_PREFIX)
+                .ok_or("wrapped data key header is malformed")?;
+            let end = line_and_rest
+                .iter()
+                .position(|&b| b == b'\n')
+                .ok_or("wrapped data key has no header end")?;
+            let line = std::str::from_utf8(&line_and_rest[..end])
+                .map_err(|_| "wrapped data key header is not text")?;
+            let mut words = line.split(' ');
+            let tag = words.next().unwrap_or_default();
+            let args: Vec<String> = words.map(str::to_owned).collect();
+            if !is_argument(tag) || !args.iter().all(|arg| is_argument(arg)) {
+                return Err("wrapped data key has a malformed stanza line");
+            }
+            rest = &line_and_rest[end + 1..];
+            // Body lines: full 64-column lines, then a shorter final one.
+            let mut encoded = Vec::new();
+            loop {
+                let end = rest
+                    .iter()
+                    .position(|&b| b == b'\n')
+                    .ok_or("wrapped data key has no header end")?;
+                let line = &rest[..end];
+                if line.len() > BODY_COLUMNS {
+                    return Err("wrapped data key has a malformed stanza body");
+                }
+                encoded.extend_from_slice(line);
+                rest = &rest[end + 1..];
+                if line.len() < BODY_COLUMNS {
+                    break;
+                }
+            }
+            let body = BASE64_STANDARD_NO_PAD
+                .decode(&encoded)
+                .map_err(|_| "wrapped data key has a malformed stanza body")?;
+            stanzas.push(Stanza {
+                tag: tag.to_owned(),
+                args,
+                body,
+            });
+        }
     }
-    let file_key: FileKey = match identity.unwrap_stanzas(&header.stanzas) {
-        Some(Ok(file_key)) => file_key,
-        _ => return FastUnwrap::Failed,
-    };
-    let secret: &[u8; FILE_KEY_BYTES] = file_key.expose_secret();
-    let mut mac_key = Zeroizing::new(hkdf(&[], b"header", secret));
-    let Ok(mut mac) = <Hmac<Sha256> as Mac>::new_from_slice(mac_key.as_ref()) else {
-        return FastUnwrap::Failed;
-    };
-    mac_key.zeroize();
-    mac.update(header.covered);
-    if mac.verify_slice(&header.mac).is_err() {
-        return FastUnwrap::Failed;
-    }
-    let (nonce, chunk) = header.payload.split_at(PAYLOAD_NONCE_LEN);
-    let payload_key = Zeroizing::new(hkdf(nonce, b"payload", secret));
-    let key: &[u8; 32] = &payload_key;
-    let opened =
-        ChaCha20Poly1305::new(key.into()).decrypt(Nonce::from_slice(&LAST_CHUNK_NONCE), chunk);
-    match opened {
-        Ok(mut plaintext) => match DataKey::from_slice_wiping(&mut plaintext) {
-            Some(key) => FastUnwrap::Key(key),
-            None => FastUnwrap::Failed,
-        },
-        Err(_) => FastUnwrap::Failed,
+
+    /// Opens the file with `identity`, which unwraps the file key from the
+    /// stanzas (kseal's checks the key-ids stanza first); then checks the
+    /// header MAC and decrypts the payload. `None`: wrong key or tampered.
+    pub(crate) fn unwrap(&self, identity: &dyn age::Identity) -> Option<DataKey> {
+        let file_key: FileKey = identity.unwrap_stanzas(&self.stanzas)?.ok()?;
+        let secret: &[u8; FILE_KEY_BYTES] = file_key.expose_secret();
+        let mut mac_key = Zeroizing::new(hkdf(&[], b"header", secret));
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(mac_key.as_ref()).ok()?;
+        mac_key.zeroize();
+        mac.update(self.covered);
+        mac.verify_slice(&self.mac).ok()?;
+        let (nonce, chunk) = self.payload.split_at(PAYLOAD_NONCE_LEN);
+        let payload_key = Zeroizing::new(hkdf(nonce, b"payload", secret));
+        let key: &[u8; 32] = &payload_key;
+        let mut plaintext = ChaCha20Poly1305::new(key.into())
+            .decrypt(Nonce::from_slice(&LAST_CHUNK_NONCE), chunk)
+            .ok()?;
+        DataKey::from_slice_wiping(&mut plaintext)
     }
 }
 
@@ -227,7 +242,7 @@ mod tests {
     use super::*;
     use crate::binding::{Binding, Scope};
     use crate::envelope::seal;
-    use crate::keys::Identity;
+    use crate::x25519::Identity;
 
     /// The age crate's reading of the same file, for comparison.
     fn with_age(file: &[u8], identity: &Identity) -> Option<Vec<u8>> {
@@ -240,12 +255,11 @@ mod tests {
         Some(out)
     }
 
+    /// This reader's verdict: `None` when the file does not parse,
+    /// `Some(None)` when it parses but does not open.
     fn fast(file: &[u8], identity: &Identity) -> Option<Option<Vec<u8>>> {
-        match unwrap(file, identity) {
-            FastUnwrap::Key(key) => Some(Some(key.expose().to_vec())),
-            FastUnwrap::Failed => Some(None),
-            FastUnwrap::Unsupported => None,
-        }
+        let parsed = AgeFile::parse(file, 16).ok()?;
+        Some(parsed.unwrap(identity).map(|key| key.expose().to_vec()))
     }
 
     #[test]
@@ -288,8 +302,7 @@ mod tests {
         )
         .unwrap();
         let file = sealed.wrapped_key().to_vec();
-        // The fast reader handles kseal's files itself.
-        let key = fast(&file, &b).expect("handled").expect("opens");
+        let key = fast(&file, &b).expect("parses").expect("opens");
         assert_eq!(Some(key), with_age(&file, &b));
         let mut unsupported = 0;
         for position in 0..file.len() {
@@ -301,7 +314,7 @@ mod tests {
                     Some(result) => {
                         assert_eq!(result, with_age(&tampered, &b), "byte {position} bit {bit}")
                     }
-                    // Handed to age, which must then reject it too.
+                    // Refused by the parser: age must reject it too.
                     None => {
                         unsupported += 1;
                         assert_eq!(with_age(&tampered, &b), None, "byte {position} bit {bit}");

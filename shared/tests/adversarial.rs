@@ -19,7 +19,13 @@ use kseal_shared::envelope::{Keyring, SealedValue, open};
 use kseal_shared::manifest::{
     ManifestFile, PlainSecret, SealOptions, seal_secret, unseal, value_binding,
 };
-use kseal_shared::{Binding, Identity, Scope, SealError, SealedSecret, SecretBytes};
+use kseal_shared::{
+    binding::{Binding, Scope},
+    error::SealError,
+    sealed_secret::SealedSecret,
+    secret::SecretBytes,
+    x25519::Identity,
+};
 
 fn keyring(identities: &[&Identity]) -> Keyring {
     identities.iter().map(|i| (*i).clone()).collect()
@@ -57,9 +63,10 @@ fn every_text_bit_flip_is_rejected_in_every_scope() {
     let ring = keyring(&[&identity]);
     for scope in Scope::ALL {
         let binding = Binding::new(scope, "ns", "name", "key");
-        let sealed = kseal_shared::seal(b"flip me", &binding, &[identity.recipient().clone()])
-            .unwrap()
-            .encode();
+        let sealed =
+            kseal_shared::envelope::seal(b"flip me", &binding, &[identity.recipient().clone()])
+                .unwrap()
+                .encode();
         assert!(open(&SealedValue::parse(&sealed).unwrap(), &binding, &ring).is_ok());
         let tried = assert_text_flips_rejected(&sealed, &binding, &ring);
         assert_eq!(tried, sealed.len() * 8);
@@ -76,7 +83,7 @@ fn every_bit_flip_of_the_decoded_fields_is_rejected() {
     let a = Identity::generate();
     let b = Identity::generate();
     let binding = Binding::new(Scope::NamespaceWide, "ns", "", "key");
-    let sealed = kseal_shared::seal(
+    let sealed = kseal_shared::envelope::seal(
         b"decoded flips",
         &binding,
         &[a.recipient().clone(), b.recipient().clone()],
@@ -439,7 +446,7 @@ fn errors_do_not_echo_secrets() {
     let secret = identity.to_secret_string();
     let file = identity.to_keygen_file("2026-01-01T00:00:00Z");
     for text in [secret.expose_secret(), file.expose_secret()] {
-        let err = kseal_shared::keys::parse_recipients_file(text).unwrap_err();
+        let err = kseal_shared::x25519::parse_recipients_file(text).unwrap_err();
         let message = err.to_string();
         assert!(!message.contains(secret.expose_secret()), "{message}");
         assert!(message.contains("private key"), "{message}");
@@ -448,7 +455,7 @@ fn errors_do_not_echo_secrets() {
             .last()
             .unwrap()
             .to_lowercase()
-            .parse::<kseal_shared::Recipient>()
+            .parse::<kseal_shared::x25519::Recipient>()
             .unwrap_err();
         assert!(
             !err.to_string()

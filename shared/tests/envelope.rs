@@ -2,7 +2,11 @@
 //! tamper rejection and re-wrapping.
 
 use kseal_shared::envelope::{Keyring, SealedValue, open, rewrap, seal, unwrap_data_key};
-use kseal_shared::{Binding, Identity, Scope, SealError};
+use kseal_shared::{
+    binding::{Binding, Scope},
+    error::SealError,
+    x25519::Identity,
+};
 use proptest::prelude::*;
 
 fn keyring(identities: &[&Identity]) -> Keyring {

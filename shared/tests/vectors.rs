@@ -9,7 +9,11 @@ use std::str::FromStr;
 use base64::Engine;
 use base64::prelude::BASE64_STANDARD;
 use kseal_shared::envelope::{Keyring, SealedValue, open};
-use kseal_shared::{Binding, Identity, KeyId, Scope, SealError};
+use kseal_shared::{
+    binding::{Binding, Scope},
+    error::SealError,
+    x25519::{Identity, KeyId},
+};
 use serde_json::Value;
 
 fn vectors() -> Value {

@@ -31,7 +31,9 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kseal_shared::manifest::{PlainSecret, SealOptions, seal_secret};
-use kseal_shared::{Recipient, Scope, SealedSecret, SecretBytes};
+use kseal_shared::{
+    binding::Scope, sealed_secret::SealedSecret, secret::SecretBytes, x25519::Recipient,
+};
 use kseal_testenv::ControlPlane;
 use kseal_testenv::process::Component;
 use kube::api::{ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
@@ -590,7 +592,7 @@ async fn published_recipients(client: &Client, timeout: Duration) -> Result<Vec<
                 .get("recipients.txt")
                 .cloned()
                 .unwrap_or_default();
-            if let Ok(found) = kseal_shared::keys::parse_recipients_file(&text)
+            if let Ok(found) = kseal_shared::x25519::parse_recipients_file(&text)
                 && !found.is_empty()
             {
                 return Ok(found);

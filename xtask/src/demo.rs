@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kseal_shared::SealedSecret;
+use kseal_shared::sealed_secret::SealedSecret;
 use kseal_testenv::ControlPlane;
 use kseal_testenv::process::Component;
 use kube::api::{Patch, PatchParams, PostParams};
@@ -205,7 +205,7 @@ async fn demo() -> Result<()> {
     let first_key = fetched
         .lines()
         .find(|l| l.starts_with("age1"))
-        .map(|r| kseal_shared::KeyId::of_recipient_str(r).to_string())
+        .map(|r| kseal_shared::x25519::KeyId::of_recipient_str(r).to_string())
         .unwrap_or_default();
 
     step("Sealing examples/demo/secret.yaml with the cluster's public key");

@@ -2,11 +2,12 @@
 //! they are well-formed, without any key.
 
 use anyhow::{Result, anyhow, bail};
-use kseal_shared::KeyId;
 use kseal_shared::binding::validate_key_name;
+use kseal_shared::contract::{VERIFY_PATH, VerifyResponse};
 use kseal_shared::envelope::{SealedValue, VERSION};
 use kseal_shared::manifest::{Document, DocumentKind, ManifestFile};
 use kseal_shared::sealed_secret::SealedSecret;
+use kseal_shared::x25519::KeyId;
 use serde::Serialize;
 
 use crate::args::{InspectArgs, InspectFormat, ValidateArgs};
@@ -245,18 +246,20 @@ fn verify_online(report: &mut Report, cluster: &ClusterArgs) -> Result<()> {
         return Ok(());
     };
     let response =
-        crate::cluster::controller_post(cluster, "/v1/verify", serde_json::to_vec(sealed)?)?;
+        crate::cluster::controller_post(cluster, VERIFY_PATH, serde_json::to_vec(sealed)?)?;
     match response.status {
         200 => Ok(()),
         422 => {
-            let answer: serde_json::Value =
-                serde_json::from_slice(&response.body).unwrap_or_default();
+            let answer: VerifyResponse = serde_json::from_slice(&response.body)
+                .map_err(|err| anyhow::anyhow!("unexpected answer from the controller: {err}"))?;
             for value in &mut report.values {
-                let verdict = &answer["values"][&value.key];
-                if verdict["ok"].as_bool() != Some(true) {
+                let verdict = answer.values.get(&value.key);
+                if !verdict.is_some_and(|verdict| verdict.ok) {
                     value.error = Some(format!(
                         "the cluster cannot decrypt it: {}",
-                        verdict["message"].as_str().unwrap_or("no reason given")
+                        verdict
+                            .and_then(|verdict| verdict.message.as_deref())
+                            .unwrap_or("no reason given")
                     ));
                 }
             }
@@ -279,7 +282,7 @@ fn stale(args: &InspectArgs, reports: &[Report]) -> Result<()> {
     let (mut stale, mut total) = (0, 0);
     for report in reports {
         let path = (report.file != "<stdin>").then(|| std::path::Path::new(&report.file));
-        let current: Vec<String> = match crate::keys::resolve(&args.recipients, path)? {
+        let current: Vec<String> = match crate::recipients::resolve(&args.recipients, path)? {
             Some(resolved) => resolved
                 .recipients
                 .iter()

@@ -1,8 +1,8 @@
 //! `kseal keygen`: a new identity in age-keygen's file format.
 
 use anyhow::{Result, bail};
-use kseal_shared::Identity;
 use kseal_shared::age::secrecy::ExposeSecret;
+use kseal_shared::x25519::Identity;
 
 use crate::args::KeygenArgs;
 use crate::io::{Privacy, write_atomic, write_stdout};

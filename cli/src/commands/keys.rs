@@ -10,24 +10,22 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow, bail};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kseal_shared::backup;
-use kseal_shared::{KeyId, SealedSecret};
+use kseal_shared::contract::{
+    KEY_ID_LABEL, KEY_STATE_LABEL, KEYS_DATA_KEY, KeyState, LAST_BACKUP_ANNOTATION, LastBackup,
+    PUBLIC_KEYS_CONFIGMAP, PublishedKey, ROTATE_REQUEST_ANNOTATION, SEALING_KEY_LABEL,
+};
+use kseal_shared::envelope::SealedValue;
+use kseal_shared::sealed_secret::SealedSecret;
+use kseal_shared::x25519::KeyId;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
-use serde::Deserialize;
 
-use crate::UsageError;
 use crate::args::{
     BackupArgs, KeysArgs, KeysCommand, ListKeysArgs, RestoreArgs, RetireArgs, RotateArgs,
 };
-use crate::cluster::{self, ClusterArgs, PUBLIC_KEYS_CONFIGMAP};
+use crate::cluster::{self, ClusterArgs};
+use crate::error::UsageError;
 use crate::io::{Privacy, write_atomic, write_stdout};
-
-/// Annotation the controller watches for rotation requests.
-const ROTATE_REQUEST_ANNOTATION: &str = "kseal.dev/rotate-requested-at";
-/// Annotation recording what the last `kseal keys backup` contained.
-const LAST_BACKUP_ANNOTATION: &str = "kseal.dev/last-backup";
-const STATE_LABEL: &str = "kseal.dev/key-state";
-const KEY_ID_LABEL: &str = "kseal.dev/key-id";
 
 pub fn run(args: KeysArgs) -> Result<()> {
     match args.command {
@@ -37,14 +35,6 @@ pub fn run(args: KeysArgs) -> Result<()> {
         KeysCommand::Backup(args) => backup_keys(args),
         KeysCommand::Restore(args) => restore(args),
     }
-}
-
-/// One key as the controller publishes it (`keys.json`).
-#[derive(Debug, Clone, Deserialize)]
-struct PublishedKey {
-    id: String,
-    created: String,
-    state: String,
 }
 
 struct ClusterKeys {
@@ -64,20 +54,14 @@ async fn published_keys(client: &Client, cluster: &ClusterArgs) -> Result<Cluste
     let text = config_map
         .data
         .as_ref()
-        .and_then(|data| data.get("keys.json"))
-        .ok_or_else(|| anyhow!("ConfigMap {PUBLIC_KEYS_CONFIGMAP} has no keys.json"))?;
-    let keys = serde_json::from_str(text).context("keys.json")?;
+        .and_then(|data| data.get(KEYS_DATA_KEY))
+        .ok_or_else(|| anyhow!("ConfigMap {PUBLIC_KEYS_CONFIGMAP} has no {KEYS_DATA_KEY}"))?;
+    let keys = serde_json::from_str(text).context(KEYS_DATA_KEY)?;
     let last_backup = config_map
         .annotations()
         .get(LAST_BACKUP_ANNOTATION)
-        .and_then(|value| serde_json::from_str::<serde_json::Value>(value).ok())
-        .and_then(|value| {
-            value["keyIds"].as_array().map(|ids| {
-                ids.iter()
-                    .filter_map(|id| id.as_str().map(str::to_owned))
-                    .collect()
-            })
-        });
+        .and_then(|value| serde_json::from_str::<LastBackup>(value).ok())
+        .map(|backup| backup.key_ids.into_iter().collect());
     Ok(ClusterKeys { keys, last_backup })
 }
 
@@ -96,9 +80,10 @@ async fn key_users(client: &Client) -> Result<BTreeMap<String, Vec<String>>> {
             .as_ref()
             .map(|status| status.key_ids.iter().cloned().collect())
             .unwrap_or_default();
+        // Only values that parse name keys: any text could stand here.
         for value in sealed.spec.encrypted_data.values() {
-            if let Some(field) = value.split(':').nth(2) {
-                ids.extend(field.split(',').map(str::to_owned));
+            if let Ok(value) = SealedValue::parse(value) {
+                ids.extend(value.key_ids().iter().map(KeyId::to_string));
             }
         }
         let name = format!(
@@ -132,7 +117,7 @@ fn list(args: ListKeysArgs) -> Result<()> {
         ));
     }
     write_stdout(out.as_bytes())?;
-    let active = keys.keys.iter().find(|key| key.state == "active");
+    let active = keys.keys.iter().find(|key| key.state == KeyState::Active);
     match (&keys.last_backup, active) {
         (None, _) => eprintln!(
             "kseal: warning: no key backup recorded; run `kseal keys backup --recipient age1… -o FILE`"
@@ -202,7 +187,8 @@ fn retire(args: RetireArgs) -> Result<()> {
         let Some(key) = keys.keys.iter().find(|key| key.id == id) else {
             bail!("no key {id} in this cluster (see `kseal keys list`)");
         };
-        if key.state == "active" && keys.keys.iter().filter(|k| k.state == "active").count() == 1 {
+        let active = |key: &&PublishedKey| key.state == KeyState::Active;
+        if active(&key) && keys.keys.iter().filter(active).count() == 1 {
             bail!(
                 "key {id} is the active key: rotate first (`kseal keys rotate`), re-wrap, then retire it"
             );
@@ -237,7 +223,7 @@ fn retire(args: RetireArgs) -> Result<()> {
                     .delete(&secret.name_any(), &DeleteParams::default())
                     .await?;
             } else {
-                let patch = serde_json::json!({"metadata": {"labels": {STATE_LABEL: "retired"}}});
+                let patch = serde_json::json!({"metadata": {"labels": {KEY_STATE_LABEL: KeyState::Retired.as_str()}}});
                 secrets
                     .patch(
                         &secret.name_any(),
@@ -259,7 +245,7 @@ fn retire(args: RetireArgs) -> Result<()> {
 
 /// Exports every key, in every state, encrypted to offline recipients.
 fn backup_keys(args: BackupArgs) -> Result<()> {
-    let Some(recipients) = crate::keys::from_flags(&args.recipients)? else {
+    let Some(recipients) = crate::recipients::from_flags(&args.recipients)? else {
         return Err(UsageError::new(
             "keys backup needs --recipient age1… (or -R FILE): an offline recovery key",
         )
@@ -270,7 +256,7 @@ fn backup_keys(args: BackupArgs) -> Result<()> {
         let secrets: Api<Secret> =
             Api::namespaced(client.clone(), &args.cluster.controller_namespace);
         let list = secrets
-            .list(&ListParams::default().labels(&format!("{}=true", backup::KEY_LABEL)))
+            .list(&ListParams::default().labels(&format!("{}=true", SEALING_KEY_LABEL)))
             .await
             .context("cannot read the key Secrets (needs get/list on Secrets in the controller's namespace)")?;
         if list.items.is_empty() {
@@ -301,8 +287,10 @@ fn backup_keys(args: BackupArgs) -> Result<()> {
     cluster::block_on(async {
         let client = cluster::client(&args.cluster).await?;
         let api: Api<ConfigMap> = Api::namespaced(client, &args.cluster.controller_namespace);
-        let record = serde_json::json!({"at": jiff::Timestamp::now().to_string(), "keyIds": ids})
-            .to_string();
+        let record = serde_json::to_string(&LastBackup {
+            at: jiff::Timestamp::now().to_string(),
+            key_ids: ids.clone(),
+        })?;
         let patch =
             serde_json::json!({"metadata": {"annotations": {LAST_BACKUP_ANNOTATION: record}}});
         if let Err(err) = api
@@ -332,7 +320,7 @@ fn backup_keys(args: BackupArgs) -> Result<()> {
 fn restore(args: RestoreArgs) -> Result<()> {
     let file = std::fs::read(&args.file)
         .with_context(|| format!("{}: cannot read", args.file.display()))?;
-    let identities = crate::keys::identities(&args.identities)?;
+    let identities = crate::recipients::identities(&args.identities)?;
     let items =
         backup::decrypt(&file, &identities).with_context(|| args.file.display().to_string())?;
     cluster::block_on(async {

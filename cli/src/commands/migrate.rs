@@ -7,15 +7,15 @@ use std::cell::OnceCell;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
-use kseal_shared::Recipient;
 use kseal_shared::bitnami::{BitnamiKeyring, BitnamiSealedSecret, is_bitnami_sealed_secret};
 use kseal_shared::manifest::{Document, ManifestFile};
+use kseal_shared::x25519::Recipient;
 use serde_json::Value;
 
-use crate::UsageError;
 use crate::args::MigrateArgs;
+use crate::error::UsageError;
 use crate::io::{Privacy, Source, manifest_files, write_atomic, write_stdout};
-use crate::keys;
+use crate::recipients;
 
 #[derive(Debug, Default)]
 struct Tally {
@@ -103,7 +103,7 @@ fn recipients_for(
     args: &MigrateArgs,
     cluster_keys: &OnceCell<Result<Vec<Recipient>, String>>,
 ) -> Result<Vec<Recipient>> {
-    if let Some(resolved) = keys::resolve(&args.recipients, Some(path))? {
+    if let Some(resolved) = recipients::resolve(&args.recipients, Some(path))? {
         return Ok(resolved.recipients);
     }
     cluster_keys

@@ -6,16 +6,20 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::{Result, anyhow, bail};
+use kseal_shared::contract::{REWRAP_PATH, ValueFailures};
 use kseal_shared::envelope::{SealedValue, rewrap};
 use kseal_shared::manifest::{DocumentKind, ManifestFile, value_binding};
 use kseal_shared::sealed_secret::SealedSecret;
-use kseal_shared::{KeyId, Keyring, Recipient};
+use kseal_shared::{
+    envelope::Keyring,
+    x25519::{KeyId, Recipient},
+};
 
-use crate::UsageError;
 use crate::args::RewrapArgs;
 use crate::cluster::{self, ClusterArgs};
+use crate::error::UsageError;
 use crate::io::{Privacy, Source, manifest_files, write_atomic, write_stdout};
-use crate::keys;
+use crate::recipients;
 
 /// Show a progress bar from this many files on (and only on a terminal).
 const PROGRESS_THRESHOLD: usize = 20;
@@ -52,8 +56,8 @@ pub fn run(args: RewrapArgs) -> Result<()> {
     let mode = if args.online {
         Mode::Online(&args.cluster)
     } else {
-        let keyring = keys::keyring(&args.identities)?;
-        let Some(recipients) = keys::from_flags(&args.recipients)? else {
+        let keyring = recipients::keyring(&args.identities)?;
+        let Some(recipients) = recipients::from_flags(&args.recipients)? else {
             return Err(UsageError::new(
                 "rewrap needs the new recipients: -r/--recipient or -R/--recipients-file (or --online)",
             )
@@ -210,7 +214,7 @@ fn rewrap_offline(
 /// Sends the object to the controller's `/v1/rewrap`; only its
 /// `encryptedData` is taken from the answer.
 fn rewrap_online(sealed: &SealedSecret, cluster: &ClusterArgs) -> Result<ObjectResult> {
-    let response = cluster::controller_post(cluster, "/v1/rewrap", serde_json::to_vec(sealed)?)?;
+    let response = cluster::controller_post(cluster, REWRAP_PATH, serde_json::to_vec(sealed)?)?;
     let total = sealed.spec.encrypted_data.len();
     match response.status {
         200 => {
@@ -238,25 +242,13 @@ fn rewrap_online(sealed: &SealedSecret, cluster: &ClusterArgs) -> Result<ObjectR
             })
         }
         422 => {
-            let answer: serde_json::Value =
-                serde_json::from_slice(&response.body).unwrap_or_default();
-            let failures = answer["values"]
-                .as_object()
-                .map(|values| {
-                    values
-                        .iter()
-                        .map(|(key, why)| {
-                            (
-                                key.clone(),
-                                why["message"]
-                                    .as_str()
-                                    .unwrap_or("cannot be re-wrapped")
-                                    .to_owned(),
-                            )
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
+            let answer: ValueFailures = serde_json::from_slice(&response.body)
+                .map_err(|err| anyhow!("unexpected answer from the controller: {err}"))?;
+            let failures = answer
+                .values
+                .into_iter()
+                .map(|(key, failure)| (key, failure.message))
+                .collect();
             Ok(ObjectResult {
                 encrypted: sealed.spec.encrypted_data.clone(),
                 rewrapped: 0,

@@ -8,13 +8,18 @@ use kseal_shared::manifest::{
     render_documents, seal_secret,
 };
 use kseal_shared::sealed_secret::SealedSecret;
-use kseal_shared::{Binding, Recipient, Scope, SecretBytes, seal};
+use kseal_shared::{
+    binding::{Binding, Scope},
+    envelope::seal,
+    secret::SecretBytes,
+    x25519::Recipient,
+};
 use zeroize::Zeroizing;
 
-use crate::UsageError;
 use crate::args::{Format, ScopeArg, SealArgs};
+use crate::error::UsageError;
 use crate::io::{Privacy, Source, emit, write_atomic};
-use crate::keys;
+use crate::recipients;
 
 pub fn run(args: SealArgs) -> Result<()> {
     let from_flags = !(args.from_literal.is_empty()
@@ -33,7 +38,7 @@ pub fn run(args: SealArgs) -> Result<()> {
         .or(args.merge_into.as_deref())
         .or(args.file.as_deref())
         .filter(|path| *path != Path::new("-"));
-    let resolved = keys::resolve_or_cluster(&args.recipients, rule_path, &args.cluster)?;
+    let resolved = recipients::resolve_or_cluster(&args.recipients, rule_path, &args.cluster)?;
     let scope = args
         .scope
         .map(scope_of)

@@ -10,10 +10,10 @@ use zeroize::Zeroizing;
 
 use crate::args::{Format, UnsealArgs};
 use crate::io::{Privacy, Source, emit};
-use crate::keys;
+use crate::recipients;
 
 pub fn run(args: UnsealArgs) -> Result<()> {
-    let keyring = keys::keyring(&args.identities.identities)?;
+    let keyring = recipients::keyring(&args.identities.identities)?;
     let source = Source::from_arg(args.file.as_deref());
     let text = source.read()?;
     let objects = ManifestFile::new(&text)

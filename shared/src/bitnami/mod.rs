@@ -21,17 +21,17 @@
 //! type `kubernetes.io/tls` whose `tls.key` is a PEM RSA private key.
 //!
 //! This module only decrypts; nothing here writes Bitnami's format. Plaintext
-//! lives in [`SecretBytes`](crate::SecretBytes) and session keys in
+//! lives in [`SecretBytes`](crate::secret::SecretBytes) and session keys in
 //! zeroizing buffers; no error message carries a value or key material.
 
-mod keys;
 mod object;
+mod rsa_keys;
 mod value;
 
 use thiserror::Error;
 
-pub use keys::{BitnamiKey, BitnamiKeyring};
 pub use object::{BitnamiSealedSecret, Migrated, is_bitnami_sealed_secret};
+pub use rsa_keys::{BitnamiKey, BitnamiKeyring};
 pub use value::{decrypt_value, oaep_label};
 
 use crate::manifest::ManifestError;
@@ -59,7 +59,13 @@ pub enum BitnamiKeyError {
     Manifest(ManifestError),
     /// One key (a Secret, a PEM block) is unusable; `location` says which.
     #[error("{location}: {reason}")]
-    Invalid { location: String, reason: String },
+    Invalid {
+        /// Which key (file, document, Secret name).
+        location: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// No RSA private key in the input.
     #[error(
         "no RSA private key found (expected the Secrets `kubectl get secret -n kube-system -l {KEY_LABEL} -o yaml` exports, one such Secret, or a PEM private key)"
     )]
@@ -69,16 +75,24 @@ pub enum BitnamiKeyError {
 /// Why one value of a Bitnami SealedSecret could not be decrypted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
 pub enum ValueError {
+    /// The value is not base64.
     #[error("not valid base64")]
     NotBase64,
+    /// Shorter than the RSA-wrapped session key it must start with.
     #[error("too short to be a Bitnami sealed value")]
     TooShort,
+    /// No given key opens it.
     #[error(
         "none of the {tried} given Bitnami key(s) decrypts it (sealed with another key, or for another name, namespace or scope)"
     )]
-    NoMatchingKey { tried: usize },
+    NoMatchingKey {
+        /// How many keys were tried.
+        tried: usize,
+    },
+    /// The session key opens but the AES-GCM value does not.
     #[error("the session key decrypts but the value does not (corrupted or tampered with)")]
     Corrupt,
+    /// The session key has another length than kubeseal's 32 bytes.
     #[error("the session key is {0} bytes; kubeseal writes 32")]
     BadSessionKey(usize),
 }
@@ -86,21 +100,27 @@ pub enum ValueError {
 /// Why a Bitnami SealedSecret cannot be migrated as a whole.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum ObjectError {
+    /// Another `apiVersion` than Bitnami's `bitnami.com/v1alpha1`.
     #[error("unsupported Bitnami SealedSecret apiVersion {0:?} (kseal reads {API_VERSION})")]
     UnsupportedVersion(String),
+    /// The pre-v0.7 single-blob `spec.data`.
     #[error(
         "uses the deprecated single-blob spec.data format (sealed-secrets before v0.7), which kseal does not read; seal the Secret it produces in the cluster with `kseal seal` instead"
     )]
     LegacyData,
+    /// `spec.template.data` templates, which kseal does not have.
     #[error(
         "spec.template.data templates key(s) {}, which kseal does not support; render them into plain values (unseal, edit, `kseal seal`)",
         .0.join(", ")
     )]
     TemplateData(Vec<String>),
+    /// The object is not a usable SealedSecret.
     #[error("{0}")]
     Invalid(String),
+    /// Some values do not decrypt, by data key.
     #[error("{}", describe_values(.0))]
     Values(Vec<(String, ValueError)>),
+    /// Sealing the decrypted values for kseal failed.
     #[error("cannot seal for kseal: {0}")]
     Seal(String),
 }
@@ -126,7 +146,7 @@ mod tests {
 
     use super::*;
     use crate::manifest::{DocumentKind, ManifestFile, unseal};
-    use crate::{Identity, Keyring, Scope};
+    use crate::{binding::Scope, envelope::Keyring, x25519::Identity};
 
     const KEY_A: &str = include_str!("testdata/key-a.pem");
     const KEY_A_PKCS1: &str = include_str!("testdata/key-a-pkcs1.pem");

@@ -6,16 +6,16 @@ use std::collections::{BTreeMap, BTreeSet};
 use kube::core::ObjectMeta;
 use serde_json::{Map, Value};
 
-use super::keys::BitnamiKeyring;
+use super::rsa_keys::BitnamiKeyring;
 use super::value::{decrypt_value, oaep_label};
 use super::{
     ANNOTATION_PREFIX, API_VERSION, CLUSTER_WIDE_ANNOTATION, GROUP, KIND,
     NAMESPACE_WIDE_ANNOTATION, ObjectError,
 };
 use crate::binding::Scope;
-use crate::keys::Recipient;
 use crate::manifest::{PlainSecret, STRIPPED_ANNOTATIONS, SealOptions, seal_secret};
 use crate::sealed_secret::SealedSecret;
+use crate::x25519::Recipient;
 
 /// Whether a manifest object is a Bitnami SealedSecret, of any version.
 pub fn is_bitnami_sealed_secret(value: &Value) -> bool {
@@ -30,19 +30,25 @@ pub fn is_bitnami_sealed_secret(value: &Value) -> bool {
 /// the values are still sealed.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct BitnamiSealedSecret {
+    /// `metadata.name`.
     pub name: String,
+    /// `metadata.namespace` (empty when unset).
     pub namespace: String,
     /// From the SealedSecret's own annotations, as Bitnami's controller reads it.
     pub scope: Scope,
     /// Labels and annotations of the SealedSecret object itself.
     pub labels: BTreeMap<String, String>,
+    /// See `labels`.
     pub annotations: BTreeMap<String, String>,
     /// `spec.encryptedData`: data key → Bitnami sealed value.
     pub encrypted_data: BTreeMap<String, String>,
     /// `spec.template`.
     pub type_: Option<String>,
+    /// `spec.template.immutable`.
     pub immutable: Option<bool>,
+    /// `spec.template.metadata.labels`.
     pub template_labels: BTreeMap<String, String>,
+    /// `spec.template.metadata.annotations`.
     pub template_annotations: BTreeMap<String, String>,
     /// `spec.template.data` keys with a template (unsupported by kseal).
     pub templated_keys: Vec<String>,

@@ -11,7 +11,7 @@ use sha2::Sha256;
 use zeroize::Zeroizing;
 
 use super::ValueError;
-use super::keys::BitnamiKeyring;
+use super::rsa_keys::BitnamiKeyring;
 use crate::binding::Scope;
 use crate::secret::SecretBytes;
 

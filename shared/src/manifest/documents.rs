@@ -16,7 +16,9 @@ pub const MAX_DOCUMENT_LEN: usize = 16 * 1024 * 1024;
 /// How a file's documents are written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SourceFormat {
+    /// YAML, one or more `---`-separated documents.
     Yaml,
+    /// One JSON value.
     Json,
 }
 

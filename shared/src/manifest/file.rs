@@ -13,12 +13,21 @@ use crate::sealed_secret::{API_VERSION, KIND};
 /// What a document (or an item of a `List`) holds.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DocumentKind {
+    /// A kseal `SealedSecret`.
     SealedSecret,
+    /// A core `v1` `Secret`.
     Secret,
-    Other { api_version: String, kind: String },
+    /// Anything else.
+    Other {
+        /// Its `apiVersion` (empty when missing).
+        api_version: String,
+        /// Its `kind` (empty when missing).
+        kind: String,
+    },
 }
 
 impl DocumentKind {
+    /// What `value` is, by `apiVersion` and `kind`.
     pub fn of(value: &Value) -> Self {
         let field = |name: &str| {
             value
@@ -48,7 +57,9 @@ pub struct Document {
     pub item: Option<usize>,
     /// 1-based line where the document starts.
     pub line: usize,
+    /// What the object is.
     pub kind: DocumentKind,
+    /// The object.
     pub value: Value,
 }
 
@@ -66,6 +77,7 @@ impl Document {
         }
     }
 
+    /// An error about this object, located at it.
     pub fn error(&self, message: impl Into<String>) -> ManifestError {
         ManifestError {
             document: self.index,
@@ -81,8 +93,10 @@ impl Document {
 /// Output encodings.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum OutputFormat {
+    /// YAML documents separated by `---`.
     #[default]
     Yaml,
+    /// One JSON object (a `List` for several).
     Json,
 }
 
@@ -95,6 +109,8 @@ pub struct ManifestFile {
 }
 
 impl ManifestFile {
+    /// Splits `text` into documents (parsed lazily by
+    /// [`objects`](Self::objects)).
     pub fn new(text: &str) -> Self {
         let format = SourceFormat::detect(text);
         let raw = match format {
@@ -114,6 +130,7 @@ impl ManifestFile {
         }
     }
 
+    /// Whether the file is YAML or JSON.
     pub fn format(&self) -> SourceFormat {
         self.format
     }
@@ -173,6 +190,7 @@ impl ManifestFile {
             .insert((document.index, document.item), value);
     }
 
+    /// Whether any object was replaced since the file was read.
     pub fn has_replacements(&self) -> bool {
         !self.replacements.is_empty()
     }

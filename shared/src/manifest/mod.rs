@@ -24,6 +24,7 @@ pub struct ManifestError {
     pub document: usize,
     /// 1-based line within the file, when known.
     pub line: Option<usize>,
+    /// What is wrong (never a quote of the input).
     pub message: String,
 }
 

@@ -24,12 +24,19 @@ pub const STRIPPED_ANNOTATIONS: &[&str] = &[
 /// makes no sense in git and is dropped.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct PlainSecret {
+    /// `metadata.name` (empty when unset).
     pub name: String,
+    /// `metadata.namespace` (empty when unset).
     pub namespace: String,
+    /// `type`, when set.
     pub type_: Option<String>,
+    /// `immutable`, when set.
     pub immutable: Option<bool>,
+    /// `metadata.labels`.
     pub labels: BTreeMap<String, String>,
+    /// `metadata.annotations`.
     pub annotations: BTreeMap<String, String>,
+    /// `data` and `stringData` merged (stringData wins), decoded.
     pub data: BTreeMap<String, SecretBytes>,
 }
 

@@ -9,13 +9,15 @@ use super::plain_secret::PlainSecret;
 use crate::binding::{Binding, Scope};
 use crate::envelope::{Keyring, SealedValue, open, seal};
 use crate::error::SealError;
-use crate::keys::Recipient;
 use crate::sealed_secret::{SealedSecret, SealedSecretSpec, SecretTemplate, TemplateMetadata};
+use crate::x25519::Recipient;
 
 /// How to seal a Secret.
 #[derive(Clone, Copy, Debug)]
 pub struct SealOptions<'a> {
+    /// The scope every value is bound with.
     pub scope: Scope,
+    /// Who can unseal: the data keys are wrapped to each.
     pub recipients: &'a [Recipient],
     /// Seal a Secret without any data (an error otherwise: usually a mistake).
     pub allow_empty_data: bool,
@@ -118,7 +120,9 @@ pub fn merge_into(
 /// Why one value of a SealedSecret could not be unsealed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KeyFailure {
+    /// The data key.
     pub key: String,
+    /// Why it does not open.
     pub error: SealError,
 }
 

@@ -4,8 +4,12 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use kseal_shared::config::{CONFIG_FILE_NAME, Config};
-use kseal_shared::keys::{dedup_recipients, parse_identity_file, parse_recipients_file};
-use kseal_shared::{Identity, Keyring, Recipient, Scope};
+use kseal_shared::x25519::{dedup_recipients, parse_identity_file, parse_recipients_file};
+use kseal_shared::{
+    binding::Scope,
+    envelope::Keyring,
+    x25519::{Identity, Recipient},
+};
 
 use crate::args::RecipientArgs;
 

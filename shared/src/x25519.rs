@@ -36,6 +36,7 @@ impl KeyId {
         Self(id)
     }
 
+    /// The 8 bytes.
     pub fn as_bytes(&self) -> &[u8; KEY_ID_LEN] {
         &self.0
     }
@@ -91,6 +92,7 @@ pub struct Recipient {
 }
 
 impl Recipient {
+    /// This recipient's key id.
     pub fn key_id(&self) -> KeyId {
         self.key_id
     }
@@ -104,25 +106,21 @@ impl FromStr for Recipient {
     type Err = KeyError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        // An identity given where a recipient belongs (`-R key.txt` with the
-        // private key file) must not be echoed back into a terminal or a CI
-        // log.
-        if s.trim()
-            .get(..SECRET_KEY_HRP.len())
-            .is_some_and(|prefix| prefix.eq_ignore_ascii_case(SECRET_KEY_HRP))
+        // Never echoed, whatever it is: an identity given where a recipient
+        // belongs (`-R key.txt` with the private key file), or a line of a
+        // file that is no recipients file at all. A private key is named as
+        // such even behind a byte-order mark or other invisible characters.
+        let trimmed = s.trim();
+        if trimmed
+            .to_ascii_uppercase()
+            .contains(&SECRET_KEY_HRP.to_ascii_uppercase())
         {
             return Err(KeyError::InvalidRecipient {
-                recipient: "(private key, not shown)".to_owned(),
                 reason: "this is a private key (identity), not a public key (recipient)",
             });
         }
-        let inner = age::x25519::Recipient::from_str(s.trim()).map_err(|reason| {
-            KeyError::InvalidRecipient {
-                // A recipient is public: echoing it helps find the typo.
-                recipient: s.trim().to_owned(),
-                reason,
-            }
-        })?;
+        let inner = age::x25519::Recipient::from_str(trimmed)
+            .map_err(|reason| KeyError::InvalidRecipient { reason })?;
         // Key ids hash the canonical (lowercase) encoding.
         let encoded = inner.to_string();
         let key_id = KeyId::of_recipient_str(&encoded);
@@ -183,10 +181,12 @@ impl Identity {
         }
     }
 
+    /// The matching public key.
     pub fn recipient(&self) -> &Recipient {
         &self.recipient
     }
 
+    /// The key id of its public key.
     pub fn key_id(&self) -> KeyId {
         self.recipient.key_id
     }

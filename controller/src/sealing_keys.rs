@@ -11,87 +11,55 @@ use futures::StreamExt;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kseal_shared::age::secrecy::ExposeSecret;
-use kseal_shared::keys::parse_identity_file;
-use kseal_shared::{Identity, KeyId, Keyring, Recipient};
+use kseal_shared::contract::{
+    IDENTITY_DATA_KEY, KEY_CREATED_ANNOTATION, KEY_ID_LABEL, KEY_RECIPIENT_ANNOTATION,
+    KEY_STATE_LABEL, KEYS_DATA_KEY, KeyState, PUBLIC_KEYS_CONFIGMAP, PublishedKey,
+    RECIPIENTS_DATA_KEY, ROTATE_REQUEST_ANNOTATION, ROTATION_REQUEST_ANNOTATION, SEALING_KEY_LABEL,
+    SEALING_KEY_SECRET_TYPE,
+};
+use kseal_shared::envelope::SealedValue;
+use kseal_shared::x25519::parse_identity_file;
+use kseal_shared::{
+    envelope::Keyring,
+    x25519::{Identity, KeyId, Recipient},
+};
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::reflector::Store;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
-use serde::Serialize;
 use tokio::sync::watch;
 use zeroize::Zeroizing;
 
-/// Label on every key Secret (`kubectl get secrets -l kseal.dev/sealing-key`).
-pub const KEY_LABEL: &str = "kseal.dev/sealing-key";
-/// Label with the key's state: `active`, `decrypt-only` or `retired`.
-pub const STATE_LABEL: &str = "kseal.dev/key-state";
-/// Label with the key id.
-pub const KEY_ID_LABEL: &str = "kseal.dev/key-id";
-/// Annotation with the creation time (RFC 3339).
-pub const CREATED_ANNOTATION: &str = "kseal.dev/created-at";
-/// Annotation with the public key.
-pub const RECIPIENT_ANNOTATION: &str = "kseal.dev/recipient";
-/// The key Secret's data key holding the age identity file.
-pub const IDENTITY_DATA_KEY: &str = "identity.txt";
-/// Type of key Secrets.
-pub const KEY_SECRET_TYPE: &str = "kseal.dev/sealing-key";
-/// The ConfigMap with the public keys.
-pub const PUBLIC_KEYS_CONFIGMAP: &str = "kseal-public-keys";
-/// Annotation on the public-key ConfigMap with which an operator asks for a
-/// new key now (`kseal keys rotate`); any new value is one request.
-pub const ROTATE_REQUEST_ANNOTATION: &str = "kseal.dev/rotate-requested-at";
-/// Annotation on a key Secret recording the request it answered.
-pub const ROTATION_REQUEST_ANNOTATION: &str = "kseal.dev/rotation-request";
 /// Field manager for server-side apply.
 pub const FIELD_MANAGER: &str = "kseal-controller";
 
-/// Lifecycle state of a key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum KeyState {
-    /// Published for sealing (the newest active key).
-    Active,
-    /// Kept to decrypt what is still sealed to it.
-    DecryptOnly,
-    /// No longer used; does not decrypt.
-    Retired,
+/// One key as loaded from its Secret (public facts only).
+#[derive(Debug, Clone)]
+pub struct KeyInfo {
+    /// The key id, as text.
+    pub id: String,
+    /// The public key, `age1…`.
+    pub recipient: String,
+    /// Creation time, RFC 3339.
+    pub created: String,
+    /// Lifecycle state.
+    pub state: KeyState,
+    /// The Secret it lives in.
+    pub secret_name: String,
+    key_id: Option<KeyId>,
+    recipient_parsed: Option<Recipient>,
 }
 
-impl KeyState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            KeyState::Active => "active",
-            KeyState::DecryptOnly => "decrypt-only",
-            KeyState::Retired => "retired",
+impl KeyInfo {
+    /// The key as published in the ConfigMap and over HTTP.
+    pub fn published(&self) -> PublishedKey {
+        PublishedKey {
+            id: self.id.clone(),
+            recipient: self.recipient.clone(),
+            created: self.created.clone(),
+            state: self.state,
         }
     }
-
-    pub const ALL: [KeyState; 3] = [KeyState::Active, KeyState::DecryptOnly, KeyState::Retired];
-}
-
-impl FromStr for KeyState {
-    type Err = ();
-    fn from_str(s: &str) -> Result<Self, ()> {
-        KeyState::ALL
-            .into_iter()
-            .find(|state| state.as_str() == s)
-            .ok_or(())
-    }
-}
-
-/// Public facts about one key.
-#[derive(Debug, Clone, Serialize)]
-pub struct KeyInfo {
-    pub id: String,
-    pub recipient: String,
-    pub created: String,
-    pub state: KeyState,
-    #[serde(skip)]
-    pub secret_name: String,
-    #[serde(skip)]
-    key_id: Option<KeyId>,
-    #[serde(skip)]
-    recipient_parsed: Option<Recipient>,
 }
 
 /// All keys this replica knows, newest first.
@@ -171,12 +139,12 @@ fn read_key_secret(secret: &Secret) -> Result<(KeyInfo, Identity), String> {
         .ok_or_else(|| "no identity".to_owned())?;
     let labels = secret.labels();
     let state = labels
-        .get(STATE_LABEL)
+        .get(KEY_STATE_LABEL)
         .and_then(|state| KeyState::from_str(state).ok())
         .unwrap_or(KeyState::DecryptOnly);
     let created = secret
         .annotations()
-        .get(CREATED_ANNOTATION)
+        .get(KEY_CREATED_ANNOTATION)
         .cloned()
         .or_else(|| {
             secret
@@ -256,7 +224,7 @@ impl KeyStore {
     /// Watches the key Secrets and keeps the set current. Runs forever.
     pub async fn watch(self, client: Client, namespace: String) {
         let api: Api<Secret> = Api::namespaced(client, &namespace);
-        let config = watcher::Config::default().labels(&format!("{KEY_LABEL}=true"));
+        let config = watcher::Config::default().labels(&format!("{SEALING_KEY_LABEL}=true"));
         let (reader, writer) = kube::runtime::reflector::store();
         // Deletions matter too (a deleted key must stop decrypting).
         let stream = kube::runtime::reflector(writer, watcher(api, config)).default_backoff();
@@ -326,8 +294,8 @@ fn key_secret(
     secret.metadata.name = Some(format!("kseal-key-{id}"));
     secret.metadata.namespace = Some(namespace.to_owned());
     secret.metadata.labels = Some(BTreeMap::from([
-        (KEY_LABEL.to_owned(), "true".to_owned()),
-        (STATE_LABEL.to_owned(), state.as_str().to_owned()),
+        (SEALING_KEY_LABEL.to_owned(), "true".to_owned()),
+        (KEY_STATE_LABEL.to_owned(), state.as_str().to_owned()),
         (KEY_ID_LABEL.to_owned(), id),
         (
             "app.kubernetes.io/managed-by".to_owned(),
@@ -335,17 +303,17 @@ fn key_secret(
         ),
     ]));
     secret.metadata.annotations = Some(BTreeMap::from([
-        (CREATED_ANNOTATION.to_owned(), created.to_owned()),
+        (KEY_CREATED_ANNOTATION.to_owned(), created.to_owned()),
         (
             ROTATION_REQUEST_ANNOTATION.to_owned(),
             request.unwrap_or("scheduled").to_owned(),
         ),
         (
-            RECIPIENT_ANNOTATION.to_owned(),
+            KEY_RECIPIENT_ANNOTATION.to_owned(),
             identity.recipient().to_string(),
         ),
     ]));
-    secret.type_ = Some(KEY_SECRET_TYPE.to_owned());
+    secret.type_ = Some(SEALING_KEY_SECRET_TYPE.to_owned());
     let file = identity.to_keygen_file(created);
     secret.data = Some(BTreeMap::from([(
         IDENTITY_DATA_KEY.to_owned(),
@@ -381,15 +349,16 @@ impl KeyManager {
             .create(&PostParams::default(), &secret)
             .await?;
         tracing::info!(key_id = %identity.key_id(), "generated a new active sealing key");
-        let params =
-            ListParams::default().labels(&format!("{KEY_LABEL}=true,{STATE_LABEL}=active"));
+        let params = ListParams::default().labels(&format!(
+            "{SEALING_KEY_LABEL}=true,{KEY_STATE_LABEL}=active"
+        ));
         for old in self.secrets().list(&params).await? {
             if old.labels().get(KEY_ID_LABEL).map(String::as_str)
                 == Some(identity.key_id().to_string().as_str())
             {
                 continue;
             }
-            let patch = serde_json::json!({"metadata": {"labels": {STATE_LABEL: "decrypt-only"}}});
+            let patch = serde_json::json!({"metadata": {"labels": {KEY_STATE_LABEL: KeyState::DecryptOnly.as_str()}}});
             self.secrets()
                 .patch(
                     &old.name_any(),
@@ -418,7 +387,7 @@ impl KeyManager {
     /// `Ready=False UnknownKey` with the key ids. Restoring the key Secrets
     /// fixes everything; `kseal keys rotate` starts over with a new key.
     pub async fn ensure_key_watching(&self, namespaces: &[String]) -> Result<(), kube::Error> {
-        let params = ListParams::default().labels(&format!("{KEY_LABEL}=true"));
+        let params = ListParams::default().labels(&format!("{SEALING_KEY_LABEL}=true"));
         let existing = self.secrets().list(&params).await?;
         if existing.items.is_empty() {
             let (missing, objects) = self.key_ids_in_use(namespaces).await?;
@@ -449,7 +418,7 @@ impl KeyManager {
         &self,
         namespaces: &[String],
     ) -> Result<(std::collections::BTreeSet<String>, usize), kube::Error> {
-        let apis: Vec<Api<kseal_shared::SealedSecret>> = if namespaces.is_empty() {
+        let apis: Vec<Api<kseal_shared::sealed_secret::SealedSecret>> = if namespaces.is_empty() {
             vec![Api::all(self.client.clone())]
         } else {
             namespaces
@@ -465,10 +434,14 @@ impl KeyManager {
                 let page = api.list(&params).await?;
                 for sealed in &page.items {
                     let mut sealed_to_a_key = false;
+                    // Only values that parse count: any text could stand
+                    // in `encryptedData`, and a bogus one must neither block
+                    // the first key nor keep a key from retiring.
                     for value in sealed.spec.encrypted_data.values() {
-                        // `kseal:v1:<key ids>:…`; key ids are public.
-                        let ids = value.split(':').nth(2).unwrap_or_default();
-                        for id in ids.split(',').filter_map(|id| id.parse::<KeyId>().ok()) {
+                        let Ok(value) = SealedValue::parse(value) else {
+                            continue;
+                        };
+                        for id in value.key_ids() {
                             key_ids.insert(id.to_string());
                             sealed_to_a_key = true;
                         }
@@ -566,7 +539,7 @@ impl KeyManager {
     }
 
     async fn answer_rotation_request(&self, request: &str) -> Result<(), kube::Error> {
-        let params = ListParams::default().labels(&format!("{KEY_LABEL}=true"));
+        let params = ListParams::default().labels(&format!("{SEALING_KEY_LABEL}=true"));
         let answered = self
             .secrets()
             .list(&params)
@@ -620,7 +593,8 @@ pub fn public_keys_config_map(set: &KeySet, namespace: &str) -> ConfigMap {
     }
     // Every key with its state, retired ones included: public facts that let
     // `kseal keys list` show the whole lifecycle without reading key Secrets.
-    let keys_json = serde_json::to_string_pretty(&set.keys).unwrap_or_else(|_| "[]".into());
+    let published: Vec<PublishedKey> = set.keys.iter().map(KeyInfo::published).collect();
+    let keys_json = serde_json::to_string_pretty(&published).unwrap_or_else(|_| "[]".into());
     let mut config_map = ConfigMap::default();
     config_map.metadata.name = Some(PUBLIC_KEYS_CONFIGMAP.to_owned());
     config_map.metadata.namespace = Some(namespace.to_owned());
@@ -629,8 +603,8 @@ pub fn public_keys_config_map(set: &KeySet, namespace: &str) -> ConfigMap {
         "kseal".to_owned(),
     )]));
     config_map.data = Some(BTreeMap::from([
-        ("recipients.txt".to_owned(), recipients),
-        ("keys.json".to_owned(), keys_json),
+        (RECIPIENTS_DATA_KEY.to_owned(), recipients),
+        (KEYS_DATA_KEY.to_owned(), keys_json),
     ]));
     // Server-side apply needs apiVersion and kind in the body.
     config_map

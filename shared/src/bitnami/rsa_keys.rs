@@ -90,6 +90,7 @@ impl fmt::Debug for BitnamiKeyring {
 }
 
 impl BitnamiKeyring {
+    /// An empty keyring.
     pub fn new() -> Self {
         Self::default()
     }
@@ -118,14 +119,17 @@ impl BitnamiKeyring {
         Ok(added)
     }
 
+    /// The keys, in the order they were added.
     pub fn keys(&self) -> &[BitnamiKey] {
         &self.keys
     }
 
+    /// How many keys.
     pub fn len(&self) -> usize {
         self.keys.len()
     }
 
+    /// Whether there is no key.
     pub fn is_empty(&self) -> bool {
         self.keys.is_empty()
     }

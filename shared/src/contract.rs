@@ -1,0 +1,359 @@
+//! The contract between the `kseal` CLI and `kseal-controller`: everything
+//! kseal puts on a cluster besides the `SealedSecret` resource itself
+//! ([`crate::sealed_secret`]), and the bodies of the controller's HTTP API.
+//!
+//! On a cluster, kseal keeps:
+//! * **sealing keys**: Secrets of type [`SEALING_KEY_SECRET_TYPE`] in the
+//!   controller's namespace, labelled [`SEALING_KEY_LABEL`]`=true`, with
+//!   their [`KeyState`] in [`KEY_STATE_LABEL`], their key id in
+//!   [`KEY_ID_LABEL`], their creation time and public key in annotations, and
+//!   the age identity file under [`IDENTITY_DATA_KEY`];
+//! * **the public keys**: the ConfigMap [`PUBLIC_KEYS_CONFIGMAP`] in the
+//!   controller's namespace, readable by every authenticated user, with an age
+//!   recipients file ([`RECIPIENTS_DATA_KEY`]) and the list of
+//!   [`PublishedKey`]s ([`KEYS_DATA_KEY`]); operators ask for a new key by
+//!   annotating it ([`ROTATE_REQUEST_ANNOTATION`]) and `kseal keys backup`
+//!   records what it saved there ([`LAST_BACKUP_ANNOTATION`]);
+//! * **owned Secrets**: the Secrets made from SealedSecrets carry
+//!   [`OWNED_LABEL`]; a Secret annotated [`MANAGED_ANNOTATION`]`="true"` may
+//!   be taken over.
+//!
+//! Every `kseal.dev/` label and annotation is the controller's
+//! ([`RESERVED_PREFIX`]).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::SealError;
+use crate::x25519::KeyId;
+
+/// The prefix of every label and annotation kseal itself sets.
+pub const RESERVED_PREFIX: &str = "kseal.dev/";
+
+/// Label (value `"true"`) on every sealing-key Secret:
+/// `kubectl get secrets -l kseal.dev/sealing-key`.
+pub const SEALING_KEY_LABEL: &str = "kseal.dev/sealing-key";
+/// Label with a sealing key's [`KeyState`].
+pub const KEY_STATE_LABEL: &str = "kseal.dev/key-state";
+/// Label with a sealing key's [`KeyId`].
+pub const KEY_ID_LABEL: &str = "kseal.dev/key-id";
+/// Annotation with a sealing key's creation time (RFC 3339, UTC).
+pub const KEY_CREATED_ANNOTATION: &str = "kseal.dev/created-at";
+/// Annotation with a sealing key's public key (`age1…`).
+pub const KEY_RECIPIENT_ANNOTATION: &str = "kseal.dev/recipient";
+/// Annotation on a sealing-key Secret: the rotation request
+/// ([`ROTATE_REQUEST_ANNOTATION`] value) it was made for.
+pub const ROTATION_REQUEST_ANNOTATION: &str = "kseal.dev/rotation-request";
+/// The `type` of sealing-key Secrets.
+pub const SEALING_KEY_SECRET_TYPE: &str = "kseal.dev/sealing-key";
+/// The data key of a sealing-key Secret that holds its age identity file.
+pub const IDENTITY_DATA_KEY: &str = "identity.txt";
+
+/// The ConfigMap, in the controller's namespace, with the public keys.
+pub const PUBLIC_KEYS_CONFIGMAP: &str = "kseal-public-keys";
+/// Its data key with an age recipients file: what to seal to.
+pub const RECIPIENTS_DATA_KEY: &str = "recipients.txt";
+/// Its data key with the JSON list of [`PublishedKey`]s.
+pub const KEYS_DATA_KEY: &str = "keys.json";
+/// Annotation on the public-key ConfigMap with which an operator asks for a
+/// new key now (`kseal keys rotate`); every new value is one request.
+pub const ROTATE_REQUEST_ANNOTATION: &str = "kseal.dev/rotate-requested-at";
+/// Annotation on the public-key ConfigMap: a [`LastBackup`] as JSON.
+pub const LAST_BACKUP_ANNOTATION: &str = "kseal.dev/last-backup";
+
+/// Label (value `"true"`) on every Secret the controller made from a
+/// SealedSecret.
+pub const OWNED_LABEL: &str = "kseal.dev/owned";
+/// Annotation (value `"true"`) with which a user lets kseal take over an
+/// existing Secret of the same name.
+pub const MANAGED_ANNOTATION: &str = "kseal.dev/managed";
+
+/// The namespace the chart installs the controller in by default.
+pub const DEFAULT_CONTROLLER_NAMESPACE: &str = "kseal-system";
+/// The controller's Service name in the chart's default install.
+pub const DEFAULT_CONTROLLER_SERVICE: &str = "kseal-controller";
+/// The name of the Service port the HTTP API is served on (for the API
+/// server's service proxy: `services/<name>:http/proxy/…`).
+pub const HTTP_PORT_NAME: &str = "http";
+
+/// `GET`: the public keys as [`PublicKeysResponse`].
+pub const PUBLIC_KEYS_PATH: &str = "/v1/public-keys";
+/// `POST` a SealedSecret (JSON or YAML): a [`VerifyResponse`].
+pub const VERIFY_PATH: &str = "/v1/verify";
+/// `POST` a SealedSecret: the same object re-wrapped to the current sealing
+/// key (`200`, with [`REWRAPPED_HEADER`]), or [`ValueFailures`] (`422`).
+pub const REWRAP_PATH: &str = "/v1/rewrap";
+/// Response header of [`REWRAP_PATH`]: how many values were re-wrapped.
+pub const REWRAPPED_HEADER: &str = "x-kseal-rewrapped";
+
+/// Lifecycle state of a sealing key, as the [`KEY_STATE_LABEL`] and
+/// [`PublishedKey::state`] spell it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum KeyState {
+    /// Published for sealing (the newest active key).
+    Active,
+    /// Kept to decrypt what is still sealed to it.
+    DecryptOnly,
+    /// No longer used; does not decrypt.
+    Retired,
+}
+
+impl KeyState {
+    /// Every state, in lifecycle order.
+    pub const ALL: [KeyState; 3] = [KeyState::Active, KeyState::DecryptOnly, KeyState::Retired];
+
+    /// The label value: `active`, `decrypt-only` or `retired`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyState::Active => "active",
+            KeyState::DecryptOnly => "decrypt-only",
+            KeyState::Retired => "retired",
+        }
+    }
+}
+
+impl fmt::Display for KeyState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A string that is not a [`KeyState`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not a key state (expected active, decrypt-only or retired)")]
+pub struct UnknownKeyState;
+
+impl FromStr for KeyState {
+    type Err = UnknownKeyState;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        KeyState::ALL
+            .into_iter()
+            .find(|state| state.as_str() == s)
+            .ok_or(UnknownKeyState)
+    }
+}
+
+/// One sealing key as published in [`KEYS_DATA_KEY`] and
+/// [`PublicKeysResponse::keys`]. Public facts only.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PublishedKey {
+    /// The key id (16 lowercase hex digits).
+    pub id: String,
+    /// The public key, `age1…`.
+    pub recipient: String,
+    /// Creation time, RFC 3339.
+    pub created: String,
+    /// Lifecycle state.
+    pub state: KeyState,
+}
+
+/// What the last `kseal keys backup` saved ([`LAST_BACKUP_ANNOTATION`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LastBackup {
+    /// When, RFC 3339.
+    pub at: String,
+    /// The key ids the backup holds.
+    pub key_ids: Vec<String>,
+}
+
+/// Body of [`PUBLIC_KEYS_PATH`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PublicKeysResponse {
+    /// The recipients to seal to (`age1…`).
+    pub recipients: Vec<String>,
+    /// Every key that is not retired.
+    pub keys: Vec<PublishedKey>,
+}
+
+/// Why one sealed value cannot be opened (or re-wrapped) by the controller.
+/// The same names are the SealedSecret's `Ready` condition reasons, Event
+/// reasons and metric labels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ValueFailureReason {
+    /// Not a well-formed sealed value.
+    MalformedValue,
+    /// Sealed only to keys the controller does not hold.
+    UnknownKey,
+    /// Sealed only to keys that were retired.
+    RetiredKey,
+    /// Tampered with, or moved to another key, name, namespace or scope.
+    DecryptFailed,
+    /// The object cannot bind a value (e.g. no namespace for its scope, a
+    /// bad data key name).
+    InvalidSpec,
+}
+
+impl ValueFailureReason {
+    /// Every reason.
+    pub const ALL: [ValueFailureReason; 5] = [
+        ValueFailureReason::MalformedValue,
+        ValueFailureReason::UnknownKey,
+        ValueFailureReason::RetiredKey,
+        ValueFailureReason::DecryptFailed,
+        ValueFailureReason::InvalidSpec,
+    ];
+
+    /// The one mapping from a decryption error to a reason. `is_retired`
+    /// says whether the controller retired a key: a value none of whose keys
+    /// is held is [`RetiredKey`](Self::RetiredKey) when one of them was
+    /// retired, else [`UnknownKey`](Self::UnknownKey).
+    pub fn of(error: &SealError, is_retired: impl Fn(&KeyId) -> bool) -> Self {
+        match error {
+            SealError::NoMatchingIdentity { key_ids } if key_ids.iter().any(is_retired) => {
+                ValueFailureReason::RetiredKey
+            }
+            SealError::NoMatchingIdentity { .. } => ValueFailureReason::UnknownKey,
+            SealError::DecryptFailed | SealError::UnwrapFailed => ValueFailureReason::DecryptFailed,
+            SealError::InvalidBinding(_) => ValueFailureReason::InvalidSpec,
+            SealError::NotSealedValue
+            | SealError::UnsupportedVersion(_)
+            | SealError::Malformed(_)
+            | SealError::NoRecipients
+            | SealError::TooLarge
+            | SealError::Internal(_) => ValueFailureReason::MalformedValue,
+        }
+    }
+
+    /// The CamelCase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ValueFailureReason::MalformedValue => "MalformedValue",
+            ValueFailureReason::UnknownKey => "UnknownKey",
+            ValueFailureReason::RetiredKey => "RetiredKey",
+            ValueFailureReason::DecryptFailed => "DecryptFailed",
+            ValueFailureReason::InvalidSpec => "InvalidSpec",
+        }
+    }
+}
+
+impl fmt::Display for ValueFailureReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The controller's verdict on one value in a [`VerifyResponse`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ValueVerdict {
+    /// Whether the value opens.
+    pub ok: bool,
+    /// Why not, when it does not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<ValueFailureReason>,
+    /// A message for people (never a value), when it does not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// Body of [`VERIFY_PATH`]'s answer (`200` when every value opens, else
+/// `422`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VerifyResponse {
+    /// Whether every value opens (false for an object without values).
+    pub decryptable: bool,
+    /// One verdict per data key.
+    pub values: BTreeMap<String, ValueVerdict>,
+}
+
+/// Why one value failed, in [`ValueFailures`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ValueFailure {
+    /// The reason.
+    pub reason: ValueFailureReason,
+    /// A message for people (never a value).
+    pub message: String,
+}
+
+/// Body of a [`REWRAP_PATH`] answer with status `422`: the values that
+/// cannot be re-wrapped, by data key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ValueFailures {
+    /// What went wrong as a whole.
+    pub error: String,
+    /// The failing values.
+    pub values: BTreeMap<String, ValueFailure>,
+}
+
+/// Body of every other error answer of the HTTP API.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorResponse {
+    /// What went wrong (never a value).
+    pub error: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_states_round_trip_through_their_label_values() {
+        for state in KeyState::ALL {
+            assert_eq!(state.as_str().parse::<KeyState>(), Ok(state));
+            let json = serde_json::to_string(&state).unwrap();
+            assert_eq!(json, format!("\"{state}\""));
+        }
+        assert_eq!("Active".parse::<KeyState>(), Err(UnknownKeyState));
+    }
+
+    #[test]
+    fn every_seal_error_has_a_value_reason() {
+        let id: KeyId = "0123456789abcdef".parse().unwrap();
+        let cases = [
+            (
+                SealError::NotSealedValue,
+                ValueFailureReason::MalformedValue,
+            ),
+            (
+                SealError::UnsupportedVersion("v9".into()),
+                ValueFailureReason::MalformedValue,
+            ),
+            (
+                SealError::Malformed("x"),
+                ValueFailureReason::MalformedValue,
+            ),
+            (SealError::NoRecipients, ValueFailureReason::MalformedValue),
+            (
+                SealError::InvalidBinding("x".into()),
+                ValueFailureReason::InvalidSpec,
+            ),
+            (
+                SealError::NoMatchingIdentity { key_ids: vec![id] },
+                ValueFailureReason::UnknownKey,
+            ),
+            (SealError::UnwrapFailed, ValueFailureReason::DecryptFailed),
+            (SealError::DecryptFailed, ValueFailureReason::DecryptFailed),
+            (SealError::TooLarge, ValueFailureReason::MalformedValue),
+            (SealError::Internal("x"), ValueFailureReason::MalformedValue),
+        ];
+        for (error, reason) in cases {
+            assert_eq!(ValueFailureReason::of(&error, |_| false), reason, "{error}");
+        }
+        let retired = SealError::NoMatchingIdentity { key_ids: vec![id] };
+        assert_eq!(
+            ValueFailureReason::of(&retired, |candidate| *candidate == id),
+            ValueFailureReason::RetiredKey
+        );
+        for reason in ValueFailureReason::ALL {
+            let json = serde_json::to_string(&reason).unwrap();
+            assert_eq!(json, format!("\"{reason}\""));
+        }
+    }
+
+    #[test]
+    fn verdicts_keep_their_wire_shape() {
+        let ok = ValueVerdict {
+            ok: true,
+            reason: None,
+            message: None,
+        };
+        assert_eq!(serde_json::to_string(&ok).unwrap(), r#"{"ok":true}"#);
+        let backup: LastBackup =
+            serde_json::from_str(r#"{"at":"2026-01-01T00:00:00Z","keyIds":["a"]}"#).unwrap();
+        assert_eq!(backup.key_ids, ["a"]);
+    }
+}
