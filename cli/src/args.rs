@@ -78,6 +78,9 @@ pub struct RecipientArgs {
     /// Seal to every recipient in FILE (age recipients-file format); repeatable
     #[arg(short = 'R', long = "recipients-file", value_name = "FILE")]
     pub recipients_files: Vec<PathBuf>,
+    /// Say on stderr where the recipients came from (flags, which .kseal.yaml and rule, or the cluster)
+    #[arg(short = 'v', long)]
+    pub verbose: bool,
 }
 
 #[derive(Debug, Args)]
@@ -147,6 +150,13 @@ pub struct RestoreArgs {
     /// The recovery identity the backup is encrypted to; repeatable
     #[arg(short = 'i', long = "identity", value_name = "FILE", required = true)]
     pub identities: Vec<PathBuf>,
+    /// Restore each key in the state the backup records (active,
+    /// decrypt-only, retired). Without it every key comes back
+    /// decrypt-only: a backup is encrypted to a public key, so anyone could
+    /// have written it, and a restored key should not become the one new
+    /// Secrets are sealed to by accident
+    #[arg(long)]
+    pub keep_states: bool,
     #[command(flatten)]
     pub cluster: ClusterArgs,
 }

@@ -111,6 +111,7 @@ fn set_mode(_temp: &Path, _target: &Path, _privacy: Privacy) -> Result<()> {
 
 /// Writes to stdout. A closed pipe surfaces as an `io::ErrorKind::BrokenPipe`
 /// error, which `main` treats as success.
+/// Writes to stdout; see [`emit`].
 pub fn write_stdout(contents: &[u8]) -> Result<()> {
     let mut stdout = io::stdout().lock();
     stdout.write_all(contents)?;

@@ -41,6 +41,7 @@ pub fn from_flags(args: &RecipientArgs) -> Result<Option<Vec<Recipient>>> {
 /// flags nor a `.kseal.yaml` give any.
 pub fn resolve(args: &RecipientArgs, path: Option<&Path>) -> Result<Option<Resolved>> {
     if let Some(recipients) = from_flags(args)? {
+        note(args, || format!("recipients from -r/-R: {}", key_ids(&recipients)));
         return Ok(Some(Resolved {
             recipients,
             scope: None,
@@ -48,6 +49,12 @@ pub fn resolve(args: &RecipientArgs, path: Option<&Path>) -> Result<Option<Resol
     }
     let cwd = std::env::current_dir().context("cannot read the working directory")?;
     let Some(config) = Config::find(&cwd)? else {
+        note(args, || {
+            format!(
+                "no {CONFIG_FILE_NAME} in {} or above it (up to the repository root)",
+                cwd.display()
+            )
+        });
         return Ok(None);
     };
     let absolute = path.map(|path| absolute(&cwd, path));
@@ -64,6 +71,22 @@ pub fn resolve(args: &RecipientArgs, path: Option<&Path>) -> Result<Option<Resol
     };
     let mut recipients = rule.recipients.clone();
     dedup_recipients(&mut recipients);
+    note(args, || {
+        format!(
+            "recipients from {} creation_rules[{}] ({}){}: {}",
+            config.path.display(),
+            rule.index,
+            rule.path_regex
+                .as_ref()
+                .map_or("no path_regex".to_owned(), |regex| format!(
+                    "path_regex {:?}",
+                    regex.as_str()
+                )),
+            rule.scope
+                .map_or(String::new(), |scope| format!(", scope {scope}")),
+            key_ids(&recipients)
+        )
+    });
     Ok(Some(Resolved {
         recipients,
         scope: rule.scope,
@@ -81,14 +104,40 @@ pub fn resolve_or_cluster(
         return Ok(resolved);
     }
     match crate::cluster::fetch_recipients(cluster) {
-        Ok(recipients) => Ok(Resolved {
-            recipients,
-            scope: None,
+        Ok(recipients) => Ok({
+            note(args, || {
+                format!(
+                    "recipients published by the cluster in {}/{}: {}",
+                    cluster.controller_namespace,
+                    kseal_shared::contract::PUBLIC_KEYS_CONFIGMAP,
+                    key_ids(&recipients)
+                )
+            });
+            Resolved {
+                recipients,
+                scope: None,
+            }
         }),
         Err(err) => bail!(
             "no recipients: pass -r/--recipient or -R/--recipients-file, add a {CONFIG_FILE_NAME} with creation_rules, or reach a cluster running kseal (--kubeconfig/--context): {err:#}"
         ),
     }
+}
+
+/// A `--verbose` note on stderr (public facts only: paths, rules, key ids).
+fn note(args: &RecipientArgs, message: impl FnOnce() -> String) {
+    if args.verbose {
+        eprintln!("kseal: {}", message());
+    }
+}
+
+/// `key ids a, b` for notes.
+fn key_ids(recipients: &[Recipient]) -> String {
+    let ids: Vec<String> = recipients
+        .iter()
+        .map(|recipient| recipient.key_id().to_string())
+        .collect();
+    format!("key id(s) {}", ids.join(", "))
 }
 
 fn absolute(cwd: &Path, path: &Path) -> PathBuf {

@@ -316,3 +316,51 @@ fn man_page_matches_the_cli() {
         "docs/man/kseal.1 is stale: run `cargo run -p kseal-cli -- man > docs/man/kseal.1`"
     );
 }
+
+/// `--verbose` says which `.kseal.yaml` and rule chose the recipients; a
+/// config's `recipients_file` outside its directory tree is refused without
+/// quoting the file.
+#[test]
+fn verbose_names_the_config_and_rule_and_configs_stay_inside() {
+    let ws = Workspace::new();
+    ws.write("repo/.git/HEAD", "ref: refs/heads/main\n");
+    ws.write("repo/keys/prod.txt", &format!("{}\n", ws.recipient));
+    ws.write(
+        "repo/.kseal.yaml",
+        "creation_rules:\n  - path_regex: ^dev/\n    recipients: []\n    recipients_file: keys/prod.txt\n  - path_regex: ^prod/\n    recipients_file: keys/prod.txt\n    scope: namespace-wide\n",
+    );
+    std::fs::create_dir_all(ws.path("repo/prod")).unwrap();
+    let output = ws
+        .cmd()
+        .current_dir(ws.path("repo"))
+        .args(["seal", "--verbose", "-o", "prod/db.yaml"])
+        .write_stdin(SECRET)
+        .output()
+        .unwrap();
+    assert_exit(&output, 0);
+    let err = stderr(&output);
+    assert!(err.contains(".kseal.yaml creation_rules[1]"), "{err}");
+    assert!(err.contains("path_regex \"^prod/\""), "{err}");
+    assert!(err.contains("scope namespace-wide"), "{err}");
+    assert!(err.contains("key id(s) "), "{err}");
+    assert!(exists(&ws.path("repo/prod/db.yaml")));
+
+    // A pull request pointing recipients_file at the CI's environment.
+    ws.write(
+        "repo/.kseal.yaml",
+        "creation_rules:\n  - recipients_file: /proc/self/environ\n",
+    );
+    let output = ws
+        .cmd()
+        .current_dir(ws.path("repo"))
+        .env("KSEAL_CANARY", "hunter2-canary")
+        .args(["seal", "-o", "prod/db2.yaml"])
+        .write_stdin(SECRET)
+        .output()
+        .unwrap();
+    assert_exit(&output, 1);
+    let err = stderr(&output);
+    assert!(err.contains("relative to the config file"), "{err}");
+    assert!(!err.contains("hunter2"), "{err}");
+    assert!(!exists(&ws.path("repo/prod/db2.yaml")));
+}

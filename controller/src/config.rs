@@ -80,6 +80,36 @@ pub struct Settings {
     #[arg(long, value_parser = humantime::parse_duration, default_value = "15s")]
     pub lease_duration: Duration,
 
+    /// Reconcile SealedSecrets in the controller's own namespace too. Off by
+    /// default: that namespace holds the sealing keys, and whoever may create
+    /// a SealedSecret there should not get Secrets next to them
+    #[arg(long, env = "KSEAL_RECONCILE_CONTROLLER_NAMESPACE")]
+    pub reconcile_controller_namespace: bool,
+
+    /// Dangerous Secret types SealedSecrets may create anyway
+    /// (comma-separated; refused by default:
+    /// kubernetes.io/service-account-token, bootstrap.kubernetes.io/token,
+    /// helm.sh/release.v1)
+    #[arg(
+        long,
+        env = "KSEAL_ALLOW_SECRET_TYPES",
+        value_delimiter = ',',
+        value_name = "TYPE,..."
+    )]
+    pub allow_secret_types: Vec<String>,
+
+    /// Dangerous label/annotation prefixes SealedSecrets may set anyway
+    /// (comma-separated; refused by default: replicator.v1.mittwald.de/,
+    /// reflector.v1.k8s.emberstack.com/, kubed.appscode.com/,
+    /// kubernetes.io/service-account.)
+    #[arg(
+        long,
+        env = "KSEAL_ALLOW_METADATA_PREFIXES",
+        value_delimiter = ',',
+        value_name = "PREFIX,..."
+    )]
+    pub allow_metadata_prefixes: Vec<String>,
+
     /// Largest request body the HTTP API accepts, in bytes
     #[arg(long, default_value_t = 2 * 1024 * 1024)]
     pub max_body_bytes: usize,

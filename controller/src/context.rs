@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use kseal_shared::contract::SecretPolicy;
 use kseal_shared::sealed_secret::SealedSecretStatus;
 use kube::Client;
 use kube::runtime::reflector::ObjectRef;
@@ -14,6 +15,12 @@ use crate::sealing_keys::KeyStore;
 
 pub struct Context {
     pub client: Client,
+    /// What a SealedSecret may create.
+    pub policy: SecretPolicy,
+    /// The controller's namespace, and whether SealedSecrets there are
+    /// reconciled.
+    pub controller_namespace: String,
+    pub reconcile_controller_namespace: bool,
     pub keys: KeyStore,
     pub metrics: Arc<Metrics>,
     pub events: crate::events::EventSink,

@@ -46,6 +46,8 @@ reasons! {
     SecretNotOwned,
     /// See [`Error::SecretImmutable`].
     SecretImmutable,
+    /// See [`Error::PolicyDenied`].
+    PolicyDenied,
     /// See [`Error::Kube`].
     KubernetesError,
     /// See [`Error::Serialization`].
@@ -107,6 +109,11 @@ pub enum Error {
     /// The Secret is immutable and its contents differ.
     #[error("Secret {0:?} is immutable and its data differs; delete it to let kseal re-create it")]
     SecretImmutable(String),
+    /// The SealedSecret asks for a Secret the policy does not allow (a
+    /// reserved or dangerous type, label or annotation), or lives in the
+    /// controller's own namespace.
+    #[error("not allowed: {0}")]
+    PolicyDenied(String),
     /// A Kubernetes API call failed (usually transient).
     #[error("Kubernetes API error: {0}")]
     Kube(#[from] kube::Error),
@@ -151,6 +158,7 @@ impl Error {
             Error::InvalidSpec(_) => Reason::InvalidSpec,
             Error::SecretNotOwned(_) => Reason::SecretNotOwned,
             Error::SecretImmutable(_) => Reason::SecretImmutable,
+            Error::PolicyDenied(_) => Reason::PolicyDenied,
             Error::Kube(_) => Reason::KubernetesError,
             Error::Serialization(_) => Reason::SerializationError,
         }
@@ -189,6 +197,7 @@ mod tests {
             Error::InvalidSpec("x".into()),
             Error::SecretNotOwned("s".into()),
             Error::SecretImmutable("s".into()),
+            Error::PolicyDenied("p".into()),
             Error::Kube(kube::Error::LinesCodecMaxLineLengthExceeded),
             Error::Serialization(serde_json::from_str::<u8>("x").unwrap_err()),
         ];

@@ -230,9 +230,22 @@ async fn sync_secret(sealed: &CachedSealedSecret, ctx: &Context) -> Result<Outco
     let namespace = sealed
         .namespace()
         .ok_or_else(|| Error::InvalidSpec("the SealedSecret has no namespace".into()))?;
+    if namespace == ctx.controller_namespace && !ctx.reconcile_controller_namespace {
+        return Err(Error::PolicyDenied(format!(
+            "SealedSecrets in the controller's namespace {namespace} are not reconciled (it holds the sealing keys; see --reconcile-controller-namespace)"
+        )));
+    }
     if !sealed.has_encrypted_data() {
         return Err(Error::InvalidSpec("spec.encryptedData is empty".into()));
     }
+    let desired = Desired::of(sealed);
+    ctx.policy
+        .check(
+            &desired.type_,
+            desired.labels.keys().filter(|key| *key != OWNED_LABEL),
+            desired.annotations.keys(),
+        )
+        .map_err(|violation| Error::PolicyDenied(violation.to_string()))?;
     let owner = owner_reference(sealed)
         .ok_or_else(|| Error::InvalidSpec("the SealedSecret has no uid yet".into()))?;
     // Fast path without decrypting: the Secret is unchanged since it was
@@ -253,7 +266,6 @@ async fn sync_secret(sealed: &CachedSealedSecret, ctx: &Context) -> Result<Outco
         }
     };
     ctx.metrics.count_unseals("ok", data.0.len() as u64);
-    let desired = Desired::of(sealed);
     let digest = desired.digest(&data, &owner.uid);
 
     let remember = |version: Option<String>| {
@@ -293,7 +305,7 @@ async fn sync_secret(sealed: &CachedSealedSecret, ctx: &Context) -> Result<Outco
         secret.data = Some(data.0.clone());
         let result = api.create(&PostParams::default(), &secret).await;
         scrub(&mut secret);
-        result
+        result.map(Wiped)
     };
     // Not among the Secrets we own: almost always it does not exist yet, so
     // create it at once (one request instead of two); a Secret in the way
@@ -304,11 +316,13 @@ async fn sync_secret(sealed: &CachedSealedSecret, ctx: &Context) -> Result<Outco
                 remember(created.metadata.resource_version.clone());
                 return Ok(Outcome::Created);
             }
-            Err(kube::Error::Api(status)) if status.code == 409 => api.get_opt(&name).await?,
+            Err(kube::Error::Api(status)) if status.code == 409 => {
+                api.get_opt(&name).await?.map(Wiped)
+            }
             Err(err) => return Err(err.into()),
         }
     } else {
-        api.get_opt(&name).await?
+        api.get_opt(&name).await?.map(Wiped)
     };
     let Some(mut existing) = existing else {
         let created = create().await?;
@@ -323,13 +337,11 @@ async fn sync_secret(sealed: &CachedSealedSecret, ctx: &Context) -> Result<Outco
             .map(String::as_str)
             != Some("true")
     {
-        scrub(&mut existing);
         remember(None);
         return Err(Error::SecretNotOwned(name));
     }
     if owned && desired.matches(&existing, &data) {
         remember(existing.metadata.resource_version.clone());
-        scrub(&mut existing);
         return Ok(Outcome::InSync);
     }
     let content_differs = existing
@@ -338,12 +350,12 @@ async fn sync_secret(sealed: &CachedSealedSecret, ctx: &Context) -> Result<Outco
         .map_or(!data.0.is_empty(), |d| *d != data.0)
         || existing.type_.as_deref().unwrap_or("Opaque") != desired.type_;
     if existing.immutable == Some(true) && content_differs {
-        scrub(&mut existing);
         remember(None);
         return Err(Error::SecretImmutable(name));
     }
     // Correct the Secret: our data, type and immutability exactly; our labels
     // and annotations over whatever else is there; us as the controller.
+    scrub(&mut existing);
     existing.data = Some(data.0.clone());
     existing.string_data = None;
     existing.type_ = Some(desired.type_.clone());
@@ -368,11 +380,35 @@ async fn sync_secret(sealed: &CachedSealedSecret, ctx: &Context) -> Result<Outco
         .get_or_insert_with(Vec::new);
     references.retain(|reference| reference.controller != Some(true) && reference.uid != owner.uid);
     references.push(owner);
-    let result = api.replace(&name, &PostParams::default(), &existing).await;
-    scrub(&mut existing);
-    let updated = result?;
+    let updated = api
+        .replace(&name, &PostParams::default(), &existing)
+        .await
+        .map(Wiped)?;
     remember(updated.metadata.resource_version.clone());
     Ok(Outcome::Updated)
+}
+
+/// A Secret read from (or returned by) the API server, whose data is wiped
+/// when it is dropped, on every path.
+struct Wiped(Secret);
+
+impl std::ops::Deref for Wiped {
+    type Target = Secret;
+    fn deref(&self) -> &Secret {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Wiped {
+    fn deref_mut(&mut self) -> &mut Secret {
+        &mut self.0
+    }
+}
+
+impl Drop for Wiped {
+    fn drop(&mut self) {
+        scrub(&mut self.0);
+    }
 }
 
 /// Wipes the data of a Secret we are done with.

@@ -27,7 +27,7 @@ use crate::metrics::Metrics;
 use crate::owned::OwnedSecrets;
 use crate::reconcile::{RESYNC, error_policy, reconcile};
 use crate::sealing_keys::{KeyManager, KeyStore};
-use kseal_shared::contract::OWNED_LABEL;
+use kseal_shared::contract::{OWNED_LABEL, SecretPolicy};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -254,6 +254,12 @@ async fn reconcile_in(
         .applied_objects();
     let ctx = Arc::new(Context {
         client: client.clone(),
+        policy: SecretPolicy {
+            allow_types: settings.allow_secret_types.iter().cloned().collect(),
+            allow_prefixes: settings.allow_metadata_prefixes.iter().cloned().collect(),
+        },
+        controller_namespace: settings.namespace.clone(),
+        reconcile_controller_namespace: settings.reconcile_controller_namespace,
         keys: keys.clone(),
         metrics: metrics.clone(),
         events: events.clone(),

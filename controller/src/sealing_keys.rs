@@ -13,7 +13,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kseal_shared::age::secrecy::ExposeSecret;
 use kseal_shared::contract::{
     IDENTITY_DATA_KEY, KEY_CREATED_ANNOTATION, KEY_ID_LABEL, KEY_RECIPIENT_ANNOTATION,
-    KEY_STATE_LABEL, KEYS_DATA_KEY, KeyState, PUBLIC_KEYS_CONFIGMAP, PublishedKey,
+    KEY_STATE_LABEL, KEYS_DATA_KEY, KeyState, OWNED_LABEL, PUBLIC_KEYS_CONFIGMAP, PublishedKey,
     RECIPIENTS_DATA_KEY, ROTATE_REQUEST_ANNOTATION, ROTATION_REQUEST_ANNOTATION, SEALING_KEY_LABEL,
     SEALING_KEY_SECRET_TYPE,
 };
@@ -123,7 +123,57 @@ impl KeySet {
     }
 }
 
+/// Whether a Secret is a sealing key the controller made: the key type
+/// together with no owner reference and no owned-Secret label. Secrets made
+/// from SealedSecrets always have an owner reference and the label, and the
+/// policy refuses the key type and every `kseal.dev/` label for them; so no
+/// SealedSecret can produce a Secret that passes this check.
+pub fn is_sealing_key(secret: &Secret) -> bool {
+    secret.type_.as_deref() == Some(SEALING_KEY_SECRET_TYPE)
+        && secret.owner_references().is_empty()
+        && !secret.labels().contains_key(OWNED_LABEL)
+}
+
+/// How far in the future a key's recorded creation time may be (clock skew
+/// between replicas).
+const MAX_CLOCK_SKEW: Duration = Duration::from_secs(300);
+
+/// When a key was made: its creation annotation (kept across backup and
+/// restore) when that is a valid time not in the future, else the Secret's
+/// creation time as the API server recorded it. An unparseable or
+/// far-future annotation can then neither stop renewal nor make it run
+/// again and again.
+fn key_created(secret: &Secret) -> String {
+    let server_time = || {
+        secret
+            .metadata
+            .creation_timestamp
+            .as_ref()
+            .map(|time| time.0.to_string())
+    };
+    let latest = jiff::Timestamp::now()
+        .checked_add(jiff::SignedDuration::from_secs(
+            MAX_CLOCK_SKEW.as_secs() as i64
+        ))
+        .unwrap_or(jiff::Timestamp::MAX);
+    secret
+        .annotations()
+        .get(KEY_CREATED_ANNOTATION)
+        .filter(|text| {
+            text.parse::<jiff::Timestamp>()
+                .is_ok_and(|time| time <= latest)
+        })
+        .cloned()
+        .or_else(server_time)
+        .unwrap_or_default()
+}
+
 fn read_key_secret(secret: &Secret) -> Result<(KeyInfo, Identity), String> {
+    if !is_sealing_key(secret) {
+        return Err(format!(
+            "ignored: not a sealing key made by the controller (type must be {SEALING_KEY_SECRET_TYPE}, with no owner reference)"
+        ));
+    }
     let data = secret
         .data
         .as_ref()
@@ -142,18 +192,7 @@ fn read_key_secret(secret: &Secret) -> Result<(KeyInfo, Identity), String> {
         .get(KEY_STATE_LABEL)
         .and_then(|state| KeyState::from_str(state).ok())
         .unwrap_or(KeyState::DecryptOnly);
-    let created = secret
-        .annotations()
-        .get(KEY_CREATED_ANNOTATION)
-        .cloned()
-        .or_else(|| {
-            secret
-                .metadata
-                .creation_timestamp
-                .as_ref()
-                .map(|time| time.0.to_string())
-        })
-        .unwrap_or_default();
+    let created = key_created(secret);
     let info = KeyInfo {
         id: identity.key_id().to_string(),
         recipient: identity.recipient().to_string(),
@@ -353,8 +392,9 @@ impl KeyManager {
             "{SEALING_KEY_LABEL}=true,{KEY_STATE_LABEL}=active"
         ));
         for old in self.secrets().list(&params).await? {
-            if old.labels().get(KEY_ID_LABEL).map(String::as_str)
-                == Some(identity.key_id().to_string().as_str())
+            if !is_sealing_key(&old)
+                || old.labels().get(KEY_ID_LABEL).map(String::as_str)
+                    == Some(identity.key_id().to_string().as_str())
             {
                 continue;
             }
@@ -388,7 +428,8 @@ impl KeyManager {
     /// fixes everything; `kseal keys rotate` starts over with a new key.
     pub async fn ensure_key_watching(&self, namespaces: &[String]) -> Result<(), kube::Error> {
         let params = ListParams::default().labels(&format!("{SEALING_KEY_LABEL}=true"));
-        let existing = self.secrets().list(&params).await?;
+        let mut existing = self.secrets().list(&params).await?;
+        existing.items.retain(is_sealing_key);
         if existing.items.is_empty() {
             let (missing, objects) = self.key_ids_in_use(namespaces).await?;
             if missing.is_empty() {
@@ -546,6 +587,7 @@ impl KeyManager {
             .await?
             .items
             .iter()
+            .filter(|secret| is_sealing_key(secret))
             .any(|secret| {
                 secret
                     .annotations()

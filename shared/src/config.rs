@@ -67,6 +67,8 @@ struct RawRule {
 /// One creation rule.
 #[derive(Debug, Clone)]
 pub struct Rule {
+    /// Its position in `creation_rules` (0-based).
+    pub index: usize,
     /// Matched against the path relative to the config file's directory,
     /// with `/` separators. No regex matches every path.
     pub path_regex: Option<Regex>,
@@ -86,12 +88,18 @@ pub struct Config {
 }
 
 impl Config {
-    /// Searches `start` and its ancestors for `.kseal.yaml`.
+    /// Searches `start` and its ancestors for `.kseal.yaml`, up to the
+    /// repository root (the first directory holding `.git`): a config above
+    /// the repository is not the repository's (a CI job's workspace, another
+    /// user's directory). Outside any repository every ancestor is searched.
     pub fn find(start: &Path) -> Result<Option<Self>, ConfigError> {
         for dir in start.ancestors() {
             let candidate = dir.join(CONFIG_FILE_NAME);
             if candidate.is_file() {
                 return Self::load(&candidate).map(Some);
+            }
+            if dir.join(".git").exists() {
+                break;
             }
         }
         Ok(None)
@@ -120,7 +128,7 @@ impl Config {
         } else {
             serde_saphyr::from_str(text).map_err(|err| invalid(first_line(&err.to_string())))?
         };
-        let base = path.parent().unwrap_or(Path::new("."));
+        let base = directory_of(path);
         let mut rules = Vec::new();
         for (index, rule) in raw.creation_rules.into_iter().enumerate() {
             let at = |message: String| invalid(format!("creation_rules[{index}]: {message}"));
@@ -134,9 +142,12 @@ impl Config {
                 .map(|r| r.parse::<Recipient>().map_err(|err| at(err.to_string())))
                 .collect::<Result<Vec<_>, _>>()?;
             if let Some(file) = rule.recipients_file {
-                let file = base.join(file);
+                let file = contained_file(base, Path::new(&file))
+                    .map_err(|message| at(format!("recipients_file {file:?}: {message}")))?;
                 let text = std::fs::read_to_string(&file)
                     .map_err(|err| at(format!("recipients_file {}: {err}", file.display())))?;
+                // Errors name the file and line, never its content: the file
+                // could be anything (a pull request chooses it).
                 recipients.extend(
                     parse_recipients_file(&text)
                         .map_err(|err| at(format!("{}: {err}", file.display())))?,
@@ -152,6 +163,7 @@ impl Config {
                 .map(|s| s.parse::<Scope>().map_err(|err| at(err.to_string())))
                 .transpose()?;
             rules.push(Rule {
+                index,
                 path_regex,
                 recipients,
                 scope,
@@ -165,7 +177,7 @@ impl Config {
 
     /// The directory rule paths are relative to.
     pub fn root(&self) -> &Path {
-        self.path.parent().unwrap_or(Path::new("."))
+        directory_of(&self.path)
     }
 
     /// The first rule matching `path` (absolute, or relative to the config's
@@ -189,6 +201,34 @@ impl Config {
             .collect::<Vec<_>>()
             .join("/")
     }
+}
+
+/// The directory a file is in (`.` for a bare file name).
+fn directory_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    }
+}
+
+/// `relative` resolved against `base`, which it must stay inside once
+/// symbolic links are followed: a config file chooses it, and the config
+/// may come from anyone who can open a pull request.
+fn contained_file(base: &Path, relative: &Path) -> Result<PathBuf, &'static str> {
+    if relative.is_absolute() {
+        return Err("must be a path relative to the config file's directory");
+    }
+    let base = base
+        .canonicalize()
+        .map_err(|_| "the config file's directory cannot be resolved")?;
+    let resolved = base
+        .join(relative)
+        .canonicalize()
+        .map_err(|_| "cannot be read")?;
+    if !resolved.starts_with(&base) {
+        return Err("must stay inside the config file's directory tree");
+    }
+    Ok(resolved)
 }
 
 fn first_line(message: &str) -> String {
@@ -238,5 +278,89 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("no recipients"), "{err}");
+    }
+
+    /// A config is untrusted input: `recipients_file` stays inside the
+    /// config's directory tree (symbolic links followed), and nothing of a
+    /// file that is not a recipients file is ever echoed.
+    #[test]
+    fn recipients_files_stay_inside_and_are_never_echoed() {
+        let outside = tempfile::tempdir().unwrap();
+        let secret = outside.path().join("environ");
+        std::fs::write(&secret, "CI_TOKEN=hunter2-canary\n").unwrap();
+        let repo = tempfile::tempdir().unwrap();
+        std::fs::create_dir(repo.path().join("keys")).unwrap();
+        let recipient = crate::x25519::Identity::generate().recipient().to_string();
+        std::fs::write(repo.path().join("keys/prod.txt"), format!("{recipient}\n")).unwrap();
+        std::fs::write(repo.path().join("keys/junk.txt"), "hunter2-canary\n").unwrap();
+        std::os::unix::fs::symlink(&secret, repo.path().join("keys/link.txt")).unwrap();
+        let config = repo.path().join(CONFIG_FILE_NAME);
+        let with_file = |file: &str| format!("creation_rules:\n  - recipients_file: {file}\n");
+        // (recipients_file, accepted?)
+        let cases = [
+            ("keys/prod.txt", true),
+            ("./keys/../keys/prod.txt", true),
+            (secret.to_str().unwrap(), false),
+            ("/proc/self/environ", false),
+            ("../environ", false),
+            ("keys/link.txt", false),
+            ("keys/junk.txt", false),
+            ("keys/missing.txt", false),
+        ];
+        for (file, accepted) in cases {
+            let result = Config::parse(&config, &with_file(file));
+            assert_eq!(result.is_ok(), accepted, "{file}: {:?}", result.err());
+            if let Err(err) = result {
+                let message = err.to_string();
+                assert!(!message.contains("hunter2"), "{file}: {message}");
+                assert!(!message.contains("CI_TOKEN"), "{file}: {message}");
+            }
+        }
+        // A private key behind a byte-order mark is named, not echoed.
+        let key = crate::x25519::Identity::generate();
+        let key_text = {
+            use age::secrecy::ExposeSecret;
+            key.to_secret_string().expose_secret().to_owned()
+        };
+        std::fs::write(
+            repo.path().join("keys/bom.txt"),
+            format!("\u{feff}{key_text}\n"),
+        )
+        .unwrap();
+        let err = Config::parse(&config, &with_file("keys/bom.txt"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("private key"), "{err}");
+        assert!(
+            !err.to_ascii_uppercase().contains("AGE-SECRET-KEY-1"),
+            "{err}"
+        );
+    }
+
+    /// The upward search stops at the repository root.
+    #[test]
+    fn search_stops_at_the_repository_root() {
+        let top = tempfile::tempdir().unwrap();
+        let recipient = crate::x25519::Identity::generate().recipient().to_string();
+        std::fs::write(
+            top.path().join(CONFIG_FILE_NAME),
+            format!("creation_rules:\n  - recipients: [{recipient}]\n"),
+        )
+        .unwrap();
+        let repo = top.path().join("repo");
+        let deep = repo.join("clusters/prod");
+        std::fs::create_dir_all(&deep).unwrap();
+        // Not a repository yet: the config above is found.
+        assert!(Config::find(&deep).unwrap().is_some());
+        std::fs::create_dir(repo.join(".git")).unwrap();
+        assert!(Config::find(&deep).unwrap().is_none());
+        // A config at the repository root is found.
+        std::fs::write(
+            repo.join(CONFIG_FILE_NAME),
+            format!("creation_rules:\n  - recipients: [{recipient}]\n"),
+        )
+        .unwrap();
+        let found = Config::find(&deep).unwrap().unwrap();
+        assert_eq!(found.path, repo.join(CONFIG_FILE_NAME));
     }
 }

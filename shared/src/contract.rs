@@ -19,9 +19,10 @@
 //!   be taken over.
 //!
 //! Every `kseal.dev/` label and annotation is the controller's
-//! ([`RESERVED_PREFIX`]).
+//! ([`RESERVED_PREFIX`]): a SealedSecret can never put one on a Secret, and
+//! [`SecretPolicy`] says what else a SealedSecret may create.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::str::FromStr;
 
@@ -286,6 +287,126 @@ pub struct ErrorResponse {
     pub error: String,
 }
 
+/// Secret types a SealedSecret may not produce unless the cluster operator
+/// allows them ([`SecretPolicy::allow_types`]): whoever may create a
+/// SealedSecret in a namespace could otherwise make the controller create
+/// them there.
+///
+/// * `kubernetes.io/service-account-token`: the token controller fills it
+///   with a long-lived token of any service account the annotation names;
+/// * `bootstrap.kubernetes.io/token`: node bootstrap credentials;
+/// * `helm.sh/release.v1`: Helm's release records; a forged one changes what
+///   the next `helm upgrade` does.
+pub const DANGEROUS_SECRET_TYPES: [&str; 3] = [
+    "kubernetes.io/service-account-token",
+    "bootstrap.kubernetes.io/token",
+    "helm.sh/release.v1",
+];
+
+/// Label and annotation prefixes a SealedSecret may not put on its Secret
+/// unless the operator allows them ([`SecretPolicy::allow_prefixes`]):
+/// controllers that copy a Secret's data into other namespaces on request
+/// (kubernetes-replicator, Reflector, kubed/config-syncer), and the
+/// annotations that tie a token Secret to a service account.
+pub const DANGEROUS_METADATA_PREFIXES: [&str; 4] = [
+    "replicator.v1.mittwald.de/",
+    "reflector.v1.k8s.emberstack.com/",
+    "kubed.appscode.com/",
+    "kubernetes.io/service-account.",
+];
+
+/// What a SealedSecret may create: the Secret's type and the labels and
+/// annotations of `spec.template`. `spec.template` is not authenticated (it
+/// can be edited without the plaintext), so creating a SealedSecret in a
+/// namespace is creating a Secret there, within this policy.
+///
+/// Always refused: the sealing-key type and any [`RESERVED_PREFIX`] label or
+/// annotation. Refused unless allowed: [`DANGEROUS_SECRET_TYPES`] and
+/// [`DANGEROUS_METADATA_PREFIXES`]. Everything else is allowed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SecretPolicy {
+    /// Dangerous types the operator allows anyway.
+    pub allow_types: BTreeSet<String>,
+    /// Dangerous label/annotation prefixes the operator allows anyway.
+    pub allow_prefixes: BTreeSet<String>,
+}
+
+/// Why [`SecretPolicy::check`] refuses a Secret. Names only keys and types,
+/// which are public.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PolicyViolation {
+    /// The type of kseal's own sealing keys.
+    #[error("Secret type {0:?} is reserved for kseal's sealing keys")]
+    ReservedType(String),
+    /// A dangerous type the operator has not allowed.
+    #[error(
+        "Secret type {0:?} is not allowed from a SealedSecret (the cluster operator can allow it with the controller's --allow-secret-types)"
+    )]
+    DeniedType(String),
+    /// A `kseal.dev/` label or annotation.
+    #[error("{what} {key:?} is reserved for kseal itself")]
+    ReservedKey {
+        /// `label` or `annotation`.
+        what: &'static str,
+        /// The key.
+        key: String,
+    },
+    /// A dangerous prefix the operator has not allowed.
+    #[error(
+        "{what} {key:?} is not allowed from a SealedSecret (the cluster operator can allow the prefix {prefix:?} with the controller's --allow-metadata-prefixes)"
+    )]
+    DeniedPrefix {
+        /// `label` or `annotation`.
+        what: &'static str,
+        /// The key.
+        key: String,
+        /// The dangerous prefix it starts with.
+        prefix: &'static str,
+    },
+}
+
+impl SecretPolicy {
+    /// Checks the type, labels and annotations a SealedSecret asks for
+    /// (`type_` is `Opaque` when unset).
+    pub fn check<'a>(
+        &self,
+        type_: &str,
+        labels: impl IntoIterator<Item = &'a String>,
+        annotations: impl IntoIterator<Item = &'a String>,
+    ) -> Result<(), PolicyViolation> {
+        if type_ == SEALING_KEY_SECRET_TYPE || type_.starts_with(RESERVED_PREFIX) {
+            return Err(PolicyViolation::ReservedType(type_.to_owned()));
+        }
+        if DANGEROUS_SECRET_TYPES.contains(&type_) && !self.allow_types.contains(type_) {
+            return Err(PolicyViolation::DeniedType(type_.to_owned()));
+        }
+        let keys = labels
+            .into_iter()
+            .map(|key| ("label", key))
+            .chain(annotations.into_iter().map(|key| ("annotation", key)));
+        for (what, key) in keys {
+            if key.starts_with(RESERVED_PREFIX) {
+                return Err(PolicyViolation::ReservedKey {
+                    what,
+                    key: key.clone(),
+                });
+            }
+            if let Some(prefix) = DANGEROUS_METADATA_PREFIXES
+                .iter()
+                .find(|prefix| key.starts_with(**prefix))
+                && !self.allow_prefixes.contains(*prefix)
+            {
+                return Err(PolicyViolation::DeniedPrefix {
+                    what,
+                    key: key.clone(),
+                    prefix,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -355,5 +476,75 @@ mod tests {
         let backup: LastBackup =
             serde_json::from_str(r#"{"at":"2026-01-01T00:00:00Z","keyIds":["a"]}"#).unwrap();
         assert_eq!(backup.key_ids, ["a"]);
+    }
+
+    #[test]
+    fn policy_refuses_what_a_sealed_secret_must_not_create() {
+        let none: [&String; 0] = [];
+        let owned = |items: &[&str]| items.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let default = SecretPolicy::default();
+        // (type, labels, annotations, refused?)
+        let cases: &[(&str, &[&str], &[&str], bool)] = &[
+            ("Opaque", &["app"], &["note"], false),
+            ("kubernetes.io/tls", &[], &[], false),
+            ("kubernetes.io/dockerconfigjson", &[], &[], false),
+            ("kseal.dev/sealing-key", &[], &[], true),
+            ("kseal.dev/anything", &[], &[], true),
+            ("kubernetes.io/service-account-token", &[], &[], true),
+            ("bootstrap.kubernetes.io/token", &[], &[], true),
+            ("helm.sh/release.v1", &[], &[], true),
+            ("Opaque", &["kseal.dev/sealing-key"], &[], true),
+            ("Opaque", &["kseal.dev/key-state"], &[], true),
+            ("Opaque", &[], &["kseal.dev/created-at"], true),
+            ("Opaque", &[], &["kseal.dev/managed"], true),
+            (
+                "Opaque",
+                &["kseal.devx/ok"],
+                &["example.com/kseal.dev/ok"],
+                false,
+            ),
+            (
+                "Opaque",
+                &[],
+                &["replicator.v1.mittwald.de/replicate-to"],
+                true,
+            ),
+            (
+                "Opaque",
+                &[],
+                &["reflector.v1.k8s.emberstack.com/reflection-allowed"],
+                true,
+            ),
+            ("Opaque", &["kubed.appscode.com/sync"], &[], true),
+            ("Opaque", &[], &["kubernetes.io/service-account.name"], true),
+        ];
+        for (type_, labels, annotations, refused) in cases {
+            let (labels, annotations) = (owned(labels), owned(annotations));
+            let result = default.check(type_, &labels, &annotations);
+            assert_eq!(
+                result.is_err(),
+                *refused,
+                "{type_} {labels:?} {annotations:?}: {result:?}"
+            );
+        }
+        let allowing = SecretPolicy {
+            allow_types: ["kubernetes.io/service-account-token".to_owned()].into(),
+            allow_prefixes: ["replicator.v1.mittwald.de/".to_owned()].into(),
+        };
+        assert!(
+            allowing
+                .check("kubernetes.io/service-account-token", none, none)
+                .is_ok()
+        );
+        let replicate = owned(&["replicator.v1.mittwald.de/replicate-to"]);
+        assert!(allowing.check("Opaque", none, &replicate).is_ok());
+        // Reserved stays reserved whatever is allowed.
+        let reserved = SecretPolicy {
+            allow_types: ["kseal.dev/sealing-key".to_owned()].into(),
+            allow_prefixes: ["kseal.dev/".to_owned()].into(),
+        };
+        assert!(reserved.check("kseal.dev/sealing-key", none, none).is_err());
+        let label = owned(&["kseal.dev/sealing-key"]);
+        assert!(reserved.check("Opaque", &label, none).is_err());
     }
 }

@@ -13,6 +13,7 @@ use kseal_shared::backup;
 use kseal_shared::contract::{
     KEY_ID_LABEL, KEY_STATE_LABEL, KEYS_DATA_KEY, KeyState, LAST_BACKUP_ANNOTATION, LastBackup,
     PUBLIC_KEYS_CONFIGMAP, PublishedKey, ROTATE_REQUEST_ANNOTATION, SEALING_KEY_LABEL,
+    SEALING_KEY_SECRET_TYPE,
 };
 use kseal_shared::envelope::SealedValue;
 use kseal_shared::sealed_secret::SealedSecret;
@@ -259,6 +260,9 @@ fn backup_keys(args: BackupArgs) -> Result<()> {
             .list(&ListParams::default().labels(&format!("{}=true", SEALING_KEY_LABEL)))
             .await
             .context("cannot read the key Secrets (needs get/list on Secrets in the controller's namespace)")?;
+        let mut list = list;
+        list.items
+            .retain(|secret| secret.type_.as_deref() == Some(SEALING_KEY_SECRET_TYPE));
         if list.items.is_empty() {
             bail!(
                 "no key Secrets in namespace {}",
@@ -323,21 +327,32 @@ fn restore(args: RestoreArgs) -> Result<()> {
     let identities = crate::recipients::identities(&args.identities)?;
     let items =
         backup::decrypt(&file, &identities).with_context(|| args.file.display().to_string())?;
+    let plan = backup::restore_plan(&items, args.keep_states);
+    for mut item in items {
+        kseal_shared::manifest::scrub(&mut item);
+    }
+    let plan = plan.with_context(|| args.file.display().to_string())?;
+    // Say what will be installed before installing it: a backup is not
+    // authenticated, so the operator should recognise these keys.
+    for key in &plan {
+        eprintln!(
+            "kseal: key {} ({}), created {}: restoring as {}",
+            key.key_id,
+            key.recipient,
+            key.created.as_deref().unwrap_or("(unknown)"),
+            key.state
+        );
+    }
     cluster::block_on(async {
         let client = cluster::client(&args.cluster).await?;
         let secrets: Api<Secret> =
             Api::namespaced(client.clone(), &args.cluster.controller_namespace);
         let (mut created, mut present) = (Vec::new(), Vec::new());
-        for mut item in items {
-            let name = item["metadata"]["name"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned();
-            item["metadata"]["namespace"] =
-                serde_json::Value::String(args.cluster.controller_namespace.clone());
-            let mut secret: Secret = serde_json::from_value(item.clone())
+        for key in &plan {
+            let name = key.name.clone();
+            let mut secret: Secret = serde_json::from_value(key.secret().clone())
                 .map_err(|_| anyhow!("the backup holds a malformed Secret {name:?}"))?;
-            kseal_shared::manifest::scrub(&mut item);
+            secret.metadata.namespace = Some(args.cluster.controller_namespace.clone());
             let result = secrets.create(&PostParams::default(), &secret).await;
             if let Some(data) = secret.data.as_mut() {
                 for value in data.values_mut() {
