@@ -41,7 +41,9 @@ pub fn from_flags(args: &RecipientArgs) -> Result<Option<Vec<Recipient>>> {
 /// flags nor a `.kseal.yaml` give any.
 pub fn resolve(args: &RecipientArgs, path: Option<&Path>) -> Result<Option<Resolved>> {
     if let Some(recipients) = from_flags(args)? {
-        note(args, || format!("recipients from -r/-R: {}", key_ids(&recipients)));
+        note(args, || {
+            format!("recipients from -r/-R: {}", key_ids(&recipients))
+        });
         return Ok(Some(Resolved {
             recipients,
             scope: None,
