@@ -24,7 +24,7 @@ use kseal_shared::contract::{
     ErrorResponse, PUBLIC_KEYS_PATH, PublicKeysResponse, REWRAP_PATH, REWRAPPED_HEADER,
     VERIFY_PATH, ValueFailure, ValueFailureReason, ValueFailures, ValueVerdict, VerifyResponse,
 };
-use kseal_shared::envelope::{SealedValue, open, rewrap};
+use kseal_shared::envelope::{SealedValue, key_ids_in, open, rewrap};
 use kseal_shared::error::SealError;
 use kseal_shared::manifest::value_binding;
 use kseal_shared::sealed_secret::SealedSecret;
@@ -268,12 +268,7 @@ async fn metrics(State(state): State<ApiState>) -> Response {
         for sealed in store.state() {
             // Only well-formed key ids become label values: the field could
             // hold anything (plaintext pasted by mistake included).
-            let ids: std::collections::BTreeSet<KeyId> = sealed
-                .sealed_values()
-                .filter_map(|value| SealedValue::parse(value).ok())
-                .flat_map(|value| value.key_ids().to_vec())
-                .collect();
-            for id in ids {
+            for id in key_ids_in(sealed.sealed_values()) {
                 *by_key.entry(id.to_string()).or_default() += 1;
             }
             if has_value_without_key(&sealed, &keys.keyring) {

@@ -2,7 +2,7 @@
 //! create or correct the Secret it owns, report the outcome in its status
 //! and as Events.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -126,12 +126,10 @@ fn decrypt_all(sealed: &CachedSealedSecret, keys: &KeySet) -> Result<Plaintext, 
 
 /// The key ids the object's values are sealed to (sorted, unique).
 pub fn key_ids_of(sealed: &CachedSealedSecret) -> Vec<String> {
-    let ids: BTreeSet<KeyId> = sealed
-        .sealed_values()
-        .filter_map(|encoded| SealedValue::parse(encoded).ok())
-        .flat_map(|value| value.key_ids().to_vec())
-        .collect();
-    ids.iter().map(KeyId::to_string).collect()
+    kseal_shared::envelope::key_ids_in(sealed.sealed_values())
+        .iter()
+        .map(KeyId::to_string)
+        .collect()
 }
 
 /// See [`SourceStamp`].

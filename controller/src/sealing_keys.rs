@@ -17,7 +17,7 @@ use kseal_shared::contract::{
     RECIPIENTS_DATA_KEY, ROTATE_REQUEST_ANNOTATION, ROTATION_REQUEST_ANNOTATION, SEALING_KEY_LABEL,
     SEALING_KEY_SECRET_TYPE,
 };
-use kseal_shared::envelope::SealedValue;
+use kseal_shared::envelope::key_ids_in;
 use kseal_shared::x25519::parse_identity_file;
 use kseal_shared::{
     envelope::Keyring,
@@ -474,20 +474,9 @@ impl KeyManager {
             loop {
                 let page = api.list(&params).await?;
                 for sealed in &page.items {
-                    let mut sealed_to_a_key = false;
-                    // Only values that parse count: any text could stand
-                    // in `encryptedData`, and a bogus one must neither block
-                    // the first key nor keep a key from retiring.
-                    for value in sealed.spec.encrypted_data.values() {
-                        let Ok(value) = SealedValue::parse(value) else {
-                            continue;
-                        };
-                        for id in value.key_ids() {
-                            key_ids.insert(id.to_string());
-                            sealed_to_a_key = true;
-                        }
-                    }
-                    objects += usize::from(sealed_to_a_key);
+                    let ids = key_ids_in(sealed.spec.encrypted_data.values().map(String::as_str));
+                    objects += usize::from(!ids.is_empty());
+                    key_ids.extend(ids.iter().map(KeyId::to_string));
                 }
                 match page.metadata.continue_.filter(|token| !token.is_empty()) {
                     Some(token) => params = params.continue_token(&token),

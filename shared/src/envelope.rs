@@ -15,7 +15,7 @@
 //!
 //! base64 is RFC 4648 standard alphabet with padding, decoded strictly.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fmt;
 
 use age_core::format::{FileKey, Stanza};
@@ -197,6 +197,17 @@ fn parse_key_ids(field: &str) -> Result<Vec<KeyId>, SealError> {
         return Err(SealError::Malformed("too many key ids"));
     }
     Ok(key_ids)
+}
+
+/// The key ids the given sealed values are wrapped to (sorted, unique).
+/// Only values that parse count: `encryptedData` could hold any text, and a
+/// bogus `kseal:v1:<hex>…` must neither name a key nor hide one.
+pub fn key_ids_in<'a>(values: impl IntoIterator<Item = &'a str>) -> BTreeSet<KeyId> {
+    values
+        .into_iter()
+        .filter_map(|value| SealedValue::parse(value).ok())
+        .flat_map(|value| value.key_ids().to_vec())
+        .collect()
 }
 
 /// Checks a wrapped data key against the value's key ids, without keys: it

@@ -287,3 +287,24 @@ fn oversized_values_are_refused() {
         SealError::TooLarge
     );
 }
+
+/// Only values that parse name keys: a bogus `kseal:v1:<hex>` names none.
+#[test]
+fn key_ids_come_only_from_values_that_parse() {
+    let a = Identity::generate();
+    let b = Identity::generate();
+    let binding = Binding::new(Scope::ClusterWide, "", "", "k");
+    let sealed = kseal_shared::envelope::seal(b"v", &binding, &[a.recipient().clone()])
+        .unwrap()
+        .encode();
+    let bogus = [
+        format!("kseal:v1:{}", b.key_id()),
+        format!("kseal:v1:{}:x:y:z", b.key_id()),
+        format!("kseal:v1:{},{}:AAAA:AAAA:AAAA", a.key_id(), b.key_id()),
+        "plaintext pasted by mistake".to_owned(),
+    ];
+    let values = std::iter::once(sealed.as_str()).chain(bogus.iter().map(String::as_str));
+    let ids = kseal_shared::envelope::key_ids_in(values);
+    assert_eq!(ids.into_iter().collect::<Vec<_>>(), [a.key_id()]);
+    assert!(kseal_shared::envelope::key_ids_in(bogus.iter().map(String::as_str)).is_empty());
+}

@@ -15,7 +15,7 @@ use kseal_shared::contract::{
     PUBLIC_KEYS_CONFIGMAP, PublishedKey, ROTATE_REQUEST_ANNOTATION, SEALING_KEY_LABEL,
     SEALING_KEY_SECRET_TYPE,
 };
-use kseal_shared::envelope::SealedValue;
+use kseal_shared::envelope::key_ids_in;
 use kseal_shared::sealed_secret::SealedSecret;
 use kseal_shared::x25519::KeyId;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
@@ -81,12 +81,11 @@ async fn key_users(client: &Client) -> Result<BTreeMap<String, Vec<String>>> {
             .as_ref()
             .map(|status| status.key_ids.iter().cloned().collect())
             .unwrap_or_default();
-        // Only values that parse name keys: any text could stand here.
-        for value in sealed.spec.encrypted_data.values() {
-            if let Ok(value) = SealedValue::parse(value) {
-                ids.extend(value.key_ids().iter().map(KeyId::to_string));
-            }
-        }
+        ids.extend(
+            key_ids_in(sealed.spec.encrypted_data.values().map(String::as_str))
+                .iter()
+                .map(KeyId::to_string),
+        );
         let name = format!(
             "{}/{}",
             sealed.namespace().unwrap_or_default(),
