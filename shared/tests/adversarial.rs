@@ -477,3 +477,43 @@ fn errors_do_not_echo_secrets() {
         .to_string();
     assert!(message.contains("\"v2\""), "{message}");
 }
+
+/// A sealer refuses to make a SealedSecret with more values than readers
+/// accept (`MAX_VALUES`), whether sealing whole or merging into one, and
+/// makes one with exactly that many.
+#[test]
+fn sealers_stop_at_max_values() {
+    use kseal_shared::manifest::merge_into;
+    use kseal_shared::sealed_secret::MAX_VALUES;
+    let identity = Identity::generate();
+    let recipients = [identity.recipient().clone()];
+    let options = SealOptions {
+        scope: Scope::Strict,
+        recipients: &recipients,
+        allow_empty_data: false,
+    };
+    let many = |count: usize| {
+        let names: Vec<String> = (0..count).map(|i| format!("k{i}")).collect();
+        let values: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), "v")).collect();
+        plain("app", "many", &values)
+    };
+    let err = seal_secret(&many(MAX_VALUES + 1), options).unwrap_err();
+    assert!(err.contains(&MAX_VALUES.to_string()), "{err}");
+    let mut full = seal_secret(&many(MAX_VALUES), options).unwrap();
+    assert_eq!(full.spec.encrypted_data.len(), MAX_VALUES);
+    // Replacing a value keeps the count; adding one goes over.
+    merge_into(
+        &mut full,
+        &plain("app", "many", &[("k0", "w")]),
+        &recipients,
+    )
+    .unwrap();
+    let err = merge_into(
+        &mut full,
+        &plain("app", "many", &[("new", "w")]),
+        &recipients,
+    )
+    .unwrap_err();
+    assert!(err.contains(&MAX_VALUES.to_string()), "{err}");
+    assert_eq!(full.spec.encrypted_data.len(), MAX_VALUES);
+}
