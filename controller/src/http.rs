@@ -565,6 +565,13 @@ fn rate_limited() -> Response {
     )
 }
 
+fn over_work_budget(cost: u64) -> Response {
+    error(
+        StatusCode::TOO_MANY_REQUESTS,
+        format!("rate limit exceeded: this request costs {cost} key operations; retry later"),
+    )
+}
+
 /// A request body's SealedSecret and its values, parsed (in key order).
 type ParsedRequest = (SealedSecret, Vec<Result<SealedValue, SealError>>);
 
@@ -634,8 +641,9 @@ fn verify_work(state: &ApiState, content_type: Option<&str>, body: &[u8]) -> Res
         Err(response) => return *response,
     };
     let keys = state.keys.get();
-    if !state.work_limiter.try_charge(work_cost(&parsed, &keys, 0)) {
-        return rate_limited();
+    let cost = work_cost(&parsed, &keys, 0);
+    if !state.work_limiter.try_charge(cost) {
+        return over_work_budget(cost);
     }
     let mut values = BTreeMap::new();
     let mut all_ok = !sealed.spec.encrypted_data.is_empty();
@@ -710,11 +718,9 @@ fn rewrap_work(state: &ApiState, content_type: Option<&str>, body: &[u8]) -> Res
             .as_ref()
             .is_ok_and(|value| value.is_sealed_to(&target))
     });
-    if !state
-        .work_limiter
-        .try_charge(work_cost(to_rewrap, &keys, recipients.len()))
-    {
-        return rate_limited();
+    let cost = work_cost(to_rewrap, &keys, recipients.len());
+    if !state.work_limiter.try_charge(cost) {
+        return over_work_budget(cost);
     }
     let mut failures = BTreeMap::new();
     let mut rewrapped = 0;
