@@ -645,7 +645,7 @@ async fn work_is_bounded_and_probes_stay_answered() {
     let good = serde_json::to_vec(&seal(
         &plain("app", "db", &[("password", "p")]),
         Scope::Strict,
-        &[active.clone()],
+        std::slice::from_ref(&active),
     ))
     .unwrap();
     let (status, answer) = controller
