@@ -335,7 +335,16 @@ async fn readyz(State(state): State<ApiState>) -> Response {
     }
 }
 
+/// `GET /metrics`. Parsing every value of every object is CPU work that
+/// grows with the cluster: it runs on a blocking thread, not on the async
+/// workers that answer the probes.
 async fn metrics(State(state): State<ApiState>) -> Response {
+    tokio::task::spawn_blocking(move || render_metrics(&state))
+        .await
+        .unwrap_or_else(|_| error(StatusCode::INTERNAL_SERVER_ERROR, "internal error"))
+}
+
+fn render_metrics(state: &ApiState) -> Response {
     let keys = state.keys.get();
     let mut by_key: std::collections::BTreeMap<String, i64> = Default::default();
     let mut stranded = 0;
