@@ -517,3 +517,49 @@ fn sealers_stop_at_max_values() {
     assert!(err.contains(&MAX_VALUES.to_string()), "{err}");
     assert_eq!(full.spec.encrypted_data.len(), MAX_VALUES);
 }
+
+/// A value's wrapped key holds at most `MAX_STANZAS` stanzas: one more (junk
+/// stanzas added to a value with the most recipients) is refused as
+/// malformed before any key is used; at the cap it gets as far as the
+/// keys (and fails there: the header MAC no longer matches).
+#[test]
+fn stanzas_per_value_are_capped() {
+    use kseal_shared::envelope::{MAX_RECIPIENTS, MAX_STANZAS, seal};
+    let identities: Vec<Identity> = (0..MAX_RECIPIENTS).map(|_| Identity::generate()).collect();
+    let recipients: Vec<_> = identities.iter().map(|i| i.recipient().clone()).collect();
+    let ring = keyring(&[&identities[0]]);
+    let binding = Binding::new(Scope::Strict, "app", "db", "password");
+    let encoded = seal(b"p", &binding, &recipients).unwrap().encode();
+    let fields: Vec<&str> = encoded.split(':').collect();
+    let wrapped = BASE64_STANDARD.decode(fields[3]).unwrap();
+    let header = b"age-encryption.org/v1\n";
+    assert!(wrapped.starts_with(header));
+    let count = wrapped.windows(3).filter(|w| *w == b"-> ").count();
+    for (extra, refused) in [
+        (MAX_STANZAS - count, false),
+        (MAX_STANZAS - count + 1, true),
+    ] {
+        let mut padded = header.to_vec();
+        for _ in 0..extra {
+            padded.extend_from_slice(b"-> junk\n\n");
+        }
+        padded.extend_from_slice(&wrapped[header.len()..]);
+        let value = format!(
+            "{}:{}:{}:{}:{}:{}",
+            fields[0],
+            fields[1],
+            fields[2],
+            BASE64_STANDARD.encode(&padded),
+            fields[4],
+            fields[5]
+        );
+        let result = SealedValue::parse(&value).and_then(|v| open(&v, &binding, &ring).map(drop));
+        let err = result.unwrap_err();
+        assert_eq!(
+            err == SealError::Malformed("wrapped data key has too many stanzas"),
+            refused,
+            "{} stanzas: {err:?}",
+            count + extra
+        );
+    }
+}
