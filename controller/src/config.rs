@@ -95,7 +95,7 @@ pub struct Settings {
 
     /// Work per second allowed on /v1/verify and /v1/rewrap (all clients
     /// together), in X25519 operations (~40 µs of CPU each): a request costs,
-    /// per value, one per held key the value names (at least one), plus one
+    /// per value, one per held key the value names (at least one), plus two
     /// per recipient when it is re-wrapped
     #[arg(long, default_value_t = 2000)]
     pub api_work_rate: u32,

@@ -529,8 +529,10 @@ fn failure(error: &SealError, keys: &KeySet) -> ValueFailure {
 /// The work a request asks for, in X25519 operations (~40 µs each): per
 /// value, one per key it names that this replica holds (each is tried on
 /// its own stanza only), at least one (parsing and the AEAD), plus, when
-/// re-wrapping, one per recipient the value is wrapped to. Computed from
-/// the parsed values before any key is used.
+/// re-wrapping, two per recipient the value is wrapped to (an ephemeral key
+/// and a Diffie-Hellman: a re-wrap measures ~3.2 unwraps, see
+/// docs/benchmarks.md). Computed from the parsed values before any key is
+/// used.
 pub fn work_cost<'a>(
     values: impl IntoIterator<Item = &'a Result<SealedValue, SealError>>,
     keys: &KeySet,
@@ -545,7 +547,7 @@ pub fn work_cost<'a>(
                     .iter()
                     .filter(|id| keys.keyring.contains(id))
                     .count();
-                (unwraps.max(1) + wrap_to) as u64
+                (unwraps.max(1) + 2 * wrap_to) as u64
             }
             Err(_) => 1,
         })

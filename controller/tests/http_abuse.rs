@@ -638,10 +638,12 @@ async fn work_is_bounded_and_probes_stay_answered() {
     ))
     .unwrap();
     let over_cap = serde_json::to_vec(&object_of("flood", &two_dh, MAX_VALUES + 1)).unwrap();
-    let (held_count, wraps) = (held.len() as u64, 1);
+    // Re-wrapping to the one active key: two operations (an ephemeral key
+    // and a Diffie-Hellman) besides the unwrap.
+    let (held_count, wrap_ops) = (held.len() as u64, 2);
     let verify_cost = MAX_VALUES as u64 * held_count;
     let stanzas_cost = stanza_count as u64 * held_count;
-    let rewrap_cost = MAX_VALUES as u64 * (1 + wraps);
+    let rewrap_cost = MAX_VALUES as u64 * (1 + wrap_ops);
 
     // Over the value cap: refused before any work, on both endpoints.
     for path in ["/v1/verify", "/v1/rewrap"] {
