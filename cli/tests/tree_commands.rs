@@ -202,6 +202,36 @@ fn validate_reports_every_problem() {
     assert!(err.contains("3 problem(s)"), "{err}");
 }
 
+/// An object with more values than the controller accepts is reported
+/// (and never sent to the controller by `--online`).
+#[test]
+fn validate_refuses_more_values_than_the_controller_accepts() {
+    use kseal_shared::sealed_secret::MAX_VALUES;
+    let ws = Workspace::new();
+    let sealed = ws.seal(SECRET, &[]);
+    let value = value_of(&sealed, "password");
+    for (count, ok) in [(MAX_VALUES, true), (MAX_VALUES + 1, false)] {
+        let data: serde_json::Map<String, serde_json::Value> = (0..count)
+            .map(|i| (format!("k{i}"), serde_json::Value::from(value.as_str())))
+            .collect();
+        let object = serde_json::json!({
+            "apiVersion": "kseal.dev/v1alpha1",
+            "kind": "SealedSecret",
+            "metadata": {"name": "many", "namespace": "app"},
+            "spec": {"encryptedData": data},
+        });
+        ws.write("many.json", &object.to_string());
+        let output = ws.cmd().args(["validate", "many.json"]).output().unwrap();
+        let err = stderr(&output);
+        assert_exit(&output, if ok { 0 } else { 1 });
+        assert_eq!(
+            err.contains(&format!("at most {MAX_VALUES} are accepted")),
+            !ok,
+            "{err}"
+        );
+    }
+}
+
 #[test]
 fn check_finds_plaintext_secrets() {
     let ws = Workspace::new();

@@ -49,6 +49,11 @@ pub struct Settings {
     #[arg(long, default_value = "0.0.0.0:8080")]
     pub http_addr: SocketAddr,
 
+    /// Address for /healthz, /readyz and /metrics only, on a listener of
+    /// their own: clients of the API port cannot starve the kubelet's probes
+    #[arg(long, default_value = "0.0.0.0:8081")]
+    pub health_addr: SocketAddr,
+
     /// SealedSecrets reconciled at once
     #[arg(long, default_value_t = 16)]
     pub concurrency: u16,
@@ -117,6 +122,13 @@ pub struct Settings {
     /// Requests per second allowed on /v1/verify and /v1/rewrap (all clients together)
     #[arg(long, default_value_t = 20)]
     pub api_rate: u32,
+
+    /// Work per second allowed on /v1/verify and /v1/rewrap (all clients
+    /// together), in X25519 operations (~40 µs of CPU each): a request costs,
+    /// per value, one per held key the value names (at least one), plus two
+    /// per recipient when it is re-wrapped
+    #[arg(long, default_value_t = 2000)]
+    pub api_work_rate: u32,
 
     /// Log format
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]

@@ -24,6 +24,8 @@ pub struct Context {
     pub keys: KeyStore,
     pub metrics: Arc<Metrics>,
     pub events: crate::events::EventSink,
+    /// Where decrypting runs (off the async workers; shared with the API).
+    pub crypto: crate::crypto_pool::CryptoPool,
     /// The Secrets kseal owns (label-selected, no data), and which of them
     /// are known to be in sync: lets a reconcile of an unchanged Secret skip
     /// even the read.

@@ -42,6 +42,8 @@ reasons! {
     MalformedValue,
     /// See [`Error::InvalidSpec`].
     InvalidSpec,
+    /// See [`Error::TooManyValues`].
+    TooManyValues,
     /// See [`Error::SecretNotOwned`].
     SecretNotOwned,
     /// See [`Error::SecretImmutable`].
@@ -52,6 +54,8 @@ reasons! {
     KubernetesError,
     /// See [`Error::Serialization`].
     SerializationError,
+    /// See [`Error::Internal`].
+    InternalError,
 }
 
 impl std::fmt::Display for Reason {
@@ -101,6 +105,14 @@ pub enum Error {
     /// name, no values).
     #[error("invalid SealedSecret: {0}")]
     InvalidSpec(String),
+    /// More values than any reader accepts
+    /// ([`kseal_shared::sealed_secret::MAX_VALUES`]); refused before any
+    /// decryption.
+    #[error(
+        "spec.encryptedData has {count} values; at most {max} are accepted (split the Secret)",
+        max = kseal_shared::sealed_secret::MAX_VALUES
+    )]
+    TooManyValues { count: usize },
     /// A Secret with the same name exists and is not ours.
     #[error(
         "Secret {0:?} exists and is not owned by this SealedSecret; annotate it with kseal.dev/managed=\"true\" to let kseal take it over"
@@ -120,6 +132,9 @@ pub enum Error {
     /// Serialization of an object failed.
     #[error("serialization error: {0}")]
     Serialization(#[from] serde_json::Error),
+    /// A bug inside the controller (e.g. decrypting panicked); retried.
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 impl Error {
@@ -156,18 +171,23 @@ impl Error {
             Error::RetiredKey { .. } => Reason::RetiredKey,
             Error::MalformedValue { .. } => Reason::MalformedValue,
             Error::InvalidSpec(_) => Reason::InvalidSpec,
+            Error::TooManyValues { .. } => Reason::TooManyValues,
             Error::SecretNotOwned(_) => Reason::SecretNotOwned,
             Error::SecretImmutable(_) => Reason::SecretImmutable,
             Error::PolicyDenied(_) => Reason::PolicyDenied,
             Error::Kube(_) => Reason::KubernetesError,
             Error::Serialization(_) => Reason::SerializationError,
+            Error::Internal(_) => Reason::InternalError,
         }
     }
 
     /// Errors that retrying will not fix until something changes (the
     /// object, the keys, the Secret): retried slowly, never in a hot loop.
     pub fn is_permanent(&self) -> bool {
-        !matches!(self, Error::Kube(_) | Error::Serialization(_))
+        !matches!(
+            self,
+            Error::Kube(_) | Error::Serialization(_) | Error::Internal(_)
+        )
     }
 }
 
@@ -195,6 +215,8 @@ mod tests {
             Error::value_failure("k", SealError::Malformed("x"), |_| false),
             Error::value_failure("k", SealError::InvalidBinding("x".into()), |_| false),
             Error::InvalidSpec("x".into()),
+            Error::TooManyValues { count: 2000 },
+            Error::Internal("x".into()),
             Error::SecretNotOwned("s".into()),
             Error::SecretImmutable("s".into()),
             Error::PolicyDenied("p".into()),

@@ -1,17 +1,24 @@
 //! The HTTP API every replica serves: health, metrics, public keys, and the
-//! verify and rewrap endpoints. Request bodies are size-limited and the two
-//! endpoints that decrypt are rate-limited. No response ever carries
-//! plaintext.
+//! verify and rewrap endpoints ([`router`]); and the probe listener with
+//! health and metrics only ([`probe_router`]), so a client of the API port
+//! can never starve the kubelet's probes. No response ever carries plaintext.
 //!
 //! Against slow and abusive clients ([`serve`], [`ServerLimits`]): headers
 //! must arrive within a timeout (which also closes idle keep-alive
-//! connections), bodies within another, connections are capped in number and
-//! lifetime, and only a few bodies are buffered at once, so memory stays
-//! bounded whatever clients do.
+//! connections), bodies within another, connections are capped in number
+//! (in all and per client address) and lifetime, and only a few bodies are
+//! buffered at once, so memory stays bounded whatever clients do.
+//!
+//! Against expensive requests: the two decrypting endpoints take a request
+//! token before reading the body, refuse objects with more than
+//! [`MAX_VALUES`] values, then charge the work a request needs (see
+//! [`work_cost`]) to a second budget before any X25519 operation, and do
+//! the parsing and crypto in the [`CryptoPool`], off the async workers.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, State};
@@ -27,12 +34,15 @@ use kseal_shared::contract::{
 use kseal_shared::envelope::{SealedValue, key_ids_in, open, rewrap};
 use kseal_shared::error::SealError;
 use kseal_shared::manifest::value_binding;
-use kseal_shared::sealed_secret::SealedSecret;
+use kseal_shared::sealed_secret::{MAX_VALUES, SealedSecret};
 use kseal_shared::x25519::KeyId;
 use kube::runtime::reflector::Store;
+use tokio::sync::OwnedSemaphorePermit;
 
 use crate::cached::CachedSealedSecret;
+use crate::crypto_pool::CryptoPool;
 use crate::metrics::Metrics;
+use crate::rate_limit::RateLimiter;
 use crate::sealing_keys::{KeyInfo, KeySet, KeyStore};
 use kseal_shared::contract::KeyState;
 
@@ -48,6 +58,9 @@ pub struct ServerLimits {
     pub body_timeout: Duration,
     /// Connections served at once; further ones are closed at once.
     pub max_connections: usize,
+    /// Connections served at once from one client (an IPv4 address or an
+    /// IPv6 /64): one client cannot take the whole `max_connections`.
+    pub max_connections_per_client: usize,
     /// Request bodies buffered at once (503 for more): with
     /// `max_body_bytes`, the most memory bodies can take.
     pub max_buffered_bodies: usize,
@@ -62,7 +75,22 @@ impl ServerLimits {
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(10),
             max_connections: 256,
+            max_connections_per_client: 64,
             max_buffered_bodies: 16,
+            max_connection_age: Duration::from_secs(600),
+        }
+    }
+
+    /// Limits of the probe listener: no bodies, few clients (the kubelet
+    /// and a metrics scraper), short timeouts.
+    pub fn probes() -> Self {
+        Self {
+            max_body_bytes: 0,
+            header_timeout: Duration::from_secs(5),
+            body_timeout: Duration::from_secs(5),
+            max_connections: 64,
+            max_connections_per_client: 64,
+            max_buffered_bodies: 1,
             max_connection_age: Duration::from_secs(600),
         }
     }
@@ -76,6 +104,14 @@ struct BodyLimits {
     slots: Arc<tokio::sync::Semaphore>,
 }
 
+/// A body read within its limits, with the buffered-body slot it holds
+/// until the request is answered (so bodies waiting for the crypto pool
+/// count against [`ServerLimits::max_buffered_bodies`] too).
+struct ReadBody {
+    bytes: Bytes,
+    _slot: OwnedSemaphorePermit,
+}
+
 /// What the HTTP handlers share.
 #[derive(Clone)]
 pub struct ApiState {
@@ -84,41 +120,13 @@ pub struct ApiState {
     /// SealedSecrets as this replica's watch sees them (for metrics); empty
     /// on replicas that do not reconcile.
     pub sealed_secrets: Arc<Mutex<Vec<Store<CachedSealedSecret>>>>,
+    /// Requests to the decrypting endpoints, all clients together.
     pub limiter: Arc<RateLimiter>,
-}
-
-/// A token bucket shared by all clients of the decrypting endpoints.
-pub struct RateLimiter {
-    rate: f64,
-    burst: f64,
-    state: Mutex<(f64, Instant)>,
-}
-
-impl RateLimiter {
-    pub fn new(per_second: u32) -> Self {
-        let rate = f64::from(per_second.max(1));
-        Self {
-            rate,
-            burst: rate,
-            state: Mutex::new((rate, Instant::now())),
-        }
-    }
-
-    pub fn try_acquire(&self) -> bool {
-        let Ok(mut state) = self.state.lock() else {
-            return false;
-        };
-        let (tokens, last) = &mut *state;
-        let now = Instant::now();
-        *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * self.rate).min(self.burst);
-        *last = now;
-        if *tokens >= 1.0 {
-            *tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
+    /// Work of the decrypting endpoints (see [`work_cost`]), all clients
+    /// together.
+    pub work_limiter: Arc<RateLimiter>,
+    /// Where parsing and crypto run (shared with the reconciler).
+    pub crypto: CryptoPool,
 }
 
 pub fn router(state: ApiState, max_body_bytes: usize) -> Router {
@@ -145,8 +153,72 @@ pub fn router_with_limits(state: ApiState, limits: ServerLimits) -> Router {
         .with_state(state)
 }
 
+/// The probe listener's routes: `/healthz`, `/readyz` and `/metrics`, none
+/// of which reads a body or decrypts.
+pub fn probe_router(state: ApiState) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .layer(DefaultBodyLimit::max(0))
+        .with_state(state)
+}
+
+/// Counts connections per client; see
+/// [`ServerLimits::max_connections_per_client`].
+#[derive(Clone, Default)]
+struct ClientConnections(Arc<Mutex<HashMap<IpAddr, usize>>>);
+
+/// One connection of a client, counted until dropped.
+struct ClientSlot {
+    clients: ClientConnections,
+    client: IpAddr,
+}
+
+impl ClientConnections {
+    /// Who a client is: its IPv4 address, or the /64 of its IPv6 address
+    /// (one host usually holds a whole /64).
+    fn client_of(address: IpAddr) -> IpAddr {
+        match address.to_canonical() {
+            IpAddr::V6(v6) => {
+                let mut segments = v6.segments();
+                segments[4..].fill(0);
+                IpAddr::V6(segments.into())
+            }
+            v4 => v4,
+        }
+    }
+
+    fn take(&self, address: IpAddr, max: usize) -> Option<ClientSlot> {
+        let client = Self::client_of(address);
+        let mut map = self.0.lock().ok()?;
+        let count = map.entry(client).or_insert(0);
+        if *count >= max.max(1) {
+            return None;
+        }
+        *count += 1;
+        Some(ClientSlot {
+            clients: self.clone(),
+            client,
+        })
+    }
+}
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        if let Ok(mut map) = self.clients.0.lock()
+            && let Some(count) = map.get_mut(&self.client)
+        {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                map.remove(&self.client);
+            }
+        }
+    }
+}
+
 /// Serves `router` on `listener` until the task is aborted, with
-/// [`ServerLimits`]' header timeout, connection cap and connection age.
+/// [`ServerLimits`]' header timeout, connection caps and connection age.
 /// (`axum::serve` sets no timer, so hyper's header timeout would be off and
 /// a client sending one header byte a minute would hold its connection
 /// forever.) Never returns on its own: accept errors (e.g. out of file
@@ -156,6 +228,7 @@ pub async fn serve(listener: tokio::net::TcpListener, router: Router, limits: Se
     use hyper_util::service::TowerToHyperService;
 
     let connections = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
+    let clients = ClientConnections::default();
     loop {
         let (stream, remote) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -164,6 +237,11 @@ pub async fn serve(listener: tokio::net::TcpListener, router: Router, limits: Se
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
+        };
+        let Some(client_slot) = clients.take(remote.ip(), limits.max_connections_per_client) else {
+            tracing::debug!(%remote, "too many HTTP connections from this client; closing a new one");
+            drop(stream);
+            continue;
         };
         let Ok(permit) = connections.clone().try_acquire_owned() else {
             tracing::debug!(%remote, "too many HTTP connections; closing a new one");
@@ -191,17 +269,19 @@ pub async fn serve(listener: tokio::net::TcpListener, router: Router, limits: Se
                 }
             }
             drop(permit);
+            drop(client_slot);
         });
     }
 }
 
 /// Reads a request body within the size limit and the body timeout, holding
-/// one of the few buffered-body slots meanwhile.
+/// one of the few buffered-body slots meanwhile (and after: see
+/// [`ReadBody`]).
 async fn read_body(
     limits: &BodyLimits,
     headers: &HeaderMap,
     body: Body,
-) -> Result<Bytes, Response> {
+) -> Result<ReadBody, Response> {
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|value| value.to_str().ok())
@@ -209,7 +289,7 @@ async fn read_body(
     if declared.is_some_and(|length| length > limits.max_bytes as u64) {
         return Err(too_large(limits.max_bytes));
     }
-    let Ok(_slot) = limits.slots.try_acquire() else {
+    let Ok(slot) = limits.slots.clone().try_acquire_owned() else {
         return Err(error(
             StatusCode::SERVICE_UNAVAILABLE,
             "too many requests in progress; retry later",
@@ -229,7 +309,7 @@ async fn read_body(
         Ok(Bytes::from(buffer))
     };
     match tokio::time::timeout(limits.timeout, read).await {
-        Ok(result) => result,
+        Ok(result) => result.map(|bytes| ReadBody { bytes, _slot: slot }),
         Err(_) => Err(error(
             StatusCode::REQUEST_TIMEOUT,
             format!(
@@ -255,7 +335,16 @@ async fn readyz(State(state): State<ApiState>) -> Response {
     }
 }
 
+/// `GET /metrics`. Parsing every value of every object is CPU work that
+/// grows with the cluster: it runs on a blocking thread, not on the async
+/// workers that answer the probes.
 async fn metrics(State(state): State<ApiState>) -> Response {
+    tokio::task::spawn_blocking(move || render_metrics(&state))
+        .await
+        .unwrap_or_else(|_| error(StatusCode::INTERNAL_SERVER_ERROR, "internal error"))
+}
+
+fn render_metrics(state: &ApiState) -> Response {
     let keys = state.keys.get();
     let mut by_key: std::collections::BTreeMap<String, i64> = Default::default();
     let mut stranded = 0;
@@ -417,13 +506,11 @@ fn redact_quoted(message: &str) -> String {
     out
 }
 
-/// Parses a SealedSecret from a JSON or YAML body.
-fn parse_body(headers: &HeaderMap, body: &Bytes) -> Result<SealedSecret, Box<Response>> {
-    let content_type = headers
+/// The request's content type, for [`parse_sealed_secret_body`].
+fn content_type(headers: &HeaderMap) -> Option<String> {
+    headers
         .get(header::CONTENT_TYPE)
-        .map(|value| value.to_str().unwrap_or("(not text)"));
-    parse_sealed_secret_body(content_type, body)
-        .map_err(|err| Box::new(error(err.status(), err.to_string())))
+        .map(|value| value.to_str().unwrap_or("(not text)").to_owned())
 }
 
 /// Why a value failed, as the reconciler would say it.
@@ -434,22 +521,108 @@ fn failure(error: &SealError, keys: &KeySet) -> ValueFailure {
     }
 }
 
-/// What both decrypting endpoints do first: take a rate-limit token (before
-/// reading anything), read the body within its limits, parse it.
+/// The work a request asks for, in X25519 operations (~40 µs each): per
+/// value, one per key it names that this replica holds (each is tried on
+/// its own stanza only), at least one (parsing and the AEAD), plus, when
+/// re-wrapping, two per recipient the value is wrapped to (an ephemeral key
+/// and a Diffie-Hellman: a re-wrap measures ~3.2 unwraps, see
+/// docs/benchmarks.md). Computed from the parsed values before any key is
+/// used.
+pub fn work_cost<'a>(
+    values: impl IntoIterator<Item = &'a Result<SealedValue, SealError>>,
+    keys: &KeySet,
+    wrap_to: usize,
+) -> u64 {
+    values
+        .into_iter()
+        .map(|value| match value {
+            Ok(value) => {
+                let unwraps = value
+                    .key_ids()
+                    .iter()
+                    .filter(|id| keys.keyring.contains(id))
+                    .count();
+                (unwraps.max(1) + 2 * wrap_to) as u64
+            }
+            Err(_) => 1,
+        })
+        .sum()
+}
+
+/// What both decrypting endpoints do first, on the async worker: take a
+/// request token (before reading anything), then read the body within its
+/// limits.
 async fn accept(
     state: &ApiState,
     limits: &BodyLimits,
     headers: &HeaderMap,
     body: Body,
-) -> Result<SealedSecret, Box<Response>> {
+) -> Result<ReadBody, Response> {
     if !state.limiter.try_acquire() {
+        return Err(rate_limited());
+    }
+    read_body(limits, headers, body).await
+}
+
+fn rate_limited() -> Response {
+    error(
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate limit exceeded; retry later",
+    )
+}
+
+fn over_work_budget(cost: u64) -> Response {
+    error(
+        StatusCode::TOO_MANY_REQUESTS,
+        format!("rate limit exceeded: this request costs {cost} key operations; retry later"),
+    )
+}
+
+/// A request body's SealedSecret and its values, parsed (in key order).
+type ParsedRequest = (SealedSecret, Vec<Result<SealedValue, SealError>>);
+
+/// What both decrypting endpoints do next, in the crypto pool: parse the
+/// body, refuse more than [`MAX_VALUES`] values, parse every value.
+fn parse_request(content_type: Option<&str>, body: &[u8]) -> Result<ParsedRequest, Box<Response>> {
+    let sealed = parse_sealed_secret_body(content_type, body)
+        .map_err(|err| Box::new(error(err.status(), err.to_string())))?;
+    let count = sealed.spec.encrypted_data.len();
+    if count > MAX_VALUES {
         return Err(Box::new(error(
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate limit exceeded; retry later",
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("spec.encryptedData has {count} values; at most {MAX_VALUES} are accepted"),
         )));
     }
-    let body = read_body(limits, headers, body).await.map_err(Box::new)?;
-    parse_body(headers, &body)
+    let values = sealed
+        .spec
+        .encrypted_data
+        .values()
+        .map(|encoded| SealedValue::parse(encoded))
+        .collect();
+    Ok((sealed, values))
+}
+
+/// Runs a decrypting endpoint's work in the crypto pool; the body's slot is
+/// held until it is done.
+async fn in_pool(
+    state: &ApiState,
+    body: ReadBody,
+    headers: &HeaderMap,
+    work: fn(&ApiState, Option<&str>, &[u8]) -> Response,
+) -> Response {
+    let content_type = content_type(headers);
+    let pool_state = state.clone();
+    let result = state
+        .crypto
+        .run(move || {
+            let ReadBody { bytes, _slot } = body;
+            work(&pool_state, content_type.as_deref(), &bytes)
+        })
+        .await;
+    result.unwrap_or_else(|err| {
+        tracing::error!(error = %err, "request work failed");
+        error(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+    })
 }
 
 /// `POST /v1/verify`: can this controller decrypt every value of the
@@ -461,15 +634,27 @@ async fn verify(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let sealed = match accept(&state, &limits, &headers, body).await {
-        Ok(sealed) => sealed,
+    match accept(&state, &limits, &headers, body).await {
+        Ok(body) => in_pool(&state, body, &headers, verify_work).await,
+        Err(response) => response,
+    }
+}
+
+/// The blocking part of [`verify`].
+fn verify_work(state: &ApiState, content_type: Option<&str>, body: &[u8]) -> Response {
+    let (sealed, parsed) = match parse_request(content_type, body) {
+        Ok(request) => request,
         Err(response) => return *response,
     };
     let keys = state.keys.get();
+    let cost = work_cost(&parsed, &keys, 0);
+    if !state.work_limiter.try_charge(cost) {
+        return over_work_budget(cost);
+    }
     let mut values = BTreeMap::new();
     let mut all_ok = !sealed.spec.encrypted_data.is_empty();
-    for (key, encoded) in &sealed.spec.encrypted_data {
-        let result = SealedValue::parse(encoded)
+    for (key, value) in sealed.spec.encrypted_data.keys().zip(parsed) {
+        let result = value
             .and_then(|value| open(&value, &value_binding(&sealed, key), &keys.keyring).map(drop));
         let verdict = match result {
             Ok(()) => ValueVerdict {
@@ -514,8 +699,16 @@ async fn rewrap_handler(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let mut sealed = match accept(&state, &limits, &headers, body).await {
-        Ok(sealed) => sealed,
+    match accept(&state, &limits, &headers, body).await {
+        Ok(body) => in_pool(&state, body, &headers, rewrap_work).await,
+        Err(response) => response,
+    }
+}
+
+/// The blocking part of [`rewrap_handler`].
+fn rewrap_work(state: &ApiState, content_type: Option<&str>, body: &[u8]) -> Response {
+    let (mut sealed, parsed) = match parse_request(content_type, body) {
+        Ok(request) => request,
         Err(response) => return *response,
     };
     let keys = state.keys.get();
@@ -524,11 +717,22 @@ async fn rewrap_handler(
         return error(StatusCode::SERVICE_UNAVAILABLE, "no active sealing key");
     }
     let target: Vec<KeyId> = recipients.iter().map(|r| r.key_id()).collect();
+    // Values already sealed to the target cost no unwrap; the others are
+    // unwrapped and wrapped again.
+    let to_rewrap = parsed.iter().filter(|value| {
+        !value
+            .as_ref()
+            .is_ok_and(|value| value.is_sealed_to(&target))
+    });
+    let cost = work_cost(to_rewrap, &keys, recipients.len());
+    if !state.work_limiter.try_charge(cost) {
+        return over_work_budget(cost);
+    }
     let mut failures = BTreeMap::new();
     let mut rewrapped = 0;
     let mut updated = sealed.spec.encrypted_data.clone();
-    for (key, encoded) in &sealed.spec.encrypted_data {
-        let result = SealedValue::parse(encoded).and_then(|value| {
+    for (key, value) in sealed.spec.encrypted_data.keys().zip(parsed) {
+        let result = value.and_then(|value| {
             if value.is_sealed_to(&target) {
                 Ok(None)
             } else {
@@ -574,6 +778,34 @@ async fn rewrap_handler(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// One client gets at most its share; another client is not affected;
+    /// a closed connection frees its slot; an IPv6 /64 counts as one client
+    /// and an IPv4-mapped address as its IPv4 address.
+    #[test]
+    fn connections_are_capped_per_client() {
+        let clients = ClientConnections::default();
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        let b: IpAddr = "10.0.0.2".parse().unwrap();
+        let mut held: Vec<ClientSlot> = (0..3).map(|_| clients.take(a, 3).unwrap()).collect();
+        assert!(clients.take(a, 3).is_none());
+        assert!(
+            clients
+                .take("::ffff:10.0.0.1".parse().unwrap(), 3)
+                .is_none()
+        );
+        let other = clients.take(b, 3);
+        assert!(other.is_some());
+        held.pop();
+        assert!(clients.take(a, 3).is_some());
+        let v6 = |text: &str| text.parse::<IpAddr>().unwrap();
+        let first = clients.take(v6("2001:db8:1:2::1"), 1);
+        assert!(first.is_some());
+        assert!(clients.take(v6("2001:db8:1:2:ffff::9"), 1).is_none());
+        assert!(clients.take(v6("2001:db8:1:3::1"), 1).is_some());
+        drop((held, other, first));
+        assert!(clients.0.lock().unwrap().is_empty(), "slots leaked");
+    }
 
     #[test]
     fn body_errors_never_quote_values() {

@@ -3,6 +3,8 @@
 //! * [`reconcile`]: one SealedSecret → its Secret, status and Events;
 //! * [`keys`]: sealing keys (Secrets), renewal, the public-key ConfigMap;
 //! * [`http`]: health, metrics, public keys, verify and rewrap;
+//! * [`crypto_pool`]: decrypting off the async workers, bounded;
+//! * [`rate_limit`]: the request and work budgets of the decrypting endpoints;
 //! * [`leader`]: leader election on a Lease;
 //! * [`client`]: the Kubernetes client with a QPS limit;
 //! * [`run`]: wiring it all together.
@@ -13,12 +15,14 @@ pub mod client;
 pub mod config;
 pub mod context;
 pub mod crd;
+pub mod crypto_pool;
 pub mod error;
 pub mod events;
 pub mod http;
 pub mod leader;
 pub mod metrics;
 pub mod owned;
+pub mod rate_limit;
 pub mod reconcile;
 pub mod run;
 pub mod sealing_keys;

@@ -10,7 +10,7 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kseal_shared::envelope::{SealedValue, open};
-use kseal_shared::sealed_secret::{Condition, SealedSecretStatus};
+use kseal_shared::sealed_secret::{Condition, MAX_VALUES, SealedSecretStatus};
 use kseal_shared::{sealed_secret::SealedSecret, x25519::KeyId};
 
 use crate::cached::CachedSealedSecret;
@@ -107,7 +107,14 @@ impl Drop for Plaintext {
     }
 }
 
+/// Decrypts every value. Refuses more than [`MAX_VALUES`] values before
+/// any decryption. CPU-bound: runs in the crypto pool (see
+/// [`sync_secret`]).
 fn decrypt_all(sealed: &CachedSealedSecret, keys: &KeySet) -> Result<Plaintext, Error> {
+    let count = sealed.encrypted_data().count();
+    if count > MAX_VALUES {
+        return Err(Error::TooManyValues { count });
+    }
     let keyring = &keys.keyring;
     let mut data = Plaintext(BTreeMap::new());
     for (key, encoded) in sealed.encrypted_data() {
@@ -223,7 +230,7 @@ fn owned_by(secret: &Secret, owner: &OwnerReference) -> bool {
         .any(|reference| reference.uid == owner.uid && reference.controller == Some(true))
 }
 
-async fn sync_secret(sealed: &CachedSealedSecret, ctx: &Context) -> Result<Outcome, Error> {
+async fn sync_secret(sealed: &Arc<CachedSealedSecret>, ctx: &Context) -> Result<Outcome, Error> {
     let name = sealed.name_any();
     let namespace = sealed
         .namespace()
@@ -256,7 +263,17 @@ async fn sync_secret(sealed: &CachedSealedSecret, ctx: &Context) -> Result<Outco
         return Ok(Outcome::InSync);
     }
     let keys = ctx.keys.get();
-    let data = match decrypt_all(sealed, &keys) {
+    let decrypting = (Arc::clone(sealed), Arc::clone(&keys));
+    let decrypted = ctx
+        .crypto
+        .run(move || {
+            let (sealed, keys) = decrypting;
+            decrypt_all(&sealed, &keys)
+        })
+        .await
+        .map_err(|err| Error::Internal(err.to_string()))
+        .and_then(|result| result);
+    let data = match decrypted {
         Ok(data) => data,
         Err(err) => {
             ctx.metrics.count_unseals(err.reason().as_str(), 1);

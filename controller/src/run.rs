@@ -21,10 +21,12 @@ use tokio::sync::watch;
 use crate::cached::CachedSealedSecret;
 use crate::config::Settings;
 use crate::context::Context;
-use crate::http::{self, ApiState, RateLimiter};
+use crate::crypto_pool::CryptoPool;
+use crate::http::{self, ApiState};
 use crate::leader::LeaderElector;
 use crate::metrics::Metrics;
 use crate::owned::OwnedSecrets;
+use crate::rate_limit::RateLimiter;
 use crate::reconcile::{RESYNC, error_policy, reconcile};
 use crate::sealing_keys::{KeyManager, KeyStore};
 use kseal_shared::contract::{OWNED_LABEL, SecretPolicy};
@@ -69,6 +71,9 @@ pub async fn run(settings: Settings) -> Result<(), RunError> {
         metrics.events_dropped.clone(),
     );
     let sealed_store: Arc<Mutex<Vec<Store<CachedSealedSecret>>>> = Arc::default();
+    // One pool for the API's and the reconciler's crypto: together they
+    // never take more than one blocking thread per CPU.
+    let crypto = CryptoPool::per_cpu();
 
     tokio::spawn(
         keys.clone()
@@ -80,9 +85,22 @@ pub async fn run(settings: Settings) -> Result<(), RunError> {
         metrics: metrics.clone(),
         sealed_secrets: sealed_store.clone(),
         limiter: Arc::new(RateLimiter::new(settings.api_rate)),
+        work_limiter: Arc::new(RateLimiter::new(settings.api_work_rate)),
+        crypto: crypto.clone(),
     };
     let listener = tokio::net::TcpListener::bind(settings.http_addr).await?;
-    tracing::info!(addr = %settings.http_addr, "serving HTTP");
+    let probe_listener = tokio::net::TcpListener::bind(settings.health_addr).await?;
+    tracing::info!(
+        addr = %settings.http_addr,
+        probes = %settings.health_addr,
+        crypto_threads = crypto.concurrency(),
+        "serving HTTP"
+    );
+    let probes = tokio::spawn(http::serve(
+        probe_listener,
+        http::probe_router(state.clone()),
+        http::ServerLimits::probes(),
+    ));
     let router = http::router(state, settings.max_body_bytes);
     let server = tokio::spawn(http::serve(
         listener,
@@ -112,7 +130,15 @@ pub async fn run(settings: Settings) -> Result<(), RunError> {
         }
         tracing::info!(identity = %identity, "leading: reconciling and managing keys");
         metrics.leader.set(1);
-        let lead = lead(&client, &settings, &keys, &metrics, &sealed_store, &events);
+        let lead = lead(
+            &client,
+            &settings,
+            &keys,
+            &metrics,
+            &sealed_store,
+            &events,
+            &crypto,
+        );
         tokio::select! {
             _ = &mut shutdown => break,
             _ = leading.wait_for(|leading| !*leading) => {
@@ -127,6 +153,7 @@ pub async fn run(settings: Settings) -> Result<(), RunError> {
     }
     tracing::info!("shutting down");
     server.abort();
+    probes.abort();
     Ok(())
 }
 
@@ -138,6 +165,7 @@ async fn lead(
     metrics: &Arc<Metrics>,
     sealed_store: &Arc<Mutex<Vec<Store<CachedSealedSecret>>>>,
     events: &EventSink,
+    crypto: &CryptoPool,
 ) {
     let manager = KeyManager {
         client: client.clone(),
@@ -165,7 +193,15 @@ async fn lead(
     };
     let publish = manager.publish_loop();
     let requests = manager.rotation_requests_loop();
-    let reconciler = reconciler(client, settings, keys, metrics, sealed_store, events);
+    let reconciler = reconciler(
+        client,
+        settings,
+        keys,
+        metrics,
+        sealed_store,
+        events,
+        crypto,
+    );
     tokio::select! {
         () = renew => {}
         () = publish => {}
@@ -184,6 +220,7 @@ async fn reconciler(
     metrics: &Arc<Metrics>,
     sealed_store: &Arc<Mutex<Vec<Store<CachedSealedSecret>>>>,
     events: &EventSink,
+    crypto: &CryptoPool,
 ) {
     let scopes: Vec<Option<&str>> = if settings.watch_namespaces.is_empty() {
         vec![None]
@@ -202,6 +239,7 @@ async fn reconciler(
             metrics,
             sealed_store,
             events,
+            crypto,
             namespace,
         )
     });
@@ -210,6 +248,9 @@ async fn reconciler(
 }
 
 /// One `Controller` for SealedSecrets in `namespace` (`None`: all).
+// Each argument is a distinct shared handle of `run`; a struct for them
+// would only be unpacked here.
+#[allow(clippy::too_many_arguments)]
 async fn reconcile_in(
     client: &Client,
     settings: &Settings,
@@ -217,6 +258,7 @@ async fn reconcile_in(
     metrics: &Arc<Metrics>,
     sealed_store: &Arc<Mutex<Vec<Store<CachedSealedSecret>>>>,
     events: &EventSink,
+    crypto: &CryptoPool,
     namespace: Option<&str>,
 ) {
     let (sealed_api, secret_api): (Api<SealedSecret>, Api<PartialObjectMeta<Secret>>) =
@@ -263,6 +305,7 @@ async fn reconcile_in(
         keys: keys.clone(),
         metrics: metrics.clone(),
         events: events.clone(),
+        crypto: crypto.clone(),
         owned_secrets,
         failures: Mutex::new(HashMap::new()),
         written_status: Mutex::new(HashMap::new()),

@@ -78,6 +78,8 @@ fn chart_lints_and_renders() {
         "serviceAccount.create=maybe",
         "watchNamespaces={Not_A_Namespace}",
         "podDisruptionBudget.maxUnavailable=lots",
+        "controller.healthPort=8080",
+        "controller.apiWorkRate=0",
     ] {
         let output = std::process::Command::new(&helm)
             .args(["template", "kseal", chart, "--set", bad])
@@ -111,6 +113,17 @@ fn chart_lints_and_renders() {
     assert_eq!(security["capabilities"]["drop"], json!(["ALL"]));
     assert_eq!(container["livenessProbe"]["httpGet"]["path"], "/healthz");
     assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/readyz");
+    // The probes use the probe port, which clients of the API port cannot
+    // starve.
+    assert_eq!(container["livenessProbe"]["httpGet"]["port"], "health");
+    assert_eq!(container["readinessProbe"]["httpGet"]["port"], "health");
+    assert_eq!(
+        container["ports"],
+        json!([
+            {"name": "http", "containerPort": 8080, "protocol": "TCP"},
+            {"name": "health", "containerPort": 8081, "protocol": "TCP"},
+        ])
+    );
     assert_eq!(
         container["image"],
         "ghcr.io/kseal-dev/kseal-controller:0.1.0"
@@ -123,6 +136,8 @@ fn chart_lints_and_renders() {
         .map(|a| a.as_str().unwrap())
         .collect();
     assert!(!args.contains(&"--leader-elect"), "{args:?}");
+    assert!(args.contains(&"--health-addr=0.0.0.0:8081"), "{args:?}");
+    assert!(args.contains(&"--api-work-rate=2000"), "{args:?}");
     assert!(!args.iter().any(|a| a.starts_with("--watch-namespaces")));
     assert_eq!(
         find(&docs, "ServiceAccount", SA)["automountServiceAccountToken"],
@@ -142,9 +157,45 @@ fn chart_lints_and_renders() {
         !all.iter().any(|k| k.starts_with("ServiceMonitor/")),
         "{all:?}"
     );
+    // The NetworkPolicy is on by default: the API port from anywhere (the
+    // service proxy comes from control-plane addresses), the probe port from
+    // the node (always allowed) and the monitoring namespace, egress to the
+    // API server's ports only.
+    let policy = find(&docs, "NetworkPolicy", "kseal-controller");
+    assert_eq!(policy["spec"]["policyTypes"], json!(["Ingress", "Egress"]));
+    assert_eq!(
+        policy["spec"]["ingress"],
+        json!([
+            {"ports": [{"port": "http", "protocol": "TCP"}]},
+            {
+                "ports": [{"port": "health", "protocol": "TCP"}],
+                "from": [{"namespaceSelector": {"matchLabels": {
+                    "kubernetes.io/metadata.name": "monitoring"}}}],
+            },
+        ])
+    );
+    assert_eq!(
+        policy["spec"]["egress"],
+        json!([{"ports": [
+            {"port": 443, "protocol": "TCP"},
+            {"port": 6443, "protocol": "TCP"},
+        ]}])
+    );
+    let all = kinds(&render(&helm, &["networkPolicy.enabled=false"]));
     assert!(
         !all.iter().any(|k| k.starts_with("NetworkPolicy/")),
         "{all:?}"
+    );
+    // The ServiceMonitor scrapes the probe port through a Service of its
+    // own (the public service-proxy rights name only the controller's).
+    let docs_monitored = render(&helm, &["serviceMonitor.enabled=true"]);
+    let metrics = find(&docs_monitored, "Service", "kseal-controller-metrics");
+    assert_eq!(metrics["spec"]["ports"][0]["targetPort"], "health");
+    let monitor = find(&docs_monitored, "ServiceMonitor", "kseal-controller");
+    assert_eq!(monitor["spec"]["endpoints"][0]["port"], "health");
+    assert_eq!(
+        monitor["spec"]["selector"]["matchLabels"]["app.kubernetes.io/component"],
+        "metrics"
     );
     // Nobody but the controller is granted anything on Secrets.
     for doc in &docs {

@@ -1,8 +1,11 @@
 //! The controller's HTTP API under abuse, against the real process: bodies
 //! too large (declared or chunked), bodies and headers sent slowly, idle and
-//! excess connections, malformed and hostile bodies (YAML bombs), floods on
-//! /v1/verify. Memory stays bounded, the rate limit holds, the process never
-//! crashes, and /v1/rewrap never wraps to a recipient the caller chose.
+//! excess connections (in all and per client), malformed and hostile bodies
+//! (YAML bombs), floods on /v1/verify. Memory stays bounded, the rate limit
+//! holds, the process never crashes, the probe port answers while the API
+//! port is full, and /v1/rewrap never wraps to a recipient the caller chose.
+//! And bounded work: caps on values, work charged by cost, probes answered
+//! while the decrypting endpoints are flooded with the worst inputs.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -11,7 +14,14 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
+use k8s_openapi::api::core::v1::ConfigMap;
+use kseal_shared::binding::Binding;
+use kseal_shared::envelope::{self, MAX_RECIPIENTS, SealedValue};
+use kseal_shared::sealed_secret::MAX_VALUES;
+use kseal_shared::x25519::KeyId;
 use kseal_shared::{binding::Scope, sealed_secret::SealedSecret, x25519::Identity};
+use kube::Api;
+use kube::api::{Patch, PatchParams};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -48,6 +58,24 @@ async fn read_until_closed(stream: &mut TcpStream, limit: Duration) -> (String, 
             Err(_) => return (String::from_utf8_lossy(&response).into_owned(), None),
         }
     }
+}
+
+/// A connection to `addr` from the loopback address `from` (all of
+/// 127.0.0.0/8 is loopback on Linux): another client, as the server sees it.
+async fn connect_from(from: [u8; 4], addr: &str) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(std::net::SocketAddr::from((from, 0))).unwrap();
+    socket.connect(addr.parse().unwrap()).await.unwrap()
+}
+
+/// Whether the server closes the connection within 2 s without a request
+/// (an idle connection it serves stays open for the header timeout).
+async fn closed_at_once(stream: &mut TcpStream) -> bool {
+    let mut buffer = [0u8; 1];
+    matches!(
+        tokio::time::timeout(Duration::from_secs(2), stream.read(&mut buffer)).await,
+        Ok(Ok(0)) | Ok(Err(_))
+    )
 }
 
 fn status_of(response: &str) -> u16 {
@@ -203,27 +231,48 @@ async fn http_api_survives_abuse() {
         "a slowloris connection stayed open: {trickled:?}"
     );
 
-    // Many connections at once: beyond the cap they are closed at once; the
-    // idle ones go after the header timeout, and the API answers again.
+    // Many connections at once. One client (address) gets at most 64: its
+    // next one is closed at once, while another client is still served.
+    // Four clients fill the global cap of 256: a fifth is closed at once,
+    // while the probe port still answers. The idle ones go after the header
+    // timeout, and the API answers again.
     let mut held = Vec::new();
-    for _ in 0..400 {
-        if let Ok(stream) = TcpStream::connect(&addr).await {
-            held.push(stream);
+    for _ in 0..64 {
+        held.push(connect_from([127, 0, 0, 1], &addr).await);
+    }
+    let mut extra = connect_from([127, 0, 0, 1], &addr).await;
+    assert!(
+        closed_at_once(&mut extra).await,
+        "a client got more than 64 connections"
+    );
+    let mut other = connect_from([127, 0, 0, 2], &addr).await;
+    other
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let (response, _) = read_until_closed(&mut other, Duration::from_secs(5)).await;
+    assert_eq!(status_of(&response), 200, "another client was not served");
+    // Let the server see that connection end before counting again.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for client in 2..=4 {
+        for _ in 0..64 {
+            held.push(connect_from([127, 0, 0, client], &addr).await);
         }
     }
     let mut refused = 0;
-    for stream in held.iter_mut().skip(256) {
-        let mut buffer = [0u8; 1];
-        if matches!(
-            tokio::time::timeout(Duration::from_secs(2), stream.read(&mut buffer)).await,
-            Ok(Ok(0)) | Ok(Err(_))
-        ) {
+    for _ in 0..8 {
+        let mut stream = connect_from([127, 0, 0, 5], &addr).await;
+        if closed_at_once(&mut stream).await {
             refused += 1;
         }
     }
-    assert!(
-        refused >= 100,
-        "only {refused} of 144 excess connections closed"
+    assert_eq!(refused, 8, "connections beyond the global cap were served");
+    let started = Instant::now();
+    let (status, _) = http(&controller.health_url("/healthz"), "GET", None, None).await;
+    assert_eq!(status, 200, "the probe port is starved by the API port");
+    println!(
+        "probe answered in {:?} with the API port at its connection cap",
+        started.elapsed()
     );
     eventually("API answers after a connection flood", || async {
         controller.get("/healthz").await.0 == 200
@@ -351,4 +400,376 @@ async fn http_api_survives_abuse() {
     assert!(controller.process.is_running(), "the controller exited");
     assert_eq!(controller.process.pid(), Some(pid));
     assert!(!controller.log().contains("abuse-canary"));
+}
+
+/// The kubelet's probe timeout this test holds `/healthz` and `/readyz` to
+/// (the chart gives them 2 s).
+const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// A value naming `held` (keys the controller holds) plus `junk` other key
+/// ids, whose X25519 stanzas were all wrapped to other keys: structurally
+/// valid, so a reader runs one Diffie-Hellman per held key it names, and
+/// every one fails.
+fn worst_value(held: &[KeyId], junk: usize) -> String {
+    use base64::Engine;
+    use base64::prelude::BASE64_STANDARD;
+    let others: Vec<Identity> = (0..held.len() + junk)
+        .map(|_| Identity::generate())
+        .collect();
+    let recipients: Vec<_> = others.iter().map(|i| i.recipient().clone()).collect();
+    let binding = Binding::new(Scope::Strict, "app", "flood", "v");
+    let sealed = envelope::seal(b"flood", &binding, &recipients)
+        .unwrap()
+        .encode();
+    let fields: Vec<&str> = sealed.split(':').collect();
+    let mut ids: Vec<String> = fields[2].split(',').map(str::to_owned).collect();
+    let mut wrapped = BASE64_STANDARD.decode(fields[3]).unwrap();
+    for (slot, id) in held.iter().enumerate() {
+        // The key-ids stanza names the key ids as text: swap them there too.
+        let theirs = std::mem::replace(&mut ids[slot], id.to_string());
+        let at = wrapped
+            .windows(theirs.len())
+            .position(|w| w == theirs.as_bytes())
+            .unwrap();
+        wrapped[at..at + theirs.len()].copy_from_slice(ids[slot].as_bytes());
+    }
+    let value = format!(
+        "kseal:v1:{}:{}:{}:{}",
+        ids.join(","),
+        BASE64_STANDARD.encode(&wrapped),
+        fields[4],
+        fields[5]
+    );
+    let parsed = SealedValue::parse(&value).unwrap();
+    assert!(held.iter().all(|id| parsed.key_ids().contains(id)));
+    value
+}
+
+/// A SealedSecret `app/<name>` (JSON) with `count` copies of `value`.
+fn object_of(name: &str, value: &str, count: usize) -> serde_json::Value {
+    let data: serde_json::Map<String, serde_json::Value> = (0..count)
+        .map(|i| (format!("k{i:04}"), serde_json::Value::from(value)))
+        .collect();
+    serde_json::json!({
+        "apiVersion": "kseal.dev/v1alpha1",
+        "kind": "SealedSecret",
+        "metadata": {"name": name, "namespace": "app"},
+        "spec": {"scope": "strict", "encryptedData": data},
+    })
+}
+
+/// What a flood saw: answers by status, and the probes' latencies.
+#[derive(Default)]
+struct Flooded {
+    statuses: std::collections::BTreeMap<u16, usize>,
+    /// Work (key operations) of the requests that were let through.
+    admitted_work: u64,
+    probes: Vec<(u16, Duration)>,
+    elapsed: Duration,
+}
+
+/// Floods `/v1/verify` and `/v1/rewrap` with `bodies` (path, body, cost)
+/// from `workers` loops for `length`, while probing `/healthz` and
+/// `/readyz` on the probe port every 100 ms. Loopback only, bounded.
+async fn flood(
+    controller: &Controller,
+    bodies: &[(&'static str, Vec<u8>, u64)],
+    workers: usize,
+    length: Duration,
+) -> Flooded {
+    let started = Instant::now();
+    let deadline = started + length;
+    let loops = (0..workers).map(|worker| {
+        let bodies: Vec<_> = bodies
+            .iter()
+            .map(|(path, body, cost)| (controller.url(path), body.clone(), *cost))
+            .collect();
+        async move {
+            let mut seen = Vec::new();
+            let mut turn = worker;
+            while Instant::now() < deadline {
+                let (url, body, cost) = &bodies[turn % bodies.len()];
+                turn += 1;
+                let status = http(url, "POST", Some("application/json"), Some(body.clone()))
+                    .await
+                    .0;
+                seen.push((status, *cost));
+            }
+            seen
+        }
+    });
+    // The prober runs on a thread of its own, so the flood's clients (on
+    // this test's runtime) cannot delay it: what it measures is the server.
+    let health_addr = format!("127.0.0.1:{}", controller.health_port);
+    let prober = std::thread::spawn(move || {
+        let mut probes = Vec::new();
+        let mut path = "/healthz";
+        while Instant::now() < deadline {
+            probes.push(probe(&health_addr, path));
+            path = if path == "/healthz" {
+                "/readyz"
+            } else {
+                "/healthz"
+            };
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        probes
+    });
+    let seen = futures::future::join_all(loops).await;
+    let probes = prober.join().unwrap();
+    let mut flooded = Flooded {
+        probes,
+        elapsed: started.elapsed(),
+        ..Flooded::default()
+    };
+    for (status, cost) in seen.into_iter().flatten() {
+        *flooded.statuses.entry(status).or_default() += 1;
+        if status != 429 && status != 503 {
+            flooded.admitted_work += cost;
+        }
+    }
+    flooded
+}
+
+/// One probe as the kubelet makes it: connect, GET, read the answer, with a
+/// 10 s limit; returns the status (0: no answer) and how long it took.
+fn probe(addr: &str, path: &str) -> (u16, Duration) {
+    use std::io::{Read, Write};
+    let started = Instant::now();
+    let limit = Duration::from_secs(10);
+    let answer = (|| {
+        let mut stream = std::net::TcpStream::connect_timeout(&addr.parse().ok()?, limit).ok()?;
+        stream.set_read_timeout(Some(limit)).ok()?;
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        )
+        .ok()?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response).ok()?;
+        Some(status_of(&response))
+    })();
+    (answer.unwrap_or(0), started.elapsed())
+}
+
+impl Flooded {
+    /// Every probe answered 200 within the probe timeout; returns the
+    /// slowest.
+    fn assert_probes_answered(&self, what: &str) -> Duration {
+        assert!(self.probes.len() >= 20, "{what}: too few probes");
+        for (status, took) in &self.probes {
+            assert_eq!(*status, 200, "{what}: a probe failed");
+            assert!(
+                *took < PROBE_TIMEOUT,
+                "{what}: a probe took {took:?} (timeout {PROBE_TIMEOUT:?})"
+            );
+        }
+        self.probes.iter().map(|(_, took)| *took).max().unwrap()
+    }
+
+    fn median_probe(&self) -> Duration {
+        let mut took: Vec<Duration> = self.probes.iter().map(|(_, t)| *t).collect();
+        took.sort();
+        took[took.len() / 2]
+    }
+}
+
+/// Work is bounded per object and per request, charged by what it costs,
+/// done off the async workers; the probes have a port of their own and
+/// answer within their timeout while both decrypting endpoints are flooded
+/// with the worst inputs the caps allow: the most values per object, each
+/// naming every key the controller holds (so every Diffie-Hellman runs,
+/// and fails), the most stanzas per value, values that really re-wrap.
+/// The reconciler refuses an object over the value cap before decrypting.
+#[tokio::test]
+async fn work_is_bounded_and_probes_stay_answered() {
+    let Some(fixture) = Fixture::start().await else {
+        return;
+    };
+    fixture.namespace("app").await;
+    // A small work budget first (200 key operations a second), so a request
+    // at the cap leaves it in debt for seconds, however slow this build is.
+    let controller = fixture.controller(
+        "kseal-controller",
+        &["--key-renew-period", "0", "--api-work-rate", "200"],
+    );
+    controller.wait_healthy().await;
+    let (status, body) = http(&controller.health_url("/healthz"), "GET", None, None).await;
+    assert_eq!((status, body.as_str()), (200, "ok\n"), "the probe port");
+
+    // Two held keys: the first, and the active one after a rotation.
+    let old = fixture.recipients().await[0].clone();
+    let config_maps: Api<ConfigMap> = Api::namespaced(fixture.client.clone(), NAMESPACE);
+    let patch = serde_json::json!({"metadata": {"annotations": {
+        "kseal.dev/rotate-requested-at": "2026-01-01T00:00:00Z"}}});
+    config_maps
+        .patch(
+            "kseal-public-keys",
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await
+        .unwrap();
+    eventually("a second key", || async {
+        let (_, keys) = controller.get("/v1/public-keys").await;
+        fixture.recipients().await[0].key_id() != old.key_id()
+            && keys.contains(&old.key_id().to_string())
+    })
+    .await;
+    let active = fixture.recipients().await[0].clone();
+    let held = [old.key_id(), active.key_id()];
+
+    // The worst bodies the caps allow.
+    let two_dh = worst_value(&held, 0);
+    let max_stanzas = worst_value(&held, MAX_RECIPIENTS - held.len());
+    let fits = (2 * 1024 * 1024 - 4096) / (max_stanzas.len() + 12);
+    let stanza_count = fits.min(MAX_VALUES);
+    let verify_max_values = serde_json::to_vec(&object_of("flood", &two_dh, MAX_VALUES)).unwrap();
+    let verify_max_stanzas =
+        serde_json::to_vec(&object_of("flood", &max_stanzas, stanza_count)).unwrap();
+    assert!(verify_max_stanzas.len() < 2 * 1024 * 1024);
+    let names: Vec<String> = (0..MAX_VALUES).map(|i| format!("k{i:04}")).collect();
+    let values: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), "flood-canary")).collect();
+    // Sealed to the old key: every value really unwraps and re-wraps.
+    let rewrap_max_values = serde_json::to_vec(&seal(
+        &plain("app", "flood", &values),
+        Scope::Strict,
+        &[old],
+    ))
+    .unwrap();
+    let over_cap = serde_json::to_vec(&object_of("flood", &two_dh, MAX_VALUES + 1)).unwrap();
+    // Re-wrapping to the one active key: two operations (an ephemeral key
+    // and a Diffie-Hellman) besides the unwrap.
+    let (held_count, wrap_ops) = (held.len() as u64, 2);
+    let verify_cost = MAX_VALUES as u64 * held_count;
+    let stanzas_cost = stanza_count as u64 * held_count;
+    let rewrap_cost = MAX_VALUES as u64 * (1 + wrap_ops);
+
+    // Over the value cap: refused before any work, on both endpoints.
+    for path in ["/v1/verify", "/v1/rewrap"] {
+        let (status, answer) = controller
+            .post(path, "application/json", over_cap.clone())
+            .await;
+        assert_eq!(status, 413, "{path}: {answer}");
+        assert!(answer.contains(&MAX_VALUES.to_string()), "{answer}");
+    }
+    // At the cap: decrypted (every value fails: wrapped to other keys), and
+    // charged its work, so the next request finds the budget spent, however
+    // cheap. (Under a request budget alone, both would pass.)
+    let timed = Instant::now();
+    let (status, answer) = controller
+        .post("/v1/verify", "application/json", verify_max_values.clone())
+        .await;
+    let one_request = timed.elapsed();
+    assert_eq!(status, 422, "{answer}");
+    let good = serde_json::to_vec(&seal(
+        &plain("app", "db", &[("password", "p")]),
+        Scope::Strict,
+        std::slice::from_ref(&active),
+    ))
+    .unwrap();
+    let (status, answer) = controller
+        .post("/v1/verify", "application/json", good.clone())
+        .await;
+    assert_eq!(
+        status, 429,
+        "a request after {verify_cost} key operations: {answer}"
+    );
+    let (status, answer) = controller
+        .post("/v1/verify", "application/json", verify_max_values.clone())
+        .await;
+    assert_eq!(status, 429, "{answer}");
+    assert!(
+        answer.contains(&format!("costs {verify_cost} key operations")),
+        "{answer}"
+    );
+    println!(
+        "cost: verify of {MAX_VALUES} values x {held_count} held keys = {verify_cost} key operations \
+         ({one_request:?} for the request); {stanza_count} values of {MAX_RECIPIENTS} stanzas = {stanzas_cost}; \
+         rewrap of {MAX_VALUES} values = {rewrap_cost}"
+    );
+
+    // The reconciler refuses an object over the cap before decrypting, and
+    // decrypts (and fails) one at the cap.
+    for (name, count, refused) in [
+        ("too-many", MAX_VALUES + 1, true),
+        ("at-cap", MAX_VALUES, false),
+    ] {
+        let object: SealedSecret = serde_json::from_value(object_of(name, &two_dh, count)).unwrap();
+        fixture.apply(&object).await;
+        let reason = fixture.wait_ready("app", name, "False").await;
+        assert_eq!(reason == "TooManyValues", refused, "{name}: {reason}");
+        assert!(
+            fixture
+                .secrets("app")
+                .get_opt(name)
+                .await
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    // Flood with the default budgets: work let through stays within the
+    // work budget (2,000 key operations a second, its burst, one request).
+    drop(controller);
+    let controller = fixture.controller("kseal-controller-defaults", &["--key-renew-period", "0"]);
+    controller.wait_healthy().await;
+    let bodies = [
+        ("/v1/verify", verify_max_values.clone(), verify_cost),
+        ("/v1/verify", verify_max_stanzas.clone(), stanzas_cost),
+        ("/v1/rewrap", rewrap_max_values.clone(), rewrap_cost),
+    ];
+    let flooded = flood(&controller, &bodies, 6, Duration::from_secs(10)).await;
+    let slowest = flooded.assert_probes_answered("default budgets");
+    let seconds = flooded.elapsed.as_secs_f64();
+    let allowed = 2000.0 * seconds + 2000.0 + rewrap_cost.max(verify_cost) as f64;
+    assert!(
+        (flooded.admitted_work as f64) <= allowed,
+        "{} key operations let through in {seconds:.1}s",
+        flooded.admitted_work
+    );
+    assert!(flooded.statuses.get(&429).copied().unwrap_or(0) > 0);
+    println!(
+        "flood, default budgets: answers {:?} in {seconds:.1}s, {} key operations let through; \
+         probes: {} answered, median {:?}, slowest {slowest:?}",
+        flooded.statuses,
+        flooded.admitted_work,
+        flooded.probes.len(),
+        flooded.median_probe()
+    );
+
+    // Flood with the budgets lifted: the crypto pool alone keeps the async
+    // workers free, so the probes still answer while every core decrypts.
+    drop(controller);
+    let controller = fixture.controller(
+        "kseal-controller-unlimited",
+        &[
+            "--key-renew-period",
+            "0",
+            "--api-rate",
+            "1000000",
+            "--api-work-rate",
+            "1000000000",
+        ],
+    );
+    controller.wait_healthy().await;
+    let flooded = flood(&controller, &bodies, 8, Duration::from_secs(10)).await;
+    let slowest = flooded.assert_probes_answered("no budgets");
+    let seconds = flooded.elapsed.as_secs_f64();
+    assert_eq!(flooded.statuses.get(&429), None, "{:?}", flooded.statuses);
+    assert!(
+        flooded.admitted_work >= 4 * verify_cost,
+        "the flood did little work: {:?}",
+        flooded.statuses
+    );
+    println!(
+        "flood, no budgets: answers {:?} in {seconds:.1}s, {} key operations ({:.0}/s); \
+         probes: {} answered, median {:?}, slowest {slowest:?}",
+        flooded.statuses,
+        flooded.admitted_work,
+        flooded.admitted_work as f64 / seconds,
+        flooded.probes.len(),
+        flooded.median_probe()
+    );
+    assert!(!controller.log().contains("flood-canary"));
 }

@@ -17,6 +17,13 @@ pub const VERSION: &str = "v1alpha1";
 pub const API_VERSION: &str = "kseal.dev/v1alpha1";
 /// `kind` as written in manifests.
 pub const KIND: &str = "SealedSecret";
+/// At most this many values (`spec.encryptedData` entries) per SealedSecret.
+/// Readers refuse more before any decryption, so one object or API request
+/// asks for at most this many unwraps per key it names. An honest sealer
+/// never gets near it: a Secret holds at most 1 MiB in all, real ones have
+/// tens of keys, and the smallest sealed value takes ~360 bytes, so the API
+/// server's ~1.5 MiB object limit already stops at ~4,300 values.
+pub const MAX_VALUES: usize = 1024;
 
 /// A Secret whose values are encrypted to the cluster's keys; safe to commit.
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]

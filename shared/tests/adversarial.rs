@@ -508,3 +508,89 @@ fn errors_do_not_echo_secrets() {
         .to_string();
     assert!(message.contains("\"v2\""), "{message}");
 }
+
+/// A sealer refuses to make a SealedSecret with more values than readers
+/// accept (`MAX_VALUES`), whether sealing whole or merging into one, and
+/// makes one with exactly that many.
+#[test]
+fn sealers_stop_at_max_values() {
+    use kseal_shared::manifest::merge_into;
+    use kseal_shared::sealed_secret::MAX_VALUES;
+    let identity = Identity::generate();
+    let recipients = [identity.recipient().clone()];
+    let options = SealOptions {
+        scope: Scope::Strict,
+        recipients: &recipients,
+        allow_empty_data: false,
+    };
+    let many = |count: usize| {
+        let names: Vec<String> = (0..count).map(|i| format!("k{i}")).collect();
+        let values: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), "v")).collect();
+        plain("app", "many", &values)
+    };
+    let err = seal_secret(&many(MAX_VALUES + 1), options).unwrap_err();
+    assert!(err.contains(&MAX_VALUES.to_string()), "{err}");
+    let mut full = seal_secret(&many(MAX_VALUES), options).unwrap();
+    assert_eq!(full.spec.encrypted_data.len(), MAX_VALUES);
+    // Replacing a value keeps the count; adding one goes over.
+    merge_into(
+        &mut full,
+        &plain("app", "many", &[("k0", "w")]),
+        &recipients,
+    )
+    .unwrap();
+    let err = merge_into(
+        &mut full,
+        &plain("app", "many", &[("new", "w")]),
+        &recipients,
+    )
+    .unwrap_err();
+    assert!(err.contains(&MAX_VALUES.to_string()), "{err}");
+    assert_eq!(full.spec.encrypted_data.len(), MAX_VALUES);
+}
+
+/// A value's wrapped key holds at most `MAX_STANZAS` stanzas: one more (junk
+/// stanzas added to a value with the most recipients) is refused as
+/// malformed before any key is used; at the cap it gets as far as the
+/// keys (and fails there: the header MAC no longer matches).
+#[test]
+fn stanzas_per_value_are_capped() {
+    use kseal_shared::envelope::{MAX_RECIPIENTS, MAX_STANZAS, seal};
+    let identities: Vec<Identity> = (0..MAX_RECIPIENTS).map(|_| Identity::generate()).collect();
+    let recipients: Vec<_> = identities.iter().map(|i| i.recipient().clone()).collect();
+    let ring = keyring(&[&identities[0]]);
+    let binding = Binding::new(Scope::Strict, "app", "db", "password");
+    let encoded = seal(b"p", &binding, &recipients).unwrap().encode();
+    let fields: Vec<&str> = encoded.split(':').collect();
+    let wrapped = BASE64_STANDARD.decode(fields[3]).unwrap();
+    let header = b"age-encryption.org/v1\n";
+    assert!(wrapped.starts_with(header));
+    let count = wrapped.windows(3).filter(|w| *w == b"-> ").count();
+    for (extra, refused) in [
+        (MAX_STANZAS - count, false),
+        (MAX_STANZAS - count + 1, true),
+    ] {
+        let mut padded = header.to_vec();
+        for _ in 0..extra {
+            padded.extend_from_slice(b"-> junk\n\n");
+        }
+        padded.extend_from_slice(&wrapped[header.len()..]);
+        let value = format!(
+            "{}:{}:{}:{}:{}:{}",
+            fields[0],
+            fields[1],
+            fields[2],
+            BASE64_STANDARD.encode(&padded),
+            fields[4],
+            fields[5]
+        );
+        let result = SealedValue::parse(&value).and_then(|v| open(&v, &binding, &ring).map(drop));
+        let err = result.unwrap_err();
+        assert_eq!(
+            err == SealError::Malformed("wrapped data key has too many stanzas"),
+            refused,
+            "{} stanzas: {err:?}",
+            count + extra
+        );
+    }
+}

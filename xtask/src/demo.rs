@@ -277,13 +277,16 @@ async fn demo() -> Result<()> {
 }
 
 /// Arguments for a kseal-controller process beside a local control plane:
-/// its kubeconfig, HTTP on 127.0.0.1:`port`, no scheduled key renewal.
+/// its kubeconfig, HTTP on 127.0.0.1:`port`, probes on a free loopback port
+/// (nobody probes it here), no scheduled key renewal.
 pub fn local_controller_args(kubeconfig: &str, port: u16) -> Vec<OsString> {
     [
         "--kubeconfig",
         kubeconfig,
         "--http-addr",
         &format!("127.0.0.1:{port}"),
+        "--health-addr",
+        "127.0.0.1:0",
         "--key-renew-period",
         "0",
     ]

@@ -6,7 +6,7 @@ use kseal_shared::binding::validate_key_name;
 use kseal_shared::contract::{VERIFY_PATH, VerifyResponse};
 use kseal_shared::envelope::{SealedValue, VERSION};
 use kseal_shared::manifest::{Document, DocumentKind, ManifestFile};
-use kseal_shared::sealed_secret::SealedSecret;
+use kseal_shared::sealed_secret::{MAX_VALUES, SealedSecret};
 use kseal_shared::x25519::KeyId;
 use serde::Serialize;
 
@@ -135,6 +135,13 @@ fn report(source: &Source, object: &Document) -> Report {
     }
     if sealed.spec.encrypted_data.is_empty() {
         report.problems.push("spec.encryptedData is empty".into());
+    }
+    // The controller refuses the whole object (TooManyValues).
+    if sealed.spec.encrypted_data.len() > MAX_VALUES {
+        report.problems.push(format!(
+            "spec.encryptedData has {} values; at most {MAX_VALUES} are accepted (split the Secret)",
+            sealed.spec.encrypted_data.len()
+        ));
     }
     for (key, encoded) in &sealed.spec.encrypted_data {
         let mut value = ValueReport {

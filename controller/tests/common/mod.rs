@@ -49,12 +49,20 @@ pub fn free_port() -> u16 {
 /// A running `kseal-controller`, killed on drop.
 pub struct Controller {
     pub process: Component,
+    /// The API port (`--http-addr`).
     pub port: u16,
+    /// The probe port (`--health-addr`).
+    pub health_port: u16,
 }
 
 impl Controller {
     pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// A URL on the probe port.
+    pub fn health_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.health_port)
     }
 
     pub fn log(&self) -> String {
@@ -158,6 +166,7 @@ impl Fixture {
         extra: &[&str],
     ) -> Controller {
         let port = free_port();
+        let health_port = free_port();
         let mut args: Vec<std::ffi::OsString> = vec![
             "--kubeconfig".into(),
             kubeconfig.into(),
@@ -165,6 +174,8 @@ impl Fixture {
             NAMESPACE.into(),
             "--http-addr".into(),
             format!("127.0.0.1:{port}").into(),
+            "--health-addr".into(),
+            format!("127.0.0.1:{health_port}").into(),
             "--log-level".into(),
             "debug,hyper=info,tower=info,rustls=info,kube_client=info".into(),
             "--pod-name".into(),
@@ -178,7 +189,11 @@ impl Fixture {
             self.dir.join(format!("{name}.log")),
         );
         process.start().unwrap();
-        Controller { process, port }
+        Controller {
+            process,
+            port,
+            health_port,
+        }
     }
 
     pub async fn recipients(&self) -> Vec<Recipient> {

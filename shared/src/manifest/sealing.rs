@@ -9,7 +9,9 @@ use super::plain_secret::PlainSecret;
 use crate::binding::{Binding, Scope};
 use crate::envelope::{Keyring, SealedValue, open, seal};
 use crate::error::SealError;
-use crate::sealed_secret::{SealedSecret, SealedSecretSpec, SecretTemplate, TemplateMetadata};
+use crate::sealed_secret::{
+    MAX_VALUES, SealedSecret, SealedSecretSpec, SecretTemplate, TemplateMetadata,
+};
 use crate::x25519::Recipient;
 
 /// How to seal a Secret.
@@ -47,6 +49,12 @@ pub fn seal_secret(secret: &PlainSecret, options: SealOptions<'_>) -> Result<Sea
     }
     if secret.data.is_empty() && !options.allow_empty_data {
         return Err("the Secret has no data (pass --allow-empty-data to seal it anyway)".into());
+    }
+    if secret.data.len() > MAX_VALUES {
+        return Err(format!(
+            "the Secret has {} data keys; a SealedSecret holds at most {MAX_VALUES}",
+            secret.data.len()
+        ));
     }
     let mut encrypted_data = BTreeMap::new();
     for (key, value) in &secret.data {
@@ -101,6 +109,17 @@ pub fn merge_into(
         return Err(format!(
             "the Secret is in namespace {:?} but the SealedSecret in {:?}",
             secret.namespace, namespace
+        ));
+    }
+    let added = secret
+        .data
+        .keys()
+        .filter(|key| !existing.spec.encrypted_data.contains_key(*key))
+        .count();
+    if existing.spec.encrypted_data.len() + added > MAX_VALUES {
+        return Err(format!(
+            "the SealedSecret would hold {} values; at most {MAX_VALUES}",
+            existing.spec.encrypted_data.len() + added
         ));
     }
     let mut written = Vec::new();
