@@ -7,6 +7,8 @@
 //! * [`envelope`]: sealing, opening and re-wrapping one value;
 //! * [`sealed_secret`]: the `SealedSecret` resource types;
 //! * [`manifest`]: Secrets and SealedSecrets in YAML/JSON files;
+//! * [`validation`]: Kubernetes' naming rules and what makes a SealedSecret
+//!   well-formed;
 //! * [`config`]: `.kseal.yaml` rules that pick recipients by path;
 //! * [`bitnami`]: reading Bitnami sealed-secrets, to migrate them.
 #![forbid(unsafe_code)]
@@ -21,6 +23,7 @@ pub mod keys;
 pub mod manifest;
 pub mod sealed_secret;
 pub mod secret;
+pub mod validation;
 mod wrapped_key;
 
 pub use binding::{Binding, Scope};

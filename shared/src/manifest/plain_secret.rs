@@ -4,9 +4,11 @@
 use std::collections::BTreeMap;
 
 use base64::Engine;
+use base64::alphabet;
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use base64::prelude::BASE64_STANDARD;
 use serde_json::{Map, Value, json};
-use zeroize::Zeroize;
+use zeroize::{Zeroize, Zeroizing};
 
 use crate::binding::{MAX_VALUE_LEN, validate_key_name};
 use crate::secret::SecretBytes;
@@ -79,9 +81,8 @@ impl PlainSecret {
                 let encoded = value
                     .as_str()
                     .ok_or_else(|| format!("data.{key} is not a string"))?;
-                let mut decoded = BASE64_STANDARD
-                    .decode(encoded.trim())
-                    .map_err(|_| format!("data.{key} is not valid base64"))?;
+                let mut decoded = decode_data_value(encoded)
+                    .ok_or_else(|| format!("data.{key} is not valid base64"))?;
                 let decoded_value = SecretBytes::new(std::mem::take(&mut decoded));
                 secret.insert(key, decoded_value)?;
             }
@@ -183,6 +184,23 @@ impl PlainSecret {
         manifest.insert("data".into(), Value::Object(data));
         Value::Object(manifest)
     }
+}
+
+/// The API server's base64 (Go's `encoding/json` for `[]byte`, that is
+/// `base64.StdEncoding`): the standard alphabet, padding required, `\r` and
+/// `\n` skipped anywhere (values wrapped by `base64` at 76 columns), nothing
+/// else skipped (a space is an error), and set bits after the last full
+/// byte tolerated.
+fn decode_data_value(encoded: &str) -> Option<Vec<u8>> {
+    const ENGINE: GeneralPurpose = GeneralPurpose::new(
+        &alphabet::STANDARD,
+        GeneralPurposeConfig::new()
+            .with_decode_allow_trailing_bits(true)
+            .with_decode_padding_mode(DecodePaddingMode::RequireCanonical),
+    );
+    let mut compact = Zeroizing::new(encoded.as_bytes().to_vec());
+    compact.retain(|&b| b != b'\r' && b != b'\n');
+    ENGINE.decode(&*compact).ok()
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
@@ -304,6 +322,42 @@ mod tests {
         assert!(err.contains("invalid data key name"), "{err}");
         let err = secret(json!({"apiVersion": "v1", "kind": "ConfigMap"})).unwrap_err();
         assert!(err.contains("ConfigMap"), "{err}");
+    }
+
+    #[test]
+    fn data_values_decode_as_the_api_server_does() {
+        // (encoded, decoded or None for refused)
+        let table: &[(&str, Option<&[u8]>)] = &[
+            ("YWJj", Some(b"abc")),
+            ("", Some(b"")),
+            ("YQ==", Some(b"a")),
+            ("YWI=", Some(b"ab")),
+            ("YW\nJj", Some(b"abc")),
+            ("YWJj\n", Some(b"abc")),
+            ("YWJj\r\n", Some(b"abc")),
+            ("\nY\rW\nJ\nj\n\n", Some(b"abc")),
+            ("YQ=\n=", Some(b"a")),
+            // Non-zero bits after the last byte: Go's decoder is not strict.
+            ("YR==", Some(b"a")),
+            ("YQ", None),
+            ("YQ=", None),
+            ("YQ===", None),
+            (" YWJj", None),
+            ("YWJj ", None),
+            ("YW Jj", None),
+            ("YW\tJj", None),
+            ("YWJj=", None),
+            ("YWJ-", None),
+            ("YWJ_", None),
+            ("YQ==YQ==", None),
+        ];
+        for (encoded, expected) in table {
+            assert_eq!(
+                decode_data_value(encoded).as_deref(),
+                *expected,
+                "{encoded:?}"
+            );
+        }
     }
 
     #[test]

@@ -11,6 +11,7 @@ use crate::envelope::{Keyring, SealedValue, open, seal};
 use crate::error::SealError;
 use crate::keys::Recipient;
 use crate::sealed_secret::{SealedSecret, SealedSecretSpec, SecretTemplate, TemplateMetadata};
+use crate::validation::{self, SecretNames};
 
 /// How to seal a Secret.
 #[derive(Clone, Copy, Debug)]
@@ -34,14 +35,21 @@ pub fn value_binding<'a>(sealed: &'a SealedSecret, key: &'a str) -> Binding<'a> 
 /// Seals every value of a Secret. The caller has already stripped leaky
 /// annotations (see [`PlainSecret::strip_leaky_annotations`]).
 pub fn seal_secret(secret: &PlainSecret, options: SealOptions<'_>) -> Result<SealedSecret, String> {
-    if secret.name.is_empty() {
-        return Err("the Secret has no metadata.name (use --name)".into());
-    }
-    if options.scope.binds_namespace() && secret.namespace.is_empty() {
-        return Err(format!(
-            "the Secret has no metadata.namespace, which scope {} needs (use --namespace, or --scope cluster-wide)",
-            options.scope
-        ));
+    // The names Kubernetes would refuse, before anything is sealed (the
+    // name and namespace are bound into every value).
+    let problems = validation::object_problems(
+        SecretNames {
+            scope: options.scope,
+            name: &secret.name,
+            namespace: &secret.namespace,
+            labels: &secret.labels,
+            annotations: &secret.annotations,
+        },
+        secret.data.keys().map(String::as_str),
+    );
+    if !problems.is_empty() {
+        let problems: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        return Err(problems.join("; "));
     }
     if secret.data.is_empty() && !options.allow_empty_data {
         return Err("the Secret has no data (pass --allow-empty-data to seal it anyway)".into());
