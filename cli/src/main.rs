@@ -7,6 +7,7 @@ mod cluster;
 mod commands;
 mod io;
 mod keys;
+mod sources;
 
 use std::fmt;
 use std::process::ExitCode;

@@ -252,8 +252,12 @@ async fn sync_secret(sealed: &CachedSealedSecret, ctx: &Context) -> Result<Outco
     let namespace = sealed
         .namespace()
         .ok_or_else(|| Error::InvalidSpec("the SealedSecret has no namespace".into()))?;
-    if !sealed.has_encrypted_data() {
-        return Err(Error::InvalidSpec("spec.encryptedData is empty".into()));
+    // The one definition of a well-formed SealedSecret (kseal_shared's
+    // validation); an empty encryptedData makes a Secret without data.
+    let problems = sealed.problems();
+    if !problems.is_empty() {
+        let problems: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        return Err(Error::InvalidSpec(problems.join("; ")));
     }
     let owner = owner_reference(sealed)
         .ok_or_else(|| Error::InvalidSpec("the SealedSecret has no uid yet".into()))?;

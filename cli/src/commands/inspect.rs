@@ -3,10 +3,10 @@
 
 use anyhow::{Result, anyhow, bail};
 use kseal_shared::KeyId;
-use kseal_shared::binding::validate_key_name;
 use kseal_shared::envelope::{SealedValue, VERSION};
 use kseal_shared::manifest::{Document, DocumentKind, ManifestFile};
 use kseal_shared::sealed_secret::SealedSecret;
+use kseal_shared::validation;
 use serde::Serialize;
 
 use crate::args::{InspectArgs, InspectFormat, ValidateArgs};
@@ -121,26 +121,20 @@ fn report(source: &Source, object: &Document) -> Report {
     report.namespace = sealed.metadata.namespace.clone();
     report.name = sealed.metadata.name.clone();
     report.scope = sealed.spec.scope.to_string();
-    if report.name.as_deref().unwrap_or_default().is_empty() {
-        report.problems.push("metadata.name is missing".into());
-    }
-    if sealed.spec.scope.binds_namespace()
-        && report.namespace.as_deref().unwrap_or_default().is_empty()
-    {
-        report.problems.push(format!(
-            "metadata.namespace is missing, but scope {} binds values to it",
-            sealed.spec.scope
-        ));
-    }
-    if sealed.spec.encrypted_data.is_empty() {
-        report.problems.push("spec.encryptedData is empty".into());
-    }
+    // The one definition of a well-formed SealedSecret (names Kubernetes
+    // would accept, a namespace where the scope binds it); each value must
+    // parse too.
+    report.problems.extend(
+        validation::sealed_secret_problems(&sealed)
+            .iter()
+            .map(ToString::to_string),
+    );
     for (key, encoded) in &sealed.spec.encrypted_data {
         let mut value = ValueReport {
             key: key.clone(),
             version: None,
             key_ids: Vec::new(),
-            error: validate_key_name(key).err().map(|err| err.to_string()),
+            error: None,
         };
         match SealedValue::parse(encoded) {
             Ok(parsed) => {

@@ -142,10 +142,13 @@ pub fn parse_yaml_document(document: &RawDocument) -> Result<Value, ManifestErro
 /// value), e.g. `stringData.enabled`. kseal reads YAML 1.2, where these are
 /// strings; a Secret where the two differ would be stored differently (or
 /// refused) by kubectl, so `seal` refuses it and asks for quotes.
+///
+/// Only the top-level `fields` given are compared (all when empty).
 pub fn yaml11_boolean_path(
     document: &RawDocument,
     item: Option<usize>,
     value: &Value,
+    fields: &[&str],
 ) -> Option<String> {
     let mut options = serde_saphyr::options::Options::default();
     options.with_snippet = false;
@@ -155,7 +158,18 @@ pub fn yaml11_boolean_path(
         None => Some(&legacy),
         Some(item) => legacy.get("items").and_then(|items| items.get(item)),
     };
-    let path = other.and_then(|other| first_difference(value, other, String::new()));
+    let path = other.and_then(|other| {
+        if fields.is_empty() {
+            return first_difference(value, other, String::new());
+        }
+        fields
+            .iter()
+            .find_map(|field| match (value.get(field), other.get(field)) {
+                (Some(a), Some(b)) => first_difference(a, b, (*field).to_owned()),
+                (None, None) => None,
+                _ => Some((*field).to_owned()),
+            })
+    });
     super::plain_secret::scrub(&mut legacy);
     path
 }

@@ -171,8 +171,9 @@ impl ManifestFile {
 
     /// For a YAML file: the path of the first value of this object that
     /// YAML 1.1 (kubectl's YAML) reads as a boolean where YAML 1.2 reads a
-    /// string (see [`super::documents::yaml11_boolean_path`]).
-    pub fn yaml11_boolean_path(&self, document: &Document) -> Option<String> {
+    /// string (see [`super::documents::yaml11_boolean_path`]); only the
+    /// top-level `fields` given (all when empty).
+    pub fn yaml11_boolean_path(&self, document: &Document, fields: &[&str]) -> Option<String> {
         if self.format != SourceFormat::Yaml {
             return None;
         }
@@ -180,7 +181,7 @@ impl ManifestFile {
             .raw
             .iter()
             .find(|raw| !raw.empty && raw.index == document.index)?;
-        yaml11_boolean_path(raw, document.item, &document.value)
+        yaml11_boolean_path(raw, document.item, &document.value, fields)
     }
 
     fn parse_raw(&self, raw: &RawDocument) -> Result<Value, ManifestError> {
