@@ -107,7 +107,19 @@ enum Expect {
     KsealRefuses,
 }
 
-fn compare(what: &str, theirs: Result<Data, String>, ours: Result<Data, String>, expect: Expect) {
+/// Compares one row; returns whether kubectl accepted the input.
+fn compare(
+    what: &str,
+    theirs: Result<Data, String>,
+    ours: Result<Data, String>,
+    expect: Expect,
+) -> bool {
+    eprintln!(
+        "{what}: kubectl {}, kseal {}",
+        if theirs.is_ok() { "accepts" } else { "refuses" },
+        if ours.is_ok() { "accepts" } else { "refuses" }
+    );
+    let accepted = theirs.is_ok();
     match (expect, &theirs, &ours) {
         (Expect::Same, Ok(theirs), Ok(ours)) => {
             assert_eq!(ours, theirs, "{what}: kseal's bytes differ from kubectl's")
@@ -116,6 +128,7 @@ fn compare(what: &str, theirs: Result<Data, String>, ours: Result<Data, String>,
         (Expect::KsealRefuses, Ok(_), Err(_)) => {}
         _ => panic!("{what}: expected {expect:?}; kubectl: {theirs:?}\nkseal: {ours:?}"),
     }
+    accepted
 }
 
 /// A kubeconfig for `--dry-run=client`, which never connects; the server
@@ -126,6 +139,12 @@ fn offline_kubeconfig(ws: &Workspace) -> std::path::PathBuf {
         "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {server: \"https://127.0.0.1:9\"}\nusers:\n- name: u\n  user: {token: t}\ncontexts:\n- name: c\n  context: {cluster: c, user: u}\ncurrent-context: c\n",
     )
 }
+
+/// How many flag rows kubectl accepts and refuses: pinned, so a row that
+/// silently turns into a refusal on both sides (a broken fixture) fails.
+const FLAG_ROWS_ACCEPTED_REFUSED: (usize, usize) = (27, 25);
+/// The same for the manifest rows.
+const MANIFEST_ROWS_ACCEPTED_REFUSED: (usize, usize) = (23, 19);
 
 /// One `kubectl create secret generic` input shape.
 struct FlagRow {
@@ -297,7 +316,7 @@ fn flag_rows() -> Vec<FlagRow> {
         row(
             "quoted file name with a comma",
             vec![("a,b", b"1")],
-            &["--from-file=\"a,b\""],
+            &["--from-file=\"k=a,b\""],
             &[],
         ),
         row(
@@ -473,7 +492,7 @@ fn flags_give_the_bytes_kubectl_create_secret_gives() {
     };
     let kubectl_bin = bins.kubectl();
     let rows = flag_rows();
-    let mut compared = 0;
+    let (mut compared, mut accepted) = (0, 0);
     for row in &rows {
         let ws = Workspace::new();
         for (name, bytes) in &row.files {
@@ -503,10 +522,19 @@ fn flags_give_the_bytes_kubectl_create_secret_gives() {
         let mut ours_args = vec!["--name", "s", "--namespace", "app"];
         ours_args.extend(row.args.iter().copied());
         let ours = kseal(&ws, &ours_args, &row.env);
-        compare(row.what, theirs, ours, flag_expectation(row.what));
+        if compare(row.what, theirs, ours, flag_expectation(row.what)) {
+            accepted += 1;
+        }
         compared += 1;
     }
     assert_eq!(compared, rows.len());
+    // Both sides of the rule are exercised: kubectl accepts most rows and
+    // refuses the rest (the counts are those of the table above).
+    eprintln!(
+        "{compared} rows: kubectl accepts {accepted}, refuses {}",
+        compared - accepted
+    );
+    assert_eq!((accepted, compared - accepted), FLAG_ROWS_ACCEPTED_REFUSED);
     // Combining --from-env-file with the other sources: kubectl refuses it;
     // kseal allows it (the result is the union, as if made in two steps).
     let ws = Workspace::new();
@@ -617,7 +645,9 @@ fn manifest_rows() -> Vec<(&'static str, &'static str, Vec<u8>, Expect)> {
         ("JSON, data with escaped newlines", "a.json", br#"{"apiVersion":"v1","kind":"Secret","metadata":{"name":"s","namespace":"app"},"data":{"k":"aGVs\nbG8=\r\n"}}"#.to_vec(), same),
         ("JSON, stringData with unicode escapes", "a.json", br#"{"apiVersion":"v1","kind":"Secret","metadata":{"name":"s","namespace":"app"},"stringData":{"k":"\u00e9\ud83d\ude00"}}"#.to_vec(), same),
         ("JSON, data with a space", "a.json", br#"{"apiVersion":"v1","kind":"Secret","metadata":{"name":"s","namespace":"app"},"data":{"k":"aGVs bG8="}}"#.to_vec(), same),
-        ("kind: List", "a.yaml", format!("apiVersion: v1\nkind: List\nitems:\n- {}", String::from_utf8(y("  stringData: {k: v}\n")).unwrap().replace('\n', "\n  ").trim_end()).into_bytes(), same),
+        ("kind: List", "a.yaml", b"apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: Secret\n  metadata:\n    name: s\n    namespace: app\n  stringData: {k: v}\n".to_vec(), same),
+        ("unknown field (a typo of stringData)", "a.yaml", y("stringdata:\n  k: v\ndata: {a: YQ==}\n"), same),
+        ("unknown field in metadata (a typo of labels)", "a.yaml", format!("apiVersion: v1\nkind: Secret\nmetadata:\n  name: s\n  namespace: app\n  lables: {{a: b}}\nstringData: {{k: v}}\n").into_bytes(), same),
         ("name not an RFC 1123 subdomain", "a.yaml", b"apiVersion: v1\nkind: Secret\nmetadata: {name: runnerToken, namespace: app}\nstringData: {k: v}\n".to_vec(), same),
         ("label value too long", "a.yaml", format!("apiVersion: v1\nkind: Secret\nmetadata: {{name: s, namespace: app, labels: {{a: {}}}}}\nstringData: {{k: v}}\n", "v".repeat(64)).into_bytes(), same),
     ]
@@ -641,6 +671,7 @@ async fn manifests_give_the_bytes_the_api_server_stores() {
     )
     .unwrap();
     let rows = manifest_rows();
+    let mut accepted = 0;
     for (what, file, bytes, expect) in &rows {
         std::fs::write(ws.path(file), bytes).unwrap();
         let theirs = kubectl(
@@ -658,8 +689,15 @@ async fn manifests_give_the_bytes_the_api_server_stores() {
             }
         });
         let ours = kseal(&ws, &["-f", file], &[]);
-        compare(what, theirs, ours, *expect);
+        if compare(what, theirs, ours, *expect) {
+            accepted += 1;
+        }
     }
+    eprintln!("{} rows: kubectl accepts {accepted}", rows.len());
+    assert_eq!(
+        (accepted, rows.len() - accepted),
+        MANIFEST_ROWS_ACCEPTED_REFUSED
+    );
     // The same inputs on stdin.
     for (what, _, bytes, expect) in &rows {
         let theirs = {

@@ -21,6 +21,37 @@ pub const STRIPPED_ANNOTATIONS: &[&str] = &[
     "kapp.k14s.io/original-diff",
 ];
 
+/// The fields of a `v1` Secret.
+const SECRET_FIELDS: &[&str] = &[
+    "apiVersion",
+    "kind",
+    "metadata",
+    "data",
+    "stringData",
+    "type",
+    "immutable",
+];
+
+/// The fields of `ObjectMeta`; kseal keeps name, namespace, labels and
+/// annotations and drops the rest (they make no sense in git).
+const OBJECT_META_FIELDS: &[&str] = &[
+    "name",
+    "generateName",
+    "namespace",
+    "selfLink",
+    "uid",
+    "resourceVersion",
+    "generation",
+    "creationTimestamp",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+    "labels",
+    "annotations",
+    "ownerReferences",
+    "finalizers",
+    "managedFields",
+];
+
 /// The parts of a Secret kseal carries. Everything else in `metadata` (uid,
 /// resourceVersion, creationTimestamp, managedFields, ownerReferences, …)
 /// makes no sense in git and is dropped.
@@ -62,6 +93,20 @@ impl PlainSecret {
             Some(Value::Object(metadata)) => metadata,
             Some(_) => return Err("metadata is not a mapping".into()),
         };
+        // kubectl validates strictly: an unknown field (a typo such as
+        // `stringdata` or `lables`) is an error, not something to drop.
+        if let Some(field) = object
+            .keys()
+            .find(|key| !SECRET_FIELDS.contains(&key.as_str()))
+        {
+            return Err(format!("unknown field {field:?} in a Secret"));
+        }
+        if let Some(field) = metadata
+            .keys()
+            .find(|key| !OBJECT_META_FIELDS.contains(&key.as_str()))
+        {
+            return Err(format!("unknown field \"metadata.{field}\" in a Secret"));
+        }
         let mut secret = PlainSecret {
             name: optional_string(metadata, "name", "metadata.name")?.unwrap_or_default(),
             namespace: optional_string(metadata, "namespace", "metadata.namespace")?
@@ -78,9 +123,13 @@ impl PlainSecret {
         };
         if let Some(data) = map_field(object, "data")? {
             for (key, value) in data {
-                let encoded = value
-                    .as_str()
-                    .ok_or_else(|| format!("data.{key} is not a string"))?;
+                // A null value is an empty one, as the API server stores it.
+                let encoded = match value {
+                    Value::Null => "",
+                    value => value
+                        .as_str()
+                        .ok_or_else(|| format!("data.{key} is not a string"))?,
+                };
                 let mut decoded = decode_data_value(encoded)
                     .ok_or_else(|| format!("data.{key} is not valid base64"))?;
                 let decoded_value = SecretBytes::new(std::mem::take(&mut decoded));
@@ -90,9 +139,12 @@ impl PlainSecret {
         // stringData wins over data, as on the API server.
         if let Some(string_data) = map_field(object, "stringData")? {
             for (key, value) in string_data {
-                let text = value
-                    .as_str()
-                    .ok_or_else(|| format!("stringData.{key} is not a string"))?;
+                let text = match value {
+                    Value::Null => "",
+                    value => value
+                        .as_str()
+                        .ok_or_else(|| format!("stringData.{key} is not a string"))?,
+                };
                 secret.insert(key, SecretBytes::from(text.as_bytes()))?;
             }
         }
@@ -358,6 +410,34 @@ mod tests {
                 "{encoded:?}"
             );
         }
+    }
+
+    #[test]
+    fn null_values_are_empty_and_unknown_fields_are_refused() {
+        let parsed = secret(json!({"apiVersion": "v1", "kind": "Secret",
+            "data": {"a": null}, "stringData": {"b": null}}))
+        .unwrap();
+        assert_eq!(parsed.data["a"].expose(), b"");
+        assert_eq!(parsed.data["b"].expose(), b"");
+        for (value, message) in [
+            (
+                json!({"apiVersion": "v1", "kind": "Secret", "stringdata": {}}),
+                "unknown field \"stringdata\"",
+            ),
+            (
+                json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"lables": {}}}),
+                "unknown field \"metadata.lables\"",
+            ),
+        ] {
+            let err = secret(value).unwrap_err();
+            assert!(err.contains(message), "{err}");
+        }
+        // What `kubectl get -o yaml` adds to metadata is known, and dropped.
+        assert!(
+            secret(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {
+            "uid": "u", "resourceVersion": "1", "managedFields": [], "creationTimestamp": null}}))
+            .is_ok()
+        );
     }
 
     #[test]
