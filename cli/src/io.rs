@@ -39,7 +39,7 @@ impl Source {
     pub fn read_like_kubectl(&self) -> Result<Zeroizing<String>> {
         let bytes = self.read_bytes()?;
         let utf16 = |body: &[u8], little: bool| -> Result<Zeroizing<String>> {
-            if body.len() % 2 != 0 {
+            if !body.len().is_multiple_of(2) {
                 anyhow::bail!("{}: not UTF-16 text (odd length)", self.display());
             }
             let units = body.chunks_exact(2).map(|pair| {

@@ -647,7 +647,7 @@ fn manifest_rows() -> Vec<(&'static str, &'static str, Vec<u8>, Expect)> {
         ("JSON, data with a space", "a.json", br#"{"apiVersion":"v1","kind":"Secret","metadata":{"name":"s","namespace":"app"},"data":{"k":"aGVs bG8="}}"#.to_vec(), same),
         ("kind: List", "a.yaml", b"apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: Secret\n  metadata:\n    name: s\n    namespace: app\n  stringData: {k: v}\n".to_vec(), same),
         ("unknown field (a typo of stringData)", "a.yaml", y("stringdata:\n  k: v\ndata: {a: YQ==}\n"), same),
-        ("unknown field in metadata (a typo of labels)", "a.yaml", format!("apiVersion: v1\nkind: Secret\nmetadata:\n  name: s\n  namespace: app\n  lables: {{a: b}}\nstringData: {{k: v}}\n").into_bytes(), same),
+        ("unknown field in metadata (a typo of labels)", "a.yaml", b"apiVersion: v1\nkind: Secret\nmetadata:\n  name: s\n  namespace: app\n  lables: {a: b}\nstringData: {k: v}\n".to_vec(), same),
         ("name not an RFC 1123 subdomain", "a.yaml", b"apiVersion: v1\nkind: Secret\nmetadata: {name: runnerToken, namespace: app}\nstringData: {k: v}\n".to_vec(), same),
         ("label value too long", "a.yaml", format!("apiVersion: v1\nkind: Secret\nmetadata: {{name: s, namespace: app, labels: {{a: {}}}}}\nstringData: {{k: v}}\n", "v".repeat(64)).into_bytes(), same),
     ]
