@@ -299,6 +299,46 @@ fn seal_refuses_names_kubernetes_refuses() {
 fn flags_refuse_names_kubernetes_refuses() {
     let ws = Workspace::new();
     // (name, namespace, literal, error fragment or "" when accepted)
+    // Also `--raw --key K` with the value on stdin.
+    for (name, namespace, key, fragment) in [
+        ("db", "app", "k", ""),
+        (
+            "runnerToken",
+            "app",
+            "k",
+            "invalid metadata.name \"runnerToken\"",
+        ),
+        (
+            "db",
+            "Gitlab_Runners",
+            "k",
+            "invalid metadata.namespace \"Gitlab_Runners\"",
+        ),
+        ("db", "app", "a b", "invalid data key name \"a b\""),
+    ] {
+        let output = run(
+            &ws,
+            &[
+                "seal",
+                "-r",
+                &ws.recipient,
+                "--raw",
+                "--key",
+                key,
+                "--name",
+                name,
+                "--namespace",
+                namespace,
+            ],
+            Some("value"),
+        );
+        if fragment.is_empty() {
+            assert_exit(&output, 0);
+        } else {
+            assert_exit(&output, 1);
+            assert!(stderr(&output).contains(fragment), "{}", stderr(&output));
+        }
+    }
     let table = [
         ("db", "app", "k=v", ""),
         (

@@ -342,6 +342,14 @@ fn seal_raw_stdin(args: &SealArgs, scope: Scope, recipients: &[Recipient]) -> Re
     let value = SecretBytes::new(bytes);
     let name = args.name.clone().unwrap_or_default();
     let namespace = args.namespace.clone().unwrap_or_default();
+    // The names given are bound into the value: Kubernetes' rules first.
+    let given = PlainSecret {
+        name: name.clone(),
+        namespace: namespace.clone(),
+        data: [(key.clone(), SecretBytes::default())].into(),
+        ..PlainSecret::default()
+    };
+    check_names(None, &given, scope, false)?;
     print_raw(
         Binding::new(scope, &namespace, &name, key),
         &value,

@@ -188,7 +188,14 @@ pub(crate) fn edit_encrypted_data(
             if !indent.chars().all(|c| c == ' ') {
                 return None;
             }
-            let line_end = text[after..].find('\n').map(|at| after + at)?;
+            let mut line_end = text[after..].find('\n').map(|at| after + at)?;
+            // Keep the file's line ends: CRLF files get CRLF lines.
+            let newline = if text[..line_end].ends_with('\r') {
+                line_end -= 1;
+                "\r\n"
+            } else {
+                "\n"
+            };
             for (key, value) in &added {
                 let key = if plain_key_is_safe(key) {
                     (*key).clone()
@@ -196,7 +203,7 @@ pub(crate) fn edit_encrypted_data(
                     format!("\"{key}\"")
                 };
                 let value = render_scalar(value, last_value.quote);
-                insertion.push_str(&format!("\n{indent}{key}: {value}"));
+                insertion.push_str(&format!("{newline}{indent}{key}: {value}"));
             }
             edits.push((line_end..line_end, insertion));
         }
@@ -251,6 +258,22 @@ mod tests {
         assert_eq!(
             edited,
             "spec:\n  encryptedData:\n    a: kseal:v1:a # c\n    \"1\": kseal:v1:1\n    z: kseal:v1:z\n    # after\n  scope: strict\n"
+        );
+    }
+
+    #[test]
+    fn crlf_files_get_crlf_lines() {
+        let text = "spec:\r\n  encryptedData:\r\n    a: kseal:v1:a\r\n  scope: strict\r\n";
+        let edited = edit_encrypted_data(
+            text,
+            None,
+            &changes(&[("a", "kseal:v1:A"), ("b", "kseal:v1:b")]),
+            false,
+        )
+        .unwrap();
+        assert_eq!(
+            edited,
+            "spec:\r\n  encryptedData:\r\n    a: kseal:v1:A\r\n    b: kseal:v1:b\r\n  scope: strict\r\n"
         );
     }
 
