@@ -142,7 +142,7 @@ fn offline_kubeconfig(ws: &Workspace) -> std::path::PathBuf {
 
 /// How many flag rows kubectl accepts and refuses: pinned, so a row that
 /// silently turns into a refusal on both sides (a broken fixture) fails.
-const FLAG_ROWS_ACCEPTED_REFUSED: (usize, usize) = (27, 25);
+const FLAG_ROWS_ACCEPTED_REFUSED: (usize, usize) = (28, 25);
 /// The same for the manifest rows.
 const MANIFEST_ROWS_ACCEPTED_REFUSED: (usize, usize) = (23, 19);
 
@@ -361,6 +361,12 @@ fn flag_rows() -> Vec<FlagRow> {
         row(
             "env file: leading white space trimmed",
             vec![("a.env", b"  A=1\n\tB=2\n")],
+            &["--from-env-file=a.env"],
+            &[],
+        ),
+        row(
+            "env file: Unicode white space (NBSP, ideographic) trimmed",
+            vec![("a.env", "\u{a0}\u{3000}A=1\n".as_bytes())],
             &["--from-env-file=a.env"],
             &[],
         ),

@@ -95,6 +95,20 @@ pub fn merge_into(
     secret: &PlainSecret,
     recipients: &[Recipient],
 ) -> Result<Vec<String>, String> {
+    // The target and the new keys must be well-formed (one definition, see
+    // `validation`): values are bound to these names.
+    let mut problems = validation::sealed_secret_problems(existing);
+    problems.extend(
+        secret
+            .data
+            .keys()
+            .filter_map(|key| validation::check_data_key(key).err())
+            .map(validation::ObjectError::from),
+    );
+    if !problems.is_empty() {
+        let problems: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        return Err(problems.join("; "));
+    }
     let name = existing.metadata.name.clone().unwrap_or_default();
     let namespace = existing.metadata.namespace.clone().unwrap_or_default();
     if !secret.name.is_empty() && secret.name != name {
