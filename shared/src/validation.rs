@@ -432,10 +432,15 @@ pub fn check_annotations(annotations: &BTreeMap<String, String>) -> Result<(), N
 /// keys, labels and annotations.
 #[derive(Clone, Copy, Debug)]
 pub struct SecretNames<'a> {
+    /// The scope: whether a namespace is required.
     pub scope: Scope,
+    /// `metadata.name` (empty when missing).
     pub name: &'a str,
+    /// `metadata.namespace` (empty when missing).
     pub namespace: &'a str,
+    /// Labels of the Secret (the template's, for a SealedSecret).
     pub labels: &'a BTreeMap<String, String>,
+    /// Annotations of the Secret (the template's, for a SealedSecret).
     pub annotations: &'a BTreeMap<String, String>,
 }
 
