@@ -217,12 +217,12 @@ pub struct SealArgs {
     /// Add a value KEY=VALUE; repeatable
     #[arg(long = "from-literal", value_name = "KEY=VALUE")]
     pub from_literal: Vec<String>,
-    /// Add a value from a file, keyed by KEY or the file name; repeatable
+    /// Add a value from a file, keyed by KEY or the file name, or every file of a directory; repeatable, comma-separated as in kubectl
     #[arg(long = "from-file", value_name = "[KEY=]PATH")]
     pub from_file: Vec<String>,
-    /// Add every KEY=VALUE line of an env file; repeatable
+    /// Add every KEY=VALUE line of an env file (kubectl's rules); repeatable, comma-separated as in kubectl
     #[arg(long = "from-env-file", value_name = "PATH")]
-    pub from_env_file: Vec<PathBuf>,
+    pub from_env_file: Vec<String>,
     /// Name of the Secret (required with --from-*, fills in a manifest's missing name)
     #[arg(long)]
     pub name: Option<String>,

@@ -32,9 +32,62 @@ impl Source {
         }
     }
 
+    /// Reads a manifest in the encodings kubectl reads (its file reader
+    /// decodes by byte-order mark): UTF-16LE or UTF-16BE with a BOM, or
+    /// UTF-8 (a BOM dropped). kubectl replaces invalid sequences with U+FFFD;
+    /// kseal refuses them rather than seal other bytes than were written.
+    pub fn read_like_kubectl(&self) -> Result<Zeroizing<String>> {
+        let bytes = self.read_bytes()?;
+        let utf16 = |body: &[u8], little: bool| -> Result<Zeroizing<String>> {
+            if !body.len().is_multiple_of(2) {
+                anyhow::bail!("{}: not UTF-16 text (odd length)", self.display());
+            }
+            let units = body.chunks_exact(2).map(|pair| {
+                let pair = [pair[0], pair[1]];
+                if little {
+                    u16::from_le_bytes(pair)
+                } else {
+                    u16::from_be_bytes(pair)
+                }
+            });
+            let mut text = Zeroizing::new(String::with_capacity(body.len() * 3 / 2));
+            for decoded in char::decode_utf16(units) {
+                match decoded {
+                    Ok(c) => text.push(c),
+                    Err(_) => {
+                        anyhow::bail!("{}: not UTF-16 text (unpaired surrogate)", self.display())
+                    }
+                }
+            }
+            Ok(text)
+        };
+        match bytes.as_slice() {
+            [0xff, 0xfe, body @ ..] => utf16(body, true),
+            [0xfe, 0xff, body @ ..] => utf16(body, false),
+            [0xef, 0xbb, 0xbf, body @ ..] => self.utf8(body),
+            body => self.utf8(body),
+        }
+    }
+
     /// Reads the whole input as UTF-8 into a buffer wiped on drop (it may
     /// hold plaintext).
     pub fn read(&self) -> Result<Zeroizing<String>> {
+        let bytes = self.read_bytes()?;
+        self.utf8(&bytes)
+    }
+
+    fn utf8(&self, bytes: &[u8]) -> Result<Zeroizing<String>> {
+        match std::str::from_utf8(bytes) {
+            Ok(text) => Ok(Zeroizing::new(text.to_owned())),
+            Err(err) => anyhow::bail!(
+                "{}: not UTF-8 text (byte {})",
+                self.display(),
+                err.valid_up_to()
+            ),
+        }
+    }
+
+    fn read_bytes(&self) -> Result<Zeroizing<Vec<u8>>> {
         let mut bytes = Zeroizing::new(Vec::new());
         match self {
             Source::Stdin => {
@@ -49,14 +102,7 @@ impl Source {
                     .with_context(|| format!("{}: cannot read", path.display()))?;
             }
         }
-        match std::str::from_utf8(&bytes) {
-            Ok(text) => Ok(Zeroizing::new(text.to_owned())),
-            Err(err) => anyhow::bail!(
-                "{}: not UTF-8 text (byte {})",
-                self.display(),
-                err.valid_up_to()
-            ),
-        }
+        Ok(bytes)
     }
 }
 

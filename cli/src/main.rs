@@ -8,6 +8,7 @@ mod commands;
 mod error;
 mod io;
 mod recipients;
+mod sources;
 
 use std::process::ExitCode;
 

@@ -822,3 +822,46 @@ fn usage_errors() {
     assert_exit(&output, 0);
     assert_eq!(stdout(&output), CONFIG_MAP);
 }
+
+/// What `migrate` writes passes `validate`; a Bitnami SealedSecret whose
+/// names Kubernetes would refuse (here a label key, which Bitnami never
+/// checks) is left behind with the rule, and the rest migrates.
+#[test]
+fn migrated_output_validates_and_refused_names_stay_behind() {
+    let Some(tools) = tools() else {
+        return loud("SKIPPED: migrated_output_validates_and_refused_names_stay_behind");
+    };
+    let ws = Workspace::new();
+    let bad = strict_secret()
+        .replace("name: db", "name: bad")
+        .replace("team: payments", "-team: payments");
+    let file = format!(
+        "{CONFIG_MAP}{}{}",
+        tools.seal(&tools.a, &strict_secret(), "strict"),
+        tools.seal(&tools.a, &bad, "strict"),
+    );
+    ws.write("secrets.yaml", &file);
+    let output = ws
+        .cmd()
+        .args(["migrate", "--in-place", "--bitnami-key"])
+        .arg(&tools.keys_list)
+        .args(["-r", &ws.recipient, "secrets.yaml"])
+        .output()
+        .unwrap();
+    assert_exit(&output, 1);
+    let err = stderr(&output);
+    assert!(
+        err.contains("app/bad: not migrated: cannot seal for kseal: invalid label key \"-team\""),
+        "{err}"
+    );
+    assert!(err.contains("1 SealedSecret(s) migrated"), "{err}");
+    let migrated = ws.read("secrets.yaml");
+    for command in ["validate", "inspect"] {
+        let output = ws.cmd().args([command, "secrets.yaml"]).output().unwrap();
+        assert_exit(&output, 0);
+    }
+    let objects = objects(&migrated);
+    assert_eq!(objects[1]["kind"], "SealedSecret");
+    assert_eq!(objects[1]["apiVersion"], "kseal.dev/v1alpha1");
+    assert_eq!(objects[2]["apiVersion"], "bitnami.com/v1alpha1");
+}

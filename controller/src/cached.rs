@@ -9,10 +9,12 @@
 //! of a B-tree node sized for eleven entries.
 
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kseal_shared::sealed_secret::SecretTemplate;
+use kseal_shared::validation::{self, ObjectError, SecretNames};
 use kseal_shared::{
     binding::{Binding, Scope},
     sealed_secret::{SealedSecret, SealedSecretStatus},
@@ -77,8 +79,24 @@ impl CachedSealedSecret {
         self.encrypted_data.iter().map(|(_, value)| &**value)
     }
 
-    pub fn has_encrypted_data(&self) -> bool {
-        !self.encrypted_data.is_empty()
+    /// What makes this SealedSecret not well-formed, by the shared
+    /// definition ([`kseal_shared::validation::object_problems`]).
+    pub fn problems(&self) -> Vec<ObjectError> {
+        let empty = BTreeMap::new();
+        let template_metadata = self
+            .template
+            .as_ref()
+            .and_then(|template| template.metadata.as_ref());
+        validation::object_problems(
+            SecretNames {
+                scope: self.scope,
+                name: self.metadata.name.as_deref().unwrap_or_default(),
+                namespace: self.metadata.namespace.as_deref().unwrap_or_default(),
+                labels: template_metadata.map_or(&empty, |metadata| &metadata.labels),
+                annotations: template_metadata.map_or(&empty, |metadata| &metadata.annotations),
+            },
+            self.encrypted_data.iter().map(|(key, _)| &**key),
+        )
     }
 
     /// Where the value under `key` may be unsealed: this object's scope,

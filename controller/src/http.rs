@@ -465,14 +465,13 @@ pub fn parse_sealed_secret_body(
     };
     let sealed =
         parsed.map_err(|message| BodyError::Invalid(format!("not a SealedSecret: {message}")))?;
-    if sealed
-        .metadata
-        .name
-        .as_deref()
-        .unwrap_or_default()
-        .is_empty()
-    {
-        return Err(BodyError::Invalid("metadata.name is required".into()));
+    // The one definition of a well-formed SealedSecret (kseal_shared's
+    // validation): names Kubernetes accepts, a namespace where the scope
+    // binds one. Names are not secret; annotation values are never quoted.
+    let problems = kseal_shared::validation::sealed_secret_problems(&sealed);
+    if !problems.is_empty() {
+        let problems: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        return Err(BodyError::Invalid(problems.join("; ")));
     }
     Ok(sealed)
 }
@@ -652,7 +651,8 @@ fn verify_work(state: &ApiState, content_type: Option<&str>, body: &[u8]) -> Res
         return over_work_budget(cost);
     }
     let mut values = BTreeMap::new();
-    let mut all_ok = !sealed.spec.encrypted_data.is_empty();
+    // An empty encryptedData is well-formed: nothing fails to decrypt.
+    let mut all_ok = true;
     for (key, value) in sealed.spec.encrypted_data.keys().zip(parsed) {
         let result = value
             .and_then(|value| open(&value, &value_binding(&sealed, key), &keys.keyring).map(drop));

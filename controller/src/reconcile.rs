@@ -240,8 +240,12 @@ async fn sync_secret(sealed: &Arc<CachedSealedSecret>, ctx: &Context) -> Result<
             "SealedSecrets in the controller's namespace {namespace} are not reconciled (it holds the sealing keys; see --reconcile-controller-namespace)"
         )));
     }
-    if !sealed.has_encrypted_data() {
-        return Err(Error::InvalidSpec("spec.encryptedData is empty".into()));
+    // The one definition of a well-formed SealedSecret (kseal_shared's
+    // validation); an empty encryptedData makes a Secret without data.
+    let problems = sealed.problems();
+    if !problems.is_empty() {
+        let problems: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        return Err(Error::InvalidSpec(problems.join("; ")));
     }
     let desired = Desired::of(sealed);
     ctx.policy

@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 
 use common::*;
 use k8s_openapi::api::core::v1::{Event, Secret};
+use kseal_shared::manifest::{SealOptions, seal_secret};
 use kseal_shared::sealed_secret::{SecretTemplate, TemplateMetadata};
 use kseal_shared::{binding::Scope, sealed_secret::SealedSecret, x25519::Identity};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
@@ -403,6 +404,31 @@ async fn sealed_secrets_become_secrets() {
         fixture.wait_ready("app", "templated", "True").await,
         "Unsealed"
     );
+
+    // An empty encryptedData (what `kseal seal --allow-empty-data` writes)
+    // is well-formed, as for `kseal validate`: a Secret without data.
+    let empty = seal_secret(
+        &plain("app", "empty", &[]),
+        SealOptions {
+            scope: Scope::Strict,
+            recipients: &recipients,
+            allow_empty_data: true,
+        },
+    )
+    .unwrap();
+    assert!(empty.spec.encrypted_data.is_empty());
+    fixture.apply(&empty).await;
+    assert_eq!(fixture.wait_ready("app", "empty", "True").await, "Unsealed");
+    let secret = fixture.secrets("app").get("empty").await.unwrap();
+    assert!(secret.data.unwrap_or_default().is_empty());
+    let (status, answer) = controller
+        .post(
+            "/v1/verify",
+            "application/json",
+            serde_json::to_vec(&empty).unwrap(),
+        )
+        .await;
+    assert_eq!(status, 200, "{answer}");
 
     // HTTP API: verify, rewrap, limits.
     let body = serde_json::to_vec(&good).unwrap();

@@ -161,21 +161,10 @@ impl<'a> Binding<'a> {
     }
 }
 
-/// Kubernetes' rule for Secret data keys: `[-._a-zA-Z0-9]+`, at most 253
-/// characters.
+/// Kubernetes' rule for Secret data keys (see
+/// [`crate::validation::check_data_key`], the one place it is written).
 pub fn validate_key_name(key: &str) -> Result<(), SealError> {
-    let valid = !key.is_empty()
-        && key.len() <= 253
-        && key
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'));
-    if valid {
-        Ok(())
-    } else {
-        Err(SealError::InvalidBinding(format!(
-            "invalid data key name {key:?} (must match [-._a-zA-Z0-9]+, at most 253 characters)"
-        )))
-    }
+    crate::validation::check_data_key(key).map_err(|err| SealError::InvalidBinding(err.to_string()))
 }
 
 #[cfg(test)]

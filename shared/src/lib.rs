@@ -7,6 +7,8 @@
 //! * [`envelope`]: sealing, opening and re-wrapping one value;
 //! * [`sealed_secret`]: the `SealedSecret` resource types;
 //! * [`manifest`]: Secrets and SealedSecrets in YAML/JSON files;
+//! * [`validation`]: Kubernetes' naming rules and what makes a SealedSecret
+//!   well-formed;
 //! * [`config`]: `.kseal.yaml` rules that pick recipients by path;
 //! * [`contract`]: what kseal puts on a cluster: the labels, annotations,
 //!   ConfigMap and HTTP API the CLI and the controller share;
@@ -28,6 +30,7 @@ pub mod error;
 pub mod manifest;
 pub mod sealed_secret;
 pub mod secret;
+pub mod validation;
 mod wrapped_key;
 pub mod x25519;
 

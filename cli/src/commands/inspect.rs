@@ -2,11 +2,11 @@
 //! they are well-formed, without any key.
 
 use anyhow::{Result, anyhow, bail};
-use kseal_shared::binding::validate_key_name;
 use kseal_shared::contract::{VERIFY_PATH, VerifyResponse};
 use kseal_shared::envelope::{SealedValue, VERSION};
 use kseal_shared::manifest::{Document, DocumentKind, ManifestFile};
 use kseal_shared::sealed_secret::{MAX_VALUES, SealedSecret};
+use kseal_shared::validation;
 use kseal_shared::x25519::KeyId;
 use serde::Serialize;
 
@@ -122,20 +122,14 @@ fn report(source: &Source, object: &Document) -> Report {
     report.namespace = sealed.metadata.namespace.clone();
     report.name = sealed.metadata.name.clone();
     report.scope = sealed.spec.scope.to_string();
-    if report.name.as_deref().unwrap_or_default().is_empty() {
-        report.problems.push("metadata.name is missing".into());
-    }
-    if sealed.spec.scope.binds_namespace()
-        && report.namespace.as_deref().unwrap_or_default().is_empty()
-    {
-        report.problems.push(format!(
-            "metadata.namespace is missing, but scope {} binds values to it",
-            sealed.spec.scope
-        ));
-    }
-    if sealed.spec.encrypted_data.is_empty() {
-        report.problems.push("spec.encryptedData is empty".into());
-    }
+    // The one definition of a well-formed SealedSecret (names Kubernetes
+    // would accept, a namespace where the scope binds it); each value must
+    // parse too.
+    report.problems.extend(
+        validation::sealed_secret_problems(&sealed)
+            .iter()
+            .map(ToString::to_string),
+    );
     // The controller refuses the whole object (TooManyValues).
     if sealed.spec.encrypted_data.len() > MAX_VALUES {
         report.problems.push(format!(
@@ -148,7 +142,7 @@ fn report(source: &Source, object: &Document) -> Report {
             key: key.clone(),
             version: None,
             key_ids: Vec::new(),
-            error: validate_key_name(key).err().map(|err| err.to_string()),
+            error: None,
         };
         match SealedValue::parse(encoded) {
             Ok(parsed) => {

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, anyhow, bail};
 use kseal_shared::bitnami::{BitnamiKeyring, BitnamiSealedSecret, is_bitnami_sealed_secret};
 use kseal_shared::manifest::{Document, ManifestFile};
+use kseal_shared::validation;
 use kseal_shared::x25519::Recipient;
 use serde_json::Value;
 
@@ -161,6 +162,16 @@ fn migrate_file(
         );
         let result = BitnamiSealedSecret::parse(&object.value)
             .and_then(|parsed| parsed.migrate(keyring, &recipients));
+        let result = result.map_err(anyhow::Error::from).and_then(|migrated| {
+            // Kubernetes' naming rules, as for every SealedSecret kseal writes.
+            let problems = validation::sealed_secret_problems(&migrated.sealed);
+            if problems.is_empty() {
+                Ok(migrated)
+            } else {
+                let problems: Vec<String> = problems.iter().map(ToString::to_string).collect();
+                Err(anyhow!("{}", problems.join("; ")))
+            }
+        });
         let migrated = match result {
             Ok(migrated) => migrated,
             Err(err) => {

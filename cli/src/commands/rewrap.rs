@@ -10,6 +10,7 @@ use kseal_shared::contract::{REWRAP_PATH, ValueFailures};
 use kseal_shared::envelope::{SealedValue, rewrap};
 use kseal_shared::manifest::{DocumentKind, ManifestFile, value_binding};
 use kseal_shared::sealed_secret::SealedSecret;
+use kseal_shared::validation;
 use kseal_shared::{
     envelope::Keyring,
     x25519::{KeyId, Recipient},
@@ -146,6 +147,20 @@ fn rewrap_file(path: &Path, mode: &Mode<'_>, tally: &mut Tally) -> Result<Option
     {
         let sealed: SealedSecret = serde_json::from_value(object.value.clone())
             .map_err(|err| anyhow!("{}: {}: {err}", path.display(), object.location()))?;
+        // Kubernetes' naming rules: a SealedSecret the API server would
+        // refuse is reported, not re-wrapped.
+        let problems = validation::sealed_secret_problems(&sealed);
+        if !problems.is_empty() {
+            tally.failed += 1;
+            for problem in &problems {
+                eprintln!(
+                    "kseal: {}: {}: {problem}",
+                    path.display(),
+                    object.location()
+                );
+            }
+            continue;
+        }
         let result = match mode {
             Mode::Offline {
                 keyring,
@@ -165,10 +180,13 @@ fn rewrap_file(path: &Path, mode: &Mode<'_>, tally: &mut Tally) -> Result<Option
                 object.location()
             );
         }
-        if result.rewrapped > 0 {
-            let mut value = object.value.clone();
-            value["spec"]["encryptedData"] = serde_json::to_value(&result.encrypted)?;
-            file.replace(object, value);
+        let changed: BTreeMap<String, String> = result
+            .encrypted
+            .into_iter()
+            .filter(|(key, value)| sealed.spec.encrypted_data.get(key) != Some(value))
+            .collect();
+        if !changed.is_empty() {
+            file.set_encrypted_values(object, changed);
         }
     }
     if !file.has_replacements() {

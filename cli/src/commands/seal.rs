@@ -1,6 +1,6 @@
 //! `kseal seal`: Secrets in, SealedSecrets out.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{Context, Result, anyhow, bail};
 use kseal_shared::manifest::{
@@ -8,18 +8,19 @@ use kseal_shared::manifest::{
     render_documents, seal_secret,
 };
 use kseal_shared::sealed_secret::SealedSecret;
+use kseal_shared::validation::{self, ObjectError, SecretNames};
 use kseal_shared::{
     binding::{Binding, Scope},
     envelope::seal,
     secret::SecretBytes,
     x25519::Recipient,
 };
-use zeroize::Zeroizing;
 
 use crate::args::{Format, ScopeArg, SealArgs};
 use crate::error::UsageError;
 use crate::io::{Privacy, Source, emit, write_atomic};
 use crate::recipients;
+use crate::sources;
 
 pub fn run(args: SealArgs) -> Result<()> {
     let from_flags = !(args.from_literal.is_empty()
@@ -50,13 +51,22 @@ pub fn run(args: SealArgs) -> Result<()> {
     }
 
     let source = Source::from_arg(args.file.as_deref());
-    let mut secrets = if from_flags {
-        vec![secret_from_flags(&args)?]
+    let mut located = if from_flags {
+        vec![Located {
+            at: None,
+            secret: secret_from_flags(&args)?,
+            yaml11_boolean: None,
+        }]
     } else {
         read_secrets(&source)?
     };
-    for secret in &mut secrets {
+    for Located { at, secret, .. } in &mut located {
         fill_in(secret, &args)?;
+        // Names are bound into every value: refuse what Kubernetes would
+        // refuse before anything is sealed. With --merge-into and --raw the
+        // name and namespace may come from elsewhere; given ones must be valid.
+        let whole = !args.raw && args.merge_into.is_none();
+        check_names(at.as_deref(), secret, scope, whole)?;
         let stripped = secret.strip_leaky_annotations();
         if !stripped.is_empty() {
             eprintln!(
@@ -67,10 +77,22 @@ pub fn run(args: SealArgs) -> Result<()> {
         }
     }
 
+    // Checked last, so that a Secret with another problem reports that one.
+    let yaml11 = |item: &Located| match (&item.at, &item.yaml11_boolean) {
+        (Some(at), Some(path)) => Err(anyhow!(
+            "{at}: {path} is an unquoted yes/no/on/off/y/n, which kubectl reads as a boolean (YAML 1.1) and kseal as a string; quote it"
+        )),
+        _ => Ok(()),
+    };
+    if args.raw || args.merge_into.is_some() {
+        located.iter().try_for_each(yaml11)?;
+    }
     if args.raw {
+        let secrets: Vec<PlainSecret> = located.into_iter().map(|item| item.secret).collect();
         return seal_raw(&secrets, scope, &resolved.recipients);
     }
     if let Some(target) = &args.merge_into {
+        let secrets: Vec<PlainSecret> = located.into_iter().map(|item| item.secret).collect();
         return merge(target, &secrets, &resolved.recipients);
     }
 
@@ -79,16 +101,19 @@ pub fn run(args: SealArgs) -> Result<()> {
         recipients: &resolved.recipients,
         allow_empty_data: args.allow_empty_data,
     };
-    let mut sealed = Vec::with_capacity(secrets.len());
-    for (index, secret) in secrets.iter().enumerate() {
-        let sealed_secret = seal_secret(secret, options).map_err(|message| {
-            anyhow!(
-                "{}: Secret {} ({}): {message}",
+    let mut sealed = Vec::with_capacity(located.len());
+    for (index, item) in located.iter().enumerate() {
+        let at = item.at.clone().unwrap_or_else(|| {
+            format!(
+                "{}: Secret {} ({})",
                 source.display(),
                 index + 1,
-                display_name(secret)
+                display_name(&item.secret)
             )
-        })?;
+        });
+        let sealed_secret =
+            seal_secret(&item.secret, options).map_err(|message| anyhow!("{at}: {message}"))?;
+        yaml11(item)?;
         sealed.push(serde_json::to_value(&sealed_secret)?);
     }
     let format = match args.format {
@@ -107,6 +132,15 @@ pub fn scope_of(arg: ScopeArg) -> Scope {
     }
 }
 
+/// `namespace/name` of a SealedSecret, for messages.
+fn sealed_name(sealed: &SealedSecret) -> String {
+    let name = sealed.metadata.name.as_deref().unwrap_or_default();
+    match sealed.metadata.namespace.as_deref().unwrap_or_default() {
+        "" => name.to_owned(),
+        namespace => format!("{namespace}/{name}"),
+    }
+}
+
 fn display_name(secret: &PlainSecret) -> String {
     match (secret.namespace.as_str(), secret.name.as_str()) {
         (_, "") => "unnamed".into(),
@@ -115,9 +149,82 @@ fn display_name(secret: &PlainSecret) -> String {
     }
 }
 
+/// Kubernetes' naming rules ([`validation`]) on a Secret about to be sealed;
+/// every problem is reported, with where the Secret came from. `whole`:
+/// the Secret is sealed as a new object, so its name (and, when the scope
+/// binds it, namespace) must be there; otherwise only what is given is
+/// checked.
+fn check_names(at: Option<&str>, secret: &PlainSecret, scope: Scope, whole: bool) -> Result<()> {
+    let keys = secret.data.keys().map(String::as_str);
+    let problems = if whole {
+        validation::object_problems(
+            SecretNames {
+                scope,
+                name: &secret.name,
+                namespace: &secret.namespace,
+                labels: &secret.labels,
+                annotations: &secret.annotations,
+            },
+            keys,
+        )
+    } else {
+        let mut problems: Vec<ObjectError> = keys
+            .filter_map(|key| validation::check_data_key(key).err())
+            .map(ObjectError::from)
+            .collect();
+        if !secret.name.is_empty() {
+            problems.extend(
+                validation::check_secret_name(&secret.name)
+                    .err()
+                    .map(ObjectError::from),
+            );
+        }
+        if !secret.namespace.is_empty() {
+            problems.extend(
+                validation::check_namespace(&secret.namespace)
+                    .err()
+                    .map(ObjectError::from),
+            );
+        }
+        problems
+    };
+    if problems.is_empty() {
+        return Ok(());
+    }
+    let lines: Vec<String> = problems
+        .iter()
+        .map(|problem| {
+            let message = match problem {
+                ObjectError::MissingName => {
+                    "the Secret has no metadata.name (set it in the manifest or with --name)"
+                        .to_owned()
+                }
+                ObjectError::MissingNamespace(scope) => format!(
+                    "the Secret has no metadata.namespace, which scope {scope} needs (set it in the manifest or with --namespace, or use --scope cluster-wide)"
+                ),
+                other => other.to_string(),
+            };
+            match at {
+                Some(at) => format!("{at}: {message}"),
+                None => message,
+            }
+        })
+        .collect();
+    bail!("{}", lines.join("\n"))
+}
+
+/// A Secret to seal, with where it came from (for messages) and, for a
+/// YAML manifest, the first field kubectl's YAML 1.1 would read as a
+/// boolean where kseal reads a string.
+struct Located {
+    at: Option<String>,
+    secret: PlainSecret,
+    yaml11_boolean: Option<String>,
+}
+
 /// Every document must be a Secret.
-fn read_secrets(source: &Source) -> Result<Vec<PlainSecret>> {
-    let text = source.read()?;
+fn read_secrets(source: &Source) -> Result<Vec<Located>> {
+    let text = source.read_like_kubectl()?;
     let file = ManifestFile::new(&text);
     let objects = file
         .objects()
@@ -141,92 +248,48 @@ fn read_secrets(source: &Source) -> Result<Vec<PlainSecret>> {
                 object.location()
             );
         }
-        let location = object.location();
+        let location = format!("{}: {}", source.display(), object.location());
+        // Only the values are held to kubectl's YAML 1.1 reading: that is
+        // where it changes the sealed bytes. Elsewhere (`namespace: n`) kseal
+        // keeps its YAML 1.2 reading.
+        let yaml11_boolean = file.yaml11_boolean_path(&object, &["data", "stringData"]);
         let secret = PlainSecret::from_value(object.value)
-            .map_err(|message| anyhow!("{}: {location}: {message}", source.display()))?;
-        secrets.push(secret);
+            .map_err(|message| anyhow!("{location}: {message}"))?;
+        secrets.push(Located {
+            at: Some(location),
+            secret,
+            yaml11_boolean,
+        });
     }
     Ok(secrets)
 }
 
-/// A Secret built from `--from-literal`, `--from-file` and `--from-env-file`.
+/// A Secret built from `--from-literal`, `--from-file` and `--from-env-file`,
+/// read as `kubectl create secret generic` reads them (see [`crate::sources`]).
 fn secret_from_flags(args: &SealArgs) -> Result<PlainSecret> {
     let mut secret = PlainSecret {
         type_: args.secret_type.clone(),
         ..PlainSecret::default()
     };
     for literal in &args.from_literal {
-        let Some((key, value)) = literal.split_once('=') else {
-            return Err(UsageError::new(format!(
-                "--from-literal expects KEY=VALUE, got no '=' in the argument for key {:?}",
-                literal
-                    .chars()
-                    .take_while(|c| c.is_ascii_alphanumeric() || "-._".contains(*c))
-                    .collect::<String>()
-            ))
-            .into());
-        };
-        insert_new(
-            &mut secret,
-            key,
-            SecretBytes::from(value.as_bytes()),
-            "--from-literal",
-        )?;
+        sources::add_literal(&mut secret, literal)
+            .map_err(|err| UsageError::new(format!("{err:#}")))?;
     }
-    for spec in &args.from_file {
-        let (key, path) = match spec.split_once('=') {
-            Some((key, path)) => (key.to_owned(), PathBuf::from(path)),
-            None => {
-                let path = PathBuf::from(spec);
-                let key = path
-                    .file_name()
-                    .and_then(|name| name.to_str())
-                    .ok_or_else(|| {
-                        UsageError::new(format!("--from-file {spec}: no file name to use as key"))
-                    })?
-                    .to_owned();
-                (key, path)
-            }
-        };
-        let bytes =
-            std::fs::read(&path).with_context(|| format!("{}: cannot read", path.display()))?;
-        insert_new(&mut secret, &key, SecretBytes::new(bytes), "--from-file")?;
+    for arg in &args.from_file {
+        for source in sources::split_csv(arg)
+            .map_err(|err| UsageError::new(format!("--from-file {err:#}")))?
+        {
+            sources::add_file_source(&mut secret, &source)?;
+        }
     }
-    for path in &args.from_env_file {
-        let text = Zeroizing::new(
-            std::fs::read_to_string(path)
-                .with_context(|| format!("{}: cannot read", path.display()))?,
-        );
-        for (number, line) in text.lines().enumerate() {
-            let line = line.trim_start();
-            if line.is_empty() || line.starts_with('#') {
-                continue;
-            }
-            let Some((key, value)) = line.split_once('=') else {
-                bail!(
-                    "{}: line {}: expected KEY=VALUE",
-                    path.display(),
-                    number + 1
-                );
-            };
-            insert_new(
-                &mut secret,
-                key.trim(),
-                SecretBytes::from(value.as_bytes()),
-                &format!("{} line {}", path.display(), number + 1),
-            )?;
+    for arg in &args.from_env_file {
+        for path in sources::split_csv(arg)
+            .map_err(|err| UsageError::new(format!("--from-env-file {err:#}")))?
+        {
+            sources::add_env_file(&mut secret, Path::new(&path))?;
         }
     }
     Ok(secret)
-}
-
-fn insert_new(secret: &mut PlainSecret, key: &str, value: SecretBytes, origin: &str) -> Result<()> {
-    if secret.data.contains_key(key) {
-        bail!("{origin}: key {key:?} given twice");
-    }
-    secret
-        .insert(key, value)
-        .map_err(|message| anyhow!("{origin}: {message}"))
 }
 
 /// `--name`/`--namespace` fill in what a manifest lacks; a different value is
@@ -284,6 +347,14 @@ fn seal_raw_stdin(args: &SealArgs, scope: Scope, recipients: &[Recipient]) -> Re
     let value = SecretBytes::new(bytes);
     let name = args.name.clone().unwrap_or_default();
     let namespace = args.namespace.clone().unwrap_or_default();
+    // The names given are bound into the value: Kubernetes' rules first.
+    let given = PlainSecret {
+        name: name.clone(),
+        namespace: namespace.clone(),
+        data: [(key.clone(), SecretBytes::default())].into(),
+        ..PlainSecret::default()
+    };
+    check_names(None, &given, scope, false)?;
     print_raw(
         Binding::new(scope, &namespace, &name, key),
         &value,
@@ -339,18 +410,29 @@ fn merge(target: &Path, secrets: &[PlainSecret], recipients: &[Recipient]) -> Re
                 display_name(secret)
             ),
         };
-        let mut sealed: SealedSecret = serde_json::from_value(object.value.clone())
-            .map_err(|err| anyhow!("{}: {}: {err}", target.display(), object.location()))?;
+        let at = format!("{}: {}", target.display(), object.location());
+        let mut sealed: SealedSecret =
+            serde_json::from_value(object.value.clone()).map_err(|err| anyhow!("{at}: {err}"))?;
+        let problems = validation::sealed_secret_problems(&sealed);
+        if !problems.is_empty() {
+            let lines: Vec<String> = problems.iter().map(|p| format!("{at}: {p}")).collect();
+            bail!("{}", lines.join("\n"));
+        }
         let written = merge_into(&mut sealed, secret, recipients)
-            .map_err(|message| anyhow!("{}: {}: {message}", target.display(), object.location()))?;
-        let mut value = object.value.clone();
-        value["spec"]["encryptedData"] = serde_json::to_value(&sealed.spec.encrypted_data)?;
-        file.replace(object, value);
+            .map_err(|message| anyhow!("{at}: {message}"))?;
+        let values = written
+            .iter()
+            .filter_map(|key| {
+                let value = sealed.spec.encrypted_data.get(key)?;
+                Some((key.clone(), value.clone()))
+            })
+            .collect();
+        file.set_encrypted_values(object, values);
         eprintln!(
             "kseal: {}: sealed {} into {}",
             target.display(),
             written.join(", "),
-            display_name(secret)
+            sealed_name(&sealed)
         );
     }
     let rendered = file

@@ -138,6 +138,78 @@ pub fn parse_yaml_document(document: &RawDocument) -> Result<Value, ManifestErro
     })
 }
 
+/// Where a YAML document reads differently under YAML 1.1's booleans
+/// (`yes`, `no`, `on`, `off`, `y`, `n` unquoted), which kubectl uses (its
+/// YAML library is YAML 1.1): the path of the first such value (a key or a
+/// value), e.g. `stringData.enabled`. kseal reads YAML 1.2, where these are
+/// strings; a Secret where the two differ would be stored differently (or
+/// refused) by kubectl, so `seal` refuses it and asks for quotes.
+///
+/// Only the top-level `fields` given are compared (all when empty).
+pub fn yaml11_boolean_path(
+    document: &RawDocument,
+    item: Option<usize>,
+    value: &Value,
+    fields: &[&str],
+) -> Option<String> {
+    let mut options = serde_saphyr::options::Options::default();
+    options.with_snippet = false;
+    options.strict_booleans = false;
+    let mut legacy = serde_saphyr::from_str_with_options::<Value>(&document.text, options).ok()?;
+    let other = match item {
+        None => Some(&legacy),
+        Some(item) => legacy.get("items").and_then(|items| items.get(item)),
+    };
+    let path = other.and_then(|other| {
+        if fields.is_empty() {
+            return first_difference(value, other, String::new());
+        }
+        fields
+            .iter()
+            .find_map(|field| match (value.get(field), other.get(field)) {
+                (Some(a), Some(b)) => first_difference(a, b, (*field).to_owned()),
+                (None, None) => None,
+                _ => Some((*field).to_owned()),
+            })
+    });
+    super::plain_secret::scrub(&mut legacy);
+    path
+}
+
+fn first_difference(a: &Value, b: &Value, path: String) -> Option<String> {
+    let join = |key: &str| {
+        if path.is_empty() {
+            key.to_owned()
+        } else {
+            format!("{path}.{key}")
+        }
+    };
+    match (a, b) {
+        (Value::Object(a), Value::Object(b)) => {
+            for (key, value) in a {
+                match b.get(key) {
+                    Some(other) => {
+                        if let Some(found) = first_difference(value, other, join(key)) {
+                            return Some(found);
+                        }
+                    }
+                    None => return Some(join(key)),
+                }
+            }
+            b.keys()
+                .find(|key| !a.contains_key(*key))
+                .map(|key| join(key))
+        }
+        (Value::Array(a), Value::Array(b)) if a.len() == b.len() => a
+            .iter()
+            .zip(b)
+            .enumerate()
+            .find_map(|(i, (a, b))| first_difference(a, b, join(&i.to_string()))),
+        (a, b) if a == b => None,
+        _ => Some(path),
+    }
+}
+
 /// The first line of serde-saphyr's message without its `line N column M:`
 /// prefix (the caller reports the line relative to the file).
 fn yaml_error_message(err: &serde_saphyr::Error) -> String {

@@ -7,7 +7,10 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use super::ManifestError;
-use super::documents::{RawDocument, SourceFormat, parse_json, parse_yaml_document, split_yaml};
+use super::documents::{
+    RawDocument, SourceFormat, parse_json, parse_yaml_document, split_yaml, yaml11_boolean_path,
+};
+use super::edit::edit_encrypted_data;
 use crate::sealed_secret::{API_VERSION, KIND};
 
 /// What a document (or an item of a `List`) holds.
@@ -100,12 +103,17 @@ pub enum OutputFormat {
     Json,
 }
 
-/// A parsed manifest file with pending replacements.
+/// Where an object is in a file: document index and `List` item.
+type ObjectKey = (usize, Option<usize>);
+
+/// A parsed manifest file with pending replacements and value edits.
 #[derive(Clone, Debug)]
 pub struct ManifestFile {
     format: SourceFormat,
     raw: Vec<RawDocument>,
-    replacements: BTreeMap<(usize, Option<usize>), Value>,
+    replacements: BTreeMap<ObjectKey, Value>,
+    /// Sealed values to set in an object's `spec.encryptedData`, by data key.
+    edits: BTreeMap<ObjectKey, BTreeMap<String, String>>,
 }
 
 impl ManifestFile {
@@ -127,6 +135,7 @@ impl ManifestFile {
             format,
             raw,
             replacements: BTreeMap::new(),
+            edits: BTreeMap::new(),
         }
     }
 
@@ -177,6 +186,21 @@ impl ManifestFile {
         Ok(objects)
     }
 
+    /// For a YAML file: the path of the first value of this object that
+    /// YAML 1.1 (kubectl's YAML) reads as a boolean where YAML 1.2 reads a
+    /// string (see [`super::documents::yaml11_boolean_path`]); only the
+    /// top-level `fields` given (all when empty).
+    pub fn yaml11_boolean_path(&self, document: &Document, fields: &[&str]) -> Option<String> {
+        if self.format != SourceFormat::Yaml {
+            return None;
+        }
+        let raw = self
+            .raw
+            .iter()
+            .find(|raw| !raw.empty && raw.index == document.index)?;
+        yaml11_boolean_path(raw, document.item, &document.value, fields)
+    }
+
     fn parse_raw(&self, raw: &RawDocument) -> Result<Value, ManifestError> {
         match self.format {
             SourceFormat::Yaml => parse_yaml_document(raw),
@@ -190,36 +214,66 @@ impl ManifestFile {
             .insert((document.index, document.item), value);
     }
 
-    /// Whether any object was replaced since the file was read.
-    pub fn has_replacements(&self) -> bool {
-        !self.replacements.is_empty()
+    /// Sets sealed values (data key → value) in the `spec.encryptedData` of
+    /// one SealedSecret, adding the keys it lacks; takes effect in
+    /// [`ManifestFile::render`], which changes only those values' text
+    /// where it can (comments, order, blank lines and quoting stay).
+    pub fn set_encrypted_values(&mut self, document: &Document, values: BTreeMap<String, String>) {
+        self.edits
+            .entry((document.index, document.item))
+            .or_default()
+            .extend(values);
     }
 
-    /// The file's text with replacements applied. Untouched documents keep
-    /// their bytes; a rewritten YAML document keeps its leading comments.
+    /// Whether any object was replaced or edited since the file was read.
+    pub fn has_replacements(&self) -> bool {
+        !self.replacements.is_empty() || self.edits.values().any(|edits| !edits.is_empty())
+    }
+
+    fn in_document<T>(
+        map: &BTreeMap<ObjectKey, T>,
+        index: usize,
+    ) -> impl Iterator<Item = (&Option<usize>, &T)> {
+        map.range((index, None)..=(index, Some(usize::MAX)))
+            .map(|((_, item), value)| (item, value))
+    }
+
+    /// The file's text with replacements and edits applied. Untouched
+    /// documents keep their bytes; value edits change only the values' text
+    /// when the document's shape allows it; otherwise a rewritten YAML
+    /// document keeps its leading comments.
     pub fn render(&self) -> Result<String, ManifestError> {
         let mut out = String::new();
         for raw in &self.raw {
             out.push_str(&raw.separator);
-            let whole = self.replacements.get(&(raw.index, None));
-            let has_items = self
-                .replacements
-                .range((raw.index, Some(0))..=(raw.index, Some(usize::MAX)))
+            let replaced = Self::in_document(&self.replacements, raw.index)
                 .next()
                 .is_some();
-            if raw.empty || (whole.is_none() && !has_items) {
+            let edits: Vec<_> = Self::in_document(&self.edits, raw.index)
+                .filter(|(_, edits)| !edits.is_empty())
+                .collect();
+            if raw.empty || (!replaced && edits.is_empty()) {
                 out.push_str(&raw.text);
                 continue;
             }
-            let value = match whole {
+            if !replaced {
+                let json = self.format == SourceFormat::Json;
+                let surgical = edits
+                    .iter()
+                    .try_fold(raw.text.clone(), |text, (item, values)| {
+                        edit_encrypted_data(&text, **item, values, json)
+                    });
+                if let Some(text) = surgical {
+                    out.push_str(&text);
+                    continue;
+                }
+            }
+            let mut value = match self.replacements.get(&(raw.index, None)) {
                 Some(value) => value.clone(),
                 None => {
                     let mut list = self.parse_raw(raw)?;
                     if let Some(Value::Array(items)) = list.get_mut("items") {
-                        for ((_, item), value) in self
-                            .replacements
-                            .range((raw.index, Some(0))..=(raw.index, Some(usize::MAX)))
-                        {
+                        for (item, value) in Self::in_document(&self.replacements, raw.index) {
                             if let Some(slot) = item.and_then(|item| items.get_mut(item)) {
                                 *slot = value.clone();
                             }
@@ -228,6 +282,31 @@ impl ManifestFile {
                     list
                 }
             };
+            for (item, values) in &edits {
+                let object = match item {
+                    None => Some(&mut value),
+                    Some(item) => value
+                        .get_mut("items")
+                        .and_then(|items| items.get_mut(*item)),
+                };
+                if let Some(Value::Object(data)) = object
+                    .and_then(|object| object.get_mut("spec"))
+                    .and_then(Value::as_object_mut)
+                    .map(|spec| {
+                        let data = spec
+                            .entry("encryptedData")
+                            .or_insert_with(|| Value::Object(serde_json::Map::new()));
+                        if data.is_null() {
+                            *data = Value::Object(serde_json::Map::new());
+                        }
+                        data
+                    })
+                {
+                    for (key, sealed) in *values {
+                        data.insert(key.clone(), Value::String(sealed.clone()));
+                    }
+                }
+            }
             match self.format {
                 SourceFormat::Yaml => {
                     out.push_str(raw.leading_comments());

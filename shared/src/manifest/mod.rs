@@ -2,6 +2,7 @@
 //! and the way back. Multi-document YAML and JSON.
 
 mod documents;
+mod edit;
 mod file;
 mod plain_secret;
 mod sealing;

@@ -4,9 +4,11 @@
 use std::collections::BTreeMap;
 
 use base64::Engine;
+use base64::alphabet;
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use base64::prelude::BASE64_STANDARD;
 use serde_json::{Map, Value, json};
-use zeroize::Zeroize;
+use zeroize::{Zeroize, Zeroizing};
 
 use crate::binding::{MAX_VALUE_LEN, validate_key_name};
 use crate::secret::SecretBytes;
@@ -17,6 +19,37 @@ pub const STRIPPED_ANNOTATIONS: &[&str] = &[
     "kubectl.kubernetes.io/last-applied-configuration",
     "kapp.k14s.io/original",
     "kapp.k14s.io/original-diff",
+];
+
+/// The fields of a `v1` Secret.
+const SECRET_FIELDS: &[&str] = &[
+    "apiVersion",
+    "kind",
+    "metadata",
+    "data",
+    "stringData",
+    "type",
+    "immutable",
+];
+
+/// The fields of `ObjectMeta`; kseal keeps name, namespace, labels and
+/// annotations and drops the rest (they make no sense in git).
+const OBJECT_META_FIELDS: &[&str] = &[
+    "name",
+    "generateName",
+    "namespace",
+    "selfLink",
+    "uid",
+    "resourceVersion",
+    "generation",
+    "creationTimestamp",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+    "labels",
+    "annotations",
+    "ownerReferences",
+    "finalizers",
+    "managedFields",
 ];
 
 /// The parts of a Secret kseal carries. Everything else in `metadata` (uid,
@@ -67,6 +100,20 @@ impl PlainSecret {
             Some(Value::Object(metadata)) => metadata,
             Some(_) => return Err("metadata is not a mapping".into()),
         };
+        // kubectl validates strictly: an unknown field (a typo such as
+        // `stringdata` or `lables`) is an error, not something to drop.
+        if let Some(field) = object
+            .keys()
+            .find(|key| !SECRET_FIELDS.contains(&key.as_str()))
+        {
+            return Err(format!("unknown field {field:?} in a Secret"));
+        }
+        if let Some(field) = metadata
+            .keys()
+            .find(|key| !OBJECT_META_FIELDS.contains(&key.as_str()))
+        {
+            return Err(format!("unknown field \"metadata.{field}\" in a Secret"));
+        }
         let mut secret = PlainSecret {
             name: optional_string(metadata, "name", "metadata.name")?.unwrap_or_default(),
             namespace: optional_string(metadata, "namespace", "metadata.namespace")?
@@ -83,12 +130,15 @@ impl PlainSecret {
         };
         if let Some(data) = map_field(object, "data")? {
             for (key, value) in data {
-                let encoded = value
-                    .as_str()
-                    .ok_or_else(|| format!("data.{key} is not a string"))?;
-                let mut decoded = BASE64_STANDARD
-                    .decode(encoded.trim())
-                    .map_err(|_| format!("data.{key} is not valid base64"))?;
+                // A null value is an empty one, as the API server stores it.
+                let encoded = match value {
+                    Value::Null => "",
+                    value => value
+                        .as_str()
+                        .ok_or_else(|| format!("data.{key} is not a string"))?,
+                };
+                let mut decoded = decode_data_value(encoded)
+                    .ok_or_else(|| format!("data.{key} is not valid base64"))?;
                 let decoded_value = SecretBytes::new(std::mem::take(&mut decoded));
                 secret.insert(key, decoded_value)?;
             }
@@ -96,9 +146,12 @@ impl PlainSecret {
         // stringData wins over data, as on the API server.
         if let Some(string_data) = map_field(object, "stringData")? {
             for (key, value) in string_data {
-                let text = value
-                    .as_str()
-                    .ok_or_else(|| format!("stringData.{key} is not a string"))?;
+                let text = match value {
+                    Value::Null => "",
+                    value => value
+                        .as_str()
+                        .ok_or_else(|| format!("stringData.{key} is not a string"))?,
+                };
                 secret.insert(key, SecretBytes::from(text.as_bytes()))?;
             }
         }
@@ -190,6 +243,23 @@ impl PlainSecret {
         manifest.insert("data".into(), Value::Object(data));
         Value::Object(manifest)
     }
+}
+
+/// The API server's base64 (Go's `encoding/json` for `[]byte`, that is
+/// `base64.StdEncoding`): the standard alphabet, padding required, `\r` and
+/// `\n` skipped anywhere (values wrapped by `base64` at 76 columns), nothing
+/// else skipped (a space is an error), and set bits after the last full
+/// byte tolerated.
+fn decode_data_value(encoded: &str) -> Option<Vec<u8>> {
+    const ENGINE: GeneralPurpose = GeneralPurpose::new(
+        &alphabet::STANDARD,
+        GeneralPurposeConfig::new()
+            .with_decode_allow_trailing_bits(true)
+            .with_decode_padding_mode(DecodePaddingMode::RequireCanonical),
+    );
+    let mut compact = Zeroizing::new(encoded.as_bytes().to_vec());
+    compact.retain(|&b| b != b'\r' && b != b'\n');
+    ENGINE.decode(&*compact).ok()
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
@@ -311,6 +381,70 @@ mod tests {
         assert!(err.contains("invalid data key name"), "{err}");
         let err = secret(json!({"apiVersion": "v1", "kind": "ConfigMap"})).unwrap_err();
         assert!(err.contains("ConfigMap"), "{err}");
+    }
+
+    #[test]
+    fn data_values_decode_as_the_api_server_does() {
+        // (encoded, decoded or None for refused)
+        let table: &[(&str, Option<&[u8]>)] = &[
+            ("YWJj", Some(b"abc")),
+            ("", Some(b"")),
+            ("YQ==", Some(b"a")),
+            ("YWI=", Some(b"ab")),
+            ("YW\nJj", Some(b"abc")),
+            ("YWJj\n", Some(b"abc")),
+            ("YWJj\r\n", Some(b"abc")),
+            ("\nY\rW\nJ\nj\n\n", Some(b"abc")),
+            ("YQ=\n=", Some(b"a")),
+            // Non-zero bits after the last byte: Go's decoder is not strict.
+            ("YR==", Some(b"a")),
+            ("YQ", None),
+            ("YQ=", None),
+            ("YQ===", None),
+            (" YWJj", None),
+            ("YWJj ", None),
+            ("YW Jj", None),
+            ("YW\tJj", None),
+            ("YWJj=", None),
+            ("YWJ-", None),
+            ("YWJ_", None),
+            ("YQ==YQ==", None),
+        ];
+        for (encoded, expected) in table {
+            assert_eq!(
+                decode_data_value(encoded).as_deref(),
+                *expected,
+                "{encoded:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn null_values_are_empty_and_unknown_fields_are_refused() {
+        let parsed = secret(json!({"apiVersion": "v1", "kind": "Secret",
+            "data": {"a": null}, "stringData": {"b": null}}))
+        .unwrap();
+        assert_eq!(parsed.data["a"].expose(), b"");
+        assert_eq!(parsed.data["b"].expose(), b"");
+        for (value, message) in [
+            (
+                json!({"apiVersion": "v1", "kind": "Secret", "stringdata": {}}),
+                "unknown field \"stringdata\"",
+            ),
+            (
+                json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"lables": {}}}),
+                "unknown field \"metadata.lables\"",
+            ),
+        ] {
+            let err = secret(value).unwrap_err();
+            assert!(err.contains(message), "{err}");
+        }
+        // What `kubectl get -o yaml` adds to metadata is known, and dropped.
+        assert!(
+            secret(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {
+            "uid": "u", "resourceVersion": "1", "managedFields": [], "creationTimestamp": null}}))
+            .is_ok()
+        );
     }
 
     #[test]

@@ -12,6 +12,7 @@ use crate::error::SealError;
 use crate::sealed_secret::{
     MAX_VALUES, SealedSecret, SealedSecretSpec, SecretTemplate, TemplateMetadata,
 };
+use crate::validation::{self, SecretNames};
 use crate::x25519::Recipient;
 
 /// How to seal a Secret.
@@ -38,14 +39,21 @@ pub fn value_binding<'a>(sealed: &'a SealedSecret, key: &'a str) -> Binding<'a> 
 /// Seals every value of a Secret. The caller has already stripped leaky
 /// annotations (see [`PlainSecret::strip_leaky_annotations`]).
 pub fn seal_secret(secret: &PlainSecret, options: SealOptions<'_>) -> Result<SealedSecret, String> {
-    if secret.name.is_empty() {
-        return Err("the Secret has no metadata.name (use --name)".into());
-    }
-    if options.scope.binds_namespace() && secret.namespace.is_empty() {
-        return Err(format!(
-            "the Secret has no metadata.namespace, which scope {} needs (use --namespace, or --scope cluster-wide)",
-            options.scope
-        ));
+    // The names Kubernetes would refuse, before anything is sealed (the
+    // name and namespace are bound into every value).
+    let problems = validation::object_problems(
+        SecretNames {
+            scope: options.scope,
+            name: &secret.name,
+            namespace: &secret.namespace,
+            labels: &secret.labels,
+            annotations: &secret.annotations,
+        },
+        secret.data.keys().map(String::as_str),
+    );
+    if !problems.is_empty() {
+        let problems: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        return Err(problems.join("; "));
     }
     if secret.data.is_empty() && !options.allow_empty_data {
         return Err("the Secret has no data (pass --allow-empty-data to seal it anyway)".into());
@@ -97,6 +105,20 @@ pub fn merge_into(
     secret: &PlainSecret,
     recipients: &[Recipient],
 ) -> Result<Vec<String>, String> {
+    // The target and the new keys must be well-formed (one definition, see
+    // `validation`): values are bound to these names.
+    let mut problems = validation::sealed_secret_problems(existing);
+    problems.extend(
+        secret
+            .data
+            .keys()
+            .filter_map(|key| validation::check_data_key(key).err())
+            .map(validation::ObjectError::from),
+    );
+    if !problems.is_empty() {
+        let problems: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        return Err(problems.join("; "));
+    }
     let name = existing.metadata.name.clone().unwrap_or_default();
     let namespace = existing.metadata.namespace.clone().unwrap_or_default();
     if !secret.name.is_empty() && secret.name != name {
