@@ -22,7 +22,8 @@ proptest! {
     #[test]
     fn round_trip_arbitrary_bytes(
         plaintext in proptest::collection::vec(any::<u8>(), 0..4096),
-        key in "[-._a-zA-Z0-9]{1,40}",
+        // Valid Secret data keys: no leading "." (so never ".", ".." or "..x").
+        key in "[-_a-zA-Z0-9][-._a-zA-Z0-9]{0,39}",
         namespace in "[a-z0-9-]{1,20}",
         name in "[a-z0-9.-]{1,30}",
         scope in prop::sample::select(Scope::ALL.to_vec()),
