@@ -6,9 +6,20 @@ use kube::CustomResourceExt;
 /// Where the chart keeps the committed CRD.
 pub const CRD_PATH: &str = "charts/kseal/crds/sealedsecrets.kseal.dev.yaml";
 
+/// Why the CRD cannot be rendered (not expected: it is built from types).
+#[derive(Debug, thiserror::Error)]
+pub enum CrdError {
+    /// The CRD did not serialize to JSON.
+    #[error("the CRD does not serialize: {0}")]
+    Json(#[from] serde_json::Error),
+    /// The JSON did not render as YAML.
+    #[error(transparent)]
+    Yaml(#[from] kseal_shared::manifest::RenderError),
+}
+
 /// The CRD as YAML, exactly as committed.
-pub fn crd_yaml() -> Result<String, String> {
-    let crd = serde_json::to_value(SealedSecret::crd()).map_err(|err| err.to_string())?;
+pub fn crd_yaml() -> Result<String, CrdError> {
+    let crd = serde_json::to_value(SealedSecret::crd())?;
     let body = kseal_shared::manifest::to_yaml(&crd)?;
     Ok(format!(
         "# Generated from the Rust types by `kseal-controller crd`; do not edit.\n{body}"

@@ -22,7 +22,7 @@ use kube::{Api, Resource, ResourceExt};
 use sha2::{Digest, Sha256};
 use zeroize::Zeroize;
 
-use kseal_shared::contract::{MANAGED_ANNOTATION, OWNED_LABEL};
+use kseal_shared::contract::{MANAGED_ANNOTATION, OWNED_LABEL, PolicyViolation};
 
 use crate::context::Context;
 use crate::error::Error;
@@ -254,7 +254,7 @@ async fn sync_secret(sealed: &Arc<CachedSealedSecret>, ctx: &Context) -> Result<
             desired.labels.keys().filter(|key| *key != OWNED_LABEL),
             desired.annotations.keys(),
         )
-        .map_err(|violation| Error::PolicyDenied(violation.to_string()))?;
+        .map_err(|violation| Error::PolicyDenied(with_flag(&violation)))?;
     let owner = owner_reference(sealed)
         .ok_or_else(|| Error::InvalidSpec("the SealedSecret has no uid yet".into()))?;
     // Fast path without decrypting: the Secret is unchanged since it was
@@ -405,6 +405,17 @@ async fn sync_secret(sealed: &Arc<CachedSealedSecret>, ctx: &Context) -> Result<
         .map(Wiped)?;
     remember(updated.metadata.resource_version.clone());
     Ok(Outcome::Updated)
+}
+
+/// A policy violation with the controller flag that allows it, if any.
+fn with_flag(violation: &PolicyViolation) -> String {
+    match violation {
+        PolicyViolation::DeniedType(_) => format!("{violation} (--allow-secret-types)"),
+        PolicyViolation::DeniedPrefix { .. } => format!("{violation} (--allow-metadata-prefixes)"),
+        PolicyViolation::ReservedType(_) | PolicyViolation::ReservedKey { .. } => {
+            violation.to_string()
+        }
+    }
 }
 
 /// A Secret read from (or returned by) the API server, whose data is wiped

@@ -340,7 +340,7 @@ pub enum PolicyViolation {
     ReservedType(String),
     /// A dangerous type the operator has not allowed.
     #[error(
-        "Secret type {0:?} is not allowed from a SealedSecret (the cluster operator can allow it with the controller's --allow-secret-types)"
+        "Secret type {0:?} is not allowed from a SealedSecret unless the cluster operator allows it"
     )]
     DeniedType(String),
     /// A `kseal.dev/` label or annotation.
@@ -353,7 +353,7 @@ pub enum PolicyViolation {
     },
     /// A dangerous prefix the operator has not allowed.
     #[error(
-        "{what} {key:?} is not allowed from a SealedSecret (the cluster operator can allow the prefix {prefix:?} with the controller's --allow-metadata-prefixes)"
+        "{what} {key:?} is not allowed from a SealedSecret unless the cluster operator allows the prefix {prefix:?}"
     )]
     DeniedPrefix {
         /// `label` or `annotation`.

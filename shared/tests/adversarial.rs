@@ -514,7 +514,7 @@ fn errors_do_not_echo_secrets() {
 /// makes one with exactly that many.
 #[test]
 fn sealers_stop_at_max_values() {
-    use kseal_shared::manifest::merge_into;
+    use kseal_shared::manifest::{SealingError, merge_into};
     use kseal_shared::sealed_secret::MAX_VALUES;
     let identity = Identity::generate();
     let recipients = [identity.recipient().clone()];
@@ -529,7 +529,12 @@ fn sealers_stop_at_max_values() {
         plain("app", "many", &values)
     };
     let err = seal_secret(&many(MAX_VALUES + 1), options).unwrap_err();
-    assert!(err.contains(&MAX_VALUES.to_string()), "{err}");
+    assert_eq!(
+        err,
+        SealingError::TooManyValues {
+            count: MAX_VALUES + 1
+        }
+    );
     let mut full = seal_secret(&many(MAX_VALUES), options).unwrap();
     assert_eq!(full.spec.encrypted_data.len(), MAX_VALUES);
     // Replacing a value keeps the count; adding one goes over.
@@ -545,7 +550,12 @@ fn sealers_stop_at_max_values() {
         &recipients,
     )
     .unwrap_err();
-    assert!(err.contains(&MAX_VALUES.to_string()), "{err}");
+    assert_eq!(
+        err,
+        SealingError::TooManyValues {
+            count: MAX_VALUES + 1
+        }
+    );
     assert_eq!(full.spec.encrypted_data.len(), MAX_VALUES);
 }
 

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result, anyhow, bail};
 use kseal_shared::manifest::{
-    DocumentKind, ManifestFile, OutputFormat, PlainSecret, SealOptions, merge_into,
+    DocumentKind, ManifestFile, OutputFormat, PlainSecret, SealOptions, SealingError, merge_into,
     render_documents, seal_secret,
 };
 use kseal_shared::sealed_secret::SealedSecret;
@@ -111,8 +111,8 @@ pub fn run(args: SealArgs) -> Result<()> {
                 display_name(&item.secret)
             )
         });
-        let sealed_secret =
-            seal_secret(&item.secret, options).map_err(|message| anyhow!("{at}: {message}"))?;
+        let sealed_secret = seal_secret(&item.secret, options)
+            .map_err(|err| anyhow!("{at}: {}", with_hint(&err)))?;
         yaml11(item)?;
         sealed.push(serde_json::to_value(&sealed_secret)?);
     }
@@ -138,6 +138,15 @@ fn sealed_name(sealed: &SealedSecret) -> String {
     match sealed.metadata.namespace.as_deref().unwrap_or_default() {
         "" => name.to_owned(),
         namespace => format!("{namespace}/{name}"),
+    }
+}
+
+/// The library's error with this command's way out, where there is one.
+fn with_hint(err: &SealingError) -> String {
+    match err {
+        SealingError::NoData => format!("{err} (pass --allow-empty-data to seal it anyway)"),
+        SealingError::TooManyValues { .. } => format!("{err} (split the Secret)"),
+        _ => err.to_string(),
     }
 }
 
@@ -419,7 +428,7 @@ fn merge(target: &Path, secrets: &[PlainSecret], recipients: &[Recipient]) -> Re
             bail!("{}", lines.join("\n"));
         }
         let written = merge_into(&mut sealed, secret, recipients)
-            .map_err(|message| anyhow!("{at}: {message}"))?;
+            .map_err(|err| anyhow!("{at}: {}", with_hint(&err)))?;
         let values = written
             .iter()
             .filter_map(|key| {

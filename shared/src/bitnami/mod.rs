@@ -122,7 +122,7 @@ pub enum ObjectError {
     Values(Vec<(String, ValueError)>),
     /// Sealing the decrypted values for kseal failed.
     #[error("cannot seal for kseal: {0}")]
-    Seal(String),
+    Seal(crate::manifest::SealingError),
 }
 
 fn describe_values(failures: &[(String, ValueError)]) -> String {

@@ -312,7 +312,7 @@ impl ManifestFile {
                     out.push_str(raw.leading_comments());
                     out.push_str(
                         &to_yaml(&value)
-                            .map_err(|message| ManifestError::at(raw, None, message))?,
+                            .map_err(|err| ManifestError::at(raw, None, err.to_string()))?,
                     );
                 }
                 SourceFormat::Json => {
@@ -330,13 +330,18 @@ fn is_list(value: &Value) -> bool {
         && value.get("apiVersion").and_then(Value::as_str) == Some("v1")
 }
 
+/// Serializing a document as YAML failed (the serializer's message; the
+/// values are JSON, so this is not expected).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("YAML output: {0}")]
+pub struct RenderError(String);
+
 /// Serializes one object as a YAML document (no `---`), long strings on one
 /// line so sealed values diff cleanly.
-pub fn to_yaml(value: &Value) -> Result<String, String> {
+pub fn to_yaml(value: &Value) -> Result<String, RenderError> {
     let mut options = serde_saphyr::SerializerOptions::default();
     options.prefer_block_scalars = false;
-    serde_saphyr::to_string_with_options(value, options)
-        .map_err(|err| format!("YAML output: {err}"))
+    serde_saphyr::to_string_with_options(value, options).map_err(|err| RenderError(err.to_string()))
 }
 
 /// Pretty JSON.
@@ -346,7 +351,7 @@ pub fn to_json(value: &Value) -> String {
 
 /// Renders objects as one output stream: YAML documents separated by `---`,
 /// or JSON (one object, or a `v1` `List` of several).
-pub fn render_documents(values: &[Value], format: OutputFormat) -> Result<String, String> {
+pub fn render_documents(values: &[Value], format: OutputFormat) -> Result<String, RenderError> {
     match format {
         OutputFormat::Yaml => {
             let mut out = String::new();

@@ -13,10 +13,13 @@ pub use documents::{
     MAX_DOCUMENT_LEN, RawDocument, SourceFormat, parse_json, parse_yaml_document, split_yaml,
 };
 pub use file::{
-    Document, DocumentKind, ManifestFile, OutputFormat, render_documents, to_json, to_yaml,
+    Document, DocumentKind, ManifestFile, OutputFormat, RenderError, render_documents, to_json,
+    to_yaml,
 };
-pub use plain_secret::{PlainSecret, STRIPPED_ANNOTATIONS, scrub};
-pub use sealing::{KeyFailure, SealOptions, merge_into, seal_secret, unseal, value_binding};
+pub use plain_secret::{PlainSecret, STRIPPED_ANNOTATIONS, SecretError, scrub};
+pub use sealing::{
+    KeyFailure, SealOptions, SealingError, merge_into, seal_secret, unseal, value_binding,
+};
 
 /// A problem with one document of a manifest, with where it is.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

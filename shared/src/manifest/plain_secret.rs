@@ -11,6 +11,7 @@ use serde_json::{Map, Value, json};
 use zeroize::{Zeroize, Zeroizing};
 
 use crate::binding::{MAX_VALUE_LEN, validate_key_name};
+use crate::error::SealError;
 use crate::secret::SecretBytes;
 
 /// Annotations that can hold a copy of the whole object, plaintext included.
@@ -73,32 +74,86 @@ pub struct PlainSecret {
     pub data: BTreeMap<String, SecretBytes>,
 }
 
+/// Why a document is not a Secret kseal can seal. Names fields (paths such
+/// as `data.password`), never a value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SecretError {
+    /// The document is not a mapping.
+    #[error("the document is not a mapping")]
+    NotAMapping,
+    /// Another object than a `v1` `Secret`.
+    #[error("expected apiVersion v1, kind Secret; found apiVersion {api_version:?}, kind {kind:?}")]
+    NotASecret {
+        /// Its `apiVersion`.
+        api_version: String,
+        /// Its `kind`.
+        kind: String,
+    },
+    /// A field kubectl's strict validation refuses (a typo such as
+    /// `stringdata`).
+    #[error("unknown field {0:?} in a Secret")]
+    UnknownField(String),
+    /// A field has the wrong type.
+    #[error("{path} is not {expected}")]
+    WrongType {
+        /// The field's path.
+        path: String,
+        /// What it must be: `a string`, `a mapping`, `a boolean`.
+        expected: &'static str,
+    },
+    /// A `data` value is not base64 as the API server decodes it.
+    #[error("{0} is not valid base64")]
+    NotBase64(String),
+    /// A data key Kubernetes refuses.
+    #[error("{0}")]
+    InvalidKey(SealError),
+    /// A value larger than a Secret holds.
+    #[error("value of {key:?} is {len} bytes; a Secret holds at most 1 MiB")]
+    ValueTooLarge {
+        /// The data key.
+        key: String,
+        /// Its length in bytes.
+        len: usize,
+    },
+    /// All values together larger than a Secret holds.
+    #[error("the Secret's values total {0} bytes; a Secret holds at most 1 MiB")]
+    TooLarge(usize),
+}
+
+fn wrong_type(path: impl Into<String>, expected: &'static str) -> SecretError {
+    SecretError::WrongType {
+        path: path.into(),
+        expected,
+    }
+}
+
 impl PlainSecret {
     /// Reads a `v1` `Secret` from a parsed document. The document's strings
     /// are wiped afterwards, whether or not it parses.
-    pub fn from_value(mut value: Value) -> Result<Self, String> {
+    pub fn from_value(mut value: Value) -> Result<Self, SecretError> {
         let result = Self::read(&value);
         scrub(&mut value);
         result
     }
 
-    fn read(value: &Value) -> Result<Self, String> {
-        let object = value.as_object().ok_or("the document is not a mapping")?;
+    fn read(value: &Value) -> Result<Self, SecretError> {
+        let object = value.as_object().ok_or(SecretError::NotAMapping)?;
         let kind = object.get("kind").and_then(Value::as_str).unwrap_or("");
         let api_version = object
             .get("apiVersion")
             .and_then(Value::as_str)
             .unwrap_or("");
         if kind != "Secret" || api_version != "v1" {
-            return Err(format!(
-                "expected apiVersion v1, kind Secret; found apiVersion {api_version:?}, kind {kind:?}"
-            ));
+            return Err(SecretError::NotASecret {
+                api_version: api_version.to_owned(),
+                kind: kind.to_owned(),
+            });
         }
         let empty = Map::new();
         let metadata = match object.get("metadata") {
             None | Some(Value::Null) => &empty,
             Some(Value::Object(metadata)) => metadata,
-            Some(_) => return Err("metadata is not a mapping".into()),
+            Some(_) => return Err(wrong_type("metadata", "a mapping")),
         };
         // kubectl validates strictly: an unknown field (a typo such as
         // `stringdata` or `lables`) is an error, not something to drop.
@@ -106,13 +161,13 @@ impl PlainSecret {
             .keys()
             .find(|key| !SECRET_FIELDS.contains(&key.as_str()))
         {
-            return Err(format!("unknown field {field:?} in a Secret"));
+            return Err(SecretError::UnknownField(field.clone()));
         }
         if let Some(field) = metadata
             .keys()
             .find(|key| !OBJECT_META_FIELDS.contains(&key.as_str()))
         {
-            return Err(format!("unknown field \"metadata.{field}\" in a Secret"));
+            return Err(SecretError::UnknownField(format!("metadata.{field}")));
         }
         let mut secret = PlainSecret {
             name: optional_string(metadata, "name", "metadata.name")?.unwrap_or_default(),
@@ -122,7 +177,7 @@ impl PlainSecret {
             immutable: match object.get("immutable") {
                 None | Some(Value::Null) => None,
                 Some(Value::Bool(b)) => Some(*b),
-                Some(_) => return Err("immutable is not a boolean".into()),
+                Some(_) => return Err(wrong_type("immutable", "a boolean")),
             },
             labels: string_map(metadata, "labels", "metadata.labels")?,
             annotations: string_map(metadata, "annotations", "metadata.annotations")?,
@@ -135,10 +190,10 @@ impl PlainSecret {
                     Value::Null => "",
                     value => value
                         .as_str()
-                        .ok_or_else(|| format!("data.{key} is not a string"))?,
+                        .ok_or_else(|| wrong_type(format!("data.{key}"), "a string"))?,
                 };
                 let mut decoded = decode_data_value(encoded)
-                    .ok_or_else(|| format!("data.{key} is not valid base64"))?;
+                    .ok_or_else(|| SecretError::NotBase64(format!("data.{key}")))?;
                 let decoded_value = SecretBytes::new(std::mem::take(&mut decoded));
                 secret.insert(key, decoded_value)?;
             }
@@ -150,7 +205,7 @@ impl PlainSecret {
                     Value::Null => "",
                     value => value
                         .as_str()
-                        .ok_or_else(|| format!("stringData.{key} is not a string"))?,
+                        .ok_or_else(|| wrong_type(format!("stringData.{key}"), "a string"))?,
                 };
                 secret.insert(key, SecretBytes::from(text.as_bytes()))?;
             }
@@ -159,20 +214,18 @@ impl PlainSecret {
     }
 
     /// Adds or replaces a value after checking its key name and size.
-    pub fn insert(&mut self, key: &str, value: SecretBytes) -> Result<(), String> {
-        validate_key_name(key).map_err(|err| err.to_string())?;
+    pub fn insert(&mut self, key: &str, value: SecretBytes) -> Result<(), SecretError> {
+        validate_key_name(key).map_err(SecretError::InvalidKey)?;
         if value.len() > MAX_VALUE_LEN {
-            return Err(format!(
-                "value of {key:?} is {} bytes; a Secret holds at most 1 MiB",
-                value.len()
-            ));
+            return Err(SecretError::ValueTooLarge {
+                key: key.to_owned(),
+                len: value.len(),
+            });
         }
         self.data.insert(key.to_owned(), value);
         let total: usize = self.data.values().map(SecretBytes::len).sum();
         if total > MAX_VALUE_LEN {
-            return Err(format!(
-                "the Secret's values total {total} bytes; a Secret holds at most 1 MiB"
-            ));
+            return Err(SecretError::TooLarge(total));
         }
         Ok(())
     }
@@ -272,22 +325,22 @@ fn optional_string(
     object: &Map<String, Value>,
     field: &str,
     path: &str,
-) -> Result<Option<String>, String> {
+) -> Result<Option<String>, SecretError> {
     match object.get(field) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(_) => Err(format!("{path} is not a string")),
+        Some(_) => Err(wrong_type(path, "a string")),
     }
 }
 
 fn map_field<'a>(
     object: &'a Map<String, Value>,
     field: &str,
-) -> Result<Option<&'a Map<String, Value>>, String> {
+) -> Result<Option<&'a Map<String, Value>>, SecretError> {
     match object.get(field) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Object(map)) => Ok(Some(map)),
-        Some(_) => Err(format!("{field} is not a mapping")),
+        Some(_) => Err(wrong_type(field, "a mapping")),
     }
 }
 
@@ -295,15 +348,14 @@ fn string_map(
     object: &Map<String, Value>,
     field: &str,
     path: &str,
-) -> Result<BTreeMap<String, String>, String> {
-    let Some(map) = map_field(object, field).map_err(|_| format!("{path} is not a mapping"))?
-    else {
+) -> Result<BTreeMap<String, String>, SecretError> {
+    let Some(map) = map_field(object, field).map_err(|_| wrong_type(path, "a mapping"))? else {
         return Ok(BTreeMap::new());
     };
     map.iter()
         .map(|(key, value)| match value {
             Value::String(s) => Ok((key.clone(), s.clone())),
-            _ => Err(format!("{path}.{key} is not a string")),
+            _ => Err(wrong_type(format!("{path}.{key}"), "a string")),
         })
         .collect()
 }
@@ -327,8 +379,9 @@ pub fn scrub(value: &mut Value) {
 mod tests {
     use super::*;
 
+    /// The error as its message, which is what these tests check.
     fn secret(value: Value) -> Result<PlainSecret, String> {
-        PlainSecret::from_value(value)
+        PlainSecret::from_value(value).map_err(|err| err.to_string())
     }
 
     #[test]

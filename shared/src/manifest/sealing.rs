@@ -36,9 +36,63 @@ pub fn value_binding<'a>(sealed: &'a SealedSecret, key: &'a str) -> Binding<'a> 
     )
 }
 
+/// Why a Secret cannot be sealed, or merged into a SealedSecret. Messages
+/// name fields and rules, never a value; callers add hints for their own
+/// options (the CLI names its flags).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SealingError {
+    /// Names or keys Kubernetes would refuse (each problem, `; `-separated).
+    #[error("{}", join_problems(.0))]
+    Invalid(Vec<validation::ObjectError>),
+    /// The Secret has no data, and empty data was not allowed.
+    #[error("the Secret has no data")]
+    NoData,
+    /// More values than a SealedSecret may hold.
+    #[error("{count} values; a SealedSecret holds at most {MAX_VALUES}")]
+    TooManyValues {
+        /// How many there would be.
+        count: usize,
+    },
+    /// Merging a Secret of another name.
+    #[error("the Secret is named {secret:?} but the SealedSecret {sealed:?}")]
+    NameMismatch {
+        /// The Secret's name.
+        secret: String,
+        /// The SealedSecret's name.
+        sealed: String,
+    },
+    /// Merging a Secret of another namespace.
+    #[error("the Secret is in namespace {secret:?} but the SealedSecret in {sealed:?}")]
+    NamespaceMismatch {
+        /// The Secret's namespace.
+        secret: String,
+        /// The SealedSecret's namespace.
+        sealed: String,
+    },
+    /// Sealing one value failed.
+    #[error("{key}: {error}")]
+    Value {
+        /// The data key.
+        key: String,
+        /// Why.
+        error: SealError,
+    },
+}
+
+fn join_problems(problems: &[validation::ObjectError]) -> String {
+    problems
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 /// Seals every value of a Secret. The caller has already stripped leaky
 /// annotations (see [`PlainSecret::strip_leaky_annotations`]).
-pub fn seal_secret(secret: &PlainSecret, options: SealOptions<'_>) -> Result<SealedSecret, String> {
+pub fn seal_secret(
+    secret: &PlainSecret,
+    options: SealOptions<'_>,
+) -> Result<SealedSecret, SealingError> {
     // The names Kubernetes would refuse, before anything is sealed (the
     // name and namespace are bound into every value).
     let problems = validation::object_problems(
@@ -52,23 +106,25 @@ pub fn seal_secret(secret: &PlainSecret, options: SealOptions<'_>) -> Result<Sea
         secret.data.keys().map(String::as_str),
     );
     if !problems.is_empty() {
-        let problems: Vec<String> = problems.iter().map(ToString::to_string).collect();
-        return Err(problems.join("; "));
+        return Err(SealingError::Invalid(problems));
     }
     if secret.data.is_empty() && !options.allow_empty_data {
-        return Err("the Secret has no data (pass --allow-empty-data to seal it anyway)".into());
+        return Err(SealingError::NoData);
     }
     if secret.data.len() > MAX_VALUES {
-        return Err(format!(
-            "the Secret has {} data keys; a SealedSecret holds at most {MAX_VALUES}",
-            secret.data.len()
-        ));
+        return Err(SealingError::TooManyValues {
+            count: secret.data.len(),
+        });
     }
     let mut encrypted_data = BTreeMap::new();
     for (key, value) in &secret.data {
         let binding = Binding::new(options.scope, &secret.namespace, &secret.name, key);
-        let sealed = seal(value.expose(), &binding, options.recipients)
-            .map_err(|err| format!("{key}: {err}"))?;
+        let sealed = seal(value.expose(), &binding, options.recipients).map_err(|error| {
+            SealingError::Value {
+                key: key.clone(),
+                error,
+            }
+        })?;
         encrypted_data.insert(key.clone(), sealed.encode());
     }
     let metadata =
@@ -104,7 +160,7 @@ pub fn merge_into(
     existing: &mut SealedSecret,
     secret: &PlainSecret,
     recipients: &[Recipient],
-) -> Result<Vec<String>, String> {
+) -> Result<Vec<String>, SealingError> {
     // The target and the new keys must be well-formed (one definition, see
     // `validation`): values are bound to these names.
     let mut problems = validation::sealed_secret_problems(existing);
@@ -116,22 +172,21 @@ pub fn merge_into(
             .map(validation::ObjectError::from),
     );
     if !problems.is_empty() {
-        let problems: Vec<String> = problems.iter().map(ToString::to_string).collect();
-        return Err(problems.join("; "));
+        return Err(SealingError::Invalid(problems));
     }
     let name = existing.metadata.name.clone().unwrap_or_default();
     let namespace = existing.metadata.namespace.clone().unwrap_or_default();
     if !secret.name.is_empty() && secret.name != name {
-        return Err(format!(
-            "the Secret is named {:?} but the SealedSecret {:?}",
-            secret.name, name
-        ));
+        return Err(SealingError::NameMismatch {
+            secret: secret.name.clone(),
+            sealed: name,
+        });
     }
     if !secret.namespace.is_empty() && secret.namespace != namespace {
-        return Err(format!(
-            "the Secret is in namespace {:?} but the SealedSecret in {:?}",
-            secret.namespace, namespace
-        ));
+        return Err(SealingError::NamespaceMismatch {
+            secret: secret.namespace.clone(),
+            sealed: namespace,
+        });
     }
     let added = secret
         .data
@@ -139,16 +194,18 @@ pub fn merge_into(
         .filter(|key| !existing.spec.encrypted_data.contains_key(*key))
         .count();
     if existing.spec.encrypted_data.len() + added > MAX_VALUES {
-        return Err(format!(
-            "the SealedSecret would hold {} values; at most {MAX_VALUES}",
-            existing.spec.encrypted_data.len() + added
-        ));
+        return Err(SealingError::TooManyValues {
+            count: existing.spec.encrypted_data.len() + added,
+        });
     }
     let mut written = Vec::new();
     for (key, value) in &secret.data {
         let binding = Binding::new(existing.spec.scope, &namespace, &name, key);
         let sealed =
-            seal(value.expose(), &binding, recipients).map_err(|err| format!("{key}: {err}"))?;
+            seal(value.expose(), &binding, recipients).map_err(|error| SealingError::Value {
+                key: key.clone(),
+                error,
+            })?;
         existing
             .spec
             .encrypted_data
