@@ -271,6 +271,9 @@ fn check_finds_plaintext_secrets() {
 fn kseal_yaml_rules_pick_recipients_and_scope() {
     let prod = Workspace::new();
     let staging = Workspace::new();
+    // A repository: the search for .kseal.yaml goes up to its root (outside
+    // a repository only the working directory counts).
+    prod.write(".git/HEAD", "ref: refs/heads/main\n");
     prod.write(
         "keys/staging.txt",
         &format!("# staging cluster\n{}\n", staging.recipient),

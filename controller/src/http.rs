@@ -454,6 +454,15 @@ pub fn parse_sealed_secret_body(
             .and_then(|text| {
                 let mut options = serde_saphyr::options::Options::default();
                 options.with_snippet = false;
+                // A SealedSecret needs no anchors or aliases; with them a
+                // 2 MiB body could expand to the parser's default 64 MiB of
+                // scalars per request (an OOM kill at the chart's limit
+                // with a few requests at once).
+                let mut budget = serde_saphyr::Budget::default();
+                budget.max_aliases = 0;
+                budget.max_anchors = 0;
+                budget.max_total_scalar_bytes = text.len();
+                options.budget = Some(budget);
                 serde_saphyr::from_str_with_options::<SealedSecret>(text, options).map_err(|err| {
                     redact_quoted(err.to_string().lines().next().unwrap_or_default())
                 })
@@ -824,5 +833,24 @@ mod tests {
             .unwrap_err();
         assert!(err.to_string().contains("metadata.name"), "{err}");
         assert_eq!(redact_quoted(r#"a "b\"c" d "e""#), r#"a "…" d "…""#);
+    }
+
+    /// Aliases would let a small YAML body expand many times over; bodies
+    /// may hold none (JSON bodies cannot).
+    #[test]
+    fn yaml_bodies_may_not_expand() {
+        let scalar = "A".repeat(64 * 1024);
+        let mut body = format!(
+            "metadata: {{name: x, namespace: n}}\nspec:\n  encryptedData:\n    k0: &a {scalar}\n"
+        );
+        for i in 1..33 {
+            body.push_str(&format!("    k{i}: *a\n"));
+        }
+        let err = parse_sealed_secret_body(Some("application/yaml"), body.as_bytes()).unwrap_err();
+        assert!(matches!(err, BodyError::Invalid(_)), "{err}");
+        let plain = format!(
+            "metadata: {{name: x, namespace: n}}\nspec:\n  encryptedData:\n    k0: {scalar}\n"
+        );
+        assert!(parse_sealed_secret_body(Some("application/yaml"), plain.as_bytes()).is_ok());
     }
 }

@@ -247,14 +247,22 @@ async fn sync_secret(sealed: &Arc<CachedSealedSecret>, ctx: &Context) -> Result<
         let problems: Vec<String> = problems.iter().map(ToString::to_string).collect();
         return Err(Error::InvalidSpec(problems.join("; ")));
     }
-    let desired = Desired::of(sealed);
+    // The template as written (before the controller adds its own label):
+    // a kseal.dev/ label there is refused, not silently overwritten.
+    let template = sealed.template.as_deref();
+    let metadata = template.and_then(|template| template.metadata.as_ref());
     ctx.policy
         .check(
-            &desired.type_,
-            desired.labels.keys().filter(|key| *key != OWNED_LABEL),
-            desired.annotations.keys(),
+            template
+                .and_then(|template| template.type_.as_deref())
+                .unwrap_or("Opaque"),
+            metadata.into_iter().flat_map(|metadata| &metadata.labels),
+            metadata
+                .into_iter()
+                .flat_map(|metadata| metadata.annotations.keys()),
         )
         .map_err(|violation| Error::PolicyDenied(with_flag(&violation)))?;
+    let desired = Desired::of(sealed);
     let owner = owner_reference(sealed)
         .ok_or_else(|| Error::InvalidSpec("the SealedSecret has no uid yet".into()))?;
     // Fast path without decrypting: the Secret is unchanged since it was
@@ -410,7 +418,9 @@ async fn sync_secret(sealed: &Arc<CachedSealedSecret>, ctx: &Context) -> Result<
 /// A policy violation with the controller flag that allows it, if any.
 fn with_flag(violation: &PolicyViolation) -> String {
     match violation {
-        PolicyViolation::DeniedType(_) => format!("{violation} (--allow-secret-types)"),
+        PolicyViolation::DeniedType(_) | PolicyViolation::DeniedLabel { .. } => {
+            format!("{violation} (--allow-secret-types)")
+        }
         PolicyViolation::DeniedPrefix { .. } => format!("{violation} (--allow-metadata-prefixes)"),
         PolicyViolation::ReservedType(_) | PolicyViolation::ReservedKey { .. } => {
             violation.to_string()

@@ -91,14 +91,20 @@ impl Config {
     /// Searches `start` and its ancestors for `.kseal.yaml`, up to the
     /// repository root (the first directory holding `.git`): a config above
     /// the repository is not the repository's (a CI job's workspace, another
-    /// user's directory). Outside any repository every ancestor is searched.
+    /// user's directory). Outside any repository only `start` itself counts:
+    /// a config planted in a shared parent (`/tmp/.kseal.yaml`) must not add
+    /// its recipients to what a user seals below it.
     pub fn find(start: &Path) -> Result<Option<Self>, ConfigError> {
+        let root = start
+            .ancestors()
+            .find(|dir| dir.join(".git").exists())
+            .unwrap_or(start);
         for dir in start.ancestors() {
             let candidate = dir.join(CONFIG_FILE_NAME);
             if candidate.is_file() {
                 return Self::load(&candidate).map(Some);
             }
-            if dir.join(".git").exists() {
+            if dir == root {
                 break;
             }
         }
@@ -350,8 +356,11 @@ mod tests {
         let repo = top.path().join("repo");
         let deep = repo.join("clusters/prod");
         std::fs::create_dir_all(&deep).unwrap();
-        // Not a repository yet: the config above is found.
-        assert!(Config::find(&deep).unwrap().is_some());
+        // Outside a repository only the directory itself counts: the
+        // config in a parent (a shared /tmp, say) is not used.
+        assert!(Config::find(&deep).unwrap().is_none());
+        assert!(Config::find(top.path()).unwrap().is_some());
+        // Inside a repository, not above its root either.
         std::fs::create_dir(repo.join(".git")).unwrap();
         assert!(Config::find(&deep).unwrap().is_none());
         // A config at the repository root is found.

@@ -308,12 +308,22 @@ pub const DANGEROUS_SECRET_TYPES: [&str; 3] = [
 /// controllers that copy a Secret's data into other namespaces on request
 /// (kubernetes-replicator, Reflector, kubed/config-syncer), and the
 /// annotations that tie a token Secret to a service account.
-pub const DANGEROUS_METADATA_PREFIXES: [&str; 4] = [
+pub const DANGEROUS_METADATA_PREFIXES: [&str; 5] = [
     "replicator.v1.mittwald.de/",
     "reflector.v1.k8s.emberstack.com/",
     "kubed.appscode.com/",
     "kubernetes.io/service-account.",
+    // Argo CD reads Secrets with this label as cluster and repository
+    // credentials.
+    "argocd.argoproj.io/secret-type",
 ];
+
+/// Labels (key, value) with which another tool takes a Secret for its own
+/// record whatever its type, and the dangerous type whose allowance also
+/// allows the label: Helm finds release records by `owner=helm` (then
+/// `name`, `status`) and never checks the type, so a forged record needs
+/// only the label.
+pub const DANGEROUS_LABELS: [(&str, &str, &str); 1] = [("owner", "helm", "helm.sh/release.v1")];
 
 /// What a SealedSecret may create: the Secret's type and the labels and
 /// annotations of `spec.template`. `spec.template` is not authenticated (it
@@ -321,8 +331,9 @@ pub const DANGEROUS_METADATA_PREFIXES: [&str; 4] = [
 /// namespace is creating a Secret there, within this policy.
 ///
 /// Always refused: the sealing-key type and any [`RESERVED_PREFIX`] label or
-/// annotation. Refused unless allowed: [`DANGEROUS_SECRET_TYPES`] and
-/// [`DANGEROUS_METADATA_PREFIXES`]. Everything else is allowed.
+/// annotation. Refused unless allowed: [`DANGEROUS_SECRET_TYPES`],
+/// [`DANGEROUS_METADATA_PREFIXES`] and [`DANGEROUS_LABELS`]. Everything else
+/// is allowed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SecretPolicy {
     /// Dangerous types the operator allows anyway.
@@ -351,6 +362,18 @@ pub enum PolicyViolation {
         /// The key.
         key: String,
     },
+    /// A label another tool reads as its own record.
+    #[error(
+        "label {key}={value} makes the Secret a {type_} record to other tools; not allowed from a SealedSecret unless the cluster operator allows that type"
+    )]
+    DeniedLabel {
+        /// The label key.
+        key: String,
+        /// Its value.
+        value: String,
+        /// The type whose allowance allows it.
+        type_: &'static str,
+    },
     /// A dangerous prefix the operator has not allowed.
     #[error(
         "{what} {key:?} is not allowed from a SealedSecret unless the cluster operator allows the prefix {prefix:?}"
@@ -371,7 +394,7 @@ impl SecretPolicy {
     pub fn check<'a>(
         &self,
         type_: &str,
-        labels: impl IntoIterator<Item = &'a String>,
+        labels: impl IntoIterator<Item = (&'a String, &'a String)>,
         annotations: impl IntoIterator<Item = &'a String>,
     ) -> Result<(), PolicyViolation> {
         if type_ == SEALING_KEY_SECRET_TYPE || type_.starts_with(RESERVED_PREFIX) {
@@ -380,9 +403,23 @@ impl SecretPolicy {
         if DANGEROUS_SECRET_TYPES.contains(&type_) && !self.allow_types.contains(type_) {
             return Err(PolicyViolation::DeniedType(type_.to_owned()));
         }
+        let labels: Vec<(&String, &String)> = labels.into_iter().collect();
+        for (key, value) in &labels {
+            if let Some((_, _, allowed_by)) = DANGEROUS_LABELS
+                .iter()
+                .find(|(k, v, _)| key.as_str() == *k && value.as_str() == *v)
+                && !self.allow_types.contains(*allowed_by)
+            {
+                return Err(PolicyViolation::DeniedLabel {
+                    key: (*key).clone(),
+                    value: (*value).clone(),
+                    type_: allowed_by,
+                });
+            }
+        }
         let keys = labels
             .into_iter()
-            .map(|key| ("label", key))
+            .map(|(key, _)| ("label", key))
             .chain(annotations.into_iter().map(|key| ("annotation", key)));
         for (what, key) in keys {
             if key.starts_with(RESERVED_PREFIX) {
@@ -481,7 +518,16 @@ mod tests {
     #[test]
     fn policy_refuses_what_a_sealed_secret_must_not_create() {
         let none: [&String; 0] = [];
+        let no_labels: [(&String, &String); 0] = [];
         let owned = |items: &[&str]| items.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let valued = |keys: &[String]| {
+            keys.iter()
+                .map(|key| match key.split_once('=') {
+                    Some((k, v)) => (k.to_owned(), v.to_owned()),
+                    None => (key.clone(), "x".to_owned()),
+                })
+                .collect::<Vec<_>>()
+        };
         let default = SecretPolicy::default();
         // (type, labels, annotations, refused?)
         let cases: &[(&str, &[&str], &[&str], bool)] = &[
@@ -517,10 +563,24 @@ mod tests {
             ),
             ("Opaque", &["kubed.appscode.com/sync"], &[], true),
             ("Opaque", &[], &["kubernetes.io/service-account.name"], true),
+            // Helm's release records by label, whatever the type.
+            (
+                "Opaque",
+                &["owner=helm", "name=app", "status=deployed"],
+                &[],
+                true,
+            ),
+            ("Opaque", &["owner=team-a"], &[], false),
+            (
+                "Opaque",
+                &["argocd.argoproj.io/secret-type=cluster"],
+                &[],
+                true,
+            ),
         ];
         for (type_, labels, annotations, refused) in cases {
-            let (labels, annotations) = (owned(labels), owned(annotations));
-            let result = default.check(type_, &labels, &annotations);
+            let (labels, annotations) = (valued(&owned(labels)), owned(annotations));
+            let result = default.check(type_, labels.iter().map(|(k, v)| (k, v)), &annotations);
             assert_eq!(
                 result.is_err(),
                 *refused,
@@ -533,18 +593,34 @@ mod tests {
         };
         assert!(
             allowing
-                .check("kubernetes.io/service-account-token", none, none)
+                .check("kubernetes.io/service-account-token", no_labels, none)
                 .is_ok()
         );
         let replicate = owned(&["replicator.v1.mittwald.de/replicate-to"]);
-        assert!(allowing.check("Opaque", none, &replicate).is_ok());
+        assert!(allowing.check("Opaque", no_labels, &replicate).is_ok());
+        let helm = valued(&owned(&["owner=helm"]));
+        let helm = || helm.iter().map(|(k, v)| (k, v));
+        assert!(default.check("Opaque", helm(), none).is_err());
+        let helm_allowed = SecretPolicy {
+            allow_types: ["helm.sh/release.v1".to_owned()].into(),
+            ..SecretPolicy::default()
+        };
+        assert!(helm_allowed.check("Opaque", helm(), none).is_ok());
         // Reserved stays reserved whatever is allowed.
         let reserved = SecretPolicy {
             allow_types: ["kseal.dev/sealing-key".to_owned()].into(),
             allow_prefixes: ["kseal.dev/".to_owned()].into(),
         };
-        assert!(reserved.check("kseal.dev/sealing-key", none, none).is_err());
-        let label = owned(&["kseal.dev/sealing-key"]);
-        assert!(reserved.check("Opaque", &label, none).is_err());
+        assert!(
+            reserved
+                .check("kseal.dev/sealing-key", no_labels, none)
+                .is_err()
+        );
+        let label = valued(&owned(&["kseal.dev/sealing-key"]));
+        assert!(
+            reserved
+                .check("Opaque", label.iter().map(|(k, v)| (k, v)), none)
+                .is_err()
+        );
     }
 }

@@ -604,3 +604,32 @@ fn stanzas_per_value_are_capped() {
         );
     }
 }
+
+/// A key-ids field of any length costs constant work: more than 64 ids are
+/// refused before any is parsed or compared (a 2 MiB field of distinct ids
+/// once took seconds of quadratic duplicate checks). Counted in parse
+/// outcomes, not timed: the field with 64 ids must reach the duplicate /
+/// structure checks, the one with 65 must stop at the count.
+#[test]
+fn key_id_fields_are_bounded_before_parsing() {
+    let ids = |count: usize| -> String {
+        (0..count)
+            .map(|i| format!("{i:016x}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let value = |count: usize| format!("kseal:v1:{}:AAAA:AAAA:AAAA", ids(count));
+    assert_eq!(
+        SealedValue::parse(&value(65)),
+        Err(SealError::Malformed("too many key ids"))
+    );
+    assert_eq!(
+        SealedValue::parse(&value(100_000)),
+        Err(SealError::Malformed("too many key ids"))
+    );
+    // 64 ids pass the count and fail later, on the wrapped key.
+    assert_ne!(
+        SealedValue::parse(&value(64)),
+        Err(SealError::Malformed("too many key ids"))
+    );
+}

@@ -208,6 +208,55 @@ impl ManifestFile {
         }
     }
 
+    /// The document's object (or `List`) with its replacements and value
+    /// edits applied: what rendering it must produce.
+    fn edited_value(
+        &self,
+        raw: &RawDocument,
+        edits: &[(&Option<usize>, &BTreeMap<String, String>)],
+    ) -> Result<Value, ManifestError> {
+        let mut value = match self.replacements.get(&(raw.index, None)) {
+            Some(value) => value.clone(),
+            None => {
+                let mut list = self.parse_raw(raw)?;
+                if let Some(Value::Array(items)) = list.get_mut("items") {
+                    for (item, value) in Self::in_document(&self.replacements, raw.index) {
+                        if let Some(slot) = item.and_then(|item| items.get_mut(item)) {
+                            *slot = value.clone();
+                        }
+                    }
+                }
+                list
+            }
+        };
+        for (item, values) in edits {
+            let object = match item {
+                None => Some(&mut value),
+                Some(item) => value
+                    .get_mut("items")
+                    .and_then(|items| items.get_mut(*item)),
+            };
+            if let Some(Value::Object(data)) = object
+                .and_then(|object| object.get_mut("spec"))
+                .and_then(Value::as_object_mut)
+                .map(|spec| {
+                    let data = spec
+                        .entry("encryptedData")
+                        .or_insert_with(|| Value::Object(serde_json::Map::new()));
+                    if data.is_null() {
+                        *data = Value::Object(serde_json::Map::new());
+                    }
+                    data
+                })
+            {
+                for (key, sealed) in *values {
+                    data.insert(key.clone(), Value::String(sealed.clone()));
+                }
+            }
+        }
+        Ok(value)
+    }
+
     /// Replaces one object; takes effect in [`ManifestFile::render`].
     pub fn replace(&mut self, document: &Document, value: Value) {
         self.replacements
@@ -256,6 +305,7 @@ impl ManifestFile {
                 out.push_str(&raw.text);
                 continue;
             }
+            let value = self.edited_value(raw, &edits)?;
             if !replaced {
                 let json = self.format == SourceFormat::Json;
                 let surgical = edits
@@ -263,47 +313,18 @@ impl ManifestFile {
                     .try_fold(raw.text.clone(), |text, (item, values)| {
                         edit_encrypted_data(&text, **item, values, json)
                     });
+                // Kept only when it reads back as exactly the intended
+                // object: a shape the text editor misjudged (a flow mapping
+                // closed on the last entry's line, say) must not put a value
+                // elsewhere, or break the document, and report success.
                 if let Some(text) = surgical {
-                    out.push_str(&text);
-                    continue;
-                }
-            }
-            let mut value = match self.replacements.get(&(raw.index, None)) {
-                Some(value) => value.clone(),
-                None => {
-                    let mut list = self.parse_raw(raw)?;
-                    if let Some(Value::Array(items)) = list.get_mut("items") {
-                        for (item, value) in Self::in_document(&self.replacements, raw.index) {
-                            if let Some(slot) = item.and_then(|item| items.get_mut(item)) {
-                                *slot = value.clone();
-                            }
-                        }
-                    }
-                    list
-                }
-            };
-            for (item, values) in &edits {
-                let object = match item {
-                    None => Some(&mut value),
-                    Some(item) => value
-                        .get_mut("items")
-                        .and_then(|items| items.get_mut(*item)),
-                };
-                if let Some(Value::Object(data)) = object
-                    .and_then(|object| object.get_mut("spec"))
-                    .and_then(Value::as_object_mut)
-                    .map(|spec| {
-                        let data = spec
-                            .entry("encryptedData")
-                            .or_insert_with(|| Value::Object(serde_json::Map::new()));
-                        if data.is_null() {
-                            *data = Value::Object(serde_json::Map::new());
-                        }
-                        data
-                    })
-                {
-                    for (key, sealed) in *values {
-                        data.insert(key.clone(), Value::String(sealed.clone()));
+                    let edited = RawDocument {
+                        text: text.clone(),
+                        ..raw.clone()
+                    };
+                    if self.parse_raw(&edited).ok().as_ref() == Some(&value) {
+                        out.push_str(&text);
+                        continue;
                     }
                 }
             }
@@ -418,5 +439,43 @@ mod tests {
         let long = format!("kseal:v1:{}", "A".repeat(300));
         let yaml = to_yaml(&json!({"k": long})).unwrap();
         assert_eq!(yaml.lines().count(), 1, "{yaml}");
+    }
+
+    /// Shapes the text editor misjudges never put a value outside
+    /// `encryptedData` or break the document: the edit is checked by
+    /// reading it back, and the document re-rendered when it differs.
+    #[test]
+    fn edits_read_back_as_the_intended_object() {
+        let shapes = [
+            // A flow mapping closed on its last entry's line.
+            "apiVersion: kseal.dev/v1alpha1\nkind: SealedSecret\nmetadata: {name: db, namespace: prod}\nspec:\n  encryptedData: {\n    password: V}\n  scope: strict\n",
+            // A flow mapping closed on a line of its own, no trailing comma.
+            "apiVersion: kseal.dev/v1alpha1\nkind: SealedSecret\nmetadata: {name: db, namespace: prod}\nspec:\n  encryptedData: {\n    password: V\n  }\n  scope: strict\n",
+            // The ordinary block shape, edited in place.
+            "apiVersion: kseal.dev/v1alpha1\nkind: SealedSecret\nmetadata: {name: db, namespace: prod}\nspec:\n  # values\n  encryptedData:\n    password: V\n  scope: strict\n",
+        ];
+        for text in shapes {
+            let mut file = ManifestFile::new(text);
+            let objects = file.objects().unwrap();
+            file.set_encrypted_values(
+                &objects[0],
+                BTreeMap::from([("user".to_owned(), "U".to_owned())]),
+            );
+            let rendered = file.render().unwrap();
+            let again = ManifestFile::new(&rendered).objects().unwrap();
+            let spec = &again[0].value["spec"];
+            assert_eq!(spec["encryptedData"]["user"], "U", "{rendered}");
+            assert_eq!(spec["encryptedData"]["password"], "V", "{rendered}");
+            assert!(spec.get("user").is_none(), "{rendered}");
+            assert_eq!(spec["scope"], "strict", "{rendered}");
+        }
+        // The block shape keeps its comment: the edit was surgical.
+        let mut file = ManifestFile::new(shapes[2]);
+        let objects = file.objects().unwrap();
+        file.set_encrypted_values(
+            &objects[0],
+            BTreeMap::from([("user".to_owned(), "U".to_owned())]),
+        );
+        assert!(file.render().unwrap().contains("  # values\n"));
     }
 }
