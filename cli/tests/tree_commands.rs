@@ -397,3 +397,51 @@ fn verbose_names_the_config_and_rule_and_configs_stay_inside() {
     assert!(!err.contains("hunter2"), "{err}");
     assert!(!exists(&ws.path("repo/prod/db2.yaml")));
 }
+
+/// `kseal check` finds plaintext Secrets in every shape kubectl applies: a
+/// document starting on its `---` line, a `SecretList`, a `List` inside a
+/// `List`; each is reported once.
+#[test]
+fn check_finds_secrets_in_every_shape() {
+    let ws = Workspace::new();
+    let secret = |name: &str| {
+        format!("{{apiVersion: v1, kind: Secret, metadata: {{name: {name}}}, data: {{k: dg==}}}}")
+    };
+    ws.write("inline.yaml", &format!("--- {}\n", secret("inline")));
+    ws.write(
+        "secretlist.yaml",
+        &format!(
+            "apiVersion: v1\nkind: SecretList\nitems:\n  - {}\n",
+            secret("listed")
+        ),
+    );
+    ws.write(
+        "nested.yaml",
+        &format!(
+            "apiVersion: v1\nkind: List\nitems:\n  - apiVersion: v1\n    kind: List\n    items:\n      - {}\n",
+            secret("nested")
+        ),
+    );
+    ws.write(
+        "list.yaml",
+        &format!(
+            "apiVersion: v1\nkind: List\nitems:\n  - {}\n",
+            secret("once")
+        ),
+    );
+    for (file, name) in [
+        ("inline.yaml", "inline"),
+        ("secretlist.yaml", "listed"),
+        ("nested.yaml", "nested"),
+        ("list.yaml", "once"),
+    ] {
+        let output = ws.cmd().args(["check", file]).output().unwrap();
+        assert_exit(&output, 1);
+        let out = stdout(&output);
+        assert_eq!(
+            out.matches(&format!("\"{name}\"")).count(),
+            1,
+            "{file}: {out}"
+        );
+    }
+}

@@ -15,11 +15,16 @@ pub fn run(args: CheckArgs) -> Result<()> {
         let file = ManifestFile::new(&text);
         match file.objects() {
             Ok(objects) => {
-                for object in objects.iter().filter(|o| o.kind == DocumentKind::Secret) {
-                    if has_data(&object.value) {
-                        let name = object.value["metadata"]["name"]
-                            .as_str()
-                            .unwrap_or("<unnamed>");
+                for object in &objects {
+                    // Secrets, and Secrets inside any list (`SecretList`,
+                    // a `List` in a `List`): every shape kubectl applies.
+                    let mut names = Vec::new();
+                    plaintext_secrets(
+                        &object.value,
+                        object.kind == DocumentKind::Secret,
+                        &mut names,
+                    );
+                    for name in names {
                         found.push(format!(
                             "{}: {}: plaintext Secret {name:?}",
                             path.display(),
@@ -57,6 +62,26 @@ pub fn run(args: CheckArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Names of the plaintext Secrets in `value`: itself when it is one (as
+/// `is_secret` says), and any in its `items`, at any depth.
+fn plaintext_secrets(value: &Value, is_secret: bool, names: &mut Vec<String>) {
+    if is_secret && has_data(value) {
+        names.push(
+            value["metadata"]["name"]
+                .as_str()
+                .unwrap_or("<unnamed>")
+                .to_owned(),
+        );
+    }
+    if let Some(Value::Array(items)) = value.get("items") {
+        for item in items {
+            let secret = item.get("kind").and_then(Value::as_str) == Some("Secret")
+                && item.get("apiVersion").and_then(Value::as_str) == Some("v1");
+            plaintext_secrets(item, secret, names);
+        }
+    }
 }
 
 fn has_data(secret: &Value) -> bool {

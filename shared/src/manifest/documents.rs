@@ -87,9 +87,20 @@ pub fn split_yaml(text: &str) -> Vec<RawDocument> {
         line_number += 1;
         if is_document_marker(line, "---") {
             push_document(&mut documents, separator, body, first_line);
-            separator = line.to_owned();
-            body = String::new();
-            first_line = line_number + 1;
+            // `--- {kind: Secret, …}`: a document may start on the marker's
+            // own line; that content belongs to it, not to the separator.
+            let rest = &line[3..];
+            let content = rest.trim_start_matches([' ', '\t']);
+            let inline = !content.trim().is_empty() && !content.starts_with('#');
+            if inline {
+                separator = line[..line.len() - content.len()].to_owned();
+                body = content.to_owned();
+                first_line = line_number;
+            } else {
+                separator = line.to_owned();
+                body = String::new();
+                first_line = line_number + 1;
+            }
         } else {
             body.push_str(line);
         }
