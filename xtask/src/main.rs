@@ -4,6 +4,7 @@ mod bench_e2e;
 mod cluster;
 mod demo;
 mod gen_gomod;
+mod image;
 mod test_bins;
 
 use clap::{Parser, Subcommand};
@@ -32,6 +33,9 @@ enum Task {
     /// N Secrets against a direct-create baseline, peak memory, restart;
     /// prints the figures as JSON on the last line.
     BenchE2e(bench_e2e::Args),
+    /// Build the controller image as an OCI archive (static binary on an
+    /// empty base, user 65532), without a container engine; prints its path.
+    Image(image::Args),
     /// Regenerate the wrapper Go modules in tests/gomod/ from tests/versions.env
     /// (needs the Go module proxy).
     GenGomod,
@@ -44,5 +48,6 @@ fn main() -> anyhow::Result<()> {
         Task::GenGomod => gen_gomod::run(),
         Task::Demo => demo::run(),
         Task::BenchE2e(args) => bench_e2e::run(args),
+        Task::Image(args) => image::run(args),
     }
 }

@@ -21,9 +21,11 @@ pub mod bins;
 pub mod certs;
 mod cluster;
 pub mod http;
+pub mod image;
 pub mod node;
 pub mod oci;
 pub mod process;
+pub mod system;
 pub mod versions;
 
 pub use bins::BinDir;

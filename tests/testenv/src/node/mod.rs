@@ -39,9 +39,17 @@ pub const LOCK_PATH: &str = "/run/lock/kseal-testenv-node.lock";
 /// What the running node changed on the host (JSON), removed after teardown.
 pub const RECORD_PATH: &str = "/run/lock/kseal-testenv-node.json";
 
-/// The one command that installs what the node needs from Debian.
-pub const APT_INSTALL: &str = "apt-get install -y containerd runc containernetworking-plugins \
-                               iptables nftables gcc libc6-dev";
+/// The Debian packages the node needs (installed on first use, see
+/// [`crate::system`]; `.ci/run` names the same list).
+pub const PACKAGES: [&str; 7] = [
+    "containerd",
+    "runc",
+    "containernetworking-plugins",
+    "iptables",
+    "nftables",
+    "gcc",
+    "libc6-dev",
+];
 
 /// How long the node's start-up steps took (each from the node's start).
 #[derive(Debug, Clone, Default)]
@@ -207,6 +215,7 @@ pub fn lock_file() -> Result<fs::File> {
 }
 
 fn check_prerequisites() -> Result<()> {
+    crate::system::ensure_debian_packages(&PACKAGES)?;
     let mut missing = Vec::new();
     for tool in [
         "containerd",
@@ -232,8 +241,9 @@ fn check_prerequisites() -> Result<()> {
     }
     if !missing.is_empty() {
         bail!(
-            "a kseal-testenv node needs {} (missing); install them with: {APT_INSTALL}",
-            missing.join(", ")
+            "a kseal-testenv node needs {} (missing); install them with: {}",
+            missing.join(", "),
+            crate::system::install_command(&PACKAGES)
         );
     }
     Ok(())
