@@ -99,7 +99,17 @@ pub fn build(b: &Build) -> Result<Built> {
     let revision = git(&root, &["rev-parse", "HEAD"]).unwrap_or_else(|| "unknown".to_owned());
     let target = target_triple();
     let t = Instant::now();
-    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned()))
+    let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned()));
+    // The same environment whether called from `cargo xtask` or from a test
+    // (cargo sets CARGO_PKG_*, CARGO_MANIFEST_DIR, … for those): a build
+    // script watching any of them would otherwise rebuild half the tree.
+    for (key, _) in std::env::vars_os() {
+        let key = key.to_string_lossy();
+        if (key.starts_with("CARGO_") && key != "CARGO_HOME") || key.starts_with("RUSTC_") {
+            cargo.env_remove(key.as_ref());
+        }
+    }
+    let status = cargo
         .current_dir(&root)
         .args(["build", "--locked", "-p", "kseal-controller", "--profile"])
         .arg(&b.profile)
