@@ -100,13 +100,29 @@ pub fn build(b: &Build) -> Result<Built> {
     let target = target_triple();
     let t = Instant::now();
     let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned()));
-    // The same environment whether called from `cargo xtask` or from a test
-    // (cargo sets CARGO_PKG_*, CARGO_MANIFEST_DIR, … for those): a build
-    // script watching any of them would otherwise rebuild half the tree.
-    for (key, _) in std::env::vars_os() {
-        let key = key.to_string_lossy();
-        if (key.starts_with("CARGO_") && key != "CARGO_HOME") || key.starts_with("RUSTC_") {
-            cargo.env_remove(key.as_ref());
+    // The same environment whether called from `cargo xtask`, a shell or a
+    // test (cargo gives those CARGO_*, LD_LIBRARY_PATH, …): a build script
+    // watching any variable (cc-rs watches many) would otherwise rebuild
+    // part of the tree every time the caller changes. Only what finds the
+    // toolchain, the registry and the network is kept.
+    cargo.env_clear();
+    for (key, value) in std::env::vars_os() {
+        let k = key.to_string_lossy();
+        let keep = matches!(
+            k.as_ref(),
+            "PATH" | "HOME" | "USER" | "LANG" | "TMPDIR" | "SSL_CERT_FILE" | "SSL_CERT_DIR"
+        ) || k.to_ascii_lowercase().ends_with("_proxy")
+            || [
+                "CARGO_HOME",
+                "CARGO_NET_",
+                "CARGO_HTTP_",
+                "CARGO_REGISTRIES_",
+                "RUSTUP_",
+            ]
+            .iter()
+            .any(|p| k.starts_with(p));
+        if keep {
+            cargo.env(&key, value);
         }
     }
     let status = cargo

@@ -22,6 +22,8 @@ async fn node_runs_pods_keeps_traffic_local_and_leaves_the_host_as_found() {
     if bins_or_skip().is_none() {
         return;
     }
+    // curl reads the API server's and the kubelet's answers below.
+    kseal_testenv::system::ensure_debian_packages(&["curl"]).unwrap();
     let before = HostSnapshot::take().unwrap();
     let t = Instant::now();
     let cp = ControlPlane::start_with(Options {

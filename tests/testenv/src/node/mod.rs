@@ -41,7 +41,8 @@ pub const RECORD_PATH: &str = "/run/lock/kseal-testenv-node.json";
 
 /// The Debian packages the node needs (installed on first use, see
 /// [`crate::system`]; `.ci/run` names the same list).
-pub const PACKAGES: [&str; 7] = [
+pub const PACKAGES: [&str; 8] = [
+    "iproute2",
     "containerd",
     "runc",
     "containernetworking-plugins",
