@@ -61,9 +61,13 @@ pub struct Cluster {
 
 impl Cluster {
     /// A control plane with a node and both controller images imported;
-    /// `None` when the binaries cannot be built outside CI.
+    /// `None` when the binaries cannot be built or a node cannot run here,
+    /// outside CI.
     pub async fn start() -> Option<Self> {
         kseal_testenv::bins_or_skip()?;
+        if !kseal_testenv::node::node_or_skip() {
+            return None;
+        }
         let images = tokio::task::spawn_blocking(controller_images)
             .await
             .unwrap();

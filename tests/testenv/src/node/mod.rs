@@ -215,6 +215,36 @@ pub fn lock_file() -> Result<fs::File> {
     Ok(file)
 }
 
+/// For tests: `true` when a node can run here (root, cgroup v1 or v2 mounted,
+/// the Debian packages installed or installable). Otherwise a loud SKIPPING
+/// message and `false`, or a panic under `CI=true`, so CI never skips.
+pub fn node_or_skip() -> bool {
+    let root = std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+    let result = if !root {
+        Err(anyhow::anyhow!(
+            "a node needs root (it runs containerd and the kubelet)"
+        ))
+    } else if !Path::new("/sys/fs/cgroup").is_dir() {
+        Err(anyhow::anyhow!("no /sys/fs/cgroup"))
+    } else {
+        check_prerequisites()
+    };
+    match result {
+        Ok(()) => true,
+        Err(e) if crate::is_ci() => panic!("CI=true and a node cannot run here: {e:#}"),
+        Err(e) => {
+            crate::say(&format!(
+                "\n!!!!! SKIPPING end-to-end test on a real node: {e:#}\n!!!!! under CI=true \
+                 this is a failure.\n"
+            ));
+            false
+        }
+    }
+}
+
 fn check_prerequisites() -> Result<()> {
     crate::system::ensure_debian_packages(&PACKAGES)?;
     let mut missing = Vec::new();
