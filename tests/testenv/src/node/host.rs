@@ -84,6 +84,12 @@ impl Record {
             .filter(|p| !p.exists())
             .collect();
         let mut cgroup_hierarchies = Vec::new();
+        // cgroup v2 (unified): /sys/fs/cgroup itself is the hierarchy.
+        // (Only v1 machines were tried so far.)
+        let root = Path::new(CGROUP_FS);
+        if root.join("cgroup.controllers").exists() && !root.join(KUBEPODS).exists() {
+            cgroup_hierarchies.push(root.to_owned());
+        }
         for h in fs::read_dir(CGROUP_FS)?.flatten() {
             let p = h.path();
             if p.is_dir() && !p.join(KUBEPODS).exists() {
