@@ -30,6 +30,11 @@ pub fn installed(package: &str) -> bool {
 /// Installs the missing ones of `packages` with apt-get (see the module
 /// docs), or fails naming the command to run.
 pub fn ensure_debian_packages(packages: &[&str]) -> Result<()> {
+    let allowed = !std::env::var("KSEAL_NO_APT").is_ok_and(|v| v == "1");
+    ensure_with(packages, allowed)
+}
+
+fn ensure_with(packages: &[&str], apt_allowed: bool) -> Result<()> {
     let missing: Vec<&str> = packages.iter().copied().filter(|p| !installed(p)).collect();
     if missing.is_empty() {
         return Ok(());
@@ -44,7 +49,7 @@ pub fn ensure_debian_packages(packages: &[&str]) -> Result<()> {
         .stdout(Stdio::null())
         .status()
         .is_ok_and(|s| s.success());
-    if std::env::var("KSEAL_NO_APT").is_ok_and(|v| v == "1") || !is_root || !has_apt {
+    if !apt_allowed || !is_root || !has_apt {
         bail!("missing Debian packages {missing:?}; install them with: {command}");
     }
     let lock = fs::File::create(APT_LOCK).with_context(|| format!("creating {APT_LOCK}"))?;
@@ -76,4 +81,24 @@ pub fn ensure_debian_packages(packages: &[&str]) -> Result<()> {
     let mut args = vec!["install", "-y", "-qq", "--no-install-recommends"];
     args.extend(&missing);
     apt(&args)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn installed_packages_pass_and_missing_ones_name_the_command() {
+        // dpkg itself is always installed on Debian; elsewhere nothing is.
+        if installed("dpkg") {
+            ensure_with(&["dpkg"], false).unwrap();
+        }
+        let err = ensure_with(&["kseal-no-such-package"], false)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.ends_with("install them with: apt-get install -y kseal-no-such-package"),
+            "{err}"
+        );
+    }
 }
