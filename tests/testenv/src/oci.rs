@@ -126,6 +126,11 @@ pub fn write_archive(image: &Image, out: &Path) -> Result<Written> {
     fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let tmp = tempfile::NamedTempFile::new_in(dir)?;
     fs::write(tmp.path(), bytes)?;
+    // Readable like any build output (the temp file is created 0600).
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o644))?;
+    }
     tmp.persist(out)
         .with_context(|| format!("writing {}", out.display()))?;
     Ok(Written {
