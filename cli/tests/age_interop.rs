@@ -15,8 +15,13 @@ use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use common::*;
 
-/// `age` and `age-keygen`, or `None` outside CI when they are not installed.
+/// `age` and `age-keygen` (installed with apt-get on first use where
+/// possible, see `kseal_testenv::system`), or `false` outside CI when they
+/// cannot be.
 fn age_available() -> bool {
+    if let Err(e) = kseal_testenv::system::ensure_debian_packages(&["age"]) {
+        eprintln!("{e:#}");
+    }
     let found = Command::new("age")
         .arg("--version")
         .output()

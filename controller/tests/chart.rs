@@ -145,7 +145,10 @@ fn chart_lints_and_renders() {
     );
     let service = find(&docs, "Service", "kseal-controller");
     assert_eq!(service["spec"]["ports"][0]["name"], "http");
-    find(&docs, "ClusterRole", "kseal-controller");
+    // Cluster-scoped names carry the release namespace (two releases in two
+    // namespaces never collide).
+    find(&docs, "ClusterRole", "kseal-controller-kseal-system");
+    find(&docs, "ClusterRoleBinding", "kseal-controller-kseal-system");
     find(&docs, "PodDisruptionBudget", "kseal-controller");
     let role = find(&docs, "Role", "kseal-controller");
     assert!(
@@ -200,7 +203,7 @@ fn chart_lints_and_renders() {
     // Nobody but the controller is granted anything on Secrets.
     for doc in &docs {
         if kind(doc) == "Role" && name(doc) != "kseal-controller"
-            || kind(doc) == "ClusterRole" && name(doc) != "kseal-controller"
+            || kind(doc) == "ClusterRole" && name(doc) != "kseal-controller-kseal-system"
         {
             assert!(!doc.to_string().contains("\"secrets\""), "{doc}");
         }
@@ -224,7 +227,7 @@ fn chart_lints_and_renders() {
     assert!(!all.iter().any(|k| k.starts_with("Cluster")), "{all:?}");
     let reconcile_roles: Vec<&str> = docs
         .iter()
-        .filter(|d| kind(d) == "Role" && name(d) == "kseal-controller-reconcile")
+        .filter(|d| kind(d) == "Role" && name(d) == "kseal-controller-kseal-system")
         .map(|d| d["metadata"]["namespace"].as_str().unwrap())
         .collect();
     assert_eq!(reconcile_roles, ["app", "other"]);

@@ -14,6 +14,10 @@ pub enum Action {
         /// Keep the state directory (PKI, kubeconfig, logs, etcd data) on exit.
         #[arg(long)]
         keep: bool,
+        /// Add one real worker node (kubelet, kube-proxy, kube-scheduler,
+        /// containerd): pods run. One per machine.
+        #[arg(long)]
+        node: bool,
     },
 }
 
@@ -24,15 +28,16 @@ pub fn run(action: Action) -> Result<()> {
         .enable_all()
         .build()?;
     match action {
-        Action::Up { keep } => rt.block_on(up(keep)),
+        Action::Up { keep, node } => rt.block_on(up(keep, node)),
     }
 }
 
-async fn up(keep: bool) -> Result<()> {
+async fn up(keep: bool, node: bool) -> Result<()> {
     let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let options = Options {
         keep_dir: keep || Options::default().keep_dir,
+        node,
         ..Options::default()
     };
     let mut cp = tokio::select! {
@@ -56,6 +61,23 @@ async fn up(keep: bool) -> Result<()> {
         s.apiserver_ready.as_secs_f64(),
         s.controller_manager_ready.as_secs_f64()
     );
+    if let Some(n) = cp.node() {
+        let s = n.startup();
+        println!(
+            "kseal: node {} Ready {:.1}s after its start (containerd {:.1}s, pause image {:.1}s, \
+             kube-proxy rules {:.1}s)",
+            kseal_testenv::node::NODE_NAME,
+            s.node_ready.as_secs_f64(),
+            s.containerd_ready.as_secs_f64(),
+            s.pause_imported.as_secs_f64(),
+            s.proxy_ready.as_secs_f64()
+        );
+        println!(
+            "kseal: images: {} (import more with `ctr --address {} -n k8s.io images import FILE`)",
+            n.pause_image(),
+            n.containerd_socket().display()
+        );
+    }
     println!("kseal: state and logs in {}", cp.dir().display());
     println!("kseal: admin kubeconfig: {kubeconfig}");
     println!("export KUBECONFIG={kubeconfig}");

@@ -18,11 +18,11 @@ use kseal_testenv::process::Component;
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::{Api, Client, CustomResourceExt};
 
-pub fn run() -> Result<()> {
+pub fn run(in_cluster: bool) -> Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    rt.block_on(demo())
+    rt.block_on(demo(in_cluster))
 }
 
 fn step(text: &str) {
@@ -150,13 +150,34 @@ async fn show_secret(client: &Client) -> Result<()> {
     Ok(())
 }
 
-async fn demo() -> Result<()> {
+async fn demo(in_cluster: bool) -> Result<()> {
     let started = Instant::now();
     step("Building kseal and kseal-controller");
     let bin = build()?;
+    let image = if in_cluster {
+        step("Building the controller image (static binary, empty base, user 65532; no Docker)");
+        let built = kseal_testenv::image::build(&kseal_testenv::image::Build {
+            profile: "image-test".to_owned(),
+            name: Some(format!("{}:demo", kseal_testenv::image::LOCAL_REPOSITORY)),
+            out: None,
+        })?;
+        println!("{} ({})", built.name, built.archive.display());
+        Some(built)
+    } else {
+        None
+    };
 
-    step("Starting a local control plane (etcd, kube-apiserver, kube-controller-manager)");
-    let cp = ControlPlane::start().await?;
+    let cp = if in_cluster {
+        step("Starting a local control plane with a real node (kubelet, containerd, kube-proxy)");
+        ControlPlane::start_with(kseal_testenv::Options {
+            node: true,
+            ..kseal_testenv::Options::default()
+        })
+        .await?
+    } else {
+        step("Starting a local control plane (etcd, kube-apiserver, kube-controller-manager)");
+        ControlPlane::start().await?
+    };
     let client = cp.client().await?;
     let kubeconfig = cp.admin_kubeconfig().display().to_string();
     println!(
@@ -170,9 +191,14 @@ async fn demo() -> Result<()> {
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     crds.create(&PostParams::default(), &SealedSecret::crd())
         .await?;
-    for name in ["kseal-system", "demo"] {
+    let namespaces: &[&str] = if in_cluster {
+        &["demo"]
+    } else {
+        &["kseal-system", "demo"]
+    };
+    for name in namespaces {
         let mut namespace = Namespace::default();
-        namespace.metadata.name = Some(name.to_owned());
+        namespace.metadata.name = Some((*name).to_owned());
         Api::<Namespace>::all(client.clone())
             .create(&PostParams::default(), &namespace)
             .await?;
@@ -182,17 +208,65 @@ async fn demo() -> Result<()> {
     })
     .await?;
 
-    step("Running kseal-controller (it generates and publishes a key on first start)");
-    let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let args = local_controller_args(&kubeconfig, port);
-    let mut controller = Component::new(
-        "kseal-controller",
-        bin.join("kseal-controller"),
-        args,
-        cp.dir().join("kseal-controller.log"),
-    );
-    controller.start()?;
-    let url = format!("http://127.0.0.1:{port}");
+    let mut controller = None;
+    let url = match (&image, cp.node()) {
+        (Some(image), Some(node)) => {
+            step("helm install charts/kseal with that image: the controller runs in a Pod");
+            node.import_image(&image.archive)?;
+            let (repository, tag) = image.name.rsplit_once(':').unwrap_or((&image.name, "demo"));
+            let set =
+                format!("image.repository={repository},image.tag={tag},image.pullPolicy=Never");
+            let chart = repo_root().join("charts/kseal").display().to_string();
+            run_shown(
+                cp.bins().helm(),
+                &[
+                    "install",
+                    "kseal",
+                    &chart,
+                    "--namespace",
+                    "kseal-system",
+                    "--create-namespace",
+                    "--wait",
+                    "--timeout",
+                    "120s",
+                    "--set",
+                    &set,
+                    "--kubeconfig",
+                    &kubeconfig,
+                ],
+            )?;
+            run_shown(
+                cp.bins().kubectl(),
+                &[
+                    "get",
+                    "pods",
+                    "-n",
+                    "kseal-system",
+                    "-o",
+                    "wide",
+                    "--kubeconfig",
+                    &kubeconfig,
+                ],
+            )?;
+            // No URL: --online goes through the API server's service proxy
+            // to the Pod, as users' does.
+            None
+        }
+        _ => {
+            step("Running kseal-controller (it generates and publishes a key on first start)");
+            let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+            let args = local_controller_args(&kubeconfig, port);
+            let mut process = Component::new(
+                "kseal-controller",
+                bin.join("kseal-controller"),
+                args,
+                cp.dir().join("kseal-controller.log"),
+            );
+            process.start()?;
+            controller = Some(process);
+            Some(format!("http://127.0.0.1:{port}"))
+        }
+    };
     wait_for("the public key", || {
         let published = Command::new(bin.join("kseal"))
             .args(["fetch-keys", "--kubeconfig", &kubeconfig])
@@ -247,18 +321,12 @@ async fn demo() -> Result<()> {
         .to_owned();
 
     step("Re-wrapping the file to the new key (ciphertexts stay byte-identical)");
-    kseal(
-        &bin,
-        &[
-            "rewrap",
-            "--online",
-            "--controller-url",
-            &url,
-            "--in-place",
-            &sealed_path,
-        ],
-        &work,
-    )?;
+    let mut rewrap = vec!["rewrap", "--online", "--kubeconfig", &kubeconfig];
+    if let Some(url) = &url {
+        rewrap.extend(["--controller-url", url]);
+    }
+    rewrap.extend(["--in-place", &sealed_path]);
+    kseal(&bin, &rewrap, &work)?;
     kseal(&bin, &["inspect", &sealed_path], &work)?;
 
     step("Applying the re-wrapped SealedSecret: it still unseals, now with the new key");
@@ -267,12 +335,38 @@ async fn demo() -> Result<()> {
     show_secret(&client).await?;
 
     step("Stopping the controller and the control plane");
-    controller.terminate(Duration::from_secs(5));
+    if let Some(mut c) = controller {
+        c.terminate(Duration::from_secs(5));
+    }
     drop(cp);
     println!(
         "demo finished in {:.0}s; nothing is left running",
         started.elapsed().as_secs_f64()
     );
+    Ok(())
+}
+
+/// Runs a command and shows it and its output.
+fn run_shown(program: PathBuf, args: &[&str]) -> Result<()> {
+    let name = program
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let shown: Vec<&str> = args
+        .iter()
+        .copied()
+        .take_while(|a| *a != "--kubeconfig")
+        .collect();
+    println!("$ {name} {}", shown.join(" "));
+    let output = Command::new(&program)
+        .args(args)
+        .output()
+        .with_context(|| format!("running {name}"))?;
+    print!("{}", String::from_utf8_lossy(&output.stdout));
+    eprint!("{}", String::from_utf8_lossy(&output.stderr));
+    if !output.status.success() {
+        bail!("{name} failed");
+    }
     Ok(())
 }
 

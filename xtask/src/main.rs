@@ -4,6 +4,7 @@ mod bench_e2e;
 mod cluster;
 mod demo;
 mod gen_gomod;
+mod image;
 mod test_bins;
 
 use clap::{Parser, Subcommand};
@@ -27,11 +28,21 @@ enum Task {
     },
     /// Run kseal end to end on a local control plane: seal, apply, unseal,
     /// rotate, re-wrap; stops everything when done.
-    Demo,
+    Demo {
+        /// Run the controller as users do: the image (built here, no
+        /// Docker) on a real node, installed with `helm install`, `--online`
+        /// through the API server's service proxy. Builds a static controller
+        /// the first time (minutes); then about as fast as without.
+        #[arg(long)]
+        in_cluster: bool,
+    },
     /// Measure kseal end to end on a local control plane: N SealedSecrets to
     /// N Secrets against a direct-create baseline, peak memory, restart;
     /// prints the figures as JSON on the last line.
     BenchE2e(bench_e2e::Args),
+    /// Build the controller image as an OCI archive (static binary on an
+    /// empty base, user 65532), without a container engine; prints its path.
+    Image(image::Args),
     /// Regenerate the wrapper Go modules in tests/gomod/ from tests/versions.env
     /// (needs the Go module proxy).
     GenGomod,
@@ -42,7 +53,8 @@ fn main() -> anyhow::Result<()> {
         Task::TestBins => test_bins::run(),
         Task::Cluster { action } => cluster::run(action),
         Task::GenGomod => gen_gomod::run(),
-        Task::Demo => demo::run(),
+        Task::Demo { in_cluster } => demo::run(in_cluster),
         Task::BenchE2e(args) => bench_e2e::run(args),
+        Task::Image(args) => image::run(args),
     }
 }

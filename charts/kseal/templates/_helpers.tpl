@@ -3,6 +3,13 @@
 {{- default "kseal-controller" .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
 {{- end -}}
 
+{{/* Name of objects outside the release namespace (cluster-scoped, and the
+     Roles in watched namespaces): release-scoped, so two releases in two
+     namespaces never collide. */}}
+{{- define "kseal.scopedName" -}}
+{{- printf "%s-%s" (include "kseal.fullname" .) .Release.Namespace | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
 {{- define "kseal.serviceAccountName" -}}
 {{- if .Values.serviceAccount.create -}}
 {{- default (include "kseal.fullname" .) .Values.serviceAccount.name -}}

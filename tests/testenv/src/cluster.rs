@@ -21,7 +21,12 @@ use tokio::sync::{Semaphore, SemaphorePermit};
 
 use crate::bins::{self, BinDir};
 use crate::certs::{self, Ca};
+use crate::node::{self, Node, NodeLock, NodeStartup};
 use crate::process::Component;
+
+/// The API server's user towards the kubelet (bound to
+/// `system:kubelet-api-admin`).
+pub const KUBELET_CLIENT_USER: &str = "kube-apiserver-kubelet-client";
 
 /// How long to wait for a component to become ready, unless overridden.
 pub const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(120);
@@ -40,6 +45,12 @@ pub struct Options {
     /// Keep the state directory after the control plane is dropped (also
     /// enabled by `KSEAL_TESTENV_KEEP=1`).
     pub keep_dir: bool,
+    /// Add one real worker node ([`Node`]): the API server then binds and
+    /// advertises the node address so pods reach it through the
+    /// `kubernetes` Service, and the scheduler and the controllers pods
+    /// need (endpoints, deployments, replica sets, node lifecycle) run.
+    /// One node per machine: fails at once if another is up.
+    pub node: bool,
 }
 
 impl Default for Options {
@@ -47,6 +58,7 @@ impl Default for Options {
         Self {
             ready_timeout: DEFAULT_READY_TIMEOUT,
             keep_dir: std::env::var("KSEAL_TESTENV_KEEP").is_ok_and(|v| v == "1"),
+            node: false,
         }
     }
 }
@@ -61,8 +73,10 @@ pub struct Startup {
     /// Spawning etcd → kube-controller-manager working (`default/default`
     /// ServiceAccount created).
     pub controller_manager_ready: Duration,
-    /// Everything, PKI generation included.
+    /// Everything, PKI generation included (not the node).
     pub total: Duration,
+    /// The node's start-up, when there is one.
+    pub node: Option<NodeStartup>,
 }
 
 /// A user minted by [`ControlPlane::mint_user`]: a client certificate with
@@ -88,7 +102,9 @@ impl User {
 /// while a test panics, in which case the tail of each log is printed first)
 /// and removes its state directory.
 pub struct ControlPlane {
-    // Field order matters for Drop: processes go before the directory.
+    // Field order matters for Drop: processes go before the directory, the
+    // node before the control plane.
+    node: Option<Node>,
     controller_manager: Component,
     apiserver: Component,
     etcd: Component,
@@ -96,6 +112,7 @@ pub struct ControlPlane {
     root: PathBuf,
     ca: Ca,
     bins: BinDir,
+    apiserver_host: Ipv4Addr,
     apiserver_port: u16,
     etcd_client_port: u16,
     admin: User,
@@ -133,6 +150,19 @@ impl ControlPlane {
             .acquire()
             .await
             .context("control-plane slots closed")?;
+        // Before anything starts: a second node fails at once.
+        let node_lock = if options.node {
+            Some(NodeLock::acquire().await?)
+        } else {
+            None
+        };
+        // With a node, the API server listens on the node address (on lo)
+        // so pods reach it; otherwise on 127.0.0.1.
+        let apiserver_host = if options.node {
+            node::net::NODE_IP.parse()?
+        } else {
+            Ipv4Addr::LOCALHOST
+        };
         let bins = tokio::task::spawn_blocking(bins::ensure)
             .await
             .context("binary build task panicked")??;
@@ -160,7 +190,11 @@ impl ControlPlane {
                 "kubernetes.default.svc",
                 "kubernetes.default.svc.cluster.local",
             ],
-            &[localhost, IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1))],
+            &[
+                localhost,
+                IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)),
+                IpAddr::V4(apiserver_host),
+            ],
         )?;
         fs::write(pki.join("apiserver.crt"), &serving.cert_pem)?;
         fs::write(pki.join("apiserver.key"), &serving.key_pem)?;
@@ -171,7 +205,7 @@ impl ControlPlane {
         let etcd_client_port = free_port()?;
         let etcd_peer_port = free_port()?;
         let apiserver_port = free_port()?;
-        let server = format!("https://127.0.0.1:{apiserver_port}");
+        let server = format!("https://{apiserver_host}:{apiserver_port}");
 
         let admin_cert = ca.client_cert(ADMIN_USER, &["system:masters"])?;
         let admin_kubeconfig = root.join("admin.kubeconfig");
@@ -214,55 +248,99 @@ impl ControlPlane {
             root.join("logs/etcd.log"),
         );
 
+        let mut apiserver_args = args([
+            format!("--etcd-servers={etcd_url}"),
+            format!("--bind-address={apiserver_host}"),
+            format!("--advertise-address={apiserver_host}"),
+            format!("--secure-port={apiserver_port}"),
+            format!("--cert-dir={}", root.join("apiserver-certs").display()),
+            format!("--tls-cert-file={}", pki.join("apiserver.crt").display()),
+            format!(
+                "--tls-private-key-file={}",
+                pki.join("apiserver.key").display()
+            ),
+            format!("--client-ca-file={}", pki.join("ca.crt").display()),
+            "--authorization-mode=Node,RBAC".to_owned(),
+            "--anonymous-auth=false".to_owned(),
+            "--service-cluster-ip-range=10.0.0.0/24".to_owned(),
+            "--service-account-issuer=https://kubernetes.default.svc.cluster.local".to_owned(),
+            format!(
+                "--service-account-key-file={}",
+                pki.join("sa.pub").display()
+            ),
+            format!(
+                "--service-account-signing-key-file={}",
+                pki.join("sa.key").display()
+            ),
+            "--allow-privileged=true".to_owned(),
+            // Without a bound, SIGTERM waits for the controller
+            // manager's open watches and takes longer than 40 s.
+            "--shutdown-watch-termination-grace-period=2s".to_owned(),
+            "--profiling=false".to_owned(),
+        ]);
+        if options.node {
+            // Pods reach the API server through the `kubernetes` Service,
+            // whose endpoint is the advertised node address. The API server
+            // authenticates to the kubelet with a client certificate and
+            // checks the kubelet's serving certificate.
+            let kubelet_client = ca.client_cert(KUBELET_CLIENT_USER, &[])?;
+            fs::write(
+                pki.join("apiserver-kubelet-client.crt"),
+                &kubelet_client.cert_pem,
+            )?;
+            fs::write(
+                pki.join("apiserver-kubelet-client.key"),
+                &kubelet_client.key_pem,
+            )?;
+            apiserver_args.extend(args([
+                "--endpoint-reconciler-type=lease".to_owned(),
+                format!(
+                    "--kubelet-client-certificate={}",
+                    pki.join("apiserver-kubelet-client.crt").display()
+                ),
+                format!(
+                    "--kubelet-client-key={}",
+                    pki.join("apiserver-kubelet-client.key").display()
+                ),
+                format!(
+                    "--kubelet-certificate-authority={}",
+                    pki.join("ca.crt").display()
+                ),
+                "--kubelet-preferred-address-types=InternalIP".to_owned(),
+                "--enable-admission-plugins=NodeRestriction".to_owned(),
+            ]));
+        } else {
+            // The `kubernetes` Service cannot point at a loopback address;
+            // nothing runs in-cluster here, so skip it rather than log an
+            // error every 10 s.
+            apiserver_args.push("--endpoint-reconciler-type=none".into());
+        }
         let apiserver = Component::new(
             "kube-apiserver",
             bins.kube_apiserver(),
-            args([
-                format!("--etcd-servers={etcd_url}"),
-                "--bind-address=127.0.0.1".to_owned(),
-                "--advertise-address=127.0.0.1".to_owned(),
-                format!("--secure-port={apiserver_port}"),
-                format!("--cert-dir={}", root.join("apiserver-certs").display()),
-                format!("--tls-cert-file={}", pki.join("apiserver.crt").display()),
-                format!(
-                    "--tls-private-key-file={}",
-                    pki.join("apiserver.key").display()
-                ),
-                format!("--client-ca-file={}", pki.join("ca.crt").display()),
-                "--authorization-mode=Node,RBAC".to_owned(),
-                "--anonymous-auth=false".to_owned(),
-                "--service-cluster-ip-range=10.0.0.0/24".to_owned(),
-                "--service-account-issuer=https://kubernetes.default.svc.cluster.local".to_owned(),
-                format!(
-                    "--service-account-key-file={}",
-                    pki.join("sa.pub").display()
-                ),
-                format!(
-                    "--service-account-signing-key-file={}",
-                    pki.join("sa.key").display()
-                ),
-                "--allow-privileged=true".to_owned(),
-                // Without a bound, SIGTERM waits for the controller
-                // manager's open watches and takes longer than 40 s.
-                "--shutdown-watch-termination-grace-period=2s".to_owned(),
-                // The `kubernetes` Service cannot point at a loopback
-                // address; nothing runs in-cluster here, so skip it rather
-                // than log an error every 10 s.
-                "--endpoint-reconciler-type=none".to_owned(),
-                "--profiling=false".to_owned(),
-            ]),
+            apiserver_args,
             root.join("logs/kube-apiserver.log"),
         );
+        let mut kcm_controllers = "garbage-collector-controller,namespace-controller,\
+             serviceaccount-controller,serviceaccount-token-controller,\
+             clusterrole-aggregation-controller"
+            .to_owned();
+        if options.node {
+            // What Deployments, Services and a node need.
+            kcm_controllers.push_str(
+                ",endpoints-controller,endpointslice-controller,\
+                 endpointslice-mirroring-controller,root-ca-certificate-publisher-controller,\
+                 deployment-controller,replicaset-controller,node-lifecycle-controller,\
+                 disruption-controller",
+            );
+        }
 
         let controller_manager = Component::new(
             "kube-controller-manager",
             bins.kube_controller_manager(),
             args([
                 format!("--kubeconfig={}", kcm_kubeconfig.display()),
-                "--controllers=garbage-collector-controller,namespace-controller,\
-                 serviceaccount-controller,serviceaccount-token-controller,\
-                 clusterrole-aggregation-controller"
-                    .to_owned(),
+                format!("--controllers={kcm_controllers}"),
                 format!(
                     "--service-account-private-key-file={}",
                     pki.join("sa.key").display()
@@ -279,6 +357,7 @@ impl ControlPlane {
         );
 
         let mut cp = Self {
+            node: None,
             controller_manager,
             apiserver,
             etcd,
@@ -286,6 +365,7 @@ impl ControlPlane {
             root,
             ca,
             bins,
+            apiserver_host,
             apiserver_port,
             etcd_client_port,
             admin: User {
@@ -299,12 +379,75 @@ impl ControlPlane {
             _slot: slot,
         };
         match cp.boot(begin).await {
-            Ok(()) => Ok(cp),
+            Ok(()) => {}
             Err(e) => {
                 let logs = cp.log_tails(TAIL_LINES);
-                Err(e.context(format!("starting the control plane failed\n{logs}")))
+                return Err(e.context(format!("starting the control plane failed\n{logs}")));
             }
         }
+        if let Some(lock) = node_lock {
+            cp.start_node(lock).await?;
+        }
+        Ok(cp)
+    }
+
+    async fn start_node(&mut self, lock: NodeLock) -> Result<()> {
+        use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
+        // What kubeadm grants the API server's kubelet client: logs, exec,
+        // port-forward, node proxy (the kubelet asks by webhook).
+        let binding: ClusterRoleBinding = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "kseal-testenv:apiserver-kubelet-client"},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": "system:kubelet-api-admin",
+            },
+            "subjects": [{
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "User",
+                "name": KUBELET_CLIENT_USER,
+            }],
+        }))?;
+        let admin = self.client().await?;
+        Api::<ClusterRoleBinding>::all(admin.clone())
+            .create(&kube::api::PostParams::default(), &binding)
+            .await
+            .context("granting the API server access to the kubelet")?;
+        let ca_file = self.root.join("pki/ca.crt");
+        let server = self.server_url();
+        let node = Node::start(
+            lock,
+            node::NodeContext {
+                ca: &self.ca,
+                ca_file: &ca_file,
+                server: &server,
+                bins: &self.bins,
+                admin,
+                timeout: self.options.ready_timeout,
+            },
+        )
+        .await;
+        match node {
+            Ok(node) => {
+                self.startup.node = Some(node.startup().clone());
+                self.node = Some(node);
+                Ok(())
+            }
+            Err(e) => {
+                let logs = self.log_tails(TAIL_LINES);
+                Err(e.context(format!("control plane logs:\n{logs}")))
+            }
+        }
+    }
+
+    /// The node, if started with [`Options::node`].
+    pub fn node(&self) -> Option<&Node> {
+        self.node.as_ref()
+    }
+
+    /// The node, mutable (to check its processes).
+    pub fn node_mut(&mut self) -> Option<&mut Node> {
+        self.node.as_mut()
     }
 
     async fn boot(&mut self, begin: Instant) -> Result<()> {
@@ -340,9 +483,9 @@ impl ControlPlane {
         &self.bins
     }
 
-    /// `https://127.0.0.1:<port>`.
+    /// `https://127.0.0.1:<port>` (with a node: the node address).
     pub fn server_url(&self) -> String {
-        format!("https://127.0.0.1:{}", self.apiserver_port)
+        format!("https://{}:{}", self.apiserver_host, self.apiserver_port)
     }
 
     /// `http://127.0.0.1:<port>` of etcd.
@@ -545,11 +688,21 @@ impl ControlPlane {
     pub fn check_processes(&mut self) -> Result<()> {
         self.etcd.check_alive()?;
         self.apiserver.check_alive()?;
-        self.controller_manager.check_alive()
+        self.controller_manager.check_alive()?;
+        if let Some(node) = &mut self.node {
+            node.check_processes()?;
+        }
+        Ok(())
     }
 
-    /// Stops everything (controller manager, API server, etcd, in that order).
+    /// Stops everything (the node, controller manager, API server, etcd, in
+    /// that order).
     pub fn stop(&mut self) {
+        if let Some(node) = self.node.take()
+            && let Err(e) = node.stop()
+        {
+            eprintln!("kseal-testenv: the node's teardown was incomplete: {e:#}");
+        }
         self.controller_manager.terminate(Duration::from_secs(5));
         self.apiserver.terminate(Duration::from_secs(10));
         self.etcd.terminate(Duration::from_secs(5));
@@ -565,6 +718,9 @@ impl Drop for ControlPlane {
                 self.log_tails(TAIL_LINES)
             );
         }
+        // The node first (its Drop prints its logs on panic and undoes its
+        // host changes).
+        drop(self.node.take());
         self.controller_manager.kill();
         self.apiserver.kill();
         self.etcd.kill();
@@ -603,7 +759,7 @@ async fn etcd_healthy(port: u16) -> bool {
 }
 
 /// Writes a kubeconfig with the CA and the client certificate embedded.
-fn write_kubeconfig(
+pub(crate) fn write_kubeconfig(
     path: &Path,
     server: &str,
     ca_pem: &str,

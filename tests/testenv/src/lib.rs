@@ -21,13 +21,19 @@ pub mod bins;
 pub mod certs;
 mod cluster;
 pub mod http;
+pub mod image;
+pub mod node;
+pub mod oci;
 pub mod process;
+pub mod system;
 pub mod versions;
 
 pub use bins::BinDir;
 pub use cluster::{
-    ADMIN_USER, ControlPlane, DEFAULT_READY_TIMEOUT, Options, Startup, User, client_from_kubeconfig,
+    ADMIN_USER, ControlPlane, DEFAULT_READY_TIMEOUT, KUBELET_CLIENT_USER, Options, Startup, User,
+    client_from_kubeconfig,
 };
+pub use node::{HostSnapshot, Node, NodeStartup};
 pub use versions::Versions;
 
 /// Whether `CI=true` is set: then missing prerequisites fail tests instead of

@@ -1,0 +1,289 @@
+//! OCI images without a container engine: a single-layer image written as an
+//! OCI image layout in a tar archive, the format `ctr images import` reads.
+//!
+//! The layout is a handful of JSON files and one uncompressed tar layer, so
+//! it is written directly (no Docker, no registry). Everything is
+//! reproducible: fixed timestamps, owners and order.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::Path;
+
+use anyhow::{Context, Result, ensure};
+use serde_json::json;
+use sha2::{Digest as _, Sha256};
+
+/// A file in the image's single layer.
+#[derive(Debug, Clone)]
+pub struct File {
+    /// Absolute path inside the image, e.g. `/usr/local/bin/kseal-controller`.
+    pub path: String,
+    /// Mode bits, e.g. `0o755`.
+    pub mode: u32,
+    /// Contents.
+    pub data: Vec<u8>,
+}
+
+/// What goes into the image config and the index.
+#[derive(Debug, Clone, Default)]
+pub struct Image {
+    /// Full reference containerd stores the image under, e.g.
+    /// `localhost/kseal/kseal-controller:dev` (the index annotation
+    /// `io.containerd.image.name`).
+    pub name: String,
+    /// `User` of the config, e.g. `65532:65532`.
+    pub user: String,
+    /// `Entrypoint`.
+    pub entrypoint: Vec<String>,
+    /// `Env` (`KEY=value`).
+    pub env: Vec<String>,
+    /// `ExposedPorts`, e.g. `8080/tcp`.
+    pub exposed_ports: Vec<String>,
+    /// Config labels and manifest annotations (OCI `org.opencontainers.image.*`).
+    pub annotations: BTreeMap<String, String>,
+    /// The layer's files (parent directories are added).
+    pub files: Vec<File>,
+}
+
+/// What [`write_archive`] wrote.
+#[derive(Debug, Clone)]
+pub struct Written {
+    /// `sha256:…` of the manifest (the image digest).
+    pub manifest_digest: String,
+    /// Size of the (uncompressed) layer in bytes.
+    pub layer_size: usize,
+}
+
+/// Writes `image` as an OCI image layout tar archive to `out` (atomically).
+pub fn write_archive(image: &Image, out: &Path) -> Result<Written> {
+    ensure!(!image.name.is_empty(), "an image needs a name");
+    let layer = layer_tar(&image.files)?;
+    let layer_digest = digest(&layer);
+
+    let ports: serde_json::Map<String, serde_json::Value> = image
+        .exposed_ports
+        .iter()
+        .map(|p| (p.clone(), json!({})))
+        .collect();
+    let config = serde_json::to_vec(&json!({
+        "architecture": go_arch(),
+        "os": "linux",
+        "config": {
+            "User": image.user,
+            "Entrypoint": image.entrypoint,
+            "Env": image.env,
+            "ExposedPorts": ports,
+            "Labels": image.annotations,
+        },
+        "rootfs": {"type": "layers", "diff_ids": [layer_digest]},
+        "history": [{"created_by": "kseal-testenv oci::write_archive"}],
+    }))?;
+    let config_digest = digest(&config);
+    let manifest = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {
+            "mediaType": "application/vnd.oci.image.config.v1+json",
+            "digest": config_digest,
+            "size": config.len(),
+        },
+        "layers": [{
+            "mediaType": "application/vnd.oci.image.layer.v1.tar",
+            "digest": layer_digest,
+            "size": layer.len(),
+        }],
+        "annotations": image.annotations,
+    }))?;
+    let manifest_digest = digest(&manifest);
+    let tag = image.name.rsplit_once(':').map_or("latest", |(_, t)| t);
+    let index = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [{
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": manifest_digest,
+            "size": manifest.len(),
+            "platform": {"architecture": go_arch(), "os": "linux"},
+            "annotations": {
+                "io.containerd.image.name": image.name,
+                "org.opencontainers.image.ref.name": tag,
+            },
+        }],
+    }))?;
+
+    let blob = |d: &str| format!("blobs/sha256/{}", d.trim_start_matches("sha256:"));
+    let mut archive = Tar::default();
+    archive.dir("blobs/");
+    archive.dir("blobs/sha256/");
+    archive.file("oci-layout", 0o644, br#"{"imageLayoutVersion":"1.0.0"}"#)?;
+    archive.file("index.json", 0o644, &index)?;
+    archive.file(&blob(&manifest_digest), 0o644, &manifest)?;
+    archive.file(&blob(&config_digest), 0o644, &config)?;
+    archive.file(&blob(&layer_digest), 0o644, &layer)?;
+    let bytes = archive.finish();
+
+    let dir = out.parent().unwrap_or(Path::new("."));
+    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let tmp = tempfile::NamedTempFile::new_in(dir)?;
+    fs::write(tmp.path(), bytes)?;
+    // Readable like any build output (the temp file is created 0600).
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o644))?;
+    }
+    tmp.persist(out)
+        .with_context(|| format!("writing {}", out.display()))?;
+    Ok(Written {
+        manifest_digest,
+        layer_size: layer.len(),
+    })
+}
+
+/// The GOARCH name of this machine, as image configs spell it.
+pub fn go_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    }
+}
+
+/// `sha256:<hex>`.
+pub fn digest(bytes: &[u8]) -> String {
+    let hash = Sha256::digest(bytes);
+    let mut s = String::with_capacity(71);
+    s.push_str("sha256:");
+    for b in hash {
+        s.push_str(&format!("{b:02x}"));
+    }
+    s
+}
+
+fn layer_tar(files: &[File]) -> Result<Vec<u8>> {
+    let mut tar = Tar::default();
+    let mut dirs = std::collections::BTreeSet::new();
+    let mut sorted: Vec<&File> = files.iter().collect();
+    sorted.sort_by(|a, b| a.path.cmp(&b.path));
+    for f in sorted {
+        let rel = f.path.trim_start_matches('/');
+        ensure!(
+            !rel.is_empty() && !rel.split('/').any(|c| c == ".." || c.is_empty()),
+            "bad path in image: {:?}",
+            f.path
+        );
+        let mut prefix = String::new();
+        let parts: Vec<&str> = rel.split('/').collect();
+        for part in &parts[..parts.len() - 1] {
+            prefix.push_str(part);
+            prefix.push('/');
+            if dirs.insert(prefix.clone()) {
+                tar.dir(&prefix);
+            }
+        }
+        tar.file(rel, f.mode, &f.data)?;
+    }
+    Ok(tar.finish())
+}
+
+/// A minimal ustar writer: regular files and directories, owner 0:0,
+/// mtime 0, names under 100 bytes.
+#[derive(Default)]
+struct Tar {
+    out: Vec<u8>,
+}
+
+impl Tar {
+    fn dir(&mut self, name: &str) {
+        // Directory names are short literals or prefixes of checked paths.
+        let _ = self.entry(name, 0o755, b'5', &[]);
+    }
+
+    fn file(&mut self, name: &str, mode: u32, data: &[u8]) -> Result<()> {
+        self.entry(name, mode, b'0', data)
+    }
+
+    fn entry(&mut self, name: &str, mode: u32, kind: u8, data: &[u8]) -> Result<()> {
+        ensure!(name.len() < 100, "tar entry name too long: {name}");
+        let mut h = [0u8; 512];
+        h[..name.len()].copy_from_slice(name.as_bytes());
+        octal(&mut h[100..108], u64::from(mode));
+        octal(&mut h[108..116], 0);
+        octal(&mut h[116..124], 0);
+        octal(&mut h[124..136], data.len() as u64);
+        octal(&mut h[136..148], 0);
+        h[148..156].fill(b' ');
+        h[156] = kind;
+        h[257..263].copy_from_slice(b"ustar\0");
+        h[263..265].copy_from_slice(b"00");
+        let sum: u32 = h.iter().map(|b| u32::from(*b)).sum();
+        let s = format!("{sum:06o}\0 ");
+        h[148..156].copy_from_slice(s.as_bytes());
+        self.out.extend_from_slice(&h);
+        self.out.extend_from_slice(data);
+        let pad = (512 - data.len() % 512) % 512;
+        self.out.extend(std::iter::repeat_n(0u8, pad));
+        Ok(())
+    }
+
+    fn finish(mut self) -> Vec<u8> {
+        self.out.extend(std::iter::repeat_n(0u8, 1024));
+        self.out
+    }
+}
+
+/// Zero-padded octal with a trailing NUL, filling the field.
+fn octal(field: &mut [u8], value: u64) {
+    let width = field.len() - 1;
+    let s = format!("{value:0width$o}");
+    field[..width].copy_from_slice(&s.as_bytes()[s.len() - width..]);
+    field[width] = 0;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gnu_tar_reads_the_layer_and_the_archive() {
+        let dir = tempfile::tempdir().unwrap();
+        let image = Image {
+            name: "localhost/test/x:1".into(),
+            user: "65532:65532".into(),
+            entrypoint: vec!["/bin/x".into()],
+            files: vec![File {
+                path: "/bin/x".into(),
+                mode: 0o755,
+                data: b"hello".to_vec(),
+            }],
+            ..Image::default()
+        };
+        let out = dir.path().join("x.tar");
+        let written = write_archive(&image, &out).unwrap();
+        let list = std::process::Command::new("tar")
+            .arg("-tvf")
+            .arg(&out)
+            .output()
+            .unwrap();
+        assert!(list.status.success());
+        let text = String::from_utf8(list.stdout).unwrap();
+        assert!(text.contains("index.json"), "{text}");
+        let manifest_blob = written.manifest_digest.trim_start_matches("sha256:");
+        assert!(text.contains(manifest_blob), "{text}");
+        // The index names the image for containerd.
+        let idx = std::process::Command::new("tar")
+            .arg("-xOf")
+            .arg(&out)
+            .arg("index.json")
+            .output()
+            .unwrap();
+        let index: serde_json::Value = serde_json::from_slice(&idx.stdout).unwrap();
+        assert_eq!(
+            index["manifests"][0]["annotations"]["io.containerd.image.name"],
+            "localhost/test/x:1"
+        );
+        // Same input, same bytes.
+        let again = dir.path().join("y.tar");
+        write_archive(&image, &again).unwrap();
+        assert_eq!(fs::read(&out).unwrap(), fs::read(&again).unwrap());
+    }
+}
