@@ -53,7 +53,7 @@ pub fn resolve(args: &RecipientArgs, path: Option<&Path>) -> Result<Option<Resol
     let Some(config) = Config::find(&cwd)? else {
         note(args, || {
             format!(
-                "no {CONFIG_FILE_NAME} in {} or above it (up to the repository root)",
+                "no {CONFIG_FILE_NAME} in {} (or above it up to the repository root, inside a git repository)",
                 cwd.display()
             )
         });

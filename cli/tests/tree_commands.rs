@@ -445,3 +445,95 @@ fn check_finds_secrets_in_every_shape() {
         );
     }
 }
+
+/// `validate` fails when a file holds no kseal SealedSecret (a plaintext
+/// Secret or a Bitnami SealedSecret under a `*.sealed.yaml` name), and
+/// refuses fields the CRD does not have (`encrytedData`).
+#[test]
+fn validate_needs_a_sealed_secret_and_refuses_unknown_fields() {
+    let ws = Workspace::new();
+    ws.write("plain.sealed.yaml", SECRET);
+    let output = ws
+        .cmd()
+        .args(["validate", "plain.sealed.yaml"])
+        .output()
+        .unwrap();
+    assert_exit(&output, 1);
+    assert!(
+        stderr(&output).contains("no kseal SealedSecret found"),
+        "{}",
+        stderr(&output)
+    );
+    let sealed = ws.seal(SECRET, &[]);
+    ws.write(
+        "typo.yaml",
+        &sealed.replace("encryptedData:", "encrytedData:"),
+    );
+    for command in ["validate", "inspect"] {
+        let output = ws.cmd().args([command, "typo.yaml"]).output().unwrap();
+        assert_exit(&output, 1);
+        let all = format!("{}{}", stdout(&output), stderr(&output));
+        assert!(all.contains("spec.encrytedData"), "{command}: {all}");
+    }
+    let output = ws
+        .cmd()
+        .args(["unseal", "-i"])
+        .arg(&ws.identity)
+        .args(["-f", "typo.yaml"])
+        .output()
+        .unwrap();
+    assert_exit(&output, 1);
+}
+
+/// `--merge-into` refuses a `--scope` that differs from the object's (the
+/// value would take the object's scope), and warns when the merged value is
+/// sealed to other keys than the object's values.
+#[test]
+fn merge_into_refuses_another_scope_and_warns_about_other_keys() {
+    let ws = Workspace::new();
+    let other = Workspace::new();
+    ws.write("db.yaml", &ws.seal(SECRET, &["--scope", "namespace-wide"]));
+    let output = ws
+        .cmd()
+        .args([
+            "seal",
+            "-r",
+            &ws.recipient,
+            "--scope",
+            "strict",
+            "--name",
+            "db",
+        ])
+        .args([
+            "--namespace",
+            "app",
+            "--from-literal",
+            "x=y",
+            "--merge-into",
+            "db.yaml",
+        ])
+        .output()
+        .unwrap();
+    assert_exit(&output, 2);
+    assert!(
+        stderr(&output).contains("--scope strict"),
+        "{}",
+        stderr(&output)
+    );
+    let output = ws
+        .cmd()
+        .args([
+            "seal",
+            "-r",
+            &other.recipient,
+            "--name",
+            "db",
+            "--namespace",
+            "app",
+        ])
+        .args(["--from-literal", "x=y", "--merge-into", "db.yaml"])
+        .output()
+        .unwrap();
+    assert_exit(&output, 0);
+    assert!(stderr(&output).contains("warning"), "{}", stderr(&output));
+}

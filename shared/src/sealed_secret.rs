@@ -115,3 +115,85 @@ pub struct Condition {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
 }
+
+/// Why a document is not a SealedSecret this library reads. Names fields,
+/// never values.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DocumentError {
+    /// A field the CRD does not have (a typo such as `encrytedData` would
+    /// otherwise be dropped: the API server prunes unknown fields, and the
+    /// controller would make a Secret without those values).
+    #[error("unknown field {0:?} in a SealedSecret")]
+    UnknownField(String),
+    /// The fields there do not have the CRD's types.
+    #[error("not a valid SealedSecret: {0}")]
+    Invalid(String),
+}
+
+/// The fields a SealedSecret may have, by path (`""` is the object itself).
+const KNOWN_FIELDS: [(&str, &[&str]); 4] = [
+    ("", &["apiVersion", "kind", "metadata", "spec", "status"]),
+    ("spec", &["scope", "encryptedData", "template"]),
+    ("spec.template", &["type", "immutable", "metadata"]),
+    ("spec.template.metadata", &["labels", "annotations"]),
+];
+
+/// Reads a SealedSecret from a parsed manifest document, refusing fields the
+/// CRD does not define in the object, `spec` and `spec.template` (as
+/// kubectl's strict validation and `kseal seal` do for Secrets).
+pub fn from_document(value: &serde_json::Value) -> Result<SealedSecret, DocumentError> {
+    for (path, known) in KNOWN_FIELDS {
+        let object = path
+            .split('.')
+            .filter(|part| !part.is_empty())
+            .try_fold(value, |value, part| value.get(part));
+        if let Some(serde_json::Value::Object(map)) = object
+            && let Some(field) = map.keys().find(|key| !known.contains(&key.as_str()))
+        {
+            let full = if path.is_empty() {
+                field.clone()
+            } else {
+                format!("{path}.{field}")
+            };
+            return Err(DocumentError::UnknownField(full));
+        }
+    }
+    serde_json::from_value(value.clone()).map_err(|err| DocumentError::Invalid(err.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_fields_are_refused() {
+        let base = serde_json::json!({
+            "apiVersion": API_VERSION, "kind": KIND,
+            "metadata": {"name": "db", "namespace": "app"},
+            "spec": {"encryptedData": {"k": "v"}, "template": {"type": "Opaque", "metadata": {"labels": {"a": "b"}}}},
+        });
+        assert!(from_document(&base).is_ok());
+        for (path, field) in [
+            ("spec", "encrytedData"),
+            ("", "spce"),
+            ("spec.template", "data"),
+            ("spec.template.metadata", "lables"),
+        ] {
+            let mut value = base.clone();
+            let target = path
+                .split('.')
+                .filter(|part| !part.is_empty())
+                .fold(&mut value, |value, part| &mut value[part]);
+            target[field] = serde_json::json!({});
+            let full = if path.is_empty() {
+                field.to_owned()
+            } else {
+                format!("{path}.{field}")
+            };
+            assert_eq!(
+                from_document(&value).err(),
+                Some(DocumentError::UnknownField(full))
+            );
+        }
+    }
+}

@@ -110,12 +110,10 @@ fn report(source: &Source, object: &Document) -> Report {
         problems: Vec::new(),
         sealed: None,
     };
-    let sealed: SealedSecret = match serde_json::from_value(object.value.clone()) {
+    let sealed: SealedSecret = match kseal_shared::sealed_secret::from_document(&object.value) {
         Ok(sealed) => sealed,
         Err(err) => {
-            report
-                .problems
-                .push(format!("not a valid SealedSecret: {err}"));
+            report.problems.push(err.to_string());
             return report;
         }
     };
@@ -232,6 +230,13 @@ pub fn validate(args: ValidateArgs) -> Result<()> {
     let values: usize = reports.iter().map(|report| report.values.len()).sum();
     if problems > 0 {
         bail!("{problems} problem(s) in {} SealedSecret(s)", reports.len());
+    }
+    // Nothing to validate is not "well-formed": a plaintext Secret or a
+    // Bitnami SealedSecret under a *.sealed.yaml name must not pass a hook.
+    if reports.is_empty() {
+        bail!(
+            "no kseal SealedSecret found, so nothing was validated (a plaintext Secret? seal it with `kseal seal`; a Bitnami SealedSecret? convert it with `kseal migrate`)"
+        );
     }
     eprintln!(
         "kseal: {} SealedSecret(s), {values} value(s): well-formed",

@@ -145,7 +145,7 @@ fn rewrap_file(path: &Path, mode: &Mode<'_>, tally: &mut Tally) -> Result<Option
         .iter()
         .filter(|o| o.kind == DocumentKind::SealedSecret)
     {
-        let sealed: SealedSecret = serde_json::from_value(object.value.clone())
+        let sealed: SealedSecret = kseal_shared::sealed_secret::from_document(&object.value)
             .map_err(|err| anyhow!("{}: {}: {err}", path.display(), object.location()))?;
         // Kubernetes' naming rules: a SealedSecret the API server would
         // refuse is reported, not re-wrapped.

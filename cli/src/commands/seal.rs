@@ -3,6 +3,7 @@
 use std::path::Path;
 
 use anyhow::{Context, Result, anyhow, bail};
+use kseal_shared::envelope::key_ids_in;
 use kseal_shared::manifest::{
     DocumentKind, ManifestFile, OutputFormat, PlainSecret, SealOptions, SealingError, merge_into,
     render_documents, seal_secret,
@@ -93,7 +94,8 @@ pub fn run(args: SealArgs) -> Result<()> {
     }
     if let Some(target) = &args.merge_into {
         let secrets: Vec<PlainSecret> = located.into_iter().map(|item| item.secret).collect();
-        return merge(target, &secrets, &resolved.recipients);
+        let explicit_scope = args.scope.map(|_| scope);
+        return merge(target, &secrets, &resolved.recipients, explicit_scope);
     }
 
     let options = SealOptions {
@@ -382,7 +384,15 @@ fn print_raw(binding: Binding<'_>, value: &SecretBytes, recipients: &[Recipient]
 }
 
 /// `--merge-into FILE`: add or replace keys in the SealedSecret in FILE.
-fn merge(target: &Path, secrets: &[PlainSecret], recipients: &[Recipient]) -> Result<()> {
+/// Seals the Secrets' values into the matching SealedSecrets of `target`.
+/// Values take the target's scope; a `--scope` that says otherwise is an
+/// error, not silently dropped.
+fn merge(
+    target: &Path,
+    secrets: &[PlainSecret],
+    recipients: &[Recipient],
+    explicit_scope: Option<Scope>,
+) -> Result<()> {
     let text = Source::File(target.to_owned()).read()?;
     let mut file = ManifestFile::new(&text);
     let objects = file
@@ -420,12 +430,37 @@ fn merge(target: &Path, secrets: &[PlainSecret], recipients: &[Recipient]) -> Re
             ),
         };
         let at = format!("{}: {}", target.display(), object.location());
-        let mut sealed: SealedSecret =
-            serde_json::from_value(object.value.clone()).map_err(|err| anyhow!("{at}: {err}"))?;
+        let mut sealed: SealedSecret = kseal_shared::sealed_secret::from_document(&object.value)
+            .map_err(|err| anyhow!("{at}: {err}"))?;
         let problems = validation::sealed_secret_problems(&sealed);
         if !problems.is_empty() {
             let lines: Vec<String> = problems.iter().map(|p| format!("{at}: {p}")).collect();
             bail!("{}", lines.join("\n"));
+        }
+        if let Some(scope) = explicit_scope.filter(|scope| *scope != sealed.spec.scope) {
+            return Err(UsageError::new(format!(
+                "{at}: --scope {scope}, but the SealedSecret's values are {} (a merged value takes the object's scope)",
+                sealed.spec.scope
+            ))
+            .into());
+        }
+        // Values sealed to other keys than the object's are almost always a
+        // mistake (the wrong cluster's key): say so.
+        let before = key_ids_in(sealed.spec.encrypted_data.values().map(String::as_str));
+        let after: std::collections::BTreeSet<_> =
+            recipients.iter().map(Recipient::key_id).collect();
+        if !before.is_empty() && before != after {
+            let show = |ids: &std::collections::BTreeSet<kseal_shared::x25519::KeyId>| {
+                ids.iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            eprintln!(
+                "kseal: warning: {at}: its values are sealed to key id(s) {}, the merged ones to {}",
+                show(&before),
+                show(&after)
+            );
         }
         let written = merge_into(&mut sealed, secret, recipients)
             .map_err(|err| anyhow!("{at}: {}", with_hint(&err)))?;

@@ -32,7 +32,7 @@ pub fn run(args: UnsealArgs) -> Result<()> {
                 object.location()
             );
         }
-        let sealed: SealedSecret = serde_json::from_value(object.value.clone())
+        let sealed: SealedSecret = kseal_shared::sealed_secret::from_document(&object.value)
             .map_err(|err| anyhow!("{}: {}: {err}", source.display(), object.location()))?;
         match unseal(&sealed, &keyring) {
             Ok(secret) => secrets.push(secret.to_manifest()),
