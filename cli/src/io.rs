@@ -184,6 +184,14 @@ pub fn is_manifest_name(path: &Path) -> bool {
 /// Expands paths into manifest files: a file is taken as is; a directory is
 /// searched recursively for `*.yaml`, `*.yml` and `*.json`, skipping hidden
 /// directories (`.git`, …). Sorted, so output is deterministic.
+/// Whether a file that does not parse may be skipped: it was found by
+/// walking a directory (not named on the command line) and mentions no
+/// kseal object (`kseal.dev/`), like a Helm template next to SealedSecrets.
+/// A broken SealedSecret is never skipped.
+pub fn skippable(named: &[PathBuf], path: &Path, text: &str) -> bool {
+    !named.iter().any(|named| named == path) && !text.contains("kseal.dev/")
+}
+
 pub fn manifest_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
     let mut files = Vec::new();
     for path in paths {

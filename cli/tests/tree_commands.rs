@@ -537,3 +537,49 @@ fn merge_into_refuses_another_scope_and_warns_about_other_keys() {
     assert_exit(&output, 0);
     assert!(stderr(&output).contains("warning"), "{}", stderr(&output));
 }
+
+/// A Helm template in a tree (not YAML kseal can read, no kseal object in
+/// it) is skipped by inspect, validate and rewrap with a note; a broken
+/// SealedSecret never is, and a file named on the command line never is.
+#[test]
+fn trees_with_templates_are_walked() {
+    let ws = Workspace::new();
+    let new = Workspace::new();
+    ws.write("repo/app/db.yaml", &ws.seal(SECRET, &[]));
+    ws.write(
+        "repo/chart/templates/deploy.yaml",
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {{ include \"x.fullname\" . }}\n",
+    );
+    for args in [vec!["inspect", "repo"], vec!["validate", "repo"]] {
+        let output = ws.cmd().args(&args).output().unwrap();
+        assert_exit(&output, 0);
+        assert!(
+            stderr(&output).contains("skipped"),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+    }
+    let output = ws
+        .cmd()
+        .args(["rewrap", "--in-place", "-i"])
+        .arg(&ws.identity)
+        .args(["-r", &new.recipient, "repo"])
+        .output()
+        .unwrap();
+    assert_exit(&output, 0);
+    assert!(stderr(&output).contains("skipped"), "{}", stderr(&output));
+    // Named explicitly: an error.
+    let output = ws
+        .cmd()
+        .args(["validate", "repo/chart/templates/deploy.yaml"])
+        .output()
+        .unwrap();
+    assert_exit(&output, 1);
+    // A broken SealedSecret in the tree: an error, never skipped.
+    ws.write(
+        "repo/app/broken.yaml",
+        "apiVersion: kseal.dev/v1alpha1\nkind: SealedSecret\nmetadata: {name: x\n",
+    );
+    let output = ws.cmd().args(["validate", "repo"]).output().unwrap();
+    assert_exit(&output, 1);
+}

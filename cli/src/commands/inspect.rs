@@ -1,7 +1,7 @@
 //! `kseal inspect` and `kseal validate`: what SealedSecrets hold and whether
 //! they are well-formed, without any key.
 
-use anyhow::{Result, anyhow, bail};
+use anyhow::{Result, bail};
 use kseal_shared::contract::{VERIFY_PATH, VerifyResponse};
 use kseal_shared::envelope::{SealedValue, VERSION};
 use kseal_shared::manifest::{Document, DocumentKind, ManifestFile};
@@ -84,9 +84,18 @@ fn reports(paths: &[std::path::PathBuf]) -> Result<Vec<Report>> {
     let mut reports = Vec::new();
     for source in sources {
         let text = source.read()?;
-        let objects = ManifestFile::new(&text)
-            .objects()
-            .map_err(|err| anyhow!("{}: {err}", source.display()))?;
+        let objects = match ManifestFile::new(&text).objects() {
+            Ok(objects) => objects,
+            Err(_) if matches!(&source, Source::File(path) if crate::io::skippable(paths, path, &text)) =>
+            {
+                eprintln!(
+                    "kseal: {}: skipped: not YAML/JSON kseal can read, and no kseal object in it (a template?)",
+                    source.display()
+                );
+                continue;
+            }
+            Err(err) => bail!("{}: {err}", source.display()),
+        };
         for object in objects
             .iter()
             .filter(|o| o.kind == DocumentKind::SealedSecret)

@@ -90,6 +90,25 @@ pub fn run(args: RewrapArgs) -> Result<()> {
     let mut tally = Tally::default();
     for path in &files {
         let rendered = rewrap_file(path, &mode, &mut tally);
+        let unreadable = rendered.as_ref().is_err_and(|err| {
+            err.downcast_ref::<Unparseable>().is_some()
+                && Source::File(path.clone())
+                    .read()
+                    .is_ok_and(|text| crate::io::skippable(&args.paths, path, &text))
+        });
+        if unreadable {
+            report(
+                &progress,
+                format!(
+                    "kseal: {}: skipped: not YAML/JSON kseal can read, and no kseal object in it (a template?)",
+                    path.display()
+                ),
+            );
+            if let Some(bar) = &progress {
+                bar.inc(1);
+            }
+            continue;
+        }
         match rendered {
             Ok(Some(text)) if args.in_place => {
                 write_atomic(path, text.as_bytes(), Privacy::Public)?;
@@ -132,6 +151,18 @@ fn report(progress: &Option<indicatif::ProgressBar>, line: String) {
     }
 }
 
+/// A file that does not parse as YAML/JSON manifests.
+#[derive(Debug)]
+struct Unparseable(String);
+
+impl std::fmt::Display for Unparseable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Unparseable {}
+
 /// Re-wraps every value of every SealedSecret in one file. Returns the new
 /// text if anything changed. Values that fail are reported and left as they
 /// were (each value is self-contained, so the file stays consistent).
@@ -140,7 +171,7 @@ fn rewrap_file(path: &Path, mode: &Mode<'_>, tally: &mut Tally) -> Result<Option
     let mut file = ManifestFile::new(&text);
     let objects = file
         .objects()
-        .map_err(|err| anyhow!("{}: {err}", path.display()))?;
+        .map_err(|err| anyhow::Error::new(Unparseable(format!("{}: {err}", path.display()))))?;
     for object in objects
         .iter()
         .filter(|o| o.kind == DocumentKind::SealedSecret)
