@@ -265,10 +265,16 @@ pub struct UnsealArgs {
 }
 
 #[derive(Debug, Args)]
-#[command(after_help = "Examples:
+#[command(
+    after_help = "Offline, the new recipients come from -r/-R, else from the .kseal.yaml \
+rule that matches each file's path (like `sops updatekeys`).
+
+Examples:
   kseal rewrap -i backup-key.txt -R cluster-keys.txt --in-place clusters/
+  kseal rewrap -i prod-key.txt -i staging-key.txt --in-place clusters/   # .kseal.yaml rules
   kseal rewrap -i old.txt -r age1… sealed.yaml > rewrapped.yaml
-  kseal rewrap --online --in-place clusters/prod/")]
+  kseal rewrap --online --in-place clusters/prod/"
+)]
 pub struct RewrapArgs {
     /// Private key file(s) that open the values now (offline re-wrap); repeatable
     #[arg(

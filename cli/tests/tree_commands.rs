@@ -583,3 +583,48 @@ fn trees_with_templates_are_walked() {
     let output = ws.cmd().args(["validate", "repo"]).output().unwrap();
     assert_exit(&output, 1);
 }
+
+/// Without -r/-R, `rewrap` takes each file's recipients from its
+/// `.kseal.yaml` rule (as `sops updatekeys` does), and `-v` says which.
+#[test]
+fn rewrap_follows_kseal_yaml_rules() {
+    let prod = Workspace::new();
+    let staging = Workspace::new();
+    let new_prod = Workspace::new();
+    let new_staging = Workspace::new();
+    prod.write(".git/HEAD", "ref: refs/heads/main\n");
+    let staging_secret = SECRET.replace("name: db", "name: cache");
+    prod.write("clusters/prod/db.yaml", &prod.seal(SECRET, &[]));
+    prod.write(
+        "clusters/staging/cache.yaml",
+        &staging.seal(&staging_secret, &[]),
+    );
+    prod.write(
+        ".kseal.yaml",
+        &format!(
+            "creation_rules:\n  - path_regex: ^clusters/prod/\n    recipients: [{}]\n  - path_regex: ^clusters/staging/\n    recipients: [{}]\n",
+            new_prod.recipient, new_staging.recipient
+        ),
+    );
+    let output = prod
+        .cmd()
+        .args(["rewrap", "-v", "--in-place", "-i"])
+        .arg(&prod.identity)
+        .arg("-i")
+        .arg(&staging.identity)
+        .arg("clusters")
+        .output()
+        .unwrap();
+    assert_exit(&output, 0);
+    assert!(
+        stderr(&output).contains("creation_rules[1]"),
+        "{}",
+        stderr(&output)
+    );
+    assert_exit(&new_prod.unseal(&prod.read("clusters/prod/db.yaml")), 0);
+    assert_exit(
+        &new_staging.unseal(&prod.read("clusters/staging/cache.yaml")),
+        0,
+    );
+    assert_exit(&new_staging.unseal(&prod.read("clusters/prod/db.yaml")), 1);
+}

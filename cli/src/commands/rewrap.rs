@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use anyhow::{Result, anyhow, bail};
+use anyhow::{Context, Result, anyhow, bail};
 use kseal_shared::contract::{REWRAP_PATH, ValueFailures};
 use kseal_shared::envelope::{SealedValue, rewrap};
 use kseal_shared::manifest::{DocumentKind, ManifestFile, value_binding};
@@ -16,7 +16,7 @@ use kseal_shared::{
     x25519::{KeyId, Recipient},
 };
 
-use crate::args::RewrapArgs;
+use crate::args::{RecipientArgs, RewrapArgs};
 use crate::cluster::{self, ClusterArgs};
 use crate::error::UsageError;
 use crate::io::{Privacy, Source, manifest_files, write_atomic, write_stdout};
@@ -35,11 +35,11 @@ struct Tally {
 
 /// Where new wrapped keys come from.
 enum Mode<'a> {
-    /// Backed-up identities open the values; they are wrapped to `recipients`.
+    /// Backed-up identities open the values; they are wrapped to the
+    /// recipients of `-r`/`-R`, or else of each file's `.kseal.yaml` rule.
     Offline {
         keyring: Keyring,
-        recipients: Vec<Recipient>,
-        target: Vec<KeyId>,
+        recipients: &'a RecipientArgs,
     },
     /// The cluster's controller re-wraps to its current keys.
     Online(&'a ClusterArgs),
@@ -58,17 +58,19 @@ pub fn run(args: RewrapArgs) -> Result<()> {
         Mode::Online(&args.cluster)
     } else {
         let keyring = recipients::keyring(&args.identities)?;
-        let Some(recipients) = recipients::from_flags(&args.recipients)? else {
+        // Checked once up front: flags, or a .kseal.yaml to take them from.
+        let cwd = std::env::current_dir().context("cannot read the working directory")?;
+        if recipients::from_flags(&args.recipients)?.is_none()
+            && kseal_shared::config::Config::find(&cwd)?.is_none()
+        {
             return Err(UsageError::new(
-                "rewrap needs the new recipients: -r/--recipient or -R/--recipients-file (or --online)",
+                "rewrap needs the new recipients: -r/--recipient, -R/--recipients-file, a .kseal.yaml with creation_rules, or --online",
             )
             .into());
-        };
-        let target = recipients.iter().map(Recipient::key_id).collect();
+        }
         Mode::Offline {
             keyring,
-            recipients,
-            target,
+            recipients: &args.recipients,
         }
     };
     let files = manifest_files(&args.paths)?;
@@ -172,6 +174,7 @@ fn rewrap_file(path: &Path, mode: &Mode<'_>, tally: &mut Tally) -> Result<Option
     let objects = file
         .objects()
         .map_err(|err| anyhow::Error::new(Unparseable(format!("{}: {err}", path.display()))))?;
+    let mut file_recipients: Option<(Vec<Recipient>, Vec<KeyId>)> = None;
     for object in objects
         .iter()
         .filter(|o| o.kind == DocumentKind::SealedSecret)
@@ -195,9 +198,27 @@ fn rewrap_file(path: &Path, mode: &Mode<'_>, tally: &mut Tally) -> Result<Option
         let result = match mode {
             Mode::Offline {
                 keyring,
-                recipients,
-                target,
-            } => rewrap_offline(&sealed, keyring, recipients, target),
+                recipients: flags,
+            } => {
+                // The flags' recipients, or the rule for this file's path;
+                // looked up once per file, at its first SealedSecret.
+                let (recipients, target) = match file_recipients {
+                    Some(ref known) => known,
+                    None => {
+                        let recipients = recipients::resolve(flags, Some(path))?
+                            .map(|resolved| resolved.recipients)
+                            .ok_or_else(|| {
+                                anyhow!(
+                                    "{}: no recipients: pass -r/-R or add a .kseal.yaml rule for this path",
+                                    path.display()
+                                )
+                            })?;
+                        let target: Vec<KeyId> = recipients.iter().map(Recipient::key_id).collect();
+                        file_recipients.insert((recipients, target))
+                    }
+                };
+                rewrap_offline(&sealed, keyring, recipients, target)
+            }
             Mode::Online(cluster) => rewrap_online(&sealed, cluster)
                 .map_err(|err| anyhow!("{}: {}: {err:#}", path.display(), object.location()))?,
         };
