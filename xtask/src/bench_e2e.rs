@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::ByteString;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
+use k8s_openapi::api::core::v1::{Namespace, Secret};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kseal_shared::manifest::{PlainSecret, SealOptions, seal_secret};
 use kseal_shared::{
@@ -581,30 +581,6 @@ fn requests_between(
     )
 }
 
-async fn published_recipients(client: &Client, timeout: Duration) -> Result<Vec<Recipient>> {
-    let api: Api<ConfigMap> = Api::namespaced(client.clone(), KEY_NAMESPACE);
-    let started = Instant::now();
-    loop {
-        if let Ok(cm) = api.get("kseal-public-keys").await {
-            let text = cm
-                .data
-                .unwrap_or_default()
-                .get("recipients.txt")
-                .cloned()
-                .unwrap_or_default();
-            if let Ok(found) = kseal_shared::x25519::parse_recipients_file(&text)
-                && !found.is_empty()
-            {
-                return Ok(found);
-            }
-        }
-        if started.elapsed() > timeout {
-            bail!("timed out waiting for the published keys");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 async fn bench(args: &Args, controller_bin: &Path) -> Result<serde_json::Value> {
     let n = args.count;
     let timeout = Duration::from_secs(args.timeout);
@@ -690,7 +666,9 @@ async fn bench(args: &Args, controller_bin: &Path) -> Result<serde_json::Value> 
         port,
     };
     controller.process.start()?;
-    let recipients = published_recipients(&client, Duration::from_secs(120)).await?;
+    let recipients =
+        kseal_testenv::published_recipients(&client, KEY_NAMESPACE, Duration::from_secs(120))
+            .await?;
     wait_for("controller /readyz", Duration::from_secs(120), || async {
         controller
             .get("/readyz")

@@ -12,7 +12,7 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
+use k8s_openapi::api::core::v1::{Namespace, Secret};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kseal_shared::manifest::{PlainSecret, SealOptions, seal_secret};
 use kseal_shared::{
@@ -197,26 +197,9 @@ impl Fixture {
     }
 
     pub async fn recipients(&self) -> Vec<Recipient> {
-        let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), NAMESPACE);
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Ok(cm) = api.get("kseal-public-keys").await {
-                let text = cm
-                    .data
-                    .unwrap_or_default()
-                    .get("recipients.txt")
-                    .cloned()
-                    .unwrap_or_default();
-                if let Ok(found) = kseal_shared::x25519::parse_recipients_file(&text) {
-                    return found;
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for published keys"
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        kseal_testenv::published_recipients(&self.client, NAMESPACE, WAIT)
+            .await
+            .expect("timed out waiting for published keys")
     }
 
     pub fn sealed_secrets(&self, namespace: &str) -> Api<SealedSecret> {

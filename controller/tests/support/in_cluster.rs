@@ -11,7 +11,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod};
+use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kseal_shared::x25519::Recipient;
 use kseal_testenv::image::{self, Build, Built};
 use kseal_testenv::{ControlPlane, Options};
@@ -217,25 +217,9 @@ impl Cluster {
 
     /// The published recipients of the release in `ns`.
     pub async fn recipients(&self, ns: &str) -> Vec<Recipient> {
-        let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), ns);
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Ok(cm) = api.get("kseal-public-keys").await {
-                let text = cm
-                    .data
-                    .unwrap_or_default()
-                    .get("recipients.txt")
-                    .cloned()
-                    .unwrap_or_default();
-                if let Ok(found) = kseal_shared::x25519::parse_recipients_file(&text)
-                    && !found.is_empty()
-                {
-                    return found;
-                }
-            }
-            assert!(Instant::now() < deadline, "no published keys in {ns}");
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        kseal_testenv::published_recipients(&self.client, ns, WAIT)
+            .await
+            .expect("no published keys")
     }
 
     /// A client acting with the Pod's own ServiceAccount token, read from

@@ -25,6 +25,7 @@ pub mod image;
 pub mod node;
 pub mod oci;
 pub mod process;
+mod published;
 pub mod system;
 pub mod versions;
 
@@ -34,6 +35,7 @@ pub use cluster::{
     client_from_kubeconfig,
 };
 pub use node::{HostSnapshot, Node, NodeStartup};
+pub use published::published_recipients;
 pub use versions::Versions;
 
 /// Whether `CI=true` is set: then missing prerequisites fail tests instead of
