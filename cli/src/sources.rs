@@ -65,17 +65,15 @@ pub fn split_csv(arg: &str) -> Result<Vec<String>> {
 /// empty, the value may.
 pub fn add_literal(secret: &mut PlainSecret, literal: &str) -> Result<()> {
     let Some((key, value)) = literal.split_once('=').filter(|(key, _)| !key.is_empty()) else {
+        // Nothing of the argument is shown: without '=' it may be a value
+        // pasted on its own, and values never reach a terminal or a CI log.
         bail!(
-            "--from-literal expects KEY=VALUE, got {} for key {:?}",
+            "--from-literal expects KEY=VALUE, got {} (argument not shown: it may be a value)",
             if literal.starts_with('=') {
                 "an empty key"
             } else {
                 "no '='"
-            },
-            literal
-                .chars()
-                .take_while(|c| c.is_ascii_alphanumeric() || "-._".contains(*c))
-                .collect::<String>()
+            }
         );
     };
     add(

@@ -679,3 +679,28 @@ fn broken_pipe_is_not_an_error() {
     assert_exit(&output, 0);
     assert_eq!(stderr(&output), "");
 }
+
+/// A `--from-literal` without `=` may be a bare value: the error shows none
+/// of it.
+#[test]
+fn literal_without_key_is_not_echoed() {
+    let ws = Workspace::new();
+    let output = ws
+        .cmd()
+        .args([
+            "seal",
+            "-r",
+            &ws.recipient,
+            "--name",
+            "db",
+            "--namespace",
+            "app",
+        ])
+        .args(["--from-literal", "hunter2canary"])
+        .output()
+        .unwrap();
+    assert_ne!(output.status.code(), Some(0));
+    let all = format!("{}{}", stdout(&output), stderr(&output));
+    assert!(all.contains("KEY=VALUE"), "{all}");
+    assert!(!all.contains("hunter2canary"), "{all}");
+}
