@@ -291,6 +291,11 @@ pub struct RewrapArgs {
     pub online: bool,
     #[command(flatten)]
     pub cluster: ClusterArgs,
+    /// Only the values none of whose keys the cluster seals to now (sealed to a key
+    /// that was rotated out): what the controller's RewrapDue condition reports. Reads
+    /// the cluster's published keys
+    #[arg(long)]
+    pub stale: bool,
     /// Rewrite the files in place (atomically); required for directories and several files
     #[arg(long)]
     pub in_place: bool,
@@ -379,11 +384,20 @@ pub struct ValidateArgs {
         name: no plaintext Secrets
         entry: kseal check
         language: system
-        files: \\.(ya?ml|json)$")]
+        files: \\.(ya?ml|json)$
+
+As a CI gate on rotation: `kseal check --max-age 90d clusters/` lists every
+value sealed more than 90 days ago; re-seal those from their plaintext.")]
 pub struct CheckArgs {
     /// Files or directories to scan
     #[arg(value_name = "PATH", required = true)]
     pub paths: Vec<PathBuf>,
+    /// Also fail on every sealed value older than this (hours, days or
+    /// weeks: 90d, 2160h, 13w), and on values whose seal time was never
+    /// recorded (format v1). Without it, a `.kseal.yaml` rule's `max_age`
+    /// applies to its paths
+    #[arg(long, value_name = "AGE")]
+    pub max_age: Option<kseal_shared::rotation::MaxAge>,
 }
 
 #[derive(Debug, Args)]

@@ -700,8 +700,9 @@ fn verify_work(state: &ApiState, content_type: Option<&str>, body: &[u8]) -> Res
 
 /// `POST /v1/rewrap`: the SealedSecret with every value's data key
 /// re-wrapped to this cluster's current sealing keys. The caller cannot
-/// choose recipients; ciphertexts stay byte-identical; values already
-/// sealed to the current keys are returned unchanged.
+/// choose recipients; v2 ciphertexts stay byte-identical (v1 values are
+/// upgraded to v2); values already sealed to the current keys in v2 are
+/// returned unchanged.
 async fn rewrap_handler(
     State(state): State<ApiState>,
     Extension(limits): Extension<BodyLimits>,
@@ -731,7 +732,7 @@ fn rewrap_work(state: &ApiState, content_type: Option<&str>, body: &[u8]) -> Res
     let to_rewrap = parsed.iter().filter(|value| {
         !value
             .as_ref()
-            .is_ok_and(|value| value.is_sealed_to(&target))
+            .is_ok_and(|value| value.is_current_for(&target))
     });
     let cost = work_cost(to_rewrap, &keys, recipients.len());
     if !state.work_limiter.try_charge(cost) {
@@ -742,7 +743,7 @@ fn rewrap_work(state: &ApiState, content_type: Option<&str>, body: &[u8]) -> Res
     let mut updated = sealed.spec.encrypted_data.clone();
     for (key, value) in sealed.spec.encrypted_data.keys().zip(parsed) {
         let result = value.and_then(|value| {
-            if value.is_sealed_to(&target) {
+            if value.is_current_for(&target) {
                 Ok(None)
             } else {
                 rewrap(

@@ -10,9 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::SealError;
 
 /// Where a sealed value may be unsealed.
-#[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema,
-)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Scope {
     /// Only as the Secret with this exact namespace and name.
@@ -69,6 +67,25 @@ impl FromStr for Scope {
     }
 }
 
+/// A scope is read from its string form only (`docs/format.md` §7): serde's
+/// derived enum reader would also take a map such as `{cluster-wide: null}`,
+/// which a policy tool reading the string would see as another scope.
+impl<'de> Deserialize<'de> for Scope {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ScopeName;
+        impl serde::de::Visitor<'_> for ScopeName {
+            type Value = Scope;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("one of the strings strict, namespace-wide or cluster-wide")
+            }
+            fn visit_str<E: serde::de::Error>(self, value: &str) -> Result<Scope, E> {
+                Scope::from_str(value).map_err(E::custom)
+            }
+        }
+        deserializer.deserialize_str(ScopeName)
+    }
+}
+
 /// The context one value is sealed for. Fields the scope does not bind are
 /// ignored (they may be set; they are not part of the associated data).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -83,8 +100,11 @@ pub struct Binding<'a> {
     pub key: &'a str,
 }
 
-/// Prefix of the associated data: names the format and its version.
-pub const AAD_DOMAIN: &[u8] = b"kseal.dev/sealed-value/v1";
+/// First field of format v1's associated data: names the format and its
+/// version.
+pub const AAD_DOMAIN_V1: &[u8] = b"kseal.dev/sealed-value/v1";
+/// First field of format v2's associated data.
+pub const AAD_DOMAIN_V2: &[u8] = b"kseal.dev/sealed-value/v2";
 
 /// The largest data a Kubernetes Secret can hold (the API server's limit on
 /// the whole object, applied here to one value).
@@ -137,20 +157,34 @@ impl<'a> Binding<'a> {
         }
     }
 
-    /// The AEAD associated data:
-    /// `lp(AAD_DOMAIN) ‖ lp(scope) ‖ lp(namespace) ‖ lp(name) ‖ lp(key)`,
+    /// Format v1's AEAD associated data:
+    /// `lp(AAD_DOMAIN_V1) ‖ lp(scope) ‖ lp(namespace) ‖ lp(name) ‖ lp(key)`,
     /// where `lp(x)` is x's length as a 4-byte big-endian integer followed by
     /// x, and unbound fields are empty. Every field is length-prefixed, so two
     /// different bindings never produce the same bytes.
-    pub fn associated_data(&self) -> Vec<u8> {
+    pub fn associated_data_v1(&self) -> Vec<u8> {
+        self.length_prefixed(AAD_DOMAIN_V1)
+    }
+
+    /// Format v2's AEAD associated data: v1's fields with
+    /// [`AAD_DOMAIN_V2`] first, then the seal time as 8 bytes big-endian
+    /// (seconds since the Unix epoch):
+    /// `lp(AAD_DOMAIN_V2) ‖ lp(scope) ‖ lp(namespace) ‖ lp(name) ‖ lp(key) ‖ u64be(sealed_at)`.
+    pub fn associated_data_v2(&self, sealed_at: u64) -> Vec<u8> {
+        let mut aad = self.length_prefixed(AAD_DOMAIN_V2);
+        aad.extend_from_slice(&sealed_at.to_be_bytes());
+        aad
+    }
+
+    fn length_prefixed(&self, domain: &[u8]) -> Vec<u8> {
         let fields: [&[u8]; 5] = [
-            AAD_DOMAIN,
+            domain,
             self.scope.as_str().as_bytes(),
             self.bound_namespace().as_bytes(),
             self.bound_name().as_bytes(),
             self.key.as_bytes(),
         ];
-        let mut aad = Vec::with_capacity(fields.iter().map(|f| 4 + f.len()).sum());
+        let mut aad = Vec::with_capacity(fields.iter().map(|f| 4 + f.len()).sum::<usize>() + 8);
         for field in fields {
             // Kubernetes names are far below 4 GiB; saturate rather than wrap.
             let len = u32::try_from(field.len()).unwrap_or(u32::MAX);
@@ -182,9 +216,9 @@ mod tests {
 
     #[test]
     fn associated_data_layout() {
-        let aad = Binding::new(Scope::Strict, "ns", "n", "k").associated_data();
+        let aad = Binding::new(Scope::Strict, "ns", "n", "k").associated_data_v1();
         let mut expected = Vec::new();
-        for field in [AAD_DOMAIN, b"strict", b"ns", b"n", b"k"] {
+        for field in [AAD_DOMAIN_V1, b"strict", b"ns", b"n", b"k"] {
             expected.extend_from_slice(&(field.len() as u32).to_be_bytes());
             expected.extend_from_slice(field);
         }
@@ -193,19 +227,49 @@ mod tests {
 
     #[test]
     fn unbound_fields_do_not_matter() {
-        let a = Binding::new(Scope::ClusterWide, "a", "x", "k").associated_data();
-        let b = Binding::new(Scope::ClusterWide, "b", "y", "k").associated_data();
+        let a = Binding::new(Scope::ClusterWide, "a", "x", "k").associated_data_v2(5);
+        let b = Binding::new(Scope::ClusterWide, "b", "y", "k").associated_data_v2(5);
         assert_eq!(a, b);
-        let a = Binding::new(Scope::NamespaceWide, "a", "x", "k").associated_data();
-        let b = Binding::new(Scope::NamespaceWide, "a", "y", "k").associated_data();
+        let a = Binding::new(Scope::NamespaceWide, "a", "x", "k").associated_data_v1();
+        let b = Binding::new(Scope::NamespaceWide, "a", "y", "k").associated_data_v1();
         assert_eq!(a, b);
     }
 
     #[test]
     fn length_prefix_separates_fields() {
-        let a = Binding::new(Scope::Strict, "ab", "c", "k").associated_data();
-        let b = Binding::new(Scope::Strict, "a", "bc", "k").associated_data();
+        let a = Binding::new(Scope::Strict, "ab", "c", "k").associated_data_v1();
+        let b = Binding::new(Scope::Strict, "a", "bc", "k").associated_data_v1();
         assert_ne!(a, b);
+        let a = Binding::new(Scope::Strict, "ab", "c", "k").associated_data_v2(7);
+        let b = Binding::new(Scope::Strict, "a", "bc", "k").associated_data_v2(7);
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn v2_ends_with_the_seal_time_and_differs_from_v1() {
+        let binding = Binding::new(Scope::Strict, "ns", "n", "k");
+        let v2 = binding.associated_data_v2(0x0102_0304_0506_0708);
+        assert!(v2.ends_with(&[1, 2, 3, 4, 5, 6, 7, 8]));
+        assert!(v2.starts_with(&[0, 0, 0, 25]));
+        assert_ne!(v2[..v2.len() - 8], binding.associated_data_v1()[..]);
+        assert_ne!(binding.associated_data_v2(1), binding.associated_data_v2(2));
+    }
+
+    #[test]
+    fn scope_is_read_from_its_string_only() {
+        for scope in Scope::ALL {
+            let json = format!("\"{scope}\"");
+            assert_eq!(serde_json::from_str::<Scope>(&json).unwrap(), scope);
+        }
+        for bad in [
+            r#"{"cluster-wide":null}"#,
+            r#"{"strict":null}"#,
+            "1",
+            "null",
+            r#""Strict""#,
+        ] {
+            assert!(serde_json::from_str::<Scope>(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

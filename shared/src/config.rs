@@ -9,6 +9,7 @@
 //!     scope: strict
 //!   - path_regex: ^clusters/staging/
 //!     recipients_file: keys/staging.txt
+//!     max_age: 90d          # kseal check fails values sealed longer ago
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -17,6 +18,7 @@ use regex::Regex;
 use serde::Deserialize;
 
 use crate::binding::Scope;
+use crate::rotation::MaxAge;
 use crate::x25519::{Recipient, parse_recipients_file};
 
 /// The file name searched for.
@@ -62,6 +64,8 @@ struct RawRule {
     recipients_file: Option<PathBuf>,
     #[serde(default)]
     scope: Option<String>,
+    #[serde(default)]
+    max_age: Option<String>,
 }
 
 /// One creation rule.
@@ -76,6 +80,9 @@ pub struct Rule {
     pub recipients: Vec<Recipient>,
     /// The scope to seal with, when the rule sets one.
     pub scope: Option<Scope>,
+    /// How old the rule's values may get (`max_age: 90d`), checked by
+    /// `kseal check`, when the rule sets it.
+    pub max_age: Option<MaxAge>,
 }
 
 /// A loaded `.kseal.yaml`.
@@ -168,11 +175,16 @@ impl Config {
                 .scope
                 .map(|s| s.parse::<Scope>().map_err(|err| at(err.to_string())))
                 .transpose()?;
+            let max_age = rule
+                .max_age
+                .map(|s| s.parse::<MaxAge>().map_err(|err| at(format!("max_age: {err}"))))
+                .transpose()?;
             rules.push(Rule {
                 index,
                 path_regex,
                 recipients,
                 scope,
+                max_age,
             });
         }
         Ok(Self {

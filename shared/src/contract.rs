@@ -209,7 +209,9 @@ impl ValueFailureReason {
                 ValueFailureReason::RetiredKey
             }
             SealError::NoMatchingIdentity { .. } => ValueFailureReason::UnknownKey,
-            SealError::DecryptFailed | SealError::UnwrapFailed => ValueFailureReason::DecryptFailed,
+            SealError::DecryptFailed | SealError::UnwrapFailed | SealError::CommitmentMismatch => {
+                ValueFailureReason::DecryptFailed
+            }
             SealError::InvalidBinding(_) => ValueFailureReason::InvalidSpec,
             SealError::NotSealedValue
             | SealError::UnsupportedVersion(_)

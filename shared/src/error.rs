@@ -53,11 +53,11 @@ pub enum KeyError {
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum SealError {
     /// Does not start with `kseal:`.
-    #[error("not a kseal sealed value (expected \"kseal:v1:…\")")]
+    #[error("not a kseal sealed value (expected \"kseal:v2:…\")")]
     NotSealedValue,
     /// A version this library does not read (shown only when it looks like
     /// one).
-    #[error("unsupported sealed-value format version {0:?} (this kseal reads v1)")]
+    #[error("unsupported sealed-value format version {0:?} (this kseal reads v1 and v2)")]
     UnsupportedVersion(String),
     /// The value breaks a rule of the format (`docs/format.md`).
     #[error("malformed sealed value: {0}")]
@@ -80,6 +80,12 @@ pub enum SealError {
     /// The wrapped data key does not open (wrong key, or tampered).
     #[error("the data key could not be unwrapped (wrong key or tampered value)")]
     UnwrapFailed,
+    /// The data key does not match the value's key commitment (v2): the
+    /// wrapped key was replaced or the value was tampered with.
+    #[error(
+        "the data key does not match the value's key commitment: the wrapped key was replaced, or the value was tampered with"
+    )]
+    CommitmentMismatch,
     /// The value does not decrypt under its binding.
     #[error(
         "decryption failed: the value was tampered with, or moved to another key, name, namespace or scope than it was sealed for"

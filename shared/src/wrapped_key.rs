@@ -50,19 +50,32 @@ const TAG_LEN: usize = 16;
 pub(crate) fn wrap(
     data_key: &DataKey,
     recipients: &[&dyn age::Recipient],
-    extra: &[Stanza],
+    extra: Vec<Stanza>,
 ) -> Option<Vec<u8>> {
     use rand::RngCore;
     let file_key = FileKey::init_with_mut(|key| rand::rngs::OsRng.fill_bytes(key));
-    let mut out = Vec::with_capacity(160 + 128 * recipients.len());
-    out.extend_from_slice(INTRO);
+    let mut stanzas = Vec::with_capacity(recipients.len() + extra.len());
     for recipient in recipients {
-        let (stanzas, _labels) = recipient.wrap_file_key(&file_key).ok()?;
-        for stanza in &stanzas {
-            write_stanza(&mut out, stanza);
-        }
+        let (wrapped, _labels) = recipient.wrap_file_key(&file_key).ok()?;
+        stanzas.extend(wrapped);
     }
-    for stanza in extra {
+    stanzas.extend(extra);
+    write_file(&file_key, &stanzas, data_key)
+}
+
+/// Writes a binary age v1 file with exactly these stanzas, in this order,
+/// whose payload is `data_key` encrypted under `file_key`. The stanzas must
+/// wrap `file_key` for the file to open; the test-vector generator also
+/// uses this to build files that break one reader rule each.
+pub(crate) fn write_file(
+    file_key: &FileKey,
+    stanzas: &[Stanza],
+    data_key: &DataKey,
+) -> Option<Vec<u8>> {
+    use rand::RngCore;
+    let mut out = Vec::with_capacity(160 + 128 * stanzas.len());
+    out.extend_from_slice(INTRO);
+    for stanza in stanzas {
         write_stanza(&mut out, stanza);
     }
     out.extend_from_slice(b"---");
@@ -277,7 +290,7 @@ mod tests {
                 a.recipient().age() as &dyn age::Recipient,
                 b.recipient().age(),
             ];
-            let file = wrap(&data_key, &recipients, &[extra]).unwrap();
+            let file = wrap(&data_key, &recipients, vec![extra]).unwrap();
             for identity in [&a, &b] {
                 assert_eq!(
                     with_age(&file, identity).unwrap(),

@@ -119,6 +119,11 @@ impl FromStr for Recipient {
                 reason: "this is a private key (identity), not a public key (recipient)",
             });
         }
+        if trimmed.starts_with("ssh-") || trimmed.starts_with("ecdsa-sha2-") {
+            return Err(KeyError::InvalidRecipient {
+                reason: "SSH public keys are not supported; kseal seals to age X25519 recipients (age1…)",
+            });
+        }
         let inner = age::x25519::Recipient::from_str(trimmed)
             .map_err(|reason| KeyError::InvalidRecipient { reason })?;
         // Key ids hash the canonical (lowercase) encoding.
@@ -290,15 +295,67 @@ impl age::Identity for Identity {
     }
 }
 
-/// Parses an identity file as `age-keygen` writes it: `#` comments, blank
-/// lines, and one `AGE-SECRET-KEY-1…` per line. At least one identity is
-/// required. Errors name the line but never echo it.
+/// Parses an identity file as `age-keygen` writes it (`docs/format.md` §1):
+/// lines end in LF or CRLF; empty lines and lines starting with `#` are
+/// skipped; every other line is exactly one upper-case `AGE-SECRET-KEY-1…`
+/// with nothing before or after it. A byte-order mark, white space around a
+/// key, a lower-case key, age plugin identities and SSH/PEM private keys are
+/// refused with a reason. At least one identity is required. Errors name the
+/// line but never echo it.
 pub fn parse_identity_file(contents: &str) -> Result<Vec<Identity>, KeyError> {
-    parse_key_lines(contents, |line, reason| KeyError::IdentityFileLine {
-        line,
-        reason,
-    })
-    .and_then(|identities| nonempty(identities, KeyError::NoIdentities))
+    if contents.starts_with('\u{feff}') {
+        return Err(KeyError::IdentityFileLine {
+            line: 1,
+            reason: "the file starts with a byte-order mark; save it as plain UTF-8".to_owned(),
+        });
+    }
+    let mut identities = Vec::new();
+    for (index, line) in contents.split('\n').enumerate() {
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let at = |reason: &str| KeyError::IdentityFileLine {
+            line: index + 1,
+            reason: reason.to_owned(),
+        };
+        if let Some(reason) = identity_line_problem(line) {
+            return Err(at(reason));
+        }
+        identities.push(Identity::from_str(line).map_err(|err| at(&err.to_string()))?);
+    }
+    nonempty(identities, KeyError::NoIdentities)
+}
+
+/// Why a non-comment line of an identity file is not an identity kseal
+/// reads, before Bech32 decoding; `None` when it may be one.
+fn identity_line_problem(line: &str) -> Option<&'static str> {
+    const PREFIX: &str = "AGE-SECRET-KEY-1";
+    if line.trim() != line {
+        return Some("white space before or after the key");
+    }
+    if line.starts_with("AGE-PLUGIN-") {
+        return Some(
+            "age plugin identities are not supported; kseal needs an X25519 identity (AGE-SECRET-KEY-1…)",
+        );
+    }
+    if line.starts_with("-----BEGIN") || line.starts_with("ssh-") {
+        return Some("an SSH or PEM key; kseal needs an age X25519 identity (AGE-SECRET-KEY-1…)");
+    }
+    if line.to_ascii_uppercase().starts_with(PREFIX) && !line.starts_with(PREFIX) {
+        return Some("an identity must be upper case, as age-keygen writes it");
+    }
+    if line.starts_with(PREFIX)
+        && line
+            .bytes()
+            .any(|b| !(b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'-'))
+    {
+        return Some("an identity must be upper case, as age-keygen writes it");
+    }
+    if line.starts_with("age1") {
+        return Some("this is a public key (recipient), not a private key (identity)");
+    }
+    None
 }
 
 /// Parses an age recipients file: `#` comments, blank lines, one `age1…`

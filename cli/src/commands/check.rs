@@ -1,7 +1,14 @@
-//! `kseal check`: plaintext Secret manifests must not be committed.
+//! `kseal check`: plaintext Secret manifests must not be committed, and
+//! sealed values must not outlive their max age.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Result, bail};
+use kseal_shared::config::Config;
+use kseal_shared::envelope::SealedValue;
 use kseal_shared::manifest::{DocumentKind, ManifestFile, split_yaml};
+use kseal_shared::rotation::MaxAge;
 use serde_json::Value;
 
 use crate::args::CheckArgs;
@@ -9,6 +16,9 @@ use crate::io::{Source, manifest_files, write_stdout};
 
 pub fn run(args: CheckArgs) -> Result<()> {
     let mut found = Vec::new();
+    let mut overdue = Vec::new();
+    let mut max_ages = MaxAges::default();
+    let now = jiff::Timestamp::now();
     for path in manifest_files(&args.paths)? {
         let source = Source::File(path.clone());
         let text = source.read()?;
@@ -31,6 +41,20 @@ pub fn run(args: CheckArgs) -> Result<()> {
                             object.location()
                         ));
                     }
+                    if object.kind != DocumentKind::SealedSecret {
+                        continue;
+                    }
+                    let Some(max_age) = args.max_age.or(max_ages.of(&path)?) else {
+                        continue;
+                    };
+                    for (key, verdict) in aged_values(&object.value, max_age, now) {
+                        overdue.push(format!(
+                            "{}: {}: {}: {key}: {verdict} (max age {max_age})",
+                            path.display(),
+                            object.location(),
+                            object_name(&object.value)
+                        ));
+                    }
                 }
             }
             // Templates (Helm, …) are often not valid YAML: fall back to a
@@ -50,18 +74,79 @@ pub fn run(args: CheckArgs) -> Result<()> {
         }
     }
     let mut out = String::new();
-    for line in &found {
+    for line in found.iter().chain(&overdue) {
         out.push_str(line);
         out.push('\n');
     }
     write_stdout(out.as_bytes())?;
-    if !found.is_empty() {
-        bail!(
-            "{} plaintext Secret(s) found: seal them with `kseal seal` and commit the SealedSecret instead",
-            found.len()
-        );
+    match (found.len(), overdue.len()) {
+        (0, 0) => Ok(()),
+        (plaintext, 0) => bail!(
+            "{plaintext} plaintext Secret(s) found: seal them with `kseal seal` and commit the SealedSecret instead"
+        ),
+        (0, old) => bail!(
+            "{old} sealed value(s) older than their max age: rotate them (new value, then `kseal seal --merge-into`)"
+        ),
+        (plaintext, old) => bail!(
+            "{plaintext} plaintext Secret(s) and {old} sealed value(s) older than their max age"
+        ),
     }
-    Ok(())
+}
+
+/// The `.kseal.yaml` max age of each file's rule, configs loaded once per
+/// directory.
+#[derive(Default)]
+struct MaxAges {
+    configs: HashMap<PathBuf, Option<Config>>,
+}
+
+impl MaxAges {
+    fn of(&mut self, file: &Path) -> Result<Option<MaxAge>> {
+        let absolute = std::path::absolute(file)?;
+        let dir = absolute.parent().unwrap_or(Path::new("/")).to_owned();
+        if !self.configs.contains_key(&dir) {
+            let config = Config::find(&dir)?;
+            self.configs.insert(dir.clone(), config);
+        }
+        Ok(self
+            .configs
+            .get(&dir)
+            .and_then(Option::as_ref)
+            .and_then(|config| config.rule_for(Some(&absolute)))
+            .and_then(|rule| rule.max_age))
+    }
+}
+
+/// The values of a SealedSecret that are due for rotation under `max_age`,
+/// by data key. Values that do not parse are `kseal validate`'s business.
+fn aged_values(
+    sealed: &Value,
+    max_age: MaxAge,
+    now: jiff::Timestamp,
+) -> Vec<(String, kseal_shared::rotation::AgeVerdict)> {
+    let Some(values) = sealed
+        .pointer("/spec/encryptedData")
+        .and_then(Value::as_object)
+    else {
+        return Vec::new();
+    };
+    values
+        .iter()
+        .filter_map(|(key, value)| {
+            let parsed = SealedValue::parse(value.as_str()?).ok()?;
+            let verdict = max_age.verdict(&parsed, now);
+            verdict.is_due().then(|| (key.clone(), verdict))
+        })
+        .collect()
+}
+
+fn object_name(object: &Value) -> String {
+    let text = |pointer: &str| object.pointer(pointer).and_then(Value::as_str);
+    match (text("/metadata/namespace"), text("/metadata/name")) {
+        (Some(namespace), Some(name)) => format!("{namespace}/{name}"),
+        (None, Some(name)) => name.to_owned(),
+        _ => "<unnamed>".to_owned(),
+    }
 }
 
 /// Names of the plaintext Secrets in `value`: itself when it is one (as

@@ -3,7 +3,7 @@
 
 use anyhow::{Result, bail};
 use kseal_shared::contract::{VERIFY_PATH, VerifyResponse};
-use kseal_shared::envelope::{SealedValue, VERSION};
+use kseal_shared::envelope::SealedValue;
 use kseal_shared::manifest::{Document, DocumentKind, ManifestFile};
 use kseal_shared::sealed_secret::{MAX_VALUES, SealedSecret};
 use kseal_shared::validation;
@@ -36,6 +36,13 @@ struct ValueReport {
     key: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     version: Option<String>,
+    /// RFC 3339 seal time; absent when never recorded (v1, or upgraded
+    /// from v1) or the value does not parse.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sealed_at: Option<String>,
+    /// Whole days since `sealed_at`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    age_days: Option<i64>,
     key_ids: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
@@ -148,12 +155,18 @@ fn report(source: &Source, object: &Document) -> Report {
         let mut value = ValueReport {
             key: key.clone(),
             version: None,
+            sealed_at: None,
+            age_days: None,
             key_ids: Vec::new(),
             error: None,
         };
         match SealedValue::parse(encoded) {
             Ok(parsed) => {
-                value.version = Some(VERSION.to_owned());
+                value.version = Some(parsed.version().to_string());
+                if let Some(sealed_at) = parsed.sealed_at() {
+                    value.sealed_at = Some(sealed_at.to_string());
+                    value.age_days = Some(kseal_shared::rotation::days_since(sealed_at));
+                }
                 value.key_ids = parsed.key_ids().iter().map(KeyId::to_string).collect();
             }
             Err(err) => value.error = Some(err.to_string()),
@@ -189,9 +202,13 @@ pub fn inspect(args: InspectArgs) -> Result<()> {
                             out.push_str(&format!("  {}: invalid: {error}\n", value.key))
                         }
                         None => out.push_str(&format!(
-                            "  {}: {} keys {}\n",
+                            "  {}: {}, {}, keys {}\n",
                             value.key,
                             value.version.as_deref().unwrap_or("?"),
+                            match (&value.sealed_at, value.age_days) {
+                                (Some(at), Some(days)) => format!("sealed {at} ({days} days ago)"),
+                                _ => "seal time not recorded".to_owned(),
+                            },
                             value.key_ids.join(",")
                         )),
                     }

@@ -1,13 +1,14 @@
-//! `kseal rewrap`: re-wrap data keys to new recipients with backed-up
-//! identities, offline. Ciphertexts stay byte-identical; only key ids and
-//! wrapped keys change.
+//! `kseal rewrap`: re-wrap data keys to new recipients, offline with
+//! backed-up identities or online through the controller. v2 ciphertexts
+//! stay byte-identical (only key ids and wrapped keys change); v1 values are
+//! upgraded to v2, which changes every field.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 
 use anyhow::{Context, Result, anyhow, bail};
 use kseal_shared::contract::{REWRAP_PATH, ValueFailures};
-use kseal_shared::envelope::{SealedValue, rewrap};
+use kseal_shared::envelope::{FormatVersion, SealedValue, rewrap};
 use kseal_shared::manifest::{DocumentKind, ManifestFile, value_binding};
 use kseal_shared::sealed_secret::SealedSecret;
 use kseal_shared::validation;
@@ -28,6 +29,8 @@ const PROGRESS_THRESHOLD: usize = 20;
 #[derive(Debug, Default)]
 struct Tally {
     rewrapped: usize,
+    /// Of those, upgraded from format v1.
+    upgraded: usize,
     current: usize,
     failed: usize,
     files_written: usize,
@@ -49,6 +52,7 @@ enum Mode<'a> {
 struct ObjectResult {
     encrypted: BTreeMap<String, String>,
     rewrapped: usize,
+    upgraded: usize,
     current: usize,
     failures: Vec<(String, String)>,
 }
@@ -73,6 +77,18 @@ pub fn run(args: RewrapArgs) -> Result<()> {
             recipients: &args.recipients,
         }
     };
+    // --stale: the keys the cluster seals to now; values naming none of
+    // them are the stale ones.
+    let active: Option<HashSet<KeyId>> = if args.stale {
+        Some(
+            cluster::fetch_recipients(&args.cluster)?
+                .iter()
+                .map(Recipient::key_id)
+                .collect(),
+        )
+    } else {
+        None
+    };
     let files = manifest_files(&args.paths)?;
     let single_file = args.paths.len() == 1 && files.len() == 1 && !args.paths[0].is_dir();
     if !args.in_place && !single_file {
@@ -91,7 +107,7 @@ pub fn run(args: RewrapArgs) -> Result<()> {
     });
     let mut tally = Tally::default();
     for path in &files {
-        let rendered = rewrap_file(path, &mode, &mut tally);
+        let rendered = rewrap_file(path, &mode, active.as_ref(), &mut tally);
         let unreadable = rendered.as_ref().is_err_and(|err| {
             err.downcast_ref::<Unparseable>().is_some()
                 && Source::File(path.clone())
@@ -137,6 +153,12 @@ pub fn run(args: RewrapArgs) -> Result<()> {
         "kseal: {} value(s) re-wrapped, {} already current, {} failed; {} file(s) rewritten",
         tally.rewrapped, tally.current, tally.failed, tally.files_written
     );
+    if tally.upgraded > 0 {
+        eprintln!(
+            "kseal: {} of them upgraded from format v1 to v2: every field of those values changed, and their seal time was never recorded (re-seal them from the plaintext to start their age)",
+            tally.upgraded
+        );
+    }
     if tally.failed > 0 {
         bail!(
             "{} value(s) or file(s) could not be re-wrapped",
@@ -168,7 +190,12 @@ impl std::error::Error for Unparseable {}
 /// Re-wraps every value of every SealedSecret in one file. Returns the new
 /// text if anything changed. Values that fail are reported and left as they
 /// were (each value is self-contained, so the file stays consistent).
-fn rewrap_file(path: &Path, mode: &Mode<'_>, tally: &mut Tally) -> Result<Option<String>> {
+fn rewrap_file(
+    path: &Path,
+    mode: &Mode<'_>,
+    active: Option<&HashSet<KeyId>>,
+    tally: &mut Tally,
+) -> Result<Option<String>> {
     let text = Source::File(path.to_owned()).read()?;
     let mut file = ManifestFile::new(&text);
     let objects = file
@@ -195,6 +222,16 @@ fn rewrap_file(path: &Path, mode: &Mode<'_>, tally: &mut Tally) -> Result<Option
             }
             continue;
         }
+        // --stale: an object without a stale value is left alone.
+        let is_stale = |encoded: &String| match active {
+            None => true,
+            Some(active) => SealedValue::parse(encoded)
+                .is_ok_and(|value| !value.key_ids().iter().any(|id| active.contains(id))),
+        };
+        if !sealed.spec.encrypted_data.values().any(is_stale) {
+            tally.current += sealed.spec.encrypted_data.len();
+            continue;
+        }
         let result = match mode {
             Mode::Offline {
                 keyring,
@@ -217,12 +254,13 @@ fn rewrap_file(path: &Path, mode: &Mode<'_>, tally: &mut Tally) -> Result<Option
                         file_recipients.insert((recipients, target))
                     }
                 };
-                rewrap_offline(&sealed, keyring, recipients, target)
+                rewrap_offline(&sealed, keyring, recipients, target, &is_stale)
             }
             Mode::Online(cluster) => rewrap_online(&sealed, cluster)
                 .map_err(|err| anyhow!("{}: {}: {err:#}", path.display(), object.location()))?,
         };
         tally.rewrapped += result.rewrapped;
+        tally.upgraded += result.upgraded;
         tally.current += result.current;
         tally.failed += result.failures.len();
         for (key, message) in &result.failures {
@@ -254,26 +292,31 @@ fn rewrap_offline(
     keyring: &Keyring,
     recipients: &[Recipient],
     target: &[KeyId],
+    selected: &dyn Fn(&String) -> bool,
 ) -> ObjectResult {
     let mut result = ObjectResult {
         encrypted: sealed.spec.encrypted_data.clone(),
         rewrapped: 0,
+        upgraded: 0,
         current: 0,
         failures: Vec::new(),
     };
     for (key, encoded) in &sealed.spec.encrypted_data {
         let outcome = SealedValue::parse(encoded).and_then(|value| {
-            if value.is_sealed_to(target) {
+            if value.is_current_for(target) || !selected(encoded) {
                 Ok(None)
             } else {
-                rewrap(&value, &value_binding(sealed, key), keyring, recipients).map(Some)
+                let upgraded = value.version() == FormatVersion::V1;
+                rewrap(&value, &value_binding(sealed, key), keyring, recipients)
+                    .map(|value| Some((value, upgraded)))
             }
         });
         match outcome {
             Ok(None) => result.current += 1,
-            Ok(Some(value)) => {
+            Ok(Some((value, upgraded))) => {
                 result.encrypted.insert(key.clone(), value.encode());
                 result.rewrapped += 1;
+                result.upgraded += usize::from(upgraded);
             }
             Err(err) => result.failures.push((key.clone(), err.to_string())),
         }
@@ -304,9 +347,26 @@ fn rewrap_online(sealed: &SealedSecret, cluster: &ClusterArgs) -> Result<ObjectR
                 .iter()
                 .filter(|(key, value)| sealed.spec.encrypted_data.get(*key) != Some(*value))
                 .count();
+            let is_v1 = |value: &String| {
+                SealedValue::parse(value).is_ok_and(|value| value.version() == FormatVersion::V1)
+            };
+            let upgraded = sealed
+                .spec
+                .encrypted_data
+                .iter()
+                .filter(|(key, value)| {
+                    is_v1(value)
+                        && answer
+                            .spec
+                            .encrypted_data
+                            .get(*key)
+                            .is_some_and(|new| !is_v1(new))
+                })
+                .count();
             Ok(ObjectResult {
                 encrypted: answer.spec.encrypted_data,
                 rewrapped,
+                upgraded,
                 current: total - rewrapped,
                 failures: Vec::new(),
             })
@@ -322,6 +382,7 @@ fn rewrap_online(sealed: &SealedSecret, cluster: &ClusterArgs) -> Result<ObjectR
             Ok(ObjectResult {
                 encrypted: sealed.spec.encrypted_data.clone(),
                 rewrapped: 0,
+                upgraded: 0,
                 current: 0,
                 failures,
             })

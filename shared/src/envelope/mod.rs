@@ -1,0 +1,672 @@
+//! The sealed-value envelope (see `docs/format.md`, which is normative).
+//!
+//! kseal writes format v2 and reads v1 and v2:
+//!
+//! ```text
+//! kseal:v2:<key ids>:<sealed at>:<wrapped data key>:<nonce>:<commitment>:<ciphertext>
+//! kseal:v1:<key ids>:<wrapped data key>:<nonce>:<ciphertext>
+//! ```
+//!
+//! * key ids: the comma-separated [`KeyId`]s of the recipients the data key
+//!   is wrapped to;
+//! * sealed at (v2): when the value was sealed, seconds since the Unix epoch
+//!   (UTC), decimal; `0` when it was never recorded (a value upgraded from
+//!   v1). Part of the associated data, so it cannot be changed;
+//! * wrapped data key: a binary age file (base64) whose payload is the 32-byte
+//!   data key, wrapped to every recipient, with a `kseal.dev/key-ids` stanza
+//!   repeating the key ids so age's header MAC authenticates them;
+//! * nonce: the 24-byte XChaCha20-Poly1305 nonce (base64);
+//! * commitment (v2): 32 bytes (base64) derived from the data key and the
+//!   nonce ([`commitment`]); a reader checks it before it decrypts, so the
+//!   value opens under exactly one data key;
+//! * ciphertext: XChaCha20-Poly1305 of the value (base64, with the 16-byte
+//!   tag), under the data key (v1) or a key derived from it (v2), with the
+//!   binding's associated data.
+//!
+//! base64 is RFC 4648 standard alphabet with padding, decoded strictly.
+
+mod commitment;
+mod structure;
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::fmt;
+
+use age_core::format::{FileKey, Stanza};
+use base64::Engine;
+use base64::prelude::BASE64_STANDARD;
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use rand::RngCore;
+use zeroize::Zeroizing;
+
+use crate::binding::{Binding, MAX_VALUE_LEN};
+use crate::error::SealError;
+use crate::secret::{DataKey, SecretBytes};
+use crate::wrapped_key::AgeFile;
+use crate::x25519::{Identity, KeyId, Recipient};
+
+pub use commitment::COMMITMENT_LEN;
+
+/// The first field of every sealed value.
+pub const MAGIC: &str = "kseal";
+/// The format version this library writes.
+pub const VERSION: FormatVersion = FormatVersion::V2;
+/// Tag of the age stanza that carries the key ids inside the wrapped key.
+pub const KEY_IDS_STANZA_TAG: &str = "kseal.dev/key-ids";
+/// XChaCha20-Poly1305 nonce length, bytes.
+pub const NONCE_LEN: usize = 24;
+/// Poly1305 tag length, bytes.
+pub const TAG_LEN: usize = 16;
+/// At most this many recipients (key ids) per value.
+pub const MAX_RECIPIENTS: usize = 64;
+/// A sealed value longer than this (bytes) is rejected before decoding (a
+/// 1 MiB value encodes to about 1.4 MB).
+pub const MAX_ENCODED_LEN: usize = 2 * 1024 * 1024;
+/// The longest ciphertext a reader accepts, bytes: the largest plaintext and
+/// its tag.
+pub const MAX_CIPHERTEXT_LEN: usize = MAX_VALUE_LEN + TAG_LEN;
+/// At most this many stanzas in a v1 wrapped data key: one X25519 stanza
+/// per recipient, the key-ids stanza, and two more (files written by the
+/// `age` crate's encryptor, as early kseal versions did, carry one "grease"
+/// stanza). A v2 wrapped key has exactly one stanza per recipient and the
+/// key-ids stanza.
+pub const MAX_STANZAS: usize = MAX_RECIPIENTS + 3;
+/// The `sealed at` of a value whose seal time was never recorded (upgraded
+/// from v1).
+pub const SEALED_AT_UNRECORDED: u64 = 0;
+/// The latest seal time a reader accepts: 9999-12-31T23:59:59Z, seconds
+/// since the Unix epoch.
+pub const MAX_SEALED_AT: u64 = 253_402_300_799;
+/// The tag of age's X25519 recipient stanzas.
+const X25519_STANZA_TAG: &str = "X25519";
+
+/// A sealed-value format version.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum FormatVersion {
+    /// The first format: no key commitment, no seal time. Read, not
+    /// written; `kseal rewrap` upgrades it.
+    V1,
+    /// Key-committing, with the seal time in the associated data.
+    V2,
+}
+
+impl FormatVersion {
+    /// The version field: `v1` or `v2`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FormatVersion::V1 => "v1",
+            FormatVersion::V2 => "v2",
+        }
+    }
+
+    /// Colon-separated fields of a value of this version, magic included.
+    fn field_count(self) -> usize {
+        match self {
+            FormatVersion::V1 => 6,
+            FormatVersion::V2 => 8,
+        }
+    }
+}
+
+impl fmt::Display for FormatVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A parsed sealed value. Public data only: nothing here is secret (the
+/// commitment is a one-way function of the data key).
+#[derive(Clone, PartialEq, Eq)]
+pub struct SealedValue {
+    key_ids: Vec<KeyId>,
+    /// Seconds since the Unix epoch; [`SEALED_AT_UNRECORDED`] for v1.
+    sealed_at: u64,
+    wrapped_key: Vec<u8>,
+    nonce: [u8; NONCE_LEN],
+    /// `Some` exactly for v2.
+    commitment: Option<[u8; COMMITMENT_LEN]>,
+    ciphertext: Vec<u8>,
+}
+
+impl SealedValue {
+    /// Parses a sealed value string and checks everything a reader can
+    /// check without keys (`docs/format.md` §4, steps 1–3): the fields and
+    /// their encodings, the key ids, the seal time, and the wrapped key's
+    /// structure against the key ids.
+    ///
+    /// Errors: [`SealError::NotSealedValue`], [`SealError::UnsupportedVersion`]
+    /// or [`SealError::Malformed`].
+    pub fn parse(encoded: &str) -> Result<Self, SealError> {
+        if encoded.len() > MAX_ENCODED_LEN {
+            return Err(SealError::Malformed("value too long"));
+        }
+        let mut fields = encoded.split(':');
+        if fields.next() != Some(MAGIC) {
+            return Err(SealError::NotSealedValue);
+        }
+        let version = match fields.next() {
+            Some("v1") => FormatVersion::V1,
+            Some("v2") => FormatVersion::V2,
+            Some(other) => return Err(SealError::UnsupportedVersion(shown_version(other))),
+            None => return Err(SealError::Malformed("missing version")),
+        };
+        let fields: Vec<&str> = fields.take(version.field_count() - 1).collect();
+        if fields.len() != version.field_count() - 2 {
+            return Err(match version {
+                FormatVersion::V1 => {
+                    SealError::Malformed("a v1 value has 6 colon-separated fields")
+                }
+                FormatVersion::V2 => {
+                    SealError::Malformed("a v2 value has 8 colon-separated fields")
+                }
+            });
+        }
+        let (key_ids, sealed_at, wrapped, nonce, commitment, ciphertext) = match version {
+            FormatVersion::V1 => (fields[0], None, fields[1], fields[2], None, fields[3]),
+            FormatVersion::V2 => (
+                fields[0],
+                Some(fields[1]),
+                fields[2],
+                fields[3],
+                Some(fields[4]),
+                fields[5],
+            ),
+        };
+        let key_ids = parse_key_ids(key_ids)?;
+        let sealed_at = match sealed_at {
+            Some(field) => parse_sealed_at(field)?,
+            None => SEALED_AT_UNRECORDED,
+        };
+        let wrapped_key = decode_field(wrapped, "wrapped data key is not valid base64")?;
+        let nonce: [u8; NONCE_LEN] = decode_field(nonce, "nonce is not valid base64")?
+            .try_into()
+            .map_err(|_| SealError::Malformed("nonce must be 24 bytes"))?;
+        let commitment = commitment
+            .map(|field| {
+                decode_field(field, "commitment is not valid base64")?
+                    .try_into()
+                    .map_err(|_| SealError::Malformed("commitment must be 32 bytes"))
+            })
+            .transpose()?;
+        let ciphertext = decode_field(ciphertext, "ciphertext is not valid base64")?;
+        if ciphertext.len() < TAG_LEN {
+            return Err(SealError::Malformed("ciphertext shorter than its tag"));
+        }
+        if ciphertext.len() > MAX_CIPHERTEXT_LEN {
+            return Err(SealError::Malformed(
+                "ciphertext longer than 1 MiB and its tag",
+            ));
+        }
+        structure::check_wrapped_key(&wrapped_key, &key_ids, version)?;
+        Ok(Self {
+            key_ids,
+            sealed_at,
+            wrapped_key,
+            nonce,
+            commitment,
+            ciphertext,
+        })
+    }
+
+    /// The format version.
+    pub fn version(&self) -> FormatVersion {
+        if self.commitment.is_some() {
+            FormatVersion::V2
+        } else {
+            FormatVersion::V1
+        }
+    }
+
+    /// The ids of the keys the data key is wrapped to, in stanza order.
+    pub fn key_ids(&self) -> &[KeyId] {
+        &self.key_ids
+    }
+
+    /// When the value was sealed, or `None` when that was never recorded
+    /// (v1, or a value upgraded from v1). Authenticated: part of the
+    /// associated data.
+    pub fn sealed_at(&self) -> Option<jiff::Timestamp> {
+        if self.sealed_at == SEALED_AT_UNRECORDED {
+            return None;
+        }
+        i64::try_from(self.sealed_at)
+            .ok()
+            .and_then(|seconds| jiff::Timestamp::from_second(seconds).ok())
+    }
+
+    /// The seal time field as written: seconds since the Unix epoch, or
+    /// [`SEALED_AT_UNRECORDED`].
+    pub fn sealed_at_seconds(&self) -> u64 {
+        self.sealed_at
+    }
+
+    /// The wrapped data key: a complete binary age file.
+    pub fn wrapped_key(&self) -> &[u8] {
+        &self.wrapped_key
+    }
+
+    /// The XChaCha20-Poly1305 nonce.
+    pub fn nonce(&self) -> &[u8; NONCE_LEN] {
+        &self.nonce
+    }
+
+    /// The key commitment (v2 only).
+    pub fn commitment(&self) -> Option<&[u8; COMMITMENT_LEN]> {
+        self.commitment.as_ref()
+    }
+
+    /// The ciphertext with its 16-byte tag.
+    pub fn ciphertext(&self) -> &[u8] {
+        &self.ciphertext
+    }
+
+    /// Whether the data key is wrapped to exactly this set of recipients.
+    pub fn is_sealed_to(&self, key_ids: &[KeyId]) -> bool {
+        let ours: HashSet<_> = self.key_ids.iter().collect();
+        let theirs: HashSet<_> = key_ids.iter().collect();
+        ours == theirs
+    }
+
+    /// Whether re-wrapping to these key ids would change nothing: the value
+    /// is sealed to exactly them, in the format this library writes (a v1
+    /// value is upgraded by a re-wrap).
+    pub fn is_current_for(&self, key_ids: &[KeyId]) -> bool {
+        self.version() == VERSION && self.is_sealed_to(key_ids)
+    }
+
+    /// The string form stored in `spec.encryptedData`.
+    pub fn encode(&self) -> String {
+        let key_ids: Vec<String> = self.key_ids.iter().map(KeyId::to_string).collect();
+        let key_ids = key_ids.join(",");
+        let wrapped = BASE64_STANDARD.encode(&self.wrapped_key);
+        let nonce = BASE64_STANDARD.encode(self.nonce);
+        let ciphertext = BASE64_STANDARD.encode(&self.ciphertext);
+        match &self.commitment {
+            None => format!("{MAGIC}:v1:{key_ids}:{wrapped}:{nonce}:{ciphertext}"),
+            Some(commitment) => format!(
+                "{MAGIC}:v2:{key_ids}:{}:{wrapped}:{nonce}:{}:{ciphertext}",
+                self.sealed_at,
+                BASE64_STANDARD.encode(commitment)
+            ),
+        }
+    }
+}
+
+impl fmt::Display for SealedValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.encode())
+    }
+}
+
+impl fmt::Debug for SealedValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SealedValue")
+            .field("version", &self.version())
+            .field("key_ids", &self.key_ids)
+            .field("sealed_at", &self.sealed_at)
+            .field("wrapped_key_len", &self.wrapped_key.len())
+            .field("ciphertext_len", &self.ciphertext.len())
+            .finish()
+    }
+}
+
+/// The version field of an unsupported value, named only when it looks like
+/// one (`v` and up to 8 digits): the field could be anything, a plaintext
+/// pasted by mistake included.
+fn shown_version(field: &str) -> String {
+    let looks_like_a_version = field.len() <= 9
+        && field
+            .strip_prefix('v')
+            .is_some_and(|digits| !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()));
+    if looks_like_a_version {
+        field.to_owned()
+    } else {
+        "(not shown)".to_owned()
+    }
+}
+
+fn decode_field(field: &str, what: &'static str) -> Result<Vec<u8>, SealError> {
+    BASE64_STANDARD
+        .decode(field)
+        .map_err(|_| SealError::Malformed(what))
+}
+
+/// At most [`MAX_RECIPIENTS`] ids, counted before any is parsed: the work
+/// stays constant whatever the field holds (a 2 MiB field of ids once cost
+/// seconds of quadratic duplicate checks).
+fn parse_key_ids(field: &str) -> Result<Vec<KeyId>, SealError> {
+    if field.split(',').nth(MAX_RECIPIENTS).is_some() {
+        return Err(SealError::Malformed("too many key ids"));
+    }
+    let mut key_ids = Vec::with_capacity(MAX_RECIPIENTS);
+    for part in field.split(',') {
+        let id = part
+            .parse::<KeyId>()
+            .map_err(|_| SealError::Malformed("invalid key id"))?;
+        if key_ids.contains(&id) {
+            return Err(SealError::Malformed("duplicate key id"));
+        }
+        key_ids.push(id);
+    }
+    Ok(key_ids)
+}
+
+/// `0`, or 1 to 12 decimal digits without a leading zero, at most
+/// [`MAX_SEALED_AT`]: one spelling per time.
+fn parse_sealed_at(field: &str) -> Result<u64, SealError> {
+    const BAD: SealError =
+        SealError::Malformed("seal time must be decimal seconds without leading zeros");
+    let canonical = !field.is_empty()
+        && field.len() <= 12
+        && field.bytes().all(|b| b.is_ascii_digit())
+        && (field == "0" || !field.starts_with('0'));
+    if !canonical {
+        return Err(BAD);
+    }
+    let seconds: u64 = field.parse().map_err(|_| BAD)?;
+    if seconds > MAX_SEALED_AT {
+        return Err(SealError::Malformed("seal time after the year 9999"));
+    }
+    Ok(seconds)
+}
+
+/// The key ids the given sealed values are wrapped to (sorted, unique).
+/// Only values that parse count: `encryptedData` could hold any text, and a
+/// bogus `kseal:v2:<hex>…` must neither name a key nor hide one.
+pub fn key_ids_in<'a>(values: impl IntoIterator<Item = &'a str>) -> BTreeSet<KeyId> {
+    values
+        .into_iter()
+        .filter_map(|value| SealedValue::parse(value).ok())
+        .flat_map(|value| value.key_ids().to_vec())
+        .collect()
+}
+
+/// Private keys indexed by key id, so unsealing tries only the key a value
+/// names.
+#[derive(Clone, Debug, Default)]
+pub struct Keyring {
+    by_id: HashMap<KeyId, Identity>,
+}
+
+impl Keyring {
+    /// A keyring of these identities.
+    pub fn new(identities: impl IntoIterator<Item = Identity>) -> Self {
+        Self {
+            by_id: identities
+                .into_iter()
+                .map(|identity| (identity.key_id(), identity))
+                .collect(),
+        }
+    }
+
+    /// Adds (or replaces) an identity.
+    pub fn insert(&mut self, identity: Identity) {
+        self.by_id.insert(identity.key_id(), identity);
+    }
+
+    /// The identity with this key id.
+    pub fn get(&self, key_id: &KeyId) -> Option<&Identity> {
+        self.by_id.get(key_id)
+    }
+
+    /// Whether an identity has this key id.
+    pub fn contains(&self, key_id: &KeyId) -> bool {
+        self.by_id.contains_key(key_id)
+    }
+
+    /// How many identities.
+    pub fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
+    /// Whether there is none.
+    pub fn is_empty(&self) -> bool {
+        self.by_id.is_empty()
+    }
+
+    /// The key ids, in no particular order.
+    pub fn key_ids(&self) -> impl Iterator<Item = &KeyId> {
+        self.by_id.keys()
+    }
+}
+
+impl FromIterator<Identity> for Keyring {
+    fn from_iter<T: IntoIterator<Item = Identity>>(iter: T) -> Self {
+        Self::new(iter)
+    }
+}
+
+/// Seals one value in format v2, with the current time as its seal time.
+/// See [`seal_at`].
+pub fn seal(
+    plaintext: &[u8],
+    binding: &Binding<'_>,
+    recipients: &[Recipient],
+) -> Result<SealedValue, SealError> {
+    let now = u64::try_from(jiff::Timestamp::now().as_second()).unwrap_or(SEALED_AT_UNRECORDED);
+    seal_at(plaintext, binding, recipients, now)
+}
+
+/// Seals one value in format v2 with the given seal time (seconds since the
+/// Unix epoch, at most [`MAX_SEALED_AT`]): a fresh data key, from which the
+/// AEAD key and the commitment are derived, encrypts it under the binding's
+/// associated data (which includes the seal time), and is wrapped with age
+/// to every recipient (at most [`MAX_RECIPIENTS`], duplicates removed).
+///
+/// Errors: [`SealError::InvalidBinding`], [`SealError::TooLarge`] (over
+/// 1 MiB), [`SealError::NoRecipients`].
+pub fn seal_at(
+    plaintext: &[u8],
+    binding: &Binding<'_>,
+    recipients: &[Recipient],
+    sealed_at: u64,
+) -> Result<SealedValue, SealError> {
+    binding.validate()?;
+    if plaintext.len() > MAX_VALUE_LEN {
+        return Err(SealError::TooLarge);
+    }
+    if sealed_at > MAX_SEALED_AT {
+        return Err(SealError::InvalidBinding(
+            "seal time after the year 9999".to_owned(),
+        ));
+    }
+    let data_key = DataKey::generate();
+    let mut nonce = [0u8; NONCE_LEN];
+    rand::rngs::OsRng.fill_bytes(&mut nonce);
+    let keys = commitment::derive(&data_key, &nonce);
+    let ciphertext = XChaCha20Poly1305::new((&*keys.aead_key).into())
+        .encrypt(
+            XNonce::from_slice(&nonce),
+            Payload {
+                msg: plaintext,
+                aad: &binding.associated_data_v2(sealed_at),
+            },
+        )
+        .map_err(|_| SealError::Internal("value encryption failed"))?;
+    let (key_ids, wrapped_key) = wrap_data_key(&data_key, recipients)?;
+    Ok(SealedValue {
+        key_ids,
+        sealed_at,
+        wrapped_key,
+        nonce,
+        commitment: Some(keys.commitment),
+        ciphertext,
+    })
+}
+
+/// Opens one value (v1 or v2) with whichever of the keyring's identities it
+/// names, in the order of `docs/format.md` §4: the binding, the key, the
+/// commitment (v2), then the AEAD.
+///
+/// Errors: [`SealError::InvalidBinding`], [`SealError::NoMatchingIdentity`],
+/// [`SealError::UnwrapFailed`], [`SealError::CommitmentMismatch`],
+/// [`SealError::DecryptFailed`].
+pub fn open(
+    value: &SealedValue,
+    binding: &Binding<'_>,
+    keyring: &Keyring,
+) -> Result<SecretBytes, SealError> {
+    binding.validate()?;
+    let data_key = unwrap_data_key(value, keyring)?;
+    decrypt_with(value, binding, &data_key)
+}
+
+/// Re-wraps a value's data key to `recipients` (at most [`MAX_RECIPIENTS`]).
+/// The value must open under `binding` first (nothing unverifiable is
+/// re-wrapped).
+///
+/// A v2 value keeps its seal time, nonce, commitment and ciphertext byte for
+/// byte: only the key ids and the wrapped key change. A v1 value is upgraded
+/// to v2: it is sealed again from its plaintext (held in memory only) under
+/// a fresh data key, with its seal time [`SEALED_AT_UNRECORDED`] (v1 never
+/// recorded one), so every field changes; compare
+/// [`SealedValue::version`] before and after to tell.
+pub fn rewrap(
+    value: &SealedValue,
+    binding: &Binding<'_>,
+    keyring: &Keyring,
+    recipients: &[Recipient],
+) -> Result<SealedValue, SealError> {
+    binding.validate()?;
+    let data_key = unwrap_data_key(value, keyring)?;
+    let plaintext = decrypt_with(value, binding, &data_key)?;
+    if value.version() == FormatVersion::V1 {
+        return seal_at(
+            plaintext.expose(),
+            binding,
+            recipients,
+            SEALED_AT_UNRECORDED,
+        );
+    }
+    drop(plaintext);
+    let (key_ids, wrapped_key) = wrap_data_key(&data_key, recipients)?;
+    Ok(SealedValue {
+        key_ids,
+        sealed_at: value.sealed_at,
+        wrapped_key,
+        nonce: value.nonce,
+        commitment: value.commitment,
+        ciphertext: value.ciphertext.clone(),
+    })
+}
+
+/// Unwraps the data key with the keyring's identities that the value names:
+/// each only with its own X25519 stanza, so a value costs at most one
+/// Diffie-Hellman per key held. The key is not yet checked against a v2
+/// value's commitment: [`open`] and [`rewrap`] do that.
+pub fn unwrap_data_key(value: &SealedValue, keyring: &Keyring) -> Result<DataKey, SealError> {
+    let candidates: Vec<(usize, &Identity)> = value
+        .key_ids
+        .iter()
+        .enumerate()
+        .filter_map(|(index, id)| keyring.get(id).map(|identity| (index, identity)))
+        .collect();
+    if candidates.is_empty() {
+        return Err(SealError::NoMatchingIdentity {
+            key_ids: value.key_ids.clone(),
+        });
+    }
+    let file = AgeFile::parse(&value.wrapped_key, MAX_STANZAS).map_err(SealError::Malformed)?;
+    file.unwrap(&StanzaByPosition { candidates })
+        .ok_or(SealError::UnwrapFailed)
+}
+
+/// Checks a v2 value's commitment before anything is decrypted, then opens
+/// the AEAD.
+fn decrypt_with(
+    value: &SealedValue,
+    binding: &Binding<'_>,
+    data_key: &DataKey,
+) -> Result<SecretBytes, SealError> {
+    let (key, aad): (Zeroizing<[u8; 32]>, Vec<u8>) = match &value.commitment {
+        None => (
+            Zeroizing::new(*data_key.expose()),
+            binding.associated_data_v1(),
+        ),
+        Some(expected) => {
+            let keys = commitment::derive(data_key, &value.nonce);
+            if !commitment::matches(&keys.commitment, expected) {
+                return Err(SealError::CommitmentMismatch);
+            }
+            (keys.aead_key, binding.associated_data_v2(value.sealed_at))
+        }
+    };
+    XChaCha20Poly1305::new((&*key).into())
+        .decrypt(
+            XNonce::from_slice(&value.nonce),
+            Payload {
+                msg: &value.ciphertext,
+                aad: &aad,
+            },
+        )
+        .map(SecretBytes::new)
+        .map_err(|_| SealError::DecryptFailed)
+}
+
+/// Wraps a data key to the recipients (duplicates removed) as a binary age
+/// file: one X25519 stanza per recipient, then the key-ids stanza; returns
+/// the key ids in stanza order.
+fn wrap_data_key(
+    data_key: &DataKey,
+    recipients: &[Recipient],
+) -> Result<(Vec<KeyId>, Vec<u8>), SealError> {
+    let mut seen = HashSet::new();
+    let unique: Vec<&Recipient> = recipients
+        .iter()
+        .filter(|recipient| seen.insert(recipient.key_id()))
+        .collect();
+    if unique.is_empty() {
+        return Err(SealError::NoRecipients);
+    }
+    if unique.len() > MAX_RECIPIENTS {
+        return Err(SealError::InvalidBinding(format!(
+            "at most {MAX_RECIPIENTS} recipients per value"
+        )));
+    }
+    let key_ids: Vec<KeyId> = unique.iter().map(|recipient| recipient.key_id()).collect();
+    let recipients: Vec<&dyn age::Recipient> = unique
+        .iter()
+        .map(|recipient| recipient.age() as &dyn age::Recipient)
+        .collect();
+    let wrapped = crate::wrapped_key::wrap(data_key, &recipients, vec![key_ids_stanza(&key_ids)])
+        .ok_or(SealError::Internal("age encryption failed"))?;
+    Ok((key_ids, wrapped))
+}
+
+/// The `kseal.dev/key-ids` stanza: one argument per key id, empty body.
+fn key_ids_stanza(key_ids: &[KeyId]) -> Stanza {
+    Stanza {
+        tag: KEY_IDS_STANZA_TAG.to_owned(),
+        args: key_ids.iter().map(KeyId::to_string).collect(),
+        body: Vec::new(),
+    }
+}
+
+/// Unwraps with the named identities only, each with the X25519 stanza at
+/// its key id's position ([`structure::check_wrapped_key`] checked the rest
+/// when the value was parsed). The header MAC is verified after a successful
+/// unwrap, so a changed key id or stanza anywhere is rejected.
+struct StanzaByPosition<'a> {
+    candidates: Vec<(usize, &'a Identity)>,
+}
+
+impl age::Identity for StanzaByPosition<'_> {
+    fn unwrap_stanza(&self, stanza: &Stanza) -> Option<Result<FileKey, age::DecryptError>> {
+        self.unwrap_stanzas(std::slice::from_ref(stanza))
+    }
+
+    fn unwrap_stanzas(&self, stanzas: &[Stanza]) -> Option<Result<FileKey, age::DecryptError>> {
+        let x25519: Vec<&Stanza> = stanzas
+            .iter()
+            .filter(|stanza| stanza.tag == X25519_STANZA_TAG)
+            .collect();
+        self.candidates.iter().find_map(|(index, identity)| {
+            age::Identity::unwrap_stanza(*identity, x25519.get(*index)?)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;
+#[cfg(test)]
+mod two_key;

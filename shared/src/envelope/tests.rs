@@ -1,0 +1,290 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use super::*;
+use crate::binding::Scope;
+
+fn identity() -> Identity {
+    Identity::generate()
+}
+
+fn binding() -> Binding<'static> {
+    Binding::new(Scope::Strict, "payments", "db", "password")
+}
+
+/// A v1 value, as kseal wrote them before v2 (the v1 sealer is gone; the
+/// reader stays).
+pub(super) fn seal_v1(
+    plaintext: &[u8],
+    binding: &Binding<'_>,
+    recipients: &[Recipient],
+) -> SealedValue {
+    let data_key = DataKey::generate();
+    let mut nonce = [0u8; NONCE_LEN];
+    rand::rngs::OsRng.fill_bytes(&mut nonce);
+    let ciphertext = XChaCha20Poly1305::new(data_key.expose().into())
+        .encrypt(
+            XNonce::from_slice(&nonce),
+            Payload {
+                msg: plaintext,
+                aad: &binding.associated_data_v1(),
+            },
+        )
+        .unwrap();
+    let (key_ids, wrapped_key) = wrap_data_key(&data_key, recipients).unwrap();
+    SealedValue {
+        key_ids,
+        sealed_at: SEALED_AT_UNRECORDED,
+        wrapped_key,
+        nonce,
+        commitment: None,
+        ciphertext,
+    }
+}
+
+#[test]
+fn v2_is_written_and_round_trips_with_its_seal_time() {
+    let id = identity();
+    let before = jiff::Timestamp::now().as_second();
+    let value = seal(b"hunter2", &binding(), &[id.recipient().clone()]).unwrap();
+    let after = jiff::Timestamp::now().as_second();
+    assert_eq!(value.version(), FormatVersion::V2);
+    let encoded = value.encode();
+    assert!(encoded.starts_with("kseal:v2:"));
+    assert_eq!(encoded.split(':').count(), 8);
+    let parsed = SealedValue::parse(&encoded).unwrap();
+    assert_eq!(parsed, value);
+    let sealed_at = parsed.sealed_at().unwrap().as_second();
+    assert!((before..=after).contains(&sealed_at));
+    let keyring = Keyring::new([id]);
+    assert_eq!(
+        open(&parsed, &binding(), &keyring).unwrap().expose(),
+        b"hunter2"
+    );
+}
+
+#[test]
+fn rewrap_of_v2_changes_only_key_ids_and_wrapped_key() {
+    let (a, b) = (identity(), identity());
+    let value = seal_at(b"v", &binding(), &[a.recipient().clone()], 1_700_000_000).unwrap();
+    let rewrapped = rewrap(
+        &value,
+        &binding(),
+        &Keyring::new([a]),
+        &[b.recipient().clone()],
+    )
+    .unwrap();
+    let old: Vec<String> = value.encode().split(':').map(str::to_owned).collect();
+    let new: Vec<String> = rewrapped.encode().split(':').map(str::to_owned).collect();
+    for (index, (old, new)) in old.iter().zip(&new).enumerate() {
+        // 2: key ids, 4: wrapped key.
+        assert_eq!(old == new, index != 2 && index != 4, "field {index}");
+    }
+    assert_eq!(rewrapped.sealed_at_seconds(), 1_700_000_000);
+    assert_eq!(
+        open(&rewrapped, &binding(), &Keyring::new([b]))
+            .unwrap()
+            .expose(),
+        b"v"
+    );
+}
+
+#[test]
+fn rewrap_upgrades_v1_without_inventing_a_seal_time() {
+    let (a, b) = (identity(), identity());
+    let v1 = seal_v1(b"old secret", &binding(), &[a.recipient().clone()]);
+    assert_eq!(v1.version(), FormatVersion::V1);
+    let reparsed = SealedValue::parse(&v1.encode()).unwrap();
+    assert_eq!(reparsed, v1);
+    assert_eq!(
+        open(&reparsed, &binding(), &Keyring::new([a.clone()]))
+            .unwrap()
+            .expose(),
+        b"old secret"
+    );
+    let upgraded = rewrap(
+        &v1,
+        &binding(),
+        &Keyring::new([a]),
+        &[b.recipient().clone()],
+    )
+    .unwrap();
+    assert_eq!(upgraded.version(), FormatVersion::V2);
+    assert_eq!(upgraded.sealed_at(), None);
+    assert_eq!(upgraded.sealed_at_seconds(), SEALED_AT_UNRECORDED);
+    assert_ne!(upgraded.nonce(), v1.nonce());
+    assert_eq!(
+        open(&upgraded, &binding(), &Keyring::new([b]))
+            .unwrap()
+            .expose(),
+        b"old secret"
+    );
+}
+
+/// Two data keys, the same nonce and ciphertext, each wrapped to the same
+/// recipient: what a malicious sealer commits, then changes only `W`.
+struct TwoKeys {
+    keyring: Keyring,
+    recipient: Recipient,
+    data_keys: [DataKey; 2],
+    nonce: [u8; NONCE_LEN],
+}
+
+impl TwoKeys {
+    fn new() -> Self {
+        let id = identity();
+        let mut nonce = [0u8; NONCE_LEN];
+        rand::rngs::OsRng.fill_bytes(&mut nonce);
+        Self {
+            recipient: id.recipient().clone(),
+            keyring: Keyring::new([id]),
+            data_keys: [DataKey::generate(), DataKey::generate()],
+            nonce,
+        }
+    }
+
+    fn wrapped(&self, which: usize) -> (Vec<KeyId>, Vec<u8>) {
+        wrap_data_key(
+            &self.data_keys[which],
+            std::slice::from_ref(&self.recipient),
+        )
+        .unwrap()
+    }
+}
+
+#[test]
+fn v1_is_not_key_committing_one_ciphertext_opens_to_two_values() {
+    let two = TwoKeys::new();
+    let ciphertext = super::two_key::ciphertext(
+        two.data_keys[0].expose(),
+        two.data_keys[1].expose(),
+        &two.nonce,
+        &binding().associated_data_v1(),
+    );
+    let opened: Vec<Vec<u8>> = (0..2)
+        .map(|which| {
+            let (key_ids, wrapped_key) = two.wrapped(which);
+            let value = SealedValue {
+                key_ids,
+                sealed_at: SEALED_AT_UNRECORDED,
+                wrapped_key,
+                nonce: two.nonce,
+                commitment: None,
+                ciphertext: ciphertext.clone(),
+            };
+            let value = SealedValue::parse(&value.encode()).unwrap();
+            open(&value, &binding(), &two.keyring)
+                .unwrap()
+                .expose()
+                .to_vec()
+        })
+        .collect();
+    // The same nonce and ciphertext, two different values: a diff that
+    // changes only the wrapped key changes the Secret.
+    assert_ne!(opened[0], opened[1]);
+}
+
+#[test]
+fn v2_rejects_the_two_key_ciphertext() {
+    let two = TwoKeys::new();
+    let sealed_at = 1_800_000_000;
+    let derived = [
+        commitment::derive(&two.data_keys[0], &two.nonce),
+        commitment::derive(&two.data_keys[1], &two.nonce),
+    ];
+    let ciphertext = super::two_key::ciphertext(
+        &derived[0].aead_key,
+        &derived[1].aead_key,
+        &two.nonce,
+        &binding().associated_data_v2(sealed_at),
+    );
+    let value = |wrapped_by: usize, committed_to: usize| {
+        let (key_ids, wrapped_key) = two.wrapped(wrapped_by);
+        let value = SealedValue {
+            key_ids,
+            sealed_at,
+            wrapped_key,
+            nonce: two.nonce,
+            commitment: Some(derived[committed_to].commitment),
+            ciphertext: ciphertext.clone(),
+        };
+        SealedValue::parse(&value.encode()).unwrap()
+    };
+    let first = open(&value(0, 0), &binding(), &two.keyring).unwrap();
+    // Only the wrapped key changed: refused before decryption.
+    assert_eq!(
+        open(&value(1, 0), &binding(), &two.keyring).unwrap_err(),
+        SealError::CommitmentMismatch
+    );
+    assert_eq!(
+        rewrap(
+            &value(1, 0),
+            &binding(),
+            &two.keyring,
+            std::slice::from_ref(&two.recipient)
+        )
+        .unwrap_err(),
+        SealError::CommitmentMismatch
+    );
+    // The other value needs the other commitment: a field a review sees.
+    let second = open(&value(1, 1), &binding(), &two.keyring).unwrap();
+    assert_ne!(first.expose(), second.expose());
+}
+
+#[test]
+fn a_changed_commitment_or_seal_time_is_refused() {
+    let id = identity();
+    let keyring = Keyring::new([id.clone()]);
+    let value = seal_at(b"v", &binding(), &[id.recipient().clone()], 1_700_000_000).unwrap();
+    let mut commitment = value.clone();
+    if let Some(bytes) = commitment.commitment.as_mut() {
+        bytes[0] ^= 1;
+    }
+    assert_eq!(
+        open(&commitment, &binding(), &keyring).unwrap_err(),
+        SealError::CommitmentMismatch
+    );
+    for sealed_at in [0, 1_700_000_001, 1_600_000_000] {
+        let mut moved = value.clone();
+        moved.sealed_at = sealed_at;
+        let moved = SealedValue::parse(&moved.encode()).unwrap();
+        assert_eq!(
+            open(&moved, &binding(), &keyring).unwrap_err(),
+            SealError::DecryptFailed,
+            "{sealed_at}"
+        );
+    }
+}
+
+#[test]
+fn seal_time_has_one_spelling() {
+    for (field, expected) in [
+        ("0", Some(0)),
+        ("1", Some(1)),
+        ("1700000000", Some(1_700_000_000)),
+        ("253402300799", Some(MAX_SEALED_AT)),
+        ("253402300800", None),
+        ("999999999999", None),
+        ("1000000000000", None),
+        ("01", None),
+        ("00", None),
+        ("", None),
+        ("+1", None),
+        ("-1", None),
+        (" 1", None),
+        ("1 ", None),
+        ("1e9", None),
+        ("0x10", None),
+        ("１", None),
+    ] {
+        assert_eq!(parse_sealed_at(field).ok(), expected, "{field:?}");
+    }
+    assert!(
+        seal_at(
+            b"v",
+            &binding(),
+            &[identity().recipient().clone()],
+            MAX_SEALED_AT + 1
+        )
+        .is_err()
+    );
+}

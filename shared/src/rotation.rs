@@ -1,0 +1,223 @@
+//! How old a sealed value may get: the `max_age` of `.kseal.yaml` rules and
+//! `kseal check --max-age`, and a SealedSecret's `spec.maxAge`.
+//!
+//! Teams rotate static credentials on a schedule (90 days is common); format
+//! v2 records when each value was sealed, authenticated, so its age is known
+//! without any key. One grammar and one verdict serve the CLI and the
+//! controller.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::envelope::SealedValue;
+
+/// Seconds per unit of a [`MaxAge`].
+const UNITS: [(char, u64); 3] = [('h', 3_600), ('d', 86_400), ('w', 604_800)];
+
+/// The longest max age accepted: 100 years, in seconds.
+const LONGEST: u64 = 100 * 366 * 86_400;
+
+/// A seal time may lie this far in the future (clock skew between the
+/// sealing machine and the checker), seconds; beyond it the value is
+/// [`AgeVerdict::SealedInTheFuture`].
+pub const CLOCK_SKEW: i64 = 3_600;
+
+/// A maximum age: a positive whole number of hours, days or weeks, written
+/// `<n>h`, `<n>d` or `<n>w` (`90d`, `2160h`, `13w`), at most 100 years.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct MaxAge {
+    amount: u64,
+    unit: char,
+}
+
+/// Why a max age does not parse.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+#[error("invalid max age {0:?}: expected a positive whole number of hours, days or weeks, like 90d, 2160h or 13w")]
+pub struct MaxAgeError(String);
+
+impl MaxAge {
+    /// The max age in seconds.
+    pub fn as_seconds(self) -> u64 {
+        let per_unit = UNITS
+            .iter()
+            .find(|(unit, _)| *unit == self.unit)
+            .map_or(0, |(_, seconds)| *seconds);
+        self.amount.saturating_mul(per_unit)
+    }
+
+    /// The verdict on one value, at `now`.
+    pub fn verdict(self, value: &SealedValue, now: jiff::Timestamp) -> AgeVerdict {
+        let Some(sealed_at) = value.sealed_at() else {
+            return AgeVerdict::Unrecorded;
+        };
+        let age = now.as_second() - sealed_at.as_second();
+        if age < -CLOCK_SKEW {
+            return AgeVerdict::SealedInTheFuture;
+        }
+        let max = i64::try_from(self.as_seconds()).unwrap_or(i64::MAX);
+        if age > max {
+            AgeVerdict::Overdue {
+                age_days: age / 86_400,
+            }
+        } else {
+            AgeVerdict::Fresh
+        }
+    }
+}
+
+impl FromStr for MaxAge {
+    type Err = MaxAgeError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || MaxAgeError(s.chars().take(32).collect());
+        let unit = s.chars().last().ok_or_else(bad)?;
+        if !UNITS.iter().any(|(known, _)| *known == unit) {
+            return Err(bad());
+        }
+        let digits = &s[..s.len() - 1];
+        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) || digits.len() > 12 {
+            return Err(bad());
+        }
+        let amount: u64 = digits.parse().map_err(|_| bad())?;
+        let max_age = MaxAge { amount, unit };
+        if amount == 0 || max_age.as_seconds() > LONGEST {
+            return Err(bad());
+        }
+        Ok(max_age)
+    }
+}
+
+impl fmt::Display for MaxAge {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}{}", self.amount, self.unit)
+    }
+}
+
+impl Serialize for MaxAge {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for MaxAge {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl schemars::JsonSchema for MaxAge {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "MaxAge".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "pattern": "^[0-9]{1,12}[hdw]$",
+            "description": "A positive whole number of hours, days or weeks: 90d, 2160h, 13w"
+        })
+    }
+}
+
+/// How one value's age compares with a [`MaxAge`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AgeVerdict {
+    /// Younger than the max age.
+    Fresh,
+    /// Older than the max age; `age_days` whole days old.
+    Overdue {
+        /// Whole days since the value was sealed.
+        age_days: i64,
+    },
+    /// Its seal time was never recorded (v1, or upgraded from v1): it cannot
+    /// be shown to be fresh, so it counts as overdue.
+    Unrecorded,
+    /// Sealed more than [`CLOCK_SKEW`] in the future: a wrong clock where it
+    /// was sealed; counts as overdue so it is looked at.
+    SealedInTheFuture,
+}
+
+impl AgeVerdict {
+    /// Whether the value must be re-sealed from its plaintext.
+    pub fn is_due(self) -> bool {
+        !matches!(self, AgeVerdict::Fresh)
+    }
+}
+
+impl fmt::Display for AgeVerdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AgeVerdict::Fresh => f.write_str("fresh"),
+            AgeVerdict::Overdue { age_days } => write!(f, "sealed {age_days} days ago"),
+            AgeVerdict::Unrecorded => f.write_str("seal time not recorded (sealed with format v1)"),
+            AgeVerdict::SealedInTheFuture => f.write_str("sealed in the future (a wrong clock?)"),
+        }
+    }
+}
+
+/// Whole days from `then` to now (negative when `then` is in the future).
+pub fn days_since(then: jiff::Timestamp) -> i64 {
+    (jiff::Timestamp::now().as_second() - then.as_second()) / 86_400
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::binding::{Binding, Scope};
+    use crate::envelope::{SEALED_AT_UNRECORDED, seal_at};
+    use crate::x25519::Identity;
+
+    #[test]
+    fn grammar() {
+        for (text, seconds) in [
+            ("90d", 90 * 86_400),
+            ("1h", 3_600),
+            ("2160h", 2_160 * 3_600),
+            ("13w", 13 * 604_800),
+            ("36600d", 36_600 * 86_400),
+        ] {
+            let parsed: MaxAge = text.parse().unwrap();
+            assert_eq!(parsed.as_seconds(), seconds, "{text}");
+            assert_eq!(parsed.to_string(), text);
+        }
+        for bad in [
+            "", "d", "0d", "90", "90D", "90 d", " 90d", "90days", "1.5d", "-1d", "+1d", "1m",
+            "1y", "36601d", "9999999999999d", "９0d",
+        ] {
+            assert!(bad.parse::<MaxAge>().is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn verdicts() {
+        let id = Identity::generate();
+        let binding = Binding::new(Scope::Strict, "ns", "n", "k");
+        let now = jiff::Timestamp::from_second(1_800_000_000).unwrap();
+        let at = |seconds: u64| seal_at(b"v", &binding, &[id.recipient().clone()], seconds).unwrap();
+        let max: MaxAge = "90d".parse().unwrap();
+        let day = 86_400;
+        assert_eq!(max.verdict(&at(1_800_000_000), now), AgeVerdict::Fresh);
+        assert_eq!(max.verdict(&at(1_800_000_000 - 90 * day), now), AgeVerdict::Fresh);
+        assert_eq!(
+            max.verdict(&at(1_800_000_000 - 90 * day - 1), now),
+            AgeVerdict::Overdue { age_days: 90 }
+        );
+        assert_eq!(
+            max.verdict(&at(1_800_000_000 - 400 * day), now),
+            AgeVerdict::Overdue { age_days: 400 }
+        );
+        assert_eq!(max.verdict(&at(SEALED_AT_UNRECORDED), now), AgeVerdict::Unrecorded);
+        assert_eq!(max.verdict(&at(1_800_003_600), now), AgeVerdict::Fresh);
+        assert_eq!(
+            max.verdict(&at(1_800_003_601), now),
+            AgeVerdict::SealedInTheFuture
+        );
+        assert!(AgeVerdict::Unrecorded.is_due() && !AgeVerdict::Fresh.is_due());
+    }
+}
