@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kseal_shared::rotation::MaxAge;
 use kseal_shared::sealed_secret::SecretTemplate;
 use kseal_shared::validation::{self, ObjectError, SecretNames};
 use kseal_shared::{
@@ -33,6 +34,7 @@ pub struct CachedSealedSecret {
     /// `(data key, sealed value)`, in key order.
     encrypted_data: Box<[(Box<str>, Box<str>)]>,
     pub template: Option<Box<SecretTemplate>>,
+    pub max_age: Option<MaxAge>,
     pub status: Option<SealedSecretStatus>,
 }
 
@@ -61,6 +63,7 @@ impl From<SealedSecret> for CachedSealedSecret {
                 .map(|(key, value)| (key.into_boxed_str(), value.into_boxed_str()))
                 .collect(),
             template: spec.template.map(Box::new),
+            max_age: spec.max_age,
             status,
         }
     }
@@ -162,6 +165,7 @@ mod tests {
                     type_: Some("kubernetes.io/tls".into()),
                     ..SecretTemplate::default()
                 }),
+                max_age: None,
             },
         );
         sealed.metadata.namespace = Some("app".into());

@@ -348,6 +348,9 @@ fn render_metrics(state: &ApiState) -> Response {
     let keys = state.keys.get();
     let mut by_key: std::collections::BTreeMap<String, i64> = Default::default();
     let mut stranded = 0;
+    let (mut overdue, mut stale) = (0, 0);
+    let active = crate::rotation::active_key_ids(&keys);
+    let now = jiff::Timestamp::now();
     let stores = state
         .sealed_secrets
         .lock()
@@ -363,9 +366,22 @@ fn render_metrics(state: &ApiState) -> Response {
             if has_value_without_key(&sealed, &keys.keyring) {
                 stranded += 1;
             }
+            for value in sealed.sealed_values() {
+                if let Some(max_age) = sealed.max_age
+                    && SealedValue::parse(value)
+                        .is_ok_and(|value| max_age.verdict(&value, now).is_due())
+                {
+                    overdue += 1;
+                }
+                if !active.is_empty() && crate::rotation::is_stale(value, &active) {
+                    stale += 1;
+                }
+            }
         }
     }
     state.metrics.without_key.set(stranded);
+    state.metrics.values_overdue.set(overdue);
+    state.metrics.values_sealed_to_inactive_key.set(stale);
     let by_key: Vec<(String, i64)> = by_key.into_iter().collect();
     (
         [(

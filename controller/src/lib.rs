@@ -24,6 +24,7 @@ pub mod metrics;
 pub mod owned;
 pub mod rate_limit;
 pub mod reconcile;
+pub mod rotation;
 pub mod run;
 pub mod sealing_keys;
 

@@ -37,6 +37,12 @@ pub struct Metrics {
     /// SealedSecrets with a value that none of this cluster's keys opens
     /// (set at scrape time): keys lost or never held.
     pub without_key: Gauge,
+    /// Values older than their object's `spec.maxAge`, or of unknown age
+    /// where a max age is set (set at scrape time).
+    pub values_overdue: Gauge,
+    /// Values sealed only to keys that are no longer active (set at scrape
+    /// time): `kseal rewrap --stale` re-wraps them.
+    pub values_sealed_to_inactive_key: Gauge,
     /// Events dropped because the publishing queue was full.
     pub events_dropped: Counter,
 }
@@ -101,6 +107,18 @@ impl Metrics {
             "SealedSecrets with a value sealed only to keys this cluster does not hold",
             without_key.clone(),
         );
+        let values_overdue = Gauge::default();
+        registry.register(
+            "values_overdue",
+            "Sealed values older than their SealedSecret's spec.maxAge (or of unknown age)",
+            values_overdue.clone(),
+        );
+        let values_sealed_to_inactive_key = Gauge::default();
+        registry.register(
+            "values_sealed_to_inactive_key",
+            "Sealed values sealed only to keys that are no longer active",
+            values_sealed_to_inactive_key.clone(),
+        );
         let build_info = Family::<Labels, Gauge>::default();
         registry.register("build_info", "Build information", build_info.clone());
         build_info
@@ -116,6 +134,8 @@ impl Metrics {
             active_key_age,
             leader,
             without_key,
+            values_overdue,
+            values_sealed_to_inactive_key,
             events_dropped,
         }
     }

@@ -27,6 +27,7 @@ use kseal_shared::contract::{MANAGED_ANNOTATION, OWNED_LABEL, PolicyViolation};
 use crate::context::Context;
 use crate::error::Error;
 use crate::owned::{ContentDigest, SourceStamp, Synced};
+use crate::rotation;
 use crate::sealing_keys::KeySet;
 
 /// Condition type kstatus, Flux and Argo CD look for.
@@ -502,9 +503,40 @@ async fn update_status(
         last_transition_time,
         observed_generation: generation,
     };
+    let mut conditions = vec![condition];
+    let keys = ctx.keys.get();
+    for due in rotation::conditions(sealed, &keys, jiff::Timestamp::now()) {
+        let previous = known
+            .as_ref()
+            .and_then(|status| status.conditions.iter().find(|c| c.type_ == due.type_));
+        let last_transition_time = match previous {
+            Some(previous) if previous.status == due.status() => {
+                previous.last_transition_time.clone()
+            }
+            _ => now(),
+        };
+        // One Warning when a value becomes due, not one per reconcile.
+        if due.is_due && previous.is_none_or(|p| p.status != "True") {
+            publish(
+                ctx,
+                sealed,
+                EventType::Warning,
+                due.reason,
+                due.message.clone(),
+            );
+        }
+        conditions.push(Condition {
+            type_: due.type_.to_owned(),
+            status: due.status().to_owned(),
+            reason: due.reason.to_owned(),
+            message: due.message,
+            last_transition_time,
+            observed_generation: generation,
+        });
+    }
     let new_status = SealedSecretStatus {
         observed_generation: generation,
-        conditions: vec![condition],
+        conditions,
         key_ids: key_ids_of(sealed),
     };
     let changed_condition = previous.is_none_or(|p| p.reason != reason || p.message != message);

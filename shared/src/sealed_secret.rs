@@ -45,12 +45,18 @@ pub struct SealedSecretSpec {
     /// `namespace-wide` (any name in this namespace) or `cluster-wide`.
     #[serde(default)]
     pub scope: Scope,
-    /// One sealed value per Secret data key (`kseal:v1:…`).
+    /// One sealed value per Secret data key (`kseal:v2:…`).
     #[serde(default)]
     pub encrypted_data: BTreeMap<String, String>,
     /// Metadata and settings of the Secret the controller creates.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub template: Option<SecretTemplate>,
+    /// How old a value may get before it is due for rotation (`90d`, `2160h`,
+    /// `13w`). The controller reports values older than this, or whose seal
+    /// time was never recorded, with the `RotationDue` condition; the Secret
+    /// is still kept in sync.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_age: Option<crate::rotation::MaxAge>,
 }
 
 /// The parts of the resulting Secret that are not its data.
@@ -87,7 +93,9 @@ pub struct SealedSecretStatus {
     /// The `metadata.generation` this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// Standard conditions; `Ready` says whether the Secret is in sync.
+    /// Standard conditions: `Ready` says whether the Secret is in sync;
+    /// `RotationDue` whether a value is older than `spec.maxAge`;
+    /// `RewrapDue` whether a value is sealed only to keys no longer active.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
     /// The key ids the values are sealed to (sorted, unique).

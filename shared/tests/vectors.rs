@@ -60,7 +60,7 @@ fn associated_data() {
             text(case, "key"),
         );
         assert_eq!(
-            hex(&binding.associated_data()),
+            hex(&binding.associated_data_v1()),
             text(case, "associated_data_hex")
         );
     }

@@ -148,6 +148,7 @@ pub fn seal_secret(
             scope: options.scope,
             encrypted_data,
             template,
+            max_age: None,
         },
         status: None,
     })
