@@ -116,11 +116,17 @@ pub fn active_key_ids(keys: &KeySet) -> HashSet<KeyId> {
 /// Whether a well-formed value names none of the active keys. A value that
 /// does not parse is `Ready`'s business, not rotation's.
 pub fn is_stale(value: &str, active: &HashSet<KeyId>) -> bool {
-    SealedValue::parse(value).is_ok_and(|value| !value.key_ids().iter().any(|id| active.contains(id)))
+    SealedValue::parse(value)
+        .is_ok_and(|value| !value.key_ids().iter().any(|id| active.contains(id)))
 }
 
 fn named(keys: &[String]) -> String {
-    let mut text = keys.iter().take(NAMED).cloned().collect::<Vec<_>>().join(", ");
+    let mut text = keys
+        .iter()
+        .take(NAMED)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
     if keys.len() > NAMED {
         text.push_str(&format!(" and {} more", keys.len() - NAMED));
     }

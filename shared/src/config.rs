@@ -177,7 +177,10 @@ impl Config {
                 .transpose()?;
             let max_age = rule
                 .max_age
-                .map(|s| s.parse::<MaxAge>().map_err(|err| at(format!("max_age: {err}"))))
+                .map(|s| {
+                    s.parse::<MaxAge>()
+                        .map_err(|err| at(format!("max_age: {err}")))
+                })
                 .transpose()?;
             rules.push(Rule {
                 index,

@@ -35,7 +35,9 @@ pub struct MaxAge {
 
 /// Why a max age does not parse.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
-#[error("invalid max age {0:?}: expected a positive whole number of hours, days or weeks, like 90d, 2160h or 13w")]
+#[error(
+    "invalid max age {0:?}: expected a positive whole number of hours, days or weeks, like 90d, 2160h or 13w"
+)]
 pub struct MaxAgeError(String);
 
 impl MaxAge {
@@ -187,8 +189,22 @@ mod tests {
             assert_eq!(parsed.to_string(), text);
         }
         for bad in [
-            "", "d", "0d", "90", "90D", "90 d", " 90d", "90days", "1.5d", "-1d", "+1d", "1m",
-            "1y", "36601d", "9999999999999d", "９0d",
+            "",
+            "d",
+            "0d",
+            "90",
+            "90D",
+            "90 d",
+            " 90d",
+            "90days",
+            "1.5d",
+            "-1d",
+            "+1d",
+            "1m",
+            "1y",
+            "36601d",
+            "9999999999999d",
+            "９0d",
         ] {
             assert!(bad.parse::<MaxAge>().is_err(), "{bad:?}");
         }
@@ -199,11 +215,15 @@ mod tests {
         let id = Identity::generate();
         let binding = Binding::new(Scope::Strict, "ns", "n", "k");
         let now = jiff::Timestamp::from_second(1_800_000_000).unwrap();
-        let at = |seconds: u64| seal_at(b"v", &binding, &[id.recipient().clone()], seconds).unwrap();
+        let at =
+            |seconds: u64| seal_at(b"v", &binding, &[id.recipient().clone()], seconds).unwrap();
         let max: MaxAge = "90d".parse().unwrap();
         let day = 86_400;
         assert_eq!(max.verdict(&at(1_800_000_000), now), AgeVerdict::Fresh);
-        assert_eq!(max.verdict(&at(1_800_000_000 - 90 * day), now), AgeVerdict::Fresh);
+        assert_eq!(
+            max.verdict(&at(1_800_000_000 - 90 * day), now),
+            AgeVerdict::Fresh
+        );
         assert_eq!(
             max.verdict(&at(1_800_000_000 - 90 * day - 1), now),
             AgeVerdict::Overdue { age_days: 90 }
@@ -212,7 +232,10 @@ mod tests {
             max.verdict(&at(1_800_000_000 - 400 * day), now),
             AgeVerdict::Overdue { age_days: 400 }
         );
-        assert_eq!(max.verdict(&at(SEALED_AT_UNRECORDED), now), AgeVerdict::Unrecorded);
+        assert_eq!(
+            max.verdict(&at(SEALED_AT_UNRECORDED), now),
+            AgeVerdict::Unrecorded
+        );
         assert_eq!(max.verdict(&at(1_800_003_600), now), AgeVerdict::Fresh);
         assert_eq!(
             max.verdict(&at(1_800_003_601), now),

@@ -141,7 +141,7 @@ pub enum DocumentError {
 /// The fields a SealedSecret may have, by path (`""` is the object itself).
 const KNOWN_FIELDS: [(&str, &[&str]); 4] = [
     ("", &["apiVersion", "kind", "metadata", "spec", "status"]),
-    ("spec", &["scope", "encryptedData", "template"]),
+    ("spec", &["scope", "encryptedData", "template", "maxAge"]),
     ("spec.template", &["type", "immutable", "metadata"]),
     ("spec.template.metadata", &["labels", "annotations"]),
 ];

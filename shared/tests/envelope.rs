@@ -184,11 +184,14 @@ fn rewrap_keeps_nonce_and_ciphertext() {
     assert_eq!(rewrapped.ciphertext(), sealed.ciphertext());
     assert_eq!(rewrapped.key_ids(), &[new.key_id()]);
     assert_ne!(rewrapped.wrapped_key(), sealed.wrapped_key());
-    // The encoded strings differ only in key ids and wrapped key.
+    // The encoded strings differ only in key ids (2) and wrapped key (4):
+    // seal time, nonce, commitment and ciphertext are byte-identical.
     let fields =
         |v: &SealedValue| -> Vec<String> { v.encode().split(':').map(str::to_owned).collect() };
     let (before, after) = (fields(&sealed), fields(&rewrapped));
-    assert_eq!(before[4..], after[4..]);
+    assert_eq!(before[..2], after[..2]);
+    assert_eq!(before[3], after[3]);
+    assert_eq!(before[5..], after[5..]);
     // The new key opens it; the old key no longer does.
     assert_eq!(
         open(&rewrapped, &binding, &keyring(&[&new]))
@@ -233,8 +236,8 @@ fn parse_errors_are_specific() {
         SealError::NotSealedValue
     );
     assert_eq!(
-        SealedValue::parse("kseal:v2:0011223344556677:AA==:AA==:AA==").unwrap_err(),
-        SealError::UnsupportedVersion("v2".into())
+        SealedValue::parse("kseal:v3:0011223344556677:AA==:AA==:AA==").unwrap_err(),
+        SealError::UnsupportedVersion("v3".into())
     );
     assert!(matches!(
         SealedValue::parse("kseal:v1:zz:AA==:AA==:AA=="),

@@ -74,9 +74,9 @@ pub const MAX_STANZAS: usize = MAX_RECIPIENTS + 3;
 /// The `sealed at` of a value whose seal time was never recorded (upgraded
 /// from v1).
 pub const SEALED_AT_UNRECORDED: u64 = 0;
-/// The latest seal time a reader accepts: 9999-12-31T23:59:59Z, seconds
+/// The latest seal time a reader accepts: 9999-01-01T00:00:00Z, seconds
 /// since the Unix epoch.
-pub const MAX_SEALED_AT: u64 = 253_402_300_799;
+pub const MAX_SEALED_AT: u64 = 253_370_764_800;
 /// The tag of age's X25519 recipient stanzas.
 const X25519_STANZA_TAG: &str = "X25519";
 
@@ -365,7 +365,7 @@ fn parse_sealed_at(field: &str) -> Result<u64, SealError> {
     }
     let seconds: u64 = field.parse().map_err(|_| BAD)?;
     if seconds > MAX_SEALED_AT {
-        return Err(SealError::Malformed("seal time after the year 9999"));
+        return Err(SealError::Malformed("seal time after 9999-01-01T00:00:00Z"));
     }
     Ok(seconds)
 }
@@ -467,7 +467,7 @@ pub fn seal_at(
     }
     if sealed_at > MAX_SEALED_AT {
         return Err(SealError::InvalidBinding(
-            "seal time after the year 9999".to_owned(),
+            "seal time after 9999-01-01T00:00:00Z".to_owned(),
         ));
     }
     let data_key = DataKey::generate();
@@ -670,3 +670,5 @@ impl age::Identity for StanzaByPosition<'_> {
 mod tests;
 #[cfg(test)]
 mod two_key;
+#[cfg(test)]
+mod vectors;
