@@ -124,12 +124,13 @@ fn wrapped_data_key_decrypts_with_age_and_opens_the_value() {
         .unwrap();
     assert_exit(&output, 0);
     let sealed = stdout(&output).trim().to_owned();
-    // kseal:v1:<key ids>:<wrapped key>:<nonce>:<ciphertext>
+    // kseal:v2:<key ids>:<sealed at>:<wrapped key>:<nonce>:<commitment>:<ciphertext>
     let fields: Vec<&str> = sealed.split(':').collect();
-    assert_eq!(fields.len(), 6);
+    assert_eq!(fields.len(), 8);
+    assert_eq!(fields[1], "v2");
     std::fs::write(
         ws.path("dek.age"),
-        BASE64_STANDARD.decode(fields[3]).unwrap(),
+        BASE64_STANDARD.decode(fields[4]).unwrap(),
     )
     .unwrap();
     let dek = run(Command::new("age")
@@ -139,10 +140,22 @@ fn wrapped_data_key_decrypts_with_age_and_opens_the_value() {
         .arg(ws.path("dek.age")))
     .stdout;
     assert_eq!(dek.len(), 32);
+    let nonce = BASE64_STANDARD.decode(fields[5]).unwrap();
+    // K_aead ‖ K_commit = HKDF-SHA-256(DEK, salt = nonce, info, 64), and the
+    // commitment must match before anything is decrypted.
+    let mut okm = [0u8; 64];
+    hkdf::Hkdf::<sha2::Sha256>::new(Some(&nonce), &dek)
+        .expand(b"kseal.dev/sealed-value/v2", &mut okm)
+        .unwrap();
+    assert_eq!(
+        BASE64_STANDARD.decode(fields[6]).unwrap(),
+        okm[32..],
+        "the commitment"
+    );
     // The associated data, built by hand as docs/format.md specifies.
     let mut aad = Vec::new();
     for field in [
-        &b"kseal.dev/sealed-value/v1"[..],
+        &b"kseal.dev/sealed-value/v2"[..],
         b"strict",
         b"app",
         b"db",
@@ -151,9 +164,10 @@ fn wrapped_data_key_decrypts_with_age_and_opens_the_value() {
         aad.extend_from_slice(&(field.len() as u32).to_be_bytes());
         aad.extend_from_slice(field);
     }
-    let nonce = BASE64_STANDARD.decode(fields[4]).unwrap();
-    let ciphertext = BASE64_STANDARD.decode(fields[5]).unwrap();
-    let plaintext = XChaCha20Poly1305::new_from_slice(&dek)
+    let sealed_at: u64 = fields[3].parse().unwrap();
+    aad.extend_from_slice(&sealed_at.to_be_bytes());
+    let ciphertext = BASE64_STANDARD.decode(fields[7]).unwrap();
+    let plaintext = XChaCha20Poly1305::new_from_slice(&okm[..32])
         .unwrap()
         .decrypt(
             XNonce::from_slice(&nonce),
@@ -162,6 +176,6 @@ fn wrapped_data_key_decrypts_with_age_and_opens_the_value() {
                 aad: &aad,
             },
         )
-        .expect("the DEK from age opens the value");
+        .expect("the key derived from the DEK opens the value");
     assert_eq!(plaintext, b"by-hand");
 }

@@ -866,9 +866,9 @@ fn merge_into_changes_only_the_merged_value() {
     }
 }
 
-/// The sealed value in a line (`kseal:v1:…` up to a quote or space).
+/// The sealed value in a line (`kseal:v2:…` up to a quote or space).
 fn value_of_line(line: &str) -> String {
-    let start = line.find("kseal:v1:").unwrap();
+    let start = line.find("kseal:v2:").unwrap();
     line[start..]
         .split(['"', '\'', ' '])
         .next()

@@ -234,7 +234,7 @@ fn tampered_and_moved_values_are_rejected() {
 fn unknown_version_wrong_identity_and_empty_identity_file() {
     let ws = Workspace::new();
     let sealed = ws.seal(SECRET, &[]);
-    let future = sealed.replace("kseal:v1:", "kseal:v7:");
+    let future = sealed.replace("kseal:v2:", "kseal:v7:");
     let output = ws.unseal(&future);
     assert_exit(&output, 1);
     assert!(
@@ -559,7 +559,7 @@ fn raw_prints_one_sealed_string() {
     assert_exit(&output, 0);
     let raw = stdout(&output);
     assert!(
-        raw.starts_with("kseal:v1:") && raw.ends_with('\n') && raw.lines().count() == 1,
+        raw.starts_with("kseal:v2:") && raw.ends_with('\n') && raw.lines().count() == 1,
         "{raw}"
     );
     // The raw value opens in a hand-written SealedSecret for the same place.

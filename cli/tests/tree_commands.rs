@@ -43,10 +43,11 @@ fn rewrap_in_place_over_a_tree() {
             sealed_fields(&value_of(&sealed, key)),
             sealed_fields(&value_of(&rewrapped, key)),
         );
+        assert_eq!(before[3], after[3], "{key}: seal time changed");
         assert_eq!(
-            before[4..],
-            after[4..],
-            "{key}: nonce or ciphertext changed"
+            before[5..],
+            after[5..],
+            "{key}: nonce, commitment or ciphertext changed"
         );
         assert_ne!(before[2], after[2], "{key}: key ids unchanged");
     }
@@ -173,7 +174,7 @@ fn validate_reports_every_problem() {
     assert!(stderr(&output).contains("1 SealedSecret(s), 3 value(s): well-formed"));
 
     let broken = edit_value(&sealed, "username", |v| {
-        v.replacen("kseal:v1:", "kseal:v9:", 1)
+        v.replacen("kseal:v2:", "kseal:v9:", 1)
     });
     let broken = edit_value(&broken, "password", |v| {
         let mut fields = sealed_fields(v);

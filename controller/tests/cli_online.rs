@@ -145,7 +145,9 @@ async fn cli_uses_the_cluster_keys_and_controller() {
     };
     let (before, after) = (value(&two), value(&rewritten));
     let fields = |v: &str| v.split(':').map(str::to_owned).collect::<Vec<_>>();
-    assert_eq!(fields(&before)[4..], fields(&after)[4..]);
+    // Seal time (3), nonce, commitment and ciphertext (5..) unchanged.
+    assert_eq!(fields(&before)[3], fields(&after)[3]);
+    assert_eq!(fields(&before)[5..], fields(&after)[5..]);
     assert_eq!(fields(&after)[2], recipients[0].key_id().to_string());
     // Running it again finds nothing to do.
     let (code, _, err) = kseal(
@@ -191,7 +193,7 @@ async fn cli_uses_the_cluster_keys_and_controller() {
     assert_eq!(code, 0, "{err}");
     let rewrapped = std::fs::read_to_string(dir.join("api.yaml")).unwrap();
     assert!(
-        rewrapped.contains(&format!("kseal:v1:{new_key_id}:")),
+        rewrapped.contains(&format!("kseal:v2:{new_key_id}:")),
         "{rewrapped}"
     );
     fixture

@@ -423,7 +423,7 @@ fn worst_value(held: &[KeyId], junk: usize) -> String {
         .encode();
     let fields: Vec<&str> = sealed.split(':').collect();
     let mut ids: Vec<String> = fields[2].split(',').map(str::to_owned).collect();
-    let mut wrapped = BASE64_STANDARD.decode(fields[3]).unwrap();
+    let mut wrapped = BASE64_STANDARD.decode(fields[4]).unwrap();
     for (slot, id) in held.iter().enumerate() {
         // The key-ids stanza names the key ids as text: swap them there too.
         let theirs = std::mem::replace(&mut ids[slot], id.to_string());
@@ -434,11 +434,13 @@ fn worst_value(held: &[KeyId], junk: usize) -> String {
         wrapped[at..at + theirs.len()].copy_from_slice(ids[slot].as_bytes());
     }
     let value = format!(
-        "kseal:v1:{}:{}:{}:{}",
+        "kseal:v2:{}:{}:{}:{}:{}:{}",
         ids.join(","),
+        fields[3],
         BASE64_STANDARD.encode(&wrapped),
-        fields[4],
-        fields[5]
+        fields[5],
+        fields[6],
+        fields[7]
     );
     let parsed = SealedValue::parse(&value).unwrap();
     assert!(held.iter().all(|id| parsed.key_ids().contains(id)));

@@ -132,7 +132,7 @@ async fn no_plaintext_or_key_material_leaks_on_failure_paths() {
         ("versioned".into(), format!("kseal:{}:x:y:z:w", canary(6))),
         (
             "fields".into(),
-            format!("kseal:v1:{}:AA==:AA==:AA==", canary(7)),
+            format!("kseal:v2:{}:0:AA==:AA==:AA==:AA==", canary(7)),
         ),
     ]);
     // A Secret in the way (not ours), holding a canary of its own.

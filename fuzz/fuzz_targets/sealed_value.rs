@@ -1,4 +1,5 @@
-//! The sealed-value parser (`kseal:v1:…`), and opening whatever parses.
+//! The sealed-value parser (`kseal:v2:…` and `kseal:v1:…`), and opening
+//! whatever parses.
 //!
 //! Properties: no panic; whatever parses re-encodes to a string that parses
 //! to the same value; opening never panics, and a value that opens under one
