@@ -143,8 +143,12 @@ fn inspect_shows_keys_without_decrypting() {
         "{text}"
     );
     assert!(
+        text.contains("password: v2, sealed ") && text.contains(" (0 days ago), keys "),
+        "{text}"
+    );
+    assert!(
         text.contains(&format!(
-            "password: v1 keys {},{}",
+            ", keys {},{}",
             key_id(&a.recipient),
             key_id(&b.recipient)
         )),

@@ -1,0 +1,257 @@
+//! Format v2 from the command line (the real `kseal` binary): what `inspect`
+//! shows, `check --max-age` as a CI gate (flag and `.kseal.yaml`), `rewrap`
+//! upgrading v1 values, and every manifest vector through `kseal validate`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::{Workspace, assert_exit, stderr, stdout};
+use kseal_shared::binding::{Binding, Scope};
+use kseal_shared::envelope::{SEALED_AT_UNRECORDED, SealedValue, seal_at};
+use kseal_shared::x25519::Recipient;
+use serde_json::Value;
+
+const DAY: u64 = 86_400;
+
+fn now() -> u64 {
+    u64::try_from(jiff::Timestamp::now().as_second()).unwrap()
+}
+
+/// A SealedSecret `app/db` whose values were sealed `ages` days ago
+/// (`None`: seal time not recorded).
+fn manifest(recipient: &str, ages: &[(&str, Option<u64>)]) -> String {
+    let recipient: Recipient = recipient.parse().unwrap();
+    let mut out = String::from(
+        "apiVersion: kseal.dev/v1alpha1\nkind: SealedSecret\nmetadata:\n  name: db\n  namespace: app\nspec:\n  encryptedData:\n",
+    );
+    for (key, age) in ages {
+        let sealed_at = age.map_or(SEALED_AT_UNRECORDED, |days| now() - days * DAY);
+        let binding = Binding::new(Scope::Strict, "app", "db", key);
+        let value = seal_at(b"v", &binding, std::slice::from_ref(&recipient), sealed_at).unwrap();
+        out.push_str(&format!("    {key}: {}\n", value.encode()));
+    }
+    out
+}
+
+#[test]
+fn check_max_age_lists_every_overdue_value() {
+    let ws = Workspace::new();
+    ws.write(
+        "repo/app/db.yaml",
+        &manifest(
+            &ws.recipient,
+            &[("fresh", Some(10)), ("old", Some(120)), ("unknown", None)],
+        ),
+    );
+    ws.write(
+        "repo/app/other.yaml",
+        &manifest(&ws.recipient, &[("edge", Some(89)), ("ancient", Some(400))]),
+    );
+    // (max age, values reported)
+    for (max_age, expected) in [
+        ("90d", vec!["old", "unknown", "ancient"]),
+        ("13w", vec!["old", "unknown", "ancient"]),
+        ("2160h", vec!["old", "unknown", "ancient"]),
+        ("1d", vec!["fresh", "old", "unknown", "edge", "ancient"]),
+        ("1000d", vec!["unknown"]),
+    ] {
+        let output = ws
+            .cmd()
+            .args(["check", "--max-age", max_age, "repo"])
+            .output()
+            .unwrap();
+        assert_exit(&output, 1);
+        let listed = stdout(&output);
+        for key in ["fresh", "old", "unknown", "edge", "ancient"] {
+            assert_eq!(
+                listed.contains(&format!(": {key}: ")),
+                expected.contains(&key),
+                "--max-age {max_age}, {key}:\n{listed}"
+            );
+        }
+        assert!(
+            stderr(&output).contains(&format!("{} sealed value(s) older", expected.len())),
+            "{}",
+            stderr(&output)
+        );
+    }
+    assert!(
+        stdout(
+            &ws.cmd()
+                .args(["check", "--max-age", "90d", "repo"])
+                .output()
+                .unwrap()
+        )
+        .contains("seal time not recorded")
+    );
+    // Without a max age nothing is judged.
+    let output = ws.cmd().args(["check", "repo"]).output().unwrap();
+    assert_exit(&output, 0);
+    for bad in ["90", "90days", "0d", "-1d", "1.5d"] {
+        let output = ws
+            .cmd()
+            .args(["check", "--max-age", bad, "repo"])
+            .output()
+            .unwrap();
+        assert_exit(&output, 2);
+    }
+}
+
+#[test]
+fn check_takes_max_age_from_the_matching_kseal_yaml_rule() {
+    let ws = Workspace::new();
+    std::fs::create_dir_all(ws.path("repo/.git")).unwrap();
+    ws.write(
+        "repo/.kseal.yaml",
+        &format!(
+            "creation_rules:\n  - path_regex: ^prod/\n    recipients: [{r}]\n    max_age: 30d\n  - recipients: [{r}]\n",
+            r = ws.recipient
+        ),
+    );
+    ws.write(
+        "repo/prod/db.yaml",
+        &manifest(&ws.recipient, &[("a", Some(45))]),
+    );
+    ws.write(
+        "repo/dev/db.yaml",
+        &manifest(&ws.recipient, &[("b", Some(45))]),
+    );
+    let output = ws.cmd().args(["check", "repo"]).output().unwrap();
+    assert_exit(&output, 1);
+    let listed = stdout(&output);
+    assert!(listed.contains("prod/db.yaml") && listed.contains(": a: "), "{listed}");
+    assert!(listed.contains("max age 30d"), "{listed}");
+    assert!(!listed.contains("dev/db.yaml"), "{listed}");
+    // The flag wins over the rule.
+    let output = ws
+        .cmd()
+        .args(["check", "--max-age", "60d", "repo"])
+        .output()
+        .unwrap();
+    assert_exit(&output, 0);
+    // A bad max_age in the config is an error naming it.
+    ws.write(
+        "repo/.kseal.yaml",
+        &format!(
+            "creation_rules:\n  - recipients: [{}]\n    max_age: 3 months\n",
+            ws.recipient
+        ),
+    );
+    let output = ws.cmd().args(["check", "repo"]).output().unwrap();
+    assert!(!output.status.success());
+    assert!(stderr(&output).contains("max_age"), "{}", stderr(&output));
+}
+
+#[test]
+fn inspect_shows_version_and_age() {
+    let ws = Workspace::new();
+    ws.write(
+        "db.yaml",
+        &manifest(&ws.recipient, &[("a", Some(3)), ("b", None)]),
+    );
+    let output = ws
+        .cmd()
+        .args(["inspect", "--format", "json", "db.yaml"])
+        .output()
+        .unwrap();
+    assert_exit(&output, 0);
+    let report: Value = serde_json::from_str(&stdout(&output)).unwrap();
+    let values = report[0]["values"].as_array().unwrap();
+    assert_eq!(values[0]["version"], "v2");
+    assert_eq!(values[0]["age_days"], 3);
+    assert!(values[0]["sealed_at"].as_str().unwrap().ends_with('Z'));
+    assert!(values[1].get("sealed_at").is_none());
+    let text = stdout(&ws.cmd().args(["inspect", "db.yaml"]).output().unwrap());
+    assert!(text.contains("a: v2, sealed ") && text.contains("(3 days ago)"), "{text}");
+    assert!(text.contains("b: v2, seal time not recorded"), "{text}");
+}
+
+/// The v1 test vectors (format v1 is no longer written): their identity and
+/// a strict value for payments/db-credentials/password.
+fn v1_vector() -> (String, String, String) {
+    let vectors: Value =
+        serde_json::from_str(include_str!("../../shared/tests/vectors/v1.json")).unwrap();
+    let identity = vectors["identities"][0].as_str().unwrap().to_owned();
+    let case = vectors["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|case| case["comment"] == "strict")
+        .unwrap();
+    (
+        identity,
+        case["sealed"].as_str().unwrap().to_owned(),
+        case["plaintext_base64"].as_str().unwrap().to_owned(),
+    )
+}
+
+#[test]
+fn rewrap_upgrades_v1_values_and_says_so() {
+    let ws = Workspace::new();
+    let (identity, v1, plaintext_base64) = v1_vector();
+    ws.write("old-key.txt", &format!("{identity}\n"));
+    let old = SealedValue::parse(&v1).unwrap();
+    let manifest = format!(
+        "apiVersion: kseal.dev/v1alpha1\nkind: SealedSecret\nmetadata:\n  name: db-credentials\n  namespace: payments\nspec:\n  encryptedData:\n    password: {v1}\n"
+    );
+    ws.write("db.yaml", &manifest);
+    let inspect = stdout(&ws.cmd().args(["inspect", "db.yaml"]).output().unwrap());
+    assert!(inspect.contains("password: v1, seal time not recorded"), "{inspect}");
+    // Re-wrapped to the same key it is sealed to: still upgraded.
+    let recipient = kseal_shared::x25519::parse_identity_file(&identity).unwrap()[0]
+        .recipient()
+        .to_string();
+    let output = ws
+        .cmd()
+        .args(["rewrap", "-i", "old-key.txt", "-r", &recipient, "--in-place", "db.yaml"])
+        .output()
+        .unwrap();
+    assert_exit(&output, 0);
+    assert!(
+        stderr(&output).contains("1 of them upgraded from format v1 to v2"),
+        "{}",
+        stderr(&output)
+    );
+    let upgraded = common::value_of(&ws.read("db.yaml"), "password");
+    let new = SealedValue::parse(&upgraded).unwrap();
+    assert_eq!(new.version().as_str(), "v2");
+    assert_eq!(new.sealed_at(), None);
+    assert_eq!(new.key_ids(), old.key_ids());
+    // It still opens to the same plaintext.
+    let output = ws
+        .cmd()
+        .args(["unseal", "-i", "old-key.txt", "-f", "db.yaml"])
+        .output()
+        .unwrap();
+    assert_exit(&output, 0);
+    assert!(stdout(&output).contains(&plaintext_base64), "{}", stdout(&output));
+    // A second run finds nothing to do.
+    let output = ws
+        .cmd()
+        .args(["rewrap", "-i", "old-key.txt", "-r", &recipient, "--in-place", "db.yaml"])
+        .output()
+        .unwrap();
+    assert_exit(&output, 0);
+    assert!(stderr(&output).contains("0 value(s) re-wrapped, 1 already current"));
+}
+
+/// Every manifest vector through the real `kseal validate`.
+#[test]
+fn validate_agrees_with_the_manifest_vectors() {
+    let ws = Workspace::new();
+    let vectors: Value =
+        serde_json::from_str(include_str!("../../shared/tests/vectors/v2.json")).unwrap();
+    for case in vectors["manifests"].as_array().unwrap() {
+        let comment = case["comment"].as_str().unwrap();
+        ws.write("m.yaml", case["yaml"].as_str().unwrap());
+        let output = ws.cmd().args(["validate", "m.yaml"]).output().unwrap();
+        let expected = if case["expect"] == "ok" { 0 } else { 1 };
+        assert_eq!(
+            output.status.code(),
+            Some(expected),
+            "{comment}: {}",
+            stderr(&output)
+        );
+    }
+}
