@@ -120,7 +120,10 @@ fn check_takes_max_age_from_the_matching_kseal_yaml_rule() {
     let output = ws.cmd().args(["check", "repo"]).output().unwrap();
     assert_exit(&output, 1);
     let listed = stdout(&output);
-    assert!(listed.contains("prod/db.yaml") && listed.contains(": a: "), "{listed}");
+    assert!(
+        listed.contains("prod/db.yaml") && listed.contains(": a: "),
+        "{listed}"
+    );
     assert!(listed.contains("max age 30d"), "{listed}");
     assert!(!listed.contains("dev/db.yaml"), "{listed}");
     // The flag wins over the rule.
@@ -163,7 +166,10 @@ fn inspect_shows_version_and_age() {
     assert!(values[0]["sealed_at"].as_str().unwrap().ends_with('Z'));
     assert!(values[1].get("sealed_at").is_none());
     let text = stdout(&ws.cmd().args(["inspect", "db.yaml"]).output().unwrap());
-    assert!(text.contains("a: v2, sealed ") && text.contains("(3 days ago)"), "{text}");
+    assert!(
+        text.contains("a: v2, sealed ") && text.contains("(3 days ago)"),
+        "{text}"
+    );
     assert!(text.contains("b: v2, seal time not recorded"), "{text}");
 }
 
@@ -197,14 +203,25 @@ fn rewrap_upgrades_v1_values_and_says_so() {
     );
     ws.write("db.yaml", &manifest);
     let inspect = stdout(&ws.cmd().args(["inspect", "db.yaml"]).output().unwrap());
-    assert!(inspect.contains("password: v1, seal time not recorded"), "{inspect}");
+    assert!(
+        inspect.contains("password: v1, seal time not recorded"),
+        "{inspect}"
+    );
     // Re-wrapped to the same key it is sealed to: still upgraded.
     let recipient = kseal_shared::x25519::parse_identity_file(&identity).unwrap()[0]
         .recipient()
         .to_string();
     let output = ws
         .cmd()
-        .args(["rewrap", "-i", "old-key.txt", "-r", &recipient, "--in-place", "db.yaml"])
+        .args([
+            "rewrap",
+            "-i",
+            "old-key.txt",
+            "-r",
+            &recipient,
+            "--in-place",
+            "db.yaml",
+        ])
         .output()
         .unwrap();
     assert_exit(&output, 0);
@@ -225,11 +242,23 @@ fn rewrap_upgrades_v1_values_and_says_so() {
         .output()
         .unwrap();
     assert_exit(&output, 0);
-    assert!(stdout(&output).contains(&plaintext_base64), "{}", stdout(&output));
+    assert!(
+        stdout(&output).contains(&plaintext_base64),
+        "{}",
+        stdout(&output)
+    );
     // A second run finds nothing to do.
     let output = ws
         .cmd()
-        .args(["rewrap", "-i", "old-key.txt", "-r", &recipient, "--in-place", "db.yaml"])
+        .args([
+            "rewrap",
+            "-i",
+            "old-key.txt",
+            "-r",
+            &recipient,
+            "--in-place",
+            "db.yaml",
+        ])
         .output()
         .unwrap();
     assert_exit(&output, 0);

@@ -178,19 +178,59 @@ async fn cli_uses_the_cluster_keys_and_controller() {
         fixture.recipients().await[0].key_id().to_string(),
         new_key_id
     );
+    // The object in the cluster is still sealed to the old key: RewrapDue,
+    // one Warning, the gauge; Ready stays True.
+    assert_eq!(
+        wait_condition(&fixture, "api", "RewrapDue", "True").await,
+        "SealedToInactiveKey"
+    );
+    assert_eq!(fixture.wait_ready("app", "api", "True").await, "Unsealed");
+    eventually("the stale-key gauge counts the value", || async {
+        controller
+            .get("/metrics")
+            .await
+            .1
+            .contains("kseal_values_sealed_to_inactive_key 1")
+    })
+    .await;
+    assert_eq!(warnings(&fixture, "api", "SealedToInactiveKey").await, 1);
+    // rewrap --stale: only what names no active key; other.yaml's value is
+    // sealed to the new key and must stay byte-identical.
+    let current = {
+        let (code, sealed, err) = kseal(
+            dir,
+            &["seal", "--kubeconfig", &kubeconfig],
+            Some(&SECRET.replace("name: api", "name: current")),
+        );
+        assert_eq!(code, 0, "{err}");
+        sealed
+    };
+    std::fs::write(dir.join("current.yaml"), &current).unwrap();
     let (code, _, err) = kseal(
         dir,
         &[
             "rewrap",
+            "--stale",
             "--online",
+            "--kubeconfig",
+            &kubeconfig,
             "--controller-url",
             &url,
             "--in-place",
             "api.yaml",
+            "current.yaml",
         ],
         None,
     );
     assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("1 value(s) re-wrapped, 1 already current"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("current.yaml")).unwrap(),
+        current
+    );
     let rewrapped = std::fs::read_to_string(dir.join("api.yaml")).unwrap();
     assert!(
         rewrapped.contains(&format!("kseal:v2:{new_key_id}:")),
@@ -210,4 +250,180 @@ async fn cli_uses_the_cluster_keys_and_controller() {
     })
     .await;
     assert_eq!(fixture.wait_ready("app", "api", "True").await, "Unsealed");
+    assert_eq!(
+        wait_condition(&fixture, "api", "RewrapDue", "False").await,
+        "SealedToActiveKey"
+    );
+    eventually("the stale-key gauge is back to 0", || async {
+        controller
+            .get("/metrics")
+            .await
+            .1
+            .contains("kseal_values_sealed_to_inactive_key 0")
+    })
+    .await;
+}
+
+/// Waits for condition `type_` of app/`name` to have `status`; its reason.
+async fn wait_condition(fixture: &Fixture, name: &str, type_: &str, status: &str) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let found = fixture
+            .sealed_secrets("app")
+            .get(name)
+            .await
+            .ok()
+            .and_then(|s| s.status)
+            .and_then(|s| s.conditions.into_iter().find(|c| c.type_ == type_))
+            .filter(|c| c.status == status);
+        if let Some(condition) = found {
+            return condition.reason;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {name}: {type_}={status}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+/// How many times a Warning with this reason was recorded about app/`name`
+/// (waiting for the first; repeats are folded into one Event's count).
+async fn warnings(fixture: &Fixture, name: &str, reason: &str) -> i32 {
+    let events: kube::Api<k8s_openapi::api::core::v1::Event> =
+        kube::Api::namespaced(fixture.client.clone(), "app");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let count: i32 = events
+            .list(&Default::default())
+            .await
+            .map(|list| {
+                list.items
+                    .iter()
+                    .filter(|e| {
+                        e.type_.as_deref() == Some("Warning")
+                            && e.reason.as_deref() == Some(reason)
+                            && e.involved_object.name.as_deref() == Some(name)
+                    })
+                    .map(|e| {
+                        e.count
+                            .unwrap_or(1)
+                            .max(e.series.as_ref().and_then(|s| s.count).unwrap_or(1))
+                    })
+                    .sum()
+            })
+            .unwrap_or(0);
+        if count > 0 {
+            return count;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for a Warning {reason} about {name}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+/// `spec.maxAge`: a value sealed longer ago is reported by RotationDue (one
+/// Warning, the gauge) while Ready stays True; a fresh one is not.
+#[tokio::test]
+async fn overdue_values_are_reported_apart_from_ready() {
+    use kseal_shared::binding::{Binding, Scope};
+    use kseal_shared::envelope::seal_at;
+    let Some(fixture) = Fixture::start().await else {
+        return;
+    };
+    fixture.namespace("app").await;
+    let controller = fixture.controller("kseal-controller", &[]);
+    controller.wait_healthy().await;
+    let recipients = fixture.recipients().await;
+    let now = u64::try_from(jiff::Timestamp::now().as_second()).unwrap();
+    let object = |name: &str, max_age: &str, ages: &[(&str, u64)]| {
+        let values: serde_json::Map<String, serde_json::Value> = ages
+            .iter()
+            .map(|(key, days)| {
+                let binding = Binding::new(Scope::Strict, "app", name, key);
+                let value = seal_at(b"v", &binding, &recipients, now - days * 86_400).unwrap();
+                ((*key).to_owned(), value.encode().into())
+            })
+            .collect();
+        serde_json::from_value::<SealedSecret>(serde_json::json!({
+            "apiVersion": "kseal.dev/v1alpha1",
+            "kind": "SealedSecret",
+            "metadata": {"name": name, "namespace": "app"},
+            "spec": {"maxAge": max_age, "encryptedData": values}
+        }))
+        .unwrap()
+    };
+    fixture
+        .apply(&object("old", "30d", &[("a", 45), ("b", 1)]))
+        .await;
+    fixture.apply(&object("fresh", "30d", &[("a", 29)])).await;
+    assert_eq!(
+        wait_condition(&fixture, "old", "RotationDue", "True").await,
+        "ValuesOverdue"
+    );
+    assert_eq!(fixture.wait_ready("app", "old", "True").await, "Unsealed");
+    let message = fixture
+        .sealed_secrets("app")
+        .get("old")
+        .await
+        .unwrap()
+        .status
+        .unwrap()
+        .conditions
+        .into_iter()
+        .find(|c| c.type_ == "RotationDue")
+        .unwrap()
+        .message;
+    assert!(
+        message.contains("a (sealed 45 days ago)") && !message.contains("b ("),
+        "{message}"
+    );
+    assert_eq!(
+        wait_condition(&fixture, "fresh", "RotationDue", "False").await,
+        "ValuesFresh"
+    );
+    assert_eq!(warnings(&fixture, "old", "ValuesOverdue").await, 1);
+    // Another reconcile (a new generation) while still overdue: no second
+    // Warning.
+    let mut relabeled = object("old", "30d", &[("a", 45), ("b", 1)]);
+    relabeled.spec.template = Some(kseal_shared::sealed_secret::SecretTemplate {
+        metadata: Some(kseal_shared::sealed_secret::TemplateMetadata {
+            labels: [("team".to_owned(), "payments".to_owned())].into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    fixture.apply(&relabeled).await;
+    assert_eq!(fixture.wait_ready("app", "old", "True").await, "Unsealed");
+    assert_eq!(warnings(&fixture, "old", "ValuesOverdue").await, 1);
+    eventually("the overdue gauge", || async {
+        controller
+            .get("/metrics")
+            .await
+            .1
+            .contains("kseal_values_overdue 1")
+    })
+    .await;
+    // An object without spec.maxAge has no RotationDue condition.
+    fixture
+        .apply(&object("unlimited", "30d", &[("a", 400)]))
+        .await;
+    let mut unlimited = object("plain", "30d", &[("a", 400)]);
+    unlimited.spec.max_age = None;
+    fixture.apply(&unlimited).await;
+    assert_eq!(fixture.wait_ready("app", "plain", "True").await, "Unsealed");
+    let conditions: Vec<String> = fixture
+        .sealed_secrets("app")
+        .get("plain")
+        .await
+        .unwrap()
+        .status
+        .unwrap()
+        .conditions
+        .into_iter()
+        .map(|c| c.type_)
+        .collect();
+    assert_eq!(conditions, ["Ready", "RewrapDue"]);
 }
