@@ -13,11 +13,12 @@ use kseal_shared::{
 
 use crate::args::RecipientArgs;
 
-/// Recipients and, when they came from a rule, the rule's scope.
+/// Recipients and, when they came from a rule, the rule's scope and max age.
 #[derive(Debug)]
 pub struct Resolved {
     pub recipients: Vec<Recipient>,
     pub scope: Option<Scope>,
+    pub max_age: Option<kseal_shared::rotation::MaxAge>,
 }
 
 /// Recipients from `-r`/`-R`, if any were given.
@@ -47,6 +48,7 @@ pub fn resolve(args: &RecipientArgs, path: Option<&Path>) -> Result<Option<Resol
         return Ok(Some(Resolved {
             recipients,
             scope: None,
+            max_age: None,
         }));
     }
     let cwd = std::env::current_dir().context("cannot read the working directory")?;
@@ -92,6 +94,7 @@ pub fn resolve(args: &RecipientArgs, path: Option<&Path>) -> Result<Option<Resol
     Ok(Some(Resolved {
         recipients,
         scope: rule.scope,
+        max_age: rule.max_age,
     }))
 }
 
@@ -118,6 +121,7 @@ pub fn resolve_or_cluster(
             Resolved {
                 recipients,
                 scope: None,
+                max_age: None,
             }
         }),
         Err(err) => bail!(

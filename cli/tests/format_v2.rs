@@ -126,6 +126,24 @@ fn check_takes_max_age_from_the_matching_kseal_yaml_rule() {
     );
     assert!(listed.contains("max age 30d"), "{listed}");
     assert!(!listed.contains("dev/db.yaml"), "{listed}");
+    // kseal seal writes the rule's max age into the object, for the
+    // controller; a path without one gets none.
+    for (out, expected) in [("prod/new.yaml", true), ("dev/new.yaml", false)] {
+        let output = ws
+            .cmd()
+            .current_dir(ws.path("repo"))
+            .args(["seal", "--name", "new", "--namespace", "app"])
+            .args(["--from-literal", "k=v", "-o", out])
+            .output()
+            .unwrap();
+        assert_exit(&output, 0);
+        let written = ws.read(&format!("repo/{out}"));
+        assert_eq!(
+            written.contains("maxAge: 30d"),
+            expected,
+            "{out}: {written}"
+        );
+    }
     // The flag wins over the rule.
     let output = ws
         .cmd()
@@ -144,6 +162,44 @@ fn check_takes_max_age_from_the_matching_kseal_yaml_rule() {
     let output = ws.cmd().args(["check", "repo"]).output().unwrap();
     assert!(!output.status.success());
     assert!(stderr(&output).contains("max_age"), "{}", stderr(&output));
+}
+
+/// `--merge-into` gives each value it replaces a new seal time and leaves
+/// the others byte-identical.
+#[test]
+fn merge_into_seals_replaced_values_now() {
+    let ws = Workspace::new();
+    ws.write(
+        "db.yaml",
+        &manifest(&ws.recipient, &[("old", Some(200)), ("kept", Some(100))]),
+    );
+    let kept = common::value_of(&ws.read("db.yaml"), "kept");
+    let output = ws
+        .cmd()
+        .args([
+            "seal",
+            "-r",
+            &ws.recipient,
+            "--name",
+            "db",
+            "--namespace",
+            "app",
+        ])
+        .args(["--from-literal", "old=rotated", "--merge-into", "db.yaml"])
+        .output()
+        .unwrap();
+    assert_exit(&output, 0);
+    let after = ws.read("db.yaml");
+    assert_eq!(common::value_of(&after, "kept"), kept);
+    let rotated = SealedValue::parse(&common::value_of(&after, "old")).unwrap();
+    let age = now() - rotated.sealed_at_seconds();
+    assert!(age < 600, "{age}");
+    let output = ws
+        .cmd()
+        .args(["check", "--max-age", "150d", "db.yaml"])
+        .output()
+        .unwrap();
+    assert_exit(&output, 0);
 }
 
 #[test]

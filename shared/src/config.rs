@@ -9,7 +9,8 @@
 //!     scope: strict
 //!   - path_regex: ^clusters/staging/
 //!     recipients_file: keys/staging.txt
-//!     max_age: 90d          # kseal check fails values sealed longer ago
+//!     max_age: 90d          # kseal check fails older values; kseal seal
+//!                           # writes it as spec.maxAge
 //! ```
 
 use std::path::{Path, PathBuf};

@@ -113,8 +113,11 @@ pub fn run(args: SealArgs) -> Result<()> {
                 display_name(&item.secret)
             )
         });
-        let sealed_secret = seal_secret(&item.secret, options)
+        let mut sealed_secret = seal_secret(&item.secret, options)
             .map_err(|err| anyhow!("{at}: {}", with_hint(&err)))?;
+        // The repository's rotation rule travels with the object, so the
+        // controller reports it too (RotationDue).
+        sealed_secret.spec.max_age = resolved.max_age;
         yaml11(item)?;
         sealed.push(serde_json::to_value(&sealed_secret)?);
     }
