@@ -26,6 +26,16 @@ fn text<'a>(value: &'a Value, field: &str) -> &'a str {
         .unwrap_or_else(|| panic!("{field} missing in {value}"))
 }
 
+/// The binding a vector names (`scope`, `namespace`, `name`, `key`).
+fn binding_of(case: &Value) -> Binding<'_> {
+    Binding::new(
+        Scope::from_str(text(case, "scope")).unwrap(),
+        text(case, "namespace"),
+        text(case, "name"),
+        text(case, "key"),
+    )
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -53,12 +63,7 @@ fn identities_recipients_and_key_ids() {
 #[test]
 fn associated_data() {
     for case in vectors()["associated_data"].as_array().unwrap() {
-        let binding = Binding::new(
-            Scope::from_str(text(case, "scope")).unwrap(),
-            text(case, "namespace"),
-            text(case, "name"),
-            text(case, "key"),
-        );
+        let binding = binding_of(case);
         assert_eq!(
             hex(&binding.associated_data_v1()),
             text(case, "associated_data_hex")
@@ -79,12 +84,7 @@ fn cases_open_or_fail_as_recorded() {
     assert!(cases.len() >= 10);
     for case in cases {
         let comment = text(case, "comment");
-        let binding = Binding::new(
-            Scope::from_str(text(case, "scope")).unwrap(),
-            text(case, "namespace"),
-            text(case, "name"),
-            text(case, "key"),
-        );
+        let binding = binding_of(case);
         let value = SealedValue::parse(text(case, "sealed")).unwrap();
         let result = open(&value, &binding, &keyring);
         match text(case, "expect") {
@@ -176,12 +176,7 @@ fn v2_values_open_or_fail_as_recorded() {
         let rule = text(case, "rule");
         assert!(RULES.contains(&rule), "{comment}: unknown rule {rule}");
         *per_rule.entry(rule).or_default() += 1;
-        let binding = Binding::new(
-            Scope::from_str(text(case, "scope")).unwrap(),
-            text(case, "namespace"),
-            text(case, "name"),
-            text(case, "key"),
-        );
+        let binding = binding_of(case);
         let result = SealedValue::parse(text(case, "sealed"))
             .and_then(|value| open(&value, &binding, &keyring).map(|plaintext| (value, plaintext)));
         match (text(case, "expect"), result) {
@@ -219,12 +214,7 @@ fn v2_values_open_or_fail_as_recorded() {
 fn v2_key_derivation_and_associated_data() {
     let vectors = v2();
     for case in vectors["associated_data"].as_array().unwrap() {
-        let binding = Binding::new(
-            Scope::from_str(text(case, "scope")).unwrap(),
-            text(case, "namespace"),
-            text(case, "name"),
-            text(case, "key"),
-        );
+        let binding = binding_of(case);
         let sealed_at = case["sealed_at"].as_u64().unwrap();
         assert_eq!(
             hex(&binding.associated_data_v2(sealed_at)),
