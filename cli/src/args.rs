@@ -22,7 +22,7 @@ use crate::cluster::ClusterArgs;
 SealedSecret manifests are safe to keep in git; only the cluster's controller (or someone \
 holding a backed-up key) can turn them back into Secrets.",
     after_help = "Exit status: 0 on success, 1 on failure (or, for `check`, when a plaintext \
-Secret is found), 2 on a usage error.",
+Secret or a value due for rotation is found), 2 on a usage error.",
     propagate_version = true
 )]
 pub struct Cli {
@@ -42,7 +42,7 @@ pub enum Command {
     Rewrap(RewrapArgs),
     /// Convert Bitnami SealedSecrets into kseal SealedSecrets, offline
     Migrate(MigrateArgs),
-    /// Show scope, names and key ids of SealedSecrets without decrypting
+    /// Show scope, names, key ids, format version and age of sealed values, without decrypting
     Inspect(InspectArgs),
     /// Check that SealedSecrets are well-formed (offline), or that the cluster can decrypt them (--online)
     Validate(ValidateArgs),
@@ -50,7 +50,7 @@ pub enum Command {
     FetchKeys(FetchKeysArgs),
     /// Manage the cluster's sealing keys
     Keys(KeysArgs),
-    /// Find plaintext Secret manifests (for pre-commit hooks and CI)
+    /// Find plaintext Secret manifests, and sealed values due for rotation (pre-commit, CI)
     Check(CheckArgs),
     /// Print a shell completion script
     Completions(CompletionsArgs),
@@ -72,10 +72,10 @@ pub struct KeygenArgs {
 /// Where recipients come from when no flag gives them: `.kseal.yaml`.
 #[derive(Debug, Args, Clone, Default)]
 pub struct RecipientArgs {
-    /// Seal to this age recipient (age1…); repeatable
+    /// An age recipient (age1…) to seal to (for inspect --stale: a current key); repeatable
     #[arg(short = 'r', long = "recipient", value_name = "RECIPIENT")]
     pub recipients: Vec<String>,
-    /// Seal to every recipient in FILE (age recipients-file format); repeatable
+    /// Every recipient in FILE (age recipients-file format), as with -r; repeatable
     #[arg(short = 'R', long = "recipients-file", value_name = "FILE")]
     pub recipients_files: Vec<PathBuf>,
     /// Say on stderr where the recipients came from (flags, which .kseal.yaml and rule, or the cluster)
@@ -269,11 +269,19 @@ pub struct UnsealArgs {
     after_help = "Offline, the new recipients come from -r/-R, else from the .kseal.yaml \
 rule that matches each file's path (like `sops updatekeys`).
 
+Format v2 values keep their seal time, nonce, commitment and ciphertext byte for byte. \
+Format v1 values are upgraded to v2 (every field changes; their seal time stays \
+unrecorded), also when they are already sealed to the right keys.
+
+Online, values are wrapped to the cluster's keys only: other recipients of a value (an \
+offline recovery key, another cluster) are dropped; re-wrap offline with -R to keep them.
+
 Examples:
   kseal rewrap -i backup-key.txt -R cluster-keys.txt --in-place clusters/
   kseal rewrap -i prod-key.txt -i staging-key.txt --in-place clusters/   # .kseal.yaml rules
   kseal rewrap -i old.txt -r age1… sealed.yaml > rewrapped.yaml
-  kseal rewrap --online --in-place clusters/prod/"
+  kseal rewrap --online --in-place clusters/prod/
+  kseal rewrap --stale --online --in-place clusters/   # what RewrapDue reports"
 )]
 pub struct RewrapArgs {
     /// Private key file(s) that open the values now (offline re-wrap); repeatable
@@ -291,9 +299,9 @@ pub struct RewrapArgs {
     pub online: bool,
     #[command(flatten)]
     pub cluster: ClusterArgs,
-    /// Only the values none of whose keys the cluster seals to now (sealed to a key
-    /// that was rotated out): what the controller's RewrapDue condition reports. Reads
-    /// the cluster's published keys
+    /// Only the values sealed to none of the current keys: with --online the cluster's
+    /// active keys (what the controller's RewrapDue condition reports), else the new
+    /// recipients (-r/-R or the file's .kseal.yaml rule). Everything else stays byte-identical
     #[arg(long)]
     pub stale: bool,
     /// Rewrite the files in place (atomically); required for directories and several files
@@ -352,7 +360,8 @@ pub struct InspectArgs {
     /// Output format
     #[arg(long, value_enum, default_value_t = InspectFormat::Text)]
     pub format: InspectFormat,
-    /// List only values not sealed to the current keys (from -r/-R, .kseal.yaml, or the cluster); exit 1 if any
+    /// List only values not sealed to exactly the current keys (from -r/-R, .kseal.yaml, or
+    /// the cluster), or still in format v1: what `kseal rewrap` would change; exit 1 if any
     #[arg(long)]
     pub stale: bool,
     #[command(flatten)]
@@ -386,18 +395,27 @@ pub struct ValidateArgs {
         language: system
         files: \\.(ya?ml|json)$
 
-As a CI gate on rotation: `kseal check --max-age 90d clusters/` lists every
-value sealed more than 90 days ago; re-seal those from their plaintext.")]
+As a CI gate on rotation: `kseal check --rotation clusters/` (each file's
+.kseal.yaml max_age and each object's spec.maxAge) or `kseal check --max-age
+90d clusters/` lists every value sealed longer ago, and fails. Values whose
+seal time was never recorded (format v1, or upgraded from v1), sealed more
+than an hour in the future, or that do not parse count as due. Rotate a value
+by sealing a new one: `kseal seal --from-literal KEY=NEW --merge-into FILE`.
+Without --rotation or --max-age, ages are not looked at: the pre-commit hook
+above stays about plaintext only.")]
 pub struct CheckArgs {
     /// Files or directories to scan
     #[arg(value_name = "PATH", required = true)]
     pub paths: Vec<PathBuf>,
-    /// Also fail on every sealed value older than this (hours, days or
-    /// weeks: 90d, 2160h, 13w), and on values whose seal time was never
-    /// recorded (format v1). Without it, a `.kseal.yaml` rule's `max_age`
-    /// applies to its paths
+    /// Also fail on every sealed value older than AGE (hours, days or weeks: 90d, 2160h,
+    /// 13w), whatever .kseal.yaml and spec.maxAge say
     #[arg(long, value_name = "AGE")]
     pub max_age: Option<kseal_shared::rotation::MaxAge>,
+    /// Also fail on every sealed value older than its max age: the stricter of the file's
+    /// .kseal.yaml rule `max_age` and the object's spec.maxAge (what the controller
+    /// reports as RotationDue)
+    #[arg(long, conflicts_with = "max_age")]
+    pub rotation: bool,
 }
 
 #[derive(Debug, Args)]

@@ -62,9 +62,22 @@ pub async fn client(args: &ClusterArgs) -> Result<Client> {
                 .with_context(|| format!("{}: cannot read the kubeconfig", path.display()))?;
             Config::from_custom_kubeconfig(kubeconfig, &options).await?
         }
-        None => Config::from_kubeconfig(&options)
-            .await
-            .context("cannot load a kubeconfig ($KUBECONFIG or ~/.kube/config)")?,
+        None => {
+            // Say plainly that there is none, rather than a chain of "file
+            // not found" errors with the path quoted twice.
+            let default = std::env::var_os("HOME")
+                .map(|home| std::path::Path::new(&home).join(".kube/config"));
+            if std::env::var_os("KUBECONFIG").is_none_or(|value| value.is_empty())
+                && !default.as_deref().is_some_and(std::path::Path::exists)
+            {
+                anyhow::bail!(
+                    "this needs cluster access, and there is no kubeconfig: set $KUBECONFIG, pass --kubeconfig, or create ~/.kube/config"
+                );
+            }
+            Config::from_kubeconfig(&options)
+                .await
+                .context("cannot load a kubeconfig ($KUBECONFIG or ~/.kube/config)")?
+        }
     };
     Ok(Client::try_from(config)?)
 }

@@ -71,7 +71,10 @@ fn check_max_age_lists_every_overdue_value() {
             );
         }
         assert!(
-            stderr(&output).contains(&format!("{} sealed value(s) older", expected.len())),
+            stderr(&output).contains(&format!(
+                "{} sealed value(s) due for rotation",
+                expected.len()
+            )),
             "{}",
             stderr(&output)
         );
@@ -117,14 +120,22 @@ fn check_takes_max_age_from_the_matching_kseal_yaml_rule() {
         "repo/dev/db.yaml",
         &manifest(&ws.recipient, &[("b", Some(45))]),
     );
+    // Plain `kseal check` (the pre-commit hook) looks for plaintext only.
     let output = ws.cmd().args(["check", "repo"]).output().unwrap();
+    assert_exit(&output, 0);
+    assert!(stderr(&output).contains("no plaintext Secret"));
+    let output = ws
+        .cmd()
+        .args(["check", "--rotation", "repo"])
+        .output()
+        .unwrap();
     assert_exit(&output, 1);
     let listed = stdout(&output);
     assert!(
         listed.contains("prod/db.yaml") && listed.contains(": a: "),
         "{listed}"
     );
-    assert!(listed.contains("max age 30d"), "{listed}");
+    assert!(listed.contains("max age 30d, .kseal.yaml"), "{listed}");
     assert!(!listed.contains("dev/db.yaml"), "{listed}");
     // kseal seal writes the rule's max age into the object, for the
     // controller; a path without one gets none.
@@ -159,9 +170,111 @@ fn check_takes_max_age_from_the_matching_kseal_yaml_rule() {
             ws.recipient
         ),
     );
-    let output = ws.cmd().args(["check", "repo"]).output().unwrap();
+    let output = ws
+        .cmd()
+        .args(["check", "--rotation", "repo"])
+        .output()
+        .unwrap();
     assert!(!output.status.success());
     assert!(stderr(&output).contains("max_age"), "{}", stderr(&output));
+}
+
+/// `--rotation` judges each object by the stricter of its rule's max_age
+/// and its spec.maxAge; values it cannot read, and a spec.maxAge it cannot
+/// read, fail the gate.
+#[test]
+fn check_rotation_takes_the_stricter_max_age_and_fails_on_what_it_cannot_read() {
+    let ws = Workspace::new();
+    std::fs::create_dir_all(ws.path("repo/.git")).unwrap();
+    ws.write(
+        "repo/.kseal.yaml",
+        &format!(
+            "creation_rules:\n  - recipients: [{}]\n    max_age: 90d\n",
+            ws.recipient
+        ),
+    );
+    let with_spec = |max_age: &str, ages: &[(&str, Option<u64>)]| {
+        manifest(&ws.recipient, ages).replace("spec:\n", &format!("spec:\n  maxAge: {max_age}\n"))
+    };
+    // (file, content, reported keys, source named)
+    let cases = [
+        (
+            "stricter-spec.yaml",
+            with_spec("30d", &[("a", Some(45))]),
+            vec!["a"],
+            "spec.maxAge",
+        ),
+        (
+            "laxer-spec.yaml",
+            with_spec("200d", &[("b", Some(120))]),
+            vec!["b"],
+            ".kseal.yaml",
+        ),
+        (
+            "fresh.yaml",
+            with_spec("200d", &[("c", Some(10))]),
+            vec![],
+            "",
+        ),
+    ];
+    for (file, content, keys, source) in &cases {
+        ws.write(&format!("repo/{file}"), content);
+        let output = ws
+            .cmd()
+            .args(["check", "--rotation", &format!("repo/{file}")])
+            .output()
+            .unwrap();
+        let listed = stdout(&output);
+        assert_exit(&output, if keys.is_empty() { 0 } else { 1 });
+        for key in keys {
+            assert!(listed.contains(&format!(": {key}: ")), "{file}: {listed}");
+            assert!(listed.contains(source), "{file}: {listed}");
+        }
+    }
+    // A malformed value, a bad spec.maxAge, a future seal time.
+    let good = manifest(&ws.recipient, &[("v", Some(1))]);
+    let value = common::value_of(&good, "v");
+    let mut fields: Vec<&str> = value.split(':').collect();
+    let bad_time = format!("0{}", fields[3]);
+    fields[3] = &bad_time;
+    ws.write(
+        "repo/malformed.yaml",
+        &good.replace(&value, &fields.join(":")),
+    );
+    ws.write("repo/bad-spec.yaml", &with_spec("90x", &[("v", Some(1))]));
+    let recipient: Recipient = ws.recipient.parse().unwrap();
+    let in_future = seal_at(
+        b"v",
+        &Binding::new(Scope::Strict, "app", "db", "f"),
+        std::slice::from_ref(&recipient),
+        now() + 30 * DAY,
+    )
+    .unwrap()
+    .encode();
+    ws.write(
+        "repo/future.yaml",
+        &good.replace(&format!("    v: {value}"), &format!("    f: {in_future}")),
+    );
+    for (file, expected) in [
+        (
+            "malformed.yaml",
+            "v: cannot tell its age: malformed sealed value",
+        ),
+        ("bad-spec.yaml", "spec.maxAge: invalid max age"),
+        ("future.yaml", "f: sealed in the future"),
+    ] {
+        let output = ws
+            .cmd()
+            .args(["check", "--rotation", &format!("repo/{file}")])
+            .output()
+            .unwrap();
+        assert_exit(&output, 1);
+        assert!(
+            stdout(&output).contains(expected),
+            "{file}: {}",
+            stdout(&output)
+        );
+    }
 }
 
 /// `--merge-into` gives each value it replaces a new seal time and leaves

@@ -143,7 +143,7 @@ fn inspect_shows_keys_without_decrypting() {
         "{text}"
     );
     assert!(
-        text.contains("password: v2, sealed ") && text.contains(" (0 days ago), keys "),
+        text.contains("password: v2, sealed ") && text.contains(" (less than an hour ago), keys "),
         "{text}"
     );
     assert!(

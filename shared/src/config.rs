@@ -253,8 +253,11 @@ fn contained_file(base: &Path, relative: &Path) -> Result<PathBuf, &'static str>
     Ok(resolved)
 }
 
+/// The first line of a parser's message, without its own `error: ` prefix
+/// (the CLI adds one).
 fn first_line(message: &str) -> String {
-    message.lines().next().unwrap_or(message).to_owned()
+    let line = message.lines().next().unwrap_or(message);
+    line.strip_prefix("error: ").unwrap_or(line).to_owned()
 }
 
 #[cfg(test)]

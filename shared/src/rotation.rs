@@ -36,7 +36,7 @@ pub struct MaxAge {
 /// Why a max age does not parse.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 #[error(
-    "invalid max age {0:?}: expected a positive whole number of hours, days or weeks, like 90d, 2160h or 13w"
+    "invalid max age {0:?}: expected a positive whole number of hours, days or weeks, at most 100 years, like 90d, 2160h or 13w"
 )]
 pub struct MaxAgeError(String);
 
@@ -61,9 +61,7 @@ impl MaxAge {
         }
         let max = i64::try_from(self.as_seconds()).unwrap_or(i64::MAX);
         if age > max {
-            AgeVerdict::Overdue {
-                age_days: age / 86_400,
-            }
+            AgeVerdict::Overdue { age_seconds: age }
         } else {
             AgeVerdict::Fresh
         }
@@ -130,10 +128,10 @@ impl schemars::JsonSchema for MaxAge {
 pub enum AgeVerdict {
     /// Younger than the max age.
     Fresh,
-    /// Older than the max age; `age_days` whole days old.
+    /// Older than the max age.
     Overdue {
-        /// Whole days since the value was sealed.
-        age_days: i64,
+        /// Seconds since the value was sealed.
+        age_seconds: i64,
     },
     /// Its seal time was never recorded (v1, or upgraded from v1): it cannot
     /// be shown to be fresh, so it counts as overdue.
@@ -154,8 +152,12 @@ impl fmt::Display for AgeVerdict {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             AgeVerdict::Fresh => f.write_str("fresh"),
-            AgeVerdict::Overdue { age_days } => write!(f, "sealed {age_days} days ago"),
-            AgeVerdict::Unrecorded => f.write_str("seal time not recorded (sealed with format v1)"),
+            AgeVerdict::Overdue { age_seconds } => {
+                write!(f, "sealed {}", describe_age(*age_seconds))
+            }
+            AgeVerdict::Unrecorded => {
+                f.write_str("seal time not recorded (format v1, or upgraded from v1)")
+            }
             AgeVerdict::SealedInTheFuture => f.write_str("sealed in the future (a wrong clock?)"),
         }
     }
@@ -163,7 +165,30 @@ impl fmt::Display for AgeVerdict {
 
 /// Whole days from `then` to now (negative when `then` is in the future).
 pub fn days_since(then: jiff::Timestamp) -> i64 {
-    (jiff::Timestamp::now().as_second() - then.as_second()) / 86_400
+    seconds_since(then) / 86_400
+}
+
+/// Seconds from `then` to now (negative when `then` is in the future).
+pub fn seconds_since(then: jiff::Timestamp) -> i64 {
+    jiff::Timestamp::now().as_second() - then.as_second()
+}
+
+/// An age for people: `3 hours ago` below two days, else `45 days ago`;
+/// `in the future` beyond [`CLOCK_SKEW`].
+pub fn describe_age(seconds: i64) -> String {
+    let plural = |n: i64, unit: &str| {
+        if n == 1 {
+            format!("1 {unit} ago")
+        } else {
+            format!("{n} {unit}s ago")
+        }
+    };
+    match seconds {
+        s if s < -CLOCK_SKEW => "in the future (a wrong clock where it was sealed?)".to_owned(),
+        s if s < 3_600 => "less than an hour ago".to_owned(),
+        s if s < 2 * 86_400 => plural(s / 3_600, "hour"),
+        s => plural(s / 86_400, "day"),
+    }
 }
 
 #[cfg(test)]
@@ -226,11 +251,15 @@ mod tests {
         );
         assert_eq!(
             max.verdict(&at(1_800_000_000 - 90 * day - 1), now),
-            AgeVerdict::Overdue { age_days: 90 }
+            AgeVerdict::Overdue {
+                age_seconds: 90 * 86_400 + 1
+            }
         );
         assert_eq!(
             max.verdict(&at(1_800_000_000 - 400 * day), now),
-            AgeVerdict::Overdue { age_days: 400 }
+            AgeVerdict::Overdue {
+                age_seconds: 400 * 86_400
+            }
         );
         assert_eq!(
             max.verdict(&at(SEALED_AT_UNRECORDED), now),
@@ -242,5 +271,22 @@ mod tests {
             AgeVerdict::SealedInTheFuture
         );
         assert!(AgeVerdict::Unrecorded.is_due() && !AgeVerdict::Fresh.is_due());
+    }
+
+    #[test]
+    fn ages_for_people() {
+        for (seconds, text) in [
+            (-3_601, "in the future (a wrong clock where it was sealed?)"),
+            (-3_600, "less than an hour ago"),
+            (0, "less than an hour ago"),
+            (3_600, "1 hour ago"),
+            (7_300, "2 hours ago"),
+            (2 * 86_400 - 1, "47 hours ago"),
+            (2 * 86_400, "2 days ago"),
+            (45 * 86_400 + 5, "45 days ago"),
+            (86_400 * 400, "400 days ago"),
+        ] {
+            assert_eq!(describe_age(seconds), text, "{seconds}");
+        }
     }
 }

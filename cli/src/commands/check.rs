@@ -19,7 +19,10 @@ pub fn run(args: CheckArgs) -> Result<()> {
     let mut overdue = Vec::new();
     let mut max_ages = MaxAges::default();
     let now = jiff::Timestamp::now();
-    for path in manifest_files(&args.paths)? {
+    let ages = args.max_age.is_some() || args.rotation;
+    let files = manifest_files(&args.paths)?;
+    for path in &files {
+        let path = path.clone();
         let source = Source::File(path.clone());
         let text = source.read()?;
         let file = ManifestFile::new(&text);
@@ -41,18 +44,34 @@ pub fn run(args: CheckArgs) -> Result<()> {
                             object.location()
                         ));
                     }
-                    if object.kind != DocumentKind::SealedSecret {
+                    if object.kind != DocumentKind::SealedSecret || !ages {
                         continue;
                     }
-                    let Some(max_age) = args.max_age.or(max_ages.of(&path)?) else {
+                    let at = format!(
+                        "{}: {}: {}",
+                        path.display(),
+                        object.location(),
+                        object_name(&object.value)
+                    );
+                    let spec = match spec_max_age(&object.value) {
+                        Ok(spec) => spec,
+                        Err(problem) => {
+                            overdue.push(format!("{at}: {problem}"));
+                            continue;
+                        }
+                    };
+                    let rule = if args.max_age.is_some() {
+                        None
+                    } else {
+                        max_ages.of(&path)?
+                    };
+                    let Some((max_age, source)) = effective_max_age(args.max_age, rule, spec)
+                    else {
                         continue;
                     };
-                    for (key, verdict) in aged_values(&object.value, max_age, now) {
+                    for (key, problem) in due_values(&object.value, max_age, now) {
                         overdue.push(format!(
-                            "{}: {}: {}: {key}: {verdict} (max age {max_age})",
-                            path.display(),
-                            object.location(),
-                            object_name(&object.value)
+                            "{at}: {key}: {problem} (max age {max_age}, {source})"
                         ));
                     }
                 }
@@ -80,16 +99,61 @@ pub fn run(args: CheckArgs) -> Result<()> {
     }
     write_stdout(out.as_bytes())?;
     match (found.len(), overdue.len()) {
-        (0, 0) => Ok(()),
+        (0, 0) => {
+            eprintln!(
+                "kseal: {} file(s) checked: no plaintext Secret{}",
+                files.len(),
+                if ages {
+                    ", every sealed value within its max age"
+                } else {
+                    ""
+                }
+            );
+            Ok(())
+        }
         (plaintext, 0) => bail!(
             "{plaintext} plaintext Secret(s) found: seal them with `kseal seal` and commit the SealedSecret instead"
         ),
-        (0, old) => bail!(
-            "{old} sealed value(s) older than their max age: rotate them (new value, then `kseal seal --merge-into`)"
+        (0, due) => bail!(
+            "{due} sealed value(s) due for rotation: seal a new value for each (`kseal seal --merge-into FILE`)"
         ),
-        (plaintext, old) => bail!(
-            "{plaintext} plaintext Secret(s) and {old} sealed value(s) older than their max age"
-        ),
+        (plaintext, due) => {
+            bail!("{plaintext} plaintext Secret(s) and {due} sealed value(s) due for rotation")
+        }
+    }
+}
+
+/// The object's `spec.maxAge`, when it has a valid one.
+fn spec_max_age(sealed: &Value) -> Result<Option<MaxAge>, String> {
+    match sealed.pointer("/spec/maxAge") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(text)) => text
+            .parse()
+            .map(Some)
+            .map_err(|err| format!("spec.maxAge: {err}")),
+        Some(_) => Err("spec.maxAge must be a string such as 90d".to_owned()),
+    }
+}
+
+/// The max age a SealedSecret's values are judged by, and where it came
+/// from: `--max-age` when given; else the stricter of the file's
+/// `.kseal.yaml` rule and the object's `spec.maxAge` (so CI is never more
+/// lenient than the controller or the repository's rule).
+fn effective_max_age(
+    flag: Option<MaxAge>,
+    rule: Option<MaxAge>,
+    spec: Option<MaxAge>,
+) -> Option<(MaxAge, &'static str)> {
+    if let Some(flag) = flag {
+        return Some((flag, "--max-age"));
+    }
+    match (rule, spec) {
+        (Some(rule), Some(spec)) if spec.as_seconds() < rule.as_seconds() => {
+            Some((spec, "spec.maxAge"))
+        }
+        (Some(rule), _) => Some((rule, ".kseal.yaml")),
+        (None, Some(spec)) => Some((spec, "spec.maxAge")),
+        (None, None) => None,
     }
 }
 
@@ -118,12 +182,9 @@ impl MaxAges {
 }
 
 /// The values of a SealedSecret that are due for rotation under `max_age`,
-/// by data key. Values that do not parse are `kseal validate`'s business.
-fn aged_values(
-    sealed: &Value,
-    max_age: MaxAge,
-    now: jiff::Timestamp,
-) -> Vec<(String, kseal_shared::rotation::AgeVerdict)> {
+/// by data key, with why. A value whose age cannot be read (it does not
+/// parse) is due too: a gate must not pass what it cannot read.
+fn due_values(sealed: &Value, max_age: MaxAge, now: jiff::Timestamp) -> Vec<(String, String)> {
     let Some(values) = sealed
         .pointer("/spec/encryptedData")
         .and_then(Value::as_object)
@@ -133,9 +194,15 @@ fn aged_values(
     values
         .iter()
         .filter_map(|(key, value)| {
-            let parsed = SealedValue::parse(value.as_str()?).ok()?;
+            let parsed = match value.as_str().map(SealedValue::parse) {
+                Some(Ok(parsed)) => parsed,
+                Some(Err(err)) => {
+                    return Some((key.clone(), format!("cannot tell its age: {err}")));
+                }
+                None => return Some((key.clone(), "cannot tell its age: not a string".to_owned())),
+            };
             let verdict = max_age.verdict(&parsed, now);
-            verdict.is_due().then(|| (key.clone(), verdict))
+            verdict.is_due().then(|| (key.clone(), verdict.to_string()))
         })
         .collect()
 }

@@ -40,9 +40,11 @@ struct ValueReport {
     /// from v1) or the value does not parse.
     #[serde(skip_serializing_if = "Option::is_none")]
     sealed_at: Option<String>,
-    /// Whole days since `sealed_at`.
+    /// Whole days since `sealed_at` (negative when it lies in the future).
     #[serde(skip_serializing_if = "Option::is_none")]
     age_days: Option<i64>,
+    #[serde(skip)]
+    age_seconds: Option<i64>,
     key_ids: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
@@ -129,6 +131,16 @@ fn report(source: &Source, object: &Document) -> Report {
     let sealed: SealedSecret = match kseal_shared::sealed_secret::from_document(&object.value) {
         Ok(sealed) => sealed,
         Err(err) => {
+            // Name the object even when it does not read as a SealedSecret.
+            let text = |pointer: &str| {
+                object
+                    .value
+                    .pointer(pointer)
+                    .and_then(serde_json::Value::as_str)
+                    .map(str::to_owned)
+            };
+            report.namespace = text("/metadata/namespace");
+            report.name = text("/metadata/name");
             report.problems.push(err.to_string());
             return report;
         }
@@ -157,6 +169,7 @@ fn report(source: &Source, object: &Document) -> Report {
             version: None,
             sealed_at: None,
             age_days: None,
+            age_seconds: None,
             key_ids: Vec::new(),
             error: None,
         };
@@ -165,7 +178,9 @@ fn report(source: &Source, object: &Document) -> Report {
                 value.version = Some(parsed.version().to_string());
                 if let Some(sealed_at) = parsed.sealed_at() {
                     value.sealed_at = Some(sealed_at.to_string());
-                    value.age_days = Some(kseal_shared::rotation::days_since(sealed_at));
+                    let age = kseal_shared::rotation::seconds_since(sealed_at);
+                    value.age_seconds = Some(age);
+                    value.age_days = Some(age / 86_400);
                 }
                 value.key_ids = parsed.key_ids().iter().map(KeyId::to_string).collect();
             }
@@ -205,8 +220,11 @@ pub fn inspect(args: InspectArgs) -> Result<()> {
                             "  {}: {}, {}, keys {}\n",
                             value.key,
                             value.version.as_deref().unwrap_or("?"),
-                            match (&value.sealed_at, value.age_days) {
-                                (Some(at), Some(days)) => format!("sealed {at} ({days} days ago)"),
+                            match (&value.sealed_at, value.age_seconds) {
+                                (Some(at), Some(age)) => format!(
+                                    "sealed {at} ({})",
+                                    kseal_shared::rotation::describe_age(age)
+                                ),
                                 _ => "seal time not recorded".to_owned(),
                             },
                             value.key_ids.join(",")
@@ -336,10 +354,11 @@ fn stale(args: &InspectArgs, reports: &[Report]) -> Result<()> {
         for value in &report.values {
             total += 1;
             let have: std::collections::BTreeSet<&String> = value.key_ids.iter().collect();
-            if value.error.is_some() || have != wanted {
+            let v1 = value.version.as_deref() == Some("v1");
+            if value.error.is_some() || have != wanted || v1 {
                 stale += 1;
                 out.push_str(&format!(
-                    "{}: {}: {}: sealed to {} (current: {})\n",
+                    "{}: {}: {}: sealed to {} (current: {}){}\n",
                     report.location(),
                     report.object(),
                     value.key,
@@ -348,7 +367,12 @@ fn stale(args: &InspectArgs, reports: &[Report]) -> Result<()> {
                     } else {
                         value.key_ids.join(",")
                     },
-                    current.join(",")
+                    current.join(","),
+                    if v1 {
+                        ", format v1 (rewrap upgrades it)"
+                    } else {
+                        ""
+                    }
                 ));
             }
         }
@@ -356,7 +380,7 @@ fn stale(args: &InspectArgs, reports: &[Report]) -> Result<()> {
     write_stdout(out.as_bytes())?;
     if stale > 0 {
         bail!(
-            "{stale} of {total} value(s) are not sealed to the current keys: re-wrap them (kseal rewrap)"
+            "{stale} of {total} value(s) are not sealed to the current keys in format v2: re-wrap them (kseal rewrap)"
         );
     }
     eprintln!("kseal: all {total} value(s) are sealed to the current keys");

@@ -77,9 +77,9 @@ pub fn run(args: RewrapArgs) -> Result<()> {
             recipients: &args.recipients,
         }
     };
-    // --stale: the keys the cluster seals to now; values naming none of
-    // them are the stale ones.
-    let active: Option<HashSet<KeyId>> = if args.stale {
+    // --stale online: the keys the cluster seals to now; values naming none
+    // of them are the stale ones. (Offline: the new recipients, per file.)
+    let active: Option<HashSet<KeyId>> = if args.stale && args.online {
         Some(
             cluster::fetch_recipients(&args.cluster)?
                 .iter()
@@ -107,7 +107,7 @@ pub fn run(args: RewrapArgs) -> Result<()> {
     });
     let mut tally = Tally::default();
     for path in &files {
-        let rendered = rewrap_file(path, &mode, active.as_ref(), &mut tally);
+        let rendered = rewrap_file(path, &mode, args.stale, active.as_ref(), &mut tally);
         let unreadable = rendered.as_ref().is_err_and(|err| {
             err.downcast_ref::<Unparseable>().is_some()
                 && Source::File(path.clone())
@@ -193,6 +193,7 @@ impl std::error::Error for Unparseable {}
 fn rewrap_file(
     path: &Path,
     mode: &Mode<'_>,
+    stale: bool,
     active: Option<&HashSet<KeyId>>,
     tally: &mut Tally,
 ) -> Result<Option<String>> {
@@ -222,41 +223,50 @@ fn rewrap_file(
             }
             continue;
         }
-        // --stale: an object without a stale value is left alone.
-        let is_stale = |encoded: &String| match active {
+        // Offline: the flags' recipients, or the rule for this file's path;
+        // looked up once per file, at its first SealedSecret.
+        if let (
+            Mode::Offline {
+                recipients: flags, ..
+            },
+            None,
+        ) = (mode, &file_recipients)
+        {
+            let recipients = recipients::resolve(flags, Some(path))?
+                .map(|resolved| resolved.recipients)
+                .ok_or_else(|| {
+                    anyhow!(
+                        "{}: no recipients: pass -r/-R or add a .kseal.yaml rule for this path",
+                        path.display()
+                    )
+                })?;
+            let target: Vec<KeyId> = recipients.iter().map(Recipient::key_id).collect();
+            file_recipients = Some((recipients, target));
+        }
+        // --stale: only values naming none of the current keys (the
+        // cluster's active keys online, the new recipients offline); an
+        // object without one is left alone.
+        let current: Option<HashSet<&KeyId>> = match (&file_recipients, active) {
+            _ if !stale => None,
+            (Some((_, target)), None) => Some(target.iter().collect()),
+            (_, Some(active)) => Some(active.iter().collect()),
+            (None, None) => None,
+        };
+        let is_stale = |encoded: &String| match &current {
             None => true,
-            Some(active) => SealedValue::parse(encoded)
-                .is_ok_and(|value| !value.key_ids().iter().any(|id| active.contains(id))),
+            Some(current) => SealedValue::parse(encoded)
+                .is_ok_and(|value| !value.key_ids().iter().any(|id| current.contains(id))),
         };
         if !sealed.spec.encrypted_data.values().any(is_stale) {
             tally.current += sealed.spec.encrypted_data.len();
             continue;
         }
-        let result = match mode {
-            Mode::Offline {
-                keyring,
-                recipients: flags,
-            } => {
-                // The flags' recipients, or the rule for this file's path;
-                // looked up once per file, at its first SealedSecret.
-                let (recipients, target) = match file_recipients {
-                    Some(ref known) => known,
-                    None => {
-                        let recipients = recipients::resolve(flags, Some(path))?
-                            .map(|resolved| resolved.recipients)
-                            .ok_or_else(|| {
-                                anyhow!(
-                                    "{}: no recipients: pass -r/-R or add a .kseal.yaml rule for this path",
-                                    path.display()
-                                )
-                            })?;
-                        let target: Vec<KeyId> = recipients.iter().map(Recipient::key_id).collect();
-                        file_recipients.insert((recipients, target))
-                    }
-                };
+        let result = match (mode, &file_recipients) {
+            (Mode::Offline { keyring, .. }, Some((recipients, target))) => {
                 rewrap_offline(&sealed, keyring, recipients, target, &is_stale)
             }
-            Mode::Online(cluster) => rewrap_online(&sealed, cluster)
+            (Mode::Offline { .. }, None) => bail!("internal error: no recipients resolved"),
+            (Mode::Online(cluster), _) => rewrap_online(&sealed, cluster)
                 .map_err(|err| anyhow!("{}: {}: {err:#}", path.display(), object.location()))?,
         };
         tally.rewrapped += result.rewrapped;
