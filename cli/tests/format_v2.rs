@@ -453,3 +453,81 @@ fn validate_agrees_with_the_manifest_vectors() {
         );
     }
 }
+
+/// Lists as kubectl applies them: `SealedSecretList` and `v1 List` are read
+/// by inspect, validate and check; a SealedSecret in a nested List is
+/// refused loudly, and a rotation gate fails a file it cannot read.
+#[test]
+fn lists_are_read_or_refused_never_skipped() {
+    let ws = Workspace::new();
+    let object = manifest(&ws.recipient, &[("old", Some(365))]);
+    let item: String = object
+        .lines()
+        .map(|line| format!("    {line}\n"))
+        .collect::<String>()
+        .replacen("    apiVersion", "  - apiVersion", 1);
+    for (file, text) in [
+        (
+            "sealed-list.yaml",
+            format!("apiVersion: kseal.dev/v1alpha1\nkind: SealedSecretList\nitems:\n{item}"),
+        ),
+        (
+            "list.yaml",
+            format!("apiVersion: v1\nkind: List\nitems:\n{item}"),
+        ),
+    ] {
+        ws.write(file, &text);
+        let output = ws.cmd().args(["validate", file]).output().unwrap();
+        assert_exit(&output, 0);
+        let output = ws
+            .cmd()
+            .args(["check", "--max-age", "90d", file])
+            .output()
+            .unwrap();
+        assert_exit(&output, 1);
+        assert!(
+            stdout(&output).contains(": old: sealed 365 days ago"),
+            "{file}: {}",
+            stdout(&output)
+        );
+    }
+    let nested: String = item
+        .lines()
+        .map(|line| format!("    {line}\n"))
+        .collect::<String>()
+        .replacen(
+            "      - apiVersion",
+            "  - apiVersion: v1\n    kind: List\n    items:\n      - apiVersion",
+            1,
+        );
+    ws.write(
+        "nested.yaml",
+        &format!("apiVersion: v1\nkind: List\nitems:\n{nested}"),
+    );
+    for command in [
+        vec!["validate", "nested.yaml"],
+        vec!["check", "--max-age", "90d", "nested.yaml"],
+    ] {
+        let output = ws.cmd().args(&command).output().unwrap();
+        assert_exit(&output, 1);
+        let said = format!("{}{}", stdout(&output), stderr(&output));
+        assert!(said.contains("a List inside a List"), "{command:?}: {said}");
+    }
+    // A file with one document kseal cannot parse: plaintext is still
+    // looked for, but a rotation gate fails it.
+    ws.write(
+        "templated.yaml",
+        &format!("{object}---\nkind: Secret\nmetadata: {{{{ .Values.x }}\n"),
+    );
+    let output = ws
+        .cmd()
+        .args(["check", "--max-age", "90d", "templated.yaml"])
+        .output()
+        .unwrap();
+    assert_exit(&output, 1);
+    assert!(
+        stdout(&output).contains("cannot read it, so no age was checked"),
+        "{}",
+        stdout(&output)
+    );
+}

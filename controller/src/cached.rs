@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kseal_shared::rotation::MaxAge;
+use kseal_shared::rotation::{MaxAge, MaxAgeError};
 use kseal_shared::sealed_secret::SecretTemplate;
 use kseal_shared::validation::{self, ObjectError, SecretNames};
 use kseal_shared::{
@@ -34,7 +34,8 @@ pub struct CachedSealedSecret {
     /// `(data key, sealed value)`, in key order.
     encrypted_data: Box<[(Box<str>, Box<str>)]>,
     pub template: Option<Box<SecretTemplate>>,
-    pub max_age: Option<MaxAge>,
+    /// `spec.maxAge`, parsed (an invalid one is reported per object).
+    pub max_age: Option<Result<MaxAge, MaxAgeError>>,
     pub status: Option<SealedSecretStatus>,
 }
 
@@ -63,7 +64,7 @@ impl From<SealedSecret> for CachedSealedSecret {
                 .map(|(key, value)| (key.into_boxed_str(), value.into_boxed_str()))
                 .collect(),
             template: spec.template.map(Box::new),
-            max_age: spec.max_age,
+            max_age: spec.max_age.as_deref().map(str::parse),
             status,
         }
     }

@@ -366,8 +366,13 @@ fn render_metrics(state: &ApiState) -> Response {
             if has_value_without_key(&sealed, &keys.keyring) {
                 stranded += 1;
             }
+            // Seal times and key ids count once every value opened (the
+            // text alone is whatever was committed).
+            if !crate::rotation::is_unsealed(&sealed) {
+                continue;
+            }
             for value in sealed.sealed_values() {
-                if let Some(max_age) = sealed.max_age
+                if let Some(Ok(max_age)) = sealed.max_age
                     && SealedValue::parse(value)
                         .is_ok_and(|value| max_age.verdict(&value, now).is_due())
                 {

@@ -505,18 +505,18 @@ async fn update_status(
     };
     let mut conditions = vec![condition];
     let keys = ctx.keys.get();
-    for due in rotation::conditions(sealed, &keys, jiff::Timestamp::now()) {
+    for due in rotation::conditions(sealed, &keys, jiff::Timestamp::now(), result.is_ok()) {
         let previous = known
             .as_ref()
             .and_then(|status| status.conditions.iter().find(|c| c.type_ == due.type_));
         let last_transition_time = match previous {
-            Some(previous) if previous.status == due.status() => {
+            Some(previous) if previous.status == due.status => {
                 previous.last_transition_time.clone()
             }
             _ => now(),
         };
         // One Warning when a value becomes due, not one per reconcile.
-        if due.is_due && previous.is_none_or(|p| p.status != "True") {
+        if due.warn && previous.is_none_or(|p| p.status != due.status || p.reason != due.reason) {
             publish(
                 ctx,
                 sealed,
@@ -527,7 +527,7 @@ async fn update_status(
         }
         conditions.push(Condition {
             type_: due.type_.to_owned(),
-            status: due.status().to_owned(),
+            status: due.status.to_owned(),
             reason: due.reason.to_owned(),
             message: due.message,
             last_transition_time,

@@ -359,6 +359,18 @@ async fn overdue_values_are_reported_apart_from_ready() {
         .apply(&object("old", "30d", &[("a", 45), ("b", 1)]))
         .await;
     fixture.apply(&object("fresh", "30d", &[("a", 29)])).await;
+    // The CRD admits only max ages the controller reads: one it could not
+    // decode would fail the controller's whole list.
+    for bad in ["0d", "090d", "90", "1y", "9999999999999w"] {
+        let refused = fixture
+            .sealed_secrets("app")
+            .create(&Default::default(), &object("bad", bad, &[("a", 1)]))
+            .await;
+        assert!(
+            matches!(&refused, Err(kube::Error::Api(status)) if status.code == 422),
+            "{bad}: {refused:?}"
+        );
+    }
     assert_eq!(
         wait_condition(&fixture, "old", "RotationDue", "True").await,
         "ValuesOverdue"

@@ -14,11 +14,12 @@ use thiserror::Error;
 
 use crate::envelope::SealedValue;
 
+/// The grammar of a [`MaxAge`], as a regular expression (also the CRD
+/// schema's pattern for `spec.maxAge`).
+pub const MAX_AGE_PATTERN: &str = "^[1-9][0-9]{0,11}[hdw]$";
+
 /// Seconds per unit of a [`MaxAge`].
 const UNITS: [(char, u64); 3] = [('h', 3_600), ('d', 86_400), ('w', 604_800)];
-
-/// The longest max age accepted: 100 years, in seconds.
-const LONGEST: u64 = 100 * 366 * 86_400;
 
 /// A seal time may lie this far in the future (clock skew between the
 /// sealing machine and the checker), seconds; beyond it the value is
@@ -26,7 +27,10 @@ const LONGEST: u64 = 100 * 366 * 86_400;
 pub const CLOCK_SKEW: i64 = 3_600;
 
 /// A maximum age: a positive whole number of hours, days or weeks, written
-/// `<n>h`, `<n>d` or `<n>w` (`90d`, `2160h`, `13w`), at most 100 years.
+/// `<n>h`, `<n>d` or `<n>w` (`90d`, `2160h`, `13w`): exactly
+/// [`MAX_AGE_PATTERN`], 1 to 12 digits without a leading zero. The CRD's
+/// schema for `spec.maxAge` is the same pattern, so the API server admits
+/// exactly what parses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct MaxAge {
     amount: u64,
@@ -36,7 +40,7 @@ pub struct MaxAge {
 /// Why a max age does not parse.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 #[error(
-    "invalid max age {0:?}: expected a positive whole number of hours, days or weeks, at most 100 years, like 90d, 2160h or 13w"
+    "invalid max age {0:?}: expected a positive whole number of hours, days or weeks (no leading zero, at most 12 digits), like 90d, 2160h or 13w"
 )]
 pub struct MaxAgeError(String);
 
@@ -78,15 +82,15 @@ impl FromStr for MaxAge {
             return Err(bad());
         }
         let digits = &s[..s.len() - 1];
-        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) || digits.len() > 12 {
+        let canonical = (1..=12).contains(&digits.len())
+            && digits.bytes().all(|b| b.is_ascii_digit())
+            && !digits.starts_with('0');
+        if !canonical {
             return Err(bad());
         }
+        // At most 12 digits: 10^12 weeks in seconds fits a u64 and an i64.
         let amount: u64 = digits.parse().map_err(|_| bad())?;
-        let max_age = MaxAge { amount, unit };
-        if amount == 0 || max_age.as_seconds() > LONGEST {
-            return Err(bad());
-        }
-        Ok(max_age)
+        Ok(MaxAge { amount, unit })
     }
 }
 
@@ -117,7 +121,7 @@ impl schemars::JsonSchema for MaxAge {
     fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
         schemars::json_schema!({
             "type": "string",
-            "pattern": "^[0-9]{1,12}[hdw]$",
+            "pattern": MAX_AGE_PATTERN,
             "description": "A positive whole number of hours, days or weeks: 90d, 2160h, 13w"
         })
     }
@@ -208,6 +212,7 @@ mod tests {
             ("2160h", 2_160 * 3_600),
             ("13w", 13 * 604_800),
             ("36600d", 36_600 * 86_400),
+            ("999999999999w", 999_999_999_999 * 604_800),
         ] {
             let parsed: MaxAge = text.parse().unwrap();
             assert_eq!(parsed.as_seconds(), seconds, "{text}");
@@ -227,11 +232,52 @@ mod tests {
             "+1d",
             "1m",
             "1y",
-            "36601d",
+            "090d",
+            "00d",
             "9999999999999d",
             "９0d",
         ] {
             assert!(bad.parse::<MaxAge>().is_err(), "{bad:?}");
+        }
+    }
+
+    /// The CRD admits exactly what parses: a SealedSecret the API server
+    /// accepts must never fail to decode in the controller's list.
+    #[test]
+    fn the_crd_pattern_is_the_grammar() {
+        let pattern = regex::Regex::new(MAX_AGE_PATTERN).unwrap();
+        let mut inputs: Vec<String> = [
+            "",
+            "d",
+            "0d",
+            "090d",
+            "1d",
+            "9h",
+            "10w",
+            "999999999999w",
+            "9999999999999w",
+            "1x",
+            "１d",
+            "1d\n",
+            "\n1d",
+            "1dd",
+            "d1",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+        for digits in 0..=13 {
+            for unit in ['h', 'd', 'w', 'm'] {
+                inputs.push(format!("{}{unit}", "9".repeat(digits)));
+                inputs.push(format!("1{}{unit}", "0".repeat(digits)));
+            }
+        }
+        for input in inputs {
+            assert_eq!(
+                pattern.is_match(&input),
+                input.parse::<MaxAge>().is_ok(),
+                "{input:?}"
+            );
         }
     }
 

@@ -55,8 +55,23 @@ pub struct SealedSecretSpec {
     /// `13w`). The controller reports values older than this, or whose seal
     /// time was never recorded, with the `RotationDue` condition; the Secret
     /// is still kept in sync.
+    // Kept as written and parsed where used (`parsed_max_age`): a field the
+    // controller could not decode would fail the whole list it came in, for
+    // every SealedSecret of the cluster. The pattern is
+    // `rotation::MAX_AGE_PATTERN` (a test checks they agree).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_age: Option<crate::rotation::MaxAge>,
+    #[schemars(regex(pattern = r"^[1-9][0-9]{0,11}[hdw]$"))]
+    pub max_age: Option<String>,
+}
+
+impl SealedSecretSpec {
+    /// `spec.maxAge` parsed ([`crate::rotation::MaxAge`]); `Ok(None)` when
+    /// it is not set.
+    pub fn parsed_max_age(
+        &self,
+    ) -> Result<Option<crate::rotation::MaxAge>, crate::rotation::MaxAgeError> {
+        self.max_age.as_deref().map(str::parse).transpose()
+    }
 }
 
 /// The parts of the resulting Secret that are not its data.

@@ -471,6 +471,9 @@ pub enum ObjectError {
     /// A name, key, label or annotation Kubernetes would refuse.
     #[error(transparent)]
     Name(#[from] NameError),
+    /// `spec.maxAge` does not parse.
+    #[error("spec.maxAge: {0}")]
+    MaxAge(#[from] crate::rotation::MaxAgeError),
 }
 
 /// Checks the object-level names: name, namespace, labels and annotations.
@@ -535,6 +538,9 @@ pub fn sealed_secret_problems(sealed: &SealedSecret) -> Vec<ObjectError> {
         },
         sealed.spec.encrypted_data.keys().map(String::as_str),
     )
+    .into_iter()
+    .chain(sealed.spec.parsed_max_age().err().map(ObjectError::from))
+    .collect()
 }
 
 #[cfg(test)]

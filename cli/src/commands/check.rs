@@ -78,7 +78,14 @@ pub fn run(args: CheckArgs) -> Result<()> {
             }
             // Templates (Helm, …) are often not valid YAML: fall back to a
             // textual look at each document rather than let one slip by.
-            Err(_) => {
+            // Ages cannot be read that way: a rotation gate fails the file.
+            Err(err) => {
+                if ages {
+                    overdue.push(format!(
+                        "{}: cannot read it, so no age was checked: {err}",
+                        path.display()
+                    ));
+                }
                 for document in split_yaml(&text).iter().filter(|d| !d.empty) {
                     if looks_like_plain_secret(&document.text) {
                         found.push(format!(

@@ -117,7 +117,7 @@ pub fn run(args: SealArgs) -> Result<()> {
             .map_err(|err| anyhow!("{at}: {}", with_hint(&err)))?;
         // The repository's rotation rule travels with the object, so the
         // controller reports it too (RotationDue).
-        sealed_secret.spec.max_age = resolved.max_age;
+        sealed_secret.spec.max_age = resolved.max_age.map(|max_age| max_age.to_string());
         yaml11(item)?;
         sealed.push(serde_json::to_value(&sealed_secret)?);
     }

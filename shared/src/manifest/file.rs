@@ -165,6 +165,13 @@ impl ManifestFile {
                     return Err(ManifestError::at(raw, None, "a List without items"));
                 };
                 for (item, value) in items.iter().enumerate() {
+                    if nests_sealed_secrets(value) {
+                        return Err(ManifestError::at(
+                            raw,
+                            Some(item),
+                            "a SealedSecret in a List inside a List: kseal reads one level of List; flatten it",
+                        ));
+                    }
                     objects.push(Document {
                         index: raw.index,
                         item: Some(item),
@@ -346,9 +353,33 @@ impl ManifestFile {
     }
 }
 
+/// A list as kubectl applies it: `v1 List`, or any `…List` kind with an
+/// `items` array (`SecretList`, `SealedSecretList`).
 fn is_list(value: &Value) -> bool {
-    value.get("kind").and_then(Value::as_str) == Some("List")
-        && value.get("apiVersion").and_then(Value::as_str) == Some("v1")
+    let kind = value
+        .get("kind")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let v1_list = kind == "List" && value.get("apiVersion").and_then(Value::as_str) == Some("v1");
+    v1_list
+        || (kind.len() > 4
+            && kind.ends_with("List")
+            && value.get("items").is_some_and(Value::is_array))
+}
+
+/// Whether a list holds a SealedSecret in a list below it (kubectl applies
+/// lists at any depth; kseal reads and edits one level).
+fn nests_sealed_secrets(list_item: &Value) -> bool {
+    is_list(list_item)
+        && list_item
+            .get("items")
+            .and_then(Value::as_array)
+            .is_some_and(|items| {
+                items.iter().any(|item| {
+                    DocumentKind::of(item) == DocumentKind::SealedSecret
+                        || nests_sealed_secrets(item)
+                })
+            })
 }
 
 /// Serializing a document as YAML failed (the serializer's message; the
