@@ -119,13 +119,15 @@ fn decrypt_all(sealed: &CachedSealedSecret, keys: &KeySet) -> Result<Plaintext, 
     let keyring = &keys.keyring;
     let mut data = Plaintext(BTreeMap::new());
     for (key, encoded) in sealed.encrypted_data() {
+        // In the order of docs/format.md §4: the value, then its binding,
+        // then the keys.
+        let failure = |source| Error::value_failure(key, source, |id| keys.is_retired(id));
+        let value = SealedValue::parse(encoded).map_err(failure)?;
         let binding = sealed.binding(key);
         binding
             .validate()
             .map_err(|err| Error::InvalidSpec(err.to_string()))?;
-        let plaintext = SealedValue::parse(encoded)
-            .and_then(|value| open(&value, &binding, keyring))
-            .map_err(|source| Error::value_failure(key, source, |id| keys.is_retired(id)))?;
+        let plaintext = open(&value, &binding, keyring).map_err(failure)?;
         data.0
             .insert(key.to_owned(), ByteString(plaintext.expose().to_vec()));
     }

@@ -334,15 +334,27 @@ fn identity_line_problem(line: &str) -> Option<&'static str> {
     if line.trim() != line {
         return Some("white space before or after the key");
     }
-    if line.starts_with("AGE-PLUGIN-") {
+    if line.starts_with("-----BEGIN AGE ENCRYPTED FILE") {
+        return Some("a passphrase-protected identity file: decrypt it first (age -d)");
+    }
+    if line.contains(char::is_whitespace) {
+        return Some("white space in the line: one key per line, and no comment after it");
+    }
+    let upper = line.to_ascii_uppercase();
+    if upper.starts_with("AGE-PLUGIN-") {
         return Some(
             "age plugin identities are not supported; kseal needs an X25519 identity (AGE-SECRET-KEY-1…)",
+        );
+    }
+    if upper.starts_with("AGE-SECRET-KEY-PQ-") {
+        return Some(
+            "post-quantum (hybrid ML-KEM) identities are not supported; kseal needs an X25519 identity (AGE-SECRET-KEY-1…)",
         );
     }
     if line.starts_with("-----BEGIN") || line.starts_with("ssh-") {
         return Some("an SSH or PEM key; kseal needs an age X25519 identity (AGE-SECRET-KEY-1…)");
     }
-    if line.to_ascii_uppercase().starts_with(PREFIX) && !line.starts_with(PREFIX) {
+    if upper.starts_with(PREFIX) && !line.starts_with(PREFIX) {
         return Some("an identity must be upper case, as age-keygen writes it");
     }
     if line.starts_with(PREFIX)

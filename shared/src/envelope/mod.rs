@@ -567,7 +567,16 @@ pub fn unwrap_data_key(value: &SealedValue, keyring: &Keyring) -> Result<DataKey
         });
     }
     let file = AgeFile::parse(&value.wrapped_key, MAX_STANZAS).map_err(SealError::Malformed)?;
-    file.unwrap(&StanzaByPosition { candidates })
+    // Each held key on its own, header MAC included: a stanza that unwraps
+    // to another file key (made so, or damaged) must not hide a later key's
+    // good stanza.
+    candidates
+        .into_iter()
+        .find_map(|candidate| {
+            file.unwrap(&StanzaByPosition {
+                candidates: vec![candidate],
+            })
+        })
         .ok_or(SealError::UnwrapFailed)
 }
 

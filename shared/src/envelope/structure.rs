@@ -14,6 +14,9 @@ use crate::x25519::KeyId;
 /// wrapped 16-byte file key and a 16-byte tag).
 const X25519_SHARE_LEN: usize = 32;
 const X25519_BODY_LEN: usize = 32;
+/// Stanzas a v1 wrapped key may hold besides the X25519 and key-ids ones
+/// (age's grease; early kseal versions wrote one).
+const V1_OTHER_STANZAS: usize = 2;
 
 /// Checks a wrapped data key against the value's key ids:
 ///
@@ -82,6 +85,11 @@ pub(super) fn check_wrapped_key(
     if !x25519.iter().all(|stanza| is_x25519_shaped(stanza)) {
         return Err(SealError::Malformed(
             "an X25519 stanza is not one 32-byte share and a 32-byte body",
+        ));
+    }
+    if version == FormatVersion::V1 && file.stanzas.len() > key_ids.len() + 1 + V1_OTHER_STANZAS {
+        return Err(SealError::Malformed(
+            "a v1 wrapped data key holds at most two stanzas besides the recipients' and the key-ids stanza",
         ));
     }
     if version == FormatVersion::V2 {

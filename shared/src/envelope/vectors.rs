@@ -22,7 +22,7 @@ use serde_json::{Value, json};
 
 use super::*;
 use crate::binding::Scope;
-use crate::wrapped_key::write_file;
+use crate::wrapped_key::write_file_with_header;
 
 const SEALED_AT: u64 = 1_764_460_800; // 2025-11-30T00:00:00Z
 
@@ -58,6 +58,42 @@ fn ids_stanza(ids: &[&str]) -> Stanza {
     }
 }
 
+/// A stanza as age writes it: `-> tag args…`, the body in unpadded base64
+/// wrapped at 64 columns, the last line shorter (possibly empty).
+fn stanza_text(stanza: &Stanza) -> Vec<u8> {
+    let mut out = format!("-> {}", stanza.tag);
+    for arg in &stanza.args {
+        out.push(' ');
+        out.push_str(arg);
+    }
+    out.push('\n');
+    let body = BASE64_STANDARD_NO_PAD.encode(&stanza.body);
+    let mut rest = body.as_str();
+    loop {
+        let (line, tail) = rest.split_at(rest.len().min(64));
+        out.push_str(line);
+        out.push('\n');
+        rest = tail;
+        if line.len() < 64 {
+            break;
+        }
+    }
+    out.into_bytes()
+}
+
+/// A base64 string whose last character before any padding also sets a
+/// trailing bit: the same bytes to a lenient decoder, refused by a strict
+/// one.
+fn trailing_bits_set(canonical: &str) -> String {
+    let alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let unpadded = canonical.trim_end_matches('=');
+    let mut chars: Vec<char> = unpadded.chars().collect();
+    let last = chars.len() - 1;
+    let index = alphabet.find(chars[last]).unwrap();
+    chars[last] = alphabet.chars().nth(index | 1).unwrap();
+    chars.into_iter().collect::<String>() + &canonical[unpadded.len()..]
+}
+
 /// A v2 value from its parts, the ciphertext computed for `binding`.
 struct Parts {
     key_ids: String,
@@ -75,6 +111,7 @@ impl Parts {
         key_ids: &[KeyId],
         binding: &Binding<'_>,
         plaintext: &[u8],
+        sealed_at: u64,
     ) -> Self {
         let mut nonce = [0u8; NONCE_LEN];
         rand::rngs::OsRng.fill_bytes(&mut nonce);
@@ -84,7 +121,7 @@ impl Parts {
                 XNonce::from_slice(&nonce),
                 Payload {
                     msg: plaintext,
-                    aad: &binding.associated_data_v2(SEALED_AT),
+                    aad: &binding.associated_data_v2(sealed_at),
                 },
             )
             .unwrap();
@@ -94,7 +131,7 @@ impl Parts {
                 .map(KeyId::to_string)
                 .collect::<Vec<_>>()
                 .join(","),
-            sealed_at: SEALED_AT.to_string(),
+            sealed_at: sealed_at.to_string(),
             wrapped,
             nonce,
             commitment: keys.commitment,
@@ -177,10 +214,41 @@ impl Gen {
         key_ids: &[KeyId],
         stanzas: impl FnOnce(&FileKey) -> Vec<Stanza>,
     ) -> Parts {
+        self.with_header(key_ids, &strict(), SEALED_AT, |fk| {
+            let mut header = b"age-encryption.org/v1\n".to_vec();
+            for stanza in stanzas(fk) {
+                header.extend(stanza_text(&stanza));
+            }
+            header
+        })
+    }
+
+    /// A value (plaintext `s3cr3t`) for `binding` and `sealed_at` whose
+    /// wrapped key has exactly this header (up to `---`), MAC and payload
+    /// made for it: valid in everything the header does not break.
+    fn with_header(
+        &self,
+        key_ids: &[KeyId],
+        binding: &Binding<'_>,
+        sealed_at: u64,
+        header: impl FnOnce(&FileKey) -> Vec<u8>,
+    ) -> Parts {
         let data_key = DataKey::generate();
         let file_key = file_key();
-        let wrapped = write_file(&file_key, &stanzas(&file_key), &data_key).unwrap();
-        Parts::new(&data_key, wrapped, key_ids, &strict(), b"s3cr3t")
+        let wrapped = write_file_with_header(&file_key, header(&file_key), &data_key).unwrap();
+        Parts::new(&data_key, wrapped, key_ids, binding, b"s3cr3t", sealed_at)
+    }
+
+    /// A valid value sealed to `a` for `binding` and `sealed_at`.
+    fn sealed_to_a(&self, binding: &Binding<'_>, sealed_at: u64) -> Parts {
+        let a = self.a.clone();
+        let id = a.key_id().to_string();
+        self.with_header(&[a.key_id()], binding, sealed_at, |fk| {
+            let mut header = b"age-encryption.org/v1\n".to_vec();
+            header.extend(stanza_text(&x25519_stanza(&a, fk)));
+            header.extend(stanza_text(&ids_stanza(&[&id])));
+            header
+        })
     }
 
     /// A valid value sealed to `a`.
@@ -406,10 +474,6 @@ fn values(g: &mut Gen) {
         ("a space", format!(" {SEALED_AT}")),
         ("a fraction", format!("{SEALED_AT}.0")),
         ("empty", String::new()),
-        (
-            "after 9999-01-01T00:00:00Z",
-            (MAX_SEALED_AT + 1).to_string(),
-        ),
         ("13 digits", format!("000{SEALED_AT}")),
     ] {
         g.push(
@@ -420,6 +484,15 @@ fn values(g: &mut Gen) {
             "malformed",
         );
     }
+
+    let late = g.sealed_to_a(&strict(), MAX_SEALED_AT + 1).encode();
+    g.push(
+        "sealed-at",
+        "after 9999-01-01T00:00:00Z (sealed for that time)",
+        &late,
+        strict(),
+        "malformed",
+    );
 
     // base64, field by field: every change decodes to the same bytes with a
     // lenient decoder.
@@ -699,37 +772,56 @@ fn values(g: &mut Gen) {
         "malformed",
     );
 
-    // the binding
-    g.push(
-        "binding",
-        "strict scope opened without a name",
-        &good,
-        Binding {
-            name: "",
-            ..strict()
-        },
-        "binding-invalid",
-    );
-    g.push(
-        "binding",
-        "a data key name with a slash",
-        &good,
-        Binding {
-            key: "a/b",
-            ..strict()
-        },
-        "binding-invalid",
-    );
-    g.push(
-        "binding",
-        "namespace-wide opened without a namespace",
-        &sealed_with(&only_a, &ns_wide, b"x", SEALED_AT),
-        Binding {
-            namespace: "",
-            ..ns_wide
-        },
-        "binding-invalid",
-    );
+    // the binding: each value sealed under exactly the invalid binding, so
+    // a reader that skips the check opens it
+    let long_key = "k".repeat(254);
+    for (comment, binding) in [
+        (
+            "strict scope without a name",
+            Binding {
+                name: "",
+                ..strict()
+            },
+        ),
+        (
+            "a data key name with a slash",
+            Binding {
+                key: "a/b",
+                ..strict()
+            },
+        ),
+        (
+            "a data key name of 254 characters",
+            Binding {
+                key: &long_key,
+                ..strict()
+            },
+        ),
+        (
+            "the data key name .",
+            Binding {
+                key: ".",
+                ..strict()
+            },
+        ),
+        (
+            "the data key name ..",
+            Binding {
+                key: "..",
+                ..strict()
+            },
+        ),
+        (
+            "namespace-wide without a namespace",
+            Binding {
+                namespace: "",
+                ..ns_wide
+            },
+        ),
+    ] {
+        let value = g.sealed_to_a(&binding, SEALED_AT).encode();
+        g.push("binding", comment, &value, binding, "binding-invalid");
+    }
 
     // keys
     g.push(
@@ -778,6 +870,132 @@ fn values(g: &mut Gen) {
         strict(),
         "unwrap-failed",
     );
+
+    // fewer X25519 stanzas than key ids (b's only, at a's position)
+    let (bb, aa2) = (b.clone(), a.clone());
+    let fewer_stanzas = g.with_stanzas(&[aa2.key_id(), bb.key_id()], |fk| {
+        vec![x25519_stanza(&bb, fk), ids_stanza(&[&ida, &idb])]
+    });
+    g.push(
+        "x25519-stanzas",
+        "fewer X25519 stanzas than key ids",
+        &fewer_stanzas.encode(),
+        strict(),
+        "malformed",
+    );
+    // non-canonical base64 inside the wrapped key: the X25519 share, the MAC
+    let aa3 = a.clone();
+    let share = g.with_header(&[a.key_id()], &strict(), SEALED_AT, |fk| {
+        let mut stanza = x25519_stanza(&aa3, fk);
+        stanza.args[0] = trailing_bits_set(&stanza.args[0]);
+        let mut header = b"age-encryption.org/v1\n".to_vec();
+        header.extend(stanza_text(&stanza));
+        header.extend(stanza_text(&ids_stanza(&[&ida])));
+        header
+    });
+    g.push(
+        "x25519-stanzas",
+        "X25519 share with non-zero trailing bits",
+        &share.encode(),
+        strict(),
+        "malformed",
+    );
+    let mut loose_mac = base.wrapped.clone();
+    let mac_at = loose_mac.windows(4).position(|w| w == b"--- ").unwrap() + 4;
+    let mac_text = String::from_utf8(loose_mac[mac_at..mac_at + 43].to_vec()).unwrap();
+    loose_mac[mac_at..mac_at + 43].copy_from_slice(trailing_bits_set(&mac_text).as_bytes());
+    g.push(
+        "age-grammar",
+        "header MAC with non-zero trailing bits",
+        &base.with_field(4, &b64(&loose_mac)),
+        strict(),
+        "malformed",
+    );
+    let aa4 = a.clone();
+    let wrapped_body = g.with_header(&[a.key_id()], &strict(), SEALED_AT, |fk| {
+        let stanza = x25519_stanza(&aa4, fk);
+        let body = BASE64_STANDARD_NO_PAD.encode(&stanza.body);
+        let mut header = format!(
+            "age-encryption.org/v1\n-> X25519 {}\n{}\n{}\n",
+            stanza.args[0],
+            &body[..20],
+            &body[20..]
+        )
+        .into_bytes();
+        header.extend(stanza_text(&ids_stanza(&[&ida])));
+        header
+    });
+    g.push(
+        "age-grammar",
+        "a stanza body split before 64 columns",
+        &wrapped_body.encode(),
+        strict(),
+        "malformed",
+    );
+    // Each held key on its own: a's stanza wraps another file key, b's the
+    // right one; a reader holding both opens it (with b).
+    let (aa5, bb5) = (a.clone(), b.clone());
+    let split = g.with_stanzas(&[a.key_id(), b.key_id()], |fk| {
+        vec![
+            x25519_stanza(&aa5, &file_key()),
+            x25519_stanza(&bb5, fk),
+            ids_stanza(&[&ida, &idb]),
+        ]
+    });
+    g.values.push(json!({
+        "rule": "unwrap",
+        "comment": "the first key's stanza wraps another file key; the second key's opens it",
+        "sealed": split.encode(),
+        "scope": "strict",
+        "namespace": "payments",
+        "name": "db-credentials",
+        "key": "password",
+        "expect": "ok",
+        "plaintext_base64": b64(b"s3cr3t"),
+        "sealed_at": SEALED_AT,
+    }));
+    // v1: up to two stanzas besides the recipients' and the key-ids stanza
+    for (grease, expect) in [(2, "ok"), (3, "malformed")] {
+        let sealed = v1_with_grease(&a, grease);
+        let mut case = json!({
+            "rule": "v1-stanzas",
+            "comment": format!("a v1 value with {grease} grease stanzas"),
+            "sealed": sealed,
+            "scope": "strict",
+            "namespace": "payments",
+            "name": "db-credentials",
+            "key": "password",
+            "expect": expect,
+        });
+        if expect == "ok" {
+            case["plaintext_base64"] = json!(b64(b"v1 value"));
+            case["sealed_at"] = Value::Null;
+        }
+        g.values.push(case);
+    }
+    // sizes a reader checks before decoding, written compactly: the value is
+    // `prefix` followed by `fill` repeated `count` times
+    let prefix = format!("{}:", fields[..7].join(":"));
+    let over_string = (MAX_ENCODED_LEN + 1 - prefix.len()).div_ceil(4) * 4;
+    let over_ciphertext = (MAX_CIPHERTEXT_LEN + 1).div_ceil(3) * 4;
+    for (comment, count) in [
+        ("value string over 2 MiB", over_string),
+        (
+            "ciphertext over 1,048,592 bytes (1,048,593 zero bytes)",
+            over_ciphertext,
+        ),
+    ] {
+        g.values.push(json!({
+            "rule": "sizes",
+            "comment": comment,
+            "sealed_fill": {"prefix": prefix, "fill": "A", "count": count},
+            "scope": "strict",
+            "namespace": "payments",
+            "name": "db-credentials",
+            "key": "password",
+            "expect": "malformed",
+        }));
+    }
 
     // the commitment
     let mut flipped = base.commitment;
@@ -837,6 +1055,45 @@ fn values(g: &mut Gen) {
         "decrypt-failed",
     );
     let _ = idc;
+}
+
+/// A v1 value (`v1 value`, strict binding) sealed to `a` with `grease`
+/// extra stanzas, as age's encryptor adds them.
+fn v1_with_grease(a: &Identity, grease: usize) -> String {
+    let data_key = DataKey::generate();
+    let mut nonce = [0u8; NONCE_LEN];
+    rand::rngs::OsRng.fill_bytes(&mut nonce);
+    let ciphertext = XChaCha20Poly1305::new(data_key.expose().into())
+        .encrypt(
+            XNonce::from_slice(&nonce),
+            Payload {
+                msg: b"v1 value",
+                aad: &strict().associated_data_v1(),
+            },
+        )
+        .unwrap();
+    let file_key = file_key();
+    let id = a.key_id().to_string();
+    let mut stanzas = vec![x25519_stanza(a, &file_key)];
+    for n in 0..grease {
+        stanzas.push(Stanza {
+            tag: format!("grease-{n}"),
+            args: vec!["x".to_owned()],
+            body: vec![n as u8; 5],
+        });
+    }
+    stanzas.push(ids_stanza(&[&id]));
+    let mut header = b"age-encryption.org/v1\n".to_vec();
+    for stanza in &stanzas {
+        header.extend(stanza_text(stanza));
+    }
+    let wrapped = write_file_with_header(&file_key, header, &data_key).unwrap();
+    format!(
+        "kseal:v1:{id}:{}:{}:{}",
+        b64(&wrapped),
+        b64(&nonce),
+        b64(&ciphertext)
+    )
 }
 
 /// A value whose ciphertext also opens under a second data key, wrapped to
@@ -906,6 +1163,19 @@ fn identity_files(g: &Gen) -> Vec<Value> {
         bad("an age plugin identity", "AGE-PLUGIN-YUBIKEY-1QQQQQQQQQQQQQQQQQQQQQQQQQQQ\n".to_owned()),
         bad("an SSH private key", "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----\n".to_owned()),
         bad("a public key", format!("{}\n", g.a.recipient())),
+        bad("a comment after the key", format!("{a} # ops team\n")),
+        bad(
+            "a passphrase-protected identity file",
+            "-----BEGIN AGE ENCRYPTED FILE-----\nYWdlLWVuY3J5cHRpb24ub3JnL3YxCg==\n-----END AGE ENCRYPTED FILE-----\n".to_owned(),
+        ),
+        bad(
+            "a post-quantum identity",
+            "AGE-SECRET-KEY-PQ-1QQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQ\n".to_owned(),
+        ),
+        bad(
+            "an age plugin identity in lower case",
+            "age-plugin-yubikey-1qqqqqqqqqqqqqqqqqqqqqqqqqqq\n".to_owned(),
+        ),
         bad("comments only", "# created: 2025-11-30T00:00:00Z\n".to_owned()),
         bad("empty file", String::new()),
         bad("a corrupted key (checksum)", format!("{}Q\n", &a[..a.len() - 1])),
