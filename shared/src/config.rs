@@ -9,8 +9,8 @@
 //!     scope: strict
 //!   - path_regex: ^clusters/staging/
 //!     recipients_file: keys/staging.txt
-//!     max_age: 90d          # kseal check fails older values; kseal seal
-//!                           # writes it as spec.maxAge
+//!     max_age: 90d          # kseal check --rotation fails older values;
+//!                           # kseal seal writes it as spec.maxAge
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -82,7 +82,8 @@ pub struct Rule {
     /// The scope to seal with, when the rule sets one.
     pub scope: Option<Scope>,
     /// How old the rule's values may get (`max_age: 90d`), checked by
-    /// `kseal check`, when the rule sets it.
+    /// `kseal check --rotation` and written by `kseal seal` as
+    /// `spec.maxAge`, when the rule sets it.
     pub max_age: Option<MaxAge>,
 }
 
