@@ -7,20 +7,31 @@
 //! nothing reads (labels, annotations, managedFields, owner references,
 //! timestamps) and holds the sealed values in one exact-size slice instead
 //! of a B-tree node sized for eleven entries.
+//!
+//! The sealed values themselves (~0.5 KiB each) are kept only while the
+//! object is not known to be in sync: once its status carries a signed
+//! record for its current generation (see `record`), only their key ids
+//! stay, and a reconcile that needs the values after all (the Secret was
+//! edited or deleted) reads the SealedSecret once.
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kseal_shared::envelope::SealedValue;
 use kseal_shared::sealed_secret::SecretTemplate;
 use kseal_shared::validation::{self, ObjectError, SecretNames};
+use kseal_shared::x25519::KeyId;
 use kseal_shared::{
     binding::{Binding, Scope},
     sealed_secret::{SealedSecret, SealedSecretStatus},
 };
 use kube::Resource;
 use serde::Deserialize;
+
+/// `(data key, sealed value)` pairs, exact size.
+type SealedValues = Box<[(Box<str>, Box<str>)]>;
 
 /// A SealedSecret as the controller caches it.
 #[derive(Clone, Debug, Deserialize)]
@@ -30,19 +41,63 @@ pub struct CachedSealedSecret {
     /// deletionTimestamp only.
     pub metadata: ObjectMeta,
     pub scope: Scope,
-    /// `(data key, sealed value)`, in key order.
-    encrypted_data: Box<[(Box<str>, Box<str>)]>,
+    /// `(data key, sealed value)`, in key order; `None` when dropped (see
+    /// the module documentation).
+    encrypted_data: Option<SealedValues>,
+    /// The distinct sets of key ids the well-formed values name.
+    key_id_sets: Box<[Box<[KeyId]>]>,
+    /// What makes the object not well-formed (see [`Self::problems`]),
+    /// found when it was cached.
+    problems: Box<[ObjectError]>,
     pub template: Option<Box<SecretTemplate>>,
     pub status: Option<SealedSecretStatus>,
 }
 
 impl From<SealedSecret> for CachedSealedSecret {
     fn from(sealed: SealedSecret) -> Self {
+        // In sync at this generation by its own status's account: the
+        // values are not needed unless that turns out wrong (a forged or
+        // stale record costs one read, never a wrong Secret).
+        let recorded = sealed
+            .status
+            .as_ref()
+            .and_then(|status| status.secret_record.as_ref())
+            .is_some_and(|record| Some(record.generation) == sealed.metadata.generation);
+        Self::new(sealed, !recorded)
+    }
+}
+
+impl CachedSealedSecret {
+    /// The cached form; `keep_values`: with the sealed values.
+    pub fn new(sealed: SealedSecret, keep_values: bool) -> Self {
         let SealedSecret {
             metadata,
             spec,
             status,
         } = sealed;
+        let mut key_id_sets: Vec<Box<[KeyId]>> = Vec::new();
+        for value in spec.encrypted_data.values() {
+            if let Ok(parsed) = SealedValue::parse(value)
+                && !key_id_sets.iter().any(|set| **set == *parsed.key_ids())
+            {
+                key_id_sets.push(parsed.key_ids().into());
+            }
+        }
+        let empty = BTreeMap::new();
+        let template_metadata = spec
+            .template
+            .as_ref()
+            .and_then(|template| template.metadata.as_ref());
+        let problems = validation::object_problems(
+            SecretNames {
+                scope: spec.scope,
+                name: metadata.name.as_deref().unwrap_or_default(),
+                namespace: metadata.namespace.as_deref().unwrap_or_default(),
+                labels: template_metadata.map_or(&empty, |metadata| &metadata.labels),
+                annotations: template_metadata.map_or(&empty, |metadata| &metadata.annotations),
+            },
+            spec.encrypted_data.keys().map(String::as_str),
+        );
         Self {
             metadata: ObjectMeta {
                 name: metadata.name,
@@ -55,48 +110,47 @@ impl From<SealedSecret> for CachedSealedSecret {
             },
             scope: spec.scope,
             // A BTreeMap iterates in key order, which this keeps.
-            encrypted_data: spec
-                .encrypted_data
-                .into_iter()
-                .map(|(key, value)| (key.into_boxed_str(), value.into_boxed_str()))
-                .collect(),
+            encrypted_data: keep_values.then(|| {
+                spec.encrypted_data
+                    .into_iter()
+                    .map(|(key, value)| (key.into_boxed_str(), value.into_boxed_str()))
+                    .collect()
+            }),
+            key_id_sets: key_id_sets.into(),
+            problems: problems.into(),
             template: spec.template.map(Box::new),
             status,
         }
     }
-}
 
-impl CachedSealedSecret {
-    /// `(data key, sealed value)` pairs, in key order.
+    /// Whether the sealed values are at hand (else they were dropped: read
+    /// the object to decrypt).
+    pub fn has_values(&self) -> bool {
+        self.encrypted_data.is_some()
+    }
+
+    /// `(data key, sealed value)` pairs, in key order (none when dropped).
     pub fn encrypted_data(&self) -> impl Iterator<Item = (&str, &str)> {
         self.encrypted_data
             .iter()
+            .flatten()
             .map(|(key, value)| (&**key, &**value))
     }
 
-    /// The sealed values.
-    pub fn sealed_values(&self) -> impl Iterator<Item = &str> {
-        self.encrypted_data.iter().map(|(_, value)| &**value)
+    /// The distinct sets of key ids the well-formed values are sealed to.
+    pub fn key_id_sets(&self) -> impl Iterator<Item = &[KeyId]> {
+        self.key_id_sets.iter().map(|set| &**set)
+    }
+
+    /// The key ids the well-formed values are sealed to (sorted, unique).
+    pub fn key_ids(&self) -> BTreeSet<KeyId> {
+        self.key_id_sets().flatten().copied().collect()
     }
 
     /// What makes this SealedSecret not well-formed, by the shared
     /// definition ([`kseal_shared::validation::object_problems`]).
-    pub fn problems(&self) -> Vec<ObjectError> {
-        let empty = BTreeMap::new();
-        let template_metadata = self
-            .template
-            .as_ref()
-            .and_then(|template| template.metadata.as_ref());
-        validation::object_problems(
-            SecretNames {
-                scope: self.scope,
-                name: self.metadata.name.as_deref().unwrap_or_default(),
-                namespace: self.metadata.namespace.as_deref().unwrap_or_default(),
-                labels: template_metadata.map_or(&empty, |metadata| &metadata.labels),
-                annotations: template_metadata.map_or(&empty, |metadata| &metadata.annotations),
-            },
-            self.encrypted_data.iter().map(|(key, _)| &**key),
-        )
+    pub fn problems(&self) -> &[ObjectError] {
+        &self.problems
     }
 
     /// Where the value under `key` may be unsealed: this object's scope,
@@ -198,10 +252,50 @@ mod tests {
     fn deserializes_from_the_api_representation() {
         let json = serde_json::to_value(sealed()).unwrap();
         let cached: CachedSealedSecret = serde_json::from_value(json).unwrap();
-        assert_eq!(cached.sealed_values().count(), 2);
+        assert_eq!(cached.encrypted_data().count(), 2);
         assert_eq!(
             CachedSealedSecret::url_path(&(), Some("app")),
             SealedSecret::url_path(&(), Some("app"))
         );
+    }
+
+    #[test]
+    fn values_are_dropped_only_with_a_record_for_the_current_generation() {
+        use kseal_shared::sealed_secret::SecretRecord;
+        let recipient = kseal_shared::x25519::Identity::generate()
+            .recipient()
+            .clone();
+        let mut with_values = sealed();
+        let value = kseal_shared::envelope::seal(
+            b"v",
+            &value_binding(&with_values, "a"),
+            std::slice::from_ref(&recipient),
+        )
+        .unwrap()
+        .encode();
+        with_values.spec.encrypted_data.insert("a".into(), value);
+        let status = |generation| SealedSecretStatus {
+            secret_record: Some(SecretRecord {
+                generation,
+                ..SecretRecord::default()
+            }),
+            ..SealedSecretStatus::default()
+        };
+        for (status, kept) in [
+            (None, true),
+            (Some(SealedSecretStatus::default()), true),
+            (Some(status(2)), true),
+            (Some(status(3)), false),
+        ] {
+            let mut object = with_values.clone();
+            object.status = status.clone();
+            let cached = CachedSealedSecret::from(object);
+            assert_eq!(cached.has_values(), kept, "{status:?}");
+            assert_eq!(cached.encrypted_data().count(), if kept { 2 } else { 0 });
+            // The key ids of the well-formed values stay either way.
+            let sets: Vec<&[KeyId]> = cached.key_id_sets().collect();
+            assert_eq!(sets, vec![&[recipient.key_id()][..]]);
+            assert!(cached.problems().is_empty());
+        }
     }
 }

@@ -31,7 +31,7 @@ use kseal_shared::contract::{
     ErrorResponse, PUBLIC_KEYS_PATH, PublicKeysResponse, REWRAP_PATH, REWRAPPED_HEADER,
     VERIFY_PATH, ValueFailure, ValueFailureReason, ValueFailures, ValueVerdict, VerifyResponse,
 };
-use kseal_shared::envelope::{SealedValue, key_ids_in, open, rewrap};
+use kseal_shared::envelope::{SealedValue, open, rewrap};
 use kseal_shared::error::SealError;
 use kseal_shared::manifest::value_binding;
 use kseal_shared::sealed_secret::{MAX_VALUES, SealedSecret};
@@ -357,7 +357,7 @@ fn render_metrics(state: &ApiState) -> Response {
         for sealed in store.state() {
             // Only well-formed key ids become label values: the field could
             // hold anything (plaintext pasted by mistake included).
-            for id in key_ids_in(sealed.sealed_values()) {
+            for id in sealed.key_ids() {
                 *by_key.entry(id.to_string()).or_default() += 1;
             }
             if has_value_without_key(&sealed, &keys.keyring) {
@@ -384,9 +384,8 @@ fn has_value_without_key(
     keyring: &kseal_shared::envelope::Keyring,
 ) -> bool {
     sealed
-        .sealed_values()
-        .filter_map(|value| SealedValue::parse(value).ok())
-        .any(|value| !value.key_ids().iter().any(|id| keyring.contains(id)))
+        .key_id_sets()
+        .any(|ids| !ids.iter().any(|id| keyring.contains(id)))
 }
 
 async fn public_keys(State(state): State<ApiState>) -> Response {
