@@ -325,6 +325,14 @@ async fn sync_secret(
     if sealed.has_values() {
         return write_secret(sealed, ctx, &known).await;
     }
+    tracing::debug!(
+        object = %object,
+        secret_version = ?known.current_version,
+        recorded_version = ?known.recorded.as_ref().map(|r| &r.resource_version),
+        recorded_generation = ?known.recorded.as_ref().map(|r| r.generation),
+        generation = ?sealed.metadata.generation,
+        "not known to be in sync, and the values are not cached: reading the SealedSecret"
+    );
     // The cache dropped the values of an object it took to be in sync:
     // read it once. It may be newer than the cached copy; then it is what
     // the Secret must hold (its own watch event follows).

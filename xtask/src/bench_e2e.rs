@@ -481,6 +481,24 @@ fn memory_kib(pid: u32) -> (u64, u64) {
     (field("VmHWM:"), field("VmRSS:"))
 }
 
+/// CPU time (user + system) the process has used, in seconds, from
+/// `/proc/<pid>/stat` and the clock tick the kernel counts in.
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces) in parentheses.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the whole line.
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    let hz = Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|out| String::from_utf8(out.stdout).ok())
+        .and_then(|text| text.trim().parse::<f64>().ok())?;
+    Some(ticks / hz)
+}
+
 fn mib(kib: u64) -> f64 {
     round(kib as f64 / 1024.0, 1)
 }
@@ -744,7 +762,8 @@ async fn bench(args: &Args, controller_bin: &Path) -> Result<serde_json::Value> 
         controller.process.check_alive()?;
     };
     let requests_after = api_requests(&client).await?;
-    let (peak_kib, _) = memory_kib(pid);
+    let (peak_kib, synced_kib) = memory_kib(pid);
+    let run_cpu_s = cpu_seconds(pid);
     let load_after = load();
     note(&format!(
         "controller: all {n} Ready and correct in {:.2}s; peak RSS {} MiB (sampled {} MiB); load {load_before} → {load_after}",
@@ -792,6 +811,9 @@ async fn bench(args: &Args, controller_bin: &Path) -> Result<serde_json::Value> 
         "ratio": baseline_s.map(|b| round(controller_elapsed.as_secs_f64() / b, 3)),
         "controller_peak_rss_mib": mib(peak_kib),
         "controller_sampled_rss_mib": mib(peak_rss_sampled),
+        "controller_rss_synced_mib": mib(synced_kib),
+        "controller_cpu_s": run_cpu_s.map(|s| round(s, 2)),
+        "controller_cpu_ms_per_object": run_cpu_s.map(|s| round(s * 1000.0 / n as f64, 3)),
         "controller_writes": controller_writes,
         "controller_qps": round(controller_writes as f64 / controller_elapsed.as_secs_f64(), 1),
         "run_requests": run_breakdown,
@@ -875,6 +897,11 @@ async fn restart(
     let after = api_requests(client).await?;
     let (writes, reads, breakdown) = requests_between(&before, &after);
     let (peak_kib, _) = memory_kib(pid);
+    let restart_cpu_s = cpu_seconds(pid);
+    let secret_gets = breakdown
+        .get("GET secrets")
+        .and_then(|v| v.as_u64())
+        .unwrap_or(0);
     note(&format!(
         "restart: {writes} writes, {reads} reads: {breakdown}; peak RSS {} MiB; load {load_before} → {}",
         mib(peak_kib),
@@ -887,5 +914,9 @@ async fn restart(
         "restart_reads": reads,
         "restart_requests": breakdown,
         "restart_peak_rss_mib": mib(peak_kib),
+        "restart_cpu_s": restart_cpu_s.map(|s| round(s, 2)),
+        "restart_secret_gets": secret_gets,
+        "restart_reads_per_object": round(reads as f64 / n as f64, 4),
+        "restart_writes_per_object": round(writes as f64 / n as f64, 4),
     }))
 }
