@@ -423,7 +423,35 @@ where
                 WatchEvent::Bookmark(bookmark) => {
                     self.version = bookmark.metadata.resource_version;
                 }
+                // The watch started before a long apply and fell behind the
+                // API server's compaction (every 5 minutes): start again
+                // from a full list.
+                WatchEvent::Error(error) if error.code == 410 => {
+                    self.relist(&done).await?;
+                    self.stream = None;
+                }
                 WatchEvent::Error(error) => bail!("watch error: {error:?}"),
+            }
+        }
+    }
+
+    /// Replaces what is known with a full list, and watches on from it.
+    async fn relist(&mut self, done: &impl Fn(&K) -> bool) -> Result<()> {
+        let mut params = ListParams::default().limit(500);
+        let mut fresh = HashMap::new();
+        loop {
+            let page = self.api.list(&params).await?;
+            for object in &page.items {
+                let name = object.meta().name.clone().unwrap_or_default();
+                fresh.insert(name, done(object));
+            }
+            match page.metadata.continue_ {
+                Some(token) if !token.is_empty() => params = params.continue_token(&token),
+                _ => {
+                    self.version = page.metadata.resource_version.unwrap_or_default();
+                    self.done = fresh;
+                    return Ok(());
+                }
             }
         }
     }
@@ -479,6 +507,65 @@ fn memory_kib(pid: u32) -> (u64, u64) {
             .unwrap_or(0)
     };
     (field("VmHWM:"), field("VmRSS:"))
+}
+
+/// The controller's memory as the objects it holds grow: `VmRSS` and
+/// `VmHWM` the first time its `kseal_sealed_secrets` count reaches each
+/// checkpoint (1k, 2k, 5k, 10k, 15k, 20k, … up to N), sampled during the
+/// apply.
+struct MemoryCurve {
+    checkpoints: Vec<usize>,
+    points: Vec<serde_json::Value>,
+}
+
+impl MemoryCurve {
+    fn new(n: usize) -> Self {
+        let mut checkpoints: Vec<usize> = [1_000, 2_000, 5_000, 10_000, 15_000]
+            .into_iter()
+            .chain((20_000..).step_by(10_000))
+            .take_while(|c| *c < n)
+            .collect();
+        checkpoints.push(n);
+        Self {
+            checkpoints,
+            points: Vec::new(),
+        }
+    }
+
+    async fn sample(&mut self, controller: &Controller, pid: u32) {
+        let Some(next) = self.checkpoints.first().copied() else {
+            return;
+        };
+        let Some((200, body)) = controller.get("/metrics").await else {
+            return;
+        };
+        let held: f64 = body
+            .lines()
+            .filter_map(|line| line.strip_prefix("kseal_sealed_secrets{"))
+            .filter_map(|rest| rest.split_once("} ")?.1.trim().parse::<f64>().ok())
+            .sum();
+        if (held as usize) < next {
+            return;
+        }
+        let (hwm, rss) = memory_kib(pid);
+        self.checkpoints.retain(|c| *c > held as usize);
+        note(&format!(
+            "{held} SealedSecrets held: RSS {} MiB, peak {} MiB; load {}",
+            mib(rss),
+            mib(hwm),
+            load()
+        ));
+        self.points.push(json!({
+            "objects": held as u64,
+            "rss_mib": mib(rss),
+            "peak_rss_mib": mib(hwm),
+            "load": load1(),
+        }));
+    }
+
+    fn figures(&self) -> serde_json::Value {
+        serde_json::Value::Array(self.points.clone())
+    }
 }
 
 /// CPU time (user + system) the process has used, in seconds, from
@@ -710,6 +797,7 @@ async fn bench(args: &Args, controller_bin: &Path) -> Result<serde_json::Value> 
     let requests_before = api_requests(&client).await?;
     let load_before = load();
 
+    let mut curve = MemoryCurve::new(n);
     let started = Instant::now();
     let (applied, mut peak_rss_sampled) = {
         let pid = controller.pid()?;
@@ -718,10 +806,18 @@ async fn bench(args: &Args, controller_bin: &Path) -> Result<serde_json::Value> 
         let mut apply = std::pin::pin!(apply);
         let mut peak = 0;
         let mut tick = tokio::time::interval(Duration::from_millis(200));
+        let mut ticks = 0u64;
         let applied = loop {
             tokio::select! {
                 result = &mut apply => break result?,
-                _ = tick.tick() => peak = peak.max(memory_kib(pid).1),
+                _ = tick.tick() => {
+                    peak = peak.max(memory_kib(pid).1);
+                    // Every 2 s: memory against the objects the controller holds.
+                    ticks += 1;
+                    if ticks % 10 == 0 {
+                        curve.sample(&controller, pid).await;
+                    }
+                }
             }
         };
         (applied, peak)
@@ -812,6 +908,7 @@ async fn bench(args: &Args, controller_bin: &Path) -> Result<serde_json::Value> 
         "controller_peak_rss_mib": mib(peak_kib),
         "controller_sampled_rss_mib": mib(peak_rss_sampled),
         "controller_rss_synced_mib": mib(synced_kib),
+        "controller_rss_curve": curve.figures(),
         "controller_cpu_s": run_cpu_s.map(|s| round(s, 2)),
         "controller_cpu_ms_per_object": run_cpu_s.map(|s| round(s * 1000.0 / n as f64, 3)),
         "controller_writes": controller_writes,
