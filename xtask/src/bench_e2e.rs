@@ -814,7 +814,7 @@ async fn bench(args: &Args, controller_bin: &Path) -> Result<serde_json::Value> 
                     peak = peak.max(memory_kib(pid).1);
                     // Every 2 s: memory against the objects the controller holds.
                     ticks += 1;
-                    if ticks % 10 == 0 {
+                    if ticks.is_multiple_of(10) {
                         curve.sample(&controller, pid).await;
                     }
                 }
