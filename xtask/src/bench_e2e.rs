@@ -822,6 +822,7 @@ async fn bench(args: &Args, controller_bin: &Path) -> Result<serde_json::Value> 
         };
         (applied, peak)
     };
+    let applied_at = k8s_openapi::jiff::Timestamp::now();
     note(&format!(
         "applied {n} SealedSecrets in {:.2}s",
         applied.as_secs_f64()
@@ -871,6 +872,32 @@ async fn bench(args: &Args, controller_bin: &Path) -> Result<serde_json::Value> 
     // Check again with a full list, independent of the watches.
     let listed_secrets = list_all(&secret_api).await?;
     let listed_sealed = list_all(&sealed_api).await?;
+    // When the controller itself finished, by the API server's clock (whole
+    // seconds): the last Ready transition and the last Secret created. The
+    // watches above can lag behind that when they must relist.
+    let last_ready = listed_sealed
+        .iter()
+        .filter_map(|sealed| {
+            let status = sealed.status.as_ref()?;
+            let ready = status.conditions.iter().find(|c| c.type_ == "Ready")?;
+            ready
+                .last_transition_time
+                .parse::<k8s_openapi::jiff::Timestamp>()
+                .ok()
+        })
+        .max();
+    let last_secret = listed_secrets
+        .iter()
+        .filter_map(|secret| secret.metadata.creation_timestamp.as_ref().map(|t| t.0))
+        .max();
+    let done_after_apply_s = last_ready.max(last_secret).map(|last| {
+        (last - applied_at)
+            .total(k8s_openapi::jiff::Unit::Second)
+            .unwrap_or(f64::NAN)
+    });
+    note(&format!(
+        "last Ready transition {last_ready:?}, last Secret created {last_secret:?}: {done_after_apply_s:?} s after the last apply (±1 s)"
+    ));
     let bad_secrets = listed_secrets
         .iter()
         .filter(|s| !secret_correct(s, values))
@@ -909,6 +936,7 @@ async fn bench(args: &Args, controller_bin: &Path) -> Result<serde_json::Value> 
         "controller_sampled_rss_mib": mib(peak_rss_sampled),
         "controller_rss_synced_mib": mib(synced_kib),
         "controller_rss_curve": curve.figures(),
+        "controller_done_after_apply_s": done_after_apply_s,
         "controller_cpu_s": run_cpu_s.map(|s| round(s, 2)),
         "controller_cpu_ms_per_object": run_cpu_s.map(|s| round(s * 1000.0 / n as f64, 3)),
         "controller_writes": controller_writes,
