@@ -14,7 +14,7 @@ use kseal_shared::sealed_secret::{Condition, MAX_VALUES, SealedSecretStatus, Sec
 use kseal_shared::{sealed_secret::SealedSecret, x25519::KeyId};
 
 use crate::cached::CachedSealedSecret;
-use kube::api::{Patch, PatchParams, PostParams};
+use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
 use kube::runtime::reflector::ObjectRef;
@@ -335,9 +335,20 @@ async fn sync_secret(
     );
     // The cache dropped the values of an object it took to be in sync:
     // read it once. It may be newer than the cached copy; then it is what
-    // the Secret must hold (its own watch event follows).
+    // the Secret must hold (its own watch event follows). A list by name,
+    // not a GET: the chart's role lets the controller list and watch
+    // SealedSecrets, and that is all it needs.
     let api: Api<SealedSecret> = Api::namespaced(ctx.client.clone(), &namespace);
-    let fresh = api.get(&name).await?;
+    let by_name = ListParams::default().fields(&format!("metadata.name={name}"));
+    let fresh = api
+        .list(&by_name)
+        .await?
+        .items
+        .into_iter()
+        .next()
+        .ok_or_else(|| {
+            Error::Internal("the SealedSecret was deleted while it was reconciled".into())
+        })?;
     if fresh.metadata.uid.as_deref() != Some(known.owner.uid.as_str()) {
         return Err(Error::Internal(
             "the SealedSecret was replaced while it was reconciled; retrying".into(),
