@@ -31,7 +31,7 @@ use kseal_shared::contract::{
     ErrorResponse, PUBLIC_KEYS_PATH, PublicKeysResponse, REWRAP_PATH, REWRAPPED_HEADER,
     VERIFY_PATH, ValueFailure, ValueFailureReason, ValueFailures, ValueVerdict, VerifyResponse,
 };
-use kseal_shared::envelope::{SealedValue, key_ids_in, open, rewrap};
+use kseal_shared::envelope::{SealedValue, open, rewrap};
 use kseal_shared::error::SealError;
 use kseal_shared::manifest::value_binding;
 use kseal_shared::sealed_secret::{MAX_VALUES, SealedSecret};
@@ -360,7 +360,7 @@ fn render_metrics(state: &ApiState) -> Response {
         for sealed in store.state() {
             // Only well-formed key ids become label values: the field could
             // hold anything (plaintext pasted by mistake included).
-            for id in key_ids_in(sealed.sealed_values()) {
+            for id in sealed.key_ids() {
                 *by_key.entry(id.to_string()).or_default() += 1;
             }
             if has_value_without_key(&sealed, &keys.keyring) {
@@ -371,14 +371,13 @@ fn render_metrics(state: &ApiState) -> Response {
             if !crate::rotation::is_unsealed(&sealed) {
                 continue;
             }
-            for value in sealed.sealed_values() {
-                if let Some(Ok(max_age)) = sealed.max_age
-                    && SealedValue::parse(value)
-                        .is_ok_and(|value| max_age.verdict(&value, now).is_due())
+            for value in sealed.value_facts() {
+                if let (Some(Ok(max_age)), Some(sealed_at)) = (&sealed.max_age, value.sealed_at)
+                    && max_age.verdict_at(sealed_at, now).is_due()
                 {
                     overdue += 1;
                 }
-                if !active.is_empty() && crate::rotation::is_stale(value, &active) {
+                if !active.is_empty() && crate::rotation::is_stale(value.key_ids, &active) {
                     stale += 1;
                 }
             }
@@ -405,9 +404,8 @@ fn has_value_without_key(
     keyring: &kseal_shared::envelope::Keyring,
 ) -> bool {
     sealed
-        .sealed_values()
-        .filter_map(|value| SealedValue::parse(value).ok())
-        .any(|value| !value.key_ids().iter().any(|id| keyring.contains(id)))
+        .key_id_sets()
+        .any(|ids| !ids.iter().any(|id| keyring.contains(id)))
 }
 
 async fn public_keys(State(state): State<ApiState>) -> Response {

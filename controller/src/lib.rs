@@ -3,6 +3,7 @@
 //! * [`reconcile`]: one SealedSecret → its Secret, status and Events;
 //! * [`keys`]: sealing keys (Secrets), renewal, the public-key ConfigMap;
 //! * [`http`]: health, metrics, public keys, verify and rewrap;
+//! * [`record`]: signed records of owned Secrets, so a restart reads none;
 //! * [`crypto_pool`]: decrypting off the async workers, bounded;
 //! * [`rate_limit`]: the request and work budgets of the decrypting endpoints;
 //! * [`leader`]: leader election on a Lease;
@@ -24,6 +25,7 @@ pub mod metrics;
 pub mod owned;
 pub mod rate_limit;
 pub mod reconcile;
+pub mod record;
 pub mod rotation;
 pub mod run;
 pub mod sealing_keys;

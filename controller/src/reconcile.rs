@@ -10,23 +10,22 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kseal_shared::envelope::{SealedValue, open};
-use kseal_shared::sealed_secret::{Condition, MAX_VALUES, SealedSecretStatus};
+use kseal_shared::sealed_secret::{Condition, MAX_VALUES, SealedSecretStatus, SecretRecord};
 use kseal_shared::{sealed_secret::SealedSecret, x25519::KeyId};
 
 use crate::cached::CachedSealedSecret;
-use kube::api::{Patch, PatchParams, PostParams};
+use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
-use sha2::{Digest, Sha256};
 use zeroize::Zeroize;
 
 use kseal_shared::contract::{MANAGED_ANNOTATION, OWNED_LABEL, PolicyViolation};
 
 use crate::context::Context;
 use crate::error::Error;
-use crate::owned::{ContentDigest, SourceStamp, Synced};
+use crate::record::{Signer, Subject};
 use crate::rotation;
 use crate::sealing_keys::KeySet;
 
@@ -58,10 +57,13 @@ pub async fn reconcile(
 ) -> Result<Action, Error> {
     let started = Instant::now();
     let object = ObjectRef::from_obj(sealed.as_ref());
-    let result = sync_secret(&sealed, &ctx).await;
+    let (result, record) = match sync_secret(&sealed, &ctx).await {
+        Ok((outcome, record)) => (Ok(outcome), record),
+        Err(err) => (Err(err), None),
+    };
     ctx.metrics
         .observe_reconcile(started.elapsed(), result.as_ref().err());
-    update_status(&sealed, &ctx, &result).await?;
+    update_status(&sealed, &ctx, &result, record).await?;
     let outcome = result?;
     ctx.clear_failures(&object);
     if outcome != Outcome::InSync {
@@ -136,23 +138,7 @@ fn decrypt_all(sealed: &CachedSealedSecret, keys: &KeySet) -> Result<Plaintext, 
 
 /// The key ids the object's values are sealed to (sorted, unique).
 pub fn key_ids_of(sealed: &CachedSealedSecret) -> Vec<String> {
-    kseal_shared::envelope::key_ids_in(sealed.sealed_values())
-        .iter()
-        .map(KeyId::to_string)
-        .collect()
-}
-
-/// See [`SourceStamp`].
-fn source_stamp(uid: &str, generation: Option<i64>, key_generation: u64) -> SourceStamp {
-    let mut hash = Sha256::new();
-    hash.update((uid.len() as u64).to_be_bytes());
-    hash.update(uid.as_bytes());
-    hash.update(generation.unwrap_or(-1).to_be_bytes());
-    hash.update(key_generation.to_be_bytes());
-    let digest = hash.finalize();
-    let mut stamp = [0; 16];
-    stamp.copy_from_slice(&digest[..16]);
-    stamp
+    sealed.key_ids().iter().map(KeyId::to_string).collect()
 }
 
 fn owner_reference(sealed: &CachedSealedSecret) -> Option<OwnerReference> {
@@ -181,29 +167,24 @@ impl Desired {
         }
     }
 
-    /// A digest of everything written, to notice a changed spec without
-    /// reading the Secret.
-    fn digest(&self, data: &Plaintext, owner: &str) -> ContentDigest {
-        let mut hash = Sha256::new();
-        let mut field = |bytes: &[u8]| {
-            hash.update((bytes.len() as u64).to_be_bytes());
-            hash.update(bytes);
-        };
-        field(owner.as_bytes());
-        field(self.type_.as_bytes());
-        field(format!("{:?}", self.immutable).as_bytes());
-        for (map_name, map) in [("l", &self.labels), ("a", &self.annotations)] {
-            field(map_name.as_bytes());
-            for (key, value) in map {
-                field(key.as_bytes());
-                field(value.as_bytes());
+    /// The keyed digest of everything written (see `record`), to notice a
+    /// changed spec without reading the Secret.
+    fn content(&self, signer: Signer<'_>, subject: Subject<'_>, data: &Plaintext) -> String {
+        signer.content(subject, |fields| {
+            fields.field(self.type_.as_bytes());
+            fields.field(format!("{:?}", self.immutable).as_bytes());
+            for (map_name, map) in [("l", &self.labels), ("a", &self.annotations)] {
+                fields.field(map_name.as_bytes());
+                for (key, value) in map {
+                    fields.field(key.as_bytes());
+                    fields.field(value.as_bytes());
+                }
             }
-        }
-        for (key, value) in &data.0 {
-            field(key.as_bytes());
-            field(&value.0);
-        }
-        hash.finalize().into()
+            for (key, value) in &data.0 {
+                fields.field(key.as_bytes());
+                fields.field(&value.0);
+            }
+        })
     }
 
     /// Whether `existing` already matches: same data, type and immutability,
@@ -233,11 +214,9 @@ fn owned_by(secret: &Secret, owner: &OwnerReference) -> bool {
         .any(|reference| reference.uid == owner.uid && reference.controller == Some(true))
 }
 
-async fn sync_secret(sealed: &Arc<CachedSealedSecret>, ctx: &Context) -> Result<Outcome, Error> {
-    let name = sealed.name_any();
-    let namespace = sealed
-        .namespace()
-        .ok_or_else(|| Error::InvalidSpec("the SealedSecret has no namespace".into()))?;
+/// Whether the SealedSecret may be reconciled at all: not in the
+/// controller's namespace, well-formed, within the policy.
+fn admit(sealed: &CachedSealedSecret, namespace: &str, ctx: &Context) -> Result<(), Error> {
     if namespace == ctx.controller_namespace && !ctx.reconcile_controller_namespace {
         return Err(Error::PolicyDenied(format!(
             "SealedSecrets in the controller's namespace {namespace} are not reconciled (it holds the sealing keys; see --reconcile-controller-namespace)"
@@ -264,20 +243,136 @@ async fn sync_secret(sealed: &Arc<CachedSealedSecret>, ctx: &Context) -> Result<
                 .into_iter()
                 .flat_map(|metadata| metadata.annotations.keys()),
         )
-        .map_err(|violation| Error::PolicyDenied(with_flag(&violation)))?;
-    let desired = Desired::of(sealed);
+        .map_err(|violation| Error::PolicyDenied(with_flag(&violation)))
+}
+
+/// What reconciling one object knows before it decrypts anything.
+struct Known<'a> {
+    namespace: &'a str,
+    name: &'a str,
+    owner: OwnerReference,
+    /// The owned Secret's resourceVersion as the watch last reported it.
+    current_version: Option<String>,
+    /// The object's status record, if it verifies for this object.
+    recorded: Option<SecretRecord>,
+    keys: Arc<KeySet>,
+}
+
+impl Known<'_> {
+    fn subject(&self) -> Subject<'_> {
+        Subject {
+            namespace: self.namespace,
+            name: self.name,
+            uid: &self.owner.uid,
+        }
+    }
+
+    /// The valid record, if the Secret is unchanged since it was made.
+    fn unchanged_record(&self) -> Option<&SecretRecord> {
+        let record = self.recorded.as_ref()?;
+        (Some(&record.resource_version) == self.current_version.as_ref()).then_some(record)
+    }
+}
+
+/// Brings the owned Secret in sync; returns what it did and the record of
+/// the Secret as it is now (`None`: no key to sign with).
+async fn sync_secret(
+    sealed: &Arc<CachedSealedSecret>,
+    ctx: &Context,
+) -> Result<(Outcome, Option<SecretRecord>), Error> {
+    let name = sealed.name_any();
+    let namespace = sealed
+        .namespace()
+        .ok_or_else(|| Error::InvalidSpec("the SealedSecret has no namespace".into()))?;
+    admit(sealed, &namespace, ctx)?;
     let owner = owner_reference(sealed)
         .ok_or_else(|| Error::InvalidSpec("the SealedSecret has no uid yet".into()))?;
-    // Fast path without decrypting: the Secret is unchanged since it was
-    // synced from this very spec (generation) with this very key set. A
-    // status write or a relabel of the SealedSecret lands here.
+    // Until the first list of owned Secrets is in, a missing Secret means
+    // nothing; wait (well under a second at start) rather than guess.
+    // Bounded: an index that is slow to fill only costs reads.
     let owned_secrets = &ctx.owned_secrets;
-    let key_generation = ctx.keys.generation();
-    let source = source_stamp(&owner.uid, sealed.metadata.generation, key_generation);
-    if owned_secrets.in_sync_from(&namespace, &name, &source) {
-        return Ok(Outcome::InSync);
-    }
+    let _ = tokio::time::timeout(Duration::from_secs(30), owned_secrets.wait_until_ready()).await;
     let keys = ctx.keys.get();
+    let object = ObjectRef::from_obj(sealed.as_ref());
+    let mut known = Known {
+        namespace: &namespace,
+        name: &name,
+        current_version: owned_secrets.resource_version(&namespace, &name),
+        recorded: None,
+        keys,
+        owner,
+    };
+    // The record: ours (signed with a key held here) and for this object.
+    known.recorded = ctx
+        .known_status(&object, &known.owner.uid, sealed.status.as_ref())
+        .and_then(|status| status.secret_record)
+        .filter(|record| {
+            known
+                .keys
+                .record_keys
+                .verify(known.subject(), record)
+                .is_some()
+        });
+    // Fast path, without reading or decrypting: the Secret is unchanged
+    // since a reconcile of this very generation made or checked it, and
+    // every value can still be decrypted here (a key removed since makes
+    // the object fail as it should).
+    if let Some(record) = known.unchanged_record()
+        && Some(record.generation) == sealed.metadata.generation
+        && sealed
+            .key_id_sets()
+            .all(|ids| ids.iter().any(|id| known.keys.keyring.contains(id)))
+    {
+        return Ok((Outcome::InSync, Some(record.clone())));
+    }
+    if sealed.has_values() {
+        return write_secret(sealed, ctx, &known).await;
+    }
+    tracing::debug!(
+        object = %object,
+        secret_version = ?known.current_version,
+        recorded_version = ?known.recorded.as_ref().map(|r| &r.resource_version),
+        recorded_generation = ?known.recorded.as_ref().map(|r| r.generation),
+        generation = ?sealed.metadata.generation,
+        "not known to be in sync, and the values are not cached: reading the SealedSecret"
+    );
+    // The cache dropped the values of an object it took to be in sync:
+    // read it once. It may be newer than the cached copy; then it is what
+    // the Secret must hold (its own watch event follows). A list by name,
+    // not a GET: the chart's role lets the controller list and watch
+    // SealedSecrets, and that is all it needs.
+    let api: Api<SealedSecret> = Api::namespaced(ctx.client.clone(), &namespace);
+    let by_name = ListParams::default().fields(&format!("metadata.name={name}"));
+    let fresh = api
+        .list(&by_name)
+        .await?
+        .items
+        .into_iter()
+        .next()
+        .ok_or_else(|| {
+            Error::Internal("the SealedSecret was deleted while it was reconciled".into())
+        })?;
+    if fresh.metadata.uid.as_deref() != Some(known.owner.uid.as_str()) {
+        return Err(Error::Internal(
+            "the SealedSecret was replaced while it was reconciled; retrying".into(),
+        ));
+    }
+    let fresh = Arc::new(CachedSealedSecret::new(fresh, true));
+    admit(&fresh, &namespace, ctx)?;
+    write_secret(&fresh, ctx, &known).await
+}
+
+/// Decrypts `sealed` and makes the owned Secret hold exactly that.
+async fn write_secret(
+    sealed: &Arc<CachedSealedSecret>,
+    ctx: &Context,
+    known: &Known<'_>,
+) -> Result<(Outcome, Option<SecretRecord>), Error> {
+    let (namespace, name) = (known.namespace, known.name);
+    let owner = known.owner.clone();
+    let subject = known.subject();
+    let desired = Desired::of(sealed);
+    let keys = Arc::clone(&known.keys);
     let decrypting = (Arc::clone(sealed), Arc::clone(&keys));
     let decrypted = ctx
         .crypto
@@ -296,36 +391,28 @@ async fn sync_secret(sealed: &Arc<CachedSealedSecret>, ctx: &Context) -> Result<
         }
     };
     ctx.metrics.count_unseals("ok", data.0.len() as u64);
-    let digest = desired.digest(&data, &owner.uid);
-
-    let remember = |version: Option<String>| {
-        let synced = version.map(|version| Synced {
-            version: version.into(),
-            content: digest,
-            source,
-        });
-        owned_secrets.mark_synced(&namespace, &name, synced);
+    let generation = sealed.metadata.generation.unwrap_or_default();
+    let signer = keys.record_keys.active();
+    let content = signer.map(|signer| desired.content(signer, subject, &data));
+    let record = |version: Option<String>| {
+        Some(signer?.sign(subject, &version?, generation, content.clone()?))
     };
-    // Fast path: the watch shows the Secret unchanged since a reconcile last
-    // found or made it in sync with this very content.
-    // Until the first list of owned Secrets is in, a missing Secret means
-    // nothing; wait (well under a second at start) rather than guess.
-    // Bounded: an index that is slow to fill only costs a 409 and a read.
-    let _ = tokio::time::timeout(Duration::from_secs(2), owned_secrets.wait_until_ready()).await;
-    if owned_secrets.unchanged_since_sync(&namespace, &name, &digest) {
-        // Same content from a new source (a key rotation, say): remember
-        // the new source so the next reconcile takes the fast path.
-        if let Some(version) = owned_secrets.resource_version(&namespace, &name) {
-            remember(Some(version));
-        }
-        return Ok(Outcome::InSync);
+    // The Secret is unchanged since it was recorded with this very content
+    // (a re-wrap, a new key set): no need to read it.
+    if let Some(recorded) = known.unchanged_record()
+        && let Some(recorder) = keys.record_keys.verify(subject, recorded)
+        && desired.content(recorder, subject, &data) == recorded.content
+    {
+        return Ok((
+            Outcome::InSync,
+            record(Some(recorded.resource_version.clone())),
+        ));
     }
-    let cached_version = owned_secrets.resource_version(&namespace, &name);
-    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
     let create = || async {
         let mut secret = Secret::default();
-        secret.metadata.name = Some(name.clone());
-        secret.metadata.namespace = Some(namespace.clone());
+        secret.metadata.name = Some(name.to_owned());
+        secret.metadata.namespace = Some(namespace.to_owned());
         secret.metadata.labels = Some(desired.labels.clone());
         secret.metadata.annotations =
             (!desired.annotations.is_empty()).then(|| desired.annotations.clone());
@@ -340,24 +427,28 @@ async fn sync_secret(sealed: &Arc<CachedSealedSecret>, ctx: &Context) -> Result<
     // Not among the Secrets we own: almost always it does not exist yet, so
     // create it at once (one request instead of two); a Secret in the way
     // answers 409 and is read below.
-    let existing = if cached_version.is_none() {
+    let existing = if known.current_version.is_none() {
         match create().await {
             Ok(created) => {
-                remember(created.metadata.resource_version.clone());
-                return Ok(Outcome::Created);
+                return Ok((
+                    Outcome::Created,
+                    record(created.metadata.resource_version.clone()),
+                ));
             }
             Err(kube::Error::Api(status)) if status.code == 409 => {
-                api.get_opt(&name).await?.map(Wiped)
+                api.get_opt(name).await?.map(Wiped)
             }
             Err(err) => return Err(err.into()),
         }
     } else {
-        api.get_opt(&name).await?.map(Wiped)
+        api.get_opt(name).await?.map(Wiped)
     };
     let Some(mut existing) = existing else {
         let created = create().await?;
-        remember(created.metadata.resource_version.clone());
-        return Ok(Outcome::Created);
+        return Ok((
+            Outcome::Created,
+            record(created.metadata.resource_version.clone()),
+        ));
     };
     let owned = owned_by(&existing, &owner);
     if !owned
@@ -367,12 +458,13 @@ async fn sync_secret(sealed: &Arc<CachedSealedSecret>, ctx: &Context) -> Result<
             .map(String::as_str)
             != Some("true")
     {
-        remember(None);
-        return Err(Error::SecretNotOwned(name));
+        return Err(Error::SecretNotOwned(name.to_owned()));
     }
     if owned && desired.matches(&existing, &data) {
-        remember(existing.metadata.resource_version.clone());
-        return Ok(Outcome::InSync);
+        return Ok((
+            Outcome::InSync,
+            record(existing.metadata.resource_version.clone()),
+        ));
     }
     let content_differs = existing
         .data
@@ -380,8 +472,7 @@ async fn sync_secret(sealed: &Arc<CachedSealedSecret>, ctx: &Context) -> Result<
         .map_or(!data.0.is_empty(), |d| *d != data.0)
         || existing.type_.as_deref().unwrap_or("Opaque") != desired.type_;
     if existing.immutable == Some(true) && content_differs {
-        remember(None);
-        return Err(Error::SecretImmutable(name));
+        return Err(Error::SecretImmutable(name.to_owned()));
     }
     // Correct the Secret: our data, type and immutability exactly; our labels
     // and annotations over whatever else is there; us as the controller.
@@ -411,11 +502,13 @@ async fn sync_secret(sealed: &Arc<CachedSealedSecret>, ctx: &Context) -> Result<
     references.retain(|reference| reference.controller != Some(true) && reference.uid != owner.uid);
     references.push(owner);
     let updated = api
-        .replace(&name, &PostParams::default(), &existing)
+        .replace(name, &PostParams::default(), &existing)
         .await
         .map(Wiped)?;
-    remember(updated.metadata.resource_version.clone());
-    Ok(Outcome::Updated)
+    Ok((
+        Outcome::Updated,
+        record(updated.metadata.resource_version.clone()),
+    ))
 }
 
 /// A policy violation with the controller flag that allows it, if any.
@@ -475,6 +568,7 @@ async fn update_status(
     sealed: &CachedSealedSecret,
     ctx: &Context,
     result: &Result<Outcome, Error>,
+    record: Option<SecretRecord>,
 ) -> Result<(), Error> {
     let (status, reason, message) = match result {
         Ok(_) => (
@@ -540,6 +634,9 @@ async fn update_status(
         observed_generation: generation,
         conditions,
         key_ids: key_ids_of(sealed),
+        // A failed reconcile leaves the last record: it stays true of the
+        // Secret version it names, and is checked before every use.
+        secret_record: record.or_else(|| known.as_ref()?.secret_record.clone()),
     };
     let changed_condition = previous.is_none_or(|p| p.reason != reason || p.message != message);
     if let Err(err) = result

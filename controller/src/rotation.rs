@@ -9,7 +9,6 @@
 
 use std::collections::HashSet;
 
-use kseal_shared::envelope::SealedValue;
 use kseal_shared::x25519::KeyId;
 
 use crate::cached::CachedSealedSecret;
@@ -92,10 +91,12 @@ pub fn conditions(
         Some(Ok(_)) if !unsealed => conditions.push(Due::unverified(ROTATION_DUE)),
         Some(Ok(max_age)) => {
             let overdue: Vec<String> = sealed
-                .encrypted_data()
-                .filter_map(|(key, value)| {
-                    let verdict = max_age.verdict(&SealedValue::parse(value).ok()?, now);
-                    verdict.is_due().then(|| format!("{key} ({verdict})"))
+                .value_facts()
+                .filter_map(|value| {
+                    let verdict = max_age.verdict_at(value.sealed_at?, now);
+                    verdict
+                        .is_due()
+                        .then(|| format!("{} ({verdict})", value.key))
                 })
                 .collect();
             conditions.push(if overdue.is_empty() {
@@ -126,9 +127,9 @@ pub fn conditions(
             return conditions;
         }
         let stale: Vec<String> = sealed
-            .encrypted_data()
-            .filter(|(_, value)| is_stale(value, &active))
-            .map(|(key, _)| key.to_owned())
+            .value_facts()
+            .filter(|value| is_stale(value.key_ids, &active))
+            .map(|value| value.key.to_owned())
             .collect();
         conditions.push(if stale.is_empty() {
             Due::new(
@@ -174,11 +175,11 @@ pub fn active_key_ids(keys: &KeySet) -> HashSet<KeyId> {
         .collect()
 }
 
-/// Whether a well-formed value names none of the active keys. A value that
-/// does not parse is `Ready`'s business, not rotation's.
-pub fn is_stale(value: &str, active: &HashSet<KeyId>) -> bool {
-    SealedValue::parse(value)
-        .is_ok_and(|value| !value.key_ids().iter().any(|id| active.contains(id)))
+/// Whether a well-formed value (its key ids) names none of the active
+/// keys. A value that does not parse (`None`) is `Ready`'s business, not
+/// rotation's.
+pub fn is_stale(key_ids: Option<&[KeyId]>, active: &HashSet<KeyId>) -> bool {
+    key_ids.is_some_and(|ids| !ids.iter().any(|id| active.contains(id)))
 }
 
 fn named(keys: &[String]) -> String {

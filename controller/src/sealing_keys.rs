@@ -28,6 +28,8 @@ use kube::runtime::reflector::Store;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 use tokio::sync::watch;
+
+use crate::record::RecordKeys;
 use zeroize::Zeroizing;
 
 /// Field manager for server-side apply.
@@ -70,6 +72,8 @@ pub struct KeySet {
     pub keyring: Keyring,
     /// Key Secrets that could not be read (names and reasons, no contents).
     pub problems: Vec<String>,
+    /// The keys of the signed Secret records, one per key in `keyring`.
+    pub record_keys: RecordKeys,
 }
 
 impl KeySet {
@@ -80,6 +84,7 @@ impl KeySet {
             match read_key_secret(secret) {
                 Ok((info, identity)) => {
                     if info.state != KeyState::Retired {
+                        set.record_keys.insert(&identity);
                         set.keyring.insert(identity);
                     }
                     set.keys.push(info);
@@ -91,6 +96,8 @@ impl KeySet {
         }
         set.keys
             .sort_by(|a, b| b.created.cmp(&a.created).then_with(|| a.id.cmp(&b.id)));
+        let active = set.active().and_then(|key| key.key_id);
+        set.record_keys.set_active(active);
         set
     }
 

@@ -56,10 +56,17 @@ impl MaxAge {
 
     /// The verdict on one value, at `now`.
     pub fn verdict(self, value: &SealedValue, now: jiff::Timestamp) -> AgeVerdict {
-        let Some(sealed_at) = value.sealed_at() else {
+        self.verdict_at(value.sealed_at_seconds(), now)
+    }
+
+    /// The verdict on a value sealed at `sealed_at` (seconds since the Unix
+    /// epoch, [`crate::envelope::SEALED_AT_UNRECORDED`] when not recorded).
+    pub fn verdict_at(self, sealed_at: u64, now: jiff::Timestamp) -> AgeVerdict {
+        if sealed_at == crate::envelope::SEALED_AT_UNRECORDED {
             return AgeVerdict::Unrecorded;
-        };
-        let age = now.as_second() - sealed_at.as_second();
+        }
+        let sealed_at = i64::try_from(sealed_at).unwrap_or(i64::MAX);
+        let age = now.as_second().saturating_sub(sealed_at);
         if age < -CLOCK_SKEW {
             return AgeVerdict::SealedInTheFuture;
         }

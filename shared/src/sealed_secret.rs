@@ -116,6 +116,32 @@ pub struct SealedSecretStatus {
     /// The key ids the values are sealed to (sorted, unique).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub key_ids: Vec<String>,
+    /// The controller's signed record of the Secret it last wrote or found
+    /// in sync, so that a restarted controller can trust a Secret unchanged
+    /// since then without reading it. Says nothing about the values.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_record: Option<SecretRecord>,
+}
+
+/// The owned Secret as the controller last wrote or found it in sync: the
+/// Secret's `resourceVersion` then, the generation it was in sync with, and
+/// a digest of its content, under a MAC keyed with a key derived from a
+/// cluster private key (`keyId`). Without that key neither can be forged
+/// nor tells anything about the values.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretRecord {
+    /// The owned Secret's `metadata.resourceVersion` when it was in sync.
+    pub resource_version: String,
+    /// The SealedSecret's `metadata.generation` it was in sync with.
+    pub generation: i64,
+    /// The key whose derived MAC key signed this record.
+    pub key_id: String,
+    /// A keyed digest of what the Secret holds (base64url, no padding).
+    pub content: String,
+    /// The MAC over all of the above and the object's identity (base64url,
+    /// no padding).
+    pub mac: String,
 }
 
 /// A condition in the standard Kubernetes form (`metav1.Condition`).

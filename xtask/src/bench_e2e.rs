@@ -423,7 +423,35 @@ where
                 WatchEvent::Bookmark(bookmark) => {
                     self.version = bookmark.metadata.resource_version;
                 }
+                // The watch started before a long apply and fell behind the
+                // API server's compaction (every 5 minutes): start again
+                // from a full list.
+                WatchEvent::Error(error) if error.code == 410 => {
+                    self.relist(&done).await?;
+                    self.stream = None;
+                }
                 WatchEvent::Error(error) => bail!("watch error: {error:?}"),
+            }
+        }
+    }
+
+    /// Replaces what is known with a full list, and watches on from it.
+    async fn relist(&mut self, done: &impl Fn(&K) -> bool) -> Result<()> {
+        let mut params = ListParams::default().limit(500);
+        let mut fresh = HashMap::new();
+        loop {
+            let page = self.api.list(&params).await?;
+            for object in &page.items {
+                let name = object.meta().name.clone().unwrap_or_default();
+                fresh.insert(name, done(object));
+            }
+            match page.metadata.continue_ {
+                Some(token) if !token.is_empty() => params = params.continue_token(&token),
+                _ => {
+                    self.version = page.metadata.resource_version.unwrap_or_default();
+                    self.done = fresh;
+                    return Ok(());
+                }
             }
         }
     }
@@ -479,6 +507,83 @@ fn memory_kib(pid: u32) -> (u64, u64) {
             .unwrap_or(0)
     };
     (field("VmHWM:"), field("VmRSS:"))
+}
+
+/// The controller's memory as the objects it holds grow: `VmRSS` and
+/// `VmHWM` the first time its `kseal_sealed_secrets` count reaches each
+/// checkpoint (1k, 2k, 5k, 10k, 15k, 20k, … up to N), sampled during the
+/// apply.
+struct MemoryCurve {
+    checkpoints: Vec<usize>,
+    points: Vec<serde_json::Value>,
+}
+
+impl MemoryCurve {
+    fn new(n: usize) -> Self {
+        let mut checkpoints: Vec<usize> = [1_000, 2_000, 5_000, 10_000, 15_000]
+            .into_iter()
+            .chain((20_000..).step_by(10_000))
+            .take_while(|c| *c < n)
+            .collect();
+        checkpoints.push(n);
+        Self {
+            checkpoints,
+            points: Vec::new(),
+        }
+    }
+
+    async fn sample(&mut self, controller: &Controller, pid: u32) {
+        let Some(next) = self.checkpoints.first().copied() else {
+            return;
+        };
+        let Some((200, body)) = controller.get("/metrics").await else {
+            return;
+        };
+        let held: f64 = body
+            .lines()
+            .filter_map(|line| line.strip_prefix("kseal_sealed_secrets{"))
+            .filter_map(|rest| rest.split_once("} ")?.1.trim().parse::<f64>().ok())
+            .sum();
+        if (held as usize) < next {
+            return;
+        }
+        let (hwm, rss) = memory_kib(pid);
+        self.checkpoints.retain(|c| *c > held as usize);
+        note(&format!(
+            "{held} SealedSecrets held: RSS {} MiB, peak {} MiB; load {}",
+            mib(rss),
+            mib(hwm),
+            load()
+        ));
+        self.points.push(json!({
+            "objects": held as u64,
+            "rss_mib": mib(rss),
+            "peak_rss_mib": mib(hwm),
+            "load": load1(),
+        }));
+    }
+
+    fn figures(&self) -> serde_json::Value {
+        serde_json::Value::Array(self.points.clone())
+    }
+}
+
+/// CPU time (user + system) the process has used, in seconds, from
+/// `/proc/<pid>/stat` and the clock tick the kernel counts in.
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces) in parentheses.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the whole line.
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    let hz = Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|out| String::from_utf8(out.stdout).ok())
+        .and_then(|text| text.trim().parse::<f64>().ok())?;
+    Some(ticks / hz)
 }
 
 fn mib(kib: u64) -> f64 {
@@ -692,6 +797,7 @@ async fn bench(args: &Args, controller_bin: &Path) -> Result<serde_json::Value> 
     let requests_before = api_requests(&client).await?;
     let load_before = load();
 
+    let mut curve = MemoryCurve::new(n);
     let started = Instant::now();
     let (applied, mut peak_rss_sampled) = {
         let pid = controller.pid()?;
@@ -700,14 +806,23 @@ async fn bench(args: &Args, controller_bin: &Path) -> Result<serde_json::Value> 
         let mut apply = std::pin::pin!(apply);
         let mut peak = 0;
         let mut tick = tokio::time::interval(Duration::from_millis(200));
+        let mut ticks = 0u64;
         let applied = loop {
             tokio::select! {
                 result = &mut apply => break result?,
-                _ = tick.tick() => peak = peak.max(memory_kib(pid).1),
+                _ = tick.tick() => {
+                    peak = peak.max(memory_kib(pid).1);
+                    // Every 2 s: memory against the objects the controller holds.
+                    ticks += 1;
+                    if ticks.is_multiple_of(10) {
+                        curve.sample(&controller, pid).await;
+                    }
+                }
             }
         };
         (applied, peak)
     };
+    let applied_at = k8s_openapi::jiff::Timestamp::now();
     note(&format!(
         "applied {n} SealedSecrets in {:.2}s",
         applied.as_secs_f64()
@@ -744,7 +859,8 @@ async fn bench(args: &Args, controller_bin: &Path) -> Result<serde_json::Value> 
         controller.process.check_alive()?;
     };
     let requests_after = api_requests(&client).await?;
-    let (peak_kib, _) = memory_kib(pid);
+    let (peak_kib, synced_kib) = memory_kib(pid);
+    let run_cpu_s = cpu_seconds(pid);
     let load_after = load();
     note(&format!(
         "controller: all {n} Ready and correct in {:.2}s; peak RSS {} MiB (sampled {} MiB); load {load_before} → {load_after}",
@@ -756,6 +872,32 @@ async fn bench(args: &Args, controller_bin: &Path) -> Result<serde_json::Value> 
     // Check again with a full list, independent of the watches.
     let listed_secrets = list_all(&secret_api).await?;
     let listed_sealed = list_all(&sealed_api).await?;
+    // When the controller itself finished, by the API server's clock (whole
+    // seconds): the last Ready transition and the last Secret created. The
+    // watches above can lag behind that when they must relist.
+    let last_ready = listed_sealed
+        .iter()
+        .filter_map(|sealed| {
+            let status = sealed.status.as_ref()?;
+            let ready = status.conditions.iter().find(|c| c.type_ == "Ready")?;
+            ready
+                .last_transition_time
+                .parse::<k8s_openapi::jiff::Timestamp>()
+                .ok()
+        })
+        .max();
+    let last_secret = listed_secrets
+        .iter()
+        .filter_map(|secret| secret.metadata.creation_timestamp.as_ref().map(|t| t.0))
+        .max();
+    let done_after_apply_s = last_ready.max(last_secret).map(|last| {
+        (last - applied_at)
+            .total(k8s_openapi::jiff::Unit::Second)
+            .unwrap_or(f64::NAN)
+    });
+    note(&format!(
+        "last Ready transition {last_ready:?}, last Secret created {last_secret:?}: {done_after_apply_s:?} s after the last apply (±1 s)"
+    ));
     let bad_secrets = listed_secrets
         .iter()
         .filter(|s| !secret_correct(s, values))
@@ -792,6 +934,11 @@ async fn bench(args: &Args, controller_bin: &Path) -> Result<serde_json::Value> 
         "ratio": baseline_s.map(|b| round(controller_elapsed.as_secs_f64() / b, 3)),
         "controller_peak_rss_mib": mib(peak_kib),
         "controller_sampled_rss_mib": mib(peak_rss_sampled),
+        "controller_rss_synced_mib": mib(synced_kib),
+        "controller_rss_curve": curve.figures(),
+        "controller_done_after_apply_s": done_after_apply_s,
+        "controller_cpu_s": run_cpu_s.map(|s| round(s, 2)),
+        "controller_cpu_ms_per_object": run_cpu_s.map(|s| round(s * 1000.0 / n as f64, 3)),
         "controller_writes": controller_writes,
         "controller_qps": round(controller_writes as f64 / controller_elapsed.as_secs_f64(), 1),
         "run_requests": run_breakdown,
@@ -875,6 +1022,11 @@ async fn restart(
     let after = api_requests(client).await?;
     let (writes, reads, breakdown) = requests_between(&before, &after);
     let (peak_kib, _) = memory_kib(pid);
+    let restart_cpu_s = cpu_seconds(pid);
+    let secret_gets = breakdown
+        .get("GET secrets")
+        .and_then(|v| v.as_u64())
+        .unwrap_or(0);
     note(&format!(
         "restart: {writes} writes, {reads} reads: {breakdown}; peak RSS {} MiB; load {load_before} → {}",
         mib(peak_kib),
@@ -887,5 +1039,9 @@ async fn restart(
         "restart_reads": reads,
         "restart_requests": breakdown,
         "restart_peak_rss_mib": mib(peak_kib),
+        "restart_cpu_s": restart_cpu_s.map(|s| round(s, 2)),
+        "restart_secret_gets": secret_gets,
+        "restart_reads_per_object": round(reads as f64 / n as f64, 4),
+        "restart_writes_per_object": round(writes as f64 / n as f64, 4),
     }))
 }

@@ -329,3 +329,51 @@ pub fn kseal(dir: &Path, args: &[&str], stdin: Option<&str>) -> (i32, String, St
         String::from_utf8_lossy(&output.stderr).into_owned(),
     )
 }
+
+/// The API server's own count of requests (`apiserver_request_total`),
+/// summed by (verb, resource, subresource) over response codes: what it
+/// served, measured where it happened.
+pub async fn api_requests(
+    client: &Client,
+) -> std::collections::BTreeMap<(String, String, String), f64> {
+    let request = http::Request::get("/metrics").body(Vec::new()).unwrap();
+    let text = client.request_text(request).await.unwrap();
+    let mut counts = std::collections::BTreeMap::new();
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix("apiserver_request_total{") else {
+            continue;
+        };
+        let Some((labels, number)) = rest.split_once("} ") else {
+            continue;
+        };
+        let label = |name: &str| {
+            labels
+                .split("\",")
+                .filter_map(|pair| pair.split_once("=\""))
+                .find(|(key, _)| *key == name)
+                .map(|(_, value)| value.trim_end_matches('"').to_owned())
+                .unwrap_or_default()
+        };
+        let key = (label("verb"), label("resource"), label("subresource"));
+        *counts.entry(key).or_default() += number.trim().parse::<f64>().unwrap();
+    }
+    counts
+}
+
+/// Requests served between two [`api_requests`] scrapes for `resource`
+/// (and `subresource`, "" for the object itself) by verb, non-zero only.
+pub fn requests_between(
+    before: &std::collections::BTreeMap<(String, String, String), f64>,
+    after: &std::collections::BTreeMap<(String, String, String), f64>,
+    resource: &str,
+    subresource: &str,
+) -> std::collections::BTreeMap<String, u64> {
+    after
+        .iter()
+        .filter(|((_, r, s), _)| r == resource && s == subresource)
+        .filter_map(|(key, count)| {
+            let delta = count - before.get(key).copied().unwrap_or_default();
+            (delta > 0.0).then(|| (key.0.clone(), delta as u64))
+        })
+        .collect()
+}

@@ -1,0 +1,348 @@
+//! Signed records of owned Secrets (`status.secretRecord`).
+//!
+//! When the controller writes a Secret, or reads it and finds it in sync,
+//! it records in the SealedSecret's status the Secret's `resourceVersion`
+//! at that moment, the generation it was in sync with and a keyed digest of
+//! its content, all under a MAC. Any write to a Secret changes its
+//! `resourceVersion`, and the metadata watch of owned Secrets reports it;
+//! so a Secret whose watched `resourceVersion` equals a record the
+//! controller signed for this object and generation holds exactly what the
+//! controller last wrote or checked, and a reconcile (after a restart too)
+//! needs neither to read it nor to decrypt anything.
+//!
+//! The MAC key is derived (HKDF-SHA256) from a cluster private key, which
+//! only the controller holds, so whoever may write a SealedSecret's status
+//! cannot forge a record for a hand-edited Secret; the record names the key
+//! that signed it, so records stay valid across key rotation until that key
+//! is retired. The MAC binds the SealedSecret's namespace, name and uid, so
+//! a record copied from another object (or from an earlier object of the
+//! same name) is not valid here. The content digest is an HMAC of the
+//! Secret's data and metadata under the same key: it reveals nothing about
+//! the values to anyone without the key, and lets a reconcile of a new
+//! generation with the same content (a re-wrap) skip the read.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hmac::{Hmac, Mac};
+use kseal_shared::sealed_secret::SecretRecord;
+use kseal_shared::x25519::{Identity, KeyId};
+use sha2::Sha256;
+use zeroize::Zeroizing;
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// HKDF `info` of the record key: a key for this purpose only.
+const KEY_INFO: &[u8] = b"kseal.dev/v1 secret-record key";
+/// Domain separation of the two MACs; bump the version when what the
+/// controller writes into a Secret changes meaning.
+const CONTENT_LABEL: &[u8] = b"kseal.dev/v1 secret-record content";
+const RECORD_LABEL: &[u8] = b"kseal.dev/v1 secret-record";
+/// Both tags are truncated to 128 bits.
+const TAG_LEN: usize = 16;
+
+/// The SealedSecret a record belongs to.
+#[derive(Debug, Clone, Copy)]
+pub struct Subject<'a> {
+    pub namespace: &'a str,
+    pub name: &'a str,
+    pub uid: &'a str,
+}
+
+/// Record keys derived from the private keys that may decrypt, by key id.
+/// `Debug` prints the key ids only.
+#[derive(Clone, Default)]
+pub struct RecordKeys {
+    by_id: HashMap<KeyId, Zeroizing<[u8; 32]>>,
+    /// The key new records are signed with (the active sealing key).
+    active: Option<KeyId>,
+}
+
+impl fmt::Debug for RecordKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RecordKeys")
+            .field("ids", &self.by_id.keys().collect::<Vec<_>>())
+            .field("active", &self.active)
+            .finish()
+    }
+}
+
+impl RecordKeys {
+    /// Derives the record key of `identity`.
+    pub fn insert(&mut self, identity: &Identity) {
+        use kseal_shared::age::secrecy::ExposeSecret;
+        let secret = identity.to_secret_string();
+        let hkdf = hkdf::Hkdf::<Sha256>::new(None, secret.expose_secret().as_bytes());
+        let mut key = Zeroizing::new([0u8; 32]);
+        // 32 bytes is far below HKDF-SHA256's 8,160-byte limit.
+        if hkdf.expand(KEY_INFO, key.as_mut()).is_ok() {
+            self.by_id.insert(identity.key_id(), key);
+        }
+    }
+
+    /// Signs new records with the key of `id` (when held).
+    pub fn set_active(&mut self, id: Option<KeyId>) {
+        self.active = id.filter(|id| self.by_id.contains_key(id));
+    }
+
+    /// The signer for new records.
+    pub fn active(&self) -> Option<Signer<'_>> {
+        let id = self.active?;
+        Some(Signer {
+            id,
+            key: self.by_id.get(&id)?,
+        })
+    }
+
+    /// The signer of `record`, if `record` is valid for `subject`: signed
+    /// by a key this controller holds, for this very object.
+    pub fn verify(&self, subject: Subject<'_>, record: &SecretRecord) -> Option<Signer<'_>> {
+        let id: KeyId = record.key_id.parse().ok()?;
+        let signer = Signer {
+            id,
+            key: self.by_id.get(&id)?,
+        };
+        let tag = URL_SAFE_NO_PAD.decode(&record.mac).ok()?;
+        if tag.len() != TAG_LEN {
+            return None;
+        }
+        signer
+            .record_mac(subject, record)
+            .verify_truncated_left(&tag)
+            .ok()?;
+        Some(signer)
+    }
+}
+
+/// One record key.
+#[derive(Clone, Copy)]
+pub struct Signer<'a> {
+    id: KeyId,
+    key: &'a Zeroizing<[u8; 32]>,
+}
+
+impl fmt::Debug for Signer<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Signer({})", self.id)
+    }
+}
+
+/// Writes length-prefixed fields into a MAC, so no two field lists give
+/// the same input.
+pub struct Fields(HmacSha256);
+
+impl Fields {
+    /// Adds one field.
+    pub fn field(&mut self, bytes: &[u8]) {
+        self.0.update(&(bytes.len() as u64).to_be_bytes());
+        self.0.update(bytes);
+    }
+}
+
+impl Signer<'_> {
+    fn mac(&self, label: &[u8], subject: Subject<'_>) -> Fields {
+        // An HMAC key of any length is valid.
+        let mut fields = Fields(
+            <HmacSha256 as Mac>::new_from_slice(self.key.as_ref())
+                .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length")),
+        );
+        fields.field(label);
+        fields.field(subject.namespace.as_bytes());
+        fields.field(subject.name.as_bytes());
+        fields.field(subject.uid.as_bytes());
+        fields
+    }
+
+    /// The keyed digest of a Secret's content for `subject`; `write` adds
+    /// every field of the content.
+    pub fn content(&self, subject: Subject<'_>, write: impl FnOnce(&mut Fields)) -> String {
+        let mut fields = self.mac(CONTENT_LABEL, subject);
+        write(&mut fields);
+        let tag = fields.0.finalize().into_bytes();
+        URL_SAFE_NO_PAD.encode(&tag[..TAG_LEN])
+    }
+
+    fn record_mac(&self, subject: Subject<'_>, record: &SecretRecord) -> HmacSha256 {
+        let mut fields = self.mac(RECORD_LABEL, subject);
+        fields.field(record.resource_version.as_bytes());
+        fields.field(&record.generation.to_be_bytes());
+        fields.field(record.key_id.as_bytes());
+        fields.field(record.content.as_bytes());
+        fields.0
+    }
+
+    /// A record that the Secret of `subject`, at `resource_version`, holds
+    /// `content` and is in sync with `generation`.
+    pub fn sign(
+        &self,
+        subject: Subject<'_>,
+        resource_version: &str,
+        generation: i64,
+        content: String,
+    ) -> SecretRecord {
+        let mut record = SecretRecord {
+            resource_version: resource_version.to_owned(),
+            generation,
+            key_id: self.id.to_string(),
+            content,
+            mac: String::new(),
+        };
+        let tag = self.record_mac(subject, &record).finalize().into_bytes();
+        record.mac = URL_SAFE_NO_PAD.encode(&tag[..TAG_LEN]);
+        record
+    }
+
+    /// The key that signs.
+    pub fn key_id(&self) -> KeyId {
+        self.id
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    const SUBJECT: Subject<'static> = Subject {
+        namespace: "app",
+        name: "db",
+        uid: "uid-1",
+    };
+
+    fn keys(identities: &[&Identity], active: &Identity) -> RecordKeys {
+        let mut keys = RecordKeys::default();
+        for identity in identities {
+            keys.insert(identity);
+        }
+        keys.set_active(Some(active.key_id()));
+        keys
+    }
+
+    fn content(signer: Signer<'_>, subject: Subject<'_>, value: &[u8]) -> String {
+        signer.content(subject, |fields| fields.field(value))
+    }
+
+    #[test]
+    fn a_signed_record_verifies_only_for_its_object_and_fields() {
+        let one = Identity::generate();
+        let other = Identity::generate();
+        let keys = keys(&[&one], &one);
+        let signer = keys.active().unwrap();
+        let record = signer.sign(SUBJECT, "42", 3, content(signer, SUBJECT, b"v"));
+        assert_eq!(
+            keys.verify(SUBJECT, &record).map(|s| s.key_id()),
+            Some(one.key_id())
+        );
+
+        let elsewhere = [
+            Subject {
+                namespace: "other",
+                ..SUBJECT
+            },
+            Subject {
+                name: "db2",
+                ..SUBJECT
+            },
+            Subject {
+                uid: "uid-2",
+                ..SUBJECT
+            },
+        ];
+        for subject in elsewhere {
+            assert!(keys.verify(subject, &record).is_none(), "{subject:?}");
+        }
+        type Edit = fn(&mut SecretRecord);
+        let edits: [(&str, Edit); 7] = [
+            ("resourceVersion", |r| r.resource_version = "43".into()),
+            ("generation", |r| r.generation = 4),
+            ("content", |r| r.content = "AAAAAAAAAAAAAAAAAAAAAA".into()),
+            ("mac", |r| r.mac = "AAAAAAAAAAAAAAAAAAAAAA".into()),
+            ("short mac", |r| {
+                r.mac.pop();
+            }),
+            ("not base64", |r| r.mac = "!".repeat(22)),
+            ("unknown key", |r| r.key_id = "0011223344556677".into()),
+        ];
+        for (what, edit) in edits {
+            let mut forged = record.clone();
+            edit(&mut forged);
+            assert!(keys.verify(SUBJECT, &forged).is_none(), "{what}");
+        }
+        // The same fields signed with a key this controller does not hold.
+        let stranger = keys_of(&other);
+        let foreign = stranger
+            .active()
+            .unwrap()
+            .sign(SUBJECT, "42", 3, record.content.clone());
+        assert!(keys.verify(SUBJECT, &foreign).is_none(), "foreign key");
+        let mut relabelled = foreign.clone();
+        relabelled.key_id = one.key_id().to_string();
+        assert!(keys.verify(SUBJECT, &relabelled).is_none(), "foreign MAC");
+    }
+
+    fn keys_of(identity: &Identity) -> RecordKeys {
+        keys(&[identity], identity)
+    }
+
+    #[test]
+    fn records_of_a_key_still_held_verify_after_rotation() {
+        let old = Identity::generate();
+        let new = Identity::generate();
+        let before = keys(&[&old], &old);
+        let record = before
+            .active()
+            .unwrap()
+            .sign(SUBJECT, "7", 1, String::new());
+        let after = keys(&[&new, &old], &new);
+        assert_eq!(
+            after.verify(SUBJECT, &record).map(|s| s.key_id()),
+            Some(old.key_id())
+        );
+        assert_eq!(after.active().unwrap().key_id(), new.key_id());
+        // Retired (no longer held): no longer trusted.
+        assert!(keys_of(&new).verify(SUBJECT, &record).is_none());
+    }
+
+    #[test]
+    fn content_digests_are_keyed_and_bound_to_the_object() {
+        let one = Identity::generate();
+        let two = Identity::generate();
+        let k1 = keys_of(&one);
+        let k2 = keys_of(&two);
+        let (s1, s2) = (k1.active().unwrap(), k2.active().unwrap());
+        let digest = content(s1, SUBJECT, b"value");
+        assert_eq!(digest, content(s1, SUBJECT, b"value"), "deterministic");
+        assert_ne!(digest, content(s1, SUBJECT, b"other"));
+        assert_ne!(digest, content(s2, SUBJECT, b"value"), "keyed");
+        let moved = Subject {
+            uid: "uid-2",
+            ..SUBJECT
+        };
+        assert_ne!(digest, content(s1, moved, b"value"), "bound to the object");
+        // Fields are length-prefixed: a split elsewhere is another content.
+        let split = s1.content(SUBJECT, |f| {
+            f.field(b"val");
+            f.field(b"ue");
+        });
+        let joined = s1.content(SUBJECT, |f| {
+            f.field(b"va");
+            f.field(b"lue");
+        });
+        assert_ne!(split, joined);
+    }
+
+    #[test]
+    fn debug_shows_no_key_material() {
+        let one = Identity::generate();
+        let keys = keys_of(&one);
+        let text = format!("{keys:?} {:?}", keys.active().unwrap());
+        assert!(text.contains(&one.key_id().to_string()));
+        let key = keys.by_id.get(&one.key_id()).unwrap();
+        let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+        assert!(!text.contains(&hex));
+        assert!(!text.contains(&format!("{:?}", **key)));
+    }
+}
