@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::{Context, Result, anyhow, bail};
-use kseal_shared::contract::{REWRAP_PATH, ValueFailures};
 use kseal_shared::envelope::{SealedValue, rewrap};
 use kseal_shared::manifest::{DocumentKind, ManifestFile, value_binding};
 use kseal_shared::sealed_secret::SealedSecret;
@@ -16,8 +15,8 @@ use kseal_shared::{
     x25519::{KeyId, Recipient},
 };
 
+use super::rewrap_online::{self, ObjectResult, Prefetched};
 use crate::args::{RecipientArgs, RewrapArgs};
-use crate::cluster::{self, ClusterArgs};
 use crate::error::UsageError;
 use crate::io::{Privacy, Source, manifest_files, write_atomic, write_stdout};
 use crate::recipients;
@@ -41,21 +40,16 @@ enum Mode<'a> {
         keyring: Keyring,
         recipients: &'a RecipientArgs,
     },
-    /// The cluster's controller re-wraps to its current keys.
-    Online(&'a ClusterArgs),
-}
-
-/// The outcome for one SealedSecret.
-struct ObjectResult {
-    encrypted: BTreeMap<String, String>,
-    rewrapped: usize,
-    current: usize,
-    failures: Vec<(String, String)>,
+    /// The cluster's controller re-wraps to its current keys; its answers
+    /// for every file are fetched in bulk first.
+    Online(Prefetched),
 }
 
 pub fn run(args: RewrapArgs) -> Result<()> {
-    let mode = if args.online {
-        Mode::Online(&args.cluster)
+    let online = args.online;
+    let mut mode = if online {
+        // Filled in below, once the files are known.
+        Mode::Online(Prefetched::default())
     } else {
         let keyring = recipients::keyring(&args.identities)?;
         // Checked once up front: flags, or a .kseal.yaml to take them from.
@@ -89,9 +83,12 @@ pub fn run(args: RewrapArgs) -> Result<()> {
         );
         bar
     });
+    if online {
+        mode = Mode::Online(rewrap_online::prefetch(&files, &args.cluster)?);
+    }
     let mut tally = Tally::default();
     for path in &files {
-        let rendered = rewrap_file(path, &mode, &mut tally);
+        let rendered = rewrap_file(path, &mut mode, &mut tally);
         let unreadable = rendered.as_ref().is_err_and(|err| {
             err.downcast_ref::<Unparseable>().is_some()
                 && Source::File(path.clone())
@@ -168,17 +165,17 @@ impl std::error::Error for Unparseable {}
 /// Re-wraps every value of every SealedSecret in one file. Returns the new
 /// text if anything changed. Values that fail are reported and left as they
 /// were (each value is self-contained, so the file stays consistent).
-fn rewrap_file(path: &Path, mode: &Mode<'_>, tally: &mut Tally) -> Result<Option<String>> {
+fn rewrap_file(path: &Path, mode: &mut Mode<'_>, tally: &mut Tally) -> Result<Option<String>> {
     let text = Source::File(path.to_owned()).read()?;
     let mut file = ManifestFile::new(&text);
     let objects = file
         .objects()
         .map_err(|err| anyhow::Error::new(Unparseable(format!("{}: {err}", path.display()))))?;
     let mut file_recipients: Option<(Vec<Recipient>, Vec<KeyId>)> = None;
-    for object in objects
+    let sealed_objects = objects
         .iter()
-        .filter(|o| o.kind == DocumentKind::SealedSecret)
-    {
+        .filter(|o| o.kind == DocumentKind::SealedSecret);
+    for (ordinal, object) in sealed_objects.enumerate() {
         let sealed: SealedSecret = kseal_shared::sealed_secret::from_document(&object.value)
             .map_err(|err| anyhow!("{}: {}: {err}", path.display(), object.location()))?;
         // Kubernetes' naming rules: a SealedSecret the API server would
@@ -219,7 +216,8 @@ fn rewrap_file(path: &Path, mode: &Mode<'_>, tally: &mut Tally) -> Result<Option
                 };
                 rewrap_offline(&sealed, keyring, recipients, target)
             }
-            Mode::Online(cluster) => rewrap_online(&sealed, cluster)
+            Mode::Online(prefetched) => prefetched
+                .take(path, ordinal)
                 .map_err(|err| anyhow!("{}: {}: {err:#}", path.display(), object.location()))?,
         };
         tally.rewrapped += result.rewrapped;
@@ -279,56 +277,4 @@ fn rewrap_offline(
         }
     }
     result
-}
-
-/// Sends the object to the controller's `/v1/rewrap`; only its
-/// `encryptedData` is taken from the answer.
-fn rewrap_online(sealed: &SealedSecret, cluster: &ClusterArgs) -> Result<ObjectResult> {
-    let response = cluster::controller_post(cluster, REWRAP_PATH, serde_json::to_vec(sealed)?)?;
-    let total = sealed.spec.encrypted_data.len();
-    match response.status {
-        200 => {
-            let answer: SealedSecret = serde_json::from_slice(&response.body)
-                .map_err(|err| anyhow!("unexpected answer from the controller: {err}"))?;
-            if answer
-                .spec
-                .encrypted_data
-                .keys()
-                .ne(sealed.spec.encrypted_data.keys())
-            {
-                bail!("the controller answered with other keys than were sent");
-            }
-            let rewrapped = answer
-                .spec
-                .encrypted_data
-                .iter()
-                .filter(|(key, value)| sealed.spec.encrypted_data.get(*key) != Some(*value))
-                .count();
-            Ok(ObjectResult {
-                encrypted: answer.spec.encrypted_data,
-                rewrapped,
-                current: total - rewrapped,
-                failures: Vec::new(),
-            })
-        }
-        422 => {
-            let answer: ValueFailures = serde_json::from_slice(&response.body)
-                .map_err(|err| anyhow!("unexpected answer from the controller: {err}"))?;
-            let failures = answer
-                .values
-                .into_iter()
-                .map(|(key, failure)| (key, failure.message))
-                .collect();
-            Ok(ObjectResult {
-                encrypted: sealed.spec.encrypted_data.clone(),
-                rewrapped: 0,
-                current: 0,
-                failures,
-            })
-        }
-        status => bail!(
-            "the controller refused (HTTP {status}): {}",
-            cluster::error_message(&response.body)
-        ),
-    }
 }
