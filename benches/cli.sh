@@ -5,6 +5,12 @@
 #   2. `kseal seal` of a file of 1,000 Secrets (5,000 values)
 #   3. `kseal rewrap --in-place` of a tree of 1,000 files × 5 values
 #      (5,000 values), reset before every run with --prepare
+#   4. side by side with Bitnami: `kseal seal -R FILE` against
+#      `kubeseal --cert FILE` (v0.36.6, built with `go install` and cached in
+#      ~/.cache/kseal/bin/kubeseal-v0.36.6/ as cli/tests/migrate.rs does;
+#      KUBESEAL=/path overrides) for the same 1 and 1,000 Secrets; the
+#      certificate is an RSA-4096 self-signed one as Bitnami's controller
+#      makes (openssl). Skipped with a note when Go or openssl is missing.
 #
 #   benches/cli.sh [OUT_DIR]         (default: target/bench-cli)
 #
@@ -69,6 +75,31 @@ bench() { # name, hyperfine arguments…
 }
 
 bench seal-one -N "$KSEAL seal -r $r1 -f one.yaml"
+
+# Side by side with kubeseal: both read their public key from a file.
+kubeseal=${KUBESEAL:-}
+if [[ -z $kubeseal ]]; then
+    cache=${KSEAL_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/kseal}
+    kubeseal=$cache/bin/kubeseal-v0.36.6/kubeseal
+    if [[ ! -x $kubeseal ]] && command -v go >/dev/null; then
+        mkdir -p "$cache/bin/.kubeseal-tmp-$$"
+        GOBIN=$cache/bin/.kubeseal-tmp-$$ GOTOOLCHAIN=local CGO_ENABLED=0 \
+            go install github.com/bitnami-labs/sealed-secrets/cmd/kubeseal@v0.36.6
+        mv "$cache/bin/.kubeseal-tmp-$$" "$cache/bin/kubeseal-v0.36.6"
+    fi
+fi
+if [[ -x $kubeseal ]] && command -v openssl >/dev/null; then
+    openssl req -x509 -newkey rsa:4096 -nodes -keyout bitnami.key -out bitnami.crt \
+        -subj /CN=sealed-secret/O=sealed-secret -days 3650 2>/dev/null
+    echo "$r1" > cluster.pub
+    export HOME=$work KUBECONFIG=
+    bench kubeseal-one -N "$kubeseal --cert bitnami.crt -f one.yaml -o yaml"
+    bench seal-one-R -N "$KSEAL seal -R cluster.pub -f one.yaml"
+    bench kubeseal-1000 -N "$kubeseal --cert bitnami.crt -f many.yaml -o yaml"
+    bench seal-1000-R -N "$KSEAL seal -R cluster.pub -f many.yaml"
+else
+    echo "== skipped: kubeseal side by side (no kubeseal at $kubeseal, or no openssl)" >&2
+fi
 bench seal-1000 -N "$KSEAL seal -r $r1 -f many.yaml"
 bench rewrap-5000 --prepare "rm -rf tree && cp -r tree.orig tree" \
     "$KSEAL rewrap -i id1.txt -r $r2 --in-place tree"

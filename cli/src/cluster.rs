@@ -115,39 +115,80 @@ pub struct ApiResponse {
 
 /// POSTs a JSON body to the controller (`/v1/verify`, `/v1/rewrap`).
 pub fn controller_post(args: &ClusterArgs, path: &str, body: Vec<u8>) -> Result<ApiResponse> {
-    runtime()?.block_on(async {
-        let (client, uri) = match &args.controller_url {
-            Some(url) => {
-                let base: http::Uri = url.parse().with_context(|| format!("--controller-url {url:?}"))?;
-                let client = Client::try_from(Config::new(base))?;
-                (client, path.to_owned())
+    ControllerApi::connect(args)?.post(path, body)
+}
+
+/// The controller's HTTP API, for many requests over one client (and its
+/// pooled connections): directly at `--controller-url`, or through the API
+/// server's service proxy.
+pub struct ControllerApi {
+    runtime: tokio::runtime::Runtime,
+    client: Client,
+    /// Prefix of every path: empty, or the service proxy's.
+    base: String,
+}
+
+impl ControllerApi {
+    pub fn connect(args: &ClusterArgs) -> Result<Self> {
+        let runtime = runtime()?;
+        let (client, base) = runtime.block_on(async {
+            match &args.controller_url {
+                Some(url) => {
+                    let base: http::Uri = url
+                        .parse()
+                        .with_context(|| format!("--controller-url {url:?}"))?;
+                    anyhow::Ok((Client::try_from(Config::new(base))?, String::new()))
+                }
+                None => {
+                    let client = client(args).await?;
+                    let base = format!(
+                        "/api/v1/namespaces/{}/services/{}:{HTTP_PORT_NAME}/proxy",
+                        args.controller_namespace, args.controller_service
+                    );
+                    Ok((client, base))
+                }
             }
-            None => {
-                let client = client(args).await?;
-                let uri = format!(
-                    "/api/v1/namespaces/{}/services/{}:{HTTP_PORT_NAME}/proxy{path}",
-                    args.controller_namespace, args.controller_service
-                );
-                (client, uri)
-            }
-        };
-        let request = http::Request::post(&uri)
-            .header(http::header::CONTENT_TYPE, "application/json")
-            .body(kube::client::Body::from(body))
-            .context("building the request")?;
-        let response = client
-            .send(request)
-            .await
-            .with_context(|| format!("cannot reach the kseal controller ({uri})"))?;
-        let status = response.status().as_u16();
-        let body = response.into_body().collect_bytes().await?.to_vec();
-        if status == 404 || status == 503 && body.is_empty() {
+        })?;
+        Ok(Self {
+            runtime,
+            client,
+            base,
+        })
+    }
+
+    /// POSTs a JSON body to `path` (e.g. `/v1/rewrap`); a 404 (or an
+    /// empty 503: the proxy found no endpoint) is an error saying where the
+    /// controller was looked for.
+    pub fn post(&self, path: &str, body: Vec<u8>) -> Result<ApiResponse> {
+        let response = self.send(path, body)?;
+        let status = response.status;
+        if status == 404 || status == 503 && response.body.is_empty() {
             bail!(
-                "the kseal controller did not answer at {uri} (HTTP {status}); check --controller-namespace/--controller-service or use --controller-url"
+                "the kseal controller did not answer at {}{path} (HTTP {status}); check --controller-namespace/--controller-service or use --controller-url",
+                self.base
             );
         }
-        Ok(ApiResponse { status, body })
-    })
+        Ok(response)
+    }
+
+    /// POSTs a JSON body to `path` and returns whatever status it gets.
+    pub fn send(&self, path: &str, body: Vec<u8>) -> Result<ApiResponse> {
+        let uri = format!("{}{path}", self.base);
+        self.runtime.block_on(async {
+            let request = http::Request::post(&uri)
+                .header(http::header::CONTENT_TYPE, "application/json")
+                .body(kube::client::Body::from(body))
+                .context("building the request")?;
+            let response = self
+                .client
+                .send(request)
+                .await
+                .with_context(|| format!("cannot reach the kseal controller ({uri})"))?;
+            let status = response.status().as_u16();
+            let body = response.into_body().collect_bytes().await?.to_vec();
+            Ok(ApiResponse { status, body })
+        })
+    }
 }
 
 /// The `error` field of a JSON error answer, or the raw text.

@@ -28,8 +28,9 @@ use axum::routing::{get, post};
 use axum::{Extension, Router};
 use futures::StreamExt;
 use kseal_shared::contract::{
-    ErrorResponse, PUBLIC_KEYS_PATH, PublicKeysResponse, REWRAP_PATH, REWRAPPED_HEADER,
-    VERIFY_PATH, ValueFailure, ValueFailureReason, ValueFailures, ValueVerdict, VerifyResponse,
+    ErrorResponse, PUBLIC_KEYS_PATH, PublicKeysResponse, REWRAP_BATCH_PATH, REWRAP_PATH,
+    REWRAPPED_HEADER, RewrapBatchItem, RewrapBatchRequest, RewrapBatchResponse, VERIFY_PATH,
+    ValueFailure, ValueFailureReason, ValueFailures, ValueVerdict, VerifyResponse,
 };
 use kseal_shared::envelope::{SealedValue, open, rewrap};
 use kseal_shared::error::SealError;
@@ -148,6 +149,7 @@ pub fn router_with_limits(state: ApiState, limits: ServerLimits) -> Router {
         .route(PUBLIC_KEYS_PATH, get(public_keys))
         .route(VERIFY_PATH, post(verify))
         .route(REWRAP_PATH, post(rewrap_handler))
+        .route(REWRAP_BATCH_PATH, post(rewrap_batch_handler))
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
         .layer(Extension(body_limits))
         .with_state(state)
@@ -746,62 +748,204 @@ fn rewrap_work(state: &ApiState, content_type: Option<&str>, body: &[u8]) -> Res
         return error(StatusCode::SERVICE_UNAVAILABLE, "no active sealing key");
     }
     let target: Vec<KeyId> = recipients.iter().map(|r| r.key_id()).collect();
-    // Values already sealed to the target cost no unwrap; the others are
-    // unwrapped and wrapped again.
-    let to_rewrap = parsed.iter().filter(|value| {
-        !value
-            .as_ref()
-            .is_ok_and(|value| value.is_current_for(&target))
-    });
-    let cost = work_cost(to_rewrap, &keys, recipients.len());
+    let cost = rewrap_cost(&parsed, &keys, &target);
     if !state.work_limiter.try_charge(cost) {
         return over_work_budget(cost);
     }
-    let mut failures = BTreeMap::new();
-    let mut rewrapped = 0;
-    let mut updated = sealed.spec.encrypted_data.clone();
+    let outcome = rewrap_object(&sealed, parsed, &keys, &recipients, &target);
+    if !outcome.failures.is_empty() {
+        return (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            axum::Json(ValueFailures {
+                error: "some values cannot be re-wrapped here".to_owned(),
+                values: outcome.failures,
+            }),
+        )
+            .into_response();
+    }
+    sealed.spec.encrypted_data = outcome.encrypted_data;
+    sealed.status = None;
+    let mut response = axum::Json(&sealed).into_response();
+    if let Ok(value) = outcome.rewrapped.to_string().parse() {
+        response.headers_mut().insert(REWRAPPED_HEADER, value);
+    }
+    response
+}
+
+/// The work of re-wrapping these values: values already sealed to the
+/// target in the current format cost nothing; the others (v1 values are
+/// upgraded) are unwrapped and wrapped again.
+fn rewrap_cost(parsed: &[Result<SealedValue, SealError>], keys: &KeySet, target: &[KeyId]) -> u64 {
+    let to_rewrap = parsed.iter().filter(|value| {
+        !value
+            .as_ref()
+            .is_ok_and(|value| value.is_current_for(target))
+    });
+    work_cost(to_rewrap, keys, target.len())
+}
+
+/// What re-wrapping one object's values gave.
+struct RewrapOutcome {
+    encrypted_data: BTreeMap<String, String>,
+    rewrapped: usize,
+    failures: BTreeMap<String, ValueFailure>,
+}
+
+/// Re-wraps every value of `sealed` (parsed as `parsed`, in key order) that
+/// is not sealed to `target` in the current format yet; the work must have
+/// been charged.
+fn rewrap_object(
+    sealed: &SealedSecret,
+    parsed: Vec<Result<SealedValue, SealError>>,
+    keys: &KeySet,
+    recipients: &[kseal_shared::x25519::Recipient],
+    target: &[KeyId],
+) -> RewrapOutcome {
+    let mut outcome = RewrapOutcome {
+        encrypted_data: sealed.spec.encrypted_data.clone(),
+        rewrapped: 0,
+        failures: BTreeMap::new(),
+    };
     for (key, value) in sealed.spec.encrypted_data.keys().zip(parsed) {
         let result = value.and_then(|value| {
-            if value.is_current_for(&target) {
+            if value.is_current_for(target) {
                 Ok(None)
             } else {
                 rewrap(
                     &value,
-                    &value_binding(&sealed, key),
+                    &value_binding(sealed, key),
                     &keys.keyring,
-                    &recipients,
+                    recipients,
                 )
                 .map(Some)
             }
         });
         match result {
             Ok(Some(value)) => {
-                updated.insert(key.clone(), value.encode());
-                rewrapped += 1;
+                outcome.encrypted_data.insert(key.clone(), value.encode());
+                outcome.rewrapped += 1;
             }
             Ok(None) => {}
             Err(err) => {
-                failures.insert(key.clone(), failure(&err, &keys));
+                outcome.failures.insert(key.clone(), failure(&err, keys));
             }
         }
     }
-    if !failures.is_empty() {
-        return (
-            StatusCode::UNPROCESSABLE_ENTITY,
-            axum::Json(ValueFailures {
-                error: "some values cannot be re-wrapped here".to_owned(),
-                values: failures,
-            }),
-        )
-            .into_response();
+    outcome
+}
+
+/// `POST /v1/rewrap-batch`: [`rewrap_handler`] for many objects in one
+/// request (bulk re-wrapping after a rotation). The same limits hold for
+/// the batch as a whole: one request token, the body limit, at most
+/// [`MAX_VALUES`] values (and objects) in all, and the sum of the objects'
+/// work charged at once before any key is used.
+async fn rewrap_batch_handler(
+    State(state): State<ApiState>,
+    Extension(limits): Extension<BodyLimits>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    match accept(&state, &limits, &headers, body).await {
+        Ok(body) => in_pool(&state, body, &headers, rewrap_batch_work).await,
+        Err(response) => response,
     }
-    sealed.spec.encrypted_data = updated;
-    sealed.status = None;
-    let mut response = axum::Json(&sealed).into_response();
-    if let Ok(value) = rewrapped.to_string().parse() {
-        response.headers_mut().insert(REWRAPPED_HEADER, value);
+}
+
+/// The blocking part of [`rewrap_batch_handler`].
+fn rewrap_batch_work(state: &ApiState, content_type: Option<&str>, body: &[u8]) -> Response {
+    let media = content_type
+        .and_then(|value| value.split(';').next())
+        .map(|value| value.trim().to_ascii_lowercase());
+    if media
+        .as_deref()
+        .is_some_and(|media| media != "application/json")
+    {
+        let shown: String = media.unwrap_or_default().chars().take(64).collect();
+        return error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("unsupported content type {shown:?}: send application/json"),
+        );
     }
-    response
+    let request: RewrapBatchRequest = match serde_json::from_slice(body) {
+        Ok(request) => request,
+        Err(err) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("not a rewrap batch: {}", redact_quoted(&err.to_string())),
+            );
+        }
+    };
+    let total: usize = request
+        .items
+        .iter()
+        .map(|sealed| sealed.spec.encrypted_data.len())
+        .sum();
+    if total > MAX_VALUES || request.items.len() > MAX_VALUES {
+        return error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "the batch has {} objects with {total} values; at most {MAX_VALUES} of each are accepted",
+                request.items.len()
+            ),
+        );
+    }
+    for (index, sealed) in request.items.iter().enumerate() {
+        let problems = kseal_shared::validation::sealed_secret_problems(sealed);
+        if !problems.is_empty() {
+            let problems: Vec<String> = problems.iter().map(ToString::to_string).collect();
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("item {index}: not a SealedSecret: {}", problems.join("; ")),
+            );
+        }
+    }
+    let keys = state.keys.get();
+    let recipients = keys.sealing_recipients();
+    if recipients.is_empty() {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "no active sealing key");
+    }
+    let target: Vec<KeyId> = recipients.iter().map(|r| r.key_id()).collect();
+    let parsed: Vec<Vec<Result<SealedValue, SealError>>> = request
+        .items
+        .iter()
+        .map(|sealed| {
+            sealed
+                .spec
+                .encrypted_data
+                .values()
+                .map(|encoded| SealedValue::parse(encoded))
+                .collect()
+        })
+        .collect();
+    let cost: u64 = parsed
+        .iter()
+        .map(|values| rewrap_cost(values, &keys, &target))
+        .sum();
+    if !state.work_limiter.try_charge(cost) {
+        return over_work_budget(cost);
+    }
+    let items = request
+        .items
+        .iter()
+        .zip(parsed)
+        .map(|(sealed, parsed)| {
+            let outcome = rewrap_object(sealed, parsed, &keys, &recipients, &target);
+            if outcome.failures.is_empty() {
+                RewrapBatchItem {
+                    encrypted_data: Some(outcome.encrypted_data),
+                    rewrapped: outcome.rewrapped,
+                    failures: BTreeMap::new(),
+                }
+            } else {
+                RewrapBatchItem {
+                    encrypted_data: None,
+                    rewrapped: 0,
+                    failures: outcome.failures,
+                }
+            }
+        })
+        .collect();
+    axum::Json(RewrapBatchResponse { items }).into_response()
 }
 
 #[cfg(test)]

@@ -636,10 +636,36 @@ async fn work_is_bounded_and_probes_stay_answered() {
     let rewrap_max_values = serde_json::to_vec(&seal(
         &plain("app", "flood", &values),
         Scope::Strict,
-        &[old],
+        std::slice::from_ref(&old),
     ))
     .unwrap();
     let over_cap = serde_json::to_vec(&object_of("flood", &two_dh, MAX_VALUES + 1)).unwrap();
+    // The batch endpoint: the same caps for the batch as a whole. Four
+    // objects of a quarter of the values each, sealed to the old key, cost
+    // what the one object at the cap costs; two halves plus one value are
+    // over the cap, as are more objects than MAX_VALUES (even empty ones).
+    let quarter: Vec<serde_json::Value> = (0..4)
+        .map(|q| {
+            let part: Vec<(&str, &str)> =
+                values[q * MAX_VALUES / 4..(q + 1) * MAX_VALUES / 4].to_vec();
+            serde_json::to_value(seal(
+                &plain("app", &format!("flood-{q}"), &part),
+                Scope::Strict,
+                std::slice::from_ref(&old),
+            ))
+            .unwrap()
+        })
+        .collect();
+    let batch_max_values = serde_json::to_vec(&serde_json::json!({ "items": quarter })).unwrap();
+    let batch_over_cap = serde_json::to_vec(&serde_json::json!({ "items": [
+        object_of("half-a", &two_dh, MAX_VALUES / 2),
+        object_of("half-b", &two_dh, MAX_VALUES / 2 + 1),
+    ]}))
+    .unwrap();
+    let empty: Vec<serde_json::Value> = (0..=MAX_VALUES)
+        .map(|i| object_of(&format!("e{i}"), &two_dh, 0))
+        .collect();
+    let batch_too_many = serde_json::to_vec(&serde_json::json!({ "items": empty })).unwrap();
     // Re-wrapping to the one active key: two operations (an ephemeral key
     // and a Diffie-Hellman) besides the unwrap.
     let (held_count, wrap_ops) = (held.len() as u64, 2);
@@ -653,6 +679,13 @@ async fn work_is_bounded_and_probes_stay_answered() {
             .post(path, "application/json", over_cap.clone())
             .await;
         assert_eq!(status, 413, "{path}: {answer}");
+        assert!(answer.contains(&MAX_VALUES.to_string()), "{answer}");
+    }
+    for body in [&batch_over_cap, &batch_too_many] {
+        let (status, answer) = controller
+            .post("/v1/rewrap-batch", "application/json", body.clone())
+            .await;
+        assert_eq!(status, 413, "/v1/rewrap-batch: {answer}");
         assert!(answer.contains(&MAX_VALUES.to_string()), "{answer}");
     }
     // At the cap: decrypted (every value fails: wrapped to other keys), and
@@ -720,6 +753,7 @@ async fn work_is_bounded_and_probes_stay_answered() {
         ("/v1/verify", verify_max_values.clone(), verify_cost),
         ("/v1/verify", verify_max_stanzas.clone(), stanzas_cost),
         ("/v1/rewrap", rewrap_max_values.clone(), rewrap_cost),
+        ("/v1/rewrap-batch", batch_max_values.clone(), rewrap_cost),
     ];
     let flooded = flood(&controller, &bodies, 6, Duration::from_secs(10)).await;
     let slowest = flooded.assert_probes_answered("default budgets");

@@ -89,6 +89,12 @@ pub const VERIFY_PATH: &str = "/v1/verify";
 pub const REWRAP_PATH: &str = "/v1/rewrap";
 /// Response header of [`REWRAP_PATH`]: how many values were re-wrapped.
 pub const REWRAPPED_HEADER: &str = "x-kseal-rewrapped";
+/// `POST` a [`RewrapBatchRequest`] (JSON): a [`RewrapBatchResponse`]
+/// (`200`), one result per object, in order. Many objects in one request,
+/// for bulk re-wrapping after a rotation: at most
+/// [`crate::sealed_secret::MAX_VALUES`] values and as many objects in all,
+/// charged as one request and the sum of the objects' work.
+pub const REWRAP_BATCH_PATH: &str = "/v1/rewrap-batch";
 
 /// Lifecycle state of a sealing key, as the [`KEY_STATE_LABEL`] and
 /// [`PublishedKey::state`] spell it.
@@ -280,6 +286,40 @@ pub struct ValueFailures {
     pub error: String,
     /// The failing values.
     pub values: BTreeMap<String, ValueFailure>,
+}
+
+/// Body of a [`REWRAP_BATCH_PATH`] request.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RewrapBatchRequest {
+    /// The SealedSecrets to re-wrap.
+    pub items: Vec<crate::sealed_secret::SealedSecret>,
+}
+
+/// Body of a [`REWRAP_BATCH_PATH`] answer: one item per object sent, in the
+/// same order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RewrapBatchResponse {
+    /// The results.
+    pub items: Vec<RewrapBatchItem>,
+}
+
+/// The result for one object of a [`RewrapBatchRequest`]: its new
+/// `encryptedData` (every value re-wrapped to the current sealing keys, or
+/// unchanged if already sealed to them), or the values that cannot be
+/// re-wrapped (then nothing of the object is returned, as with
+/// [`REWRAP_PATH`]'s `422`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RewrapBatchItem {
+    /// The object's new `spec.encryptedData`, when no value failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encrypted_data: Option<BTreeMap<String, String>>,
+    /// How many values were re-wrapped (the others were current).
+    #[serde(default)]
+    pub rewrapped: usize,
+    /// The failing values, by data key.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub failures: BTreeMap<String, ValueFailure>,
 }
 
 /// Body of every other error answer of the HTTP API.

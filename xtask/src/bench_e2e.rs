@@ -40,9 +40,9 @@ use kube::api::{ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchPar
 use kube::{Api, Client, CustomResourceExt, Resource};
 use serde_json::json;
 
-const KEY_NAMESPACE: &str = "kseal-system";
+pub(crate) const KEY_NAMESPACE: &str = "kseal-system";
 const BASELINE_NAMESPACE: &str = "bench-baseline";
-const NAMESPACE: &str = "bench";
+pub(crate) const NAMESPACE: &str = "bench";
 const FIELD_MANAGER: &str = "kseal-bench";
 /// Bytes per generated value.
 const VALUE_LEN: usize = 32;
@@ -51,22 +51,22 @@ const VALUE_LEN: usize = 32;
 pub struct Args {
     /// SealedSecrets to apply (and Secrets to create for the baseline)
     #[arg(long, default_value_t = 1000)]
-    count: usize,
+    pub(crate) count: usize,
     /// Values (keys) per object
     #[arg(long, default_value_t = 5)]
-    values: usize,
+    pub(crate) values: usize,
     /// Requests the applying client keeps in flight (baseline and controller run)
     #[arg(long, default_value_t = 16)]
-    concurrency: usize,
+    pub(crate) concurrency: usize,
     /// Client-side request rate limit of the applying client, requests per
     /// second, in both runs (0: none, like a client that leaves throttling to
     /// the API server's priority and fairness). E.g. 50 with burst 300 is
     /// Flux's client setting when the API server does not do that.
     #[arg(long, default_value_t = 0.0, value_name = "QPS")]
-    client_qps: f64,
+    pub(crate) client_qps: f64,
     /// Requests the applying client may send at once above --client-qps
     #[arg(long, default_value_t = 300, value_name = "N")]
-    client_burst: u32,
+    pub(crate) client_burst: u32,
     /// Extra argument for kseal-controller; repeatable, e.g.
     /// `--controller-arg=--kube-qps=0`
     #[arg(
@@ -74,20 +74,36 @@ pub struct Args {
         value_name = "ARG",
         allow_hyphen_values = true
     )]
-    controller_args: Vec<String>,
+    pub(crate) controller_args: Vec<String>,
     /// Use this kseal-controller binary instead of building the release one
     /// (e.g. a build of an older commit, for before/after figures)
     #[arg(long, value_name = "FILE")]
-    controller_bin: Option<PathBuf>,
+    pub(crate) controller_bin: Option<PathBuf>,
     /// Skip the baseline
     #[arg(long)]
-    no_baseline: bool,
+    pub(crate) no_baseline: bool,
     /// Skip the restart measurement
     #[arg(long)]
-    no_restart: bool,
+    pub(crate) no_restart: bool,
     /// Give up after this many seconds per phase
     #[arg(long, default_value_t = 1800)]
-    timeout: u64,
+    pub(crate) timeout: u64,
+    /// Also run another tool on the same control plane after kseal, with
+    /// the same N, values, applier and client settings: `bitnami`
+    /// (sealed-secrets v0.36.6, at its defaults and with
+    /// `--kubeclient-qps=-1`); adds key rotation and re-encryption of the N
+    /// objects for both tools
+    #[arg(long, value_name = "TOOL", value_parser = ["bitnami"])]
+    pub(crate) compare: Option<String>,
+    /// Extra Bitnami controller runs' flags instead of the two default runs
+    /// (`""` = its defaults); repeatable, e.g. `--bitnami-run=--kubeclient-qps=-1`
+    #[arg(long = "bitnami-run", value_name = "FLAGS", allow_hyphen_values = true)]
+    pub(crate) bitnami_runs: Vec<String>,
+    /// Rotation under load instead of the sync benchmark: N SealedSecrets in
+    /// sync, an applier adding and updating objects continuously while the
+    /// key is rotated, all N re-wrapped online in bulk, the old key retired
+    #[arg(long, conflicts_with = "compare")]
+    pub(crate) rotation_under_load: bool,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -97,10 +113,20 @@ pub fn run(args: Args) -> Result<()> {
     if !args.client_qps.is_finite() || args.client_qps < 0.0 {
         bail!("--client-qps must be 0 (no limit) or a positive number");
     }
+    let release = build_release()?;
+    // Private copies: a target directory shared with other checkouts may
+    // get their builds of the same binaries while this runs (the controller
+    // is started again for the restart).
+    let private = tempfile_dir("kseal-bench-bins")?;
+    for binary in ["kseal-controller", "kseal"] {
+        std::fs::copy(release.join(binary), private.path().join(binary))
+            .with_context(|| format!("copying {binary}"))?;
+    }
     let controller_bin = match &args.controller_bin {
         Some(bin) => bin.clone(),
-        None => build_release()?.join("kseal-controller"),
+        None => private.path().join("kseal-controller"),
     };
+    let kseal_bin = private.path().join("kseal");
     if !controller_bin.exists() {
         bail!("{} does not exist", controller_bin.display());
     }
@@ -109,7 +135,15 @@ pub fn run(args: Args) -> Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let figures = rt.block_on(bench(&args, &controller_bin))?;
+    let figures = if args.rotation_under_load {
+        rt.block_on(crate::rotation_load::bench(
+            &args,
+            &controller_bin,
+            &kseal_bin,
+        ))?
+    } else {
+        rt.block_on(bench(&args, &controller_bin, &kseal_bin))?
+    };
     println!("{}", serde_json::to_string(&figures)?);
     Ok(())
 }
@@ -122,11 +156,11 @@ fn client_limit(args: &Args) -> String {
     }
 }
 
-fn note(text: &str) {
+pub(crate) fn note(text: &str) {
     eprintln!("bench-e2e: {text}");
 }
 
-fn load() -> String {
+pub(crate) fn load() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .unwrap_or_default()
         .split_whitespace()
@@ -135,7 +169,7 @@ fn load() -> String {
         .join(" ")
 }
 
-fn load1() -> f64 {
+pub(crate) fn load1() -> f64 {
     load()
         .split_whitespace()
         .next()
@@ -143,9 +177,30 @@ fn load1() -> f64 {
         .unwrap_or(f64::NAN)
 }
 
-fn round(value: f64, digits: i32) -> f64 {
+pub(crate) fn round(value: f64, digits: i32) -> f64 {
     let scale = 10f64.powi(digits);
     (value * scale).round() / scale
+}
+
+/// A directory removed when dropped.
+pub(crate) struct TempDir(PathBuf);
+
+impl TempDir {
+    pub(crate) fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn tempfile_dir(prefix: &str) -> Result<TempDir> {
+    let dir = std::env::temp_dir().join(format!("{prefix}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(TempDir(dir))
 }
 
 /// `cargo build --release -p kseal-controller -p kseal-cli`; returns the
@@ -185,7 +240,7 @@ fn build_release() -> Result<PathBuf> {
 }
 
 /// The value of key `k` of object `i`: `VALUE_LEN` printable bytes.
-fn value(i: usize, k: usize) -> String {
+pub(crate) fn value(i: usize, k: usize) -> String {
     let mut value = format!("v{i:06}-{k}-");
     while value.len() < VALUE_LEN {
         value.push(char::from(b'a' + ((i + k + value.len()) % 26) as u8));
@@ -193,7 +248,7 @@ fn value(i: usize, k: usize) -> String {
     value
 }
 
-fn name(i: usize) -> String {
+pub(crate) fn name(i: usize) -> String {
     format!("s{i:06}")
 }
 
@@ -201,7 +256,11 @@ fn index_of(name: &str) -> Option<usize> {
     name.strip_prefix('s')?.parse().ok()
 }
 
-async fn wait_for<F, Fut>(what: &str, timeout: Duration, mut check: F) -> Result<Duration>
+pub(crate) async fn wait_for<F, Fut>(
+    what: &str,
+    timeout: Duration,
+    mut check: F,
+) -> Result<Duration>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
@@ -216,7 +275,7 @@ where
     Ok(started.elapsed())
 }
 
-async fn setup(client: &Client) -> Result<()> {
+pub(crate) async fn setup(client: &Client) -> Result<()> {
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     crds.create(&PostParams::default(), &SealedSecret::crd())
         .await?;
@@ -236,7 +295,11 @@ async fn setup(client: &Client) -> Result<()> {
 
 /// Applies every object with `concurrency` requests in flight; returns the
 /// time until the last is accepted.
-async fn apply_all<K>(api: &Api<K>, objects: &[K], concurrency: usize) -> Result<Duration>
+pub(crate) async fn apply_all<K>(
+    api: &Api<K>,
+    objects: &[K],
+    concurrency: usize,
+) -> Result<Duration>
 where
     K: Resource + Clone + serde::Serialize + serde::de::DeserializeOwned + std::fmt::Debug,
 {
@@ -275,7 +338,7 @@ fn baseline_secrets(count: usize, values: usize) -> Vec<Secret> {
 }
 
 /// Seals N objects on every core (before any clock starts).
-fn sealed_secrets(
+pub(crate) fn sealed_secrets(
     count: usize,
     values: usize,
     recipients: &[Recipient],
@@ -330,7 +393,7 @@ fn sealed_secrets(
 }
 
 /// Whether a Secret holds exactly the values of object `i`.
-fn secret_correct(secret: &Secret, values: usize) -> bool {
+pub(crate) fn secret_correct(secret: &Secret, values: usize) -> bool {
     let Some(i) = secret.metadata.name.as_deref().and_then(index_of) else {
         return false;
     };
@@ -344,7 +407,7 @@ fn secret_correct(secret: &Secret, values: usize) -> bool {
         })
 }
 
-fn sealed_ready(sealed: &SealedSecret) -> bool {
+pub(crate) fn sealed_ready(sealed: &SealedSecret) -> bool {
     sealed.status.as_ref().is_some_and(|status| {
         status.observed_generation.is_some()
             && status.observed_generation == sealed.metadata.generation
@@ -358,18 +421,18 @@ fn sealed_ready(sealed: &SealedSecret) -> bool {
 /// Follows one kind in a namespace with one long watch (re-opened from the
 /// last resourceVersion when the server ends it); keeps, per object name,
 /// whether `done` holds for its latest version.
-struct Follower<K> {
+pub(crate) struct Follower<K> {
     api: Api<K>,
     version: String,
     stream: Option<futures::stream::BoxStream<'static, kube::Result<WatchEvent<K>>>>,
-    done: HashMap<String, bool>,
+    pub(crate) done: HashMap<String, bool>,
 }
 
 impl<K> Follower<K>
 where
     K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
 {
-    async fn start(api: Api<K>) -> Result<Self> {
+    pub(crate) async fn start(api: Api<K>) -> Result<Self> {
         let list = api.list_metadata(&ListParams::default().limit(1)).await?;
         let version = list.metadata.resource_version.unwrap_or_default();
         Ok(Self {
@@ -380,12 +443,12 @@ where
         })
     }
 
-    fn complete(&self, count: usize) -> usize {
+    pub(crate) fn complete(&self, count: usize) -> usize {
         self.done.values().filter(|done| **done).count().min(count)
     }
 
     /// Reads the events that arrive until `deadline`.
-    async fn follow(
+    pub(crate) async fn follow(
         &mut self,
         done: impl Fn(&K) -> bool,
         deadline: tokio::time::Instant,
@@ -464,23 +527,23 @@ where
 }
 
 /// The controller process and where to reach it.
-struct Controller {
-    process: Component,
-    port: u16,
+pub(crate) struct Controller {
+    pub(crate) process: Component,
+    pub(crate) port: u16,
 }
 
 impl Controller {
-    fn pid(&self) -> Result<u32> {
+    pub(crate) fn pid(&self) -> Result<u32> {
         self.process.pid().context("the controller is not running")
     }
 
-    async fn get(&self, path: &str) -> Option<(u16, String)> {
+    pub(crate) async fn get(&self, path: &str) -> Option<(u16, String)> {
         let host = format!("127.0.0.1:{}", self.port);
         kseal_testenv::http::request(&host, "GET", path, None, &[]).await
     }
 
     /// Counter `name` from the controller's /metrics.
-    async fn metric(&self, name: &str) -> Option<f64> {
+    pub(crate) async fn metric(&self, name: &str) -> Option<f64> {
         let (status, body) = self.get("/metrics").await?;
         if status != 200 {
             return None;
@@ -497,7 +560,7 @@ impl Controller {
 }
 
 /// `(VmHWM, VmRSS)` of a process, in KiB.
-fn memory_kib(pid: u32) -> (u64, u64) {
+pub(crate) fn memory_kib(pid: u32) -> (u64, u64) {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     let field = |name: &str| {
         status
@@ -568,32 +631,14 @@ impl MemoryCurve {
     }
 }
 
-/// CPU time (user + system) the process has used, in seconds, from
-/// `/proc/<pid>/stat` and the clock tick the kernel counts in.
-fn cpu_seconds(pid: u32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the command name (which may hold spaces) in parentheses.
-    let rest = stat.rsplit_once(')')?.1;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // utime and stime are fields 14 and 15 of the whole line.
-    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
-    let hz = Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|out| String::from_utf8(out.stdout).ok())
-        .and_then(|text| text.trim().parse::<f64>().ok())?;
-    Some(ticks / hz)
-}
-
-fn mib(kib: u64) -> f64 {
+pub(crate) fn mib(kib: u64) -> f64 {
     round(kib as f64 / 1024.0, 1)
 }
 
 /// `apiserver_request_total`, summed by (verb, resource, subresource, code),
 /// for the resources kseal touches. Failed requests (e.g. a create answered
 /// 409) count too: they cost the API server as much.
-type RequestCounts = BTreeMap<(String, String, String, String), f64>;
+pub(crate) type RequestCounts = BTreeMap<(String, String, String, String), f64>;
 
 /// Leases are left out: kube-controller-manager renews its own every 2 s.
 const RESOURCES: [&str; 4] = ["secrets", "sealedsecrets", "events", "configmaps"];
@@ -608,7 +653,7 @@ const WRITE_VERBS: [&str; 8] = [
     "DELETECOLLECTION",
 ];
 
-async fn api_requests(client: &Client) -> Result<RequestCounts> {
+pub(crate) async fn api_requests(client: &Client) -> Result<RequestCounts> {
     let request = http::Request::get("/metrics").body(Vec::new())?;
     let text = client.request_text(request).await?;
     let mut counts = RequestCounts::new();
@@ -649,7 +694,7 @@ async fn api_requests(client: &Client) -> Result<RequestCounts> {
 }
 
 /// Requests between two scrapes: (writes, reads, breakdown).
-fn requests_between(
+pub(crate) fn requests_between(
     before: &RequestCounts,
     after: &RequestCounts,
 ) -> (u64, u64, serde_json::Value) {
@@ -686,7 +731,68 @@ fn requests_between(
     )
 }
 
-async fn bench(args: &Args, controller_bin: &Path) -> Result<serde_json::Value> {
+/// CPU time (user + system) a process has used, in seconds.
+pub(crate) fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces): state is the
+    // first, utime the 12th, stime the 13th; in clock ticks (USER_HZ, 100).
+    let fields: Vec<&str> = stat
+        .rsplit_once(") ")
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// A free TCP port on loopback.
+pub(crate) fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Deletes a namespace and waits until it is gone.
+pub(crate) async fn delete_namespace(
+    client: &Client,
+    name: &str,
+    timeout: Duration,
+) -> Result<Duration> {
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    namespaces.delete(name, &Default::default()).await?;
+    wait_for(
+        &format!("namespace {name} to be deleted"),
+        timeout,
+        || async { namespaces.get_opt(name).await.is_ok_and(|ns| ns.is_none()) },
+    )
+    .await
+}
+
+/// Creates a namespace.
+pub(crate) async fn create_namespace(client: &Client, name: &str) -> Result<()> {
+    let mut namespace = Namespace::default();
+    namespace.metadata.name = Some(name.to_owned());
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &namespace)
+        .await?;
+    Ok(())
+}
+
+/// The applying client: the controller's own client implementation, with
+/// the requested rate limit (none by default).
+pub(crate) async fn applying_client(cp: &ControlPlane, args: &Args) -> Result<Client> {
+    let kubeconfig = kube::config::Kubeconfig::read_from(cp.admin_kubeconfig())?;
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?;
+    Ok(kseal_controller::client::build(
+        config,
+        args.client_qps,
+        args.client_burst,
+    )?)
+}
+
+async fn bench(args: &Args, controller_bin: &Path, kseal_bin: &Path) -> Result<serde_json::Value> {
     let n = args.count;
     let timeout = Duration::from_secs(args.timeout);
     let load_start = load();
@@ -711,11 +817,7 @@ async fn bench(args: &Args, controller_bin: &Path) -> Result<serde_json::Value> 
     setup(&client).await?;
     // The applying client: the controller's own client implementation, with
     // the requested rate limit (none by default).
-    let apply_client = {
-        let kubeconfig = kube::config::Kubeconfig::read_from(cp.admin_kubeconfig())?;
-        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?;
-        kseal_controller::client::build(config, args.client_qps, args.client_burst)?
-    };
+    let apply_client = applying_client(&cp, args).await?;
 
     // Baseline: the same client settings creating the same N Secrets directly.
     let baseline_s = if args.no_baseline {
@@ -796,6 +898,7 @@ async fn bench(args: &Args, controller_bin: &Path) -> Result<serde_json::Value> 
     let mut secret_follower = Follower::start(secret_api.clone()).await?;
     let requests_before = api_requests(&client).await?;
     let load_before = load();
+    let cpu_before = cpu_seconds(controller.pid()?);
 
     let mut curve = MemoryCurve::new(n);
     let started = Instant::now();
@@ -859,8 +962,8 @@ async fn bench(args: &Args, controller_bin: &Path) -> Result<serde_json::Value> 
         controller.process.check_alive()?;
     };
     let requests_after = api_requests(&client).await?;
+    let run_cpu = cpu_seconds(pid) - cpu_before;
     let (peak_kib, synced_kib) = memory_kib(pid);
-    let run_cpu_s = cpu_seconds(pid);
     let load_after = load();
     note(&format!(
         "controller: all {n} Ready and correct in {:.2}s; peak RSS {} MiB (sampled {} MiB); load {load_before} → {load_after}",
@@ -937,9 +1040,9 @@ async fn bench(args: &Args, controller_bin: &Path) -> Result<serde_json::Value> 
         "controller_rss_synced_mib": mib(synced_kib),
         "controller_rss_curve": curve.figures(),
         "controller_done_after_apply_s": done_after_apply_s,
-        "controller_cpu_s": run_cpu_s.map(|s| round(s, 2)),
-        "controller_cpu_ms_per_object": run_cpu_s.map(|s| round(s * 1000.0 / n as f64, 3)),
         "controller_writes": controller_writes,
+        "controller_cpu_s": round(run_cpu, 2),
+        "controller_cpu_ms_per_object": round(run_cpu * 1000.0 / n as f64, 3),
         "controller_qps": round(controller_writes as f64 / controller_elapsed.as_secs_f64(), 1),
         "run_requests": run_breakdown,
         "run_reads": run_reads,
@@ -954,13 +1057,44 @@ async fn bench(args: &Args, controller_bin: &Path) -> Result<serde_json::Value> 
             target.extend(source.clone());
         }
     }
+    if args.compare.is_some() {
+        let rotation = kseal_rotation(
+            &client,
+            &controller,
+            kseal_bin,
+            &objects,
+            cp.dir(),
+            cp.admin_kubeconfig(),
+        )
+        .await?;
+        figures["rotation"] = rotation;
+    }
     figures["machine_load_end"] = json!(load());
     controller.process.terminate(Duration::from_secs(10));
+    if args.compare.is_some() {
+        drop(objects);
+        // Bitnami's controller watches every Secret in the cluster: kseal's
+        // N Secrets go first, so both tools see the same cluster.
+        let gone = delete_namespace(&client, NAMESPACE, timeout).await?;
+        note(&format!(
+            "kseal's namespace deleted in {:.1}s",
+            gone.as_secs_f64()
+        ));
+        let runs = if args.bitnami_runs.is_empty() {
+            vec![String::new(), "--kubeclient-qps=-1".to_owned()]
+        } else {
+            args.bitnami_runs.clone()
+        };
+        let compared = crate::bench_bitnami::runs(&cp, &client, &apply_client, args, &runs).await?;
+        figures["ratios"] = crate::bench_bitnami::ratios(&figures, &compared);
+        figures["bitnami"] = json!(compared);
+        figures["machine_load_end"] = json!(load());
+    }
     drop(cp);
     Ok(figures)
 }
 
-async fn list_all<K>(api: &Api<K>) -> Result<Vec<K>>
+pub(crate) async fn list_all<K>(api: &Api<K>) -> Result<Vec<K>>
 where
     K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {
@@ -992,6 +1126,7 @@ async fn restart(
     let started = Instant::now();
     controller.process.start()?;
     let pid = controller.pid()?;
+    let cpu_start = cpu_seconds(pid);
     wait_for("controller /readyz after restart", timeout, || async {
         controller
             .get("/readyz")
@@ -1020,9 +1155,9 @@ async fn restart(
     // within a few seconds.
     tokio::time::sleep(Duration::from_secs(5)).await;
     let after = api_requests(client).await?;
+    let cpu = cpu_seconds(pid) - cpu_start;
     let (writes, reads, breakdown) = requests_between(&before, &after);
     let (peak_kib, _) = memory_kib(pid);
-    let restart_cpu_s = cpu_seconds(pid);
     let secret_gets = breakdown
         .get("GET secrets")
         .and_then(|v| v.as_u64())
@@ -1039,9 +1174,189 @@ async fn restart(
         "restart_reads": reads,
         "restart_requests": breakdown,
         "restart_peak_rss_mib": mib(peak_kib),
-        "restart_cpu_s": restart_cpu_s.map(|s| round(s, 2)),
+        "restart_cpu_s": round(cpu, 2),
         "restart_secret_gets": secret_gets,
         "restart_reads_per_object": round(reads as f64 / n as f64, 4),
         "restart_writes_per_object": round(writes as f64 / n as f64, 4),
     }))
+}
+
+/// kseal's rotation, then re-wrapping the N objects as files (one per
+/// file, as in a GitOps repository): online through the controller
+/// (`kseal rewrap --online`, batched) and offline with the backed-up
+/// identities (`kseal rewrap -i … -R …`).
+async fn kseal_rotation(
+    client: &Client,
+    controller: &Controller,
+    kseal: &Path,
+    objects: &[SealedSecret],
+    dir: &Path,
+    kubeconfig: &Path,
+) -> Result<serde_json::Value> {
+    let n = objects.len();
+    let values: usize = objects.iter().map(|o| o.spec.encrypted_data.len()).sum();
+    let tree = dir.join("kseal-repo");
+    std::fs::create_dir_all(&tree)?;
+    for object in objects {
+        let name = object.metadata.name.as_deref().unwrap_or_default();
+        std::fs::write(
+            tree.join(format!("{name}.json")),
+            serde_json::to_vec(object)?,
+        )?;
+    }
+    let old =
+        kseal_testenv::published_recipients(client, KEY_NAMESPACE, Duration::from_secs(10)).await?;
+    let load_before = load();
+    let started = Instant::now();
+    run_tool(
+        Command::new(kseal)
+            .args(["keys", "rotate", "--kubeconfig"])
+            .arg(kubeconfig),
+    )?;
+    wait_for(
+        "the new key to be published",
+        Duration::from_secs(60),
+        || async {
+            kseal_testenv::published_recipients(client, KEY_NAMESPACE, Duration::from_secs(10))
+                .await
+                .is_ok_and(|new| {
+                    new.first().map(Recipient::key_id) != old.first().map(Recipient::key_id)
+                })
+        },
+    )
+    .await?;
+    let rotate = started.elapsed();
+    let new =
+        kseal_testenv::published_recipients(client, KEY_NAMESPACE, Duration::from_secs(10)).await?;
+    note(&format!(
+        "kseal: key rotated and published in {:.2}s",
+        rotate.as_secs_f64()
+    ));
+
+    // Online: the controller re-wraps to its current key.
+    let online_tree = dir.join("kseal-repo-online");
+    copy_tree(&tree, &online_tree)?;
+    let url = format!("http://127.0.0.1:{}", controller.port);
+    let started = Instant::now();
+    let cpu_before = cpu_seconds(controller.pid()?);
+    run_tool(
+        Command::new(kseal)
+            .args(["rewrap", "--online", "--controller-url", &url, "--in-place"])
+            .arg(&online_tree),
+    )?;
+    let online = started.elapsed();
+    let online_cpu = cpu_seconds(controller.pid()?) - cpu_before;
+    let new_id = new
+        .first()
+        .map(Recipient::key_id)
+        .context("no published key")?;
+    check_tree(&online_tree, n, &new_id.to_string())?;
+    note(&format!(
+        "kseal rewrap --online: {n} files, {values} values in {:.2}s ({:.0} values/s); controller CPU {online_cpu:.2}s",
+        online.as_secs_f64(),
+        values as f64 / online.as_secs_f64()
+    ));
+
+    // Offline: the identities as a backup would hold them.
+    let keys: Api<Secret> = Api::namespaced(client.clone(), KEY_NAMESPACE);
+    let mut identities = String::new();
+    for secret in keys
+        .list(&ListParams::default().labels(kseal_shared::contract::SEALING_KEY_LABEL))
+        .await?
+    {
+        if let Some(identity) = secret
+            .data
+            .as_ref()
+            .and_then(|d| d.get(kseal_shared::contract::IDENTITY_DATA_KEY))
+        {
+            identities.push_str(&String::from_utf8_lossy(&identity.0));
+            identities.push('\n');
+        }
+    }
+    let identity_file = dir.join("kseal-identities.txt");
+    std::fs::write(&identity_file, identities)?;
+    let recipients_file = dir.join("kseal-new.pub");
+    std::fs::write(&recipients_file, format!("{}\n", new[0]))?;
+    let offline_tree = dir.join("kseal-repo-offline");
+    copy_tree(&tree, &offline_tree)?;
+    let started = Instant::now();
+    run_tool(
+        Command::new(kseal)
+            .arg("rewrap")
+            .arg("-i")
+            .arg(&identity_file)
+            .arg("-R")
+            .arg(&recipients_file)
+            .arg("--in-place")
+            .arg(&offline_tree),
+    )?;
+    let offline = started.elapsed();
+    std::fs::remove_file(&identity_file)?;
+    check_tree(&offline_tree, n, &new_id.to_string())?;
+    note(&format!(
+        "kseal rewrap offline: {values} values in {:.2}s ({:.0} values/s); load {load_before} → {}",
+        offline.as_secs_f64(),
+        values as f64 / offline.as_secs_f64(),
+        load()
+    ));
+    for t in [&tree, &online_tree, &offline_tree] {
+        std::fs::remove_dir_all(t)?;
+    }
+    Ok(json!({
+        "rotate_s": round(rotate.as_secs_f64(), 3),
+        "rewrap_online_s": round(online.as_secs_f64(), 3),
+        "rewrap_online_values_per_s": round(values as f64 / online.as_secs_f64(), 0),
+        "rewrap_online_controller_cpu_s": round(online_cpu, 2),
+        "rewrap_offline_s": round(offline.as_secs_f64(), 3),
+        "rewrap_offline_values_per_s": round(values as f64 / offline.as_secs_f64(), 0),
+        "objects": n,
+        "values": values,
+        "machine_load_start": load_before,
+        "machine_load_end": load(),
+    }))
+}
+
+/// Runs a command; fails with its stderr if it fails.
+pub(crate) fn run_tool(command: &mut Command) -> Result<std::process::Output> {
+    let output = command
+        .output()
+        .with_context(|| format!("running {command:?}"))?;
+    if !output.status.success() {
+        bail!(
+            "{command:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok(output)
+}
+
+pub(crate) fn copy_tree(from: &Path, to: &Path) -> Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        std::fs::copy(entry.path(), to.join(entry.file_name()))?;
+    }
+    Ok(())
+}
+
+/// Every file of the tree holds a SealedSecret whose values name only `key_id`.
+fn check_tree(tree: &Path, n: usize, key_id: &str) -> Result<()> {
+    let mut count = 0;
+    for entry in std::fs::read_dir(tree)? {
+        let text = std::fs::read_to_string(entry?.path())?;
+        let object: SealedSecret = serde_json::from_str(&text)
+            .or_else(|_| serde_saphyr::from_str(&text).map_err(anyhow::Error::from))?;
+        for value in object.spec.encrypted_data.values() {
+            let parsed = kseal_shared::envelope::SealedValue::parse(value)?;
+            let ids: Vec<String> = parsed.key_ids().iter().map(ToString::to_string).collect();
+            if ids != [key_id] {
+                bail!("a value is sealed to {ids:?}, not {key_id}");
+            }
+        }
+        count += 1;
+    }
+    if count != n {
+        bail!("{count} files, expected {n}");
+    }
+    Ok(())
 }

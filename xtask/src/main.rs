@@ -1,10 +1,13 @@
 //! Repository automation: `cargo xtask <task>`.
 
+mod bench_bitnami;
 mod bench_e2e;
+mod bitnami;
 mod cluster;
 mod demo;
 mod gen_gomod;
 mod image;
+mod rotation_load;
 mod test_bins;
 
 use clap::{Parser, Subcommand};

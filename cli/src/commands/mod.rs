@@ -6,5 +6,6 @@ pub mod keygen;
 pub mod keys;
 pub mod migrate;
 pub mod rewrap;
+pub mod rewrap_online;
 pub mod seal;
 pub mod unseal;

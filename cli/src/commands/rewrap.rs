@@ -7,7 +7,6 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 
 use anyhow::{Context, Result, anyhow, bail};
-use kseal_shared::contract::{REWRAP_PATH, ValueFailures};
 use kseal_shared::envelope::{FormatVersion, SealedValue, rewrap};
 use kseal_shared::manifest::{DocumentKind, ManifestFile, value_binding};
 use kseal_shared::sealed_secret::SealedSecret;
@@ -17,8 +16,9 @@ use kseal_shared::{
     x25519::{KeyId, Recipient},
 };
 
+use super::rewrap_online::{self, ObjectResult, Prefetched};
 use crate::args::{RecipientArgs, RewrapArgs};
-use crate::cluster::{self, ClusterArgs};
+use crate::cluster;
 use crate::error::UsageError;
 use crate::io::{Privacy, Source, manifest_files, write_atomic, write_stdout};
 use crate::recipients;
@@ -44,22 +44,16 @@ enum Mode<'a> {
         keyring: Keyring,
         recipients: &'a RecipientArgs,
     },
-    /// The cluster's controller re-wraps to its current keys.
-    Online(&'a ClusterArgs),
-}
-
-/// The outcome for one SealedSecret.
-struct ObjectResult {
-    encrypted: BTreeMap<String, String>,
-    rewrapped: usize,
-    upgraded: usize,
-    current: usize,
-    failures: Vec<(String, String)>,
+    /// The cluster's controller re-wraps to its current keys; its answers
+    /// for every file are fetched in bulk first.
+    Online(Prefetched),
 }
 
 pub fn run(args: RewrapArgs) -> Result<()> {
-    let mode = if args.online {
-        Mode::Online(&args.cluster)
+    let online = args.online;
+    let mut mode = if online {
+        // Filled in below, once the files are known.
+        Mode::Online(Prefetched::default())
     } else {
         let keyring = recipients::keyring(&args.identities)?;
         // Checked once up front: flags, or a .kseal.yaml to take them from.
@@ -105,9 +99,16 @@ pub fn run(args: RewrapArgs) -> Result<()> {
         );
         bar
     });
+    if online {
+        mode = Mode::Online(rewrap_online::prefetch(
+            &files,
+            &args.cluster,
+            active.as_ref(),
+        )?);
+    }
     let mut tally = Tally::default();
     for path in &files {
-        let rendered = rewrap_file(path, &mode, args.stale, active.as_ref(), &mut tally);
+        let rendered = rewrap_file(path, &mut mode, args.stale, active.as_ref(), &mut tally);
         let unreadable = rendered.as_ref().is_err_and(|err| {
             err.downcast_ref::<Unparseable>().is_some()
                 && Source::File(path.clone())
@@ -192,7 +193,7 @@ impl std::error::Error for Unparseable {}
 /// were (each value is self-contained, so the file stays consistent).
 fn rewrap_file(
     path: &Path,
-    mode: &Mode<'_>,
+    mode: &mut Mode<'_>,
     stale: bool,
     active: Option<&HashSet<KeyId>>,
     tally: &mut Tally,
@@ -203,10 +204,10 @@ fn rewrap_file(
         .objects()
         .map_err(|err| anyhow::Error::new(Unparseable(format!("{}: {err}", path.display()))))?;
     let mut file_recipients: Option<(Vec<Recipient>, Vec<KeyId>)> = None;
-    for object in objects
+    let sealed_objects = objects
         .iter()
-        .filter(|o| o.kind == DocumentKind::SealedSecret)
-    {
+        .filter(|o| o.kind == DocumentKind::SealedSecret);
+    for (ordinal, object) in sealed_objects.enumerate() {
         let sealed: SealedSecret = kseal_shared::sealed_secret::from_document(&object.value)
             .map_err(|err| anyhow!("{}: {}: {err}", path.display(), object.location()))?;
         // Kubernetes' naming rules: a SealedSecret the API server would
@@ -230,7 +231,7 @@ fn rewrap_file(
                 recipients: flags, ..
             },
             None,
-        ) = (mode, &file_recipients)
+        ) = (&*mode, &file_recipients)
         {
             let recipients = recipients::resolve(flags, Some(path))?
                 .map(|resolved| resolved.recipients)
@@ -261,12 +262,13 @@ fn rewrap_file(
             tally.current += sealed.spec.encrypted_data.len();
             continue;
         }
-        let result = match (mode, &file_recipients) {
+        let result = match (&mut *mode, &file_recipients) {
             (Mode::Offline { keyring, .. }, Some((recipients, target))) => {
                 rewrap_offline(&sealed, keyring, recipients, target, &is_stale)
             }
             (Mode::Offline { .. }, None) => bail!("internal error: no recipients resolved"),
-            (Mode::Online(cluster), _) => rewrap_online(&sealed, cluster)
+            (Mode::Online(prefetched), _) => prefetched
+                .take(path, ordinal)
                 .map_err(|err| anyhow!("{}: {}: {err:#}", path.display(), object.location()))?,
         };
         tally.rewrapped += result.rewrapped;
@@ -332,74 +334,4 @@ fn rewrap_offline(
         }
     }
     result
-}
-
-/// Sends the object to the controller's `/v1/rewrap`; only its
-/// `encryptedData` is taken from the answer.
-fn rewrap_online(sealed: &SealedSecret, cluster: &ClusterArgs) -> Result<ObjectResult> {
-    let response = cluster::controller_post(cluster, REWRAP_PATH, serde_json::to_vec(sealed)?)?;
-    let total = sealed.spec.encrypted_data.len();
-    match response.status {
-        200 => {
-            let answer: SealedSecret = serde_json::from_slice(&response.body)
-                .map_err(|err| anyhow!("unexpected answer from the controller: {err}"))?;
-            if answer
-                .spec
-                .encrypted_data
-                .keys()
-                .ne(sealed.spec.encrypted_data.keys())
-            {
-                bail!("the controller answered with other keys than were sent");
-            }
-            let rewrapped = answer
-                .spec
-                .encrypted_data
-                .iter()
-                .filter(|(key, value)| sealed.spec.encrypted_data.get(*key) != Some(*value))
-                .count();
-            let is_v1 = |value: &String| {
-                SealedValue::parse(value).is_ok_and(|value| value.version() == FormatVersion::V1)
-            };
-            let upgraded = sealed
-                .spec
-                .encrypted_data
-                .iter()
-                .filter(|(key, value)| {
-                    is_v1(value)
-                        && answer
-                            .spec
-                            .encrypted_data
-                            .get(*key)
-                            .is_some_and(|new| !is_v1(new))
-                })
-                .count();
-            Ok(ObjectResult {
-                encrypted: answer.spec.encrypted_data,
-                rewrapped,
-                upgraded,
-                current: total - rewrapped,
-                failures: Vec::new(),
-            })
-        }
-        422 => {
-            let answer: ValueFailures = serde_json::from_slice(&response.body)
-                .map_err(|err| anyhow!("unexpected answer from the controller: {err}"))?;
-            let failures = answer
-                .values
-                .into_iter()
-                .map(|(key, failure)| (key, failure.message))
-                .collect();
-            Ok(ObjectResult {
-                encrypted: sealed.spec.encrypted_data.clone(),
-                rewrapped: 0,
-                upgraded: 0,
-                current: 0,
-                failures,
-            })
-        }
-        status => bail!(
-            "the controller refused (HTTP {status}): {}",
-            cluster::error_message(&response.body)
-        ),
-    }
 }
