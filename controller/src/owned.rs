@@ -93,9 +93,15 @@ impl OwnedSecrets {
     }
 
     /// The resourceVersion of the owned Secret `namespace/name`, if the
-    /// watch has reported it.
+    /// watch has reported it. `None` while the watch re-lists: the re-list
+    /// triggers reconciles (its objects count as touched) before it is
+    /// complete, and until then `live` may hold a version the Secret no
+    /// longer has (edited while the watch was down), so the caller reads.
     pub fn resource_version(&self, namespace: &str, name: &str) -> Option<String> {
         let index = self.index.read().ok()?;
+        if index.relisting.is_some() {
+            return None;
+        }
         index
             .live
             .get(namespace)?
@@ -167,11 +173,11 @@ mod tests {
         owned.apply(&watcher::Event::Apply(secret("a", "gone", "2")));
         owned.apply(&watcher::Event::Init);
         owned.apply(&watcher::Event::InitApply(secret("a", "kept", "3")));
-        assert_eq!(
-            owned.resource_version("a", "gone").as_deref(),
-            Some("2"),
-            "the old view serves until the list is complete"
-        );
+        // While the list is incomplete nothing is vouched for: "kept" may
+        // have been edited, "gone" deleted, while the watch was down.
+        for name in ["kept", "gone"] {
+            assert_eq!(owned.resource_version("a", name), None, "{name}");
+        }
         owned.apply(&watcher::Event::InitDone);
         assert_eq!(owned.resource_version("a", "gone"), None);
         assert_eq!(owned.resource_version("a", "kept").as_deref(), Some("3"));

@@ -114,6 +114,13 @@ impl Drop for Plaintext {
 /// any decryption. CPU-bound: runs in the crypto pool (see
 /// [`sync_secret`]).
 fn decrypt_all(sealed: &CachedSealedSecret, keys: &KeySet) -> Result<Plaintext, Error> {
+    // A cached object whose values were dropped would decrypt to nothing:
+    // an empty Secret, never written.
+    if !sealed.has_values() {
+        return Err(Error::Internal(
+            "the SealedSecret's values are not at hand (read it first)".to_owned(),
+        ));
+    }
     let count = sealed.encrypted_data().count();
     if count > MAX_VALUES {
         return Err(Error::TooManyValues { count });
@@ -174,16 +181,18 @@ impl Desired {
             fields.field(self.type_.as_bytes());
             fields.field(format!("{:?}", self.immutable).as_bytes());
             for (map_name, map) in [("l", &self.labels), ("a", &self.annotations)] {
-                fields.field(map_name.as_bytes());
-                for (key, value) in map {
-                    fields.field(key.as_bytes());
-                    fields.field(value.as_bytes());
-                }
+                fields.map(
+                    map_name,
+                    map.iter()
+                        .map(|(key, value)| (key.as_bytes(), value.as_bytes())),
+                );
             }
-            for (key, value) in &data.0 {
-                fields.field(key.as_bytes());
-                fields.field(&value.0);
-            }
+            fields.map(
+                "d",
+                data.0
+                    .iter()
+                    .map(|(key, value)| (key.as_bytes(), value.0.as_slice())),
+            );
         })
     }
 

@@ -38,7 +38,8 @@ type HmacSha256 = Hmac<Sha256>;
 const KEY_INFO: &[u8] = b"kseal.dev/v1 secret-record key";
 /// Domain separation of the two MACs; bump the version when what the
 /// controller writes into a Secret changes meaning.
-const CONTENT_LABEL: &[u8] = b"kseal.dev/v1 secret-record content";
+// v2: maps carry their entry count (v1 records cost one read each, once).
+const CONTENT_LABEL: &[u8] = b"kseal.dev/v2 secret-record content";
 const RECORD_LABEL: &[u8] = b"kseal.dev/v1 secret-record";
 /// Both tags are truncated to 128 bits.
 const TAG_LEN: usize = 16;
@@ -138,6 +139,23 @@ impl Fields {
     pub fn field(&mut self, bytes: &[u8]) {
         self.0.update(&(bytes.len() as u64).to_be_bytes());
         self.0.update(bytes);
+    }
+
+    /// Adds a named map: its name, its number of entries, then each key and
+    /// value. With the count, an entry cannot move from one map to the next
+    /// and give the same input (fields alone would not tell where one map
+    /// ends).
+    pub fn map<'a>(
+        &mut self,
+        name: &str,
+        entries: impl ExactSizeIterator<Item = (&'a [u8], &'a [u8])>,
+    ) {
+        self.field(name.as_bytes());
+        self.field(&(entries.len() as u64).to_be_bytes());
+        for (key, value) in entries {
+            self.field(key);
+            self.field(value);
+        }
     }
 }
 
@@ -304,6 +322,38 @@ mod tests {
         assert_eq!(after.active().unwrap().key_id(), new.key_id());
         // Retired (no longer held): no longer trusted.
         assert!(keys_of(&new).verify(SUBJECT, &record).is_none());
+    }
+
+    /// An entry moved from one map to the next (an annotation that became a
+    /// data key) changes the digest.
+    #[test]
+    fn maps_are_delimited() {
+        let one = Identity::generate();
+        let keys = keys_of(&one);
+        let signer = keys.active().unwrap();
+        let digest = |annotations: &[(&str, &str)], data: &[(&str, &str)]| {
+            signer.content(SUBJECT, |fields| {
+                fields.map(
+                    "a",
+                    annotations
+                        .iter()
+                        .map(|(k, v)| (k.as_bytes(), v.as_bytes()))
+                        .collect::<Vec<_>>()
+                        .into_iter(),
+                );
+                fields.map(
+                    "d",
+                    data.iter()
+                        .map(|(k, v)| (k.as_bytes(), v.as_bytes()))
+                        .collect::<Vec<_>>()
+                        .into_iter(),
+                );
+            })
+        };
+        let before = digest(&[("token", "s3cr3t")], &[("url", "u")]);
+        let after = digest(&[], &[("token", "s3cr3t"), ("url", "u")]);
+        assert_ne!(before, after);
+        assert_ne!(digest(&[], &[]), digest(&[("", "")], &[]));
     }
 
     #[test]

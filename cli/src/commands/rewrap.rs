@@ -268,7 +268,7 @@ fn rewrap_file(
             }
             (Mode::Offline { .. }, None) => bail!("internal error: no recipients resolved"),
             (Mode::Online(prefetched), _) => prefetched
-                .take(path, ordinal)
+                .take(path, ordinal, &sealed)
                 .map_err(|err| anyhow!("{}: {}: {err:#}", path.display(), object.location()))?,
         };
         tally.rewrapped += result.rewrapped;

@@ -43,15 +43,32 @@ pub(crate) struct ObjectResult {
 /// and ordinal of the SealedSecret in it (an error says why one has none).
 #[derive(Default)]
 pub(crate) struct Prefetched {
-    results: HashMap<(PathBuf, usize), Result<ObjectResult, String>>,
+    /// With the object as it was sent, to apply an answer only to that.
+    results: HashMap<(PathBuf, usize), (SealedSecret, Result<ObjectResult, String>)>,
 }
 
 impl Prefetched {
     /// The answer for the `ordinal`-th SealedSecret of `path`.
-    pub fn take(&mut self, path: &Path, ordinal: usize) -> Result<ObjectResult> {
+    /// The answer for the `ordinal`-th SealedSecret of `path`, which now
+    /// reads as `current`: refused when the object changed since it was
+    /// sent (an answer for an older value must not overwrite a newer one).
+    pub fn take(
+        &mut self,
+        path: &Path,
+        ordinal: usize,
+        current: &SealedSecret,
+    ) -> Result<ObjectResult> {
         match self.results.remove(&(path.to_owned(), ordinal)) {
-            Some(Ok(result)) => Ok(result),
-            Some(Err(message)) => Err(anyhow!(message)),
+            Some((sent, _))
+                if sent.metadata.namespace != current.metadata.namespace
+                    || sent.metadata.name != current.metadata.name
+                    || sent.spec.scope != current.spec.scope
+                    || sent.spec.encrypted_data != current.spec.encrypted_data =>
+            {
+                bail!("the file changed while the controller re-wrapped it; run kseal rewrap again")
+            }
+            Some((_, Ok(result))) => Ok(result),
+            Some((_, Err(message))) => Err(anyhow!(message)),
             None => bail!("no answer from the controller for this object"),
         }
     }
@@ -125,7 +142,9 @@ pub(crate) fn prefetch(
             match send_batch(&api, &batch)? {
                 Some(results) => {
                     for (item, result) in batch.into_iter().zip(results) {
-                        prefetched.results.insert((item.path, item.ordinal), result);
+                        prefetched
+                            .results
+                            .insert((item.path, item.ordinal), (item.sealed, result));
                     }
                     continue;
                 }
@@ -135,7 +154,9 @@ pub(crate) fn prefetch(
         }
         for item in batch {
             let result = rewrap_one(&api, &item.sealed).map_err(|err| format!("{err:#}"));
-            prefetched.results.insert((item.path, item.ordinal), result);
+            prefetched
+                .results
+                .insert((item.path, item.ordinal), (item.sealed, result));
         }
     }
     Ok(prefetched)
