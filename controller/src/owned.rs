@@ -3,7 +3,15 @@
 //! signed record in its SealedSecret's status (`record`): a Secret whose
 //! `resourceVersion` here equals the record's is unchanged since.
 //!
-//! Fed by the metadata-only watch of owned Secrets. kube's reflector store
+//! Fed by the metadata-only watch of owned Secrets, and by the controller's
+//! own writes (see [`OwnedSecrets::begin_write`]): the watch of Secrets and
+//! the watch of SealedSecrets are two streams with no order between them,
+//! so the status event that follows a write can arrive before the Secret
+//! event of that write. Without the write-through, the reconcile that event
+//! starts would see the Secret's previous version, take it for a change
+//! and read the Secret again.
+//!
+//! kube's reflector store
 //! would keep each Secret's whole `ObjectMeta` (~1.4 KiB with owner
 //! references and labels); this keeps ~100 bytes, which is a third of the
 //! controller's memory growth per object at thousands of SealedSecrets.
@@ -27,6 +35,21 @@ struct Index {
     live: HashMap<Box<str>, ByName>,
     /// Being filled by a (re-)list; replaces `live` when complete.
     relisting: Option<HashMap<Box<str>, ByName>>,
+    /// Writes in flight, by (namespace, name): whether a watch event for
+    /// that Secret (or a re-list) came in since the write began.
+    writes: HashMap<(Box<str>, Box<str>), bool>,
+}
+
+impl Index {
+    /// A watch event for `namespace/name` was taken in.
+    fn disturb(&mut self, namespace: &str, name: &str) {
+        if self.writes.is_empty() {
+            return;
+        }
+        if let Some(disturbed) = self.writes.get_mut(&(namespace.into(), name.into())) {
+            *disturbed = true;
+        }
+    }
 }
 
 /// Shared between the watch that fills it and every reconcile.
@@ -55,25 +78,34 @@ impl OwnedSecrets {
         match event {
             watcher::Event::Apply(secret) => {
                 if let Some((namespace, name, version)) = identity(secret) {
+                    index.disturb(namespace, name);
                     insert(&mut index.live, namespace, name, version);
                 }
             }
             watcher::Event::Delete(secret) => {
-                if let Some((namespace, name, _)) = identity(secret)
-                    && let Some(by_name) = index.live.get_mut(namespace)
-                {
-                    by_name.remove(name);
-                    if by_name.is_empty() {
-                        index.live.remove(namespace);
+                if let Some((namespace, name, _)) = identity(secret) {
+                    index.disturb(namespace, name);
+                    if let Some(by_name) = index.live.get_mut(namespace) {
+                        by_name.remove(name);
+                        if by_name.is_empty() {
+                            index.live.remove(namespace);
+                        }
                     }
                 }
             }
-            watcher::Event::Init => index.relisting = Some(HashMap::new()),
+            watcher::Event::Init => {
+                index.relisting = Some(HashMap::new());
+                index
+                    .writes
+                    .values_mut()
+                    .for_each(|disturbed| *disturbed = true);
+            }
             watcher::Event::InitApply(secret) => {
-                if let (Some(relisting), Some((namespace, name, version))) =
-                    (index.relisting.as_mut(), identity(secret))
-                {
-                    insert(relisting, namespace, name, version);
+                if let Some((namespace, name, version)) = identity(secret) {
+                    index.disturb(namespace, name);
+                    if let Some(relisting) = index.relisting.as_mut() {
+                        insert(relisting, namespace, name, version);
+                    }
                 }
             }
             watcher::Event::InitDone => {
@@ -109,6 +141,20 @@ impl OwnedSecrets {
             .map(|version| version.to_string())
     }
 
+    /// Marks the start of a write (create or update) of the owned Secret
+    /// `namespace/name`; report its outcome with [`PendingWrite::wrote`].
+    /// Call it before the first write request. At most one write per Secret
+    /// is in flight (the reconciler never runs one object twice at once).
+    pub fn begin_write(&self, namespace: &str, name: &str) -> PendingWrite<'_> {
+        if let Ok(mut index) = self.index.write() {
+            index.writes.insert((namespace.into(), name.into()), false);
+        }
+        PendingWrite {
+            owned: self,
+            key: Some((namespace.into(), name.into())),
+        }
+    }
+
     /// How many Secrets the index holds.
     #[cfg(test)]
     fn len(&self) -> usize {
@@ -116,6 +162,54 @@ impl OwnedSecrets {
             .read()
             .map(|index| index.live.values().map(HashMap::len).sum())
             .unwrap_or(0)
+    }
+}
+
+/// A write of an owned Secret in flight (see [`OwnedSecrets::begin_write`]).
+/// Dropped without [`Self::wrote`], it changes nothing.
+#[derive(Debug)]
+pub struct PendingWrite<'a> {
+    owned: &'a OwnedSecrets,
+    key: Option<(Box<str>, Box<str>)>,
+}
+
+impl PendingWrite<'_> {
+    /// The write succeeded and the Secret now has `version`: the index
+    /// takes it at once, unless a watch event for this Secret (or a
+    /// re-list) came in while the write was in flight.
+    ///
+    /// Why this is sound: the write carried the Secret's labels (so the
+    /// watch will report `version` too), and every event the watch still
+    /// holds back for this Secret is then either older than `version` (the
+    /// watch reports one object's changes in order; such an event only makes
+    /// a reconcile read once, as before) or later (it replaces `version`,
+    /// and starts a reconcile that sees it). An event taken in during the
+    /// write may already be `version` or a later change, so then the index
+    /// keeps what the watch said.
+    pub fn wrote(mut self, version: Option<&str>) {
+        let Some(key) = self.key.take() else {
+            return;
+        };
+        let Ok(mut index) = self.owned.index.write() else {
+            return;
+        };
+        let disturbed = index.writes.remove(&key).unwrap_or(true);
+        if let Some(version) = version
+            && !disturbed
+            && index.relisting.is_none()
+        {
+            insert(&mut index.live, &key.0, &key.1, version);
+        }
+    }
+}
+
+impl Drop for PendingWrite<'_> {
+    fn drop(&mut self) {
+        if let Some(key) = self.key.take()
+            && let Ok(mut index) = self.owned.index.write()
+        {
+            index.writes.remove(&key);
+        }
     }
 }
 
@@ -164,6 +258,118 @@ mod tests {
         owned.apply(&watcher::Event::Delete(secret("b", "two", "4")));
         assert_eq!(owned.resource_version("b", "two"), None);
         assert_eq!(owned.len(), 1);
+    }
+
+    fn ready(owned: &OwnedSecrets) {
+        owned.apply(&watcher::Event::Init);
+        owned.apply(&watcher::Event::InitDone);
+    }
+
+    /// The status event after a write may start a reconcile before the
+    /// Secret's own event: the index already knows the version written.
+    #[test]
+    fn a_write_is_known_before_its_watch_event() {
+        let owned = OwnedSecrets::default();
+        ready(&owned);
+        owned.apply(&watcher::Event::Apply(secret("a", "edited", "5")));
+        // An update of a Secret the watch reported, and a create.
+        owned.begin_write("a", "edited").wrote(Some("6"));
+        owned.begin_write("a", "new").wrote(Some("7"));
+        assert_eq!(owned.resource_version("a", "edited").as_deref(), Some("6"));
+        assert_eq!(owned.resource_version("a", "new").as_deref(), Some("7"));
+        // Their events arrive later and agree; a later change wins.
+        owned.apply(&watcher::Event::Apply(secret("a", "edited", "6")));
+        owned.apply(&watcher::Event::Apply(secret("a", "new", "8")));
+        assert_eq!(owned.resource_version("a", "edited").as_deref(), Some("6"));
+        assert_eq!(owned.resource_version("a", "new").as_deref(), Some("8"));
+        // A Secret outside the watch (its label removed by hand) that the
+        // write labels again.
+        owned.begin_write("a", "unlabelled").wrote(Some("9"));
+        assert_eq!(
+            owned.resource_version("a", "unlabelled").as_deref(),
+            Some("9")
+        );
+    }
+
+    /// Any event for the Secret during the write may be the write itself
+    /// followed by a later change: then the watch has the last word, in
+    /// whatever order the events came.
+    #[test]
+    fn an_event_during_the_write_keeps_the_watchs_word() {
+        type Events = &'static [(&'static str, Option<&'static str>)];
+        // (event kind, version) taken in while the write of version 6 is
+        // in flight; what the index must say afterwards.
+        let cases: [(&str, Events, Option<&str>); 5] = [
+            ("the write's own event", &[("apply", Some("6"))], Some("6")),
+            (
+                "the write, then a hand edit",
+                &[("apply", Some("6")), ("apply", Some("7"))],
+                Some("7"),
+            ),
+            (
+                "the write, then a delete",
+                &[("apply", Some("6")), ("delete", Some("7"))],
+                None,
+            ),
+            ("an older edit", &[("apply", Some("4"))], Some("4")),
+            ("a delete", &[("delete", Some("4"))], None),
+        ];
+        for (what, events, expected) in cases {
+            let owned = OwnedSecrets::default();
+            ready(&owned);
+            owned.apply(&watcher::Event::Apply(secret("a", "s", "3")));
+            let write = owned.begin_write("a", "s");
+            for (kind, version) in events {
+                let object = secret("a", "s", version.unwrap_or_default());
+                owned.apply(&match *kind {
+                    "apply" => watcher::Event::Apply(object),
+                    _ => watcher::Event::Delete(object),
+                });
+            }
+            write.wrote(Some("6"));
+            assert_eq!(
+                owned.resource_version("a", "s").as_deref(),
+                expected,
+                "{what}"
+            );
+        }
+        // Events for other Secrets do not count.
+        let owned = OwnedSecrets::default();
+        ready(&owned);
+        let write = owned.begin_write("a", "s");
+        owned.apply(&watcher::Event::Apply(secret("a", "other", "5")));
+        owned.apply(&watcher::Event::Apply(secret("b", "s", "5")));
+        write.wrote(Some("6"));
+        assert_eq!(owned.resource_version("a", "s").as_deref(), Some("6"));
+    }
+
+    /// A re-list during the write, a failed write, an answer without a
+    /// version: the index keeps to the watch.
+    #[test]
+    fn a_relist_or_a_failed_write_changes_nothing() {
+        let owned = OwnedSecrets::default();
+        ready(&owned);
+        owned.apply(&watcher::Event::Apply(secret("a", "s", "3")));
+        let write = owned.begin_write("a", "s");
+        owned.apply(&watcher::Event::Init);
+        owned.apply(&watcher::Event::InitApply(secret("a", "s", "3")));
+        owned.apply(&watcher::Event::InitDone);
+        write.wrote(Some("6"));
+        assert_eq!(owned.resource_version("a", "s").as_deref(), Some("3"));
+
+        // Begun before a re-list, finished while it runs.
+        let write = owned.begin_write("a", "s");
+        owned.apply(&watcher::Event::Init);
+        write.wrote(Some("6"));
+        owned.apply(&watcher::Event::InitApply(secret("a", "s", "3")));
+        owned.apply(&watcher::Event::InitDone);
+        assert_eq!(owned.resource_version("a", "s").as_deref(), Some("3"));
+
+        drop(owned.begin_write("a", "s"));
+        owned.begin_write("a", "s").wrote(None);
+        assert_eq!(owned.resource_version("a", "s").as_deref(), Some("3"));
+        let writes = owned.index.read().unwrap().writes.len();
+        assert_eq!(writes, 0, "no marker left behind");
     }
 
     #[test]

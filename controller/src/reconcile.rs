@@ -433,12 +433,16 @@ async fn write_secret(
         scrub(&mut secret);
         result.map(Wiped)
     };
+    // What this write makes, the index of owned Secrets knows at once (see
+    // `owned`): the status event it causes may come before the Secret's.
+    let write = ctx.owned_secrets.begin_write(namespace, name);
     // Not among the Secrets we own: almost always it does not exist yet, so
     // create it at once (one request instead of two); a Secret in the way
     // answers 409 and is read below.
     let existing = if known.current_version.is_none() {
         match create().await {
             Ok(created) => {
+                write.wrote(created.metadata.resource_version.as_deref());
                 return Ok((
                     Outcome::Created,
                     record(created.metadata.resource_version.clone()),
@@ -454,6 +458,7 @@ async fn write_secret(
     };
     let Some(mut existing) = existing else {
         let created = create().await?;
+        write.wrote(created.metadata.resource_version.as_deref());
         return Ok((
             Outcome::Created,
             record(created.metadata.resource_version.clone()),
@@ -514,6 +519,7 @@ async fn write_secret(
         .replace(name, &PostParams::default(), &existing)
         .await
         .map(Wiped)?;
+    write.wrote(updated.metadata.resource_version.as_deref());
     Ok((
         Outcome::Updated,
         record(updated.metadata.resource_version.clone()),
