@@ -20,7 +20,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsString;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -749,9 +748,10 @@ pub(crate) fn cpu_seconds(pid: u32) -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
-/// A free TCP port on loopback.
-pub(crate) fn free_port() -> Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+/// A TCP port reserved for a process this run starts (see
+/// `kseal_testenv::ports`); keep it while the process may run.
+pub(crate) fn free_port() -> Result<kseal_testenv::ports::Port> {
+    kseal_testenv::ports::reserve()
 }
 
 /// Deletes a namespace and waits until it is gone.
@@ -854,7 +854,8 @@ async fn bench(args: &Args, controller_bin: &Path, kseal_bin: &Path) -> Result<s
     };
 
     // The controller: release build, default flags except key renewal.
-    let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let reserved_port = free_port()?;
+    let port = reserved_port.get();
     let kubeconfig = cp.admin_kubeconfig().display().to_string();
     let mut controller_args = crate::demo::local_controller_args(&kubeconfig, port);
     controller_args.extend(args.controller_args.iter().map(OsString::from));

@@ -195,6 +195,9 @@ pub struct BitnamiController {
     pub process: Component,
     pub port: u16,
     pub metrics_port: u16,
+    /// Both ports, reserved while the process may run (after `process`, so
+    /// released once it is gone).
+    _ports: [kseal_testenv::ports::Port; 2],
 }
 
 impl BitnamiController {
@@ -207,8 +210,11 @@ impl BitnamiController {
         log_name: &str,
     ) -> Result<Self> {
         let files = in_cluster_files(cp, client).await?;
-        let port = crate::bench_e2e::free_port()?;
-        let metrics_port = crate::bench_e2e::free_port()?;
+        let ports = [
+            crate::bench_e2e::free_port()?,
+            crate::bench_e2e::free_port()?,
+        ];
+        let [port, metrics_port] = ports.each_ref().map(kseal_testenv::ports::Port::get);
         let server: http::Uri = cp.server_url().parse()?;
         let (host, api_port) = (
             server.host().context("server URL without host")?.to_owned(),
@@ -247,6 +253,7 @@ impl BitnamiController {
             ),
             port,
             metrics_port,
+            _ports: ports,
         })
     }
 

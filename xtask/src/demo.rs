@@ -4,7 +4,6 @@
 //! still unsealing. Everything it starts is stopped when it ends.
 
 use std::ffi::OsString;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -209,6 +208,8 @@ async fn demo(in_cluster: bool) -> Result<()> {
     .await?;
 
     let mut controller = None;
+    // The local controller's API port, reserved until the demo ends.
+    let mut api_port = None;
     let url = match (&image, cp.node()) {
         (Some(image), Some(node)) => {
             step("helm install charts/kseal with that image: the controller runs in a Pod");
@@ -254,7 +255,7 @@ async fn demo(in_cluster: bool) -> Result<()> {
         }
         _ => {
             step("Running kseal-controller (it generates and publishes a key on first start)");
-            let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+            let port = api_port.insert(kseal_testenv::ports::reserve()?).get();
             let args = local_controller_args(&kubeconfig, port);
             let mut process = Component::new(
                 "kseal-controller",

@@ -284,7 +284,8 @@ pub async fn bench(
     setup(&client).await?;
     let apply_client = applying_client(&cp, args).await?;
     let kubeconfig = cp.admin_kubeconfig().display().to_string();
-    let port = free_port()?;
+    let reserved_port = free_port()?;
+    let port = reserved_port.get();
     let mut controller_args = crate::demo::local_controller_args(&kubeconfig, port);
     controller_args.extend(args.controller_args.iter().map(OsString::from));
     let mut controller = Controller {

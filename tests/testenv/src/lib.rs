@@ -4,7 +4,8 @@
 //! kube-controller-manager as local processes, built from the upstream Go
 //! modules pinned in `tests/versions.env` (see [`bins::ensure`]) and cached
 //! outside the repository. Each control plane has its own temp dir (PKI,
-//! kubeconfigs, etcd data, one log per component) and free ports, and kills
+//! kubeconfigs, etcd data, one log per component) and ports reserved for
+//! it (see [`ports`]), and kills
 //! everything it started when dropped, also during a panic (after printing the
 //! tail of each log).
 //!
@@ -24,6 +25,7 @@ pub mod http;
 pub mod image;
 pub mod node;
 pub mod oci;
+pub mod ports;
 pub mod process;
 mod published;
 pub mod system;
