@@ -8,7 +8,6 @@
 )]
 
 use std::future::Future;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -19,12 +18,17 @@ use kseal_shared::{
     binding::Scope, sealed_secret::SealedSecret, secret::SecretBytes, x25519::Recipient,
 };
 use kseal_testenv::ControlPlane;
+use kseal_testenv::ports::{Port, reserve as reserve_port};
 use kseal_testenv::process::Component;
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::{Api, Client, CustomResourceExt};
 
 pub const NAMESPACE: &str = "kseal-system";
 pub const WAIT: Duration = Duration::from_secs(60);
+/// How long a controller must finish no reconcile to count as idle.
+pub const QUIET: Duration = Duration::from_secs(5);
+/// The longest one request to a controller's HTTP API may take in a test.
+pub const HTTP_TIMEOUT: Duration = Duration::from_secs(20);
 
 pub async fn eventually<F, Fut>(what: &str, mut check: F)
 where
@@ -38,14 +42,6 @@ where
     }
 }
 
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A running `kseal-controller`, killed on drop.
 pub struct Controller {
     pub process: Component,
@@ -53,6 +49,9 @@ pub struct Controller {
     pub port: u16,
     /// The probe port (`--health-addr`).
     pub health_port: u16,
+    /// Both ports, reserved for as long as the process may run (restarts
+    /// bind them again); after `process`, so released once it is gone.
+    _ports: [Port; 2],
 }
 
 impl Controller {
@@ -75,6 +74,45 @@ impl Controller {
 
     pub async fn post(&self, path: &str, content_type: &str, body: Vec<u8>) -> (u16, String) {
         http(&self.url(path), "POST", Some(content_type), Some(body)).await
+    }
+
+    /// How many reconciles this process has finished (its
+    /// `kseal_reconcile_duration_seconds_count`); `None` while it does not
+    /// answer.
+    pub async fn reconciles(&self) -> Option<u64> {
+        let (status, body) = http(&self.health_url("/metrics"), "GET", None, None).await;
+        if status != 200 {
+            return None;
+        }
+        body.lines()
+            .find_map(|line| line.strip_prefix("kseal_reconcile_duration_seconds_count "))
+            .and_then(|n| n.trim().parse::<f64>().ok())
+            .map(|n| n as u64)
+    }
+
+    /// Waits until the controller is idle: no reconcile finished for
+    /// [`QUIET`] (each one a controller starts ends within milliseconds, and
+    /// every write it makes starts its follow-up through a watch within a
+    /// fraction of a second, even on a loaded machine). Use it before taking
+    /// request counts or stopping, instead of a fixed sleep.
+    pub async fn settle(&self) {
+        let deadline = Instant::now() + WAIT;
+        let mut last = None;
+        let mut quiet_since = Instant::now();
+        loop {
+            let now = self.reconciles().await;
+            if now.is_none() || now != last {
+                last = now;
+                quiet_since = Instant::now();
+            } else if quiet_since.elapsed() >= QUIET {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the controller did not settle (reconciles: {last:?})"
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
     }
 
     pub async fn wait_healthy(&self) {
@@ -112,9 +150,13 @@ pub async fn http(
         .map(|(h, p)| (h, format!("/{p}")))
         .unwrap();
     let body = body.unwrap_or_default();
-    kseal_testenv::http::request(host, method, &path, content_type, &body)
-        .await
-        .unwrap_or((0, String::new()))
+    // Bounded, so a request that hangs fails the check that made it instead
+    // of outliving the deadline of the `eventually` around it.
+    let request = kseal_testenv::http::request(host, method, &path, content_type, &body);
+    match tokio::time::timeout(HTTP_TIMEOUT, request).await {
+        Ok(Some(answer)) => answer,
+        _ => (0, String::new()),
+    }
 }
 
 pub struct Fixture {
@@ -165,8 +207,8 @@ impl Fixture {
         kubeconfig: &Path,
         extra: &[&str],
     ) -> Controller {
-        let port = free_port();
-        let health_port = free_port();
+        let ports = [reserve_port().unwrap(), reserve_port().unwrap()];
+        let [port, health_port] = ports.each_ref().map(Port::get);
         let mut args: Vec<std::ffi::OsString> = vec![
             "--kubeconfig".into(),
             kubeconfig.into(),
@@ -193,6 +235,7 @@ impl Fixture {
             process,
             port,
             health_port,
+            _ports: ports,
         }
     }
 

@@ -1,10 +1,11 @@
 //! The control plane: etcd, kube-apiserver and kube-controller-manager as
 //! local processes, with a generated PKI and kubeconfigs.
 
+use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::fmt::Write as _;
 use std::fs;
-use std::net::{IpAddr, Ipv4Addr, TcpListener};
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -22,6 +23,7 @@ use tokio::sync::{Semaphore, SemaphorePermit};
 use crate::bins::{self, BinDir};
 use crate::certs::{self, Ca};
 use crate::node::{self, Node, NodeLock, NodeStartup};
+use crate::ports::{self, Port};
 use crate::process::Component;
 
 /// The API server's user towards the kubelet (bound to
@@ -119,6 +121,9 @@ pub struct ControlPlane {
     options: Options,
     startup: Startup,
     users: AtomicUsize,
+    /// etcd's client and peer ports, the API server's; after the processes,
+    /// so they are released once those are gone.
+    _ports: [Port; 3],
     _slot: SemaphorePermit<'static>,
 }
 
@@ -202,9 +207,10 @@ impl ControlPlane {
         fs::write(pki.join("sa.key"), sa_key)?;
         fs::write(pki.join("sa.pub"), sa_pub)?;
 
-        let etcd_client_port = free_port()?;
-        let etcd_peer_port = free_port()?;
-        let apiserver_port = free_port()?;
+        // Reserved for as long as the control plane lives (restarts of a
+        // component bind the same ports again).
+        let ports = [ports::reserve()?, ports::reserve()?, ports::reserve()?];
+        let [etcd_client_port, etcd_peer_port, apiserver_port] = ports.each_ref().map(Port::get);
         let server = format!("https://{apiserver_host}:{apiserver_port}");
 
         let admin_cert = ca.client_cert(ADMIN_USER, &["system:masters"])?;
@@ -225,6 +231,9 @@ impl ControlPlane {
             "system:kube-controller-manager",
             &kcm_cert,
         )?;
+
+        let audit_policy = root.join("audit-policy.yaml");
+        fs::write(&audit_policy, AUDIT_POLICY)?;
 
         let etcd_url = format!("http://127.0.0.1:{etcd_client_port}");
         let peer_url = format!("http://127.0.0.1:{etcd_peer_port}");
@@ -277,6 +286,9 @@ impl ControlPlane {
             // manager's open watches and takes longer than 40 s.
             "--shutdown-watch-termination-grace-period=2s".to_owned(),
             "--profiling=false".to_owned(),
+            // Who asked for what (see `audited_requests`).
+            format!("--audit-policy-file={}", audit_policy.display()),
+            format!("--audit-log-path={}", root.join(AUDIT_LOG).display()),
         ]);
         if options.node {
             // Pods reach the API server through the `kubernetes` Service,
@@ -376,6 +388,7 @@ impl ControlPlane {
             options,
             startup: Startup::default(),
             users: AtomicUsize::new(0),
+            _ports: ports,
             _slot: slot,
         };
         match cp.boot(begin).await {
@@ -499,6 +512,63 @@ impl ControlPlane {
     }
 
     /// The admin kubeconfig (user in `system:masters`).
+    /// Requests on Secrets and SealedSecrets that `username` made, as the
+    /// API server's audit log has them, counted by (verb, resource,
+    /// subresource) with the verbs of `apiserver_request_total` (`GET`,
+    /// `LIST`, `WATCH`, `POST`, `PUT`, `PATCH`, `DELETE`). Counting one
+    /// client's requests, unlike the API server's own metrics, leaves out
+    /// what the controller manager does meanwhile (its garbage collector
+    /// reads owners it has not seen yet). Only requests that completed
+    /// (or, for watches, started) are in the log.
+    ///
+    /// Errors when the log cannot be read; a line that is not an audit
+    /// event is skipped (the log may end in a line still being written).
+    pub fn audited_requests(
+        &self,
+        username: &str,
+    ) -> Result<BTreeMap<(String, String, String), u64>> {
+        let path = self.root.join(AUDIT_LOG);
+        let text = match fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(err) => return Err(err).with_context(|| format!("reading {}", path.display())),
+        };
+        let mut counts = BTreeMap::new();
+        for line in text.lines() {
+            let Ok(event) = serde_json::from_str::<serde_json::Value>(line) else {
+                continue;
+            };
+            // A watch is logged when it starts and again when it ends;
+            // every other request once, when it completes.
+            let once = match event["stage"].as_str() {
+                Some("ResponseStarted") => true,
+                Some("ResponseComplete" | "Panic") => event["verb"] != "watch",
+                _ => false,
+            };
+            if !once || event["user"]["username"] != username {
+                continue;
+            }
+            let verb = match event["verb"].as_str().unwrap_or_default() {
+                "get" => "GET",
+                "list" => "LIST",
+                "watch" => "WATCH",
+                "create" => "POST",
+                "update" => "PUT",
+                "patch" => "PATCH",
+                "delete" | "deletecollection" => "DELETE",
+                other => other,
+            };
+            let text = |value: &serde_json::Value| value.as_str().unwrap_or_default().to_owned();
+            let key = (
+                verb.to_owned(),
+                text(&event["objectRef"]["resource"]),
+                text(&event["objectRef"]["subresource"]),
+            );
+            *counts.entry(key).or_default() += 1;
+        }
+        Ok(counts)
+    }
+
     pub fn admin_kubeconfig(&self) -> &Path {
         &self.admin.kubeconfig
     }
@@ -732,14 +802,27 @@ impl Drop for ControlPlane {
     }
 }
 
+/// The API server's audit log, in the state directory.
+const AUDIT_LOG: &str = "logs/audit.log";
+
+/// What the audit log holds: the metadata (never a body, so no Secret value)
+/// of every request on Secrets and SealedSecrets, once, when it completes
+/// (a watch: when it starts).
+const AUDIT_POLICY: &str = r#"apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: ["RequestReceived"]
+rules:
+  - level: Metadata
+    resources:
+      - group: ""
+        resources: ["secrets"]
+      - group: "kseal.dev"
+        resources: ["sealedsecrets", "sealedsecrets/status"]
+  - level: None
+"#;
+
 fn args<const N: usize>(a: [String; N]) -> Vec<OsString> {
     a.into_iter().map(OsString::from).collect()
-}
-
-/// A port that was free a moment ago (bind to port 0, read it, release it).
-fn free_port() -> Result<u16> {
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).context("binding 127.0.0.1:0")?;
-    Ok(listener.local_addr()?.port())
 }
 
 /// `GET /health` on etcd's client URL with a bare HTTP/1.0 request.
