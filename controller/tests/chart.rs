@@ -387,15 +387,123 @@ fn secret(namespace: &str, name_: &str) -> Secret {
 /// a controller as the chart's ServiceAccount.
 async fn install(fixture: &Fixture, sets: &[&str], extra: &[&str]) -> Controller {
     let helm = fixture.cp.bins().helm();
-    for doc in render(&helm, sets) {
-        create(&fixture.client, &doc, false)
+    let docs = render(&helm, sets);
+    for doc in &docs {
+        create(&fixture.client, doc, false)
             .await
-            .unwrap_or_else(|err| panic!("creating {} {}: {err}", kind(&doc), name(&doc)));
+            .unwrap_or_else(|err| panic!("creating {} {}: {err}", kind(doc), name(doc)));
     }
     let identity = fixture.cp.mint_service_account(NAMESPACE, SA).unwrap();
+    // The API server authorizes from a cache that follows the RBAC objects
+    // a moment later: start the controller once every rule the chart grants
+    // it is in effect, so a denial in its log means a missing rule.
+    rbac_in_effect(&fixture.client, &identity, &docs).await;
     let controller = fixture.controller_as("kseal-controller", &identity.kubeconfig, extra);
     controller.wait_healthy().await;
     controller
+}
+
+/// Waits until every rule of every rendered Role and ClusterRole bound to
+/// `user` (directly or through one of its groups) allows it.
+async fn rbac_in_effect(admin: &Client, user: &kseal_testenv::User, docs: &[Value]) {
+    let mut groups = user.groups.clone();
+    groups.push("system:authenticated".into());
+    let mut reviews = Vec::new();
+    for binding in docs
+        .iter()
+        .filter(|d| matches!(kind(d), "RoleBinding" | "ClusterRoleBinding"))
+    {
+        let bound = binding["subjects"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|s| match s["kind"].as_str() {
+                Some("ServiceAccount") => {
+                    format!(
+                        "system:serviceaccount:{}:{}",
+                        s["namespace"].as_str().unwrap_or_default(),
+                        s["name"].as_str().unwrap_or_default()
+                    ) == user.name
+                }
+                Some("User") => s["name"].as_str() == Some(user.name.as_str()),
+                Some("Group") => groups.iter().any(|g| s["name"].as_str() == Some(g)),
+                _ => false,
+            });
+        if !bound {
+            continue;
+        }
+        // Where the grant applies (as `create` places objects); a
+        // ClusterRoleBinding's applies everywhere, so here too.
+        let namespace = match kind(binding) {
+            "RoleBinding" => binding["metadata"]["namespace"]
+                .as_str()
+                .unwrap_or("default"),
+            _ => NAMESPACE,
+        };
+        let role_kind = binding["roleRef"]["kind"].as_str().unwrap();
+        let role_name = binding["roleRef"]["name"].as_str().unwrap();
+        // A role the chart does not render (a built-in one) is in effect.
+        let Some(role) = docs.iter().find(|d| {
+            kind(d) == role_kind
+                && name(d) == role_name
+                && (role_kind == "ClusterRole"
+                    || d["metadata"]["namespace"].as_str() == Some(namespace))
+        }) else {
+            continue;
+        };
+        for rule in role["rules"].as_array().unwrap() {
+            let strings = |field: &str| -> Vec<String> {
+                rule[field]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect()
+            };
+            let group = strings("apiGroups").first().cloned().unwrap_or_default();
+            let resource_name = strings("resourceNames").first().cloned();
+            for resource in strings("resources") {
+                let (resource, sub) = resource
+                    .split_once('/')
+                    .map_or((resource.clone(), None), |(r, s)| {
+                        (r.to_owned(), Some(s.to_owned()))
+                    });
+                for verb in strings("verbs") {
+                    reviews.push(SubjectAccessReview {
+                        spec: SubjectAccessReviewSpec {
+                            user: Some(user.name.clone()),
+                            groups: Some(groups.clone()),
+                            resource_attributes: Some(ResourceAttributes {
+                                group: Some(group.clone()),
+                                verb: Some(verb),
+                                resource: Some(resource.clone()),
+                                subresource: sub.clone(),
+                                namespace: Some(namespace.to_owned()),
+                                name: resource_name.clone(),
+                                ..ResourceAttributes::default()
+                            }),
+                            ..SubjectAccessReviewSpec::default()
+                        },
+                        ..SubjectAccessReview::default()
+                    });
+                }
+            }
+        }
+    }
+    assert!(
+        !reviews.is_empty(),
+        "no rule of the chart binds {}",
+        user.name
+    );
+    eventually("the chart's RBAC in effect", || async {
+        for review in &reviews {
+            if !allowed(admin, review.clone()).await {
+                return false;
+            }
+        }
+        true
+    })
+    .await;
 }
 
 /// What both modes must do as the ServiceAccount: create, update, re-create,
@@ -477,18 +585,27 @@ async fn drive_lifecycle(fixture: &Fixture, controller: &Controller, namespace: 
         fixture.recipients().await[0].key_id().to_string() != old_key
     })
     .await;
-    let key_secrets = fixture
-        .secrets(NAMESPACE)
-        .list(&ListParams::default().labels("kseal.dev/sealing-key=true"))
-        .await
-        .unwrap();
-    let states: Vec<&str> = key_secrets
-        .items
-        .iter()
-        .map(|s| s.metadata.labels.as_ref().unwrap()["kseal.dev/key-state"].as_str())
-        .collect();
+    // The old key is demoted after the new one is published (its own
+    // write): wait for that, not for the publication.
+    let key_states = || async {
+        let key_secrets = fixture
+            .secrets(NAMESPACE)
+            .list(&ListParams::default().labels("kseal.dev/sealing-key=true"))
+            .await
+            .unwrap();
+        key_secrets
+            .items
+            .iter()
+            .map(|s| s.metadata.labels.as_ref().unwrap()["kseal.dev/key-state"].clone())
+            .collect::<Vec<String>>()
+    };
+    eventually("the old key demoted", || async {
+        key_states().await.iter().any(|s| s == "decrypt-only")
+    })
+    .await;
+    let states = key_states().await;
     assert!(
-        states.contains(&"active") && states.contains(&"decrypt-only"),
+        states.iter().any(|s| s == "active") && states.iter().any(|s| s == "decrypt-only"),
         "{states:?}"
     );
     let new_recipients = fixture.recipients().await;

@@ -5,9 +5,10 @@
 mod common;
 
 use common::*;
+use k8s_openapi::api::coordination::v1::Lease;
 use kseal_shared::binding::Scope;
-use kube::ResourceExt;
 use kube::api::ListParams;
+use kube::{Api, ResourceExt};
 
 async fn is_leader(controller: &Controller) -> bool {
     let (status, metrics) = controller.get("/metrics").await;
@@ -20,10 +21,14 @@ async fn one_leader_reconciles_and_the_other_takes_over() {
         return;
     };
     fixture.namespace("app").await;
+    // The leader renews every third of the lease and steps down after two
+    // thirds without renewing: 15 s (the default) lets it miss renewals for
+    // 10 s, so a stall on a loaded machine does not hand the lease over
+    // while the test asserts there is one leader.
     let args = [
         "--leader-elect",
         "--lease-duration",
-        "3s",
+        "15s",
         "--key-renew-period",
         "0",
     ];
@@ -31,11 +36,29 @@ async fn one_leader_reconciles_and_the_other_takes_over() {
     let b = fixture.controller("replica-b", &args);
     a.wait_healthy().await;
     b.wait_healthy().await;
-    eventually("a leader", || async {
-        is_leader(&a).await || is_leader(&b).await
-    })
-    .await;
-    let (leader, standby) = if is_leader(&a).await { (a, b) } else { (b, a) };
+    // Who leads is what the Lease says, read once; the replicas' metrics
+    // follow it.
+    let leases: Api<Lease> = Api::namespaced(fixture.client.clone(), NAMESPACE);
+    let deadline = std::time::Instant::now() + WAIT;
+    let holder = loop {
+        let holder = leases
+            .get_opt("kseal-controller")
+            .await
+            .unwrap()
+            .and_then(|lease| lease.spec?.holder_identity)
+            .unwrap_or_default();
+        if !holder.is_empty() {
+            break holder;
+        }
+        assert!(std::time::Instant::now() < deadline, "no Lease holder");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    let (leader, standby) = match holder.as_str() {
+        "replica-a" => (a, b),
+        "replica-b" => (b, a),
+        other => panic!("unexpected Lease holder {other:?}"),
+    };
+    eventually("the Lease holder reports leading", || is_leader(&leader)).await;
     assert!(!is_leader(&standby).await, "two leaders");
 
     let recipients = fixture.recipients().await;
@@ -73,7 +96,9 @@ async fn one_leader_reconciles_and_the_other_takes_over() {
         fixture.wait_ready("app", "second", "True").await,
         "Unsealed"
     );
-    // Still exactly one key: the new leader did not generate another.
+    // Still exactly one key: the new leader did not generate another (it
+    // checks the keys before it reconciles; settled, it has done both).
+    standby.settle().await;
     let keys = fixture
         .secrets(NAMESPACE)
         .list(&ListParams::default().labels("kseal.dev/sealing-key=true"))

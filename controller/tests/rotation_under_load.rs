@@ -12,9 +12,9 @@
 mod common;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::*;
 use futures::StreamExt;
@@ -68,10 +68,42 @@ fn holds_a_version(secret: &Secret, applied: &Applied) -> bool {
     })
 }
 
-/// Watches `api` until `stop`, recording what `check` calls a violation.
+/// Long enough for the bulk steps (hundreds of objects through a debug
+/// controller) on a loaded machine; a hang still ends.
+const BULK_WAIT: Duration = Duration::from_secs(180);
+
+/// Polls `check` every 200 ms until it holds; panics after `timeout`.
+async fn eventually_within<F, Fut>(what: &str, timeout: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    while !check().await {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A resourceVersion as a number (the API server's are etcd revisions), to
+/// tell whether a watch has caught up with a write.
+fn revision(version: &str) -> u64 {
+    version
+        .parse()
+        .unwrap_or_else(|_| panic!("resourceVersion {version:?} is not a number"))
+}
+
+/// Watches `api` until `stop`, recording what `check` calls a violation;
+/// `seen` is the newest resourceVersion it has taken in. When the watch
+/// cannot resume (410 Gone after a compaction, a dropped connection), it
+/// lists again and checks every object as if added, then watches on.
 fn monitor<K>(
     api: Api<K>,
     stop: Arc<AtomicBool>,
+    seen: Arc<AtomicU64>,
     violations: Arc<Mutex<Vec<String>>>,
     check: impl Fn(&WatchEvent<K>) -> Option<String> + Send + 'static,
 ) -> tokio::task::JoinHandle<usize>
@@ -79,36 +111,66 @@ where
     K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
 {
     tokio::spawn(async move {
-        let list = api
-            .list_metadata(&ListParams::default().limit(1))
-            .await
-            .unwrap();
-        let mut version = list.metadata.resource_version.unwrap_or_default();
         let mut events = 0;
+        let record = move |event: WatchEvent<K>, events: &mut usize| {
+            *events += 1;
+            if let Some(violation) = check(&event) {
+                violations.lock().unwrap().push(violation);
+            }
+        };
+        // The first list only sets where to start: the monitors watch what
+        // happens from here on.
+        let mut version = retry_list(&api, &stop, true)
+            .await
+            .map(|list| list.metadata.resource_version.unwrap_or_default());
         while !stop.load(Ordering::Relaxed) {
-            let mut stream = api
-                .watch(&WatchParams::default().timeout(60), &version)
-                .await
-                .unwrap()
-                .boxed();
+            let from = match version.clone() {
+                Some(from) => from,
+                None => {
+                    let Some(list) = retry_list(&api, &stop, false).await else {
+                        break;
+                    };
+                    for object in list.items {
+                        record(WatchEvent::Added(object), &mut events);
+                    }
+                    list.metadata.resource_version.unwrap_or_default()
+                }
+            };
+            seen.fetch_max(revision(&from), Ordering::Relaxed);
+            version = Some(from.clone());
+            let Ok(stream) = api.watch(&WatchParams::default().timeout(60), &from).await else {
+                // Not connected: nothing missed yet, try again.
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            };
+            let mut stream = stream.boxed();
             loop {
                 let next = tokio::time::timeout(Duration::from_millis(200), stream.next()).await;
                 let event = match next {
                     Err(_) if stop.load(Ordering::Relaxed) => return events,
                     Err(_) => continue,
                     Ok(None) => break,
-                    Ok(Some(event)) => event.unwrap(),
+                    Ok(Some(Ok(event))) => event,
+                    // A broken stream: resume from the last version seen.
+                    Ok(Some(Err(_))) => break,
                 };
-                match &event {
+                let at = match &event {
                     WatchEvent::Added(o) | WatchEvent::Modified(o) | WatchEvent::Deleted(o) => {
-                        version = o.meta().resource_version.clone().unwrap_or(version);
+                        o.meta().resource_version.clone()
                     }
-                    WatchEvent::Bookmark(b) => version = b.metadata.resource_version.clone(),
-                    WatchEvent::Error(e) => panic!("watch error: {e:?}"),
+                    WatchEvent::Bookmark(b) => Some(b.metadata.resource_version.clone()),
+                    WatchEvent::Error(_) => {
+                        // Events since `version` are gone: list again.
+                        version = None;
+                        break;
+                    }
+                };
+                if let Some(at) = at {
+                    seen.fetch_max(revision(&at), Ordering::Relaxed);
+                    version = Some(at);
                 }
-                events += 1;
-                if let Some(violation) = check(&event) {
-                    violations.lock().unwrap().push(violation);
+                if !matches!(event, WatchEvent::Bookmark(_)) {
+                    record(event, &mut events);
                 }
             }
         }
@@ -116,10 +178,43 @@ where
     })
 }
 
+/// Lists `api` (only the list's resourceVersion when `metadata_only`),
+/// retrying transient failures; `None` once `stop` is set.
+async fn retry_list<K>(
+    api: &Api<K>,
+    stop: &AtomicBool,
+    metadata_only: bool,
+) -> Option<kube::core::ObjectList<K>>
+where
+    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let params = if metadata_only {
+            ListParams::default().limit(1)
+        } else {
+            ListParams::default()
+        };
+        match api.list(&params).await {
+            Ok(list) => return Some(list),
+            Err(err) => assert!(Instant::now() < deadline, "cannot list: {err}"),
+        }
+        if stop.load(Ordering::Relaxed) {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// Creates and updates `live-*` objects until `stop`, each sealed to the
 /// key published at that moment; objects on an older key are re-sealed
 /// first.
-async fn applier(client: Client, applied: Applied, stop: Arc<AtomicBool>) -> usize {
+async fn applier(
+    client: Client,
+    applied: Applied,
+    stop: Arc<AtomicBool>,
+    done: Arc<AtomicUsize>,
+) -> usize {
     let api: Api<SealedSecret> = Api::namespaced(client.clone(), NS);
     let params = PatchParams::apply("busy-applier").force();
     let (mut created, mut turn, mut ops) = (0usize, 0usize, 0usize);
@@ -160,6 +255,7 @@ async fn applier(client: Client, applied: Applied, stop: Arc<AtomicBool>) -> usi
             .await
             .unwrap();
         ops += 1;
+        done.store(ops, Ordering::Relaxed);
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     ops
@@ -203,11 +299,13 @@ async fn rotation_under_load_loses_nothing() {
     // Watch everything from here on; start the applier.
     let stop_monitors = Arc::new(AtomicBool::new(false));
     let violations: Arc<Mutex<Vec<String>>> = Arc::default();
+    let (secrets_at, sealed_at) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     let secrets_seen = {
         let applied = applied.clone();
         monitor(
             fixture.secrets(NS),
             stop_monitors.clone(),
+            secrets_at.clone(),
             violations.clone(),
             move |event| match event {
                 WatchEvent::Added(s) | WatchEvent::Modified(s) if !holds_a_version(s, &applied) => {
@@ -227,6 +325,7 @@ async fn rotation_under_load_loses_nothing() {
     let sealed_seen = monitor(
         fixture.sealed_secrets(NS),
         stop_monitors.clone(),
+        sealed_at.clone(),
         violations.clone(),
         |event| match event {
             WatchEvent::Added(s) | WatchEvent::Modified(s) => {
@@ -245,12 +344,18 @@ async fn rotation_under_load_loses_nothing() {
         },
     );
     let stop_applier = Arc::new(AtomicBool::new(false));
+    let applier_ops = Arc::new(AtomicUsize::new(0));
     let applier_task = tokio::spawn(applier(
         fixture.client.clone(),
         applied.clone(),
         stop_applier.clone(),
+        applier_ops.clone(),
     ));
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // The applier is at work before the rotation.
+    eventually_within("the applier's first applies", BULK_WAIT, || async {
+        applier_ops.load(Ordering::Relaxed) >= 10
+    })
+    .await;
 
     // Rotate.
     let (code, rotated, err) = kseal(
@@ -292,7 +397,7 @@ async fn rotation_under_load_loses_nothing() {
             .apply(&serde_saphyr::from_str::<SealedSecret>(&text).unwrap())
             .await;
     }
-    eventually("every object Ready on the new key", || async {
+    eventually_within("every object Ready on the new key", BULK_WAIT, || async {
         let all = fixture
             .sealed_secrets(NS)
             .list(&ListParams::default())
@@ -315,29 +420,37 @@ async fn rotation_under_load_loses_nothing() {
     .await;
 
     // The applier's own objects move to the new key too; then retire.
-    eventually("the applier's objects on the new key", || async {
-        applied
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|(name, _)| name.starts_with("live-"))
-            .all(|(_, (_, key))| *key == new_id)
-    })
+    eventually_within(
+        "the applier's objects on the new key",
+        BULK_WAIT,
+        || async {
+            applied
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|(name, _)| name.starts_with("live-"))
+                .all(|(_, (_, key))| *key == new_id)
+        },
+    )
     .await;
-    let mut retired = false;
-    for _ in 0..100 {
-        let (code, _, _) = kseal(
+    // Refused while a SealedSecret still holds an old value (the applier's
+    // last re-seals may still be landing): retry until a deadline.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let (code, _, err) = kseal(
             work.path(),
             &["keys", "retire", &old_id, "--kubeconfig", &kubeconfig],
             None,
         );
         if code == 0 {
-            retired = true;
             break;
         }
+        assert!(
+            Instant::now() < deadline,
+            "the old key could not be retired: {err}"
+        );
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    assert!(retired, "the old key could not be retired");
     let keys: Api<Secret> = Api::namespaced(fixture.client.clone(), NAMESPACE);
     let old_key = keys
         .list(&ListParams::default().labels(&format!("{KEY_ID_LABEL}={old_id}")))
@@ -350,7 +463,11 @@ async fn rotation_under_load_loses_nothing() {
 
     // The applier goes on a little with the old key retired, then stops;
     // everything settles on the latest values.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    let before = applier_ops.load(Ordering::Relaxed);
+    eventually_within("more applies after the retirement", BULK_WAIT, || async {
+        applier_ops.load(Ordering::Relaxed) >= before + 10
+    })
+    .await;
     stop_applier.store(true, Ordering::Relaxed);
     let ops = applier_task.await.unwrap();
     let expected: HashMap<String, Vec<(String, String)>> = applied
@@ -360,7 +477,7 @@ async fn rotation_under_load_loses_nothing() {
         .map(|(name, (versions, _))| (name.clone(), values_of(name, *versions.last().unwrap())))
         .collect();
     assert!(expected.len() > COUNT, "the applier created nothing");
-    eventually("every Secret with its latest values", || async {
+    eventually_within("every Secret with its latest values", BULK_WAIT, || async {
         let secrets = fixture
             .secrets(NS)
             .list(&ListParams::default())
@@ -375,7 +492,45 @@ async fn rotation_under_load_loses_nothing() {
             })
     })
     .await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // The monitors must have seen every write before they stop: once the
+    // controller is idle, wait until each has taken in the newest
+    // resourceVersion of its kind.
+    controller.settle().await;
+    let newest = |versions: Vec<Option<String>>| {
+        versions
+            .iter()
+            .flatten()
+            .map(|v| revision(v))
+            .max()
+            .unwrap_or(0)
+    };
+    let secrets_newest = newest(
+        fixture
+            .secrets(NS)
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .map(|s| s.metadata.resource_version)
+            .collect(),
+    );
+    let sealed_newest = newest(
+        fixture
+            .sealed_secrets(NS)
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .map(|s| s.metadata.resource_version)
+            .collect(),
+    );
+    eventually("the monitors caught up with the last writes", || async {
+        secrets_at.load(Ordering::Relaxed) >= secrets_newest
+            && sealed_at.load(Ordering::Relaxed) >= sealed_newest
+    })
+    .await;
     stop_monitors.store(true, Ordering::Relaxed);
     let (secret_events, sealed_events) = (secrets_seen.await.unwrap(), sealed_seen.await.unwrap());
     let violations = violations.lock().unwrap().clone();

@@ -282,7 +282,14 @@ async fn routine_rotation_of_100_sealed_secrets() {
     apply_repo(&fixture, dir).await;
     all_ready_with(&fixture, &values, Some(&new_id)).await;
 
-    // 6. The old key is unused: retire it.
+    // 6. The old key is unused: retire it. (`keys list` shows what the
+    // controller publishes: the demotion, a write of its own after the new
+    // key, may reach it later than the new key did.)
+    eventually("the old key decrypt-only in `kseal keys list`", || async {
+        let (_, list, _) = kseal(dir, &["keys", "list", "--kubeconfig", &kubeconfig], None);
+        key_state(&list, &old_id).is_some_and(|(state, _)| state == "decrypt-only")
+    })
+    .await;
     let (code, list, err) = step(ROTATION, dir, "kseal keys list", &kc);
     assert_eq!(code, 0, "{err}");
     assert_eq!(
@@ -611,7 +618,13 @@ async fn compromised_key_values_are_replaced_and_the_key_deleted() {
     // 4. Apply.
     apply_repo(&fixture, dir).await;
     all_ready_with(&fixture, &replaced, Some(&new_id)).await;
-    // 5. Retire and delete the compromised key.
+    // 5. Retire and delete the compromised key (once `keys list` shows
+    // the demotion, which follows the new key's publication).
+    eventually("the old key decrypt-only in `kseal keys list`", || async {
+        let (_, list, _) = kseal(dir, &["keys", "list", "--kubeconfig", &kubeconfig], None);
+        key_state(&list, &old_id).is_some_and(|(state, _)| state == "decrypt-only")
+    })
+    .await;
     let (code, list, _) = kseal(dir, &["keys", "list", "--kubeconfig", &kubeconfig], None);
     assert_eq!(code, 0);
     assert_eq!(

@@ -13,7 +13,6 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use common::*;
 use k8s_openapi::api::core::v1::{ConfigMap, Event, Secret};
@@ -298,7 +297,16 @@ async fn sealed_secrets_cannot_install_keys_or_dangerous_secrets() {
                 && secret.owner_references().is_empty()
         })
         .unwrap();
+    // Every event of the key watch logs the forged key Secret of step 3
+    // again: one more such line shows the controller has read a change.
+    let forged_reports = || {
+        controller
+            .log()
+            .matches("not a sealing key made by the controller")
+            .count()
+    };
     for created in ["2999-01-01T00:00:00Z", "not a time"] {
+        let reports = forged_reports();
         let patch =
             serde_json::json!({"metadata": {"annotations": {KEY_CREATED_ANNOTATION: created}}});
         key_secrets
@@ -309,9 +317,10 @@ async fn sealed_secrets_cannot_install_keys_or_dangerous_secrets() {
             )
             .await
             .unwrap();
-        // Give renewal (re-checked every second while keys change) time to
-        // act if it would.
-        tokio::time::sleep(Duration::from_secs(4)).await;
+        eventually("the controller read the patched key Secret", || async {
+            forged_reports() > reports
+        })
+        .await;
         let keys = published(&fixture).await;
         assert_eq!(
             keys.iter().map(|key| key.id.as_str()).collect::<Vec<_>>(),

@@ -135,8 +135,9 @@ impl Cluster {
             ns,
             "--create-namespace",
             "--wait",
+            // Generous: a rollout on a loaded machine, and a hang still ends.
             "--timeout",
-            "120s",
+            "300s",
             "--set",
             &image,
         ];

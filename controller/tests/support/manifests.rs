@@ -4,6 +4,7 @@
 
 use std::path::Path;
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 use kube::Client;
 use kube::api::{Api, DynamicObject, PostParams};
@@ -69,7 +70,31 @@ pub fn render(helm_bin: &Path, sets: &[&str]) -> Vec<Value> {
 
 /// Creates `doc` as the client's user; `dry_run` asks the API server to
 /// validate and admit it without storing it.
+///
+/// A kind whose CRD was just established may not be in discovery (or
+/// served) yet: "not found" is retried for up to a minute, then returned.
 pub async fn create(client: &Client, doc: &Value, dry_run: bool) -> Result<(), kube::Error> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match create_once(client, doc, dry_run).await {
+            Err(err) if not_served(&err) && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            result => return result,
+        }
+    }
+}
+
+/// Whether the API server does not know (yet) the kind or resource.
+fn not_served(err: &kube::Error) -> bool {
+    match err {
+        kube::Error::Api(status) => status.code == 404,
+        kube::Error::Discovery(_) => true,
+        _ => false,
+    }
+}
+
+async fn create_once(client: &Client, doc: &Value, dry_run: bool) -> Result<(), kube::Error> {
     let api_version = doc["apiVersion"].as_str().unwrap_or_default();
     let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
     let gvk = GroupVersionKind::gvk(group, version, kind(doc));

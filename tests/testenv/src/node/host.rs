@@ -52,6 +52,10 @@ pub const KUBEPODS: &str = "kubepods";
 
 const CGROUP_FS: &str = "/sys/fs/cgroup";
 
+/// How long teardown waits for killed processes to be gone and their
+/// cgroups to empty: usually moments, much longer on a loaded machine.
+const TEARDOWN_WAIT: Duration = Duration::from_secs(60);
+
 /// Everything needed to undo the node's changes.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Record {
@@ -162,7 +166,7 @@ impl Record {
     }
 
     fn kill_pod_processes(&self) -> Result<()> {
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + TEARDOWN_WAIT;
         loop {
             let mut pids = BTreeSet::new();
             for root in self.kubepods_dirs() {
@@ -216,7 +220,7 @@ impl Record {
     }
 
     fn remove_cgroups(&self) -> Result<()> {
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + TEARDOWN_WAIT;
         loop {
             let mut left = Vec::new();
             for root in self.kubepods_dirs() {
@@ -345,7 +349,7 @@ pub fn shim_pids(state_dir: &Path) -> BTreeSet<u32> {
 }
 
 fn kill_shims(state_dir: &Path) -> Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + TEARDOWN_WAIT;
     loop {
         let pids = shim_pids(state_dir);
         if pids.is_empty() {

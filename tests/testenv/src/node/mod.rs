@@ -468,6 +468,9 @@ impl Node {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         self.startup.node_ready = begin.elapsed();
+        // kube-proxy's own wait: it may start syncing only once the node is
+        // Ready.
+        let deadline = Instant::now() + cx.timeout;
         loop {
             self.check_processes()?;
             let nat = host::run("iptables", &["-t", "nat", "-S"]).unwrap_or_default();
