@@ -73,38 +73,89 @@ impl CryptoPool {
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Condvar, Mutex};
     use std::time::{Duration, Instant};
 
-    /// CPU-bound work in the pool never runs more than `concurrency` at
-    /// once, and the async worker stays free meanwhile (a timer on the same
-    /// single-threaded runtime fires on time).
+    /// Generous bound on every wait here: only a broken pool reaches it.
+    const LIMIT: Duration = Duration::from_secs(30);
+
+    /// Holds work until the test opens it, or until `LIMIT` after it was
+    /// made.
+    struct Gate {
+        open: Mutex<bool>,
+        opened: Condvar,
+        deadline: Instant,
+    }
+
+    impl Gate {
+        fn new() -> Self {
+            Self {
+                open: Mutex::new(false),
+                opened: Condvar::new(),
+                deadline: Instant::now() + LIMIT,
+            }
+        }
+
+        /// Whether the gate was opened (false: the deadline passed first).
+        fn wait(&self) -> bool {
+            let open = self.open.lock().unwrap();
+            let left = self.deadline.saturating_duration_since(Instant::now());
+            let (open, _) = self
+                .opened
+                .wait_timeout_while(open, left, |open| !*open)
+                .unwrap();
+            *open
+        }
+
+        fn open(&self) {
+            *self.open.lock().unwrap() = true;
+            self.opened.notify_all();
+        }
+    }
+
+    /// Work in the pool never runs more than `concurrency` at once, and the
+    /// async worker stays free meanwhile: on a single-threaded runtime,
+    /// this test sees two closures blocked at once and then releases them
+    /// (work run inline would block its only thread until the gate timed
+    /// out).
     #[tokio::test(flavor = "current_thread")]
     async fn bounds_concurrency_and_keeps_the_runtime_free() {
         let pool = CryptoPool::new(2);
+        let gate = Arc::new(Gate::new());
         let running = Arc::new(AtomicUsize::new(0));
         let most = Arc::new(AtomicUsize::new(0));
         let jobs: Vec<_> = (0..8)
             .map(|_| {
                 let pool = pool.clone();
+                let gate = gate.clone();
                 let running = running.clone();
                 let most = most.clone();
                 tokio::spawn(async move {
                     pool.run(move || {
                         let now = running.fetch_add(1, Ordering::SeqCst) + 1;
                         most.fetch_max(now, Ordering::SeqCst);
-                        std::thread::sleep(Duration::from_millis(50));
+                        let released = gate.wait();
                         running.fetch_sub(1, Ordering::SeqCst);
+                        released
                     })
                     .await
                 })
             })
             .collect();
-        // Inline, these 8 × 50 ms sleeps would block this only thread.
-        let started = Instant::now();
-        tokio::time::sleep(Duration::from_millis(10)).await;
-        assert!(started.elapsed() < Duration::from_millis(45));
+        while running.load(Ordering::SeqCst) < 2 {
+            assert!(
+                Instant::now() < gate.deadline,
+                "two closures never ran at once"
+            );
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        // Gives a pool without a bound time to start a third; a correct
+        // one passes whatever this takes.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(running.load(Ordering::SeqCst), 2);
+        gate.open();
         for job in jobs {
-            job.await.unwrap().unwrap();
+            assert!(job.await.unwrap().unwrap(), "the work blocked the runtime");
         }
         assert_eq!(most.load(Ordering::SeqCst), 2);
         assert!(matches!(

@@ -35,11 +35,15 @@ impl RateLimiter {
     /// passes, so over any period at most `rate × seconds + burst + one
     /// request` tokens are spent, whatever the mix of requests.
     pub fn try_charge(&self, cost: u64) -> bool {
+        self.try_charge_at(cost, Instant::now())
+    }
+
+    /// [`Self::try_charge`] at `now` (tests pass the time in).
+    fn try_charge_at(&self, cost: u64, now: Instant) -> bool {
         let Ok(mut state) = self.state.lock() else {
             return false;
         };
         let (tokens, last) = &mut *state;
-        let now = Instant::now();
         *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * self.rate).min(self.burst);
         *last = now;
         let cost = cost as f64;
@@ -55,24 +59,38 @@ impl RateLimiter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
+    /// Every call at one instant (taken after the bucket is made, which
+    /// leaves it full): no refill between calls, however slow the machine.
     #[test]
     fn charges_work_and_carries_debt() {
         let bucket = RateLimiter::new(100);
+        let now = Instant::now();
         // 100 one-token requests pass, the 101st does not.
-        assert!((0..100).all(|_| bucket.try_acquire()));
-        assert!(!bucket.try_acquire());
+        assert!((0..100).all(|_| bucket.try_charge_at(1, now)));
+        assert!(!bucket.try_charge_at(1, now));
 
         let bucket = RateLimiter::new(100);
-        assert!(bucket.try_charge(60));
-        assert!(!bucket.try_charge(60), "only 40 left");
-        assert!(bucket.try_charge(40));
+        let now = Instant::now();
+        assert!(bucket.try_charge_at(60, now));
+        assert!(!bucket.try_charge_at(60, now), "only 40 left");
+        assert!(bucket.try_charge_at(40, now));
 
         // A request above the burst passes only with a full bucket and
-        // leaves it in debt: nothing passes until it is paid off.
+        // leaves it in debt: nothing passes until it is paid off (150
+        // tokens at 100 a second).
         let bucket = RateLimiter::new(100);
-        assert!(bucket.try_charge(250));
-        assert!(!bucket.try_acquire());
-        assert!(!bucket.try_charge(250));
+        let now = Instant::now();
+        assert!(bucket.try_charge_at(250, now));
+        assert!(!bucket.try_charge_at(1, now));
+        assert!(!bucket.try_charge_at(250, now));
+        assert!(!bucket.try_charge_at(1, now + Duration::from_millis(1400)));
+        assert!(bucket.try_charge_at(1, now + Duration::from_millis(1600)));
+    }
+
+    #[test]
+    fn try_acquire_passes_with_a_full_bucket() {
+        assert!(RateLimiter::new(1).try_acquire());
     }
 }

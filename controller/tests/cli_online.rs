@@ -193,6 +193,10 @@ async fn cli_uses_the_cluster_keys_and_controller() {
             .contains("kseal_values_sealed_to_inactive_key 1")
     })
     .await;
+    // Counted once the controller is idle: a second Warning would come from
+    // a later reconcile.
+    warnings(&fixture, "api", "SealedToInactiveKey").await;
+    controller.settle().await;
     assert_eq!(warnings(&fixture, "api", "SealedToInactiveKey").await, 1);
     // rewrap --stale: only what names no active key; other.yaml's value is
     // sealed to the new key and must stay byte-identical.
@@ -396,6 +400,8 @@ async fn overdue_values_are_reported_apart_from_ready() {
         wait_condition(&fixture, "fresh", "RotationDue", "False").await,
         "ValuesFresh"
     );
+    warnings(&fixture, "old", "ValuesOverdue").await;
+    controller.settle().await;
     assert_eq!(warnings(&fixture, "old", "ValuesOverdue").await, 1);
     // Another reconcile (a new generation) while still overdue: no second
     // Warning.
@@ -409,6 +415,8 @@ async fn overdue_values_are_reported_apart_from_ready() {
     });
     fixture.apply(&relabeled).await;
     assert_eq!(fixture.wait_ready("app", "old", "True").await, "Unsealed");
+    // Its Event would be published after the status: wait until idle.
+    controller.settle().await;
     assert_eq!(warnings(&fixture, "old", "ValuesOverdue").await, 1);
     eventually("the overdue gauge", || async {
         controller

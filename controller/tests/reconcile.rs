@@ -116,7 +116,11 @@ async fn sealed_secrets_become_secrets() {
         .unwrap();
     assert_eq!(status.key_ids, vec![recipients[0].key_id().to_string()]);
     assert!(!status.conditions[0].last_transition_time.is_empty());
-    assert!(has_event(&fixture, "app", "db", "Normal", "Unsealed").await);
+    // Events are published after the status is written.
+    eventually("Unsealed event", || {
+        has_event(&fixture, "app", "db", "Normal", "Unsealed")
+    })
+    .await;
 
     // Update: a changed value reaches the Secret.
     let mut changed = plain(
@@ -367,19 +371,21 @@ async fn sealed_secrets_become_secrets() {
         has_event(&fixture, "app", "frozen", "Warning", "SecretImmutable")
     })
     .await;
-    let warnings_before = events_for(&fixture, "app", "frozen")
-        .await
-        .iter()
-        .filter(|e| e.reason.as_deref() == Some("SecretImmutable"))
-        .map(|e| e.count.unwrap_or(1))
-        .sum::<i32>();
-    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
-    let warnings_after = events_for(&fixture, "app", "frozen")
-        .await
-        .iter()
-        .filter(|e| e.reason.as_deref() == Some("SecretImmutable"))
-        .map(|e| e.count.unwrap_or(1))
-        .sum::<i32>();
+    let immutable_warnings = || async {
+        events_for(&fixture, "app", "frozen")
+            .await
+            .iter()
+            .filter(|e| e.reason.as_deref() == Some("SecretImmutable"))
+            .map(|e| e.count.unwrap_or(1))
+            .sum::<i32>()
+    };
+    // Counted once the controller is idle (the status write may cause one
+    // more reconcile); then idle again for as long: a retry loop (backing
+    // off from 1 s) would reconcile and warn again meanwhile.
+    controller.settle().await;
+    let warnings_before = immutable_warnings().await;
+    controller.settle().await;
+    let warnings_after = immutable_warnings().await;
     assert_eq!(
         warnings_before, warnings_after,
         "immutable Secret retried in a loop"

@@ -221,8 +221,15 @@ mod tests {
             dir.path().join("false.log"),
         );
         f.start().unwrap();
-        std::thread::sleep(Duration::from_millis(300));
-        let err = f.check_alive().unwrap_err().to_string();
+        // Alive until it has exited; then the error, with its log tail.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let err = loop {
+            match f.check_alive() {
+                Ok(()) => assert!(Instant::now() < deadline, "sh did not exit"),
+                Err(err) => break err.to_string(),
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
         assert!(err.contains("boom"), "{err}");
     }
 }
