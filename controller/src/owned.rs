@@ -38,6 +38,10 @@ struct Index {
     /// Writes in flight, by (namespace, name): whether a watch event for
     /// that Secret (or a re-list) came in since the write began.
     writes: HashMap<(Box<str>, Box<str>), bool>,
+    /// The watch failed and has not delivered an event since: it may be
+    /// stuck retrying (e.g. list allowed, watch forbidden) and never report
+    /// a later change, so nothing is written through meanwhile.
+    watch_failing: bool,
 }
 
 impl Index {
@@ -75,6 +79,7 @@ impl OwnedSecrets {
             return;
         };
         let index = &mut *index;
+        index.watch_failing = false;
         match event {
             watcher::Event::Apply(secret) => {
                 if let Some((namespace, name, version)) = identity(secret) {
@@ -109,6 +114,10 @@ impl OwnedSecrets {
                 }
             }
             watcher::Event::InitDone => {
+                index
+                    .writes
+                    .values_mut()
+                    .for_each(|disturbed| *disturbed = true);
                 if let Some(fresh) = index.relisting.take() {
                     index.live = fresh;
                 }
@@ -141,13 +150,30 @@ impl OwnedSecrets {
             .map(|version| version.to_string())
     }
 
+    /// Takes in a failure of the watch: until its next event, no write is
+    /// taken in without it (see [`PendingWrite::wrote`]).
+    pub fn watch_failed(&self) {
+        if let Ok(mut index) = self.index.write() {
+            index.watch_failing = true;
+            index
+                .writes
+                .values_mut()
+                .for_each(|disturbed| *disturbed = true);
+        }
+    }
+
     /// Marks the start of a write (create or update) of the owned Secret
     /// `namespace/name`; report its outcome with [`PendingWrite::wrote`].
     /// Call it before the first write request. At most one write per Secret
     /// is in flight (the reconciler never runs one object twice at once).
     pub fn begin_write(&self, namespace: &str, name: &str) -> PendingWrite<'_> {
         if let Ok(mut index) = self.index.write() {
-            index.writes.insert((namespace.into(), name.into()), false);
+            // During a (re-)list, the list may already show a later state
+            // (a delete has no InitApply): such a write is never taken in.
+            let disturbed = index.relisting.is_some();
+            index
+                .writes
+                .insert((namespace.into(), name.into()), disturbed);
         }
         PendingWrite {
             owned: self,
@@ -174,12 +200,15 @@ pub struct PendingWrite<'a> {
 }
 
 impl PendingWrite<'_> {
-    /// The write succeeded and the Secret now has `version`: the index
-    /// takes it at once, unless a watch event for this Secret (or a
-    /// re-list) came in while the write was in flight.
+    /// The write succeeded (or a read after [`OwnedSecrets::begin_write`]
+    /// found the Secret in sync) and the Secret now has `version`: the
+    /// index takes it at once, unless a watch event for this Secret (or a
+    /// re-list, or a watch failure) came in meanwhile. Pass `None` when the
+    /// Secret as the API server returned it lacks the owned label: the
+    /// watch never reports such a Secret, so the index must not hold it.
     ///
-    /// Why this is sound: the write carried the Secret's labels (so the
-    /// watch will report `version` too), and every event the watch still
+    /// Why this is sound: the Secret carries the owned label (so the watch
+    /// will report `version` too), and every event the watch still
     /// holds back for this Secret is then either older than `version` (the
     /// watch reports one object's changes in order; such an event only makes
     /// a reconcile read once, as before) or later (it replaces `version`,
@@ -196,6 +225,7 @@ impl PendingWrite<'_> {
         let disturbed = index.writes.remove(&key).unwrap_or(true);
         if let Some(version) = version
             && !disturbed
+            && !index.watch_failing
             && index.relisting.is_none()
         {
             insert(&mut index.live, &key.0, &key.1, version);
@@ -341,6 +371,81 @@ mod tests {
         owned.apply(&watcher::Event::Apply(secret("b", "s", "5")));
         write.wrote(Some("6"));
         assert_eq!(owned.resource_version("a", "s").as_deref(), Some("6"));
+    }
+
+    /// A re-list that begins during the write and lists the Secret deleted
+    /// (no InitApply) or edited after the write: the index ends with what
+    /// the list said, never the version written (nothing is pending after
+    /// the list to correct it).
+    #[test]
+    fn a_relist_during_the_write_has_the_last_word() {
+        for (what, listed, expected) in [
+            ("deleted after the write", None, None),
+            ("edited after the write", Some("7"), Some("7")),
+        ] {
+            // Init before the write ends, the list after.
+            let owned = OwnedSecrets::default();
+            ready(&owned);
+            owned.apply(&watcher::Event::Apply(secret("a", "s", "3")));
+            let write = owned.begin_write("a", "s");
+            owned.apply(&watcher::Event::Init);
+            if let Some(version) = listed {
+                owned.apply(&watcher::Event::InitApply(secret("a", "s", version)));
+            }
+            owned.apply(&watcher::Event::InitDone);
+            write.wrote(Some("6"));
+            assert_eq!(
+                owned.resource_version("a", "s").as_deref(),
+                expected,
+                "{what}"
+            );
+
+            // The whole re-list while the write is in flight, Init first.
+            let owned = OwnedSecrets::default();
+            owned.apply(&watcher::Event::Init);
+            let write = owned.begin_write("a", "s");
+            if let Some(version) = listed {
+                owned.apply(&watcher::Event::InitApply(secret("a", "s", version)));
+            }
+            owned.apply(&watcher::Event::InitDone);
+            write.wrote(Some("6"));
+            assert_eq!(
+                owned.resource_version("a", "s").as_deref(),
+                expected,
+                "{what}, first list"
+            );
+        }
+    }
+
+    /// An event older than the write that comes after it takes the index
+    /// back (one read more, never a wrong skip); the write's own event
+    /// follows and restores it.
+    #[test]
+    fn an_older_event_after_the_write_costs_a_read_only() {
+        let owned = OwnedSecrets::default();
+        ready(&owned);
+        owned.begin_write("a", "s").wrote(Some("6"));
+        owned.apply(&watcher::Event::Apply(secret("a", "s", "4")));
+        assert_eq!(owned.resource_version("a", "s").as_deref(), Some("4"));
+        owned.apply(&watcher::Event::Apply(secret("a", "s", "6")));
+        assert_eq!(owned.resource_version("a", "s").as_deref(), Some("6"));
+    }
+
+    /// After a watch failure nothing is written through until the watch
+    /// delivers again: it may be stuck and never report a later change.
+    #[test]
+    fn a_failing_watch_stops_the_write_through() {
+        let owned = OwnedSecrets::default();
+        ready(&owned);
+        owned.apply(&watcher::Event::Apply(secret("a", "s", "3")));
+        let in_flight = owned.begin_write("a", "s");
+        owned.watch_failed();
+        in_flight.wrote(Some("6"));
+        owned.begin_write("a", "s").wrote(Some("7"));
+        assert_eq!(owned.resource_version("a", "s").as_deref(), Some("3"));
+        owned.apply(&watcher::Event::Apply(secret("a", "other", "8")));
+        owned.begin_write("a", "s").wrote(Some("9"));
+        assert_eq!(owned.resource_version("a", "s").as_deref(), Some("9"));
     }
 
     /// A re-list during the write, a failed write, an answer without a

@@ -442,7 +442,7 @@ async fn write_secret(
     let existing = if known.current_version.is_none() {
         match create().await {
             Ok(created) => {
-                write.wrote(created.metadata.resource_version.as_deref());
+                write.wrote(watched_version(&created));
                 return Ok((
                     Outcome::Created,
                     record(created.metadata.resource_version.clone()),
@@ -458,7 +458,7 @@ async fn write_secret(
     };
     let Some(mut existing) = existing else {
         let created = create().await?;
-        write.wrote(created.metadata.resource_version.as_deref());
+        write.wrote(watched_version(&created));
         return Ok((
             Outcome::Created,
             record(created.metadata.resource_version.clone()),
@@ -475,6 +475,8 @@ async fn write_secret(
         return Err(Error::SecretNotOwned(name.to_owned()));
     }
     if owned && desired.matches(&existing, &data) {
+        // Read after the write began: as good as a write for the index.
+        write.wrote(watched_version(&existing));
         return Ok((
             Outcome::InSync,
             record(existing.metadata.resource_version.clone()),
@@ -519,11 +521,20 @@ async fn write_secret(
         .replace(name, &PostParams::default(), &existing)
         .await
         .map(Wiped)?;
-    write.wrote(updated.metadata.resource_version.as_deref());
+    write.wrote(watched_version(&updated));
     Ok((
         Outcome::Updated,
         record(updated.metadata.resource_version.clone()),
     ))
+}
+
+/// The resourceVersion of `secret` as the owned-Secrets watch reports it:
+/// `None` when it lacks the owned label (say, a mutating webhook removed
+/// it), since the label-selected watch never reports such a Secret.
+fn watched_version(secret: &Secret) -> Option<&str> {
+    (secret.labels().get(OWNED_LABEL).map(String::as_str) == Some("true"))
+        .then_some(secret.metadata.resource_version.as_deref())
+        .flatten()
 }
 
 /// A policy violation with the controller flag that allows it, if any.

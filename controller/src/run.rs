@@ -273,7 +273,7 @@ async fn reconcile_in(
     // Owned Secrets: label-selected, metadata only (no data in memory), and
     // of that only what reconciling needs (see `owned`).
     let owned_secrets = Arc::new(OwnedSecrets::default());
-    let index = owned_secrets.clone();
+    let (index, failing) = (owned_secrets.clone(), owned_secrets.clone());
     let owned = watcher(
         secret_api,
         watcher::Config::default().labels(&format!("{OWNED_LABEL}=true")),
@@ -283,6 +283,7 @@ async fn reconcile_in(
         index.apply(&event);
         event
     })
+    .inspect_err(move |_| failing.watch_failed())
     .touched_objects();
     // SealedSecrets, cached with only what reconciling reads (see `cached`).
     // Listed 100 at a time: a page is parsed whole (managedFields and all,
