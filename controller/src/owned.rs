@@ -45,6 +45,14 @@ struct Index {
 }
 
 impl Index {
+    /// Something that may show a later state of every Secret (a re-list,
+    /// a watch failure) came in: no write in flight is taken in.
+    fn disturb_all(&mut self) {
+        self.writes
+            .values_mut()
+            .for_each(|disturbed| *disturbed = true);
+    }
+
     /// A watch event for `namespace/name` was taken in.
     fn disturb(&mut self, namespace: &str, name: &str) {
         if self.writes.is_empty() {
@@ -100,10 +108,7 @@ impl OwnedSecrets {
             }
             watcher::Event::Init => {
                 index.relisting = Some(HashMap::new());
-                index
-                    .writes
-                    .values_mut()
-                    .for_each(|disturbed| *disturbed = true);
+                index.disturb_all();
             }
             watcher::Event::InitApply(secret) => {
                 if let Some((namespace, name, version)) = identity(secret) {
@@ -114,10 +119,7 @@ impl OwnedSecrets {
                 }
             }
             watcher::Event::InitDone => {
-                index
-                    .writes
-                    .values_mut()
-                    .for_each(|disturbed| *disturbed = true);
+                index.disturb_all();
                 if let Some(fresh) = index.relisting.take() {
                     index.live = fresh;
                 }
@@ -155,10 +157,7 @@ impl OwnedSecrets {
     pub fn watch_failed(&self) {
         if let Ok(mut index) = self.index.write() {
             index.watch_failing = true;
-            index
-                .writes
-                .values_mut()
-                .for_each(|disturbed| *disturbed = true);
+            index.disturb_all();
         }
     }
 
