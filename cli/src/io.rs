@@ -1,5 +1,6 @@
-//! Files in and out: inputs named on the command line, atomic writes, and
-//! the manifest files of a directory tree.
+//! Files in and out: inputs named on the command line, and atomic writes
+//! that leave nothing readable behind when interrupted. Directory walks
+//! are in [`crate::walk`].
 
 use std::fs;
 use std::io::{self, Read, Write};
@@ -7,6 +8,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use zeroize::Zeroizing;
+
+use crate::cleanup::Registry;
+use crate::walk::{ManifestPath, TEMPORARY_PREFIX};
 
 /// Where a manifest came from, for messages.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -115,49 +119,215 @@ pub enum Privacy {
     Private,
 }
 
-/// Writes `contents` to `path` atomically: a temporary file in the same
-/// directory, flushed, then renamed over the target. A failure leaves the
-/// target as it was.
+/// Writes `contents` to `path` atomically: readers see the old file or the
+/// whole new one, and a failure leaves the target as it was. A symlink at
+/// `path` is replaced, not written through (see [`write_in_place`] for
+/// edits).
+///
+/// Interrupted, it leaves nothing readable behind. On Linux the contents
+/// go into an unnamed file (`O_TMPFILE`) that gets a name only once it is
+/// complete: under the target's name when there is no file yet, else under
+/// a temporary name for the instant before the rename. Elsewhere, or where
+/// the file system has no unnamed files, a named temporary file (mode 0600
+/// from its creation) is used. Either way a temporary name is registered
+/// with [`crate::cleanup`], which removes it on SIGINT, SIGTERM and SIGHUP;
+/// only SIGKILL (or a crash of the system) while a temporary name exists
+/// can leave one, which `kseal check` reports when it holds a Secret.
 pub fn write_atomic(path: &Path, contents: &[u8], privacy: Privacy) -> Result<()> {
     let dir = match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),
     };
-    let mut temp = tempfile::Builder::new()
-        .prefix(".kseal-")
-        .tempfile_in(dir)
-        .with_context(|| format!("{}: cannot create a temporary file", dir.display()))?;
-    temp.write_all(contents)
-        .and_then(|()| temp.as_file().sync_all())
-        .with_context(|| format!("{}: cannot write", path.display()))?;
-    set_mode(temp.path(), path, privacy)?;
-    temp.persist(path)
-        .map_err(|err| err.error)
-        .with_context(|| format!("{}: cannot replace", path.display()))?;
-    Ok(())
+    crate::cleanup::install()?;
+    let mode = file_mode(path, privacy);
+    #[cfg(target_os = "linux")]
+    if !debug_seam::named_only() && unnamed::write(dir, path, contents, mode)? {
+        return Ok(());
+    }
+    write_named(dir, path, contents, mode)
+}
+
+/// Rewrites a manifest file in place (atomically, keeping its mode): a
+/// symlink's target is rewritten, so the link stays a link; a target
+/// outside the file's tree is refused ([`ManifestPath::edit_target`]).
+pub fn write_in_place(file: &ManifestPath, contents: &[u8]) -> Result<()> {
+    let target = file.edit_target()?;
+    write_atomic(&target, contents, Privacy::Public)
+}
+
+/// The mode of a new file: 0600 for secrets; for public files, the mode of
+/// the file replaced, else 0644.
+fn file_mode(target: &Path, privacy: Privacy) -> u32 {
+    match privacy {
+        Privacy::Private => 0o600,
+        Privacy::Public => existing_mode(target).unwrap_or(0o644),
+    }
 }
 
 #[cfg(unix)]
-fn set_mode(temp: &Path, target: &Path, privacy: Privacy) -> Result<()> {
+fn existing_mode(target: &Path) -> Option<u32> {
     use std::os::unix::fs::PermissionsExt;
-    let mode = match privacy {
-        Privacy::Private => 0o600,
-        Privacy::Public => fs::metadata(target)
-            .map(|meta| meta.permissions().mode() & 0o7777)
-            .unwrap_or(0o644),
-    };
-    fs::set_permissions(temp, fs::Permissions::from_mode(mode))
-        .with_context(|| format!("{}: cannot set permissions", temp.display()))
+    fs::metadata(target)
+        .ok()
+        .map(|meta| meta.permissions().mode() & 0o7777)
 }
 
 #[cfg(not(unix))]
-fn set_mode(_temp: &Path, _target: &Path, _privacy: Privacy) -> Result<()> {
+fn existing_mode(_target: &Path) -> Option<u32> {
+    None
+}
+
+#[cfg(unix)]
+fn set_mode(file: &fs::File, mode: u32) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    file.set_permissions(fs::Permissions::from_mode(mode))
+}
+
+#[cfg(not(unix))]
+fn set_mode(_file: &fs::File, _mode: u32) -> io::Result<()> {
     Ok(())
+}
+
+/// The portable way: a named temporary file beside the target, created
+/// with mode 0600 (tempfile's default) and registered for removal on
+/// signals before any byte is written, then renamed over the target.
+fn write_named(dir: &Path, path: &Path, contents: &[u8], mode: u32) -> Result<()> {
+    let mut temp = {
+        let mut registry = Registry::lock();
+        let temp = tempfile::Builder::new()
+            .prefix(TEMPORARY_PREFIX)
+            .tempfile_in(dir)
+            .with_context(|| format!("{}: cannot create a temporary file", dir.display()))?;
+        registry.add(temp.path().to_owned());
+        temp
+    };
+    let written = temp
+        .write_all(contents)
+        .and_then(|()| temp.as_file().sync_all())
+        .with_context(|| format!("{}: cannot write", path.display()))
+        .and_then(|()| {
+            set_mode(temp.as_file(), mode)
+                .with_context(|| format!("{}: cannot set permissions", path.display()))
+        });
+    if written.is_ok() {
+        debug_seam::pause();
+    }
+    let mut registry = Registry::lock();
+    let temp_path = temp.path().to_owned();
+    // On error, dropping `temp` removes the file (under the lock).
+    let result = written.and_then(|()| {
+        temp.persist(path)
+            .map(drop)
+            .map_err(|err| err.error)
+            .with_context(|| format!("{}: cannot replace", path.display()))
+    });
+    registry.remove(&temp_path);
+    result
+}
+
+/// Linux: the contents in an unnamed file (`O_TMPFILE`), linked in only
+/// once complete. Chosen over a named temporary file removed on signals
+/// because nothing at all, SIGKILL and power loss included, can then leave
+/// a readable copy of a secret beside the target while it is written.
+#[cfg(target_os = "linux")]
+mod unnamed {
+    use std::fs;
+    use std::io::Write;
+    use std::os::fd::AsRawFd;
+    use std::path::Path;
+
+    use anyhow::{Context, Result};
+    use rustix::fs::{AtFlags, CWD, Mode, OFlags};
+    use rustix::io::Errno;
+
+    use crate::cleanup::Registry;
+    use crate::walk::TEMPORARY_PREFIX;
+
+    /// Writes `contents` to `path` through an unnamed file in `dir`.
+    /// `Ok(false)`: unnamed files are not available here (old kernel, a
+    /// file system without them, no `/proc`) and nothing was written; the
+    /// caller uses a named temporary file instead.
+    pub(super) fn write(dir: &Path, path: &Path, contents: &[u8], mode: u32) -> Result<bool> {
+        let Ok(fd) = rustix::fs::openat(
+            CWD,
+            dir,
+            OFlags::WRONLY | OFlags::TMPFILE | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o600),
+        ) else {
+            return Ok(false);
+        };
+        let mut file = fs::File::from(fd);
+        file.write_all(contents)
+            .and_then(|()| file.sync_all())
+            .with_context(|| format!("{}: cannot write", path.display()))?;
+        super::set_mode(&file, mode)
+            .with_context(|| format!("{}: cannot set permissions", path.display()))?;
+        super::debug_seam::pause();
+        // An unnamed file is linked by its /proc path (linkat with
+        // AT_EMPTY_PATH would need CAP_DAC_READ_SEARCH).
+        let source = format!("/proc/self/fd/{}", file.as_raw_fd());
+        let mut registry = Registry::lock();
+        match rustix::fs::linkat(CWD, &source, CWD, path, AtFlags::SYMLINK_FOLLOW) {
+            // Nothing was there: the file appears complete under its name.
+            Ok(()) => return Ok(true),
+            Err(Errno::EXIST) => {}
+            Err(_) => return Ok(false),
+        }
+        // Replacing a file: a temporary name for the instant before the
+        // rename (rename is what replaces atomically; linkat cannot).
+        let linked = tempfile::Builder::new()
+            .prefix(TEMPORARY_PREFIX)
+            .make_in(dir, |temp| {
+                rustix::fs::linkat(CWD, &source, CWD, temp, AtFlags::SYMLINK_FOLLOW)
+                    .map_err(std::io::Error::from)
+            });
+        let Ok(linked) = linked else {
+            return Ok(false);
+        };
+        let temp_path = linked.path().to_owned();
+        registry.add(temp_path.clone());
+        let result = linked
+            .persist(path)
+            .map_err(|err| err.error)
+            .with_context(|| format!("{}: cannot replace", path.display()));
+        registry.remove(&temp_path);
+        result.map(|()| true)
+    }
+}
+
+/// A seam for the tests of interrupted writes, compiled into debug builds
+/// only: with `KSEAL_DEBUG_PAUSE_WRITE=FILE`, a write creates FILE once its
+/// contents are written, before the result gets its name, and waits there
+/// (up to a minute) for the test's signal; `KSEAL_DEBUG_NAMED_TEMPORARY=1`
+/// takes the portable named-temporary-file path on Linux too. A signal
+/// cannot be sent "in the middle of a write" any other way without a race.
+mod debug_seam {
+    #[cfg(debug_assertions)]
+    pub(super) fn pause() {
+        let Some(marker) = std::env::var_os("KSEAL_DEBUG_PAUSE_WRITE") else {
+            return;
+        };
+        if std::fs::write(&marker, b"").is_ok() {
+            std::thread::sleep(std::time::Duration::from_secs(60));
+        }
+    }
+
+    #[cfg(not(debug_assertions))]
+    pub(super) fn pause() {}
+
+    #[cfg(all(debug_assertions, target_os = "linux"))]
+    pub(super) fn named_only() -> bool {
+        std::env::var_os("KSEAL_DEBUG_NAMED_TEMPORARY").is_some()
+    }
+
+    #[cfg(all(not(debug_assertions), target_os = "linux"))]
+    pub(super) fn named_only() -> bool {
+        false
+    }
 }
 
 /// Writes to stdout. A closed pipe surfaces as an `io::ErrorKind::BrokenPipe`
 /// error, which `main` treats as success.
-/// Writes to stdout; see [`emit`].
 pub fn write_stdout(contents: &[u8]) -> Result<()> {
     let mut stdout = io::stdout().lock();
     stdout.write_all(contents)?;
@@ -171,54 +341,4 @@ pub fn emit(output: Option<&Path>, contents: &[u8], privacy: Privacy) -> Result<
         Some(path) if path != Path::new("-") => write_atomic(path, contents, privacy),
         _ => write_stdout(contents),
     }
-}
-
-/// Whether a file name looks like a manifest.
-pub fn is_manifest_name(path: &Path) -> bool {
-    matches!(
-        path.extension().and_then(|e| e.to_str()),
-        Some("yaml" | "yml" | "json")
-    )
-}
-
-/// Expands paths into manifest files: a file is taken as is; a directory is
-/// searched recursively for `*.yaml`, `*.yml` and `*.json`, skipping hidden
-/// directories (`.git`, …). Sorted, so output is deterministic.
-/// Whether a file that does not parse may be skipped: it was found by
-/// walking a directory (not named on the command line) and mentions no
-/// kseal object (`kseal.dev/`), like a Helm template next to SealedSecrets.
-/// A broken SealedSecret is never skipped.
-pub fn skippable(named: &[PathBuf], path: &Path, text: &str) -> bool {
-    !named.iter().any(|named| named == path) && !text.contains("kseal.dev/")
-}
-
-pub fn manifest_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
-    let mut files = Vec::new();
-    for path in paths {
-        let meta =
-            fs::metadata(path).with_context(|| format!("{}: cannot read", path.display()))?;
-        if !meta.is_dir() {
-            files.push(path.clone());
-            continue;
-        }
-        let mut found = Vec::new();
-        let walker = walkdir::WalkDir::new(path)
-            .follow_links(false)
-            .into_iter()
-            .filter_entry(|entry| entry.depth() == 0 || !is_hidden(entry.file_name()));
-        for entry in walker {
-            let entry = entry.with_context(|| format!("{}: cannot walk", path.display()))?;
-            if entry.file_type().is_file() && is_manifest_name(entry.path()) {
-                found.push(entry.into_path());
-            }
-        }
-        found.sort();
-        files.extend(found);
-    }
-    Ok(files)
-}
-
-fn is_hidden(name: &std::ffi::OsStr) -> bool {
-    name.to_str()
-        .is_some_and(|name| name.starts_with('.') && name != "." && name != "..")
 }

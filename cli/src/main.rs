@@ -3,12 +3,14 @@
 #![forbid(unsafe_code)]
 
 mod args;
+mod cleanup;
 mod cluster;
 mod commands;
 mod error;
 mod io;
 mod recipients;
 mod sources;
+mod walk;
 
 use std::process::ExitCode;
 

@@ -127,6 +127,13 @@ pub fn add_file_source(secret: &mut PlainSecret, source: &str) -> Result<()> {
             .with_context(|| format!("{}: cannot read", entry.path().display()))?;
         if file_type.is_file() {
             entries.push(entry);
+        } else {
+            // As kubectl: only the directory's own regular files; said so,
+            // so that a value that is not sealed is not missed.
+            eprintln!(
+                "kseal: {}: skipped: not a regular file (--from-file DIR takes only the regular files directly in DIR, as kubectl does; symlinks and subdirectories are not followed)",
+                entry.path().display()
+            );
         }
     }
     entries.sort_by_key(|entry| entry.file_name());

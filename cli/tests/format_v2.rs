@@ -531,3 +531,41 @@ fn lists_are_read_or_refused_never_skipped() {
         stdout(&output)
     );
 }
+
+/// The rotation gate reads SealedSecrets wherever kubectl applies them: in
+/// a `List` whose `apiVersion` is `/v1` (core v1 to kubectl) and in the
+/// `items` of any object (kubectl reads every object with `items` as a
+/// list), not only in the lists kseal's other commands read.
+#[test]
+fn check_rotation_reads_every_list_kubectl_applies() {
+    let ws = Workspace::new();
+    let object = manifest(&ws.recipient, &[("old", Some(365))]);
+    let item: String = object
+        .lines()
+        .map(|line| format!("    {line}\n"))
+        .collect::<String>()
+        .replacen("    apiVersion", "  - apiVersion", 1);
+    for (file, text) in [
+        (
+            "slash-list.yaml",
+            format!("apiVersion: /v1\nkind: List\nitems:\n{item}"),
+        ),
+        (
+            "config-map.yaml",
+            format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: c}}\nitems:\n{item}"),
+        ),
+    ] {
+        ws.write(file, &text);
+        let output = ws
+            .cmd()
+            .args(["check", "--max-age", "90d", file])
+            .output()
+            .unwrap();
+        assert_exit(&output, 1);
+        assert!(
+            stdout(&output).contains(": old: sealed 365 days ago"),
+            "{file}: {}",
+            stdout(&output)
+        );
+    }
+}

@@ -704,3 +704,70 @@ fn literal_without_key_is_not_echoed() {
     assert!(all.contains("KEY=VALUE"), "{all}");
     assert!(!all.contains("hunter2canary"), "{all}");
 }
+
+/// `kseal seal` reads `apiVersion` and lists as kubectl does (checked
+/// against kubectl 1.36): `/v1` is core v1, so a `/v1` Secret is sealed as
+/// kubectl would create it (the API server stores it as `v1`), alone or in
+/// a `/v1 List`; an item of a `SecretList` naming neither apiVersion nor
+/// kind is a Secret. Spellings kubectl or the API server refuse are refused.
+#[test]
+fn seal_reads_api_version_as_kubectl_does() {
+    let ws = Workspace::new();
+    let secret = |api_version: &str, name: &str| {
+        format!(
+            "{{apiVersion: {api_version}, kind: Secret, metadata: {{name: {name}, namespace: app}}, stringData: {{k: v-{name}}}}}"
+        )
+    };
+    let cases = [
+        // Not a flow mapping first in the file: that is taken for JSON.
+        (format!("---\n{}\n", secret("/v1", "slash")), vec!["slash"]),
+        (
+            format!(
+                "apiVersion: /v1\nkind: List\nitems:\n  - {}\n  - {}\n",
+                secret("/v1", "a"),
+                secret("v1", "b")
+            ),
+            vec!["a", "b"],
+        ),
+        (
+            "apiVersion: v1\nkind: SecretList\nitems:\n  - {metadata: {name: c, namespace: app}, stringData: {k: v-c}}\n".to_owned(),
+            vec!["c"],
+        ),
+    ];
+    for (input, names) in cases {
+        let sealed = ws.seal(&input, &[]);
+        assert_eq!(
+            sealed.matches("kind: SealedSecret").count(),
+            names.len(),
+            "{input}\n{sealed}"
+        );
+        let output = ws.unseal(&sealed);
+        assert_exit(&output, 0);
+        let secrets = stdout(&output);
+        for name in names {
+            let value = base64_of(&format!("v-{name}"));
+            assert!(secrets.contains(&format!("name: {name}\n")), "{secrets}");
+            assert!(secrets.contains(&format!("k: {value}\n")), "{secrets}");
+        }
+        assert!(!secrets.contains("/v1"), "{secrets}");
+    }
+    for api_version in ["core/v1", "v1/", "//v1", "V1", "\" v1\""] {
+        let output = ws
+            .cmd()
+            .args(["seal", "-r", &ws.recipient])
+            .write_stdin(format!("---\n{}\n", secret(api_version, "x")))
+            .output()
+            .unwrap();
+        assert_exit(&output, 1);
+        assert!(
+            stderr(&output).contains("expected a v1 Secret"),
+            "{api_version}: {}",
+            stderr(&output)
+        );
+    }
+}
+
+fn base64_of(text: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(text)
+}

@@ -633,3 +633,355 @@ fn rewrap_follows_kseal_yaml_rules() {
     );
     assert_exit(&new_staging.unseal(&prod.read("clusters/prod/db.yaml")), 1);
 }
+
+/// `kseal check` reads `apiVersion` as kubectl does: split at its `/` into
+/// group and version, the empty group being core, so `/v1` is a Secret
+/// too, alone and in lists (`kubectl apply` creates all of these, checked
+/// against kubectl and the API server 1.36). Spellings they refuse are not
+/// Secrets. A file that starts with a YAML flow mapping (taken for JSON,
+/// and failing as such) is read as YAML.
+#[test]
+fn check_reads_api_version_as_kubectl_does() {
+    let ws = Workspace::new();
+    let secret = |api_version: &str, name: &str| {
+        format!(
+            "{{apiVersion: {api_version}, kind: Secret, metadata: {{name: {name}}}, stringData: {{k: v}}}}"
+        )
+    };
+    ws.write("leaks/slash.yaml", &format!("{}\n", secret("/v1", "slash")));
+    // A file starting with a YAML flow mapping is no JSON, and no less a
+    // Secret to kubectl.
+    ws.write("leaks/flow.yaml", &format!("{}\n", secret("v1", "flow")));
+    ws.write(
+        "leaks/quoted.json",
+        r#"{"apiVersion": "/v1", "kind": "Secret", "metadata": {"name": "quoted"}, "data": {"k": "dg=="}}"#,
+    );
+    ws.write(
+        "leaks/list.yaml",
+        &format!(
+            "apiVersion: /v1\nkind: List\nitems:\n  - {}\n  - {}\n",
+            secret("/v1", "in-slash-list"),
+            secret("v1", "plain-in-slash-list")
+        ),
+    );
+    ws.write(
+        "leaks/secretlist.yaml",
+        &format!(
+            "apiVersion: /v1\nkind: SecretList\nitems:\n  - {}\n",
+            secret("/v1", "in-secretlist")
+        ),
+    );
+    let output = ws.cmd().args(["check", "leaks"]).output().unwrap();
+    assert_exit(&output, 1);
+    let out = stdout(&output);
+    for name in [
+        "slash",
+        "flow",
+        "quoted",
+        "in-slash-list",
+        "plain-in-slash-list",
+        "in-secretlist",
+    ] {
+        assert_eq!(
+            out.matches(&format!("\"{name}\"")).count(),
+            1,
+            "{name}: {out}"
+        );
+    }
+    // kubectl finds no mapping (` v1`, `V1`, `core/v1`, `v1/`), cannot
+    // parse it (`//v1`), or the API server refuses it (kind `secret`).
+    for (api_version, kind) in [
+        ("\" v1\"", "Secret"),
+        ("V1", "Secret"),
+        ("core/v1", "Secret"),
+        ("v1/", "Secret"),
+        ("//v1", "Secret"),
+        ("v1", "secret"),
+    ] {
+        ws.write(
+            "refused.yaml",
+            &format!(
+                "apiVersion: {api_version}\nkind: {kind}\nmetadata: {{name: x}}\nstringData: {{k: v}}\n"
+            ),
+        );
+        let output = ws.cmd().args(["check", "refused.yaml"]).output().unwrap();
+        assert_exit(&output, 0);
+    }
+}
+
+/// `kseal check DIR` sees what `kubectl apply -R -f DIR` applies: files in
+/// hidden directories, hidden files, and symlinked files wherever they
+/// point; a symlinked directory is not followed (nor by kubectl), and is
+/// named on stderr. A symlink it cannot follow fails the gate.
+#[cfg(unix)]
+#[test]
+fn check_walks_what_kubectl_applies() {
+    use std::os::unix::fs::symlink;
+    let ws = Workspace::new();
+    let secret = |name: &str| SECRET.replace("name: db", &format!("name: {name}"));
+    ws.write("repo/.hidden/a.yaml", &secret("in-hidden-dir"));
+    ws.write("repo/.b.yml", &secret("hidden-file"));
+    ws.write("outside/c.yaml", &secret("linked-from-outside"));
+    ws.write("elsewhere/d.yaml", &secret("behind-a-linked-dir"));
+    ws.write("repo/app/ok.yaml", &ws.seal(SECRET, &[]));
+    symlink(ws.path("outside/c.yaml"), ws.path("repo/app/c.yaml")).unwrap();
+    symlink(ws.path("elsewhere"), ws.path("repo/linked-dir")).unwrap();
+    let output = ws.cmd().args(["check", "repo"]).output().unwrap();
+    assert_exit(&output, 1);
+    let out = stdout(&output);
+    for name in ["in-hidden-dir", "hidden-file", "linked-from-outside"] {
+        assert!(out.contains(&format!("\"{name}\"")), "{name}: {out}");
+    }
+    assert!(!out.contains("behind-a-linked-dir"), "{out}");
+    assert!(
+        stderr(&output).contains("repo/linked-dir: skipped: a symlink to a directory"),
+        "{}",
+        stderr(&output)
+    );
+
+    // A dangling symlink and a loop: errors, not passes.
+    for (name, target) in [
+        ("dangling.yaml", "nowhere.yaml"),
+        ("loop.yaml", "loop.yaml"),
+    ] {
+        let clean = Workspace::new();
+        clean.write("repo/ok.yaml", &clean.seal(SECRET, &[]));
+        symlink(target, clean.path(&format!("repo/{name}"))).unwrap();
+        let output = clean.cmd().args(["check", "repo"]).output().unwrap();
+        assert_exit(&output, 1);
+        assert!(
+            stderr(&output).contains(&format!("repo/{name}: a symlink kseal cannot follow")),
+            "{}",
+            stderr(&output)
+        );
+    }
+}
+
+/// The other walks agree: `inspect` and `rewrap --in-place` see SealedSecrets
+/// in hidden directories and behind symlinks. Edits follow a symlink to its
+/// target inside the tree and keep the link; a symlink out of the tree is
+/// refused and the run fails, whether the link was found or named
+/// (`rewrap FILE`, `seal --merge-into FILE`; the tree of a named file is
+/// its git repository, else its directory).
+#[cfg(unix)]
+#[test]
+fn edits_follow_symlinks_only_inside_the_tree() {
+    use std::os::unix::fs::symlink;
+    let ws = Workspace::new();
+    let new = Workspace::new();
+    let sealed = ws.seal(SECRET, &[]);
+    ws.write("repo/.shared/db.yaml", &sealed);
+    std::fs::create_dir_all(ws.path("repo/app")).unwrap();
+    symlink("../.shared/db.yaml", ws.path("repo/app/db.yaml")).unwrap();
+    let output = ws.cmd().args(["inspect", "repo"]).output().unwrap();
+    assert_exit(&output, 0);
+    assert!(stdout(&output).contains("app/db"), "{}", stdout(&output));
+
+    let rewrap = |ws: &Workspace, path: &str| {
+        ws.cmd()
+            .args(["rewrap", "--in-place", "-i"])
+            .arg(&ws.identity)
+            .args(["-r", &new.recipient, path])
+            .output()
+            .unwrap()
+    };
+    // Inside the tree: the target is rewritten once, the link stays.
+    let output = rewrap(&ws, "repo");
+    assert_exit(&output, 0);
+    assert!(
+        stderr(&output)
+            .contains("3 value(s) re-wrapped, 0 already current, 0 failed; 1 file(s) rewritten"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(
+        std::fs::symlink_metadata(ws.path("repo/app/db.yaml"))
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    let rewrapped = ws.read("repo/.shared/db.yaml");
+    assert_ne!(rewrapped, sealed);
+    assert_exit(&new.unseal(&rewrapped), 0);
+
+    // Out of the tree: refused, the target untouched, the run failed.
+    let out = Workspace::new();
+    let outside = out.seal(SECRET, &[]);
+    out.write("outside/db.yaml", &outside);
+    std::fs::create_dir_all(out.path("repo")).unwrap();
+    symlink(out.path("outside/db.yaml"), out.path("repo/db.yaml")).unwrap();
+    for path in ["repo", "repo/db.yaml"] {
+        let output = rewrap(&out, path);
+        assert_exit(&output, 1);
+        assert!(
+            stderr(&output).contains("repo/db.yaml: a symlink to")
+                && stderr(&output).contains("not edited"),
+            "{path}: {}",
+            stderr(&output)
+        );
+        assert_eq!(out.read("outside/db.yaml"), outside);
+    }
+    let output = out
+        .cmd()
+        .args(["seal", "-r", &out.recipient, "--merge-into", "repo/db.yaml"])
+        .args([
+            "--name",
+            "db",
+            "--namespace",
+            "app",
+            "--from-literal",
+            "extra=x",
+        ])
+        .output()
+        .unwrap();
+    assert_exit(&output, 1);
+    assert!(
+        stderr(&output).contains("not edited"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(out.read("outside/db.yaml"), outside);
+
+    // A named link's tree is its git repository (else its directory):
+    // --merge-into through a link inside the repository merges at the
+    // target, and the link stays a link.
+    let output = ws
+        .cmd()
+        .args([
+            "seal",
+            "-r",
+            &new.recipient,
+            "--merge-into",
+            "repo/app/db.yaml",
+        ])
+        .args([
+            "--name",
+            "db",
+            "--namespace",
+            "app",
+            "--from-literal",
+            "extra=x",
+        ])
+        .output()
+        .unwrap();
+    assert_exit(&output, 1);
+    assert!(
+        stderr(&output).contains("not edited"),
+        "{}",
+        stderr(&output)
+    );
+    std::fs::create_dir_all(ws.path("repo/.git")).unwrap();
+    let output = ws
+        .cmd()
+        .args([
+            "seal",
+            "-r",
+            &new.recipient,
+            "--merge-into",
+            "repo/app/db.yaml",
+        ])
+        .args([
+            "--name",
+            "db",
+            "--namespace",
+            "app",
+            "--from-literal",
+            "extra=x",
+        ])
+        .output()
+        .unwrap();
+    assert_exit(&output, 0);
+    assert!(
+        std::fs::symlink_metadata(ws.path("repo/app/db.yaml"))
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert!(ws.read("repo/.shared/db.yaml").contains("extra: kseal:v2:"));
+}
+
+/// `inspect --stale`, `validate` and `rewrap` read SealedSecrets wherever
+/// kubectl applies them (checked against kubectl 1.36): in a `/v1 List`
+/// (core v1 to kubectl), in the `items` of any object (kubectl reads every
+/// object with `items` as a list), and as items of a `SealedSecretList`
+/// that name neither apiVersion nor kind (they take the list's). A re-wrap
+/// edits such an item in place, adding no kind to it.
+#[test]
+fn tree_commands_read_every_list_kubectl_applies() {
+    let old = Workspace::new();
+    let new = Workspace::new();
+    let sealed = old.seal(SECRET, &[]);
+    let item = |lines: &mut dyn Iterator<Item = &str>| -> String {
+        let text: String = lines.map(|line| format!("    {line}\n")).collect();
+        text.replacen("    ", "  - ", 1)
+    };
+    let with_kind = item(&mut sealed.lines());
+    let kindless = item(
+        &mut sealed
+            .lines()
+            .filter(|line| !line.starts_with("apiVersion:") && !line.starts_with("kind:")),
+    );
+    old.write(
+        "repo/slash-list.yaml",
+        &format!("apiVersion: /v1\nkind: List\nitems:\n{with_kind}"),
+    );
+    old.write(
+        "repo/config-map.yaml",
+        &format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: c}}\nitems:\n{with_kind}"),
+    );
+    old.write(
+        "repo/sealed-list.yaml",
+        &format!("apiVersion: kseal.dev/v1alpha1\nkind: SealedSecretList\nitems:\n{kindless}"),
+    );
+    let output = old.cmd().args(["validate", "repo"]).output().unwrap();
+    assert_exit(&output, 0);
+    assert!(
+        stderr(&output).contains("3 SealedSecret(s), 9 value(s): well-formed"),
+        "{}",
+        stderr(&output)
+    );
+    let stale = |ws: &Workspace| {
+        ws.cmd()
+            .args(["inspect", "--stale", "-r", &new.recipient, "repo"])
+            .output()
+            .unwrap()
+    };
+    let output = stale(&old);
+    assert_exit(&output, 1);
+    for file in ["slash-list", "config-map", "sealed-list"] {
+        assert_eq!(
+            stdout(&output)
+                .matches(&format!(
+                    "repo/{file}.yaml: document 1 (line 1), item 1: app/db: "
+                ))
+                .count(),
+            3,
+            "{file}: {}",
+            stdout(&output)
+        );
+    }
+    let output = old
+        .cmd()
+        .args(["rewrap", "--in-place", "-i"])
+        .arg(&old.identity)
+        .args(["-r", &new.recipient, "repo"])
+        .output()
+        .unwrap();
+    assert_exit(&output, 0);
+    assert!(
+        stderr(&output)
+            .contains("9 value(s) re-wrapped, 0 already current, 0 failed; 3 file(s) rewritten"),
+        "{}",
+        stderr(&output)
+    );
+    assert_exit(&stale(&old), 0);
+    let rewritten = old.read("repo/sealed-list.yaml");
+    assert_eq!(rewritten.matches("kind:").count(), 1, "{rewritten}");
+    let password = |text: &str| {
+        text.lines()
+            .find_map(|line| line.trim_start().strip_prefix("password: "))
+            .map(str::to_owned)
+    };
+    assert!(password(&rewritten).is_some(), "{rewritten}");
+    assert_ne!(password(&rewritten), password(&sealed), "{rewritten}");
+}

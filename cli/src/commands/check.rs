@@ -7,12 +7,15 @@ use std::path::{Path, PathBuf};
 use anyhow::{Result, bail};
 use kseal_shared::config::Config;
 use kseal_shared::envelope::SealedValue;
-use kseal_shared::manifest::{DocumentKind, ManifestFile, split_yaml};
+use kseal_shared::manifest::{
+    DocumentKind, ManifestFile, is_core_v1, list_items, parse_yaml_document, split_yaml,
+};
 use kseal_shared::rotation::MaxAge;
 use serde_json::Value;
 
 use crate::args::CheckArgs;
-use crate::io::{Source, manifest_files, write_stdout};
+use crate::io::{Source, write_stdout};
+use crate::walk::{Temporaries, manifest_files};
 
 pub fn run(args: CheckArgs) -> Result<()> {
     let mut found = Vec::new();
@@ -20,11 +23,18 @@ pub fn run(args: CheckArgs) -> Result<()> {
     let mut max_ages = MaxAges::default();
     let now = jiff::Timestamp::now();
     let ages = args.max_age.is_some() || args.rotation;
-    let files = manifest_files(&args.paths)?;
-    for path in &files {
-        let path = path.clone();
+    // kseal's own temporary files too: one left by a write that was killed
+    // may hold the plaintext of `kseal unseal -o`.
+    let files = manifest_files(&args.paths, Temporaries::Include)?;
+    for file in &files {
+        let path = file.path.clone();
         let source = Source::File(path.clone());
         let text = source.read()?;
+        let what = if file.temporary {
+            "plaintext Secret in a temporary file left by an interrupted kseal write (delete it)"
+        } else {
+            "plaintext Secret"
+        };
         let file = ManifestFile::new(&text);
         match file.objects() {
             Ok(objects) => {
@@ -32,53 +42,60 @@ pub fn run(args: CheckArgs) -> Result<()> {
                     // Secrets, and Secrets inside any list (`SecretList`,
                     // a `List` in a `List`): every shape kubectl applies.
                     let mut names = Vec::new();
-                    plaintext_secrets(
-                        &object.value,
-                        object.kind == DocumentKind::Secret,
-                        &mut names,
-                    );
+                    plaintext_secrets(&object.value, &mut names);
                     for name in names {
                         found.push(format!(
-                            "{}: {}: plaintext Secret {name:?}",
+                            "{}: {}: {what} {name:?}",
                             path.display(),
                             object.location()
                         ));
                     }
-                    if object.kind != DocumentKind::SealedSecret || !ages {
+                    if !ages {
                         continue;
                     }
-                    let at = format!(
-                        "{}: {}: {}",
-                        path.display(),
-                        object.location(),
-                        object_name(&object.value)
-                    );
-                    let spec = match spec_max_age(&object.value) {
-                        Ok(spec) => spec,
-                        Err(problem) => {
-                            overdue.push(format!("{at}: {problem}"));
+                    // The SealedSecret, and any in a list below it (kubectl
+                    // refuses a list in a list, and so does the reader
+                    // above; a gate looks anyway).
+                    let mut sealed = Vec::new();
+                    sealed_secrets(&object.value, &mut sealed);
+                    for value in &sealed {
+                        let at = format!(
+                            "{}: {}: {}",
+                            path.display(),
+                            object.location(),
+                            object_name(value)
+                        );
+                        let spec = match spec_max_age(value) {
+                            Ok(spec) => spec,
+                            Err(problem) => {
+                                overdue.push(format!("{at}: {problem}"));
+                                continue;
+                            }
+                        };
+                        let rule = if args.max_age.is_some() {
+                            None
+                        } else {
+                            max_ages.of(&path)?
+                        };
+                        let Some((max_age, source)) = effective_max_age(args.max_age, rule, spec)
+                        else {
                             continue;
+                        };
+                        for (key, problem) in due_values(value, max_age, now) {
+                            overdue.push(format!(
+                                "{at}: {key}: {problem} (max age {max_age}, {source})"
+                            ));
                         }
-                    };
-                    let rule = if args.max_age.is_some() {
-                        None
-                    } else {
-                        max_ages.of(&path)?
-                    };
-                    let Some((max_age, source)) = effective_max_age(args.max_age, rule, spec)
-                    else {
-                        continue;
-                    };
-                    for (key, problem) in due_values(&object.value, max_age, now) {
-                        overdue.push(format!(
-                            "{at}: {key}: {problem} (max age {max_age}, {source})"
-                        ));
                     }
                 }
             }
-            // Templates (Helm, …) are often not valid YAML: fall back to a
-            // textual look at each document rather than let one slip by.
-            // Ages cannot be read that way: a rotation gate fails the file.
+            // Templates (Helm, …) are often not valid YAML: fall back to
+            // each document on its own, read as YAML (a superset of JSON: a
+            // file starting with a flow mapping `{kind: Secret, …}` is taken
+            // for JSON, fails as such, and kubectl applies it), and to a
+            // textual look at what does not parse even so, rather than let
+            // one slip by. Ages are not read that way: a rotation gate
+            // fails the file.
             Err(err) => {
                 if ages {
                     overdue.push(format!(
@@ -87,9 +104,20 @@ pub fn run(args: CheckArgs) -> Result<()> {
                     ));
                 }
                 for document in split_yaml(&text).iter().filter(|d| !d.empty) {
-                    if looks_like_plain_secret(&document.text) {
+                    if let Ok(value) = parse_yaml_document(document) {
+                        let mut names = Vec::new();
+                        plaintext_secrets(&value, &mut names);
+                        for name in names {
+                            found.push(format!(
+                                "{}: document {} (line {}): {what} {name:?}",
+                                path.display(),
+                                document.index,
+                                document.first_line
+                            ));
+                        }
+                    } else if looks_like_plain_secret(&document.text) {
                         found.push(format!(
-                            "{}: document {} (line {}): looks like a plaintext Secret (not parseable YAML)",
+                            "{}: document {} (line {}): looks like a {what} (not parseable YAML)",
                             path.display(),
                             document.index,
                             document.first_line
@@ -223,10 +251,12 @@ fn object_name(object: &Value) -> String {
     }
 }
 
-/// Names of the plaintext Secrets in `value`: itself when it is one (as
-/// `is_secret` says), and any in its `items`, at any depth.
-fn plaintext_secrets(value: &Value, is_secret: bool, names: &mut Vec<String>) {
-    if is_secret && has_data(value) {
+/// Names of the plaintext Secrets in `value`: itself when it is one, and
+/// any in its items when kubectl reads it as a list, at any depth (every
+/// object with `items`, whatever its kind; an item without `apiVersion`
+/// and `kind` takes them from the list: see [`list_items`]).
+fn plaintext_secrets(value: &Value, names: &mut Vec<String>) {
+    if is_core_v1_secret(value) && has_data(value) {
         names.push(
             value["metadata"]["name"]
                 .as_str()
@@ -234,12 +264,30 @@ fn plaintext_secrets(value: &Value, is_secret: bool, names: &mut Vec<String>) {
                 .to_owned(),
         );
     }
-    if let Some(Value::Array(items)) = value.get("items") {
-        for item in items {
-            let secret = item.get("kind").and_then(Value::as_str) == Some("Secret")
-                && item.get("apiVersion").and_then(Value::as_str) == Some("v1");
-            plaintext_secrets(item, secret, names);
-        }
+    for item in list_items(value).unwrap_or_default() {
+        plaintext_secrets(&item, names);
+    }
+}
+
+/// Whether kubectl creates a core `v1` `Secret` from this object:
+/// `apiVersion` as [`is_core_v1`] reads it, and `kind` matched exactly (the
+/// API server refuses `secret`).
+fn is_core_v1_secret(value: &Value) -> bool {
+    value
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .is_some_and(is_core_v1)
+        && value.get("kind").and_then(Value::as_str) == Some("Secret")
+}
+
+/// The SealedSecrets in `value`, read as [`plaintext_secrets`] reads
+/// Secrets: itself when it is one, and any among its items.
+fn sealed_secrets(value: &Value, out: &mut Vec<Value>) {
+    if DocumentKind::of(value) == DocumentKind::SealedSecret {
+        out.push(value.clone());
+    }
+    for item in list_items(value).unwrap_or_default() {
+        sealed_secrets(&item, out);
     }
 }
 

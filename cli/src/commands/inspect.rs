@@ -12,7 +12,8 @@ use serde::Serialize;
 
 use crate::args::{InspectArgs, InspectFormat, ValidateArgs};
 use crate::cluster::ClusterArgs;
-use crate::io::{Source, manifest_files, write_stdout};
+use crate::io::{Source, write_stdout};
+use crate::walk::{ManifestPath, Temporaries, manifest_files, skippable};
 
 #[derive(Debug, Serialize)]
 struct Report {
@@ -82,20 +83,24 @@ impl Report {
 
 /// Reads every SealedSecret of the given paths (stdin when none).
 fn reports(paths: &[std::path::PathBuf]) -> Result<Vec<Report>> {
-    let sources: Vec<Source> = if paths.is_empty() || paths.iter().all(|p| p.as_os_str() == "-") {
-        vec![Source::Stdin]
-    } else {
-        manifest_files(paths)?
-            .into_iter()
-            .map(Source::File)
-            .collect()
-    };
+    let sources: Vec<(Source, Option<ManifestPath>)> =
+        if paths.is_empty() || paths.iter().all(|p| p.as_os_str() == "-") {
+            vec![(Source::Stdin, None)]
+        } else {
+            manifest_files(paths, Temporaries::Skip)?
+                .into_iter()
+                .map(|file| (Source::File(file.path.clone()), Some(file)))
+                .collect()
+        };
     let mut reports = Vec::new();
-    for source in sources {
+    for (source, file) in sources {
         let text = source.read()?;
         let objects = match ManifestFile::new(&text).objects() {
             Ok(objects) => objects,
-            Err(_) if matches!(&source, Source::File(path) if crate::io::skippable(paths, path, &text)) =>
+            Err(_)
+                if file
+                    .as_ref()
+                    .is_some_and(|file| skippable(file, &text, "kseal.dev/")) =>
             {
                 eprintln!(
                     "kseal: {}: skipped: not YAML/JSON kseal can read, and no kseal object in it (a template?)",

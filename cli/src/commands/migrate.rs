@@ -15,8 +15,9 @@ use serde_json::Value;
 
 use crate::args::MigrateArgs;
 use crate::error::UsageError;
-use crate::io::{Privacy, Source, manifest_files, write_atomic, write_stdout};
+use crate::io::{Source, write_in_place, write_stdout};
 use crate::recipients;
+use crate::walk::{Temporaries, Unparseable, manifest_files, skippable};
 
 #[derive(Debug, Default)]
 struct Tally {
@@ -35,7 +36,7 @@ pub fn run(args: MigrateArgs) -> Result<()> {
     if stdin_keys > 1 {
         return Err(UsageError::new("--bitnami-key - (stdin) can be given only once").into());
     }
-    let files = manifest_files(&args.paths)?;
+    let files = manifest_files(&args.paths, Temporaries::Skip)?;
     let single_file = args.paths.len() == 1 && files.len() == 1 && !args.paths[0].is_dir();
     if !args.in_place && !args.dry_run && !single_file {
         return Err(UsageError::new(
@@ -47,14 +48,35 @@ pub fn run(args: MigrateArgs) -> Result<()> {
 
     let mut tally = Tally::default();
     let cluster_keys = OnceCell::new();
-    for path in &files {
+    for file in &files {
+        let path = &file.path;
         let rendered = migrate_file(path, &keyring, &args, &cluster_keys, &mut tally);
+        // As rewrap: a template found in a tree, with no Bitnami object in
+        // it, is skipped (and said so); one named, or one that mentions
+        // Bitnami, is an error.
+        let unreadable = rendered.as_ref().is_err_and(|err| {
+            err.downcast_ref::<Unparseable>().is_some()
+                && Source::File(path.clone())
+                    .read()
+                    .is_ok_and(|text| skippable(file, &text, "bitnami.com/"))
+        });
+        if unreadable {
+            eprintln!(
+                "kseal: {}: skipped: not YAML/JSON kseal can read, and no Bitnami object in it (a template?)",
+                path.display()
+            );
+            continue;
+        }
         match rendered {
             Ok(_) if args.dry_run => {}
-            Ok(Some(text)) if args.in_place => {
-                write_atomic(path, text.as_bytes(), Privacy::Public)?;
-                tally.files_written += 1;
-            }
+            Ok(Some(text)) if args.in_place => match write_in_place(file, text.as_bytes()) {
+                Ok(()) => tally.files_written += 1,
+                // A symlink out of the tree: refused, and the run fails.
+                Err(err) => {
+                    tally.left_behind += 1;
+                    eprintln!("kseal: {err:#}");
+                }
+            },
             Ok(Some(text)) => write_stdout(text.as_bytes())?,
             Ok(None) if !args.in_place => {
                 write_stdout(Source::File(path.clone()).read()?.as_bytes())?;
@@ -133,7 +155,7 @@ fn migrate_file(
     let mut file = ManifestFile::new(&text);
     let objects = file
         .objects()
-        .map_err(|err| anyhow!("{}: {err}", path.display()))?;
+        .map_err(|err| anyhow::Error::new(Unparseable(format!("{}: {err}", path.display()))))?;
     let bitnami: Vec<&Document> = objects
         .iter()
         .filter(|object| is_bitnami_sealed_secret(&object.value))

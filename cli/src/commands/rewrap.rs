@@ -20,8 +20,9 @@ use super::rewrap_online::{self, ObjectResult, Prefetched};
 use crate::args::{RecipientArgs, RewrapArgs};
 use crate::cluster;
 use crate::error::UsageError;
-use crate::io::{Privacy, Source, manifest_files, write_atomic, write_stdout};
+use crate::io::{Source, write_in_place, write_stdout};
 use crate::recipients;
+use crate::walk::{Temporaries, Unparseable, manifest_files, skippable};
 
 /// Show a progress bar from this many files on (and only on a terminal).
 const PROGRESS_THRESHOLD: usize = 20;
@@ -83,7 +84,7 @@ pub fn run(args: RewrapArgs) -> Result<()> {
     } else {
         None
     };
-    let files = manifest_files(&args.paths)?;
+    let files = manifest_files(&args.paths, Temporaries::Skip)?;
     let single_file = args.paths.len() == 1 && files.len() == 1 && !args.paths[0].is_dir();
     if !args.in_place && !single_file {
         return Err(UsageError::new(
@@ -107,13 +108,14 @@ pub fn run(args: RewrapArgs) -> Result<()> {
         )?);
     }
     let mut tally = Tally::default();
-    for path in &files {
+    for file in &files {
+        let path = &file.path;
         let rendered = rewrap_file(path, &mut mode, args.stale, active.as_ref(), &mut tally);
         let unreadable = rendered.as_ref().is_err_and(|err| {
             err.downcast_ref::<Unparseable>().is_some()
                 && Source::File(path.clone())
                     .read()
-                    .is_ok_and(|text| crate::io::skippable(&args.paths, path, &text))
+                    .is_ok_and(|text| skippable(file, &text, "kseal.dev/"))
         });
         if unreadable {
             report(
@@ -129,10 +131,14 @@ pub fn run(args: RewrapArgs) -> Result<()> {
             continue;
         }
         match rendered {
-            Ok(Some(text)) if args.in_place => {
-                write_atomic(path, text.as_bytes(), Privacy::Public)?;
-                tally.files_written += 1;
-            }
+            Ok(Some(text)) if args.in_place => match write_in_place(file, text.as_bytes()) {
+                Ok(()) => tally.files_written += 1,
+                // A symlink out of the tree: refused, and the run fails.
+                Err(err) => {
+                    tally.failed += 1;
+                    report(&progress, format!("kseal: {err:#}"));
+                }
+            },
             Ok(Some(text)) => write_stdout(text.as_bytes())?,
             Ok(None) if !args.in_place => {
                 write_stdout(Source::File(path.clone()).read()?.as_bytes())?;
@@ -175,18 +181,6 @@ fn report(progress: &Option<indicatif::ProgressBar>, line: String) {
         None => eprintln!("{line}"),
     }
 }
-
-/// A file that does not parse as YAML/JSON manifests.
-#[derive(Debug)]
-struct Unparseable(String);
-
-impl std::fmt::Display for Unparseable {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for Unparseable {}
 
 /// Re-wraps every value of every SealedSecret in one file. Returns the new
 /// text if anything changed. Values that fail are reported and left as they

@@ -6,8 +6,16 @@
 //! `429` (the controller's request and work budgets) and `503` (busy) are
 //! retried with backoff: a bulk re-wrap runs at the pace the controller
 //! allows rather than failing.
+//!
+//! What answers is not trusted to be the controller (`--controller-url`
+//! may be plain HTTP, or not the controller at all): every value that
+//! comes back changed must be a re-wrap of the value sent
+//! ([`SealedValue::check_rewrap_of`]: the same ciphertext and key
+//! commitment, so the same plaintext) and be sealed to the cluster's
+//! published key. One answer that is not refuses the whole run before any
+//! file is written.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -19,10 +27,11 @@ use kseal_shared::envelope::{FormatVersion, SealedValue};
 use kseal_shared::manifest::{DocumentKind, ManifestFile};
 use kseal_shared::sealed_secret::{MAX_VALUES, SealedSecret};
 use kseal_shared::validation;
-use kseal_shared::x25519::KeyId;
+use kseal_shared::x25519::{KeyId, Recipient};
 
 use crate::cluster::{self, ApiResponse, ClusterArgs, ControllerApi};
 use crate::io::Source;
+use crate::walk::ManifestPath;
 
 /// Body bytes per batch: half the controller's default 2 MiB limit.
 const BATCH_BYTES: usize = 1024 * 1024;
@@ -82,18 +91,101 @@ struct Pending {
     bytes: usize,
 }
 
+/// The key ids a re-wrapped value must be sealed to.
+pub(crate) enum Expected {
+    /// The cluster's published sealing key(s), read through the API server
+    /// (a channel that does not depend on who answers the re-wrap).
+    Published(HashSet<KeyId>),
+    /// Unknown (`--controller-url` without `--kubeconfig`/`--context`):
+    /// at least every value of the run must be sealed to the same keys.
+    Consistent(Option<BTreeSet<KeyId>>),
+}
+
+impl Expected {
+    /// What to check the answers against: the published keys whenever the
+    /// cluster can be asked (`published`, when already fetched for
+    /// `--stale`).
+    pub(crate) fn for_run(
+        cluster: &ClusterArgs,
+        published: Option<&HashSet<KeyId>>,
+    ) -> Result<Self> {
+        if let Some(published) = published {
+            return Ok(Expected::Published(published.clone()));
+        }
+        // Through the service proxy the kubeconfig is in use anyway; with a
+        // direct URL only when named, so a default kubeconfig for another
+        // cluster cannot make a good answer look wrong.
+        let can_ask = cluster.controller_url.is_none()
+            || cluster.kubeconfig.is_some()
+            || cluster.context.is_some();
+        if !can_ask {
+            eprintln!(
+                "kseal: note: the answers are checked to keep every value's ciphertext, but not against the cluster's published key (pass --kubeconfig or --context with --controller-url for that)"
+            );
+            return Ok(Expected::Consistent(None));
+        }
+        let published = cluster::fetch_recipients(cluster)?;
+        Ok(Expected::Published(
+            published.iter().map(Recipient::key_id).collect(),
+        ))
+    }
+
+    /// Checks the key ids of one re-wrapped value.
+    fn check(&mut self, key_ids: &[KeyId]) -> Result<(), String> {
+        let ids: BTreeSet<KeyId> = key_ids.iter().copied().collect();
+        let show = |ids: &mut dyn Iterator<Item = &KeyId>| {
+            ids.map(ToString::to_string).collect::<Vec<_>>().join(", ")
+        };
+        match self {
+            Expected::Published(published) => {
+                if ids.len() == published.len() && ids.iter().all(|id| published.contains(id)) {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "it is sealed to key id(s) {}, not to the cluster's published key {} (if a key rotation happened meanwhile, run the re-wrap again)",
+                        show(&mut ids.iter()),
+                        show(&mut published.iter())
+                    ))
+                }
+            }
+            Expected::Consistent(first) => match first {
+                None => {
+                    *first = Some(ids);
+                    Ok(())
+                }
+                Some(first) if *first == ids => Ok(()),
+                Some(first) => Err(format!(
+                    "it is sealed to key id(s) {}, other values of this run to {}",
+                    show(&mut ids.iter()),
+                    show(&mut first.iter())
+                )),
+            },
+        }
+    }
+}
+
+/// A value of an answer that is not a re-wrap of what was sent.
+struct Refused {
+    /// The data key (`None`: the object's key set itself).
+    key: Option<String>,
+    reason: String,
+}
+
 /// Reads every file and asks the controller to re-wrap every well-formed
 /// SealedSecret in them, many per request. Objects that do not parse or
 /// validate are left out: the per-file pass reports them. With `only_stale`
 /// (`--stale`: the cluster's active key ids), so are objects none of whose
-/// values is sealed to none of them.
+/// values is sealed to none of them. Every answer is checked (see the
+/// module documentation); one that fails ends the run with an error,
+/// before anything is written.
 pub(crate) fn prefetch(
-    files: &[PathBuf],
+    files: &[ManifestPath],
     cluster: &ClusterArgs,
     only_stale: Option<&HashSet<KeyId>>,
 ) -> Result<Prefetched> {
     let mut pending = Vec::new();
-    for path in files {
+    for file in files {
+        let path = &file.path;
         let Ok(text) = Source::File(path.clone()).read() else {
             continue;
         };
@@ -135,31 +227,69 @@ pub(crate) fn prefetch(
     if pending.is_empty() {
         return Ok(prefetched);
     }
+    let mut expected = Expected::for_run(cluster, only_stale)?;
     let api = ControllerApi::connect(cluster)?;
     let mut batch_endpoint = true;
     for batch in batches(pending) {
+        let mut answers = None;
         if batch_endpoint {
-            match send_batch(&api, &batch)? {
-                Some(results) => {
-                    for (item, result) in batch.into_iter().zip(results) {
-                        prefetched
-                            .results
-                            .insert((item.path, item.ordinal), (item.sealed, result));
-                    }
-                    continue;
+            answers = send_batch(&api, &batch, &mut expected)?;
+            // None: an older controller; one object per request from now on.
+            batch_endpoint = answers.is_some();
+        }
+        let answers = match answers {
+            Some(answers) => answers,
+            None => batch
+                .iter()
+                .map(|item| match rewrap_one(&api, &item.sealed, &mut expected) {
+                    Ok(answer) => answer,
+                    Err(err) => Ok(Err(format!("{err:#}"))),
+                })
+                .collect(),
+        };
+        let mut refused = Vec::new();
+        for (item, answer) in batch.into_iter().zip(answers) {
+            match answer {
+                Ok(result) => {
+                    prefetched
+                        .results
+                        .insert((item.path, item.ordinal), (item.sealed, result));
                 }
-                // An older controller: one object per request from now on.
-                None => batch_endpoint = false,
+                Err(values) => {
+                    let at = format!(
+                        "{}: SealedSecret {}",
+                        item.path.display(),
+                        object_name(&item.sealed)
+                    );
+                    refused.extend(values.into_iter().map(|value| match value.key {
+                        Some(key) => format!("  {at}: key {key:?}: {}", value.reason),
+                        None => format!("  {at}: {}", value.reason),
+                    }));
+                }
             }
         }
-        for item in batch {
-            let result = rewrap_one(&api, &item.sealed).map_err(|err| format!("{err:#}"));
-            prefetched
-                .results
-                .insert((item.path, item.ordinal), (item.sealed, result));
+        if !refused.is_empty() {
+            let from = match &cluster.controller_url {
+                Some(url) => format!("the answer from {url} (is it the kseal controller?)"),
+                None => "the controller's answer (through the API server's service proxy)".into(),
+            };
+            bail!(
+                "{from} is not a faithful re-wrap of what was sent, so nothing was written:\n{}",
+                refused.join("\n")
+            );
         }
     }
     Ok(prefetched)
+}
+
+fn object_name(sealed: &SealedSecret) -> String {
+    match &sealed.metadata.namespace {
+        Some(namespace) => format!(
+            "{namespace}/{}",
+            sealed.metadata.name.as_deref().unwrap_or("")
+        ),
+        None => sealed.metadata.name.clone().unwrap_or_default(),
+    }
 }
 
 /// Whether a well-formed value names none of the `active` key ids.
@@ -214,11 +344,16 @@ fn post_retrying(api: &ControllerApi, path: &str, body: &[u8]) -> Result<ApiResp
     }
 }
 
+/// The answer for one object: its result (or why the controller could not
+/// re-wrap it), or the values that are not a re-wrap of what was sent.
+type Answer = Result<Result<ObjectResult, String>, Vec<Refused>>;
+
 /// One batch; `None` if the controller has no batch endpoint.
 fn send_batch(
     api: &ControllerApi,
     batch: &[Pending],
-) -> Result<Option<Vec<Result<ObjectResult, String>>>> {
+    expected: &mut Expected,
+) -> Result<Option<Vec<Answer>>> {
     let request = RewrapBatchRequest {
         items: batch.iter().map(|item| item.sealed.clone()).collect(),
     };
@@ -231,7 +366,9 @@ fn send_batch(
                 "the controller refused (HTTP {status}): {}",
                 cluster::error_message(&response.body)
             );
-            return Ok(Some(batch.iter().map(|_| Err(message.clone())).collect()));
+            return Ok(Some(
+                batch.iter().map(|_| Ok(Err(message.clone()))).collect(),
+            ));
         }
     }
     let answer: RewrapBatchResponse = serde_json::from_slice(&response.body)
@@ -249,8 +386,8 @@ fn send_batch(
         .map(|(item, answer)| {
             let sent = &item.sealed.spec.encrypted_data;
             match answer.encrypted_data {
-                Some(encrypted) => checked(sent, encrypted).map_err(|err| err.to_string()),
-                None => Ok(ObjectResult {
+                Some(encrypted) => checked(sent, encrypted, expected).map(Ok),
+                None => Ok(Ok(ObjectResult {
                     encrypted: sent.clone(),
                     rewrapped: 0,
                     upgraded: 0,
@@ -260,26 +397,44 @@ fn send_batch(
                         .into_iter()
                         .map(|(key, failure)| (key, failure.message))
                         .collect(),
-                }),
+                })),
             }
         })
         .collect();
     Ok(Some(results))
 }
 
-/// The controller's new values for an object, checked to be for the keys
-/// sent; counts what changed.
+/// The controller's new values for an object, checked: the keys sent, and
+/// every changed value a re-wrap of the value sent, sealed to the
+/// `expected` keys. Counts what changed.
 fn checked(
     sent: &BTreeMap<String, String>,
     encrypted: BTreeMap<String, String>,
-) -> Result<ObjectResult> {
+    expected: &mut Expected,
+) -> Result<ObjectResult, Vec<Refused>> {
     if encrypted.keys().ne(sent.keys()) {
-        bail!("the controller answered with other keys than were sent");
+        return Err(vec![Refused {
+            key: None,
+            reason: "the answer has other data keys than were sent".to_owned(),
+        }]);
     }
-    let rewrapped = encrypted
-        .iter()
-        .filter(|(key, value)| sent.get(*key) != Some(*value))
-        .count();
+    let mut refused = Vec::new();
+    let mut rewrapped = 0;
+    for (key, new) in &encrypted {
+        let Some(old) = sent.get(key).filter(|old| *old != new) else {
+            continue;
+        };
+        match check_value(old, new, expected) {
+            Ok(()) => rewrapped += 1,
+            Err(reason) => refused.push(Refused {
+                key: Some(key.clone()),
+                reason,
+            }),
+        }
+    }
+    if !refused.is_empty() {
+        return Err(refused);
+    }
     let is_v1 = |value: &String| {
         SealedValue::parse(value).is_ok_and(|value| value.version() == FormatVersion::V1)
     };
@@ -296,20 +451,43 @@ fn checked(
     })
 }
 
+/// Checks one changed value: it parses, it is a re-wrap of the value sent
+/// (same ciphertext and key commitment), and it is sealed to the expected
+/// keys.
+fn check_value(old: &str, new: &str, expected: &mut Expected) -> Result<(), String> {
+    let new = SealedValue::parse(new)
+        .map_err(|err| format!("the answer is not a sealed value kseal reads: {err}"))?;
+    // The values sent were validated: each parses.
+    let old = SealedValue::parse(old).map_err(|err| format!("the value sent: {err}"))?;
+    new.check_rewrap_of(&old).map_err(|mismatch| {
+        format!("{mismatch}: a re-wrap changes only the key ids and the wrapped data key, so this would be another value")
+    })?;
+    expected.check(new.key_ids())
+}
+
 /// Sends one object to the controller's `/v1/rewrap`; only its
 /// `encryptedData` is taken from the answer.
-fn rewrap_one(api: &ControllerApi, sealed: &SealedSecret) -> Result<ObjectResult> {
+fn rewrap_one(
+    api: &ControllerApi,
+    sealed: &SealedSecret,
+    expected: &mut Expected,
+) -> Result<Answer> {
     let response = post_retrying(api, REWRAP_PATH, &serde_json::to_vec(sealed)?)?;
     match response.status {
         200 => {
             let answer: SealedSecret = serde_json::from_slice(&response.body)
                 .map_err(|err| anyhow!("unexpected answer from the controller: {err}"))?;
-            checked(&sealed.spec.encrypted_data, answer.spec.encrypted_data)
+            Ok(checked(
+                &sealed.spec.encrypted_data,
+                answer.spec.encrypted_data,
+                expected,
+            )
+            .map(Ok))
         }
         422 => {
             let answer: ValueFailures = serde_json::from_slice(&response.body)
                 .map_err(|err| anyhow!("unexpected answer from the controller: {err}"))?;
-            Ok(ObjectResult {
+            Ok(Ok(Ok(ObjectResult {
                 encrypted: sealed.spec.encrypted_data.clone(),
                 rewrapped: 0,
                 upgraded: 0,
@@ -319,7 +497,7 @@ fn rewrap_one(api: &ControllerApi, sealed: &SealedSecret) -> Result<ObjectResult
                     .into_iter()
                     .map(|(key, failure)| (key, failure.message))
                     .collect(),
-            })
+            })))
         }
         404 => bail!(
             "the kseal controller did not answer at {REWRAP_PATH} (HTTP 404); check --controller-namespace/--controller-service or use --controller-url"

@@ -19,9 +19,10 @@ use kseal_shared::{
 
 use crate::args::{Format, ScopeArg, SealArgs};
 use crate::error::UsageError;
-use crate::io::{Privacy, Source, emit, write_atomic};
+use crate::io::{Privacy, Source, emit, write_in_place};
 use crate::recipients;
 use crate::sources;
+use crate::walk::ManifestPath;
 
 pub fn run(args: SealArgs) -> Result<()> {
     let from_flags = !(args.from_literal.is_empty()
@@ -485,5 +486,6 @@ fn merge(
     let rendered = file
         .render()
         .map_err(|err| anyhow!("{}: {err}", target.display()))?;
-    write_atomic(target, rendered.as_bytes(), Privacy::Public)
+    // A symlink is merged into at its target, and stays a link.
+    write_in_place(&ManifestPath::named(target)?, rendered.as_bytes())
 }

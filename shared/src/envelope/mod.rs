@@ -274,6 +274,45 @@ impl SealedValue {
         self.version() == VERSION && self.is_sealed_to(key_ids)
     }
 
+    /// Checks, without keys, that `self` can be a re-wrap of `original`
+    /// ([`rewrap`]'s output for it), for a reader that must not take
+    /// another value in its place (`kseal rewrap --online` checks what the
+    /// controller answers):
+    ///
+    /// * a v2 original: `self` is v2 with the same seal time, nonce,
+    ///   commitment and ciphertext, so only the key ids and the wrapped key
+    ///   differ. The commitment fixes the one data key the ciphertext
+    ///   opens under, so such a value decrypts to the original's plaintext
+    ///   or not at all;
+    /// * a v1 original (upgraded by a re-wrap, every field new): `self` is
+    ///   v2, its seal time unrecorded, its ciphertext the same length. That
+    ///   is all that can be told without keys: v1 is not key-committing.
+    pub fn check_rewrap_of(&self, original: &SealedValue) -> Result<(), RewrapMismatch> {
+        if self.version() != VERSION {
+            return Err(RewrapMismatch::Version);
+        }
+        if original.version() == FormatVersion::V1 {
+            if self.sealed_at != SEALED_AT_UNRECORDED {
+                return Err(RewrapMismatch::SealedAt);
+            }
+            if self.ciphertext.len() != original.ciphertext.len() {
+                return Err(RewrapMismatch::Ciphertext);
+            }
+            return Ok(());
+        }
+        if self.sealed_at != original.sealed_at {
+            Err(RewrapMismatch::SealedAt)
+        } else if self.nonce != original.nonce {
+            Err(RewrapMismatch::Nonce)
+        } else if self.commitment != original.commitment {
+            Err(RewrapMismatch::Commitment)
+        } else if self.ciphertext != original.ciphertext {
+            Err(RewrapMismatch::Ciphertext)
+        } else {
+            Ok(())
+        }
+    }
+
     /// The string form stored in `spec.encryptedData`.
     pub fn encode(&self) -> String {
         let key_ids: Vec<String> = self.key_ids.iter().map(KeyId::to_string).collect();
@@ -308,6 +347,27 @@ impl fmt::Debug for SealedValue {
             .field("ciphertext_len", &self.ciphertext.len())
             .finish()
     }
+}
+
+/// What a value claimed as a re-wrap changed that a re-wrap keeps (see
+/// [`SealedValue::check_rewrap_of`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RewrapMismatch {
+    /// Not in the format a re-wrap writes (v2).
+    #[error("it is not in format v2, which a re-wrap writes")]
+    Version,
+    /// Another seal time (a v1 upgrade must leave it unrecorded).
+    #[error("its seal time changed")]
+    SealedAt,
+    /// Another nonce.
+    #[error("its nonce changed")]
+    Nonce,
+    /// Another key commitment: another data key.
+    #[error("its key commitment changed (another data key)")]
+    Commitment,
+    /// Another ciphertext (another length, for a v1 upgrade).
+    #[error("its ciphertext changed")]
+    Ciphertext,
 }
 
 /// The version field of an unsupported value, named only when it looks like

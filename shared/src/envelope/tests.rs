@@ -289,3 +289,52 @@ fn seal_time_has_one_spelling() {
         .is_err()
     );
 }
+
+/// `check_rewrap_of` accepts exactly what `rewrap` makes of a value and
+/// names what else changed: a value sealed afresh (another data key) in
+/// its place, or one field of the payload edited.
+#[test]
+fn a_rewrap_is_told_from_a_substitute() {
+    let (a, b) = (identity(), identity());
+    let value = seal_at(b"v", &binding(), &[a.recipient().clone()], 1_700_000_000).unwrap();
+    let keyring = Keyring::new([a.clone()]);
+    let rewrapped = rewrap(&value, &binding(), &keyring, &[b.recipient().clone()]).unwrap();
+    assert_eq!(rewrapped.check_rewrap_of(&value), Ok(()));
+    // Sealed again, even with the same seal time, plaintext and binding:
+    // another data key, so another commitment and nonce.
+    let substitute = seal_at(b"v", &binding(), &[b.recipient().clone()], 1_700_000_000).unwrap();
+    assert_eq!(
+        substitute.check_rewrap_of(&value),
+        Err(RewrapMismatch::Nonce)
+    );
+    let edit = |change: &dyn Fn(&mut SealedValue)| {
+        let mut edited = rewrapped.clone();
+        change(&mut edited);
+        edited.check_rewrap_of(&value)
+    };
+    assert_eq!(edit(&|v| v.sealed_at += 1), Err(RewrapMismatch::SealedAt));
+    assert_eq!(edit(&|v| v.nonce[0] ^= 1), Err(RewrapMismatch::Nonce));
+    assert_eq!(
+        edit(&|v| v.commitment = Some([7; COMMITMENT_LEN])),
+        Err(RewrapMismatch::Commitment)
+    );
+    assert_eq!(
+        edit(&|v| v.ciphertext[0] ^= 1),
+        Err(RewrapMismatch::Ciphertext)
+    );
+    assert_eq!(edit(&|v| v.commitment = None), Err(RewrapMismatch::Version));
+
+    // A v1 original: upgraded to v2, its seal time unrecorded, its length
+    // kept.
+    let old = seal_v1(b"v", &binding(), &[a.recipient().clone()]);
+    let upgraded = rewrap(&old, &binding(), &keyring, &[b.recipient().clone()]).unwrap();
+    assert_eq!(upgraded.check_rewrap_of(&old), Ok(()));
+    assert_eq!(old.check_rewrap_of(&old), Err(RewrapMismatch::Version));
+    let fresh = seal(b"v", &binding(), &[b.recipient().clone()]).unwrap();
+    assert_eq!(fresh.check_rewrap_of(&old), Err(RewrapMismatch::SealedAt));
+    let longer = seal_at(b"vv", &binding(), &[b.recipient().clone()], 0).unwrap();
+    assert_eq!(
+        longer.check_rewrap_of(&old),
+        Err(RewrapMismatch::Ciphertext)
+    );
+}

@@ -2,15 +2,16 @@
 //! and selectively rewritten: documents that are not replaced keep their
 //! exact bytes.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use super::ManifestError;
 use super::documents::{
     RawDocument, SourceFormat, parse_json, parse_yaml_document, split_yaml, yaml11_boolean_path,
 };
 use super::edit::edit_encrypted_data;
+use super::{ManifestError, is_core_v1};
 use crate::sealed_secret::{API_VERSION, KIND};
 
 /// What a document (or an item of a `List`) holds.
@@ -18,7 +19,7 @@ use crate::sealed_secret::{API_VERSION, KIND};
 pub enum DocumentKind {
     /// A kseal `SealedSecret`.
     SealedSecret,
-    /// A core `v1` `Secret`.
+    /// A core `v1` `Secret` (`apiVersion` `v1` or `/v1`: [`is_core_v1`]).
     Secret,
     /// Anything else.
     Other {
@@ -30,7 +31,8 @@ pub enum DocumentKind {
 }
 
 impl DocumentKind {
-    /// What `value` is, by `apiVersion` and `kind`.
+    /// What `value` is, by `apiVersion` and `kind`, read as kubectl reads
+    /// them. For an item of a list, see [`list_items`].
     pub fn of(value: &Value) -> Self {
         let field = |name: &str| {
             value
@@ -42,7 +44,7 @@ impl DocumentKind {
         let (api_version, kind) = (field("apiVersion"), field("kind"));
         if api_version == API_VERSION && kind == KIND {
             DocumentKind::SealedSecret
-        } else if api_version == "v1" && kind == "Secret" {
+        } else if is_core_v1(&api_version) && kind == "Secret" {
             DocumentKind::Secret
         } else {
             DocumentKind::Other { api_version, kind }
@@ -50,19 +52,20 @@ impl DocumentKind {
     }
 }
 
-/// One Kubernetes object of a file: a document, or one item of a `List`
-/// document.
+/// One Kubernetes object of a file: a document, or one item of a list
+/// document (see [`list_items`]).
 #[derive(Clone, Debug)]
 pub struct Document {
     /// 1-based document index in the file.
     pub index: usize,
-    /// 0-based item index when the object is an item of a `kind: List`.
+    /// 0-based item index when the object is an item of a list.
     pub item: Option<usize>,
     /// 1-based line where the document starts.
     pub line: usize,
     /// What the object is.
     pub kind: DocumentKind,
-    /// The object.
+    /// The object as kubectl reads it: an item of a list without
+    /// `apiVersion` and `kind` has the ones it takes from the list.
     pub value: Value,
 }
 
@@ -144,8 +147,9 @@ impl ManifestFile {
         self.format
     }
 
-    /// Parses every non-empty document; `List`s are expanded into their
-    /// items. Stops at the first document that does not parse.
+    /// Parses every non-empty document; lists (as kubectl reads them:
+    /// [`list_items`]) are expanded into their items. Stops at the first
+    /// document that does not parse.
     pub fn objects(&self) -> Result<Vec<Document>, ManifestError> {
         let mut objects = Vec::new();
         for raw in self.raw.iter().filter(|raw| !raw.empty) {
@@ -160,12 +164,9 @@ impl ManifestFile {
                     "the document is not a mapping",
                 ));
             }
-            if is_list(&value) {
-                let Some(Value::Array(items)) = value.get("items") else {
-                    return Err(ManifestError::at(raw, None, "a List without items"));
-                };
-                for (item, value) in items.iter().enumerate() {
-                    if nests_sealed_secrets(value) {
+            if let Some(items) = list_items(&value) {
+                for (item, value) in items.into_iter().enumerate() {
+                    if nests_sealed_secrets(&value) {
                         return Err(ManifestError::at(
                             raw,
                             Some(item),
@@ -176,8 +177,8 @@ impl ManifestFile {
                         index: raw.index,
                         item: Some(item),
                         line: raw.first_line,
-                        kind: DocumentKind::of(value),
-                        value: value.clone(),
+                        kind: DocumentKind::of(&value),
+                        value: value.into_owned(),
                     });
                 }
             } else {
@@ -353,33 +354,66 @@ impl ManifestFile {
     }
 }
 
-/// A list as kubectl applies it: `v1 List`, or any `…List` kind with an
-/// `items` array (`SecretList`, `SealedSecretList`).
-fn is_list(value: &Value) -> bool {
-    let kind = value
-        .get("kind")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    let v1_list = kind == "List" && value.get("apiVersion").and_then(Value::as_str) == Some("v1");
-    v1_list
-        || (kind.len() > 4
-            && kind.ends_with("List")
-            && value.get("items").is_some_and(Value::is_array))
+/// The objects of `value` when kubectl reads it as a list, each as kubectl
+/// reads it; `None` when it is no list. kubectl's decoder reads every
+/// mapping with an `items` field as a list, whatever its `apiVersion` and
+/// `kind` (`v1 List`, `/v1 List`, `SecretList`, even a `ConfigMap` with
+/// `items`), and applies the items, never the list itself; `items: null` is
+/// a list of nothing. An item with neither `apiVersion` nor `kind` takes
+/// the list's `apiVersion`, and its `kind` without the `List` suffix (an
+/// item of a `SecretList` is a `Secret`). Checked against kubectl 1.36. An
+/// `items` that is neither an array nor null makes kubectl refuse the
+/// document; kseal reads such a document as one object.
+pub fn list_items(value: &Value) -> Option<Vec<Cow<'_, Value>>> {
+    let items: &[Value] = match value.get("items")? {
+        Value::Array(items) => items,
+        Value::Null => &[],
+        _ => return None,
+    };
+    let field = |name: &str| value.get(name).and_then(Value::as_str).unwrap_or_default();
+    let (api_version, kind) = (field("apiVersion"), field("kind"));
+    let item_kind = kind.strip_suffix("List").unwrap_or(kind);
+    Some(
+        items
+            .iter()
+            .map(|item| inherit(item, api_version, item_kind))
+            .collect(),
+    )
 }
 
-/// Whether a list holds a SealedSecret in a list below it (kubectl applies
-/// lists at any depth; kseal reads and edits one level).
+/// `item` with the list's `apiVersion` and item kind when it names neither
+/// itself (a field that is not a string counts as missing, as in Go).
+fn inherit<'a>(item: &'a Value, api_version: &str, kind: &str) -> Cow<'a, Value> {
+    let names = |field: &str| {
+        item.get(field)
+            .and_then(Value::as_str)
+            .is_some_and(|text| !text.is_empty())
+    };
+    let inherits = !names("apiVersion") && !names("kind");
+    match item {
+        Value::Object(fields) if inherits && (!api_version.is_empty() || !kind.is_empty()) => {
+            let mut fields = fields.clone();
+            for (field, inherited) in [("apiVersion", api_version), ("kind", kind)] {
+                if !inherited.is_empty() {
+                    fields.insert(field.to_owned(), Value::String(inherited.to_owned()));
+                }
+            }
+            Cow::Owned(Value::Object(fields))
+        }
+        _ => Cow::Borrowed(item),
+    }
+}
+
+/// Whether a list item is itself a list holding a SealedSecret at some
+/// depth. kubectl (1.36) refuses a list in a list (`… is not a list`), and
+/// kseal reads and edits one level: such a file is refused rather than
+/// passed over.
 fn nests_sealed_secrets(list_item: &Value) -> bool {
-    is_list(list_item)
-        && list_item
-            .get("items")
-            .and_then(Value::as_array)
-            .is_some_and(|items| {
-                items.iter().any(|item| {
-                    DocumentKind::of(item) == DocumentKind::SealedSecret
-                        || nests_sealed_secrets(item)
-                })
-            })
+    list_items(list_item).is_some_and(|items| {
+        items.iter().any(|item| {
+            DocumentKind::of(item) == DocumentKind::SealedSecret || nests_sealed_secrets(item)
+        })
+    })
 }
 
 /// Serializing a document as YAML failed (the serializer's message; the
@@ -463,6 +497,98 @@ mod tests {
         let rendered: Value = serde_json::from_str(&file.render().unwrap()).unwrap();
         assert_eq!(rendered["items"][0], json!({"replaced": true}));
         assert_eq!(rendered["items"][1]["kind"], "ConfigMap");
+    }
+
+    /// Lists as kubectl reads them (checked against kubectl 1.36 with
+    /// `kubectl label --local -f FILE -o yaml`, which prints what it
+    /// flattened): `/v1` is core v1, any object with `items` is a list, and
+    /// an item naming neither apiVersion nor kind takes the list's.
+    #[test]
+    fn lists_are_read_as_kubectl_reads_them() {
+        let sealed = r#"{"apiVersion":"kseal.dev/v1alpha1","kind":"SealedSecret","metadata":{"name":"s"},"spec":{"encryptedData":{"a":"V"}}}"#;
+        let kinds = |text: &str| -> Vec<DocumentKind> {
+            ManifestFile::new(text)
+                .objects()
+                .unwrap()
+                .into_iter()
+                .map(|object| object.kind)
+                .collect()
+        };
+        let other = |api_version: &str, kind: &str| DocumentKind::Other {
+            api_version: api_version.to_owned(),
+            kind: kind.to_owned(),
+        };
+        // `/v1` names core v1: a `/v1 List` is a list, a `/v1 Secret` a Secret.
+        assert_eq!(
+            kinds(&format!(
+                r#"{{"apiVersion":"/v1","kind":"List","items":[{sealed},{{"apiVersion":"/v1","kind":"Secret"}}]}}"#
+            )),
+            [DocumentKind::SealedSecret, DocumentKind::Secret]
+        );
+        // Any object with `items`, whatever its kind, is a list.
+        for list in [
+            r#""apiVersion":"v1","kind":"ConfigMap""#,
+            r#""apiVersion":"example.com/v1","kind":"Whatever""#,
+            r#""apiVersion":"kseal.dev/v1alpha1","kind":"SealedSecret""#,
+        ] {
+            assert_eq!(
+                kinds(&format!(r#"{{{list},"items":[{sealed}]}}"#)),
+                [DocumentKind::SealedSecret],
+                "{list}"
+            );
+        }
+        // `items: null` is a list of nothing.
+        assert_eq!(
+            kinds(r#"{"apiVersion":"v1","kind":"List","items":null}"#),
+            []
+        );
+        // An item naming neither apiVersion nor kind takes the list's, the
+        // kind without `List`; one naming either keeps what it names.
+        let text = r#"{"apiVersion":"/v1","kind":"SecretList","items":[{"metadata":{"name":"a"}},{"kind":"Secret"},{"apiVersion":"v1"},{"apiVersion":"","kind":5}]}"#;
+        let objects = ManifestFile::new(text).objects().unwrap();
+        assert_eq!(objects[0].kind, DocumentKind::Secret);
+        assert_eq!(objects[0].value["apiVersion"], "/v1");
+        assert_eq!(objects[0].value["kind"], "Secret");
+        assert_eq!(objects[1].kind, other("", "Secret"));
+        assert_eq!(objects[2].kind, other("v1", ""));
+        assert_eq!(objects[3].kind, DocumentKind::Secret);
+        assert_eq!(
+            kinds(
+                r#"{"apiVersion":"kseal.dev/v1alpha1","kind":"SealedSecretList","items":[{"metadata":{"name":"s"}}]}"#
+            ),
+            [DocumentKind::SealedSecret]
+        );
+        // `List` less `List` is no kind: kubectl refuses such an item.
+        assert_eq!(
+            kinds(r#"{"apiVersion":"v1","kind":"List","items":[{"metadata":{"name":"s"}}]}"#),
+            [other("v1", "")]
+        );
+        // An `items` that is not a list (kubectl refuses the document).
+        assert_eq!(
+            kinds(r#"{"apiVersion":"v1","kind":"ConfigMap","items":{}}"#),
+            [other("v1", "ConfigMap")]
+        );
+        // A SealedSecret in a list in a list: kubectl refuses it, so does kseal.
+        let nested = format!(
+            r#"{{"apiVersion":"v1","kind":"List","items":[{{"apiVersion":"v1","kind":"ConfigMap","items":[{sealed}]}}]}}"#
+        );
+        let err = ManifestFile::new(&nested).objects().unwrap_err();
+        assert!(err.message.contains("List inside a List"), "{err}");
+    }
+
+    /// An item that takes its kind from the list is edited in place, and
+    /// keeps naming no kind: the text changes only where the value does.
+    #[test]
+    fn items_of_lists_are_edited_as_written() {
+        let text = "apiVersion: /v1\nkind: List\nitems:\n- apiVersion: kseal.dev/v1alpha1\n  kind: SealedSecret\n  metadata: {name: a}\n  spec:\n    encryptedData:\n      k: OLD\n---\napiVersion: kseal.dev/v1alpha1\nkind: SealedSecretList\nitems:\n- metadata: {name: b}\n  spec:\n    encryptedData:\n      k: OLD # b\n";
+        let mut file = ManifestFile::new(text);
+        let objects = file.objects().unwrap();
+        assert_eq!(objects.len(), 2);
+        for object in &objects {
+            assert_eq!(object.kind, DocumentKind::SealedSecret);
+            file.set_encrypted_values(object, BTreeMap::from([("k".to_owned(), "NEW".to_owned())]));
+        }
+        assert_eq!(file.render().unwrap(), text.replace("OLD", "NEW"));
     }
 
     #[test]

@@ -13,13 +13,24 @@ pub use documents::{
     MAX_DOCUMENT_LEN, RawDocument, SourceFormat, parse_json, parse_yaml_document, split_yaml,
 };
 pub use file::{
-    Document, DocumentKind, ManifestFile, OutputFormat, RenderError, render_documents, to_json,
-    to_yaml,
+    Document, DocumentKind, ManifestFile, OutputFormat, RenderError, list_items, render_documents,
+    to_json, to_yaml,
 };
 pub use plain_secret::{PlainSecret, STRIPPED_ANNOTATIONS, SecretError, scrub};
 pub use sealing::{
     KeyFailure, SealOptions, SealingError, merge_into, seal_secret, unseal, value_binding,
 };
+
+/// Whether `api_version` names the core group's `v1` as kubectl reads it.
+/// kubectl splits `apiVersion` at its one `/` into group and version (Go's
+/// `schema.ParseGroupVersion`), and the core group is the empty one: so
+/// `v1` and `/v1` both name core v1. Every other spelling is refused by
+/// kubectl or the API server (checked against both, 1.36): ` v1`, `V1`,
+/// `core/v1`, `v1/`, `//v1`, and an empty apiVersion (kubectl maps it, the
+/// server cannot route it).
+pub fn is_core_v1(api_version: &str) -> bool {
+    matches!(api_version, "v1" | "/v1")
+}
 
 /// A problem with one document of a manifest, with where it is.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -53,5 +64,24 @@ impl fmt::Display for ManifestError {
             write!(f, " (line {line})")?;
         }
         write!(f, ": {}", self.message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `apiVersion` as kubectl splits it (checked against kubectl and the
+    /// API server 1.36): only `v1` and `/v1` name core v1.
+    #[test]
+    fn core_v1_is_read_as_kubectl_reads_it() {
+        for yes in ["v1", "/v1"] {
+            assert!(is_core_v1(yes), "{yes:?}");
+        }
+        for no in [
+            "", "/", " v1", "v1 ", "V1", "core/v1", "v1/", "//v1", "/v1/", "apps/v1", "v2",
+        ] {
+            assert!(!is_core_v1(no), "{no:?}");
+        }
     }
 }

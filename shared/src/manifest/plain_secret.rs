@@ -128,7 +128,8 @@ fn wrong_type(path: impl Into<String>, expected: &'static str) -> SecretError {
 }
 
 impl PlainSecret {
-    /// Reads a `v1` `Secret` from a parsed document. The document's strings
+    /// Reads a core `v1` `Secret` (`apiVersion` `v1` or `/v1`, see
+    /// [`super::is_core_v1`]) from a parsed document. The document's strings
     /// are wiped afterwards, whether or not it parses.
     pub fn from_value(mut value: Value) -> Result<Self, SecretError> {
         let result = Self::read(&value);
@@ -143,7 +144,8 @@ impl PlainSecret {
             .get("apiVersion")
             .and_then(Value::as_str)
             .unwrap_or("");
-        if kind != "Secret" || api_version != "v1" {
+        // `/v1` is core v1 too, as kubectl reads it: sealed like `v1`.
+        if kind != "Secret" || !super::is_core_v1(api_version) {
             return Err(SecretError::NotASecret {
                 api_version: api_version.to_owned(),
                 kind: kind.to_owned(),
@@ -434,6 +436,23 @@ mod tests {
         assert!(err.contains("invalid data key name"), "{err}");
         let err = secret(json!({"apiVersion": "v1", "kind": "ConfigMap"})).unwrap_err();
         assert!(err.contains("ConfigMap"), "{err}");
+    }
+
+    /// `/v1` is core v1 to kubectl (and to the API server, which stores
+    /// the Secret as `v1`): sealed like `v1`. Other spellings are refused.
+    #[test]
+    fn core_v1_as_kubectl_reads_it() {
+        let parsed = secret(json!({"apiVersion": "/v1", "kind": "Secret",
+            "metadata": {"name": "db"}, "stringData": {"k": "v"}}))
+        .unwrap();
+        assert_eq!(parsed.data["k"].expose(), b"v");
+        for api_version in ["core/v1", "v1/", "//v1", "V1", ""] {
+            let err = secret(json!({"apiVersion": api_version, "kind": "Secret"})).unwrap_err();
+            assert!(
+                err.contains("expected apiVersion v1"),
+                "{api_version:?}: {err}"
+            );
+        }
     }
 
     #[test]

@@ -1,0 +1,371 @@
+//! The manifest files of the paths on a command line, found the way
+//! `kubectl apply -R -f PATH` finds what it applies, so that what `kseal
+//! check` passes is what kubectl would apply, and every command that walks
+//! a tree (`check`, `inspect`, `validate`, `rewrap`, `migrate`) sees the
+//! same files:
+//!
+//! * a path named on the command line is taken whatever its name;
+//! * a directory is searched recursively for `*.yaml`, `*.yml` and `*.json`
+//!   (case-sensitive, as kubectl), **hidden directories and files
+//!   included** (kubectl applies them);
+//! * a symlink to a file is followed, wherever it points (kubectl applies
+//!   its target); one that cannot be followed (dangling, a loop,
+//!   unreadable) is an error, never skipped;
+//! * a symlink to a directory is not followed (kubectl's walk does not
+//!   follow them either); it is named on stderr;
+//! * a FIFO, socket or device named like a manifest is named on stderr and
+//!   skipped (reading a FIFO could block for ever);
+//! * a file reached twice (a symlink to a file the walk also finds) is read
+//!   once, under its own name rather than the link's.
+//!
+//! Commands that edit files in place follow a symlink only to a target
+//! inside the tree they were given ([`ManifestPath::edit_target`]).
+
+use std::collections::HashMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+
+/// The name prefix of kseal's temporary files (`.kseal-XXXXXX`, beside the
+/// file being written).
+pub const TEMPORARY_PREFIX: &str = ".kseal-";
+
+/// A file found on the command line or in a directory walk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManifestPath {
+    /// The path as named or found (a symlink stays the link): what
+    /// messages show and `.kseal.yaml` rules match.
+    pub path: PathBuf,
+    /// The tree it belongs to, canonical: the directory given, or for a
+    /// file named on the command line its repository or directory (see
+    /// [`ManifestPath::named`]). In-place edits stay inside it.
+    root: PathBuf,
+    /// Found by walking a directory, not named on the command line.
+    pub walked: bool,
+    /// Named like one of kseal's own temporary files (only `check` asks for
+    /// them: an interrupted write may have left plaintext behind).
+    pub temporary: bool,
+}
+
+impl ManifestPath {
+    /// A file named on the command line (or as `--merge-into FILE`): its
+    /// tree is the git repository it is in (the nearest directory above
+    /// it with a `.git`), else the directory it was named in.
+    pub fn named(path: &Path) -> Result<Self> {
+        let parent = match path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir,
+            _ => Path::new("."),
+        };
+        let dir = fs::canonicalize(parent)
+            .with_context(|| format!("{}: cannot read", parent.display()))?;
+        let root = dir
+            .ancestors()
+            .find(|ancestor| ancestor.join(".git").exists())
+            .unwrap_or(&dir)
+            .to_owned();
+        Ok(Self {
+            path: path.to_owned(),
+            root,
+            walked: false,
+            temporary: false,
+        })
+    }
+
+    /// Where an in-place edit of this file is written: the file itself, or,
+    /// for a symlink, its target, so the link stays a link. A target
+    /// outside the file's tree is refused: a repository must not be able to
+    /// make `kseal rewrap --in-place` edit a file elsewhere (`~/.bashrc`,
+    /// another checkout).
+    pub fn edit_target(&self) -> Result<PathBuf> {
+        let meta = fs::symlink_metadata(&self.path)
+            .with_context(|| format!("{}: cannot read", self.path.display()))?;
+        if !meta.file_type().is_symlink() {
+            return Ok(self.path.clone());
+        }
+        let target = fs::canonicalize(&self.path)
+            .with_context(|| format!("{}: a symlink kseal cannot follow", self.path.display()))?;
+        if !target.starts_with(&self.root) {
+            bail!(
+                "{}: a symlink to {}, outside {}: not edited (kseal edits a symlink's target only inside the tree it was given; name the target to edit it)",
+                self.path.display(),
+                target.display(),
+                self.root.display()
+            );
+        }
+        Ok(target)
+    }
+}
+
+/// What the walk should collect besides manifests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Temporaries {
+    /// Manifests only.
+    Skip,
+    /// Also kseal's temporary files (`.kseal-XXXXXX`), for `kseal check`.
+    Include,
+}
+
+/// Expands `paths` into manifest files (see the module documentation);
+/// in walk order, sorted within each directory, so output is
+/// deterministic. What is skipped is said on stderr, with why.
+pub fn manifest_files(paths: &[PathBuf], temporaries: Temporaries) -> Result<Vec<ManifestPath>> {
+    let mut found: Vec<(ManifestPath, bool)> = Vec::new();
+    for path in paths {
+        let meta =
+            fs::metadata(path).with_context(|| format!("{}: cannot read", path.display()))?;
+        if !meta.is_dir() {
+            let is_link = fs::symlink_metadata(path)
+                .with_context(|| format!("{}: cannot read", path.display()))?
+                .file_type()
+                .is_symlink();
+            found.push((ManifestPath::named(path)?, is_link));
+            continue;
+        }
+        let root =
+            fs::canonicalize(path).with_context(|| format!("{}: cannot read", path.display()))?;
+        let mut in_dir = Vec::new();
+        // Not following links: kubectl's walk (Go's filepath.Walk) does not
+        // descend into symlinked directories; symlinked files are handled
+        // below. The root itself is followed when it is a link.
+        for entry in walkdir::WalkDir::new(path)
+            .follow_links(false)
+            .sort_by_file_name()
+        {
+            let entry = entry.with_context(|| format!("{}: cannot walk", path.display()))?;
+            let file_type = entry.file_type();
+            if file_type.is_dir() {
+                continue;
+            }
+            let temporary =
+                temporaries == Temporaries::Include && is_temporary_name(entry.file_name());
+            let wanted = is_manifest_name(entry.path()) || temporary;
+            let entry_path = entry.path();
+            let mut is_link = false;
+            if file_type.is_symlink() {
+                match fs::metadata(entry_path) {
+                    Ok(target) if target.is_file() && wanted => is_link = true,
+                    Ok(target) if target.is_dir() => {
+                        eprintln!(
+                            "kseal: {}: skipped: a symlink to a directory (not followed, as kubectl apply -R does not follow it)",
+                            entry_path.display()
+                        );
+                        continue;
+                    }
+                    Ok(_) if wanted => {
+                        eprintln!(
+                            "kseal: {}: skipped: a symlink to something that is not a regular file",
+                            entry_path.display()
+                        );
+                        continue;
+                    }
+                    Ok(_) => continue,
+                    // kubectl would fail on it too: so does the walk, rather
+                    // than let a gate pass what it could not read.
+                    Err(err) if wanted => {
+                        bail!(
+                            "{}: a symlink kseal cannot follow: {err}",
+                            entry_path.display()
+                        )
+                    }
+                    // Not named like a manifest: kubectl ignores it.
+                    Err(_) => continue,
+                }
+            } else if !file_type.is_file() {
+                if wanted {
+                    eprintln!(
+                        "kseal: {}: skipped: not a regular file (a FIFO, socket or device)",
+                        entry_path.display()
+                    );
+                }
+                continue;
+            } else if !wanted {
+                continue;
+            }
+            in_dir.push((
+                ManifestPath {
+                    path: entry.into_path(),
+                    root: root.clone(),
+                    walked: true,
+                    temporary,
+                },
+                is_link,
+            ));
+        }
+        in_dir.sort_by(|a, b| a.0.path.cmp(&b.0.path));
+        found.extend(in_dir);
+    }
+    Ok(deduplicate(found))
+}
+
+/// One entry per file: a file reached under two names (a symlink and its
+/// target, or a path given twice) is read once, under the first name that
+/// is not a symlink (else the first); the others are named on stderr.
+fn deduplicate(found: Vec<(ManifestPath, bool)>) -> Vec<ManifestPath> {
+    let canonical: Vec<PathBuf> = found
+        .iter()
+        .map(|(file, _)| fs::canonicalize(&file.path).unwrap_or_else(|_| file.path.clone()))
+        .collect();
+    let mut chosen: HashMap<&PathBuf, usize> = HashMap::new();
+    for (index, key) in canonical.iter().enumerate() {
+        match chosen.get(key) {
+            Some(&first) if !found[first].1 || found[index].1 => {}
+            _ => {
+                chosen.insert(key, index);
+            }
+        }
+    }
+    let mut files = Vec::with_capacity(chosen.len());
+    for (index, (file, _)) in found.iter().enumerate() {
+        let keep = chosen.get(&canonical[index]).copied().unwrap_or(index);
+        if keep == index {
+            files.push(file.clone());
+        } else {
+            eprintln!(
+                "kseal: {}: skipped: the same file as {}",
+                file.path.display(),
+                found[keep].0.path.display()
+            );
+        }
+    }
+    files
+}
+
+/// Whether a file name looks like a manifest (kubectl's extensions).
+pub fn is_manifest_name(path: &Path) -> bool {
+    matches!(
+        path.extension().and_then(|e| e.to_str()),
+        Some("yaml" | "yml" | "json")
+    )
+}
+
+/// Whether a file name is one of kseal's temporaries.
+pub fn is_temporary_name(name: &std::ffi::OsStr) -> bool {
+    name.to_str()
+        .is_some_and(|name| name.starts_with(TEMPORARY_PREFIX))
+}
+
+/// Whether a file that does not parse may be skipped: it was found by
+/// walking a directory (not named on the command line) and mentions no
+/// object the command works on (`marker`: `kseal.dev/`, or `bitnami.com/`
+/// for `migrate`), like a Helm template next to SealedSecrets. A broken
+/// SealedSecret is never skipped.
+pub fn skippable(file: &ManifestPath, text: &str, marker: &str) -> bool {
+    file.walked && !text.contains(marker)
+}
+
+/// A file that does not parse as YAML/JSON manifests (the message says
+/// where and why).
+#[derive(Debug)]
+pub struct Unparseable(pub String);
+
+impl std::fmt::Display for Unparseable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Unparseable {}
+
+#[cfg(all(test, unix))]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::os::unix::fs::symlink;
+
+    use super::*;
+
+    fn names(files: &[ManifestPath], root: &Path) -> Vec<String> {
+        files
+            .iter()
+            .map(|file| file.path.strip_prefix(root).unwrap().display().to_string())
+            .collect()
+    }
+
+    /// Hidden directories and files are walked; symlinked files are
+    /// followed, also out of the tree; symlinked directories are not; a
+    /// file reached twice is listed once, under its own name.
+    #[test]
+    fn the_walk_finds_what_kubectl_applies() {
+        let dir = tempfile::tempdir().unwrap();
+        let tree = dir.path().join("tree");
+        let outside = dir.path().join("outside");
+        for sub in ["tree/.hidden", "tree/real", "outside"] {
+            fs::create_dir_all(dir.path().join(sub)).unwrap();
+        }
+        for file in [
+            "tree/.hidden/a.yaml",
+            "tree/.dot.yml",
+            "tree/real/b.json",
+            "tree/notes.txt",
+            "outside/o.yaml",
+        ] {
+            fs::write(dir.path().join(file), "{}").unwrap();
+        }
+        symlink(outside.join("o.yaml"), tree.join("out.yaml")).unwrap();
+        symlink("real/b.json", tree.join("a-link.json")).unwrap();
+        symlink(&outside, tree.join("dirlink")).unwrap();
+        fs::write(tree.join(".kseal-Ab12Cd"), "{}").unwrap();
+
+        let files = manifest_files(std::slice::from_ref(&tree), Temporaries::Skip).unwrap();
+        assert_eq!(
+            names(&files, &tree),
+            [".dot.yml", ".hidden/a.yaml", "out.yaml", "real/b.json"]
+        );
+        assert!(files.iter().all(|file| file.walked && !file.temporary));
+        let files = manifest_files(std::slice::from_ref(&tree), Temporaries::Include).unwrap();
+        assert!(
+            files
+                .iter()
+                .any(|file| file.temporary && file.path.ends_with(".kseal-Ab12Cd"))
+        );
+
+        // Edits follow a link inside the tree, and refuse one out of it.
+        let link_in = ManifestPath {
+            path: tree.join("a-link.json"),
+            root: fs::canonicalize(&tree).unwrap(),
+            walked: true,
+            temporary: false,
+        };
+        assert_eq!(
+            link_in.edit_target().unwrap(),
+            fs::canonicalize(tree.join("real/b.json")).unwrap()
+        );
+        let out = files
+            .iter()
+            .find(|file| file.path.ends_with("out.yaml"))
+            .unwrap();
+        let err = out.edit_target().unwrap_err().to_string();
+        assert!(err.contains("outside"), "{err}");
+        // Named on the command line: its tree is its own directory.
+        let named = ManifestPath::named(&tree.join("out.yaml")).unwrap();
+        assert!(named.edit_target().is_err());
+        let named = ManifestPath::named(&tree.join("real/b.json")).unwrap();
+        assert_eq!(named.edit_target().unwrap(), tree.join("real/b.json"));
+    }
+
+    /// A symlink that cannot be followed fails the walk: a gate must not
+    /// pass what it could not read.
+    #[test]
+    fn dangling_links_and_loops_are_errors() {
+        for (name, target) in [
+            ("dangling.yaml", "nowhere.yaml"),
+            ("loop.yaml", "loop.yaml"),
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            symlink(target, dir.path().join(name)).unwrap();
+            let err = manifest_files(&[dir.path().to_owned()], Temporaries::Skip)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(name) && err.contains("cannot follow"), "{err}");
+        }
+        // Not named like a manifest: ignored, as kubectl ignores it.
+        let dir = tempfile::tempdir().unwrap();
+        symlink("nowhere", dir.path().join("dangling")).unwrap();
+        assert!(
+            manifest_files(&[dir.path().to_owned()], Temporaries::Skip)
+                .unwrap()
+                .is_empty()
+        );
+    }
+}
