@@ -9,7 +9,12 @@
 //! (in all and per client address) and lifetime, and only a few bodies are
 //! buffered at once, so memory stays bounded whatever clients do.
 //!
-//! Against expensive requests: the two decrypting endpoints take a request
+//! `/metrics` is rendered at most once a second and the body shared by
+//! concurrent scrapes, with one series per key the cluster holds whatever
+//! SealedSecrets name (see [`crate::metrics`]); on the API port scrapes
+//! have a budget of their own ([`ServerLimits::scrapes_per_second`]).
+//!
+//! Against expensive requests: the decrypting endpoints take a request
 //! token before reading the body, refuse objects with more than
 //! [`MAX_VALUES`] values, then charge the work a request needs (see
 //! [`work_cost`]) to a second budget before any X25519 operation, and do
@@ -67,6 +72,11 @@ pub struct ServerLimits {
     pub max_buffered_bodies: usize,
     /// A connection is closed (gracefully) after this long.
     pub max_connection_age: Duration,
+    /// Scrapes of `/metrics` a second, all clients together (429 above);
+    /// `None`: unlimited. A scrape costs little (the body is rendered at
+    /// most once a second and shared), but the API port is open to every
+    /// authenticated user through the service proxy.
+    pub scrapes_per_second: Option<u32>,
 }
 
 impl ServerLimits {
@@ -79,11 +89,13 @@ impl ServerLimits {
             max_connections_per_client: 64,
             max_buffered_bodies: 16,
             max_connection_age: Duration::from_secs(600),
+            scrapes_per_second: Some(10),
         }
     }
 
     /// Limits of the probe listener: no bodies, few clients (the kubelet
-    /// and a metrics scraper), short timeouts.
+    /// and a metrics scraper, which is never refused: only the node and
+    /// the monitoring namespace may connect), short timeouts.
     pub fn probes() -> Self {
         Self {
             max_body_bytes: 0,
@@ -93,6 +105,7 @@ impl ServerLimits {
             max_connections_per_client: 64,
             max_buffered_bodies: 1,
             max_connection_age: Duration::from_secs(600),
+            scrapes_per_second: None,
         }
     }
 }
@@ -152,7 +165,16 @@ pub fn router_with_limits(state: ApiState, limits: ServerLimits) -> Router {
         .route(REWRAP_BATCH_PATH, post(rewrap_batch_handler))
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
         .layer(Extension(body_limits))
+        .layer(Extension(scrape_budget(&limits)))
         .with_state(state)
+}
+
+fn scrape_budget(limits: &ServerLimits) -> ScrapeBudget {
+    ScrapeBudget(
+        limits
+            .scrapes_per_second
+            .map(|rate| Arc::new(RateLimiter::new(rate))),
+    )
 }
 
 /// The probe listener's routes: `/healthz`, `/readyz` and `/metrics`, none
@@ -163,6 +185,7 @@ pub fn probe_router(state: ApiState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(0))
+        .layer(Extension(scrape_budget(&ServerLimits::probes())))
         .with_state(state)
 }
 
@@ -337,77 +360,56 @@ async fn readyz(State(state): State<ApiState>) -> Response {
     }
 }
 
-/// `GET /metrics`. Parsing every value of every object is CPU work that
-/// grows with the cluster: it runs on a blocking thread, not on the async
-/// workers that answer the probes.
-async fn metrics(State(state): State<ApiState>) -> Response {
-    tokio::task::spawn_blocking(move || render_metrics(&state))
+/// Scrapes of `/metrics` on one listener, all clients together; `None`:
+/// not limited (see [`ServerLimits::scrapes_per_second`]).
+#[derive(Clone)]
+struct ScrapeBudget(Option<Arc<RateLimiter>>);
+
+/// `GET /metrics`, from the body [`Metrics::exposition`] shares between
+/// scrapes: counting every object is CPU work that grows with the cluster,
+/// done at most once per [`crate::metrics::RENDER_INTERVAL`] on a blocking
+/// thread, not on the async workers that answer the probes. A scrape over
+/// the listener's budget is refused before anything else.
+async fn metrics(
+    State(state): State<ApiState>,
+    Extension(budget): Extension<ScrapeBudget>,
+) -> Response {
+    if let Some(limiter) = &budget.0
+        && !limiter.try_acquire()
+    {
+        return rate_limited();
+    }
+    let render_state = state.clone();
+    match state
+        .metrics
+        .exposition(move || render_metrics(&render_state))
         .await
-        .unwrap_or_else(|_| error(StatusCode::INTERNAL_SERVER_ERROR, "internal error"))
+    {
+        Some(body) => (
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            body,
+        )
+            .into_response(),
+        None => error(StatusCode::INTERNAL_SERVER_ERROR, "internal error"),
+    }
 }
 
-fn render_metrics(state: &ApiState) -> Response {
+/// The exposition for what this replica holds now.
+fn render_metrics(state: &ApiState) -> String {
     let keys = state.keys.get();
-    let mut by_key: std::collections::BTreeMap<String, i64> = Default::default();
-    let mut stranded = 0;
-    let (mut overdue, mut stale) = (0, 0);
-    let active = crate::rotation::active_key_ids(&keys);
-    let now = jiff::Timestamp::now();
     let stores = state
         .sealed_secrets
         .lock()
         .map(|slot| slot.clone())
         .unwrap_or_default();
-    for store in stores {
-        for sealed in store.state() {
-            // Only well-formed key ids become label values: the field could
-            // hold anything (plaintext pasted by mistake included).
-            for id in sealed.key_ids() {
-                *by_key.entry(id.to_string()).or_default() += 1;
-            }
-            if has_value_without_key(&sealed, &keys.keyring) {
-                stranded += 1;
-            }
-            // Seal times and key ids count once every value opened (the
-            // text alone is whatever was committed).
-            if !crate::rotation::is_unsealed(&sealed) {
-                continue;
-            }
-            for value in sealed.value_facts() {
-                if let (Some(Ok(max_age)), Some(sealed_at)) = (&sealed.max_age, value.sealed_at)
-                    && max_age.verdict_at(sealed_at, now).is_due()
-                {
-                    overdue += 1;
-                }
-                if !active.is_empty() && crate::rotation::is_stale(value.key_ids, &active) {
-                    stale += 1;
-                }
-            }
-        }
-    }
-    state.metrics.without_key.set(stranded);
-    state.metrics.values_overdue.set(overdue);
-    state.metrics.values_sealed_to_inactive_key.set(stale);
-    let by_key: Vec<(String, i64)> = by_key.into_iter().collect();
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        state.metrics.render(&keys, &by_key),
-    )
-        .into_response()
-}
-
-/// Whether a well-formed value of the SealedSecret names only keys this
-/// replica does not hold (lost or never had): it cannot be unsealed here.
-fn has_value_without_key(
-    sealed: &CachedSealedSecret,
-    keyring: &kseal_shared::envelope::Keyring,
-) -> bool {
-    sealed
-        .key_id_sets()
-        .any(|ids| !ids.iter().any(|id| keyring.contains(id)))
+    let objects: Vec<Arc<CachedSealedSecret>> =
+        stores.iter().flat_map(|store| store.state()).collect();
+    state
+        .metrics
+        .scrape(&keys, objects.iter().map(|sealed| &**sealed))
 }
 
 async fn public_keys(State(state): State<ApiState>) -> Response {

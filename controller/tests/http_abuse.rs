@@ -14,7 +14,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::api::core::v1::{ConfigMap, Event};
 use kseal_shared::binding::Binding;
 use kseal_shared::envelope::{self, MAX_RECIPIENTS, SealedValue};
 use kseal_shared::sealed_secret::MAX_VALUES;
@@ -518,39 +518,55 @@ const FLOOD_MAX: Duration = Duration::from_secs(120);
 /// valid, so a reader runs one Diffie-Hellman per held key it names, and
 /// every one fails.
 fn worst_value(held: &[KeyId], junk: usize) -> String {
+    let value = renamed(&throwaway_value(held.len() + junk), held);
+    let parsed = SealedValue::parse(&value).unwrap();
+    assert!(held.iter().all(|id| parsed.key_ids().contains(id)));
+    value
+}
+
+/// A value sealed to `count` throwaway keys (nobody holds them).
+fn throwaway_value(count: usize) -> String {
+    let recipients: Vec<_> = (0..count)
+        .map(|_| Identity::generate().recipient().clone())
+        .collect();
+    let binding = Binding::new(Scope::Strict, "app", "flood", "v");
+    envelope::seal(b"flood", &binding, &recipients)
+        .unwrap()
+        .encode()
+}
+
+/// `value` with its first `ids.len()` key ids replaced by `ids`, in the
+/// key-ids field and in the key-ids stanza: it still parses (the age
+/// header's MAC, which no parser checks, no longer matches). Costs no key
+/// operation, so any number of values can name any key ids.
+fn renamed(value: &str, ids: &[KeyId]) -> String {
     use base64::Engine;
     use base64::prelude::BASE64_STANDARD;
-    let others: Vec<Identity> = (0..held.len() + junk)
-        .map(|_| Identity::generate())
-        .collect();
-    let recipients: Vec<_> = others.iter().map(|i| i.recipient().clone()).collect();
-    let binding = Binding::new(Scope::Strict, "app", "flood", "v");
-    let sealed = envelope::seal(b"flood", &binding, &recipients)
-        .unwrap()
-        .encode();
-    let fields: Vec<&str> = sealed.split(':').collect();
-    let mut ids: Vec<String> = fields[2].split(',').map(str::to_owned).collect();
+    let fields: Vec<&str> = value.split(':').collect();
+    let mut named: Vec<String> = fields[2].split(',').map(str::to_owned).collect();
     let mut wrapped = BASE64_STANDARD.decode(fields[4]).unwrap();
-    for (slot, id) in held.iter().enumerate() {
+    for (slot, id) in ids.iter().enumerate() {
         // The key-ids stanza names the key ids as text: swap them there too.
-        let theirs = std::mem::replace(&mut ids[slot], id.to_string());
+        let theirs = std::mem::replace(&mut named[slot], id.to_string());
         let at = wrapped
             .windows(theirs.len())
             .position(|w| w == theirs.as_bytes())
             .unwrap();
-        wrapped[at..at + theirs.len()].copy_from_slice(ids[slot].as_bytes());
+        wrapped[at..at + theirs.len()].copy_from_slice(named[slot].as_bytes());
     }
     let value = format!(
         "kseal:v2:{}:{}:{}:{}:{}:{}",
-        ids.join(","),
+        named.join(","),
         fields[3],
         BASE64_STANDARD.encode(&wrapped),
         fields[5],
         fields[6],
         fields[7]
     );
-    let parsed = SealedValue::parse(&value).unwrap();
-    assert!(held.iter().all(|id| parsed.key_ids().contains(id)));
+    assert_eq!(
+        SealedValue::parse(&value).unwrap().key_ids().len(),
+        named.len()
+    );
     value
 }
 
@@ -742,11 +758,10 @@ async fn work_is_bounded_and_probes_stay_answered() {
     // Two held keys: the first, and the active one after a rotation.
     let old = fixture.recipients().await[0].clone();
     let config_maps: Api<ConfigMap> = Api::namespaced(fixture.client.clone(), NAMESPACE);
-    let patch = serde_json::json!({"metadata": {"annotations": {
-        "kseal.dev/rotate-requested-at": "2026-01-01T00:00:00Z"}}});
+    let patch = serde_json::json!({"data": {"rotate-requested-at": "2026-01-01T00:00:00Z"}});
     config_maps
         .patch(
-            "kseal-public-keys",
+            "kseal-key-operations",
             &PatchParams::default(),
             &Patch::Merge(&patch),
         )
@@ -956,4 +971,196 @@ async fn work_is_bounded_and_probes_stay_answered() {
         flooded.median_probe()
     );
     assert!(!controller.log().contains("flood-canary"));
+}
+
+/// `count` scrapes of `/metrics` on `port` at once, each reading nothing
+/// for 5 s (a receive buffer of 4 KiB, so the server holds what it has
+/// not sent), then read to the end: the answers by status, and the
+/// controller's RSS while they were held.
+async fn slow_scrapes(
+    port: u16,
+    count: usize,
+    pid: u32,
+) -> (std::collections::BTreeMap<u16, usize>, u64) {
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    let mut slow = Vec::new();
+    for _ in 0..count {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        let mut stream = socket.connect(addr).await.unwrap();
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        slow.push(stream);
+    }
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let rss = vm_kib(pid, "VmRSS:");
+    let mut statuses = std::collections::BTreeMap::new();
+    for stream in &mut slow {
+        let (response, _) = read_until_closed(stream, ANSWER).await;
+        *statuses.entry(status_of(&response)).or_default() += 1;
+    }
+    (statuses, rss)
+}
+
+/// SealedSecrets whose values name key ids nobody holds (16 objects of 90
+/// values, each naming 64 distinct ids: 92,160 ids, the shape of the
+/// report). Before, `/metrics` had a `kseal_sealed_secrets` series per id
+/// (92,161 series, 4.6 MB a scrape) and every scrape rendered a copy of its
+/// own, so 48 slow scrapers through the API port took the controller from
+/// 114 to 307 MiB while they waited (678 MiB at the peak). Now: one series
+/// per key the cluster holds plus one for all other ids; one rendering a
+/// second, shared by concurrent scrapes; the API port's scrapes are
+/// rate-limited (429), while the probe port (the kubelet and Prometheus)
+/// answers every one.
+#[tokio::test]
+async fn metrics_are_bounded_whatever_values_name() {
+    const OBJECTS: usize = 16;
+    const VALUES: usize = 90;
+    const SCRAPERS: usize = 48;
+    let Some(fixture) = Fixture::start().await else {
+        return;
+    };
+    fixture.namespace("app").await;
+    let mut controller = fixture.controller("kseal-controller", &["--key-renew-period", "0"]);
+    controller.wait_healthy().await;
+    let pid = controller.process.pid().unwrap();
+    let recipients = fixture.recipients().await;
+    let cluster_key = recipients[0].key_id();
+    fixture
+        .apply(&seal(
+            &plain("app", "db", &[("password", "metrics-canary")]),
+            Scope::Strict,
+            &recipients,
+        ))
+        .await;
+    assert_eq!(fixture.wait_ready("app", "db", "True").await, "Unsealed");
+
+    let base = throwaway_value(MAX_RECIPIENTS);
+    for object in 0..OBJECTS {
+        let data: serde_json::Map<String, serde_json::Value> = (0..VALUES)
+            .map(|value| {
+                let ids: Vec<KeyId> = (0..MAX_RECIPIENTS)
+                    .map(|i| KeyId::of_recipient_str(&format!("foreign-{object}-{value}-{i}")))
+                    .collect();
+                (format!("k{value:03}"), renamed(&base, &ids).into())
+            })
+            .collect();
+        let sealed: SealedSecret = serde_json::from_value(serde_json::json!({
+            "apiVersion": "kseal.dev/v1alpha1",
+            "kind": "SealedSecret",
+            "metadata": {"name": format!("foreign-{object}"), "namespace": "app"},
+            "spec": {"scope": "strict", "encryptedData": data},
+        }))
+        .unwrap();
+        fixture.apply(&sealed).await;
+    }
+    let scrape = || async { http(&controller.health_url("/metrics"), "GET", None, None).await };
+    eventually("the controller counts every object", || async {
+        scrape()
+            .await
+            .1
+            .contains(&format!("kseal_sealed_secrets_without_key {OBJECTS}"))
+    })
+    .await;
+    // Each foreign object fails naming 64 made-up key ids: its Warning
+    // Event names a few and counts the rest, and the API server takes it
+    // (a note over 1,024 bytes would be refused, and logged).
+    let events: Api<Event> = Api::namespaced(fixture.client.clone(), "app");
+    let warnings = || async {
+        let list = events.list(&Default::default()).await.unwrap();
+        list.items
+            .into_iter()
+            .filter(|event| event.type_.as_deref() == Some("Warning"))
+            .map(|event| {
+                (
+                    event.reason.unwrap_or_default(),
+                    event.message.unwrap_or_default(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    eventually("a Warning Event for every foreign object", || async {
+        warnings().await.len() >= OBJECTS
+    })
+    .await;
+    for (reason, message) in warnings().await {
+        assert_eq!(reason, "UnknownKey", "{message}");
+        assert!(message.contains(" and 59 more"), "{message}");
+    }
+    assert!(
+        !controller.log().contains("could not publish an event"),
+        "{}",
+        controller.log()
+    );
+    let (status, body) = scrape().await;
+    assert_eq!(status, 200);
+    let series: Vec<&str> = body
+        .lines()
+        .filter(|line| line.starts_with("kseal_sealed_secrets{"))
+        .collect();
+    println!(
+        "{} kseal_sealed_secrets series, {} bytes a scrape",
+        series.len(),
+        body.len()
+    );
+
+    // Slow scrapers, first through the API port (where the service proxy
+    // leads), then the probe port (no scrape budget: every one served).
+    let rss_before = vm_kib(pid, "VmRSS:");
+    let (api, api_rss) = slow_scrapes(controller.port, SCRAPERS, pid).await;
+    let (probes, probes_rss) = slow_scrapes(controller.health_port, SCRAPERS, pid).await;
+    println!(
+        "{SCRAPERS} slow scrapes: API port {api:?}, RSS {} -> {} MiB while held; \
+         probe port {probes:?}, {} MiB while held; peak {} MiB",
+        rss_before / 1024,
+        api_rss / 1024,
+        probes_rss / 1024,
+        vm_kib(pid, "VmHWM:") / 1024
+    );
+
+    assert_eq!(
+        series.len(),
+        2,
+        "one series for the cluster's key, one for all others:\n{}",
+        series.join("\n")
+    );
+    assert!(
+        body.contains(&format!(
+            "kseal_sealed_secrets{{key_id=\"{cluster_key}\"}} 1\n"
+        )),
+        "{body}"
+    );
+    assert!(
+        body.contains(&format!(
+            "kseal_sealed_secrets{{key_id=\"other\"}} {OBJECTS}\n"
+        )),
+        "{body}"
+    );
+    assert!(body.len() < 16 * 1024, "{} bytes a scrape", body.len());
+    for (port, rss) in [("API", api_rss), ("probe", probes_rss)] {
+        assert!(
+            rss < rss_before + 32 * 1024,
+            "{SCRAPERS} slow scrapes of the {port} port took {} MiB",
+            rss.saturating_sub(rss_before) / 1024
+        );
+    }
+    let refused = api.get(&429).copied().unwrap_or(0);
+    assert!(
+        refused > 0 && api.contains_key(&200),
+        "the API port's scrapes are not rate-limited: {api:?}"
+    );
+    assert_eq!(
+        refused + api.get(&200).copied().unwrap_or(0),
+        SCRAPERS,
+        "{api:?}"
+    );
+    assert_eq!(
+        probes.get(&200).copied(),
+        Some(SCRAPERS),
+        "the probe port refused a scrape: {probes:?}"
+    );
+    assert!(controller.process.is_running(), "the controller exited");
+    assert!(!controller.log().contains("metrics-canary"));
 }
