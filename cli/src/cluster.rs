@@ -10,9 +10,10 @@ use clap::Args;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kseal_shared::contract::{
     DEFAULT_CONTROLLER_NAMESPACE, DEFAULT_CONTROLLER_SERVICE, ErrorResponse, HTTP_PORT_NAME,
-    PUBLIC_KEYS_CONFIGMAP, RECIPIENTS_DATA_KEY,
+    KEYS_DATA_KEY, PUBLIC_KEYS_CONFIGMAP, RECIPIENTS_DATA_KEY,
 };
-use kseal_shared::x25519::{Recipient, parse_recipients_file};
+use kseal_shared::published::{self, PublishedKeys, PublishedKeysError};
+use kseal_shared::x25519::Recipient;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config};
 
@@ -82,8 +83,10 @@ pub async fn client(args: &ClusterArgs) -> Result<Client> {
     Ok(Client::try_from(config)?)
 }
 
-/// The recipients file the controller publishes (what to seal to).
-pub fn fetch_recipients_text(args: &ClusterArgs) -> Result<String> {
+/// The cluster's published keys (what to seal to), checked the way
+/// [`kseal_shared::published::check`] says: a recipient that someone other
+/// than the controller added to the ConfigMap is refused, never sealed to.
+pub fn fetch_published(args: &ClusterArgs) -> Result<(String, PublishedKeys)> {
     runtime()?.block_on(async {
         let client = client(args).await?;
         let api: Api<ConfigMap> = Api::namespaced(client, &args.controller_namespace);
@@ -93,18 +96,38 @@ pub fn fetch_recipients_text(args: &ClusterArgs) -> Result<String> {
                 args.controller_namespace
             )
         })?;
-        config_map
-            .data
-            .unwrap_or_default()
-            .remove(RECIPIENTS_DATA_KEY)
-            .ok_or_else(|| anyhow!("ConfigMap {PUBLIC_KEYS_CONFIGMAP} has no {RECIPIENTS_DATA_KEY}"))
+        let where_ = format!(
+            "ConfigMap {}/{PUBLIC_KEYS_CONFIGMAP}",
+            args.controller_namespace
+        );
+        let mut data = config_map.data.unwrap_or_default();
+        let (Some(recipients), Some(keys)) =
+            (data.remove(RECIPIENTS_DATA_KEY), data.remove(KEYS_DATA_KEY))
+        else {
+            bail!("{where_} lacks {RECIPIENTS_DATA_KEY} or {KEYS_DATA_KEY}: is the kseal controller running?");
+        };
+        match published::check(&recipients, &keys) {
+            Ok(published) => Ok((recipients, published)),
+            Err(err @ PublishedKeysError::NoActiveKey) => Err(anyhow!(err).context(format!(
+                "{where_}: if the cluster's keys were lost, restore them (`kseal keys restore`) or start over (`kseal keys rotate`)"
+            ))),
+            Err(err) => Err(anyhow!(err).context(format!(
+                "{where_} does not hold together as the kseal controller writes it, so nothing is sealed to it; someone else may have changed it (the controller restores it at once: retry in a moment, and tell the cluster's admins)"
+            ))),
+        }
     })
 }
 
-/// The cluster's sealing recipients.
+/// The recipients file the controller publishes, checked (see
+/// [`fetch_published`]).
+pub fn fetch_recipients_text(args: &ClusterArgs) -> Result<String> {
+    fetch_published(args).map(|(text, _)| text)
+}
+
+/// The cluster's sealing recipient (one: its active key), checked (see
+/// [`fetch_published`]).
 pub fn fetch_recipients(args: &ClusterArgs) -> Result<Vec<Recipient>> {
-    let text = fetch_recipients_text(args)?;
-    parse_recipients_file(&text).context("the cluster's published recipients")
+    fetch_published(args).map(|(_, published)| vec![published.recipient])
 }
 
 /// A response from the controller's API.

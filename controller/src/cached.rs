@@ -8,17 +8,24 @@
 //! timestamps) and holds the sealed values in one exact-size slice instead
 //! of a B-tree node sized for eleven entries.
 //!
-//! The sealed values themselves (~0.5 KiB each) are kept only while the
-//! object is not known to be in sync: once its status carries a signed
-//! record for its current generation (see `record`), only their key ids
-//! stay, and a reconcile that needs the values after all (the Secret was
-//! edited or deleted) reads the SealedSecret once.
+//! The sealed values themselves (~0.5 KiB each) and the template are kept
+//! only while the object is not known to be in sync: once its status
+//! carries a signed record for its current generation (see `record`), only
+//! their key ids stay, and a reconcile that needs the values after all (the
+//! Secret was edited or deleted) reads the SealedSecret once. They are not
+//! kept either when they are larger than [`CACHED_BYTES_PER_OBJECT`], or
+//! when the object is not well-formed (it fails before it needs them): what
+//! the controller holds per object is then bounded by what kseal needs, not
+//! by what whoever writes SealedSecrets chooses. The policy's verdict on
+//! the template is taken when the object is cached, so the template need
+//! not stay for it.
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kseal_shared::contract::{PolicyViolation, SecretPolicy};
 use kseal_shared::envelope::SealedValue;
 use kseal_shared::rotation::{MaxAge, MaxAgeError};
 use kseal_shared::sealed_secret::SecretTemplate;
@@ -33,6 +40,15 @@ use serde::Deserialize;
 
 /// `(data key, sealed value)` pairs, exact size.
 type SealedValues = Box<[(Box<str>, Box<str>)]>;
+
+/// The most bytes of sealed values and template (keys, values, labels and
+/// annotations together) kept per object not yet in sync: a Secret of
+/// typical size (a few values and labels: ~1–4 KiB) is well under it, and
+/// a larger one is read again when it is reconciled. A SealedSecret may be
+/// ~1.5 MiB (the API server's limit); without this bound, a few thousand
+/// objects sealed to a key the cluster lacks (never in sync) would hold
+/// that much each.
+pub const CACHED_BYTES_PER_OBJECT: usize = 64 * 1024;
 
 /// A SealedSecret as the controller caches it.
 #[derive(Clone, Debug, Deserialize)]
@@ -53,14 +69,25 @@ pub struct CachedSealedSecret {
     /// What makes the object not well-formed (see [`Self::problems`]),
     /// found when it was cached.
     problems: Box<[ObjectError]>,
+    /// Kept with the values (see the module documentation).
     pub template: Option<Box<SecretTemplate>>,
+    /// The Secret policy's verdict on the template, taken when cached.
+    policy: Result<(), PolicyViolation>,
     /// `spec.maxAge`, parsed (an invalid one is reported per object).
     pub max_age: Option<Result<MaxAge, MaxAgeError>>,
     pub status: Option<SealedSecretStatus>,
 }
 
 impl From<SealedSecret> for CachedSealedSecret {
+    /// [`CachedSealedSecret::watched`] under the strictest policy.
     fn from(sealed: SealedSecret) -> Self {
+        Self::watched(sealed, &SecretPolicy::default())
+    }
+}
+
+impl CachedSealedSecret {
+    /// The cached form of an object as the watch delivers it.
+    pub fn watched(sealed: SealedSecret, policy: &SecretPolicy) -> Self {
         // In sync at this generation by its own status's account: the
         // values are not needed unless that turns out wrong (a forged or
         // stale record costs one read, never a wrong Secret).
@@ -69,13 +96,36 @@ impl From<SealedSecret> for CachedSealedSecret {
             .as_ref()
             .and_then(|status| status.secret_record.as_ref())
             .is_some_and(|record| Some(record.generation) == sealed.metadata.generation);
-        Self::new(sealed, !recorded)
+        Self::with_policy(sealed, !recorded, policy)
     }
-}
 
-impl CachedSealedSecret {
-    /// The cached form; `keep_values`: with the sealed values.
+    /// The cached form; `keep_values`: with the sealed values (and the
+    /// template), within [`CACHED_BYTES_PER_OBJECT`]. The policy verdict
+    /// is the strictest policy's (nothing dangerous allowed): the
+    /// controller caches through [`CachedSealedSecret::with_policy`].
     pub fn new(sealed: SealedSecret, keep_values: bool) -> Self {
+        Self::with_policy(sealed, keep_values, &SecretPolicy::default())
+    }
+
+    /// [`CachedSealedSecret::new`] under `policy`.
+    pub fn with_policy(sealed: SealedSecret, keep_values: bool, policy: &SecretPolicy) -> Self {
+        Self::build(sealed, keep_values, true, policy)
+    }
+
+    /// An object just read to be reconciled: with its values and template
+    /// whatever their size (held for that reconcile only, not cached).
+    pub fn read_for_reconcile(sealed: SealedSecret, policy: &SecretPolicy) -> Self {
+        Self::build(sealed, true, false, policy)
+    }
+
+    /// `bounded`: keep values only within [`CACHED_BYTES_PER_OBJECT`] and
+    /// for well-formed objects.
+    fn build(
+        sealed: SealedSecret,
+        keep_values: bool,
+        bounded: bool,
+        policy: &SecretPolicy,
+    ) -> Self {
         let SealedSecret {
             metadata,
             spec,
@@ -120,6 +170,33 @@ impl CachedSealedSecret {
             },
             spec.encrypted_data.keys().map(String::as_str),
         );
+        let verdict = policy.check(
+            spec.template
+                .as_ref()
+                .and_then(|template| template.type_.as_deref())
+                .unwrap_or("Opaque"),
+            template_metadata
+                .into_iter()
+                .flat_map(|metadata| &metadata.labels),
+            template_metadata
+                .into_iter()
+                .flat_map(|metadata| metadata.annotations.keys()),
+        );
+        let size = spec
+            .encrypted_data
+            .iter()
+            .map(|(key, value)| key.len() + value.len())
+            .sum::<usize>()
+            + template_metadata.map_or(0, |metadata| {
+                metadata
+                    .labels
+                    .iter()
+                    .chain(&metadata.annotations)
+                    .map(|(key, value)| key.len() + value.len())
+                    .sum()
+            });
+        let keep_values =
+            keep_values && (!bounded || problems.is_empty() && size <= CACHED_BYTES_PER_OBJECT);
         Self {
             metadata: ObjectMeta {
                 name: metadata.name,
@@ -141,14 +218,20 @@ impl CachedSealedSecret {
             key_id_sets: key_id_sets.into(),
             value_facts: value_facts.into(),
             problems: problems.into(),
-            template: spec.template.map(Box::new),
+            template: spec.template.filter(|_| keep_values).map(Box::new),
+            policy: verdict,
             max_age: spec.max_age.as_deref().map(str::parse),
             status,
         }
     }
 
-    /// Whether the sealed values are at hand (else they were dropped: read
-    /// the object to decrypt).
+    /// The Secret policy's verdict on the template (taken when cached).
+    pub fn policy_verdict(&self) -> Result<(), &PolicyViolation> {
+        self.policy.as_ref().map(|_| ())
+    }
+
+    /// Whether the sealed values and the template are at hand (else they
+    /// were dropped: read the object to decrypt).
     pub fn has_values(&self) -> bool {
         self.encrypted_data.is_some()
     }
@@ -359,5 +442,66 @@ mod tests {
             assert_eq!(sets, vec![&[recipient.key_id()][..]]);
             assert!(cached.problems().is_empty());
         }
+    }
+
+    #[test]
+    fn what_is_kept_per_object_is_bounded_and_the_policy_verdict_stays() {
+        use kseal_shared::sealed_secret::TemplateMetadata;
+        let with_template = |labels: usize, value: usize| {
+            let mut object = sealed();
+            object.spec.template = Some(SecretTemplate {
+                metadata: Some(TemplateMetadata {
+                    labels: (0..labels).map(|i| (format!("l{i}"), "v".into())).collect(),
+                    annotations: BTreeMap::from([(
+                        "grafana_datasource".to_owned(),
+                        "x".repeat(value),
+                    )]),
+                }),
+                ..SecretTemplate::default()
+            });
+            object
+        };
+        // Small: kept; the verdict names the dangerous annotation either way.
+        let small = CachedSealedSecret::from(with_template(3, 10));
+        assert!(small.has_values() && small.template.is_some());
+        assert!(small.policy_verdict().is_err());
+        // Larger than the per-object budget: neither values nor template.
+        let large = CachedSealedSecret::from(with_template(3, CACHED_BYTES_PER_OBJECT));
+        assert!(!large.has_values() && large.template.is_none());
+        assert!(
+            large.policy_verdict().is_err(),
+            "the verdict outlives the template"
+        );
+        // Read again to be reconciled, it has them.
+        let read = CachedSealedSecret::read_for_reconcile(
+            with_template(3, CACHED_BYTES_PER_OBJECT),
+            &SecretPolicy::default(),
+        );
+        assert!(read.has_values() && read.template.is_some());
+        // Not well-formed (too many labels for kseal): nothing kept but why.
+        let invalid = CachedSealedSecret::from(with_template(65, 1));
+        assert!(!invalid.has_values() && invalid.template.is_none());
+        assert!(matches!(
+            invalid.problems(),
+            [ObjectError::TooManyTemplateEntries { count: 65, .. }]
+        ));
+        // In sync: the template goes with the values.
+        let mut recorded = with_template(3, 10);
+        recorded.status = Some(SealedSecretStatus {
+            secret_record: Some(kseal_shared::sealed_secret::SecretRecord {
+                generation: 3,
+                ..Default::default()
+            }),
+            ..SealedSecretStatus::default()
+        });
+        let recorded = CachedSealedSecret::from(recorded);
+        assert!(!recorded.has_values() && recorded.template.is_none());
+        // An operator who allows it gets a passing verdict.
+        let policy = SecretPolicy {
+            allow_prefixes: ["grafana_datasource".to_owned()].into(),
+            ..SecretPolicy::default()
+        };
+        let allowed = CachedSealedSecret::watched(with_template(3, 10), &policy);
+        assert!(allowed.policy_verdict().is_ok());
     }
 }

@@ -4,7 +4,9 @@ use std::net::SocketAddr;
 
 use std::time::Duration;
 
+use clap::builder::PossibleValuesParser;
 use clap::{Parser, Subcommand, ValueEnum};
+use kseal_shared::contract::{DANGEROUS_METADATA_PREFIXES, DANGEROUS_SECRET_TYPES};
 
 #[derive(Debug, Clone, Parser)]
 #[command(
@@ -92,26 +94,30 @@ pub struct Settings {
     pub reconcile_controller_namespace: bool,
 
     /// Dangerous Secret types SealedSecrets may create anyway
-    /// (comma-separated; refused by default:
-    /// kubernetes.io/service-account-token, bootstrap.kubernetes.io/token,
-    /// helm.sh/release.v1)
+    /// (comma-separated). Each possible value is refused by default: another
+    /// controller trusts Secrets of that type (docs/security.md, "The Secret
+    /// policy")
+    // The possible values are the policy's own list
+    // (kseal_shared::contract), so help, parsing and policy never disagree.
     #[arg(
         long,
         env = "KSEAL_ALLOW_SECRET_TYPES",
         value_delimiter = ',',
-        value_name = "TYPE,..."
+        value_name = "TYPE,...",
+        value_parser = PossibleValuesParser::new(DANGEROUS_SECRET_TYPES)
     )]
     pub allow_secret_types: Vec<String>,
 
-    /// Dangerous label/annotation prefixes SealedSecrets may set anyway
-    /// (comma-separated; refused by default: replicator.v1.mittwald.de/,
-    /// reflector.v1.k8s.emberstack.com/, kubed.appscode.com/,
-    /// kubernetes.io/service-account.)
+    /// Dangerous label/annotation key prefixes SealedSecrets may set anyway
+    /// (comma-separated). Each possible value is refused by default: another
+    /// controller trusts or copies Secrets with such a key (docs/security.md,
+    /// "The Secret policy"). kseal.dev/ is always refused
     #[arg(
         long,
         env = "KSEAL_ALLOW_METADATA_PREFIXES",
         value_delimiter = ',',
-        value_name = "PREFIX,..."
+        value_name = "PREFIX,...",
+        value_parser = PossibleValuesParser::new(DANGEROUS_METADATA_PREFIXES)
     )]
     pub allow_metadata_prefixes: Vec<String>,
 
@@ -138,7 +144,7 @@ pub struct Settings {
     #[arg(long, env = "KSEAL_LOG", default_value = "info")]
     pub log_level: String,
 
-    /// Identity used as this replica's name in the Lease
+    /// This replica's name in the Lease and in Events; a random suffix is added, so two replicas never share an identity [default: the host name]
     #[arg(long, env = "POD_NAME")]
     pub pod_name: Option<String>,
 }

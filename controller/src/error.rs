@@ -2,6 +2,8 @@
 //! `Ready` condition's reason, the Event reason and a metric label. No
 //! variant carries secret material.
 
+use std::fmt::Display;
+
 use kseal_shared::contract::ValueFailureReason;
 use kseal_shared::error::SealError;
 use kseal_shared::x25519::KeyId;
@@ -86,10 +88,12 @@ pub enum Error {
         #[source]
         source: SealError,
     },
-    /// A value names only keys this controller does not have.
+    /// A value names only keys this controller does not have. `key_ids`
+    /// names a few of them ([`named`]).
     #[error("value {key:?} is sealed to key(s) {key_ids} that this cluster does not hold")]
     UnknownKey { key: String, key_ids: String },
-    /// A value is sealed only to keys that were retired.
+    /// A value is sealed only to keys that were retired. `key_ids` names a
+    /// few of them ([`named`]).
     #[error(
         "value {key:?} is sealed to retired key(s) {key_ids}: re-wrap it to the active key (kseal rewrap), or restore the key"
     )]
@@ -102,7 +106,7 @@ pub enum Error {
         source: SealError,
     },
     /// The SealedSecret itself is unusable (no namespace for its scope, bad key
-    /// name, no values).
+    /// name, no values). Several problems: [`Error::invalid_spec`].
     #[error("invalid SealedSecret: {0}")]
     InvalidSpec(String),
     /// More values than any reader accepts
@@ -146,12 +150,10 @@ impl Error {
         is_retired: impl Fn(&KeyId) -> bool,
     ) -> Self {
         let key = key.to_owned();
+        // A value names up to MAX_RECIPIENTS (64) ids of its author's
+        // choosing: all of them would not fit in an Event.
         let key_ids = match &source {
-            SealError::NoMatchingIdentity { key_ids } => key_ids
-                .iter()
-                .map(KeyId::to_string)
-                .collect::<Vec<_>>()
-                .join(", "),
+            SealError::NoMatchingIdentity { key_ids } => named(key_ids, ", "),
             _ => String::new(),
         };
         match ValueFailureReason::of(&source, is_retired) {
@@ -161,6 +163,12 @@ impl Error {
             ValueFailureReason::DecryptFailed => Error::DecryptFailed { key, source },
             ValueFailureReason::InvalidSpec => Error::InvalidSpec(source.to_string()),
         }
+    }
+
+    /// [`Error::InvalidSpec`] for an object's problems, the first few
+    /// named ([`named`]): their number is its author's to choose.
+    pub fn invalid_spec<T: Display>(problems: &[T]) -> Self {
+        Error::InvalidSpec(named(problems, "; "))
     }
 
     /// The reason for conditions, events and metrics.
@@ -191,9 +199,118 @@ impl Error {
     }
 }
 
+/// At most this many entries of a list whose length a SealedSecret's
+/// author chooses (key ids, problems) are named in a message; the others
+/// are counted.
+pub const NAMED: usize = 5;
+/// At most this many bytes of one named entry: a problem quotes a name as
+/// written, which is invalid, maybe because of its length.
+pub const ENTRY_MAX: usize = 256;
+/// The longest Event note the API server accepts (events.k8s.io/v1: 1,024
+/// bytes); a longer one is refused with 422 and the Event is lost.
+pub const EVENT_NOTE_MAX: usize = 1024;
+/// The longest condition message written to a status: long enough for any
+/// message the controller builds from bounded parts, short enough that an
+/// object's author cannot make every watcher's copy of it large.
+pub const CONDITION_MESSAGE_MAX: usize = 1024;
+
+/// The first [`NAMED`] entries, each cut to [`ENTRY_MAX`] bytes, joined by
+/// `separator`, then how many more there are: `a, b, c, d, e and 59 more`.
+pub fn named<T: Display>(entries: &[T], separator: &str) -> String {
+    let mut text = entries
+        .iter()
+        .take(NAMED)
+        .map(|entry| bounded(entry.to_string(), ENTRY_MAX))
+        .collect::<Vec<_>>()
+        .join(separator);
+    if entries.len() > NAMED {
+        text.push_str(&format!(" and {} more", entries.len() - NAMED));
+    }
+    text
+}
+
+/// `text` cut to at most `max` bytes on a char boundary, ending in `…`
+/// when it was cut.
+pub fn bounded(mut text: String, max: usize) -> String {
+    const MARK: &str = "…";
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max.saturating_sub(MARK.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.truncate(end);
+    if max >= MARK.len() {
+        text.push_str(MARK);
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A value naming 64 made-up key ids (as many as a value may) and an
+    /// object with a thousand bad names: the messages name a few and count
+    /// the rest, so an Event stays under the API server's limit whatever
+    /// the author wrote.
+    #[test]
+    fn messages_name_a_few_of_what_the_author_chose() {
+        let ids: Vec<KeyId> = (0..kseal_shared::envelope::MAX_RECIPIENTS)
+            .map(|i| format!("{i:016x}").parse().unwrap())
+            .collect();
+        for retired in [false, true] {
+            let err = Error::value_failure(
+                "password",
+                SealError::NoMatchingIdentity {
+                    key_ids: ids.clone(),
+                },
+                |_| retired,
+            );
+            let message = err.to_string();
+            assert!(
+                message.contains(&format!("{}, {}", ids[0], ids[1])),
+                "{message}"
+            );
+            assert!(message.contains(" and 59 more"), "{message}");
+            assert!(!message.contains(&ids[5].to_string()), "{message}");
+            assert!(message.len() < 300, "{} bytes: {message}", message.len());
+        }
+        // Each problem quotes a 10 KB name as written: cut to ENTRY_MAX.
+        let problems: Vec<String> = (0..1000)
+            .map(|i| format!("invalid data key name {:?}", "x".repeat(10_000 + i)))
+            .collect();
+        let message = Error::invalid_spec(&problems).to_string();
+        assert!(message.contains(" and 995 more"), "{message}");
+        assert_eq!(message.matches('…').count(), NAMED, "{message}");
+        assert!(
+            message.len() <= NAMED * (ENTRY_MAX + 2) + 64,
+            "{} bytes",
+            message.len()
+        );
+        // Few enough: every one named, nothing counted.
+        let message = Error::invalid_spec(&problems[..2]).to_string();
+        assert!(!message.contains("more"), "{message}");
+        assert!(message.contains("; "), "{message}");
+    }
+
+    /// Cuts on a char boundary, marks the cut, and leaves short text be.
+    #[test]
+    fn bounded_cuts_on_a_char_boundary() {
+        assert_eq!(bounded("short".to_owned(), 10), "short");
+        assert_eq!(bounded("0123456789".to_owned(), 10), "0123456789");
+        let cut = bounded("0123456789a".to_owned(), 10);
+        assert_eq!(cut, "0123456…");
+        assert_eq!(cut.len(), 10);
+        // `é` is two bytes: never split.
+        for max in 4..40 {
+            let cut = bounded("é".repeat(30), max);
+            assert!(cut.len() <= max, "{max}: {cut}");
+            assert!(cut.ends_with('…'), "{max}: {cut}");
+        }
+        assert_eq!(bounded("abcdef".to_owned(), 2), "");
+    }
 
     /// Every variant maps to a reason that is pre-registered as a metric
     /// label, and every value failure reason has a reconcile reason.

@@ -13,6 +13,8 @@ use kube::runtime::events::{Event, Recorder, Reporter};
 use prometheus_client::metrics::counter::Counter;
 use tokio::sync::mpsc;
 
+use crate::error::{EVENT_NOTE_MAX, bounded};
+
 /// Events waiting to be published at most: at the events client's default
 /// 10/s, half a minute of them. More would only be memory (~0.7 KiB each)
 /// spent on Events that arrive too late to help anyone.
@@ -39,10 +41,56 @@ impl EventSink {
         Self { queue, dropped }
     }
 
-    /// Queues an Event; never waits.
-    pub fn publish(&self, event: Event, reference: ObjectReference) {
+    /// Queues an Event; never waits. A note longer than the API server
+    /// accepts is cut to fit ([`EVENT_NOTE_MAX`]): a message may quote
+    /// what an object's author wrote, and a refused Event is lost.
+    pub fn publish(&self, mut event: Event, reference: ObjectReference) {
+        event.note = event.note.map(|note| bounded(note, EVENT_NOTE_MAX));
         if self.queue.try_send((event, reference)).is_err() {
             self.dropped.inc();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::runtime::events::EventType;
+
+    /// Notes over the API server's limit are cut to it on a char boundary
+    /// before they are queued; shorter ones are left as they are.
+    #[test]
+    fn queued_notes_fit_the_api_server_limit() {
+        let (queue, mut receiver) = mpsc::channel(8);
+        let sink = EventSink {
+            queue,
+            dropped: Counter::default(),
+        };
+        let short = "value \"password\" is malformed".to_owned();
+        let notes = [
+            short.clone(),
+            "x".repeat(5000),
+            "é".repeat(3000),
+            "€".repeat(2000),
+        ];
+        for note in &notes {
+            let event = Event {
+                type_: EventType::Warning,
+                reason: "UnknownKey".to_owned(),
+                note: Some(note.clone()),
+                action: "Unseal".to_owned(),
+                secondary: None,
+            };
+            sink.publish(event, ObjectReference::default());
+        }
+        let queued = |receiver: &mut mpsc::Receiver<(Event, ObjectReference)>| {
+            receiver.try_recv().unwrap().0.note.unwrap()
+        };
+        assert_eq!(queued(&mut receiver), short);
+        for _ in 1..notes.len() {
+            let note = queued(&mut receiver);
+            assert!(note.len() <= EVENT_NOTE_MAX, "{} bytes", note.len());
+            assert!(note.len() > EVENT_NOTE_MAX - 8, "{} bytes", note.len());
         }
     }
 }

@@ -98,6 +98,35 @@ impl LeaderElector {
         }
     }
 
+    /// Gives the lease up if we hold it (as client-go's `ReleaseOnCancel`),
+    /// so the next replica (or this one restarted, which has a new
+    /// identity) leads at once instead of after the lease expires. Call it
+    /// only once this replica has stopped acting as the leader.
+    pub async fn release(&self) -> Result<(), kube::Error> {
+        let Some(mut lease) = self.api.get_opt(&self.name).await? else {
+            return Ok(());
+        };
+        let Some(spec) = lease.spec.as_mut() else {
+            return Ok(());
+        };
+        if spec.holder_identity.as_deref() != Some(self.identity.as_str()) {
+            return Ok(());
+        }
+        spec.holder_identity = None;
+        spec.lease_duration_seconds = Some(1);
+        spec.renew_time = Some(MicroTime(jiff::Timestamp::now()));
+        // A conflict means someone else wrote it: then it is not ours to give.
+        match self
+            .api
+            .replace(&self.name, &PostParams::default(), &lease)
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(status)) if status.code == 409 => Ok(()),
+            Err(err) => Err(err),
+        }
+    }
+
     /// Keeps `leading` true while we hold the lease. A leader that cannot
     /// renew for two thirds of the lease duration steps down, before anyone
     /// else may take the lease. Runs forever.

@@ -7,6 +7,7 @@
 //! * [`crypto_pool`]: decrypting off the async workers, bounded;
 //! * [`rate_limit`]: the request and work budgets of the decrypting endpoints;
 //! * [`leader`]: leader election on a Lease;
+//! * [`listing`]: lists and watches whose memory others cannot grow;
 //! * [`client`]: the Kubernetes client with a QPS limit;
 //! * [`run`]: wiring it all together.
 #![forbid(unsafe_code)]
@@ -21,6 +22,7 @@ pub mod error;
 pub mod events;
 pub mod http;
 pub mod leader;
+pub mod listing;
 pub mod metrics;
 pub mod owned;
 pub mod rate_limit;

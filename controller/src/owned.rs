@@ -21,8 +21,6 @@
 use std::collections::HashMap;
 use std::sync::RwLock;
 
-use k8s_openapi::api::core::v1::Secret;
-use kube::core::PartialObjectMeta;
 use kube::runtime::watcher;
 use tokio::sync::watch;
 
@@ -82,7 +80,7 @@ impl Default for OwnedSecrets {
 
 impl OwnedSecrets {
     /// Takes in one watch event (call it for every event, in order).
-    pub fn apply(&self, event: &watcher::Event<PartialObjectMeta<Secret>>) {
+    pub fn apply<K: kube::Resource>(&self, event: &watcher::Event<K>) {
         let Ok(mut index) = self.index.write() else {
             return;
         };
@@ -242,11 +240,12 @@ impl Drop for PendingWrite<'_> {
     }
 }
 
-fn identity(secret: &PartialObjectMeta<Secret>) -> Option<(&str, &str, &str)> {
+fn identity<K: kube::Resource>(secret: &K) -> Option<(&str, &str, &str)> {
+    let metadata = secret.meta();
     Some((
-        secret.metadata.namespace.as_deref()?,
-        secret.metadata.name.as_deref()?,
-        secret.metadata.resource_version.as_deref()?,
+        metadata.namespace.as_deref()?,
+        metadata.name.as_deref()?,
+        metadata.resource_version.as_deref()?,
     ))
 }
 
@@ -259,9 +258,12 @@ fn insert(map: &mut HashMap<Box<str>, ByName>, namespace: &str, name: &str, vers
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::listing::OwnedSecretMeta;
 
-    fn secret(namespace: &str, name: &str, version: &str) -> PartialObjectMeta<Secret> {
-        let mut meta = PartialObjectMeta::<Secret>::default();
+    type Ev = watcher::Event<OwnedSecretMeta>;
+
+    fn secret(namespace: &str, name: &str, version: &str) -> OwnedSecretMeta {
+        let mut meta = OwnedSecretMeta::default();
         meta.metadata.namespace = Some(namespace.into());
         meta.metadata.name = Some(name.into());
         meta.metadata.resource_version = Some(version.into());
@@ -271,27 +273,27 @@ mod tests {
     #[test]
     fn follows_the_watch() {
         let owned = OwnedSecrets::default();
-        owned.apply(&watcher::Event::Init);
-        owned.apply(&watcher::Event::InitApply(secret("a", "one", "1")));
+        owned.apply(&Ev::Init);
+        owned.apply(&Ev::InitApply(secret("a", "one", "1")));
         assert_eq!(
             owned.resource_version("a", "one"),
             None,
             "not before InitDone"
         );
-        owned.apply(&watcher::Event::InitDone);
+        owned.apply(&Ev::InitDone);
         assert_eq!(owned.resource_version("a", "one").as_deref(), Some("1"));
-        owned.apply(&watcher::Event::Apply(secret("b", "two", "2")));
-        owned.apply(&watcher::Event::Apply(secret("a", "one", "3")));
+        owned.apply(&Ev::Apply(secret("b", "two", "2")));
+        owned.apply(&Ev::Apply(secret("a", "one", "3")));
         assert_eq!(owned.resource_version("a", "one").as_deref(), Some("3"));
         assert_eq!(owned.resource_version("b", "two").as_deref(), Some("2"));
-        owned.apply(&watcher::Event::Delete(secret("b", "two", "4")));
+        owned.apply(&Ev::Delete(secret("b", "two", "4")));
         assert_eq!(owned.resource_version("b", "two"), None);
         assert_eq!(owned.len(), 1);
     }
 
     fn ready(owned: &OwnedSecrets) {
-        owned.apply(&watcher::Event::Init);
-        owned.apply(&watcher::Event::InitDone);
+        owned.apply(&Ev::Init);
+        owned.apply(&Ev::InitDone);
     }
 
     /// The status event after a write may start a reconcile before the
@@ -300,15 +302,15 @@ mod tests {
     fn a_write_is_known_before_its_watch_event() {
         let owned = OwnedSecrets::default();
         ready(&owned);
-        owned.apply(&watcher::Event::Apply(secret("a", "edited", "5")));
+        owned.apply(&Ev::Apply(secret("a", "edited", "5")));
         // An update of a Secret the watch reported, and a create.
         owned.begin_write("a", "edited").wrote(Some("6"));
         owned.begin_write("a", "new").wrote(Some("7"));
         assert_eq!(owned.resource_version("a", "edited").as_deref(), Some("6"));
         assert_eq!(owned.resource_version("a", "new").as_deref(), Some("7"));
         // Their events arrive later and agree; a later change wins.
-        owned.apply(&watcher::Event::Apply(secret("a", "edited", "6")));
-        owned.apply(&watcher::Event::Apply(secret("a", "new", "8")));
+        owned.apply(&Ev::Apply(secret("a", "edited", "6")));
+        owned.apply(&Ev::Apply(secret("a", "new", "8")));
         assert_eq!(owned.resource_version("a", "edited").as_deref(), Some("6"));
         assert_eq!(owned.resource_version("a", "new").as_deref(), Some("8"));
         // A Secret outside the watch (its label removed by hand) that the
@@ -346,13 +348,13 @@ mod tests {
         for (what, events, expected) in cases {
             let owned = OwnedSecrets::default();
             ready(&owned);
-            owned.apply(&watcher::Event::Apply(secret("a", "s", "3")));
+            owned.apply(&Ev::Apply(secret("a", "s", "3")));
             let write = owned.begin_write("a", "s");
             for (kind, version) in events {
                 let object = secret("a", "s", version.unwrap_or_default());
                 owned.apply(&match *kind {
-                    "apply" => watcher::Event::Apply(object),
-                    _ => watcher::Event::Delete(object),
+                    "apply" => Ev::Apply(object),
+                    _ => Ev::Delete(object),
                 });
             }
             write.wrote(Some("6"));
@@ -366,8 +368,8 @@ mod tests {
         let owned = OwnedSecrets::default();
         ready(&owned);
         let write = owned.begin_write("a", "s");
-        owned.apply(&watcher::Event::Apply(secret("a", "other", "5")));
-        owned.apply(&watcher::Event::Apply(secret("b", "s", "5")));
+        owned.apply(&Ev::Apply(secret("a", "other", "5")));
+        owned.apply(&Ev::Apply(secret("b", "s", "5")));
         write.wrote(Some("6"));
         assert_eq!(owned.resource_version("a", "s").as_deref(), Some("6"));
     }
@@ -385,13 +387,13 @@ mod tests {
             // Init before the write ends, the list after.
             let owned = OwnedSecrets::default();
             ready(&owned);
-            owned.apply(&watcher::Event::Apply(secret("a", "s", "3")));
+            owned.apply(&Ev::Apply(secret("a", "s", "3")));
             let write = owned.begin_write("a", "s");
-            owned.apply(&watcher::Event::Init);
+            owned.apply(&Ev::Init);
             if let Some(version) = listed {
-                owned.apply(&watcher::Event::InitApply(secret("a", "s", version)));
+                owned.apply(&Ev::InitApply(secret("a", "s", version)));
             }
-            owned.apply(&watcher::Event::InitDone);
+            owned.apply(&Ev::InitDone);
             write.wrote(Some("6"));
             assert_eq!(
                 owned.resource_version("a", "s").as_deref(),
@@ -401,12 +403,12 @@ mod tests {
 
             // The whole re-list while the write is in flight, Init first.
             let owned = OwnedSecrets::default();
-            owned.apply(&watcher::Event::Init);
+            owned.apply(&Ev::Init);
             let write = owned.begin_write("a", "s");
             if let Some(version) = listed {
-                owned.apply(&watcher::Event::InitApply(secret("a", "s", version)));
+                owned.apply(&Ev::InitApply(secret("a", "s", version)));
             }
-            owned.apply(&watcher::Event::InitDone);
+            owned.apply(&Ev::InitDone);
             write.wrote(Some("6"));
             assert_eq!(
                 owned.resource_version("a", "s").as_deref(),
@@ -424,9 +426,9 @@ mod tests {
         let owned = OwnedSecrets::default();
         ready(&owned);
         owned.begin_write("a", "s").wrote(Some("6"));
-        owned.apply(&watcher::Event::Apply(secret("a", "s", "4")));
+        owned.apply(&Ev::Apply(secret("a", "s", "4")));
         assert_eq!(owned.resource_version("a", "s").as_deref(), Some("4"));
-        owned.apply(&watcher::Event::Apply(secret("a", "s", "6")));
+        owned.apply(&Ev::Apply(secret("a", "s", "6")));
         assert_eq!(owned.resource_version("a", "s").as_deref(), Some("6"));
     }
 
@@ -436,13 +438,13 @@ mod tests {
     fn a_failing_watch_stops_the_write_through() {
         let owned = OwnedSecrets::default();
         ready(&owned);
-        owned.apply(&watcher::Event::Apply(secret("a", "s", "3")));
+        owned.apply(&Ev::Apply(secret("a", "s", "3")));
         let in_flight = owned.begin_write("a", "s");
         owned.watch_failed();
         in_flight.wrote(Some("6"));
         owned.begin_write("a", "s").wrote(Some("7"));
         assert_eq!(owned.resource_version("a", "s").as_deref(), Some("3"));
-        owned.apply(&watcher::Event::Apply(secret("a", "other", "8")));
+        owned.apply(&Ev::Apply(secret("a", "other", "8")));
         owned.begin_write("a", "s").wrote(Some("9"));
         assert_eq!(owned.resource_version("a", "s").as_deref(), Some("9"));
     }
@@ -453,20 +455,20 @@ mod tests {
     fn a_relist_or_a_failed_write_changes_nothing() {
         let owned = OwnedSecrets::default();
         ready(&owned);
-        owned.apply(&watcher::Event::Apply(secret("a", "s", "3")));
+        owned.apply(&Ev::Apply(secret("a", "s", "3")));
         let write = owned.begin_write("a", "s");
-        owned.apply(&watcher::Event::Init);
-        owned.apply(&watcher::Event::InitApply(secret("a", "s", "3")));
-        owned.apply(&watcher::Event::InitDone);
+        owned.apply(&Ev::Init);
+        owned.apply(&Ev::InitApply(secret("a", "s", "3")));
+        owned.apply(&Ev::InitDone);
         write.wrote(Some("6"));
         assert_eq!(owned.resource_version("a", "s").as_deref(), Some("3"));
 
         // Begun before a re-list, finished while it runs.
         let write = owned.begin_write("a", "s");
-        owned.apply(&watcher::Event::Init);
+        owned.apply(&Ev::Init);
         write.wrote(Some("6"));
-        owned.apply(&watcher::Event::InitApply(secret("a", "s", "3")));
-        owned.apply(&watcher::Event::InitDone);
+        owned.apply(&Ev::InitApply(secret("a", "s", "3")));
+        owned.apply(&Ev::InitDone);
         assert_eq!(owned.resource_version("a", "s").as_deref(), Some("3"));
 
         drop(owned.begin_write("a", "s"));
@@ -479,16 +481,16 @@ mod tests {
     #[test]
     fn a_relist_drops_what_is_gone_once_complete() {
         let owned = OwnedSecrets::default();
-        owned.apply(&watcher::Event::Apply(secret("a", "kept", "1")));
-        owned.apply(&watcher::Event::Apply(secret("a", "gone", "2")));
-        owned.apply(&watcher::Event::Init);
-        owned.apply(&watcher::Event::InitApply(secret("a", "kept", "3")));
+        owned.apply(&Ev::Apply(secret("a", "kept", "1")));
+        owned.apply(&Ev::Apply(secret("a", "gone", "2")));
+        owned.apply(&Ev::Init);
+        owned.apply(&Ev::InitApply(secret("a", "kept", "3")));
         // While the list is incomplete nothing is vouched for: "kept" may
         // have been edited, "gone" deleted, while the watch was down.
         for name in ["kept", "gone"] {
             assert_eq!(owned.resource_version("a", name), None, "{name}");
         }
-        owned.apply(&watcher::Event::InitDone);
+        owned.apply(&Ev::InitDone);
         assert_eq!(owned.resource_version("a", "gone"), None);
         assert_eq!(owned.resource_version("a", "kept").as_deref(), Some("3"));
         assert_eq!(owned.len(), 1);

@@ -24,7 +24,7 @@ use zeroize::Zeroize;
 use kseal_shared::contract::{MANAGED_ANNOTATION, OWNED_LABEL, PolicyViolation};
 
 use crate::context::Context;
-use crate::error::Error;
+use crate::error::{CONDITION_MESSAGE_MAX, Error, bounded};
 use crate::record::{Signer, Subject};
 use crate::rotation;
 use crate::sealing_keys::KeySet;
@@ -235,24 +235,14 @@ fn admit(sealed: &CachedSealedSecret, namespace: &str, ctx: &Context) -> Result<
     // validation); an empty encryptedData makes a Secret without data.
     let problems = sealed.problems();
     if !problems.is_empty() {
-        let problems: Vec<String> = problems.iter().map(ToString::to_string).collect();
-        return Err(Error::InvalidSpec(problems.join("; ")));
+        return Err(Error::invalid_spec(problems));
     }
-    // The template as written (before the controller adds its own label):
-    // a kseal.dev/ label there is refused, not silently overwritten.
-    let template = sealed.template.as_deref();
-    let metadata = template.and_then(|template| template.metadata.as_ref());
-    ctx.policy
-        .check(
-            template
-                .and_then(|template| template.type_.as_deref())
-                .unwrap_or("Opaque"),
-            metadata.into_iter().flat_map(|metadata| &metadata.labels),
-            metadata
-                .into_iter()
-                .flat_map(|metadata| metadata.annotations.keys()),
-        )
-        .map_err(|violation| Error::PolicyDenied(with_flag(&violation)))
+    // The template as written (before the controller adds its own label),
+    // checked when it was cached: a kseal.dev/ label there is refused, not
+    // silently overwritten.
+    sealed
+        .policy_verdict()
+        .map_err(|violation| Error::PolicyDenied(with_flag(violation)))
 }
 
 /// What reconciling one object knows before it decrypts anything.
@@ -366,7 +356,7 @@ async fn sync_secret(
             "the SealedSecret was replaced while it was reconciled; retrying".into(),
         ));
     }
-    let fresh = Arc::new(CachedSealedSecret::new(fresh, true));
+    let fresh = Arc::new(CachedSealedSecret::read_for_reconcile(fresh, &ctx.policy));
     admit(&fresh, &namespace, ctx)?;
     write_secret(&fresh, ctx, &known).await
 }
@@ -604,6 +594,9 @@ async fn update_status(
         ),
         Err(err) => ("False", err.reason().as_str(), err.to_string()),
     };
+    // Messages may quote what the object's author wrote: bounded, so its
+    // status (and every watcher's copy) stays small.
+    let message = bounded(message, CONDITION_MESSAGE_MAX);
     let generation = sealed.metadata.generation;
     let object = ObjectRef::from_obj(sealed);
     let uid = sealed.metadata.uid.clone().unwrap_or_default();
@@ -628,6 +621,8 @@ async fn update_status(
     let mut conditions = vec![condition];
     let keys = ctx.keys.get();
     for due in rotation::conditions(sealed, &keys, jiff::Timestamp::now(), result.is_ok()) {
+        // Names up to ten data keys of the author's choosing.
+        let message = bounded(due.message, CONDITION_MESSAGE_MAX);
         let previous = known
             .as_ref()
             .and_then(|status| status.conditions.iter().find(|c| c.type_ == due.type_));
@@ -639,19 +634,13 @@ async fn update_status(
         };
         // One Warning when a value becomes due, not one per reconcile.
         if due.warn && previous.is_none_or(|p| p.status != due.status || p.reason != due.reason) {
-            publish(
-                ctx,
-                sealed,
-                EventType::Warning,
-                due.reason,
-                due.message.clone(),
-            );
+            publish(ctx, sealed, EventType::Warning, due.reason, message.clone());
         }
         conditions.push(Condition {
             type_: due.type_.to_owned(),
             status: due.status.to_owned(),
             reason: due.reason.to_owned(),
-            message: due.message,
+            message,
             last_transition_time,
             observed_generation: generation,
         });

@@ -6,9 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::{Stream, StreamExt, TryStreamExt};
-use k8s_openapi::api::core::v1::Secret;
 use kseal_shared::sealed_secret::SealedSecret;
-use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{self, Controller};
 use kube::runtime::events::Reporter;
 
@@ -24,6 +22,7 @@ use crate::context::Context;
 use crate::crypto_pool::CryptoPool;
 use crate::http::{self, ApiState};
 use crate::leader::LeaderElector;
+use crate::listing::{ListStrategy, OwnedSecretMeta};
 use crate::metrics::Metrics;
 use crate::owned::OwnedSecrets;
 use crate::rate_limit::RateLimiter;
@@ -56,17 +55,15 @@ pub async fn run(settings: Settings) -> Result<(), RunError> {
     // Events go through a client of their own, so they never use the
     // budget Secrets and statuses need.
     let event_client = crate::client::build(config, settings.event_qps, 20)?;
-    let identity = settings
-        .pod_name
-        .clone()
-        .unwrap_or_else(|| format!("kseal-controller-{}", std::process::id()));
+    let instance = instance_name(settings.pod_name.as_deref());
+    let identity = lease_identity(&instance);
     let keys = KeyStore::new();
     let metrics = Arc::new(Metrics::new());
     let events = EventSink::spawn(
         event_client,
         Reporter {
             controller: "kseal-controller".into(),
-            instance: Some(identity.clone()),
+            instance: Some(instance),
         },
         metrics.events_dropped.clone(),
     );
@@ -109,16 +106,21 @@ pub async fn run(settings: Settings) -> Result<(), RunError> {
     ));
 
     let (leading_tx, mut leading) = watch::channel(!settings.leader_elect);
-    if settings.leader_elect {
-        let elector = LeaderElector::new(
+    let elector = || {
+        LeaderElector::new(
             client.clone(),
             &settings.namespace,
             &settings.lease_name,
             &identity,
             settings.lease_duration,
-        );
-        tokio::spawn(elector.run(leading_tx));
-    }
+        )
+    };
+    // Without leader election the sender stays here, so `leading` stays true.
+    let (election, _always_leading) = if settings.leader_elect {
+        (Some(tokio::spawn(elector().run(leading_tx))), None)
+    } else {
+        (None, Some(leading_tx))
+    };
 
     let mut shutdown = std::pin::pin!(shutdown_signal());
     loop {
@@ -154,6 +156,17 @@ pub async fn run(settings: Settings) -> Result<(), RunError> {
     tracing::info!("shutting down");
     server.abort();
     probes.abort();
+    // No longer leading (the loop above dropped the leader's work): give
+    // the Lease up, so a successor need not wait for it to expire.
+    if let Some(election) = election {
+        election.abort();
+        let _ = election.await;
+        match tokio::time::timeout(Duration::from_secs(2), elector().release()).await {
+            Ok(Ok(())) => tracing::info!("released the Lease"),
+            Ok(Err(err)) => tracing::warn!(error = %err, "could not release the Lease"),
+            Err(_) => tracing::warn!("could not release the Lease in 2s"),
+        }
+    }
     Ok(())
 }
 
@@ -171,10 +184,15 @@ async fn lead(
         client: client.clone(),
         namespace: settings.namespace.clone(),
         store: keys.clone(),
+        events: Some(events.clone()),
     };
-    while let Err(err) = manager
-        .ensure_key_watching(&settings.watch_namespaces)
-        .await
+    while let Err(err) = async {
+        manager
+            .ensure_key_watching(&settings.watch_namespaces)
+            .await?;
+        manager.ensure_key_operations().await
+    }
+    .await
     {
         tracing::warn!(error = %err, "cannot check the sealing keys; retrying in 2s");
         tokio::time::sleep(Duration::from_secs(2)).await;
@@ -261,22 +279,25 @@ async fn reconcile_in(
     crypto: &CryptoPool,
     namespace: Option<&str>,
 ) {
-    let (sealed_api, secret_api): (Api<SealedSecret>, Api<PartialObjectMeta<Secret>>) =
-        match namespace {
-            Some(namespace) => (
-                Api::namespaced(client.clone(), namespace),
-                Api::namespaced(client.clone(), namespace),
-            ),
-            // `Api<PartialObjectMeta<_>>` makes metadata-only list and watch requests.
-            None => (Api::all(client.clone()), Api::all(client.clone())),
-        };
+    let (sealed_api, secret_api): (Api<SealedSecret>, Api<OwnedSecretMeta>) = match namespace {
+        Some(namespace) => (
+            Api::namespaced(client.clone(), namespace),
+            Api::namespaced(client.clone(), namespace),
+        ),
+        // `OwnedSecretMeta` makes metadata-only list and watch requests.
+        None => (Api::all(client.clone()), Api::all(client.clone())),
+    };
+    // Both watches list objects whose size others choose: one at a time
+    // where the API server can (see `listing`).
+    let strategy = ListStrategy::probe(client, namespace).await;
+    tracing::info!(strategy = ?strategy, namespace = namespace.unwrap_or("*"), "listing");
     // Owned Secrets: label-selected, metadata only (no data in memory), and
-    // of that only what reconciling needs (see `owned`).
+    // of that only what reconciling needs (see `owned` and `listing`).
     let owned_secrets = Arc::new(OwnedSecrets::default());
     let (index, failing) = (owned_secrets.clone(), owned_secrets.clone());
     let owned = watcher(
         secret_api,
-        watcher::Config::default().labels(&format!("{OWNED_LABEL}=true")),
+        strategy.config().labels(&format!("{OWNED_LABEL}=true")),
     )
     .default_backoff()
     .map_ok(move |event| {
@@ -286,21 +307,24 @@ async fn reconcile_in(
     .inspect_err(move |_| failing.watch_failed())
     .touched_objects();
     // SealedSecrets, cached with only what reconciling reads (see `cached`).
-    // Listed 100 at a time: a page is parsed whole (managedFields and all,
-    // ~8 KiB an object) while the cached copies are made, and with pages of
-    // 500 a restart at 5,000 objects peaked 20 MiB above the bulk sync.
+    // Streamed one at a time, or in pages of at most 16 MiB: a page is
+    // parsed whole (managedFields and all) while the cached copies are made.
+    let policy = SecretPolicy {
+        allow_types: settings.allow_secret_types.iter().cloned().collect(),
+        allow_prefixes: settings.allow_metadata_prefixes.iter().cloned().collect(),
+    };
     let (sealed_reader, sealed_writer) = reflector::store();
-    let sealed = watcher(sealed_api, watcher::Config::default().page_size(100))
+    let sealed = watcher(sealed_api, strategy.config())
         .default_backoff()
-        .map_ok(to_cached)
+        .map_ok({
+            let policy = policy.clone();
+            move |event| to_cached(event, &policy)
+        })
         .reflect(sealed_writer)
         .applied_objects();
     let ctx = Arc::new(Context {
         client: client.clone(),
-        policy: SecretPolicy {
-            allow_types: settings.allow_secret_types.iter().cloned().collect(),
-            allow_prefixes: settings.allow_metadata_prefixes.iter().cloned().collect(),
-        },
+        policy: policy.clone(),
         controller_namespace: settings.namespace.clone(),
         reconcile_controller_namespace: settings.reconcile_controller_namespace,
         keys: keys.clone(),
@@ -328,12 +352,41 @@ async fn reconcile_in(
         .await;
 }
 
-fn to_cached(event: watcher::Event<SealedSecret>) -> watcher::Event<CachedSealedSecret> {
+/// This replica's name (in Events, and the first part of its Lease
+/// identity): its pod name, else the host name (a pod's, in Kubernetes).
+fn instance_name(pod_name: Option<&str>) -> String {
+    let host = || {
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .map(|name| name.trim().to_owned())
+            .filter(|name| !name.is_empty())
+    };
+    pod_name
+        .map(str::to_owned)
+        .filter(|name| !name.is_empty())
+        .or_else(host)
+        .unwrap_or_else(|| "kseal-controller".to_owned())
+}
+
+/// This replica's identity in the Lease: its name and a random suffix, as
+/// client-go makes them (`<hostname>_<uuid>`). Leader election is only as
+/// good as the identities are unique, and nothing else makes them so: in a
+/// container the pid is 1 in every replica, and a name can be given twice
+/// by mistake. (Pod names cannot contain `_`, so the name part is plain.)
+fn lease_identity(instance: &str) -> String {
+    format!("{instance}_{:016x}", rand::random::<u64>())
+}
+
+fn to_cached(
+    event: watcher::Event<SealedSecret>,
+    policy: &SecretPolicy,
+) -> watcher::Event<CachedSealedSecret> {
+    let cache = |sealed| CachedSealedSecret::watched(sealed, policy);
     match event {
-        watcher::Event::Apply(sealed) => watcher::Event::Apply(sealed.into()),
-        watcher::Event::Delete(sealed) => watcher::Event::Delete(sealed.into()),
+        watcher::Event::Apply(sealed) => watcher::Event::Apply(cache(sealed)),
+        watcher::Event::Delete(sealed) => watcher::Event::Delete(cache(sealed)),
         watcher::Event::Init => watcher::Event::Init,
-        watcher::Event::InitApply(sealed) => watcher::Event::InitApply(sealed.into()),
+        watcher::Event::InitApply(sealed) => watcher::Event::InitApply(cache(sealed)),
         watcher::Event::InitDone => watcher::Event::InitDone,
     }
 }

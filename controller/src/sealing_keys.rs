@@ -12,9 +12,10 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kseal_shared::age::secrecy::ExposeSecret;
 use kseal_shared::contract::{
-    IDENTITY_DATA_KEY, KEY_CREATED_ANNOTATION, KEY_ID_LABEL, KEY_RECIPIENT_ANNOTATION,
+    HELD_KEYS_ANNOTATION, IDENTITY_DATA_KEY, KEY_CREATED_ANNOTATION, KEY_ID_LABEL,
+    KEY_MADE_FOR_REQUEST_ANNOTATION, KEY_OPERATIONS_CONFIGMAP, KEY_RECIPIENT_ANNOTATION,
     KEY_STATE_LABEL, KEYS_DATA_KEY, KeyState, OWNED_LABEL, PUBLIC_KEYS_CONFIGMAP, PublishedKey,
-    RECIPIENTS_DATA_KEY, ROTATE_REQUEST_ANNOTATION, ROTATION_REQUEST_ANNOTATION, SEALING_KEY_LABEL,
+    RECIPIENTS_DATA_KEY, ROTATION_REQUEST_DATA_KEY, ROTATION_SERVED_DATA_KEY, SEALING_KEY_LABEL,
     SEALING_KEY_SECRET_TYPE,
 };
 use kseal_shared::envelope::key_ids_in;
@@ -29,6 +30,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 use tokio::sync::watch;
 
+use crate::events::EventSink;
 use crate::record::RecordKeys;
 use zeroize::Zeroizing;
 
@@ -303,6 +305,15 @@ impl KeyStore {
             tracing::error!(problem = %problem, "unusable key Secret");
         }
         let before = self.get();
+        if self.loaded() && !before.keys.is_empty() && set.keys.is_empty() {
+            // Keys do not go away in normal operation (retired keys stay
+            // until someone deletes them): this is an accident or an attack,
+            // and making a new key would hide it (see `KeyManager::ensure_key`).
+            tracing::error!(
+                lost_key_ids = %before.keys.iter().map(|key| key.id.as_str()).collect::<Vec<_>>().join(","),
+                "every sealing key Secret is gone; not generating a new key: restore the key Secrets from a backup (`kseal keys restore`), or run `kseal keys rotate` to start over with a new key"
+            );
+        }
         let changed = !self.loaded()
             || before.keys.len() != set.keys.len()
             || before
@@ -351,7 +362,7 @@ fn key_secret(
     secret.metadata.annotations = Some(BTreeMap::from([
         (KEY_CREATED_ANNOTATION.to_owned(), created.to_owned()),
         (
-            ROTATION_REQUEST_ANNOTATION.to_owned(),
+            KEY_MADE_FOR_REQUEST_ANNOTATION.to_owned(),
             request.unwrap_or("scheduled").to_owned(),
         ),
         (
@@ -373,6 +384,8 @@ pub struct KeyManager {
     pub client: Client,
     pub namespace: String,
     pub store: KeyStore,
+    /// Where the Warning about a changed public-key ConfigMap goes.
+    pub events: Option<EventSink>,
 }
 
 impl KeyManager {
@@ -417,8 +430,8 @@ impl KeyManager {
         Ok(identity.key_id())
     }
 
-    /// On a cluster with no key at all, creates the first one. Keys that
-    /// exist but cannot be read are reported, not replaced.
+    /// On a new cluster (no key, and none ever held), creates the first one.
+    /// Keys that exist but cannot be read are reported, not replaced.
     pub async fn ensure_key(&self) -> Result<(), kube::Error> {
         self.ensure_key_watching(&[]).await
     }
@@ -426,19 +439,28 @@ impl KeyManager {
     /// [`KeyManager::ensure_key`] for a controller that watches SealedSecrets
     /// in `namespaces` only (all namespaces when empty).
     ///
-    /// No key Secret at all but SealedSecrets sealed to keys means the keys
-    /// were lost (a key Secret deleted by accident, a namespace re-created):
-    /// a new key would not open any of them, and would look as if all was
-    /// well. So no key is generated then; the controller logs an error naming
-    /// the missing key ids, and every such SealedSecret reports
-    /// `Ready=False UnknownKey` with the key ids. Restoring the key Secrets
-    /// fixes everything; `kseal keys rotate` starts over with a new key.
+    /// No key Secret at all, but keys held before (the public-key ConfigMap
+    /// records them) or SealedSecrets sealed to keys, means the keys were
+    /// lost (a key Secret deleted by accident or on purpose, a namespace
+    /// re-created): a new key would not open any of the values, and would
+    /// look as if all was well. So no key is generated then; the controller
+    /// logs an error naming the missing key ids, and every such SealedSecret
+    /// reports `Ready=False UnknownKey` with the key ids. Restoring the key
+    /// Secrets fixes everything; `kseal keys rotate` starts over with a new
+    /// key.
     pub async fn ensure_key_watching(&self, namespaces: &[String]) -> Result<(), kube::Error> {
         let params = ListParams::default().labels(&format!("{SEALING_KEY_LABEL}=true"));
         let mut existing = self.secrets().list(&params).await?;
         existing.items.retain(is_sealing_key);
         if existing.items.is_empty() {
-            let (missing, objects) = self.key_ids_in_use(namespaces).await?;
+            let (mut missing, objects) = self.key_ids_in_use(namespaces).await?;
+            let published: Api<ConfigMap> = Api::namespaced(self.client.clone(), &self.namespace);
+            let held = published
+                .get_opt(PUBLIC_KEYS_CONFIGMAP)
+                .await?
+                .map(|config_map| held_key_ids(&config_map))
+                .unwrap_or_default();
+            missing.extend(held);
             if missing.is_empty() {
                 self.rotate(None).await?;
             } else {
@@ -446,7 +468,7 @@ impl KeyManager {
                 tracing::error!(
                     missing_key_ids = %missing.join(","),
                     sealed_secrets = objects,
-                    "no sealing key Secret exists, but SealedSecrets are sealed to keys; not generating a new key that would leave them undecryptable: restore the key Secrets from a backup, or run `kseal keys rotate` to start over with a new key"
+                    "no sealing key Secret exists, but this cluster held keys before (SealedSecrets are sealed to them, or the public-key ConfigMap records them); not generating a new key that would leave them undecryptable: restore the key Secrets from a backup, or run `kseal keys rotate` to start over with a new key"
                 );
             }
         } else if KeySet::from_secrets(existing.items.iter())
@@ -534,39 +556,98 @@ impl KeyManager {
         }
     }
 
-    /// Keeps the public-key ConfigMap equal to the key set. Runs forever.
+    /// Keeps the public-key ConfigMap equal to the key set: after every
+    /// change of the key set, and at once after anyone else changes or
+    /// deletes it (it is what `kseal seal` trusts, so a recipient added there
+    /// would receive every new value). Runs forever.
     pub async fn publish_loop(&self) {
         let mut changes = self.store.subscribe();
+        let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), &self.namespace);
+        let config =
+            watcher::Config::default().fields(&format!("metadata.name={PUBLIC_KEYS_CONFIGMAP}"));
+        let watch = watcher(api, config).default_backoff();
+        let mut watch = std::pin::pin!(watch);
+        // What the watch (or our own last write) says the ConfigMap is.
+        let mut published: Option<ConfigMap> = None;
+        let mut confirmed = None;
+        let mut listed = false;
         loop {
-            if self.store.loaded()
-                && let Err(err) = self.publish().await
-            {
-                tracing::warn!(error = %err, "publishing public keys failed; retrying in 5s");
-                tokio::time::sleep(Duration::from_secs(5)).await;
-                continue;
+            if self.store.loaded() && listed {
+                match self.publish(published.as_ref(), &mut confirmed).await {
+                    Ok(written) => published = written,
+                    Err(err) => {
+                        tracing::warn!(error = %err, "publishing public keys failed; retrying in 5s");
+                        tokio::time::sleep(Duration::from_secs(5)).await;
+                        continue;
+                    }
+                }
             }
-            if changes.changed().await.is_err() {
-                return;
+            // Wait for the next reason to look again.
+            loop {
+                tokio::select! {
+                    changed = changes.changed() => if changed.is_err() { return } else { break },
+                    event = watch.next() => match event {
+                        None => return,
+                        Some(Ok(watcher::Event::Init)) => listed = false,
+                        Some(Ok(watcher::Event::InitApply(config_map))) => published = Some(config_map),
+                        Some(Ok(watcher::Event::Apply(config_map))) => {
+                            // The event of a write older than the one we
+                            // made since is not news.
+                            if !is_older(&config_map, published.as_ref()) {
+                                published = Some(config_map);
+                                break;
+                            }
+                        }
+                        Some(Ok(watcher::Event::Delete(_))) => {
+                            published = None;
+                            break;
+                        }
+                        Some(Ok(watcher::Event::InitDone)) => {
+                            listed = true;
+                            break;
+                        }
+                        Some(Err(err)) => tracing::warn!(error = %err, "watching the public-key ConfigMap"),
+                    },
+                }
             }
         }
     }
 
-    /// Answers rotation requests (`kseal keys rotate` annotates the
-    /// public-key ConfigMap): a request no key Secret records yet gets a new
-    /// active key. Runs forever.
+    /// Creates the key-operations ConfigMap (where `kseal keys rotate` asks
+    /// for a key) unless it exists. The controller creates it because RBAC
+    /// cannot limit `create` to one name: key operators get and patch it
+    /// only.
+    pub async fn ensure_key_operations(&self) -> Result<(), kube::Error> {
+        let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), &self.namespace);
+        if api.get_opt(KEY_OPERATIONS_CONFIGMAP).await?.is_some() {
+            return Ok(());
+        }
+        let mut config_map = ConfigMap::default();
+        config_map.metadata.name = Some(KEY_OPERATIONS_CONFIGMAP.to_owned());
+        config_map.metadata.namespace = Some(self.namespace.clone());
+        config_map.metadata.labels = Some(BTreeMap::from([(
+            "app.kubernetes.io/managed-by".to_owned(),
+            "kseal".to_owned(),
+        )]));
+        match api.create(&PostParams::default(), &config_map).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(response)) if response.code == 409 => Ok(()),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// Answers rotation requests (`kseal keys rotate` writes one into the
+    /// key-operations ConfigMap): a request not served yet gets a new active
+    /// key, once. Runs forever.
     pub async fn rotation_requests_loop(&self) {
         let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), &self.namespace);
         let config =
-            watcher::Config::default().fields(&format!("metadata.name={PUBLIC_KEYS_CONFIGMAP}"));
+            watcher::Config::default().fields(&format!("metadata.name={KEY_OPERATIONS_CONFIGMAP}"));
         let stream = watcher(api, config).default_backoff().applied_objects();
         let mut stream = std::pin::pin!(stream);
         while let Some(event) = stream.next().await {
             let Ok(config_map) = event else { continue };
-            let Some(request) = config_map
-                .annotations()
-                .get(ROTATE_REQUEST_ANNOTATION)
-                .cloned()
-            else {
+            let Some(request) = pending_rotation_request(&config_map) else {
                 continue;
             };
             if let Err(err) = self.answer_rotation_request(&request).await {
@@ -575,9 +656,13 @@ impl KeyManager {
         }
     }
 
+    /// Serves `request` unless a key Secret records it already (the
+    /// controller stopped between making the key and recording the request
+    /// as served), then records it as served, so no later event, re-list,
+    /// restart or loss of every key Secret serves it again.
     async fn answer_rotation_request(&self, request: &str) -> Result<(), kube::Error> {
         let params = ListParams::default().labels(&format!("{SEALING_KEY_LABEL}=true"));
-        let answered = self
+        let made = self
             .secrets()
             .list(&params)
             .await?
@@ -587,40 +672,192 @@ impl KeyManager {
             .any(|secret| {
                 secret
                     .annotations()
-                    .get(ROTATION_REQUEST_ANNOTATION)
+                    .get(KEY_MADE_FOR_REQUEST_ANNOTATION)
                     .map(String::as_str)
                     == Some(request)
             });
-        if !answered {
+        if !made {
             tracing::info!(request, "rotation requested");
             self.rotate(Some(request)).await?;
         }
-        Ok(())
-    }
-
-    async fn publish(&self) -> Result<(), kube::Error> {
-        let set = self.store.get();
-        let config_map = public_keys_config_map(&set, &self.namespace);
         let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), &self.namespace);
-        // A restart or a new leader finds it current: read, don't write.
-        if let Some(current) = api.get_opt(PUBLIC_KEYS_CONFIGMAP).await?
-            && current.data == config_map.data
-        {
-            return Ok(());
-        }
+        let served = serde_json::json!({"data": {ROTATION_SERVED_DATA_KEY: request}});
         api.patch(
-            PUBLIC_KEYS_CONFIGMAP,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&config_map),
+            KEY_OPERATIONS_CONFIGMAP,
+            &PatchParams::default(),
+            &Patch::Merge(&served),
         )
         .await?;
         Ok(())
     }
+
+    /// Makes the public-key ConfigMap say what the key set says, given what
+    /// the watch last saw of it (`None`: it does not exist) and the data it
+    /// had when it last said what this controller meant (`confirmed`).
+    /// Returns the ConfigMap as written, or `current` when nothing was to
+    /// be written.
+    async fn publish(
+        &self,
+        current: Option<&ConfigMap>,
+        confirmed: &mut Option<BTreeMap<String, String>>,
+    ) -> Result<Option<ConfigMap>, kube::Error> {
+        let set = self.store.get();
+        let held = current.map(held_key_ids).unwrap_or_default();
+        let wanted = public_keys_config_map(&set, &self.namespace, &held);
+        // Someone else wrote it: it changed since it last said what we
+        // meant, or (on a new leader) it does not hold together the way the
+        // controller writes it. A change of the key set is not this: the
+        // ConfigMap still holds what we wrote for the previous set.
+        let changed_by_others = match (current, confirmed.as_ref()) {
+            (Some(current), Some(confirmed)) => current.data.as_ref() != Some(confirmed),
+            (None, Some(_)) => true,
+            (Some(current), None) => {
+                !set.keys.is_empty() && current.data != wanted.data && !published_is_ours(current)
+            }
+            (None, None) => false,
+        };
+        if changed_by_others {
+            tracing::warn!(
+                configmap = PUBLIC_KEYS_CONFIGMAP,
+                "the public-key ConfigMap was changed or deleted by someone other than the controller; restoring it"
+            );
+            if let (Some(events), Some(current)) = (&self.events, current) {
+                events.publish(
+                    kube::runtime::events::Event {
+                        type_: kube::runtime::events::EventType::Warning,
+                        reason: "PublicKeysRestored".into(),
+                        note: Some(
+                            "changed by someone other than the kseal controller; restored to the controller's keys"
+                                .into(),
+                        ),
+                        action: "Restore".into(),
+                        secondary: None,
+                    },
+                    kube::Resource::object_ref(current, &()),
+                );
+            }
+        }
+        if let Some(current) = current
+            && current.data == wanted.data
+            && current.annotations().get(HELD_KEYS_ANNOTATION)
+                == wanted.annotations().get(HELD_KEYS_ANNOTATION)
+        {
+            *confirmed = current.data.clone();
+            return Ok(Some(current.clone()));
+        }
+        // Server-side apply leaves fields another manager added: remove
+        // foreign data keys first, so only ours remain.
+        let foreign: serde_json::Map<String, serde_json::Value> = current
+            .and_then(|current| current.data.as_ref())
+            .into_iter()
+            .flatten()
+            .filter(|(key, _)| key.as_str() != RECIPIENTS_DATA_KEY && key.as_str() != KEYS_DATA_KEY)
+            .map(|(key, _)| (key.clone(), serde_json::Value::Null))
+            .collect();
+        if !foreign.is_empty() {
+            let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), &self.namespace);
+            api.patch(
+                PUBLIC_KEYS_CONFIGMAP,
+                &PatchParams::default(),
+                &Patch::Merge(&serde_json::json!({"data": foreign})),
+            )
+            .await?;
+        }
+        let written = self.apply_public_keys(&wanted).await?;
+        *confirmed = written.data.clone();
+        Ok(Some(written))
+    }
+
+    async fn apply_public_keys(&self, config_map: &ConfigMap) -> Result<ConfigMap, kube::Error> {
+        let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), &self.namespace);
+        api.patch(
+            PUBLIC_KEYS_CONFIGMAP,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(config_map),
+        )
+        .await
+    }
+}
+
+/// The rotation request in a key-operations ConfigMap that has not been
+/// served yet: a non-empty [`ROTATION_REQUEST_DATA_KEY`] that differs from
+/// [`ROTATION_SERVED_DATA_KEY`].
+fn pending_rotation_request(config_map: &ConfigMap) -> Option<String> {
+    let data = config_map.data.as_ref()?;
+    let request = data.get(ROTATION_REQUEST_DATA_KEY)?.trim();
+    let served = data
+        .get(ROTATION_SERVED_DATA_KEY)
+        .map(|served| served.trim());
+    (!request.is_empty() && served != Some(request)).then(|| request.to_owned())
+}
+
+/// Whether `event` shows an older version of the ConfigMap than `seen`.
+/// resourceVersions are opaque to clients in general, but the API server's
+/// are etcd revisions: for one object, a later write has a larger one. When
+/// either does not parse as a number, nothing is taken as older.
+fn is_older(event: &ConfigMap, seen: Option<&ConfigMap>) -> bool {
+    let version = |config_map: &ConfigMap| {
+        config_map
+            .metadata
+            .resource_version
+            .as_deref()
+            .and_then(|version| version.parse::<u64>().ok())
+    };
+    match (version(event), seen.and_then(version)) {
+        (Some(event), Some(seen)) => event < seen,
+        _ => false,
+    }
+}
+
+/// Whether a public-key ConfigMap holds together the way the controller
+/// writes it (see [`kseal_shared::published::check`]), or is empty of keys.
+fn published_is_ours(config_map: &ConfigMap) -> bool {
+    let data = config_map.data.clone().unwrap_or_default();
+    let (Some(recipients), Some(keys)) = (data.get(RECIPIENTS_DATA_KEY), data.get(KEYS_DATA_KEY))
+    else {
+        return false;
+    };
+    let only_ours = data.len() == 2;
+    let consistent = match kseal_shared::published::check(recipients, keys) {
+        Ok(_) | Err(kseal_shared::published::PublishedKeysError::NoActiveKey) => true,
+        Err(_) => false,
+    };
+    only_ours && consistent
+}
+
+/// The key ids a public-key ConfigMap records as held (see
+/// [`HELD_KEYS_ANNOTATION`]), and those its key list names (ConfigMaps
+/// written before the annotation existed).
+fn held_key_ids(config_map: &ConfigMap) -> Vec<String> {
+    let mut held: Vec<String> = config_map
+        .annotations()
+        .get(HELD_KEYS_ANNOTATION)
+        .map(|ids| {
+            ids.split(',')
+                .map(str::trim)
+                .filter(|id| id.parse::<KeyId>().is_ok())
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default();
+    let listed: Vec<PublishedKey> = config_map
+        .data
+        .as_ref()
+        .and_then(|data| data.get(KEYS_DATA_KEY))
+        .and_then(|json| serde_json::from_str(json).ok())
+        .unwrap_or_default();
+    for key in listed {
+        if key.id.parse::<KeyId>().is_ok() && !held.contains(&key.id) {
+            held.push(key.id);
+        }
+    }
+    held
 }
 
 /// The published ConfigMap: `recipients.txt` (what to seal to, in age's
-/// recipients-file format) and `keys.json` (every key with its state).
-pub fn public_keys_config_map(set: &KeySet, namespace: &str) -> ConfigMap {
+/// recipients-file format), `keys.json` (every key with its state), and the
+/// ids of every key held so far (`held` and the set's, oldest first).
+pub fn public_keys_config_map(set: &KeySet, namespace: &str, held: &[String]) -> ConfigMap {
     let mut recipients =
         String::from("# kseal: public keys of this cluster. Seal to these recipients.\n");
     if let Some(active) = set.active() {
@@ -640,6 +877,18 @@ pub fn public_keys_config_map(set: &KeySet, namespace: &str) -> ConfigMap {
         "app.kubernetes.io/managed-by".to_owned(),
         "kseal".to_owned(),
     )]));
+    let mut held = held.to_vec();
+    for key in set.keys.iter().rev() {
+        if !held.contains(&key.id) {
+            held.push(key.id.clone());
+        }
+    }
+    if !held.is_empty() {
+        config_map.metadata.annotations = Some(BTreeMap::from([(
+            HELD_KEYS_ANNOTATION.to_owned(),
+            held.join(","),
+        )]));
+    }
     config_map.data = Some(BTreeMap::from([
         (RECIPIENTS_DATA_KEY.to_owned(), recipients),
         (KEYS_DATA_KEY.to_owned(), keys_json),

@@ -855,6 +855,64 @@ async fn non_admin_user(fixture: &Fixture) {
     assert!(!is_forbidden(&result), "{result:?}");
 }
 
+/// A key operator (the chart's key-operator role) requests rotations, and
+/// cannot change what `kseal seal` trusts as the cluster's keys: appending
+/// their own recipient to the public-key ConfigMap would have made every
+/// later value readable to them.
+async fn key_operator(fixture: &Fixture) {
+    let olivia = fixture
+        .cp
+        .mint_user("olivia", &["kseal-operators"])
+        .unwrap();
+    let client = olivia.client().await.unwrap();
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), NAMESPACE);
+    let own = kseal_shared::x25519::Identity::generate();
+    let public = config_maps.get("kseal-public-keys").await.unwrap();
+    let appended = format!(
+        "{}{}\n",
+        public.data.as_ref().unwrap()["recipients.txt"],
+        own.recipient()
+    );
+    for patch in [
+        json!({"data": {"recipients.txt": appended}}),
+        json!({"metadata": {"annotations": {"x": "y"}}}),
+    ] {
+        assert!(is_forbidden(
+            &config_maps
+                .patch(
+                    "kseal-public-keys",
+                    &PatchParams::default(),
+                    &Patch::Merge(&patch)
+                )
+                .await
+        ));
+    }
+    assert!(is_forbidden(
+        &config_maps
+            .replace("kseal-public-keys", &PostParams::default(), &public)
+            .await
+    ));
+    assert!(is_forbidden(
+        &config_maps
+            .delete("kseal-public-keys", &DeleteParams::default())
+            .await
+    ));
+    // What the role is for: a rotation, through the key-operations ConfigMap.
+    let before = fixture.recipients().await;
+    let kubeconfig = olivia.kubeconfig.to_str().unwrap();
+    let (code, _, err) = kseal(
+        &fixture.dir,
+        &["keys", "rotate", "--kubeconfig", kubeconfig],
+        None,
+    );
+    assert_eq!(code, 0, "kseal keys rotate as a key operator: {err}");
+    assert_ne!(fixture.recipients().await, before);
+    // Nothing else of kseal's: no key Secret, no other ConfigMap.
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), NAMESPACE);
+    assert!(is_forbidden(&secrets.list(&ListParams::default()).await));
+    assert!(is_forbidden(&config_maps.get("unrelated").await));
+}
+
 async fn bystanders(fixture: &Fixture) {
     for ns in ["app", "other"] {
         fixture.namespace(ns).await;
@@ -883,7 +941,12 @@ async fn chart_rbac_cluster_wide_mode() {
     bystanders(&fixture).await;
     let controller = install(
         &fixture,
-        &["leaderElection.enabled=true"],
+        &[
+            "leaderElection.enabled=true",
+            "rbac.keyOperatorSubjects[0].kind=Group",
+            "rbac.keyOperatorSubjects[0].name=kseal-operators",
+            "rbac.keyOperatorSubjects[0].apiGroup=rbac.authorization.k8s.io",
+        ],
         &["--leader-elect", "--key-renew-period", "0"],
     )
     .await;
@@ -899,6 +962,7 @@ async fn chart_rbac_cluster_wide_mode() {
     let leases: Api<Lease> = Api::namespaced(sa.clone(), NAMESPACE);
     assert!(leases.get("kseal-controller").await.is_ok());
     non_admin_user(&fixture).await;
+    key_operator(&fixture).await;
     eprintln!("cluster-wide RBAC scenario: {:.1?}", started.elapsed());
 }
 

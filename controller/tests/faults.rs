@@ -5,11 +5,13 @@
 //!   and restarted. The end state is exactly 1,000 correct Secrets, every
 //!   status Ready=True for the current generation, and the controller never
 //!   exits on its own.
-//! * A key Secret deleted by accident: the controller says so (UnknownKey
-//!   statuses and events naming the key id, an error log line, a metric),
-//!   keeps the Secrets it made, and does not generate a new key that would
-//!   strand the SealedSecrets silently, not even after a restart. Restoring
-//!   the key Secret heals everything.
+//! * Every key Secret deleted (after a rotation, whose served request must
+//!   not be served again): the controller says so (UnknownKey statuses and
+//!   events naming the key id, an error log line, a metric), keeps the
+//!   Secrets it made, and does not generate a new key that would strand the
+//!   SealedSecrets silently, not even after a restart. Restoring the key
+//!   Secrets heals everything. With no SealedSecret at all, the keys the
+//!   cluster held are remembered, so they are not replaced either.
 //!
 //! `KSEAL_FAULT_SEED` replays a run's random moments (each run prints its
 //! seed); `KSEAL_FAULT_COUNT` changes the number of objects.
@@ -266,6 +268,18 @@ async fn a_large_sync_survives_kills_and_restarts() {
     eprintln!("fault test: done in {:?}", started.elapsed());
 }
 
+/// `kseal keys rotate` as an admin; waits for the new key.
+async fn rotate(fixture: &Fixture) {
+    let kubeconfig = fixture.cp.admin_kubeconfig().to_str().unwrap().to_owned();
+    let dir = fixture.dir.clone();
+    let (code, _, err) = tokio::task::spawn_blocking(move || {
+        kseal(&dir, &["keys", "rotate", "--kubeconfig", &kubeconfig], None)
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, 0, "kseal keys rotate: {err}");
+}
+
 async fn key_secrets(fixture: &Fixture) -> Vec<Secret> {
     fixture
         .secrets(NAMESPACE)
@@ -298,14 +312,20 @@ async fn a_deleted_key_secret_is_reported_not_silently_replaced() {
     for name in ["a", "b", "c"] {
         assert_eq!(fixture.wait_ready("app", name, "True").await, "Unsealed");
     }
+    // A rotation, as operators run one: its request stays in the
+    // key-operations ConfigMap, served.
+    rotate(&fixture).await;
+    assert_eq!(key_secrets(&fixture).await.len(), 2);
 
-    // The accident: the only key Secret is deleted.
-    let saved = key_secrets(&fixture).await.pop().unwrap();
-    fixture
-        .secrets(NAMESPACE)
-        .delete(&saved.name_any(), &DeleteParams::default())
-        .await
-        .unwrap();
+    // The accident: every key Secret is deleted.
+    let saved = key_secrets(&fixture).await;
+    for key in &saved {
+        fixture
+            .secrets(NAMESPACE)
+            .delete(&key.name_any(), &DeleteParams::default())
+            .await
+            .unwrap();
+    }
 
     // Reported: every SealedSecret turns UnknownKey naming the key id, with
     // a Warning event; the metric counts them; the Secrets stay.
@@ -385,25 +405,26 @@ async fn a_deleted_key_secret_is_reported_not_silently_replaced() {
         assert_eq!(fixture.wait_ready("app", name, "False").await, "UnknownKey");
     }
 
-    // Restoring the key Secret from the backup heals everything.
-    let mut restored = Secret {
-        metadata: kube::core::ObjectMeta {
-            name: saved.metadata.name.clone(),
-            namespace: saved.metadata.namespace.clone(),
-            labels: saved.metadata.labels.clone(),
-            annotations: saved.metadata.annotations.clone(),
+    // Restoring the key Secrets from the backup heals everything.
+    for saved in &saved {
+        let restored = Secret {
+            metadata: kube::core::ObjectMeta {
+                name: saved.metadata.name.clone(),
+                namespace: saved.metadata.namespace.clone(),
+                labels: saved.metadata.labels.clone(),
+                annotations: saved.metadata.annotations.clone(),
+                ..Default::default()
+            },
+            data: saved.data.clone(),
+            type_: saved.type_.clone(),
             ..Default::default()
-        },
-        data: saved.data.clone(),
-        type_: saved.type_.clone(),
-        ..Default::default()
-    };
-    restored.metadata.resource_version = None;
-    fixture
-        .secrets(NAMESPACE)
-        .create(&PostParams::default(), &restored)
-        .await
-        .unwrap();
+        };
+        fixture
+            .secrets(NAMESPACE)
+            .create(&PostParams::default(), &restored)
+            .await
+            .unwrap();
+    }
     for name in ["a", "b", "c"] {
         assert_eq!(fixture.wait_ready("app", name, "True").await, "Unsealed");
     }
@@ -415,37 +436,106 @@ async fn a_deleted_key_secret_is_reported_not_silently_replaced() {
             .contains("kseal_sealed_secrets_without_key 0")
     })
     .await;
-    assert_eq!(fixture.recipients().await, recipients);
+    assert_ne!(
+        fixture.recipients().await,
+        recipients,
+        "the rotated key is active again"
+    );
 
-    // Starting over on purpose still works: with the key deleted again, a
-    // rotation request (`kseal keys rotate`) makes a new key.
-    fixture
-        .secrets(NAMESPACE)
-        .delete(&saved.name_any(), &DeleteParams::default())
-        .await
-        .unwrap();
-    let config_maps: Api<ConfigMap> = Api::namespaced(fixture.client.clone(), NAMESPACE);
-    let patch = serde_json::json!({"metadata": {"annotations": {
-        "kseal.dev/rotate-requested-at": "2026-01-01T00:00:00Z"}}});
-    config_maps
-        .patch(
-            "kseal-public-keys",
-            &PatchParams::default(),
-            &Patch::Merge(&patch),
-        )
-        .await
-        .unwrap();
-    eventually("a new key on request", || async {
-        key_secrets(&fixture)
+    // Starting over on purpose still works: with the keys deleted again, a
+    // new rotation request (`kseal keys rotate`) makes a new key.
+    let old_ids: Vec<String> = saved
+        .iter()
+        .map(|key| key.labels()["kseal.dev/key-id"].clone())
+        .collect();
+    for key in &saved {
+        fixture
+            .secrets(NAMESPACE)
+            .delete(&key.name_any(), &DeleteParams::default())
             .await
-            .iter()
-            .any(|s| s.labels().get("kseal.dev/key-id") != Some(&key_id))
-    })
-    .await;
+            .unwrap();
+    }
+    rotate(&fixture).await;
+    let now = key_secrets(&fixture).await;
+    assert_eq!(now.len(), 1, "one new key");
+    assert!(!old_ids.contains(&now[0].labels()["kseal.dev/key-id"]));
     let log = controller.log();
     assert!(
         !log.contains("key-loss-"),
         "plaintext in the controller log"
     );
     assert!(!log.contains("AGE-SECRET-KEY"), "a private key in the log");
+}
+
+/// With no SealedSecret to show that keys were in use, the cluster still
+/// remembers the keys it held (the public-key ConfigMap records them): after
+/// a rotation, deleting every key Secret makes no new key, while running,
+/// after a restart, or when the served rotation request is seen again.
+#[tokio::test]
+async fn keys_once_held_are_not_replaced_even_with_no_sealed_secret() {
+    let Some(fixture) = Fixture::start().await else {
+        return;
+    };
+    let args = ["--key-renew-period", "0"];
+    let mut controller = fixture.controller("kseal-controller", &args);
+    controller.wait_healthy().await;
+    let first = fixture.recipients().await;
+    rotate(&fixture).await;
+    for key in key_secrets(&fixture).await {
+        fixture
+            .secrets(NAMESPACE)
+            .delete(&key.name_any(), &DeleteParams::default())
+            .await
+            .unwrap();
+    }
+    eventually("the running controller reports the loss", || async {
+        controller
+            .log()
+            .contains("every sealing key Secret is gone")
+    })
+    .await;
+    // A re-list of the key-operations ConfigMap (as after a watch timeout)
+    // shows the served request again; touching it sends it now.
+    let config_maps: Api<ConfigMap> = Api::namespaced(fixture.client.clone(), NAMESPACE);
+    let touch = serde_json::json!({"metadata": {"labels": {"touched": "yes"}}});
+    config_maps
+        .patch(
+            "kseal-key-operations",
+            &PatchParams::default(),
+            &Patch::Merge(&touch),
+        )
+        .await
+        .unwrap();
+    controller.settle().await;
+    assert!(
+        key_secrets(&fixture).await.is_empty(),
+        "a key was generated"
+    );
+
+    let log_before = controller.log().len();
+    controller.process.kill();
+    controller.process.start().unwrap();
+    eventually(
+        "the restarted controller refuses to replace the keys",
+        || async {
+            let log = controller.log();
+            let log = log.get(log_before..).unwrap_or(&log);
+            log.contains("not generating a new key") && log.contains(&first[0].key_id().to_string())
+        },
+    )
+    .await;
+    controller.settle().await;
+    assert!(
+        key_secrets(&fixture).await.is_empty(),
+        "a key was generated after the restart"
+    );
+    // Nothing is sealed to a key the cluster does not hold.
+    let kubeconfig = fixture.cp.admin_kubeconfig().to_str().unwrap().to_owned();
+    let (code, _, err) = kseal(
+        &fixture.dir,
+        &["fetch-keys", "--kubeconfig", &kubeconfig],
+        None,
+    );
+    assert_ne!(code, 0, "fetch-keys with no key");
+    assert!(err.contains("no active sealing key"), "{err}");
 }

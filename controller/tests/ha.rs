@@ -53,10 +53,11 @@ async fn one_leader_reconciles_and_the_other_takes_over() {
         assert!(std::time::Instant::now() < deadline, "no Lease holder");
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     };
-    let (leader, standby) = match holder.as_str() {
-        "replica-a" => (a, b),
-        "replica-b" => (b, a),
-        other => panic!("unexpected Lease holder {other:?}"),
+    // `<pod name>_<random>`: unique even when pod names are not.
+    let (leader, standby) = match holder.split_once('_') {
+        Some(("replica-a", _)) => (a, b),
+        Some(("replica-b", _)) => (b, a),
+        _ => panic!("unexpected Lease holder {holder:?}"),
     };
     eventually("the Lease holder reports leading", || is_leader(&leader)).await;
     assert!(!is_leader(&standby).await, "two leaders");
@@ -177,4 +178,63 @@ async fn keys_are_renewed_and_old_keys_keep_decrypting() {
         ))
         .await;
     assert_eq!(fixture.wait_ready("app", "new", "True").await, "Unsealed");
+}
+
+/// Two replicas that are given the same name (in a container without
+/// `POD_NAME`, both used to be `kseal-controller-1`, pid 1) are still two
+/// identities in the Lease: one leads, and one rotation request makes one
+/// key, leaving exactly one active.
+#[tokio::test]
+async fn replicas_with_the_same_name_do_not_both_lead() {
+    let Some(fixture) = Fixture::start().await else {
+        return;
+    };
+    let args = [
+        "--leader-elect",
+        "--lease-duration",
+        "15s",
+        "--key-renew-period",
+        "0",
+    ];
+    let a = fixture.controller("replica", &args);
+    let b = fixture.controller("replica", &args);
+    a.wait_healthy().await;
+    b.wait_healthy().await;
+    let first = fixture.recipients().await;
+    eventually("a leader", || async {
+        is_leader(&a).await || is_leader(&b).await
+    })
+    .await;
+    a.settle().await;
+    b.settle().await;
+    assert!(
+        !(is_leader(&a).await && is_leader(&b).await),
+        "two leaders with one name"
+    );
+    let kubeconfig = fixture.cp.admin_kubeconfig().to_str().unwrap().to_owned();
+    let (code, _, err) = kseal(
+        &fixture.dir,
+        &["keys", "rotate", "--kubeconfig", &kubeconfig],
+        None,
+    );
+    assert_eq!(code, 0, "rotate: {err}");
+    assert_ne!(fixture.recipients().await, first);
+    a.settle().await;
+    b.settle().await;
+    let keys = fixture
+        .secrets(NAMESPACE)
+        .list(&ListParams::default().labels("kseal.dev/sealing-key=true"))
+        .await
+        .unwrap();
+    let states: Vec<String> = keys
+        .items
+        .iter()
+        .map(|key| key.labels()["kseal.dev/key-state"].clone())
+        .collect();
+    assert_eq!(keys.items.len(), 2, "one rotation, one new key: {states:?}");
+    assert_eq!(
+        states.iter().filter(|state| *state == "active").count(),
+        1,
+        "{states:?}"
+    );
 }

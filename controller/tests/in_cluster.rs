@@ -282,7 +282,13 @@ async fn helm_install_runs_the_controller_as_users_run_it() {
     c.helm_release("upgrade", "kseal", NS, TAG_2, &["replicaCount=2"]);
     c.wait_pods_ready(NS, TAG_2, 2).await;
     let leases: Api<Lease> = Api::namespaced(c.client.clone(), NS);
-    let holder = |l: Lease| l.spec.and_then(|s| s.holder_identity).unwrap_or_default();
+    // `<pod name>_<random>`: the pod is the part before the `_`.
+    let holder = |l: Lease| {
+        l.spec
+            .and_then(|s| s.holder_identity)
+            .and_then(|h| h.split_once('_').map(|(pod, _)| pod.to_owned()))
+            .unwrap_or_default()
+    };
     let deadline = Instant::now() + WAIT;
     let leader = loop {
         if let Ok(l) = leases.get("kseal-controller").await {

@@ -5,7 +5,8 @@
 //!   labels and type);
 //! - a Secret that looks like a key but was made from a SealedSecret;
 //! - SealedSecrets asking for dangerous Secrets (service-account tokens,
-//!   replication annotations);
+//!   replication annotations, keys that Istio, cert-manager or Grafana act
+//!   on);
 //! - a real key whose creation time is garbage or in the future.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -241,8 +242,11 @@ async fn sealed_secrets_cannot_install_keys_or_dangerous_secrets() {
         "fine",
         &[("password", "p")],
         "kubernetes.io/basic-auth",
-        &[("team", "a")],
-        &[("example.com/note", "x")],
+        &[("team", "a"), ("app.kubernetes.io/name", "db")],
+        &[
+            ("example.com/note", "x"),
+            ("argocd.argoproj.io/sync-wave", "1"),
+        ],
         &recipients,
     );
     for sealed in [&token, &replicated, &fine] {
@@ -282,6 +286,70 @@ async fn sealed_secrets_cannot_install_keys_or_dangerous_secrets() {
         .unwrap();
     let message = &status.conditions[0].message;
     assert!(message.contains("--allow-secret-types"), "{message}");
+
+    // Secrets other controllers act on by a label or annotation (security
+    // issue #23, item 5): istiod (remote clusters' kubeconfigs),
+    // cert-manager's cainjector (CA bundles of webhooks), Grafana's sidecar
+    // (data sources). The API server accepts these keys; the policy does not.
+    let consumers = [
+        (
+            "mesh",
+            &[("istio/multiCluster", "true")][..],
+            &[][..],
+            "istio/multiCluster",
+        ),
+        (
+            "injected",
+            &[],
+            &[("cert-manager.io/allow-direct-injection", "true")][..],
+            "cert-manager.io/",
+        ),
+        (
+            "datasource",
+            &[("grafana_datasource", "1")],
+            &[],
+            "grafana_datasource",
+        ),
+    ];
+    for (name, labels, annotations, _) in consumers {
+        let sealed = sealed_with_template(
+            "app",
+            name,
+            &[("ca.crt", "x")],
+            "Opaque",
+            labels,
+            annotations,
+            &recipients,
+        );
+        fixture.apply(&sealed).await;
+    }
+    for (name, _, _, entry) in consumers {
+        assert_eq!(
+            fixture.wait_ready("app", name, "False").await,
+            "PolicyDenied",
+            "{name}"
+        );
+        assert!(
+            fixture
+                .secrets("app")
+                .get_opt(name)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        let status = fixture
+            .sealed_secrets("app")
+            .get(name)
+            .await
+            .unwrap()
+            .status
+            .unwrap();
+        let message = &status.conditions[0].message;
+        assert!(
+            message.contains("--allow-metadata-prefixes") && message.contains(entry),
+            "{message}"
+        );
+    }
 
     // 5. A real key whose creation time is in the far future or garbage:
     // renewal neither stops nor runs again and again.
@@ -328,4 +396,96 @@ async fn sealed_secrets_cannot_install_keys_or_dangerous_secrets() {
             "created-at {created:?} made the controller generate keys"
         );
     }
+}
+
+/// Template metadata a tenant chooses is bounded where it enters: the API
+/// server refuses more than 64 labels or annotations (the CRD), and the
+/// controller refuses annotations over 64 KiB together (`InvalidSpec`, no
+/// Secret) before it would hold them.
+#[tokio::test]
+async fn template_metadata_is_bounded() {
+    let Some(fixture) = Fixture::start().await else {
+        return;
+    };
+    fixture.namespace("app").await;
+    let controller = fixture.controller("kseal-controller", &["--key-renew-period", "0"]);
+    controller.wait_healthy().await;
+    let recipients = fixture.recipients().await;
+    let many: Vec<(String, String)> = (0..65)
+        .map(|i| (format!("team.example/l{i}"), "v".to_owned()))
+        .collect();
+    let many: Vec<(&str, &str)> = many.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    for (labels, annotations) in [(&many[..], &[][..]), (&[][..], &many[..])] {
+        let sealed = sealed_with_template(
+            "app",
+            "many",
+            &[("k", "v")],
+            "Opaque",
+            labels,
+            annotations,
+            &recipients,
+        );
+        let result = fixture
+            .sealed_secrets("app")
+            .create(&PostParams::default(), &sealed)
+            .await;
+        assert!(
+            matches!(&result, Err(kube::Error::Api(status)) if status.code == 422),
+            "65 entries admitted: {result:?}"
+        );
+    }
+    let large = "x".repeat(40 * 1024);
+    let sealed = sealed_with_template(
+        "app",
+        "large",
+        &[("k", "v")],
+        "Opaque",
+        &[],
+        &[
+            ("team.example/a", large.as_str()),
+            ("team.example/b", large.as_str()),
+        ],
+        &recipients,
+    );
+    fixture.apply(&sealed).await;
+    assert_eq!(
+        fixture.wait_ready("app", "large", "False").await,
+        "InvalidSpec"
+    );
+    let status = fixture
+        .sealed_secrets("app")
+        .get("large")
+        .await
+        .unwrap()
+        .status
+        .unwrap();
+    assert!(
+        status.conditions[0]
+            .message
+            .contains("kseal allows at most 65536"),
+        "{}",
+        status.conditions[0].message
+    );
+    assert!(
+        fixture
+            .secrets("app")
+            .get_opt("large")
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // A well-formed object over the cache's per-object budget (a 200 KiB
+    // value) is not held whole, but read again when reconciled: unsealed.
+    let value = "v".repeat(200 * 1024);
+    fixture
+        .apply(&seal(
+            &plain("app", "big", &[("blob", value.as_str())]),
+            Scope::Strict,
+            &recipients,
+        ))
+        .await;
+    assert_eq!(fixture.wait_ready("app", "big", "True").await, "Unsealed");
+    let secret = fixture.secrets("app").get("big").await.unwrap();
+    assert_eq!(data_of(&secret, "blob").len(), value.len());
 }

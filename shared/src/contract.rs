@@ -11,9 +11,15 @@
 //! * **the public keys**: the ConfigMap [`PUBLIC_KEYS_CONFIGMAP`] in the
 //!   controller's namespace, readable by every authenticated user, with an age
 //!   recipients file ([`RECIPIENTS_DATA_KEY`]) and the list of
-//!   [`PublishedKey`]s ([`KEYS_DATA_KEY`]); operators ask for a new key by
-//!   annotating it ([`ROTATE_REQUEST_ANNOTATION`]) and `kseal keys backup`
-//!   records what it saved there ([`LAST_BACKUP_ANNOTATION`]);
+//!   [`PublishedKey`]s ([`KEYS_DATA_KEY`]). Only the controller writes it:
+//!   it is what `kseal seal` trusts as the cluster's keys, so the controller
+//!   restores it at once when anyone else changes it, and records there the
+//!   ids of every key it has held ([`HELD_KEYS_ANNOTATION`]);
+//! * **key operations**: the ConfigMap [`KEY_OPERATIONS_CONFIGMAP`] in the
+//!   controller's namespace, which key operators may write: they ask for a
+//!   new key there ([`ROTATION_REQUEST_DATA_KEY`]), the controller records
+//!   the last request it served ([`ROTATION_SERVED_DATA_KEY`]), and
+//!   `kseal keys backup` records what it saved ([`LAST_BACKUP_ANNOTATION`]);
 //! * **owned Secrets**: the Secrets made from SealedSecrets carry
 //!   [`OWNED_LABEL`]; a Secret annotated [`MANAGED_ANNOTATION`]`="true"` may
 //!   be taken over.
@@ -45,9 +51,9 @@ pub const KEY_ID_LABEL: &str = "kseal.dev/key-id";
 pub const KEY_CREATED_ANNOTATION: &str = "kseal.dev/created-at";
 /// Annotation with a sealing key's public key (`age1…`).
 pub const KEY_RECIPIENT_ANNOTATION: &str = "kseal.dev/recipient";
-/// Annotation on a sealing-key Secret: the rotation request
-/// ([`ROTATE_REQUEST_ANNOTATION`] value) it was made for.
-pub const ROTATION_REQUEST_ANNOTATION: &str = "kseal.dev/rotation-request";
+/// Annotation on a sealing-key Secret: the rotation request (a
+/// [`ROTATION_REQUEST_DATA_KEY`] value) it was made for, or `scheduled`.
+pub const KEY_MADE_FOR_REQUEST_ANNOTATION: &str = "kseal.dev/rotation-request";
 /// The `type` of sealing-key Secrets.
 pub const SEALING_KEY_SECRET_TYPE: &str = "kseal.dev/sealing-key";
 /// The data key of a sealing-key Secret that holds its age identity file.
@@ -59,10 +65,26 @@ pub const PUBLIC_KEYS_CONFIGMAP: &str = "kseal-public-keys";
 pub const RECIPIENTS_DATA_KEY: &str = "recipients.txt";
 /// Its data key with the JSON list of [`PublishedKey`]s.
 pub const KEYS_DATA_KEY: &str = "keys.json";
-/// Annotation on the public-key ConfigMap with which an operator asks for a
-/// new key now (`kseal keys rotate`); every new value is one request.
-pub const ROTATE_REQUEST_ANNOTATION: &str = "kseal.dev/rotate-requested-at";
-/// Annotation on the public-key ConfigMap: a [`LastBackup`] as JSON.
+/// Annotation on the public-key ConfigMap: the ids of every key the
+/// controller has published (comma-separated, oldest first, never shrinks).
+/// With no key Secret left, it tells a cluster whose keys were lost from a
+/// new install, so lost keys are never silently replaced.
+pub const HELD_KEYS_ANNOTATION: &str = "kseal.dev/held-key-ids";
+
+/// The ConfigMap, in the controller's namespace, through which operators
+/// ask the controller for things. The controller creates it; the chart's
+/// key-operator role may get and patch it, and nothing else of kseal's.
+pub const KEY_OPERATIONS_CONFIGMAP: &str = "kseal-key-operations";
+/// Its data key with which an operator asks for a new key now (`kseal keys
+/// rotate`); every new value is one request, served once.
+pub const ROTATION_REQUEST_DATA_KEY: &str = "rotate-requested-at";
+/// Its data key where the controller records the last request it served:
+/// a request equal to it is never served again, even when every key Secret
+/// (which also records its request) is gone.
+pub const ROTATION_SERVED_DATA_KEY: &str = "rotation-served";
+/// Annotation on the key-operations ConfigMap (written by earlier versions
+/// on the public-key ConfigMap, where it is still read): a [`LastBackup`] as
+/// JSON.
 pub const LAST_BACKUP_ANNOTATION: &str = "kseal.dev/last-backup";
 
 /// Label (value `"true"`) on every Secret the controller made from a
@@ -330,34 +352,84 @@ pub struct ErrorResponse {
 }
 
 /// Secret types a SealedSecret may not produce unless the cluster operator
-/// allows them ([`SecretPolicy::allow_types`]): whoever may create a
-/// SealedSecret in a namespace could otherwise make the controller create
-/// them there.
-///
-/// * `kubernetes.io/service-account-token`: the token controller fills it
-///   with a long-lived token of any service account the annotation names;
-/// * `bootstrap.kubernetes.io/token`: node bootstrap credentials;
-/// * `helm.sh/release.v1`: Helm's release records; a forged one changes what
-///   the next `helm upgrade` does.
-pub const DANGEROUS_SECRET_TYPES: [&str; 3] = [
+/// allows them ([`SecretPolicy::allow_types`]): another controller takes a
+/// Secret of the type for privileged configuration, so whoever may create a
+/// SealedSecret in a namespace could otherwise feed that controller. Each
+/// entry names the consumer it is for (docs/security.md, "The Secret
+/// policy"). This list and [`DANGEROUS_METADATA_PREFIXES`] are the only
+/// copies: the controller's flags accept exactly their entries, and
+/// `controller/tests/secret_policy_lists.rs` holds the chart's schema,
+/// values and README and docs/security.md to them.
+pub const DANGEROUS_SECRET_TYPES: [&str; 6] = [
+    // Kubernetes' token controller fills it with a long-lived token of the
+    // service account its annotation names.
     "kubernetes.io/service-account-token",
+    // Node bootstrap credentials (kube-apiserver's bootstrap authenticator).
     "bootstrap.kubernetes.io/token",
+    // Helm's release records: a forged one changes what the next
+    // `helm upgrade` does.
     "helm.sh/release.v1",
+    // Cluster API's ClusterResourceSet applies the objects held in Secrets of
+    // this type to workload clusters; the type is its only gate.
+    "addons.cluster.x-k8s.io/resource-set",
+    // Cluster API's own Secrets: workload clusters' kubeconfigs, CA and etcd
+    // keys, found by name.
+    "cluster.x-k8s.io/secret",
+    // Linkerd multicluster: the service mirror connects to the remote
+    // cluster whose kubeconfig a Secret of this type holds.
+    "mirror.linkerd.io/remote-kubeconfig",
 ];
 
-/// Label and annotation prefixes a SealedSecret may not put on its Secret
-/// unless the operator allows them ([`SecretPolicy::allow_prefixes`]):
-/// controllers that copy a Secret's data into other namespaces on request
-/// (kubernetes-replicator, Reflector, kubed/config-syncer), and the
-/// annotations that tie a token Secret to a service account.
-pub const DANGEROUS_METADATA_PREFIXES: [&str; 5] = [
+/// Label and annotation key prefixes a SealedSecret may not put on its
+/// Secret unless the operator allows them ([`SecretPolicy::allow_prefixes`]):
+/// with such a key, another controller copies the Secret elsewhere or takes
+/// it for privileged configuration. A whole key is listed as its own prefix
+/// (it then also covers longer keys, which no consumer reads). Matching is
+/// byte for byte, as the consumers match: the API server accepts a key's
+/// prefix part in lower case only and never changes a key, and the name part
+/// is case-sensitive (`istio/multicluster` is not `istio/multiCluster`, and
+/// istiod ignores it). Keys are checked as labels and as annotations alike.
+pub const DANGEROUS_METADATA_PREFIXES: [&str; 16] = [
+    // Replicators: copy a Secret's data into other namespaces on request,
+    // or another namespace's Secret into this one (`replicate-from`,
+    // `reflects`).
     "replicator.v1.mittwald.de/",
     "reflector.v1.k8s.emberstack.com/",
     "kubed.appscode.com/",
+    // Rancher copies a Secret with this label from a project's namespace
+    // into every namespace of the project.
+    "management.cattle.io/project-scoped-secret",
+    // The annotations that tie a token Secret to a service account.
     "kubernetes.io/service-account.",
     // Argo CD reads Secrets with this label as cluster and repository
     // credentials.
     "argocd.argoproj.io/secret-type",
+    // istiod reads Secrets with this label as remote clusters' kubeconfigs
+    // and connects to them.
+    "istio/multiCluster",
+    // Kiali's remote-cluster Secrets (its default label), kubeconfigs too.
+    "kiali.io/multiCluster",
+    // cert-manager's cainjector copies `ca.crt` into the webhook, APIService
+    // and CRD configurations that ask for it: from a Secret they name if it
+    // is annotated `allow-direct-injection`, from a Certificate's Secret if
+    // that is annotated `certificate-name` with the Certificate's name.
+    "cert-manager.io/",
+    // Cluster API's controllers cache, and so use, only Secrets labelled
+    // `cluster.x-k8s.io/cluster-name`: workload clusters' kubeconfigs and
+    // CAs.
+    "cluster.x-k8s.io/",
+    // Grafana's sidecar (kiwigrid k8s-sidecar; the Grafana chart's default
+    // labels, any value) provisions Secrets so labelled as alerting rules
+    // and contact points, dashboards, data sources, notifiers and plugins.
+    "grafana_alert",
+    "grafana_dashboard",
+    "grafana_datasource",
+    "grafana_notifier",
+    "grafana_plugin",
+    // Bitnami sealed-secrets takes a TLS Secret with this label in its
+    // namespace for a sealing key and publishes it to every sealer, where
+    // its controller still runs next to kseal's.
+    "sealedsecrets.bitnami.com/sealed-secrets-key",
 ];
 
 /// Labels (key, value) with which another tool takes a Secret for its own
@@ -375,7 +447,11 @@ pub const DANGEROUS_LABELS: [(&str, &str, &str); 1] = [("owner", "helm", "helm.s
 /// Always refused: the sealing-key type and any [`RESERVED_PREFIX`] label or
 /// annotation. Refused unless allowed: [`DANGEROUS_SECRET_TYPES`],
 /// [`DANGEROUS_METADATA_PREFIXES`] and [`DANGEROUS_LABELS`]. Everything else
-/// is allowed.
+/// is allowed: a deny-list of the consumers known to trust a Secret for its
+/// type or keys, because templates carry labels and annotations of every
+/// kind and the consumers of most are harmless or chosen per cluster (why
+/// not an allow-list, and how an operator adds one: docs/security.md, "The
+/// Secret policy").
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SecretPolicy {
     /// Dangerous types the operator allows anyway.
@@ -470,10 +546,11 @@ impl SecretPolicy {
                     key: key.clone(),
                 });
             }
+            // Any matching prefix the operator has not allowed refuses the
+            // key, so allowing a broader prefix never allows a narrower one.
             if let Some(prefix) = DANGEROUS_METADATA_PREFIXES
                 .iter()
-                .find(|prefix| key.starts_with(**prefix))
-                && !self.allow_prefixes.contains(*prefix)
+                .find(|prefix| key.starts_with(**prefix) && !self.allow_prefixes.contains(**prefix))
             {
                 return Err(PolicyViolation::DeniedPrefix {
                     what,
@@ -664,5 +741,163 @@ mod tests {
                 .check("Opaque", label.iter().map(|(k, v)| (k, v)), none)
                 .is_err()
         );
+    }
+
+    /// The consumers closed after review (security issue #23, item 5): each
+    /// is refused by default as the consumer spells it, naming the entry
+    /// that the operator can allow on its own; allowing one allows no other.
+    #[test]
+    fn policy_closes_the_known_consumers() {
+        let none: [&String; 0] = [];
+        let no_labels: [(&String, &String); 0] = [];
+        // (label or annotation, key, value, the entry that refuses it)
+        let keys: &[(&str, &str, &str, &str)] = &[
+            ("label", "istio/multiCluster", "true", "istio/multiCluster"),
+            (
+                "label",
+                "kiali.io/multiCluster",
+                "true",
+                "kiali.io/multiCluster",
+            ),
+            (
+                "annotation",
+                "cert-manager.io/allow-direct-injection",
+                "true",
+                "cert-manager.io/",
+            ),
+            (
+                "annotation",
+                "cert-manager.io/certificate-name",
+                "webhook",
+                "cert-manager.io/",
+            ),
+            ("label", "grafana_datasource", "1", "grafana_datasource"),
+            ("label", "grafana_dashboard", "1", "grafana_dashboard"),
+            ("label", "grafana_alert", "", "grafana_alert"),
+            ("label", "grafana_notifier", "1", "grafana_notifier"),
+            ("label", "grafana_plugin", "1", "grafana_plugin"),
+            (
+                "label",
+                "cluster.x-k8s.io/cluster-name",
+                "prod",
+                "cluster.x-k8s.io/",
+            ),
+            (
+                "label",
+                "management.cattle.io/project-scoped-secret",
+                "p-abcde",
+                "management.cattle.io/project-scoped-secret",
+            ),
+            (
+                "label",
+                "sealedsecrets.bitnami.com/sealed-secrets-key",
+                "active",
+                "sealedsecrets.bitnami.com/sealed-secrets-key",
+            ),
+            // The same keys as the other kind of metadata: refused too.
+            (
+                "annotation",
+                "istio/multiCluster",
+                "true",
+                "istio/multiCluster",
+            ),
+            (
+                "label",
+                "cert-manager.io/allow-direct-injection",
+                "true",
+                "cert-manager.io/",
+            ),
+        ];
+        let default = SecretPolicy::default();
+        for (what, key, value, entry) in keys {
+            let (key, value) = (key.to_string(), value.to_string());
+            let check = |policy: &SecretPolicy| match *what {
+                "label" => policy.check("Opaque", [(&key, &value)], none),
+                _ => policy.check("Opaque", no_labels, [&key]),
+            };
+            assert_eq!(
+                check(&default),
+                Err(PolicyViolation::DeniedPrefix {
+                    what,
+                    key: key.clone(),
+                    prefix: entry,
+                }),
+                "{what} {key}"
+            );
+            let allowing = |entry: &str| SecretPolicy {
+                allow_prefixes: [entry.to_owned()].into(),
+                ..SecretPolicy::default()
+            };
+            assert_eq!(check(&allowing(entry)), Ok(()), "{what} {key}");
+            for other in DANGEROUS_METADATA_PREFIXES.iter().filter(|o| *o != entry) {
+                assert!(check(&allowing(other)).is_err(), "{key} allowed by {other}");
+            }
+        }
+        for type_ in [
+            "addons.cluster.x-k8s.io/resource-set",
+            "cluster.x-k8s.io/secret",
+            "mirror.linkerd.io/remote-kubeconfig",
+        ] {
+            assert_eq!(
+                default.check(type_, no_labels, none),
+                Err(PolicyViolation::DeniedType(type_.to_owned()))
+            );
+            let allowing = SecretPolicy {
+                allow_types: [type_.to_owned()].into(),
+                ..SecretPolicy::default()
+            };
+            assert_eq!(allowing.check(type_, no_labels, none), Ok(()));
+        }
+        // What templates ordinarily carry stays allowed, next to the entries
+        // above: other keys of the same tools, other prefixes that end like
+        // them, and a name part in another case (consumers match exactly).
+        let labels = [
+            "app",
+            "team",
+            "app.kubernetes.io/name",
+            "app.kubernetes.io/part-of",
+            "clusterctl.cluster.x-k8s.io/move",
+            "controller.cert-manager.io/fao",
+            "trust.cert-manager.io/bundle",
+            "istio.io/rev",
+            "istio/multicluster",
+            "grafana",
+            "kustomize.toolkit.fluxcd.io/name",
+        ];
+        let annotations = [
+            "argocd.argoproj.io/sync-wave",
+            "argocd.argoproj.io/compare-options",
+            "helm.sh/resource-policy",
+            "reloader.stakater.com/match",
+            "kubernetes.io/description",
+            "meta.helm.sh/release-name",
+        ];
+        let labels: Vec<(String, String)> = labels
+            .iter()
+            .map(|key| (key.to_string(), "x".to_owned()))
+            .collect();
+        let annotations: Vec<String> = annotations.iter().map(|key| key.to_string()).collect();
+        assert_eq!(
+            default.check("Opaque", labels.iter().map(|(k, v)| (k, v)), &annotations),
+            Ok(())
+        );
+    }
+
+    /// Every entry is the start of a key the API server accepts, so none is
+    /// dead for a typo (an upper-case prefix part, a space).
+    #[test]
+    fn every_dangerous_prefix_can_start_a_real_key() {
+        for entry in DANGEROUS_METADATA_PREFIXES {
+            let key = format!("{entry}x");
+            assert!(
+                crate::validation::check_label_key(&key).is_ok(),
+                "{entry:?} starts no valid key"
+            );
+        }
+        for (key, value, type_) in DANGEROUS_LABELS {
+            assert!(crate::validation::check_label_key(key).is_ok());
+            assert!(crate::validation::check_label_value(key, value).is_ok());
+            assert!(DANGEROUS_SECRET_TYPES.contains(&type_));
+        }
     }
 }

@@ -12,6 +12,8 @@
 //! * [`config`]: `.kseal.yaml` rules that pick recipients by path;
 //! * [`contract`]: what kseal puts on a cluster: the labels, annotations,
 //!   ConfigMap and HTTP API the CLI and the controller share;
+//! * [`published`]: the cluster's published public keys, checked before
+//!   anything is sealed to them;
 //! * [`rotation`]: how old a sealed value may get (max age);
 //! * [`backup`]: key backups for an offline recovery key;
 //! * [`bitnami`]: reading Bitnami sealed-secrets, to migrate them.
@@ -29,6 +31,7 @@ pub mod contract;
 pub mod envelope;
 pub mod error;
 pub mod manifest;
+pub mod published;
 pub mod rotation;
 pub mod sealed_secret;
 pub mod secret;

@@ -474,6 +474,59 @@ pub enum ObjectError {
     /// `spec.maxAge` does not parse.
     #[error("spec.maxAge: {0}")]
     MaxAge(#[from] crate::rotation::MaxAgeError),
+    /// More template labels or annotations than kseal carries to a Secret
+    /// ([`TEMPLATE_MAX_ENTRIES`]).
+    #[error(
+        "spec.template.metadata.{what} has {count} entries; kseal allows at most {TEMPLATE_MAX_ENTRIES}"
+    )]
+    TooManyTemplateEntries {
+        /// `labels` or `annotations`.
+        what: &'static str,
+        /// How many there are.
+        count: usize,
+    },
+    /// Template annotations larger together than kseal carries to a Secret
+    /// ([`TEMPLATE_ANNOTATIONS_MAX_TOTAL`]).
+    #[error(
+        "spec.template.metadata.annotations total {total} bytes (keys and values); kseal allows at most {TEMPLATE_ANNOTATIONS_MAX_TOTAL}"
+    )]
+    TemplateAnnotationsTooLarge {
+        /// Their total size in bytes.
+        total: usize,
+    },
+}
+
+/// The most labels, and the most annotations, a SealedSecret's template may
+/// carry to its Secret (also the CRD's `maxProperties`). Kubernetes itself
+/// sets no count; kseal does because the controller holds templates in
+/// memory, and whoever writes SealedSecrets must not choose how much.
+pub const TEMPLATE_MAX_ENTRIES: usize = 64;
+/// The most bytes (keys and values) a template's annotations may total: a
+/// quarter of what Kubernetes allows on an object
+/// ([`ANNOTATIONS_MAX_TOTAL`]), for the same reason as
+/// [`TEMPLATE_MAX_ENTRIES`].
+pub const TEMPLATE_ANNOTATIONS_MAX_TOTAL: usize = 64 * 1024;
+
+/// kseal's own limits on a template's labels and annotations (see
+/// [`TEMPLATE_MAX_ENTRIES`]), on top of Kubernetes' rules.
+pub fn template_limit_problems(
+    labels: &BTreeMap<String, String>,
+    annotations: &BTreeMap<String, String>,
+) -> Vec<ObjectError> {
+    let mut problems = Vec::new();
+    for (what, count) in [("labels", labels.len()), ("annotations", annotations.len())] {
+        if count > TEMPLATE_MAX_ENTRIES {
+            problems.push(ObjectError::TooManyTemplateEntries { what, count });
+        }
+    }
+    let total: usize = annotations
+        .iter()
+        .map(|(key, value)| key.len() + value.len())
+        .sum();
+    if total > TEMPLATE_ANNOTATIONS_MAX_TOTAL {
+        problems.push(ObjectError::TemplateAnnotationsTooLarge { total });
+    }
+    problems
 }
 
 /// Checks the object-level names: name, namespace, labels and annotations.
@@ -512,6 +565,7 @@ pub fn object_problems<'a>(
     keys: impl IntoIterator<Item = &'a str>,
 ) -> Vec<ObjectError> {
     let mut problems = check_names(names);
+    problems.extend(template_limit_problems(names.labels, names.annotations));
     for key in keys {
         if let Err(err) = check_data_key(key) {
             problems.push(err.into());

@@ -204,7 +204,7 @@ fn tempfile_dir(prefix: &str) -> Result<TempDir> {
 
 /// `cargo build --release -p kseal-controller -p kseal-cli`; returns the
 /// directory the binaries are in (`<target-dir>/release`).
-fn build_release() -> Result<PathBuf> {
+pub(crate) fn build_release() -> Result<PathBuf> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let root = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()

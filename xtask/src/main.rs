@@ -2,6 +2,7 @@
 
 mod bench_bitnami;
 mod bench_e2e;
+mod bench_hostile;
 mod bitnami;
 mod cluster;
 mod demo;
@@ -43,6 +44,10 @@ enum Task {
     /// N Secrets against a direct-create baseline, peak memory, restart;
     /// prints the figures as JSON on the last line.
     BenchE2e(bench_e2e::Args),
+    /// Measure the controller's peak memory with hostile objects (owned-label
+    /// Secrets and SealedSecrets as large as the API server allows); prints
+    /// the figures as JSON on the last line.
+    BenchHostile(bench_hostile::Args),
     /// Build the controller image as an OCI archive (static binary on an
     /// empty base, user 65532), without a container engine; prints its path.
     Image(image::Args),
@@ -58,6 +63,7 @@ fn main() -> anyhow::Result<()> {
         Task::GenGomod => gen_gomod::run(),
         Task::Demo { in_cluster } => demo::run(in_cluster),
         Task::BenchE2e(args) => bench_e2e::run(args),
+        Task::BenchHostile(args) => bench_hostile::run(args),
         Task::Image(args) => image::run(args),
     }
 }

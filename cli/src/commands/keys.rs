@@ -11,11 +11,12 @@ use anyhow::{Context, Result, anyhow, bail};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kseal_shared::backup;
 use kseal_shared::contract::{
-    KEY_ID_LABEL, KEY_STATE_LABEL, KEYS_DATA_KEY, KeyState, LAST_BACKUP_ANNOTATION, LastBackup,
-    PUBLIC_KEYS_CONFIGMAP, PublishedKey, ROTATE_REQUEST_ANNOTATION, SEALING_KEY_LABEL,
-    SEALING_KEY_SECRET_TYPE,
+    KEY_ID_LABEL, KEY_OPERATIONS_CONFIGMAP, KEY_STATE_LABEL, KEYS_DATA_KEY, KeyState,
+    LAST_BACKUP_ANNOTATION, LastBackup, PUBLIC_KEYS_CONFIGMAP, PublishedKey,
+    ROTATION_REQUEST_DATA_KEY, SEALING_KEY_LABEL, SEALING_KEY_SECRET_TYPE,
 };
 use kseal_shared::envelope::key_ids_in;
+use kseal_shared::published::PublishedKeysError;
 use kseal_shared::sealed_secret::SealedSecret;
 use kseal_shared::x25519::KeyId;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
@@ -58,10 +59,28 @@ async fn published_keys(client: &Client, cluster: &ClusterArgs) -> Result<Cluste
         .and_then(|data| data.get(KEYS_DATA_KEY))
         .ok_or_else(|| anyhow!("ConfigMap {PUBLIC_KEYS_CONFIGMAP} has no {KEYS_DATA_KEY}"))?;
     let keys = serde_json::from_str(text).context(KEYS_DATA_KEY)?;
-    let last_backup = config_map
-        .annotations()
-        .get(LAST_BACKUP_ANNOTATION)
-        .and_then(|value| serde_json::from_str::<LastBackup>(value).ok())
+    // Recorded in the key-operations ConfigMap; earlier versions recorded
+    // it on the public-key one.
+    let operations: Api<ConfigMap> = Api::namespaced(client.clone(), &cluster.controller_namespace);
+    let recorded = operations
+        .get_opt(KEY_OPERATIONS_CONFIGMAP)
+        .await
+        .ok()
+        .flatten()
+        .and_then(|operations| {
+            operations
+                .annotations()
+                .get(LAST_BACKUP_ANNOTATION)
+                .cloned()
+        })
+        .or_else(|| {
+            config_map
+                .annotations()
+                .get(LAST_BACKUP_ANNOTATION)
+                .cloned()
+        });
+    let last_backup = recorded
+        .and_then(|value| serde_json::from_str::<LastBackup>(&value).ok())
         .map(|backup| backup.key_ids.into_iter().collect());
     Ok(ClusterKeys { keys, last_backup })
 }
@@ -131,34 +150,45 @@ fn list(args: ListKeysArgs) -> Result<()> {
     Ok(())
 }
 
-/// Asks the controller for a new active key (RBAC: patch on the public-key
-/// ConfigMap in the controller's namespace) and waits until it is published.
+/// Asks the controller for a new active key (RBAC: get and patch on the
+/// key-operations ConfigMap in the controller's namespace) and waits until
+/// it is published. Works on a cluster with no key too: that is how one
+/// starts over after keys were lost.
 fn rotate(args: RotateArgs) -> Result<()> {
     let cluster = &args.cluster;
-    let before = cluster::fetch_recipients(cluster)?;
+    // None: no active key (lost keys); any other error is reported.
+    let before = match cluster::fetch_published(cluster) {
+        Ok((_, published)) => Some(published.recipient),
+        Err(err) if matches!(err.downcast_ref(), Some(PublishedKeysError::NoActiveKey)) => None,
+        Err(err) => return Err(err),
+    };
     cluster::block_on(async {
         let client = cluster::client(cluster).await?;
         let api: Api<ConfigMap> = Api::namespaced(client, &cluster.controller_namespace);
+        // Unique per request (nanoseconds): the controller serves each
+        // value once.
         let request = jiff::Timestamp::now().to_string();
-        let patch =
-            serde_json::json!({"metadata": {"annotations": {ROTATE_REQUEST_ANNOTATION: request}}});
+        let patch = serde_json::json!({"data": {ROTATION_REQUEST_DATA_KEY: request}});
         api.patch(
-            PUBLIC_KEYS_CONFIGMAP,
+            KEY_OPERATIONS_CONFIGMAP,
             &PatchParams::default(),
             &Patch::Merge(&patch),
         )
         .await
-        .context("cannot request a rotation (needs patch on the kseal-public-keys ConfigMap)")?;
+        .with_context(|| format!(
+            "cannot request a rotation: needs get and patch on ConfigMap {}/{KEY_OPERATIONS_CONFIGMAP} (the chart's key-operator role), which the controller creates when it starts",
+            cluster.controller_namespace
+        ))?;
         Ok(())
     })?;
     eprintln!("kseal: rotation requested; waiting for the controller to publish the new key…");
     let deadline = Instant::now() + Duration::from_secs(args.timeout_seconds);
     loop {
-        let now = cluster::fetch_recipients(cluster)?;
-        if now.first() != before.first() {
-            if let Some(active) = now.first() {
-                write_stdout(format!("{} {}\n", active.key_id(), active).as_bytes())?;
-            }
+        let now = cluster::fetch_published(cluster).map(|(_, published)| published.recipient);
+        if let Ok(active) = &now
+            && Some(active) != before.as_ref()
+        {
+            write_stdout(format!("{} {}\n", active.key_id(), active).as_bytes())?;
             eprintln!(
                 "kseal: new active key published; the old key keeps decrypting. Re-wrap the repository to the new key: kseal rewrap --online --in-place PATH"
             );
@@ -298,13 +328,15 @@ fn backup_keys(args: BackupArgs) -> Result<()> {
             serde_json::json!({"metadata": {"annotations": {LAST_BACKUP_ANNOTATION: record}}});
         if let Err(err) = api
             .patch(
-                PUBLIC_KEYS_CONFIGMAP,
+                KEY_OPERATIONS_CONFIGMAP,
                 &PatchParams::default(),
                 &Patch::Merge(&patch),
             )
             .await
         {
-            eprintln!("kseal: warning: could not record the backup in the ConfigMap: {err}");
+            eprintln!(
+                "kseal: warning: could not record the backup in ConfigMap {KEY_OPERATIONS_CONFIGMAP}: {err}"
+            );
         }
         Ok(())
     })?;
