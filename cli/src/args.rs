@@ -72,7 +72,7 @@ pub struct KeygenArgs {
 /// Where recipients come from when no flag gives them: `.kseal.yaml`.
 #[derive(Debug, Args, Clone, Default)]
 pub struct RecipientArgs {
-    /// An age recipient (age1…) to seal to (for inspect --stale: a current key); repeatable
+    /// An age recipient (age1…) to seal to; repeatable
     #[arg(short = 'r', long = "recipient", value_name = "RECIPIENT")]
     pub recipients: Vec<String>,
     /// Every recipient in FILE (age recipients-file format), as with -r; repeatable
@@ -274,7 +274,20 @@ Format v1 values are upgraded to v2 (every field changes; their seal time stays 
 unrecorded), also when they are already sealed to the right keys.
 
 Online, values are wrapped to the cluster's keys only: other recipients of a value (an \
-offline recovery key, another cluster) are dropped; re-wrap offline with -R to keep them.
+offline recovery key, another cluster) are dropped; re-wrap offline with -R to keep them. \
+Every answer must keep each value's ciphertext and be sealed to the key the cluster \
+publishes, read through the kubeconfig (--kubeconfig, else $KUBECONFIG, else \
+~/.kube/config; with --controller-url and no kubeconfig at all, only to the same keys as \
+the other values, and a note says so). One answer that fails this stops the run before \
+any file is written. Format v1 values are refused online before anything is sent (naming \
+file, object and key): v1 is not key-committing, so the controller's upgrade of one cannot \
+be told from another value sealed to the cluster's key. Upgrade them offline with -i, or \
+pass --trust-controller-for-v1.
+
+Offline, and online once every answer passed, each file is written on its own: a value \
+that cannot be re-wrapped, or a file that cannot be written (a symlink out of the tree), \
+is reported and left as it was, the other files are written, and the exit status is 1. \
+Values count as re-wrapped only when their file was written.
 
 Examples:
   kseal rewrap -i backup-key.txt -R cluster-keys.txt --in-place clusters/
@@ -294,9 +307,15 @@ pub struct RewrapArgs {
     pub identities: Vec<PathBuf>,
     #[command(flatten)]
     pub recipients: RecipientArgs,
-    /// Ask the cluster's controller to re-wrap to its current keys (it never wraps to recipients you choose)
+    /// Ask the cluster's controller to re-wrap to its current keys (it never wraps to recipients you choose); its answers are checked against the key the cluster publishes whenever a kubeconfig is found
     #[arg(long, conflicts_with_all = ["identities", "recipients", "recipients_files"])]
     pub online: bool,
+    /// With --online, let the controller upgrade format v1 values too, taking its word for them:
+    /// a v1 value is not key-committing, so whoever answers (a stand-in on --controller-url)
+    /// could return another value sealed to the cluster's key and it would be written in its
+    /// place. Without it, v1 values are refused; upgrade them offline with -i instead
+    #[arg(long, requires = "online")]
+    pub trust_controller_for_v1: bool,
     #[command(flatten)]
     pub cluster: ClusterArgs,
     /// Only the values sealed to none of the current keys: with --online the cluster's
@@ -356,6 +375,10 @@ pub enum InspectFormat {
 }
 
 #[derive(Debug, Args)]
+// -r means something else here: the keys values should be sealed to now.
+#[command(mut_arg("recipients", |arg| {
+    arg.help("A current key (age1…), for --stale; repeatable")
+}))]
 pub struct InspectArgs {
     /// Output format
     #[arg(long, value_enum, default_value_t = InspectFormat::Text)]
@@ -393,7 +416,12 @@ pub struct ValidateArgs {
         name: no plaintext Secrets
         entry: kseal check
         language: system
-        files: \\.(ya?ml|json)$
+        files: \\.(ya?ml|json)$|(^|/)\\.kseal-
+
+(`(^|/)\\.kseal-` passes kseal's own temporary files too, which only a killed write
+leaves and which may hold a Secret.) Files are decoded as `kseal seal` decodes them
+(UTF-8, or UTF-16 with a byte-order mark); a file check cannot read (a dangling symlink,
+other bytes) is reported with every other finding, and fails the check.
 
 As a CI gate on rotation: `kseal check --rotation clusters/` (each file's
 .kseal.yaml max_age and each object's spec.maxAge) or `kseal check --max-age

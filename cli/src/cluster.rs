@@ -112,7 +112,7 @@ pub fn fetch_published(args: &ClusterArgs) -> Result<(String, PublishedKeys)> {
                 "{where_}: if the cluster's keys were lost, restore them (`kseal keys restore`) or start over (`kseal keys rotate`)"
             ))),
             Err(err) => Err(anyhow!(err).context(format!(
-                "{where_} does not hold together as the kseal controller writes it, so nothing is sealed to it; someone else may have changed it (the controller restores it at once: retry in a moment, and tell the cluster's admins)"
+                "{where_} does not hold together as the kseal controller writes it, so kseal does not use it; someone else may have changed it (the controller restores it at once: retry in a moment, and tell the cluster's admins)"
             ))),
         }
     })

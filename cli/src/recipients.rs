@@ -124,10 +124,23 @@ pub fn resolve_or_cluster(
                 max_age: None,
             }
         }),
+        // The cluster answered, and what it publishes was refused: that is
+        // the news, not how else recipients could be given.
+        Err(err) if refused_published_keys(&err) => bail!(
+            "no recipients: the cluster was reached, but its published keys were refused: {err:#}; to seal without the cluster, pass -r/--recipient or -R/--recipients-file, or add a {CONFIG_FILE_NAME} with creation_rules"
+        ),
         Err(err) => bail!(
             "no recipients: pass -r/--recipient or -R/--recipients-file, add a {CONFIG_FILE_NAME} with creation_rules, or reach a cluster running kseal (--kubeconfig/--context): {err:#}"
         ),
     }
+}
+
+/// Whether fetching the cluster's keys failed because the cluster answered
+/// with published keys that do not hold together (see
+/// [`kseal_shared::published::check`]), rather than not answering.
+fn refused_published_keys(err: &anyhow::Error) -> bool {
+    err.chain()
+        .any(|cause| cause.is::<kseal_shared::published::PublishedKeysError>())
 }
 
 /// A `--verbose` note on stderr (public facts only: paths, rules, key ids).

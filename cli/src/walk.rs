@@ -10,13 +10,21 @@
 //!   included** (kubectl applies them);
 //! * a symlink to a file is followed, wherever it points (kubectl applies
 //!   its target); one that cannot be followed (dangling, a loop,
-//!   unreadable) is an error, never skipped;
+//!   unreadable) is an error, never skipped ([`manifest_files`] fails on
+//!   it; [`manifest_files_reporting`], for `check`, hands it back and goes
+//!   on);
 //! * a symlink to a directory is not followed (kubectl's walk does not
 //!   follow them either); it is named on stderr;
 //! * a FIFO, socket or device named like a manifest is named on stderr and
 //!   skipped (reading a FIFO could block for ever);
-//! * a file reached twice (a symlink to a file the walk also finds) is read
-//!   once, under its own name rather than the link's.
+//! * a file reached twice by path (a symlink to a file the walk also finds,
+//!   or a path given twice) is read once, under its own name rather than
+//!   the link's; the other name is said on stderr;
+//! * a hard link is not told apart: each name is a file of its own, read
+//!   under its own name without a word (an edit in place writes a new file
+//!   under that name, so the names stop sharing one). kubectl applies each
+//!   name too, and git knows no hard links (a checkout makes each path a
+//!   file of its own), so there is nothing to warn about.
 //!
 //! Commands that edit files in place follow a symlink only to a target
 //! inside the tree they were given ([`ManifestPath::edit_target`]).
@@ -108,22 +116,88 @@ pub enum Temporaries {
 
 /// Expands `paths` into manifest files (see the module documentation);
 /// in walk order, sorted within each directory, so output is
-/// deterministic. What is skipped is said on stderr, with why.
+/// deterministic. What is skipped is said on stderr, with why; the first
+/// path that cannot be read fails the walk.
 pub fn manifest_files(paths: &[PathBuf], temporaries: Temporaries) -> Result<Vec<ManifestPath>> {
+    walk(paths, temporaries, &mut Err)
+}
+
+/// The files of a walk that goes on past what it cannot read.
+#[derive(Debug, Default)]
+pub struct Walk {
+    pub files: Vec<ManifestPath>,
+    /// Why each path that could not be read was not (a dangling symlink, a
+    /// loop, an unreadable directory, a missing path): for `kseal check`,
+    /// a failure to report.
+    pub unreadable: Vec<anyhow::Error>,
+}
+
+/// As [`manifest_files`], but a path that cannot be read is handed back
+/// in [`Walk::unreadable`] and the walk goes on: a gate reports every
+/// finding of the tree, and fails on what it could not read too.
+pub fn manifest_files_reporting(paths: &[PathBuf], temporaries: Temporaries) -> Walk {
+    let mut unreadable = Vec::new();
+    let walked = {
+        let mut report = |err| {
+            unreadable.push(err);
+            Ok(())
+        };
+        walk(paths, temporaries, &mut report)
+    };
+    let files = walked.unwrap_or_else(|err| {
+        unreadable.push(err);
+        Vec::new()
+    });
+    Walk { files, unreadable }
+}
+
+/// The walk itself; `failed` decides what a path that cannot be read
+/// does: `Err` ends the walk, `Ok` skips the path and goes on.
+fn walk(
+    paths: &[PathBuf],
+    temporaries: Temporaries,
+    failed: &mut dyn FnMut(anyhow::Error) -> Result<()>,
+) -> Result<Vec<ManifestPath>> {
     let mut found: Vec<(ManifestPath, bool)> = Vec::new();
     for path in paths {
-        let meta =
-            fs::metadata(path).with_context(|| format!("{}: cannot read", path.display()))?;
+        let meta = match fs::metadata(path) {
+            Ok(meta) => meta,
+            Err(err) => {
+                // Named on the command line: a dangling symlink, or nothing.
+                let what = if fs::symlink_metadata(path).is_ok() {
+                    "a symlink kseal cannot follow"
+                } else {
+                    "cannot read"
+                };
+                failed(anyhow::Error::new(err).context(format!("{}: {what}", path.display())))?;
+                continue;
+            }
+        };
         if !meta.is_dir() {
-            let is_link = fs::symlink_metadata(path)
-                .with_context(|| format!("{}: cannot read", path.display()))?
-                .file_type()
-                .is_symlink();
-            found.push((ManifestPath::named(path)?, is_link));
+            let named = fs::symlink_metadata(path)
+                .with_context(|| format!("{}: cannot read", path.display()))
+                .and_then(|link| Ok((ManifestPath::named(path)?, link.file_type().is_symlink())));
+            match named {
+                Ok((mut named, is_link)) => {
+                    // Named by a hook (pre-commit passes each staged
+                    // file): still said to be a leftover temporary.
+                    named.temporary = temporaries == Temporaries::Include
+                        && path.file_name().is_some_and(is_temporary_name);
+                    found.push((named, is_link));
+                }
+                Err(err) => failed(err)?,
+            }
             continue;
         }
-        let root =
-            fs::canonicalize(path).with_context(|| format!("{}: cannot read", path.display()))?;
+        let root = match fs::canonicalize(path) {
+            Ok(root) => root,
+            Err(err) => {
+                failed(
+                    anyhow::Error::new(err).context(format!("{}: cannot read", path.display())),
+                )?;
+                continue;
+            }
+        };
         let mut in_dir = Vec::new();
         // Not following links: kubectl's walk (Go's filepath.Walk) does not
         // descend into symlinked directories; symlinked files are handled
@@ -132,7 +206,16 @@ pub fn manifest_files(paths: &[PathBuf], temporaries: Temporaries) -> Result<Vec
             .follow_links(false)
             .sort_by_file_name()
         {
-            let entry = entry.with_context(|| format!("{}: cannot walk", path.display()))?;
+            let entry = match entry {
+                Ok(entry) => entry,
+                // An unreadable directory: walkdir goes on with the rest.
+                Err(err) => {
+                    failed(
+                        anyhow::Error::new(err).context(format!("{}: cannot walk", path.display())),
+                    )?;
+                    continue;
+                }
+            };
             let file_type = entry.file_type();
             if file_type.is_dir() {
                 continue;
@@ -163,10 +246,11 @@ pub fn manifest_files(paths: &[PathBuf], temporaries: Temporaries) -> Result<Vec
                     // kubectl would fail on it too: so does the walk, rather
                     // than let a gate pass what it could not read.
                     Err(err) if wanted => {
-                        bail!(
+                        failed(anyhow::anyhow!(
                             "{}: a symlink kseal cannot follow: {err}",
                             entry_path.display()
-                        )
+                        ))?;
+                        continue;
                     }
                     // Not named like a manifest: kubectl ignores it.
                     Err(_) => continue,
@@ -359,6 +443,19 @@ mod tests {
                 .to_string();
             assert!(err.contains(name) && err.contains("cannot follow"), "{err}");
         }
+        // The reporting walk (check's) hands each back and goes on.
+        let dir = tempfile::tempdir().unwrap();
+        symlink("nowhere.yaml", dir.path().join("a-dangling.yaml")).unwrap();
+        symlink("b-loop.yaml", dir.path().join("b-loop.yaml")).unwrap();
+        fs::write(dir.path().join("c.yaml"), "{}").unwrap();
+        let missing = dir.path().join("missing.yaml");
+        let walk = manifest_files_reporting(&[dir.path().to_owned(), missing], Temporaries::Skip);
+        assert_eq!(names(&walk.files, dir.path()), ["c.yaml"]);
+        let unreadable: Vec<String> = walk.unreadable.iter().map(|e| format!("{e:#}")).collect();
+        assert_eq!(unreadable.len(), 3, "{unreadable:?}");
+        assert!(unreadable[0].contains("a-dangling.yaml: a symlink kseal cannot follow"));
+        assert!(unreadable[1].contains("b-loop.yaml: a symlink kseal cannot follow"));
+        assert!(unreadable[2].contains("missing.yaml: cannot read"));
         // Not named like a manifest: ignored, as kubectl ignores it.
         let dir = tempfile::tempdir().unwrap();
         symlink("nowhere", dir.path().join("dangling")).unwrap();

@@ -151,8 +151,70 @@ fn check_reports_plaintext_in_leftover_temporaries() {
     assert_exit(&output, 1);
     let out = stdout(&output);
     assert!(
-        out.contains("repo/app/.kseal-Xy12Ab: document 1 (line 1): plaintext Secret in a temporary file left by an interrupted kseal write (delete it) \"db\""),
+        out.contains("repo/app/.kseal-Xy12Ab: document 1 (line 1): plaintext Secret \"db\" in a temporary file left by an interrupted kseal write (delete it)"),
         "{out}"
     );
     assert!(!out.contains("Zz99Zz"), "{out}");
+
+    // Named, as a pre-commit hook passes each staged file: said the same.
+    let output = ws
+        .cmd()
+        .args(["check", "repo/app/.kseal-Xy12Ab"])
+        .output()
+        .unwrap();
+    assert_exit(&output, 1);
+    assert!(
+        stdout(&output).contains("plaintext Secret \"db\" in a temporary file left by"),
+        "{}",
+        stdout(&output)
+    );
+}
+
+/// The pre-commit hook of the README and of `kseal check --help` passes
+/// kseal's leftover temporaries to `kseal check`: the old pattern,
+/// `\.(ya?ml|json)$`, never did. Matched here as pre-commit matches it
+/// (Python's `re.search`), for the two alternatives the pattern has.
+#[test]
+fn the_pre_commit_hook_passes_leftover_temporaries() {
+    const PATTERN: &str = r"\.(ya?ml|json)$|(^|/)\.kseal-";
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+    let help = stdout(&kseal().args(["check", "--help"]).output().unwrap());
+    for (what, text) in [
+        ("README.md", readme.as_str()),
+        ("check --help", help.as_str()),
+    ] {
+        let patterns: Vec<&str> = text
+            .lines()
+            .filter_map(|line| line.trim().strip_prefix("files: "))
+            .collect();
+        assert_eq!(patterns, [PATTERN], "{what}");
+    }
+    let matches = |path: &str| {
+        [".yaml", ".yml", ".json"]
+            .iter()
+            .any(|ext| path.ends_with(ext))
+            || path.starts_with(".kseal-")
+            || path.contains("/.kseal-")
+    };
+    let ws = Workspace::new();
+    ws.write("repo/app/.kseal-Xy12Ab", SECRET);
+    ws.write("repo/app/db.yaml", &ws.seal(SECRET, &[]));
+    ws.write("repo/README.md", "docs\n");
+    let staged: Vec<&str> = [
+        "repo/app/.kseal-Xy12Ab",
+        "repo/app/db.yaml",
+        "repo/README.md",
+    ]
+    .into_iter()
+    .filter(|path| matches(path))
+    .collect();
+    assert_eq!(staged, ["repo/app/.kseal-Xy12Ab", "repo/app/db.yaml"]);
+    let output = ws.cmd().arg("check").args(&staged).output().unwrap();
+    assert_exit(&output, 1);
+    assert!(
+        stdout(&output).contains("repo/app/.kseal-Xy12Ab: document 1 (line 1): plaintext Secret \"db\" in a temporary file"),
+        "{}",
+        stdout(&output)
+    );
 }

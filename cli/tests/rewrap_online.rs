@@ -18,7 +18,7 @@ use common::*;
 use kseal_shared::contract::{
     KeyState, PublishedKey, RewrapBatchItem, RewrapBatchRequest, RewrapBatchResponse,
 };
-use kseal_shared::envelope::{Keyring, SealedValue, rewrap, seal};
+use kseal_shared::envelope::{FormatVersion, Keyring, SealedValue, rewrap, seal, seal_at};
 use kseal_shared::manifest::value_binding;
 use kseal_shared::sealed_secret::SealedSecret;
 use kseal_shared::x25519::{Identity, Recipient, parse_identity_file};
@@ -34,6 +34,13 @@ enum Behaviour {
     /// Keeps every ciphertext, but wraps `password` to another key than
     /// the cluster publishes.
     OtherRecipient,
+    /// Keeps every ciphertext, but wraps every value to another key than
+    /// the cluster publishes (so the values agree with each other).
+    AllToStranger,
+    /// Puts a value of its own in place of every v1 value: v2, sealed to
+    /// the new key, seal time unrecorded, its ciphertext the length of the
+    /// original's, which is all a v1 upgrade can be checked for.
+    SameLengthForV1,
 }
 
 struct Fake {
@@ -59,11 +66,21 @@ impl Fake {
                 let binding = value_binding(sealed, key);
                 let to = match self.behaviour {
                     Behaviour::OtherRecipient if key == "password" => &self.stranger,
+                    Behaviour::AllToStranger => &self.stranger,
                     _ => &self.new,
                 };
                 let mut new = rewrap(&value, &binding, &self.old, std::slice::from_ref(to))
                     .unwrap()
                     .encode();
+                if self.behaviour == Behaviour::SameLengthForV1
+                    && value.version() == FormatVersion::V1
+                {
+                    // The AEAD tag is 16 bytes in either format.
+                    let plaintext = vec![b'x'; value.ciphertext().len() - 16];
+                    new = seal_at(&plaintext, &binding, std::slice::from_ref(&self.new), 0)
+                        .unwrap()
+                        .encode();
+                }
                 if self.behaviour == Behaviour::Substitute && key == "password" {
                     new = seal(
                         b"chosen-by-the-stand-in",
@@ -223,10 +240,21 @@ impl Setup {
         ]
     }
 
-    /// `rewrap --online --in-place repo` with these connection flags.
+    /// `rewrap --online --in-place repo` with these connection flags, and
+    /// no kubeconfig but what the test gives (`$HOME` is the workspace's
+    /// `home`, empty unless the test writes `home/.kube/config`).
     fn rewrap(&self, connection: &[&str]) -> std::process::Output {
-        self.ws
-            .cmd()
+        self.rewrap_with(connection, &[])
+    }
+
+    /// The same, with these environment variables set.
+    fn rewrap_with(&self, connection: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+        let mut command = self.ws.cmd();
+        command.env("HOME", self.ws.path("home"));
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        command
             .args(["rewrap", "--online", "--in-place"])
             .args(connection)
             .arg("repo")
@@ -283,9 +311,9 @@ fn a_faithful_answer_is_written() {
             err.contains("6 value(s) re-wrapped, 0 already current, 0 failed; 2 file(s) rewritten"),
             "{err}"
         );
-        // Without a kubeconfig the published key cannot be read: said so.
+        // Without any kubeconfig the published key cannot be read: said so.
         assert!(
-            err.contains("not against the cluster's published key"),
+            err.contains("not against the cluster's published key: there is no kubeconfig"),
             "{err}"
         );
         let rewritten = setup.ws.read("repo/app/db.yaml");
@@ -343,6 +371,61 @@ fn answers_are_held_to_the_published_key() {
     );
 }
 
+/// With `--controller-url`, a kubeconfig found the default way
+/// (`$KUBECONFIG`, `~/.kube/config`) is used to read the published key as
+/// much as `--kubeconfig`: a value wrapped to another key is refused, and
+/// no note says the check was skipped. The old code checked only with
+/// `--kubeconfig`/`--context`, and took the stand-in's answer here as long
+/// as its values agreed with each other.
+#[test]
+fn a_default_kubeconfig_holds_answers_to_the_published_key() {
+    for default in ["$KUBECONFIG", "~/.kube/config"] {
+        let setup = Setup::new();
+        let before = setup.files();
+        // Every value to the same foreign key: they agree with each other.
+        let url = setup.fake(Behaviour::AllToStranger, true);
+        let kubeconfig = setup.kubeconfig(&url);
+        let env: Vec<(&str, &str)> = if default == "$KUBECONFIG" {
+            vec![("KUBECONFIG", kubeconfig.as_str())]
+        } else {
+            let home = setup.ws.path("home/.kube");
+            std::fs::create_dir_all(&home).unwrap();
+            std::fs::copy(&kubeconfig, home.join("config")).unwrap();
+            Vec::new()
+        };
+        let output = setup.rewrap_with(&["--controller-url", &url], &env);
+        assert_exit(&output, 1);
+        let err = stderr(&output);
+        assert!(
+            err.contains(&format!(
+                "not to the cluster's published key {}",
+                setup.new.key_id()
+            )) && !err.contains("note:"),
+            "{default}: {err}"
+        );
+        assert_eq!(setup.files(), before, "{default}");
+
+        // The faithful controller passes, without the note.
+        let url = setup.fake(Behaviour::Rewrap, true);
+        let kubeconfig = setup.kubeconfig(&url);
+        if default == "~/.kube/config" {
+            std::fs::copy(&kubeconfig, setup.ws.path("home/.kube/config")).unwrap();
+        }
+        let env: Vec<(&str, &str)> = if default == "$KUBECONFIG" {
+            vec![("KUBECONFIG", kubeconfig.as_str())]
+        } else {
+            Vec::new()
+        };
+        let output = setup.rewrap_with(&["--controller-url", &url], &env);
+        assert_exit(&output, 0);
+        let err = stderr(&output);
+        assert!(
+            err.contains("6 value(s) re-wrapped") && !err.contains("note:"),
+            "{default}: {err}"
+        );
+    }
+}
+
 /// Without a kubeconfig, values of one run wrapped to different keys are
 /// refused: at least the answers must agree with each other.
 #[test]
@@ -358,4 +441,83 @@ fn answers_without_the_published_key_must_agree() {
         stderr(&output)
     );
     assert_eq!(setup.files(), before);
+}
+
+/// A v1 value (not key-committing) upgraded online can be checked only for
+/// its length and unrecorded seal time, so a stand-in's own value of the
+/// same length passes `check_rewrap_of`. Online v1 upgrades are therefore
+/// refused by default, before anything is sent, naming file, object and
+/// key, and pointing at the offline upgrade; `--trust-controller-for-v1`
+/// takes the controller's word (and then the stand-in's value would be
+/// written: what the flag gives up). The old code wrote the substitute,
+/// saying "upgraded from format v1".
+#[test]
+fn a_v1_value_is_not_upgraded_online_by_default() {
+    let vectors: serde_json::Value =
+        serde_json::from_str(include_str!("../../shared/tests/vectors/v1.json")).unwrap();
+    let case = vectors["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|case| case["comment"] == "strict")
+        .unwrap();
+    let identity = vectors["identities"][0].as_str().unwrap();
+    let manifest = format!(
+        "apiVersion: kseal.dev/v1alpha1\nkind: SealedSecret\nmetadata:\n  name: db-credentials\n  namespace: payments\nspec:\n  encryptedData:\n    password: {}\n",
+        case["sealed"].as_str().unwrap()
+    );
+    for batch in [true, false] {
+        let ws = Workspace::new();
+        ws.write("repo/db.yaml", &manifest);
+        let new = Identity::generate();
+        let fake = |behaviour| {
+            Fake {
+                behaviour,
+                batch,
+                old: Keyring::new(parse_identity_file(identity).unwrap()),
+                new: new.recipient().clone(),
+                stranger: Identity::generate().recipient().clone(),
+            }
+            .start()
+        };
+        let run = |url: &str, extra: &[&str]| {
+            ws.cmd()
+                .env("HOME", ws.path("home"))
+                .args(["rewrap", "--online", "--in-place", "--controller-url", url])
+                .args(extra)
+                .arg("repo")
+                .output()
+                .unwrap()
+        };
+        let url = fake(Behaviour::SameLengthForV1);
+        let output = run(&url, &[]);
+        assert_exit(&output, 1);
+        let err = stderr(&output);
+        assert!(
+            err.contains("format v1 value(s)")
+                && err.contains(
+                    "repo/db.yaml: SealedSecret payments/db-credentials: key \"password\""
+                )
+                && err.contains("kseal rewrap -i IDENTITY")
+                && err.contains("--trust-controller-for-v1"),
+            "batch {batch}: {err}"
+        );
+        assert_eq!(ws.read("repo/db.yaml"), manifest, "batch {batch}");
+
+        // Opted in: the faithful upgrade is written, and so would be the
+        // substitute, which nothing without the key can tell from it.
+        let url = fake(Behaviour::Rewrap);
+        let output = run(&url, &["--trust-controller-for-v1"]);
+        assert_exit(&output, 0);
+        assert!(
+            stderr(&output).contains("upgraded from format v1"),
+            "{}",
+            stderr(&output)
+        );
+        ws.write("repo/db.yaml", &manifest);
+        let url = fake(Behaviour::SameLengthForV1);
+        let output = run(&url, &["--trust-controller-for-v1"]);
+        assert_exit(&output, 0);
+        assert_ne!(ws.read("repo/db.yaml"), manifest);
+    }
 }

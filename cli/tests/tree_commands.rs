@@ -265,11 +265,94 @@ fn check_finds_plaintext_secrets() {
         found.contains("leak.yaml: document 2 (line 5): plaintext Secret \"db\""),
         "{found}"
     );
+    // A template is no YAML: not parsed, so not checked, so a failure.
     assert!(
-        found.contains("templates/secret.yaml: document 1 (line 1): looks like a plaintext Secret"),
+        found.contains("templates/secret.yaml: cannot read: document 1 (line 4): invalid YAML"),
         "{found}"
     );
     assert!(!found.contains("hunter2"));
+}
+
+/// The gate fails closed, and reads documents as kubectl does (checked
+/// against kubectl 1.36.3, which creates each of these Secrets): JSON
+/// values written one after the other (JSON Lines), `---` directly followed
+/// by a comment as a separator, duplicate keys (kubectl keeps the last:
+/// kseal takes the last in JSON, as kubectl, and refuses them in YAML), and
+/// a document that parses not at all (a template quoting or indenting
+/// `kind`, which the old textual fallback missed) fails as "cannot read"
+/// while every other finding is still reported. Each of these passed
+/// before.
+#[test]
+fn check_fails_closed_on_what_it_cannot_parse() {
+    let ws = Workspace::new();
+    let secret = |name: &str| {
+        format!(
+            "{{\"apiVersion\":\"v1\",\"kind\":\"Secret\",\"metadata\":{{\"name\":\"{name}\"}},\"stringData\":{{\"password\":\"hunter2\"}}}}"
+        )
+    };
+    ws.write(
+        "repo/a-ndjson.json",
+        &format!(
+            "{{\"apiVersion\":\"v1\",\"kind\":\"ConfigMap\",\"metadata\":{{\"name\":\"c\"}}}}\n{}\n",
+            secret("ndjson")
+        ),
+    );
+    ws.write(
+        "repo/b-comment-marker.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n---# note\napiVersion: v1\nkind: Secret\nmetadata: {name: hashed}\nstringData: {password: hunter2}\n",
+    );
+    ws.write(
+        "repo/c-duplicate.yaml",
+        "\"apiVersion\": v1\n\"kind\": ConfigMap\n\"kind\": Secret\nmetadata: {name: dup}\nstringData: {password: hunter2}\n",
+    );
+    ws.write(
+        "repo/d-duplicate.json",
+        "{\"apiVersion\": \"v1\", \"kind\": \"ConfigMap\", \"kind\": \"Secret\", \"metadata\": {\"name\": \"dup-json\"}, \"stringData\": {\"password\": \"hunter2\"}}\n",
+    );
+    ws.write(
+        "repo/e-template.yaml",
+        "apiVersion: v1\n\"kind\": Secret\nmetadata:\n  name: {{ .Release.Name }}\n  \"data\": x\nstringData:\n  password: {{ .Values.pw }}\n",
+    );
+    ws.write(
+        "repo/f-broken-ndjson.json",
+        &format!("{}\n{{\"kind\": \"Secret\", oops}}\n", secret("first")),
+    );
+    ws.write("repo/g-ok.yaml", &ws.seal(SECRET, &[]));
+    let output = ws.cmd().args(["check", "repo"]).output().unwrap();
+    assert_exit(&output, 1);
+    let out = stdout(&output);
+    for expected in [
+        "repo/a-ndjson.json: document 2 (line 2): plaintext Secret \"ndjson\"",
+        "repo/b-comment-marker.yaml: document 2 (line 5): plaintext Secret \"hashed\"",
+        "repo/c-duplicate.yaml: cannot read: document 1 (line 3): invalid YAML",
+        "repo/d-duplicate.json: document 1 (line 1): plaintext Secret \"dup-json\"",
+        "repo/e-template.yaml: cannot read: document 1",
+        "repo/f-broken-ndjson.json: cannot read: document 1",
+    ] {
+        assert!(out.contains(expected), "{expected}\n{out}");
+    }
+    assert!(!out.contains("g-ok.yaml"), "{out}");
+    assert!(!out.contains("hunter2"), "{out}");
+    let err = stderr(&output);
+    assert!(
+        err.contains("3 plaintext Secret(s) found")
+            && err.contains("3 document(s) could not be parsed, so were not checked"),
+        "{err}"
+    );
+
+    // seal splits where check does: the Secret after `---#` is sealed.
+    ws.write("marked.yaml", &format!("# head\n---# note\n{SECRET}"));
+    let output = ws
+        .cmd()
+        .args(["seal", "-r", &ws.recipient, "-f", "marked.yaml"])
+        .output()
+        .unwrap();
+    assert_exit(&output, 0);
+    let sealed = stdout(&output);
+    assert!(
+        sealed.contains("kind: SealedSecret") && sealed.contains("name: db"),
+        "{sealed}"
+    );
 }
 
 #[test]
@@ -712,7 +795,8 @@ fn check_reads_api_version_as_kubectl_does() {
 /// `kseal check DIR` sees what `kubectl apply -R -f DIR` applies: files in
 /// hidden directories, hidden files, and symlinked files wherever they
 /// point; a symlinked directory is not followed (nor by kubectl), and is
-/// named on stderr. A symlink it cannot follow fails the gate.
+/// named on stderr. A symlink it cannot follow is reported and fails the
+/// gate.
 #[cfg(unix)]
 #[test]
 fn check_walks_what_kubectl_applies() {
@@ -750,8 +834,10 @@ fn check_walks_what_kubectl_applies() {
         let output = clean.cmd().args(["check", "repo"]).output().unwrap();
         assert_exit(&output, 1);
         assert!(
-            stderr(&output).contains(&format!("repo/{name}: a symlink kseal cannot follow")),
-            "{}",
+            stdout(&output).contains(&format!("repo/{name}: a symlink kseal cannot follow"))
+                && stderr(&output).contains("1 path(s) could not be read"),
+            "{}{}",
+            stdout(&output),
             stderr(&output)
         );
     }
@@ -984,4 +1070,186 @@ fn tree_commands_read_every_list_kubectl_applies() {
     };
     assert!(password(&rewritten).is_some(), "{rewritten}");
     assert_ne!(password(&rewritten), password(&sealed), "{rewritten}");
+}
+
+/// `kseal check` decodes a file exactly as `kseal seal` does (UTF-16 with a
+/// byte-order mark, which kubectl applies too), and a file it cannot read
+/// (a dangling symlink, bytes that are no text) is reported as a failure
+/// while every other finding of the tree is still reported. The old check
+/// stopped at a UTF-16 file ("not UTF-8 text (byte 0)") and said nothing of
+/// the Secrets after it.
+#[cfg(unix)]
+#[test]
+fn check_reads_what_seal_reads_and_reports_what_it_cannot() {
+    use std::os::unix::fs::symlink;
+    let ws = Workspace::new();
+    let secret = |name: &str| SECRET.replace("name: db", &format!("name: {name}"));
+    let mut utf16 = vec![0xff, 0xfe];
+    for unit in secret("in-utf16").encode_utf16() {
+        utf16.extend(unit.to_le_bytes());
+    }
+    std::fs::create_dir_all(ws.path("repo")).unwrap();
+    std::fs::write(ws.path("repo/a-u16.yaml"), &utf16).unwrap();
+    // Latin-1 in a comment: kubectl would apply it (with U+FFFD), seal
+    // refuses it, so the gate cannot vouch for it.
+    let mut latin1 = secret("in-latin1").into_bytes();
+    latin1.extend(b"# caf\xe9\n");
+    std::fs::write(ws.path("repo/b-latin1.yaml"), &latin1).unwrap();
+    symlink("nowhere.yaml", ws.path("repo/c-dangling.yaml")).unwrap();
+    ws.write("repo/d-leak.yaml", &secret("after-them"));
+    ws.write("repo/e-ok.yaml", &ws.seal(SECRET, &[]));
+
+    // seal takes the UTF-16 file: so must check.
+    let output = ws
+        .cmd()
+        .args(["seal", "-r", &ws.recipient, "-f", "repo/a-u16.yaml"])
+        .output()
+        .unwrap();
+    assert_exit(&output, 0);
+
+    let output = ws.cmd().args(["check", "repo"]).output().unwrap();
+    assert_exit(&output, 1);
+    let out = stdout(&output);
+    assert!(
+        out.contains("repo/a-u16.yaml: document 1 (line 1): plaintext Secret \"in-utf16\""),
+        "{out}"
+    );
+    assert!(
+        out.contains("repo/d-leak.yaml: document 1 (line 1): plaintext Secret \"after-them\""),
+        "{out}"
+    );
+    assert!(
+        out.contains("repo/b-latin1.yaml: not UTF-8 text") && out.contains("(not checked)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("repo/c-dangling.yaml: a symlink kseal cannot follow"),
+        "{out}"
+    );
+    assert!(!out.contains("hunter2"), "{out}");
+    let err = stderr(&output);
+    assert!(
+        err.contains("2 plaintext Secret(s) found")
+            && err.contains("2 path(s) could not be read, so were not checked"),
+        "{err}"
+    );
+
+    // Only an unreadable file: still a failure, said as such.
+    let clean = Workspace::new();
+    clean.write("repo/ok.yaml", &clean.seal(SECRET, &[]));
+    std::fs::write(clean.path("repo/bad.json"), b"{\"kind\": \"\xff\"}").unwrap();
+    let output = clean.cmd().args(["check", "repo"]).output().unwrap();
+    assert_exit(&output, 1);
+    assert!(
+        stderr(&output).contains("1 path(s) could not be read"),
+        "{}",
+        stderr(&output)
+    );
+    // A missing path named on the command line, next to a good one.
+    let output = clean
+        .cmd()
+        .args(["check", "missing.yaml", "repo/ok.yaml"])
+        .output()
+        .unwrap();
+    assert_exit(&output, 1);
+    assert!(
+        stdout(&output).contains("missing.yaml: cannot read"),
+        "{}",
+        stdout(&output)
+    );
+}
+
+/// A hard link is two files to kubectl (it applies each name) and to every
+/// kseal walk: each name is read, and a Secret in it reported under each,
+/// without a "same file" note (that is for symlinks and paths given twice);
+/// an edit in place writes each name in the tree as a file of its own.
+#[cfg(unix)]
+#[test]
+fn hard_links_are_read_under_each_name() {
+    let ws = Workspace::new();
+    ws.write("repo/a.yaml", SECRET);
+    std::fs::hard_link(ws.path("repo/a.yaml"), ws.path("repo/b.yaml")).unwrap();
+    std::os::unix::fs::symlink("a.yaml", ws.path("repo/c.yaml")).unwrap();
+    let output = ws.cmd().args(["check", "repo"]).output().unwrap();
+    assert_exit(&output, 1);
+    let out = stdout(&output);
+    for name in ["a.yaml", "b.yaml"] {
+        assert!(
+            out.contains(&format!(
+                "repo/{name}: document 1 (line 1): plaintext Secret \"db\""
+            )),
+            "{name}: {out}"
+        );
+    }
+    assert!(!out.contains("c.yaml"), "{out}");
+    let err = stderr(&output);
+    assert!(
+        err.contains("repo/c.yaml: skipped: the same file as") && !err.contains("repo/b.yaml"),
+        "{err}"
+    );
+
+    // An edit in place writes a new file under each name it edits: both
+    // names in the tree are re-wrapped, a name outside it is not written.
+    let new = Workspace::new();
+    let sealed = ws.seal(SECRET, &[]);
+    ws.write("tree/a.yaml", &sealed);
+    std::fs::hard_link(ws.path("tree/a.yaml"), ws.path("tree/b.yaml")).unwrap();
+    std::fs::hard_link(ws.path("tree/a.yaml"), ws.path("outside.yaml")).unwrap();
+    let output = ws
+        .cmd()
+        .args(["rewrap", "--in-place", "-i"])
+        .arg(&ws.identity)
+        .args(["-r", &new.recipient, "tree"])
+        .output()
+        .unwrap();
+    assert_exit(&output, 0);
+    assert!(
+        stderr(&output)
+            .contains("6 value(s) re-wrapped, 0 already current, 0 failed; 2 file(s) rewritten"),
+        "{}",
+        stderr(&output)
+    );
+    for name in ["tree/a.yaml", "tree/b.yaml"] {
+        assert_exit(&new.unseal(&ws.read(name)), 0);
+    }
+    assert_eq!(ws.read("outside.yaml"), sealed);
+}
+
+/// Offline, each file is written on its own: a file that cannot be written
+/// (a symlink out of the tree) is reported, and its values are not counted
+/// as re-wrapped (the old summary counted them); the other files are
+/// written, and the summary says which is which.
+#[cfg(unix)]
+#[test]
+fn rewrap_counts_only_what_it_wrote() {
+    use std::os::unix::fs::symlink;
+    let ws = Workspace::new();
+    let new = Workspace::new();
+    let sealed = ws.seal(SECRET, &[]);
+    ws.write("repo/a.yaml", &sealed);
+    ws.write(
+        "repo/b.yaml",
+        &ws.seal(&SECRET.replace("name: db", "name: other"), &[]),
+    );
+    ws.write("outside/db.yaml", &sealed);
+    symlink(ws.path("outside/db.yaml"), ws.path("repo/out.yaml")).unwrap();
+    let output = ws
+        .cmd()
+        .args(["rewrap", "--in-place", "-i"])
+        .arg(&ws.identity)
+        .args(["-r", &new.recipient, "repo"])
+        .output()
+        .unwrap();
+    assert_exit(&output, 1);
+    let err = stderr(&output);
+    assert!(
+        err.contains(
+            "6 value(s) re-wrapped, 0 already current, 3 failed; 2 file(s) rewritten, 1 not written"
+        ),
+        "{err}"
+    );
+    assert!(err.contains("repo/out.yaml: a symlink to"), "{err}");
+    assert_eq!(ws.read("outside/db.yaml"), sealed);
+    assert_ne!(ws.read("repo/a.yaml"), sealed);
+    assert_exit(&new.unseal(&ws.read("repo/b.yaml")), 0);
 }

@@ -191,7 +191,11 @@ fn pre_commit_hooks_pass_on_the_repository_and_catch_plaintext() {
         // The two `files` patterns the config uses, without a regex engine.
         let pattern = hook["files"].as_str().unwrap();
         let matches = |f: &str| match pattern {
-            r"\.(ya?ml|json)$" => [".yaml", ".yml", ".json"].iter().any(|e| f.ends_with(e)),
+            r"\.(ya?ml|json)$|(^|/)\.kseal-" => {
+                [".yaml", ".yml", ".json"].iter().any(|e| f.ends_with(e))
+                    || f.starts_with(".kseal-")
+                    || f.contains("/.kseal-")
+            }
             r"\.sealed\.ya?ml$" => f.ends_with(".sealed.yaml") || f.ends_with(".sealed.yml"),
             other => panic!("unexpected files pattern {other}"),
         };

@@ -8,14 +8,15 @@ use anyhow::{Result, bail};
 use kseal_shared::config::Config;
 use kseal_shared::envelope::SealedValue;
 use kseal_shared::manifest::{
-    DocumentKind, ManifestFile, is_core_v1, list_items, parse_yaml_document, split_yaml,
+    DocumentKind, ManifestFile, SourceFormat, is_core_v1, list_items, parse_json_stream,
+    parse_yaml_document, split_yaml,
 };
 use kseal_shared::rotation::MaxAge;
 use serde_json::Value;
 
 use crate::args::CheckArgs;
 use crate::io::{Source, write_stdout};
-use crate::walk::{Temporaries, manifest_files};
+use crate::walk::{Temporaries, manifest_files_reporting};
 
 pub fn run(args: CheckArgs) -> Result<()> {
     let mut found = Vec::new();
@@ -24,16 +25,33 @@ pub fn run(args: CheckArgs) -> Result<()> {
     let now = jiff::Timestamp::now();
     let ages = args.max_age.is_some() || args.rotation;
     // kseal's own temporary files too: one left by a write that was killed
-    // may hold the plaintext of `kseal unseal -o`.
-    let files = manifest_files(&args.paths, Temporaries::Include)?;
+    // may hold the plaintext of `kseal unseal -o`. What cannot be read is
+    // reported with the rest and fails the gate at the end: one bad file
+    // must not hide the findings of every other.
+    let walk = manifest_files_reporting(&args.paths, Temporaries::Include);
+    let mut unreadable: Vec<String> = walk
+        .unreadable
+        .iter()
+        .map(|err| format!("{err:#} (not checked)"))
+        .collect();
+    // Documents of a readable file that do not parse: each fails the gate.
+    let mut unparsed = Vec::new();
+    let files = walk.files;
     for file in &files {
         let path = file.path.clone();
-        let source = Source::File(path.clone());
-        let text = source.read()?;
-        let what = if file.temporary {
-            "plaintext Secret in a temporary file left by an interrupted kseal write (delete it)"
+        // Decoded exactly as `kseal seal` decodes (UTF-16 and BOMs, as
+        // kubectl does): what seal would seal, check must see.
+        let text = match Source::File(path.clone()).read_like_kubectl() {
+            Ok(text) => text,
+            Err(err) => {
+                unreadable.push(format!("{err:#} (not checked)"));
+                continue;
+            }
+        };
+        let left_by = if file.temporary {
+            " in a temporary file left by an interrupted kseal write (delete it)"
         } else {
-            "plaintext Secret"
+            ""
         };
         let file = ManifestFile::new(&text);
         match file.objects() {
@@ -45,7 +63,7 @@ pub fn run(args: CheckArgs) -> Result<()> {
                     plaintext_secrets(&object.value, &mut names);
                     for name in names {
                         found.push(format!(
-                            "{}: {}: {what} {name:?}",
+                            "{}: {}: plaintext Secret {name:?}{left_by}",
                             path.display(),
                             object.location()
                         ));
@@ -89,13 +107,13 @@ pub fn run(args: CheckArgs) -> Result<()> {
                     }
                 }
             }
-            // Templates (Helm, …) are often not valid YAML: fall back to
-            // each document on its own, read as YAML (a superset of JSON: a
-            // file starting with a flow mapping `{kind: Secret, …}` is taken
-            // for JSON, fails as such, and kubectl applies it), and to a
-            // textual look at what does not parse even so, rather than let
-            // one slip by. Ages are not read that way: a rotation gate
-            // fails the file.
+            // A file the whole-file reader refuses (concatenated JSON
+            // values, a List in a List, a flow mapping `{kind: Secret, …}`
+            // taken for JSON, …) is read again value by value or document
+            // by document, as kubectl reads it. A document that does not
+            // parse even so fails the gate: kubectl may well apply it
+            // (duplicate keys, a template), and a guess at its text would
+            // fail open.
             Err(err) => {
                 if ages {
                     overdue.push(format!(
@@ -103,59 +121,74 @@ pub fn run(args: CheckArgs) -> Result<()> {
                         path.display()
                     ));
                 }
-                for document in split_yaml(&text).iter().filter(|d| !d.empty) {
-                    if let Ok(value) = parse_yaml_document(document) {
-                        let mut names = Vec::new();
-                        plaintext_secrets(&value, &mut names);
-                        for name in names {
-                            found.push(format!(
-                                "{}: document {} (line {}): {what} {name:?}",
-                                path.display(),
-                                document.index,
-                                document.first_line
-                            ));
-                        }
-                    } else if looks_like_plain_secret(&document.text) {
+                let (values, problems) = each_document(&text, file.format());
+                for (location, value) in values {
+                    let mut names = Vec::new();
+                    plaintext_secrets(&value, &mut names);
+                    for name in names {
                         found.push(format!(
-                            "{}: document {} (line {}): looks like a {what} (not parseable YAML)",
+                            "{}: {location}: plaintext Secret {name:?}{left_by}",
                             path.display(),
-                            document.index,
-                            document.first_line
                         ));
                     }
+                }
+                for problem in problems {
+                    unparsed.push(format!(
+                        "{}: cannot read: {problem} (not checked){left_by}",
+                        path.display()
+                    ));
                 }
             }
         }
     }
     let mut out = String::new();
-    for line in found.iter().chain(&overdue) {
+    for line in found
+        .iter()
+        .chain(&overdue)
+        .chain(&unparsed)
+        .chain(&unreadable)
+    {
         out.push_str(line);
         out.push('\n');
     }
     write_stdout(out.as_bytes())?;
-    match (found.len(), overdue.len()) {
-        (0, 0) => {
-            eprintln!(
-                "kseal: {} file(s) checked: no plaintext Secret{}",
-                files.len(),
-                if ages {
-                    ", every sealed value within its max age"
-                } else {
-                    ""
-                }
-            );
-            Ok(())
-        }
-        (plaintext, 0) => bail!(
-            "{plaintext} plaintext Secret(s) found: seal them with `kseal seal` and commit the SealedSecret instead"
-        ),
-        (0, due) => bail!(
-            "{due} sealed value(s) due for rotation: seal a new value for each (`kseal seal --merge-into FILE`)"
-        ),
-        (plaintext, due) => {
-            bail!("{plaintext} plaintext Secret(s) and {due} sealed value(s) due for rotation")
-        }
+    if found.is_empty() && overdue.is_empty() && unparsed.is_empty() && unreadable.is_empty() {
+        eprintln!(
+            "kseal: {} file(s) checked: no plaintext Secret{}",
+            files.len(),
+            if ages {
+                ", every sealed value within its max age"
+            } else {
+                ""
+            }
+        );
+        return Ok(());
     }
+    let mut failures = match (found.len(), overdue.len()) {
+        (0, 0) => Vec::new(),
+        (plaintext, 0) => vec![format!(
+            "{plaintext} plaintext Secret(s) found: seal them with `kseal seal` and commit the SealedSecret instead"
+        )],
+        (0, due) => vec![format!(
+            "{due} sealed value(s) due for rotation: seal a new value for each (`kseal seal --merge-into FILE`)"
+        )],
+        (plaintext, due) => vec![format!(
+            "{plaintext} plaintext Secret(s) and {due} sealed value(s) due for rotation"
+        )],
+    };
+    if !unparsed.is_empty() {
+        failures.push(format!(
+            "{} document(s) could not be parsed, so were not checked (kubectl may apply them; a gate fails on what it cannot read)",
+            unparsed.len()
+        ));
+    }
+    if !unreadable.is_empty() {
+        failures.push(format!(
+            "{} path(s) could not be read, so were not checked (a gate fails on what it cannot read)",
+            unreadable.len()
+        ));
+    }
+    bail!("{}", failures.join("; and "))
 }
 
 /// The object's `spec.maxAge`, when it has a valid one.
@@ -300,20 +333,32 @@ fn has_data(secret: &Value) -> bool {
         })
 }
 
-fn looks_like_plain_secret(text: &str) -> bool {
-    let mut kind_secret = false;
-    let mut data = false;
-    for line in text.lines() {
-        let trimmed = line.trim_end();
-        if trimmed
-            .strip_prefix("kind:")
-            .is_some_and(|kind| kind.trim().trim_matches(['"', '\'']) == "Secret")
-        {
-            kind_secret = true;
-        }
-        if trimmed.starts_with("data:") || trimmed.starts_with("stringData:") {
-            data = true;
+/// The documents of a file the whole-file reader refused, each read on its
+/// own: (location, value) for those that parse, and the error of each that
+/// does not. A JSON file is read as a stream of values (kubectl applies
+/// each); when that fails, as YAML documents (YAML is a superset of JSON,
+/// and kubectl applies a flow mapping `{kind: Secret, …}`).
+fn each_document(text: &str, format: SourceFormat) -> (Vec<(String, Value)>, Vec<String>) {
+    if format == SourceFormat::Json
+        && let Ok(values) = parse_json_stream(text)
+    {
+        let values = values
+            .into_iter()
+            .enumerate()
+            .map(|(i, (line, value))| (format!("document {} (line {line})", i + 1), value))
+            .collect();
+        return (values, Vec::new());
+    }
+    let mut values = Vec::new();
+    let mut problems = Vec::new();
+    for document in split_yaml(text).iter().filter(|d| !d.empty) {
+        match parse_yaml_document(document) {
+            Ok(value) => values.push((
+                format!("document {} (line {})", document.index, document.first_line),
+                value,
+            )),
+            Err(err) => problems.push(err.to_string()),
         }
     }
-    kind_secret && data
+    (values, problems)
 }

@@ -169,17 +169,27 @@ fn rotate(args: RotateArgs) -> Result<()> {
         // value once.
         let request = jiff::Timestamp::now().to_string();
         let patch = serde_json::json!({"data": {ROTATION_REQUEST_DATA_KEY: request}});
-        api.patch(
-            KEY_OPERATIONS_CONFIGMAP,
-            &PatchParams::default(),
-            &Patch::Merge(&patch),
-        )
-        .await
-        .with_context(|| format!(
-            "cannot request a rotation: needs get and patch on ConfigMap {}/{KEY_OPERATIONS_CONFIGMAP} (the chart's key-operator role), which the controller creates when it starts",
+        let where_ = format!(
+            "ConfigMap {}/{KEY_OPERATIONS_CONFIGMAP}",
             cluster.controller_namespace
-        ))?;
-        Ok(())
+        );
+        match api
+            .patch(
+                KEY_OPERATIONS_CONFIGMAP,
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(status)) if status.code == 404 => bail!(
+                "cannot request a rotation: {where_} does not exist; the kseal controller creates it when it leads (is it running, and of this version? earlier controllers took requests on {PUBLIC_KEYS_CONFIGMAP})"
+            ),
+            Err(kube::Error::Api(status)) if status.code == 403 => bail!(
+                "cannot request a rotation: not allowed to patch {where_} (the chart's key-operator role grants it: rbac.keyOperatorSubjects)"
+            ),
+            Err(err) => Err(anyhow!(err).context(format!("cannot request a rotation ({where_})"))),
+        }
     })?;
     eprintln!("kseal: rotation requested; waiting for the controller to publish the new key…");
     let deadline = Instant::now() + Duration::from_secs(args.timeout_seconds);
@@ -189,14 +199,20 @@ fn rotate(args: RotateArgs) -> Result<()> {
             && Some(active) != before.as_ref()
         {
             write_stdout(format!("{} {}\n", active.key_id(), active).as_bytes())?;
-            eprintln!(
-                "kseal: new active key published; the old key keeps decrypting. Re-wrap the repository to the new key: kseal rewrap --online --in-place PATH"
-            );
+            if before.is_some() {
+                eprintln!(
+                    "kseal: new active key published; the old key keeps decrypting. Re-wrap the repository to the new key: kseal rewrap --online --in-place PATH"
+                );
+            } else {
+                eprintln!(
+                    "kseal: new active key published. The cluster had no active key before: values sealed only to lost keys stay unreadable to it; restore those keys (kseal keys restore) or seal the values again from their plaintext"
+                );
+            }
             return Ok(());
         }
         if Instant::now() > deadline {
             bail!(
-                "no new key was published within {}s: is the kseal controller running (and leading)?",
+                "no new key was published within {}s: is the kseal controller running (and leading)? The request stays pending and is served when a controller leads; running `kseal keys rotate` again asks for one more key",
                 args.timeout_seconds
             );
         }

@@ -35,6 +35,24 @@ struct Tally {
     current: usize,
     failed: usize,
     files_written: usize,
+    /// Files with re-wrapped values that could not be written.
+    files_not_written: usize,
+}
+
+impl Tally {
+    /// Adds one file's counts, once its fate is known: values count as
+    /// re-wrapped only when the file holding them was written (or
+    /// printed); otherwise they failed with it.
+    fn add_file(&mut self, file: Tally, written: bool) {
+        if written {
+            self.rewrapped += file.rewrapped;
+            self.upgraded += file.upgraded;
+        } else {
+            self.failed += file.rewrapped;
+        }
+        self.current += file.current;
+        self.failed += file.failed;
+    }
 }
 
 /// Where new wrapped keys come from.
@@ -105,12 +123,14 @@ pub fn run(args: RewrapArgs) -> Result<()> {
             &files,
             &args.cluster,
             active.as_ref(),
+            args.trust_controller_for_v1,
         )?);
     }
     let mut tally = Tally::default();
     for file in &files {
         let path = &file.path;
-        let rendered = rewrap_file(path, &mut mode, args.stale, active.as_ref(), &mut tally);
+        let mut counted = Tally::default();
+        let rendered = rewrap_file(path, &mut mode, args.stale, active.as_ref(), &mut counted);
         let unreadable = rendered.as_ref().is_err_and(|err| {
             err.downcast_ref::<Unparseable>().is_some()
                 && Source::File(path.clone())
@@ -130,22 +150,35 @@ pub fn run(args: RewrapArgs) -> Result<()> {
             }
             continue;
         }
+        // Each file on its own (offline and online alike): one that fails
+        // is reported and left as it was, and the run goes on.
         match rendered {
             Ok(Some(text)) if args.in_place => match write_in_place(file, text.as_bytes()) {
-                Ok(()) => tally.files_written += 1,
+                Ok(()) => {
+                    tally.files_written += 1;
+                    tally.add_file(counted, true);
+                }
                 // A symlink out of the tree: refused, and the run fails.
                 Err(err) => {
-                    tally.failed += 1;
+                    tally.files_not_written += 1;
+                    tally.add_file(counted, false);
                     report(&progress, format!("kseal: {err:#}"));
                 }
             },
-            Ok(Some(text)) => write_stdout(text.as_bytes())?,
+            Ok(Some(text)) => {
+                write_stdout(text.as_bytes())?;
+                tally.add_file(counted, true);
+            }
             Ok(None) if !args.in_place => {
                 write_stdout(Source::File(path.clone()).read()?.as_bytes())?;
+                tally.add_file(counted, true);
             }
-            Ok(None) => {}
+            Ok(None) => tally.add_file(counted, true),
+            // Nothing of the file is written: what was re-wrapped in it
+            // before the error failed with it.
             Err(err) => {
                 tally.failed += 1;
+                tally.add_file(counted, false);
                 report(&progress, format!("kseal: {err:#}"));
             }
         }
@@ -157,9 +190,22 @@ pub fn run(args: RewrapArgs) -> Result<()> {
         bar.finish_and_clear();
     }
     eprintln!(
-        "kseal: {} value(s) re-wrapped, {} already current, {} failed; {} file(s) rewritten",
-        tally.rewrapped, tally.current, tally.failed, tally.files_written
+        "kseal: {} value(s) re-wrapped, {} already current, {} failed; {} file(s) rewritten{}",
+        tally.rewrapped,
+        tally.current,
+        tally.failed,
+        tally.files_written,
+        if tally.files_not_written > 0 {
+            format!(", {} not written", tally.files_not_written)
+        } else {
+            String::new()
+        }
     );
+    if tally.failed > 0 && tally.files_written > 0 {
+        eprintln!(
+            "kseal: each file is written on its own: the files rewritten keep their new values, and what failed is as it was (run again once it is fixed)"
+        );
+    }
     if tally.upgraded > 0 {
         eprintln!(
             "kseal: {} of them upgraded from format v1 to v2: every field of those values changed, and their seal time was never recorded (re-seal them from the plaintext to start their age)",

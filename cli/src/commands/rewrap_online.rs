@@ -12,8 +12,10 @@
 //! comes back changed must be a re-wrap of the value sent
 //! ([`SealedValue::check_rewrap_of`]: the same ciphertext and key
 //! commitment, so the same plaintext) and be sealed to the cluster's
-//! published key. One answer that is not refuses the whole run before any
-//! file is written.
+//! published key, read through whatever kubeconfig can be found (with
+//! none at all, only to the same keys as every other value of the run).
+//! One answer that is not refuses the whole run before any file is
+//! written.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -94,39 +96,53 @@ struct Pending {
 /// The key ids a re-wrapped value must be sealed to.
 pub(crate) enum Expected {
     /// The cluster's published sealing key(s), read through the API server
-    /// (a channel that does not depend on who answers the re-wrap).
-    Published(HashSet<KeyId>),
-    /// Unknown (`--controller-url` without `--kubeconfig`/`--context`):
-    /// at least every value of the run must be sealed to the same keys.
+    /// (a channel that does not depend on who answers the re-wrap), and
+    /// which kubeconfig they were read through, for messages.
+    Published(HashSet<KeyId>, String),
+    /// Unknown (`--controller-url` and no kubeconfig at all): at least
+    /// every value of the run must be sealed to the same keys.
     Consistent(Option<BTreeSet<KeyId>>),
 }
 
 impl Expected {
-    /// What to check the answers against: the published keys whenever the
-    /// cluster can be asked (`published`, when already fetched for
-    /// `--stale`).
+    /// What to check the answers against: the published keys whenever a
+    /// kubeconfig can be found (`--kubeconfig`, `$KUBECONFIG`,
+    /// `~/.kube/config`; `published`, when already fetched for `--stale`).
     pub(crate) fn for_run(
         cluster: &ClusterArgs,
         published: Option<&HashSet<KeyId>>,
     ) -> Result<Self> {
+        let source = kubeconfig_source(cluster);
         if let Some(published) = published {
-            return Ok(Expected::Published(published.clone()));
+            return Ok(Expected::Published(
+                published.clone(),
+                source.unwrap_or_else(|| "the kubeconfig".to_owned()),
+            ));
         }
-        // Through the service proxy the kubeconfig is in use anyway; with a
-        // direct URL only when named, so a default kubeconfig for another
-        // cluster cannot make a good answer look wrong.
-        let can_ask = cluster.controller_url.is_none()
-            || cluster.kubeconfig.is_some()
-            || cluster.context.is_some();
-        if !can_ask {
-            eprintln!(
-                "kseal: note: the answers are checked to keep every value's ciphertext, but not against the cluster's published key (pass --kubeconfig or --context with --controller-url for that)"
-            );
-            return Ok(Expected::Consistent(None));
-        }
-        let published = cluster::fetch_recipients(cluster)?;
+        // Through the service proxy the kubeconfig is needed anyway. With
+        // a direct URL, whatever kubeconfig is found is used too: a stand-in
+        // on that URL is what the published key catches, and a kubeconfig
+        // for another cluster fails the run loudly (the message names it),
+        // never writes a wrong value.
+        let source = match (source, &cluster.controller_url) {
+            (Some(source), _) => source,
+            // Reading the key fails, saying there is no kubeconfig.
+            (None, None) => "the kubeconfig".to_owned(),
+            (None, Some(_)) => {
+                eprintln!(
+                    "kseal: note: the answers are checked to keep every value's ciphertext, but not against the cluster's published key: there is no kubeconfig to read it through (pass --kubeconfig, or set $KUBECONFIG, for that)"
+                );
+                return Ok(Expected::Consistent(None));
+            }
+        };
+        let published = cluster::fetch_recipients(cluster).map_err(|err| {
+            err.context(format!(
+                "cannot read the cluster's published key, which the controller's answers are held to (through {source})"
+            ))
+        })?;
         Ok(Expected::Published(
             published.iter().map(Recipient::key_id).collect(),
+            source,
         ))
     }
 
@@ -137,12 +153,12 @@ impl Expected {
             ids.map(ToString::to_string).collect::<Vec<_>>().join(", ")
         };
         match self {
-            Expected::Published(published) => {
+            Expected::Published(published, source) => {
                 if ids.len() == published.len() && ids.iter().all(|id| published.contains(id)) {
                     Ok(())
                 } else {
                     Err(format!(
-                        "it is sealed to key id(s) {}, not to the cluster's published key {} (if a key rotation happened meanwhile, run the re-wrap again)",
+                        "it is sealed to key id(s) {}, not to the cluster's published key {} (read through {source}; if a key rotation happened meanwhile, run the re-wrap again)",
                         show(&mut ids.iter()),
                         show(&mut published.iter())
                     ))
@@ -164,6 +180,29 @@ impl Expected {
     }
 }
 
+/// Where the kubeconfig comes from, as [`cluster::client`] looks for it
+/// (`--kubeconfig`, else a non-empty `$KUBECONFIG`, else
+/// `~/.kube/config` if it exists), for messages; `None` when there is none
+/// and no `--context` asks for one.
+fn kubeconfig_source(cluster: &ClusterArgs) -> Option<String> {
+    let file = match (&cluster.kubeconfig, std::env::var_os("KUBECONFIG")) {
+        (Some(path), _) => Some(format!("--kubeconfig {}", path.display())),
+        (None, Some(value)) if !value.is_empty() => {
+            Some(format!("$KUBECONFIG {}", Path::new(&value).display()))
+        }
+        _ => std::env::var_os("HOME")
+            .map(|home| Path::new(&home).join(".kube/config"))
+            .filter(|default| default.exists())
+            .map(|default| default.display().to_string()),
+    };
+    match (file, &cluster.context) {
+        (Some(file), Some(context)) => Some(format!("{file}, context {context}")),
+        (Some(file), None) => Some(file),
+        (None, Some(context)) => Some(format!("context {context}")),
+        (None, None) => None,
+    }
+}
+
 /// A value of an answer that is not a re-wrap of what was sent.
 struct Refused {
     /// The data key (`None`: the object's key set itself).
@@ -178,12 +217,20 @@ struct Refused {
 /// values is sealed to none of them. Every answer is checked (see the
 /// module documentation); one that fails ends the run with an error,
 /// before anything is written.
+///
+/// A format v1 value in an object to send refuses the run before anything
+/// is sent, unless `trust_v1` (`--trust-controller-for-v1`): v1 is not
+/// key-committing, so [`SealedValue::check_rewrap_of`] cannot tell the
+/// controller's upgrade of it from another value of the same length sealed
+/// to the cluster's key.
 pub(crate) fn prefetch(
     files: &[ManifestPath],
     cluster: &ClusterArgs,
     only_stale: Option<&HashSet<KeyId>>,
+    trust_v1: bool,
 ) -> Result<Prefetched> {
     let mut pending = Vec::new();
+    let mut v1_values = Vec::new();
     for file in files {
         let path = &file.path;
         let Ok(text) = Source::File(path.clone()).read() else {
@@ -212,6 +259,19 @@ pub(crate) fn prefetch(
             {
                 continue;
             }
+            // Every v1 value of an object sent, stale or not: the
+            // controller upgrades each it is given.
+            if !trust_v1 {
+                for (key, value) in &sealed.spec.encrypted_data {
+                    if SealedValue::parse(value).is_ok_and(|v| v.version() == FormatVersion::V1) {
+                        v1_values.push(format!(
+                            "  {}: SealedSecret {}: key {key:?}",
+                            path.display(),
+                            object_name(&sealed)
+                        ));
+                    }
+                }
+            }
             let bytes = serde_json::to_vec(&sealed)?.len();
             pending.push(Pending {
                 path: path.clone(),
@@ -220,6 +280,13 @@ pub(crate) fn prefetch(
                 bytes,
             });
         }
+    }
+    if !v1_values.is_empty() {
+        bail!(
+            "{} format v1 value(s), which an online re-wrap would upgrade unchecked (v1 is not key-committing: whoever answers could return another value sealed to the cluster's key), so nothing was sent or written:\n{}\nupgrade them offline with `kseal rewrap -i IDENTITY …` (a backed-up key that opens them), or pass --trust-controller-for-v1 to take the controller's word for them",
+            v1_values.len(),
+            v1_values.join("\n")
+        );
     }
     let mut prefetched = Prefetched {
         results: HashMap::new(),

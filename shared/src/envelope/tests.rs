@@ -337,4 +337,17 @@ fn a_rewrap_is_told_from_a_substitute() {
         longer.check_rewrap_of(&old),
         Err(RewrapMismatch::Ciphertext)
     );
+    // The limit: another plaintext of the same length, sealed afresh with
+    // the seal time unrecorded, passes. v1 is not key-committing, so
+    // nothing without a key tells it from the upgrade; hence `kseal rewrap
+    // --online` refuses to upgrade v1 values unless told to trust the
+    // controller (`--trust-controller-for-v1`).
+    let same_length = seal_at(b"w", &binding(), &[b.recipient().clone()], 0).unwrap();
+    assert_eq!(same_length.check_rewrap_of(&old), Ok(()));
+    assert_eq!(
+        open(&same_length, &binding(), &Keyring::new([b.clone()]))
+            .unwrap()
+            .expose(),
+        b"w"
+    );
 }

@@ -3,7 +3,9 @@
 //!
 //! YAML forbids `---` (and `...`) followed by white space or end of line at
 //! column 0 inside content, so a line-based split finds exactly the document
-//! boundaries. JSON files hold one document (an object, possibly a `List`).
+//! boundaries; like kubectl's splitter, `---` directly followed by `#` is one
+//! too. A JSON file holds one value (an object, possibly a `List`), or for
+//! [`parse_json_stream`] several concatenated ones, as kubectl reads them.
 
 use serde_json::Value;
 
@@ -63,9 +65,13 @@ impl RawDocument {
     }
 }
 
+/// kubectl's YAML reader splits at a line starting with `---` followed by
+/// end of line, white space or a comment (`---# note` included, which YAML
+/// itself would not take for a marker): splitting there too keeps kseal's
+/// documents kubectl's.
 fn is_document_marker(line: &str, marker: &str) -> bool {
     line.strip_prefix(marker)
-        .is_some_and(|rest| rest.is_empty() || rest.starts_with([' ', '\t', '\r', '\n']))
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with([' ', '\t', '\r', '\n', '#']))
 }
 
 fn is_blank_or_comment(text: &str) -> bool {
@@ -250,6 +256,37 @@ pub fn parse_json(text: &str) -> Result<Value, ManifestError> {
     })
 }
 
+/// Parses a JSON stream: one or more concatenated values (JSON Lines, or
+/// objects merely written one after the other), each with the 1-based line
+/// it starts on. kubectl's decoder reads such a file value by value and
+/// applies each, so a gate must see each. Errors name the value (as the
+/// document) and the line.
+pub fn parse_json_stream(text: &str) -> Result<Vec<(usize, Value)>, ManifestError> {
+    if text.len() > MAX_DOCUMENT_LEN {
+        return Err(ManifestError {
+            document: 1,
+            line: None,
+            message: "document too large".into(),
+        });
+    }
+    let mut values = Vec::new();
+    let mut stream = serde_json::Deserializer::from_str(text).into_iter::<Value>();
+    let mut start = 0;
+    while let Some(next) = stream.next() {
+        let value = next.map_err(|err| ManifestError {
+            document: values.len() + 1,
+            line: Some(err.line()),
+            message: format!("invalid JSON: {}", json_error_message(&err)),
+        })?;
+        // The value starts after the white space that follows the previous.
+        let skipped = text[start..].len() - text[start..].trim_start().len();
+        let line = 1 + text[..start + skipped].matches('\n').count();
+        values.push((line, value));
+        start = stream.byte_offset();
+    }
+    Ok(values)
+}
+
 fn json_error_message(err: &serde_json::Error) -> String {
     use serde_json::error::Category;
     match err.classify() {
@@ -296,6 +333,32 @@ mod tests {
     #[test]
     fn marker_needs_column_zero_and_a_break() {
         assert_eq!(split_yaml("a: 1\n ---\nb: ---x\n---x: 1\n").len(), 1);
+    }
+
+    /// kubectl (1.36) splits at `---#`; `---x` makes it refuse the file,
+    /// and is no split here either.
+    #[test]
+    fn a_comment_right_after_the_marker_splits() {
+        let text = "a: 1\n---# note\nkind: Secret\n---#\r\nb: 2\n";
+        let documents = split_yaml(text);
+        assert_eq!(join(&documents), text);
+        let non_empty: Vec<_> = documents.iter().filter(|d| !d.empty).collect();
+        assert_eq!(non_empty.len(), 3);
+        assert_eq!(non_empty[1].text, "kind: Secret\n");
+        assert_eq!(non_empty[1].first_line, 3);
+        assert_eq!(non_empty[1].separator, "---# note\n");
+    }
+
+    #[test]
+    fn a_json_stream_is_read_value_by_value() {
+        let text = "{\"kind\": \"ConfigMap\"}\n\n  {\"kind\":\n \"Secret\"}{\"a\": 1}\n";
+        let values = parse_json_stream(text).unwrap();
+        let lines: Vec<_> = values.iter().map(|(line, _)| *line).collect();
+        assert_eq!(lines, [1, 3, 4]);
+        assert_eq!(values[1].1["kind"], "Secret");
+        let err = parse_json_stream("{\"a\": 1}\n{\"b\": hunter2}\n").unwrap_err();
+        assert_eq!((err.document, err.line), (2, Some(2)));
+        assert!(!err.to_string().contains("hunter2"), "{err}");
     }
 
     #[test]

@@ -10,7 +10,8 @@ mod sealing;
 use std::fmt;
 
 pub use documents::{
-    MAX_DOCUMENT_LEN, RawDocument, SourceFormat, parse_json, parse_yaml_document, split_yaml,
+    MAX_DOCUMENT_LEN, RawDocument, SourceFormat, parse_json, parse_json_stream,
+    parse_yaml_document, split_yaml,
 };
 pub use file::{
     Document, DocumentKind, ManifestFile, OutputFormat, RenderError, list_items, render_documents,
