@@ -28,7 +28,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kseal_shared::contract::{PolicyViolation, SecretPolicy};
 use kseal_shared::envelope::SealedValue;
 use kseal_shared::rotation::{MaxAge, MaxAgeError};
-use kseal_shared::sealed_secret::SecretTemplate;
+use kseal_shared::sealed_secret::{MAX_VALUES, SecretTemplate};
 use kseal_shared::validation::{self, ObjectError, SecretNames};
 use kseal_shared::x25519::KeyId;
 use kseal_shared::{
@@ -131,9 +131,28 @@ impl CachedSealedSecret {
             spec,
             status,
         } = sealed;
+        let empty = BTreeMap::new();
+        let template_metadata = spec
+            .template
+            .as_ref()
+            .and_then(|template| template.metadata.as_ref());
+        let problems = validation::object_problems(
+            SecretNames {
+                scope: spec.scope,
+                name: metadata.name.as_deref().unwrap_or_default(),
+                namespace: metadata.namespace.as_deref().unwrap_or_default(),
+                labels: template_metadata.map_or(&empty, |metadata| &metadata.labels),
+                annotations: template_metadata.map_or(&empty, |metadata| &metadata.annotations),
+            },
+            spec.encrypted_data.keys().map(String::as_str),
+        );
         let mut key_id_sets: Vec<Box<[KeyId]>> = Vec::new();
-        let mut value_facts = Vec::with_capacity(spec.encrypted_data.len());
-        for (key, value) in &spec.encrypted_data {
+        let mut value_facts = Vec::new();
+        // Per value facts only for an object that can be reconciled: one
+        // with bad keys or too many values fails before they are needed, and
+        // must not cost a copy of each of its keys.
+        let facts_wanted = problems.is_empty() && spec.encrypted_data.len() <= MAX_VALUES;
+        for (key, value) in spec.encrypted_data.iter().filter(|_| facts_wanted) {
             let mut fact = ValueFact {
                 key: key.as_str().into(),
                 sealed_at: None,
@@ -155,21 +174,6 @@ impl CachedSealedSecret {
             }
             value_facts.push(fact);
         }
-        let empty = BTreeMap::new();
-        let template_metadata = spec
-            .template
-            .as_ref()
-            .and_then(|template| template.metadata.as_ref());
-        let problems = validation::object_problems(
-            SecretNames {
-                scope: spec.scope,
-                name: metadata.name.as_deref().unwrap_or_default(),
-                namespace: metadata.namespace.as_deref().unwrap_or_default(),
-                labels: template_metadata.map_or(&empty, |metadata| &metadata.labels),
-                annotations: template_metadata.map_or(&empty, |metadata| &metadata.annotations),
-            },
-            spec.encrypted_data.keys().map(String::as_str),
-        );
         let verdict = policy.check(
             spec.template
                 .as_ref()
@@ -503,5 +507,27 @@ mod tests {
         };
         let allowed = CachedSealedSecret::watched(with_template(3, 10), &policy);
         assert!(allowed.policy_verdict().is_ok());
+    }
+
+    #[test]
+    fn many_data_keys_cost_no_copy_each() {
+        let mut object = sealed();
+        object.spec.encrypted_data = (0..2_000)
+            .map(|i| (format!("!{i}"), String::new()))
+            .collect();
+        let cached = CachedSealedSecret::from(object.clone());
+        assert_eq!(cached.value_facts().count(), 0);
+        assert!(!cached.has_values());
+        // The first problems, then a count of the rest.
+        assert_eq!(cached.problems().len(), validation::MAX_PROBLEMS + 1);
+        assert!(matches!(
+            cached.problems().last(),
+            Some(ObjectError::MoreProblems { count }) if *count == 2_000 - validation::MAX_PROBLEMS
+        ));
+        // Valid names, but more than a SealedSecret may hold.
+        object.spec.encrypted_data = (0..=MAX_VALUES)
+            .map(|i| (format!("k{i}"), String::new()))
+            .collect();
+        assert_eq!(CachedSealedSecret::from(object).value_facts().count(), 0);
     }
 }

@@ -35,12 +35,18 @@ pub struct Settings {
         long,
         env = "KSEAL_WATCH_NAMESPACES",
         value_delimiter = ',',
-        value_name = "NS,..."
+        value_name = "NS,...",
+        value_parser = namespace_name
     )]
     pub watch_namespaces: Vec<String>,
 
     /// Namespace holding the sealing keys, the public-key ConfigMap and the Lease
-    #[arg(long, env = "KSEAL_NAMESPACE", default_value = "kseal-system")]
+    #[arg(
+        long,
+        env = "KSEAL_NAMESPACE",
+        default_value = "kseal-system",
+        value_parser = namespace_name
+    )]
     pub namespace: String,
 
     /// Create a new active key this often (e.g. 30d, 720h); 0 disables renewal
@@ -159,4 +165,36 @@ pub enum LogFormat {
 pub enum Command {
     /// Print the SealedSecret CRD (YAML) and exit
     Crd,
+}
+
+/// A namespace name as Kubernetes requires it. An empty one (`KSEAL_NAMESPACE=`)
+/// would make every namespaced request cluster-wide: the key watch would
+/// load every installation's keys.
+fn namespace_name(value: &str) -> Result<String, String> {
+    kseal_shared::validation::check_namespace(value)
+        .map(|()| value.to_owned())
+        .map_err(|err| err.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[test]
+    fn namespaces_must_be_names() {
+        let parse = |args: &[&str]| {
+            Settings::try_parse_from(
+                std::iter::once("kseal-controller").chain(args.iter().copied()),
+            )
+        };
+        assert_eq!(parse(&[]).unwrap().namespace, "kseal-system");
+        for bad in ["", "Kseal", "a/b"] {
+            assert!(parse(&["--namespace", bad]).is_err(), "{bad:?}");
+            assert!(parse(&["--watch-namespaces", bad]).is_err(), "{bad:?}");
+        }
+        let ok = parse(&["--watch-namespaces", "team-a,team-b"]).unwrap();
+        assert_eq!(ok.watch_namespaces, ["team-a", "team-b"]);
+    }
 }

@@ -26,9 +26,10 @@ use kube::{Client, Resource};
 use serde::de::{self, IgnoredAny, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 
-/// The largest object the API server stores (etcd's default request limit,
-/// `--max-request-bytes`, 1.5 MiB).
-pub const MAX_OBJECT_BYTES: usize = 3 * 512 * 1024;
+/// The largest object the API server returns: etcd stores at most 1.5 MiB
+/// (its default `--max-request-bytes`), and an object comes back with its
+/// managed fields, which can double it.
+pub const MAX_OBJECT_BYTES: usize = 3 * 1024 * 1024;
 /// The most bytes one page of a paged list may hold.
 pub const PAGE_BYTES: usize = 16 * 1024 * 1024;
 /// Objects per page when the API server has no streaming lists: as many
@@ -253,7 +254,7 @@ mod tests {
 
     #[test]
     fn a_page_holds_at_most_its_byte_budget() {
-        assert_eq!(FALLBACK_PAGE_SIZE, 10);
+        assert_eq!(FALLBACK_PAGE_SIZE, 5);
         assert!(FALLBACK_PAGE_SIZE as usize * MAX_OBJECT_BYTES <= PAGE_BYTES);
     }
 }

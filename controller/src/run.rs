@@ -211,6 +211,7 @@ async fn lead(
     };
     let publish = manager.publish_loop();
     let requests = manager.rotation_requests_loop();
+    let single_active = manager.single_active_loop();
     let reconciler = reconciler(
         client,
         settings,
@@ -224,6 +225,7 @@ async fn lead(
         () = renew => {}
         () = publish => {}
         () = requests => {}
+        () = single_active => {}
         () = reconciler => {}
     }
 }

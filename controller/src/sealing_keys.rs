@@ -97,7 +97,9 @@ impl KeySet {
             }
         }
         set.keys
-            .sort_by(|a, b| b.created.cmp(&a.created).then_with(|| a.id.cmp(&b.id)));
+            // Newest first; of two made in the same second, the larger id
+            // (the order `KeyManager::demote_older` keeps the newest by).
+            .sort_by(|a, b| b.created.cmp(&a.created).then_with(|| b.id.cmp(&a.id)));
         let active = set.active().and_then(|key| key.key_id);
         set.record_keys.set_active(active);
         set
@@ -219,6 +221,9 @@ fn read_key_secret(secret: &Secret) -> Result<(KeyInfo, Identity), String> {
 pub struct KeyStore {
     current: Arc<RwLock<Arc<KeySet>>>,
     changes: watch::Sender<u64>,
+    /// Ids of keys that were active or decrypt-only and went away, until
+    /// they come back (for the error that names them all).
+    lost: Arc<std::sync::Mutex<std::collections::BTreeSet<String>>>,
 }
 
 impl Default for KeyStore {
@@ -233,6 +238,7 @@ impl KeyStore {
         Self {
             current: Arc::new(RwLock::new(Arc::new(KeySet::default()))),
             changes,
+            lost: Arc::default(),
         }
     }
 
@@ -305,14 +311,10 @@ impl KeyStore {
             tracing::error!(problem = %problem, "unusable key Secret");
         }
         let before = self.get();
-        if self.loaded() && !before.keys.is_empty() && set.keys.is_empty() {
-            // Keys do not go away in normal operation (retired keys stay
-            // until someone deletes them): this is an accident or an attack,
-            // and making a new key would hide it (see `KeyManager::ensure_key`).
-            tracing::error!(
-                lost_key_ids = %before.keys.iter().map(|key| key.id.as_str()).collect::<Vec<_>>().join(","),
-                "every sealing key Secret is gone; not generating a new key: restore the key Secrets from a backup (`kseal keys restore`), or run `kseal keys rotate` to start over with a new key"
-            );
+        if self.loaded()
+            && let Ok(mut lost) = self.lost.lock()
+        {
+            report_lost_keys(&before, &set, &mut lost);
         }
         let changed = !self.loaded()
             || before.keys.len() != set.keys.len()
@@ -329,6 +331,50 @@ impl KeyStore {
             );
             self.set(set);
         }
+    }
+}
+
+/// Logs, as errors, keys that were active or decrypt-only and are gone:
+/// that does not happen in normal operation (a key is retired before anyone
+/// deletes it), values sealed to them no longer open, and with no active
+/// key nothing can be sealed. `lost` keeps every such id until its key
+/// comes back, so keys deleted one event at a time are all named.
+fn report_lost_keys(
+    before: &KeySet,
+    after: &KeySet,
+    lost: &mut std::collections::BTreeSet<String>,
+) {
+    lost.retain(|id| !after.keys.iter().any(|key| key.id == *id));
+    let gone: Vec<&KeyInfo> = before
+        .keys
+        .iter()
+        .filter(|key| key.state != KeyState::Retired)
+        .filter(|key| !after.keys.iter().any(|now| now.id == key.id))
+        .collect();
+    if gone.is_empty() {
+        return;
+    }
+    lost.extend(gone.iter().map(|key| key.id.clone()));
+    let lost = lost
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .join(",");
+    if after.keys.is_empty() {
+        tracing::error!(
+            lost_key_ids = %lost,
+            "every sealing key Secret is gone; not generating a new key: restore the key Secrets from a backup (`kseal keys restore`), or run `kseal keys rotate` to start over with a new key"
+        );
+    } else if after.active().is_none() {
+        tracing::error!(
+            lost_key_ids = %lost,
+            "the active sealing key Secret is gone: nothing can be sealed to this cluster until it is restored (`kseal keys restore`) or a new key is made (`kseal keys rotate`)"
+        );
+    } else {
+        tracing::error!(
+            lost_key_ids = %lost,
+            "a sealing key Secret that still decrypted is gone: values sealed only to it no longer open; restore it (`kseal keys restore`), or retire keys with `kseal keys retire` before deleting them"
+        );
     }
 }
 
@@ -408,13 +454,51 @@ impl KeyManager {
             .create(&PostParams::default(), &secret)
             .await?;
         tracing::info!(key_id = %identity.key_id(), "generated a new active sealing key");
+        self.demote_older(&created, &identity.key_id().to_string())
+            .await?;
+        Ok(identity.key_id())
+    }
+
+    /// Keeps one active key: whenever the key set shows more than one (two
+    /// controllers that rotated at once, each before seeing the other's
+    /// key; a stop between making a key and demoting the old one), demotes
+    /// all but the newest, as every controller computes it. Runs forever.
+    pub async fn single_active_loop(&self) {
+        let mut changes = self.store.subscribe();
+        loop {
+            let set = self.store.get();
+            if set.count(KeyState::Active) > 1
+                && let Some(newest) = set.active()
+                && let Err(err) = self.demote_older(&newest.created, &newest.id).await
+            {
+                tracing::warn!(error = %err, "demoting older active keys failed; retrying in 5s");
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                continue;
+            }
+            if changes.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Demotes to decrypt-only every active key older than the one made at
+    /// `created` with id `id` (older: created earlier, or at the same second
+    /// with a smaller id). Never a newer one: two controllers that both
+    /// rotate (two leaders for a moment, as in a rolling update without
+    /// leader election) then agree on which key stays active, instead of
+    /// each demoting the other's and leaving none.
+    async fn demote_older(&self, created: &str, id: &str) -> Result<(), kube::Error> {
         let params = ListParams::default().labels(&format!(
             "{SEALING_KEY_LABEL}=true,{KEY_STATE_LABEL}=active"
         ));
+        let newest = (created.parse::<jiff::Timestamp>().ok(), id);
         for old in self.secrets().list(&params).await? {
+            let Some(old_id) = old.labels().get(KEY_ID_LABEL) else {
+                continue;
+            };
+            let old_created = key_created(&old);
             if !is_sealing_key(&old)
-                || old.labels().get(KEY_ID_LABEL).map(String::as_str)
-                    == Some(identity.key_id().to_string().as_str())
+                || (old_created.parse::<jiff::Timestamp>().ok(), old_id.as_str()) >= newest
             {
                 continue;
             }
@@ -427,7 +511,7 @@ impl KeyManager {
                 )
                 .await?;
         }
-        Ok(identity.key_id())
+        Ok(())
     }
 
     /// On a new cluster (no key, and none ever held), creates the first one.
@@ -499,7 +583,9 @@ impl KeyManager {
         let mut key_ids = std::collections::BTreeSet::new();
         let mut objects = 0;
         for api in apis {
-            let mut params = ListParams::default().limit(500);
+            // Paged as the watches are when lists cannot stream (see
+            // `listing`): this reads whole objects.
+            let mut params = ListParams::default().limit(crate::listing::FALLBACK_PAGE_SIZE);
             loop {
                 let page = api.list(&params).await?;
                 for sealed in &page.items {
@@ -643,10 +729,23 @@ impl KeyManager {
         let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), &self.namespace);
         let config =
             watcher::Config::default().fields(&format!("metadata.name={KEY_OPERATIONS_CONFIGMAP}"));
-        let stream = watcher(api, config).default_backoff().applied_objects();
+        let stream = watcher(api, config).default_backoff();
         let mut stream = std::pin::pin!(stream);
         while let Some(event) = stream.next().await {
-            let Ok(config_map) = event else { continue };
+            let config_map = match event {
+                Ok(watcher::Event::Apply(config_map) | watcher::Event::InitApply(config_map)) => {
+                    config_map
+                }
+                // Deleted: made again at once, so `kseal keys rotate` keeps
+                // working without a restart.
+                Ok(watcher::Event::Delete(_)) => {
+                    if let Err(err) = self.ensure_key_operations().await {
+                        tracing::warn!(error = %err, "re-creating the key-operations ConfigMap failed");
+                    }
+                    continue;
+                }
+                _ => continue,
+            };
             let Some(request) = pending_rotation_request(&config_map) else {
                 continue;
             };
@@ -667,18 +766,26 @@ impl KeyManager {
             .list(&params)
             .await?
             .items
-            .iter()
-            .filter(|secret| is_sealing_key(secret))
-            .any(|secret| {
+            .into_iter()
+            .filter(is_sealing_key)
+            .find(|secret| {
                 secret
                     .annotations()
                     .get(KEY_MADE_FOR_REQUEST_ANNOTATION)
                     .map(String::as_str)
                     == Some(request)
             });
-        if !made {
-            tracing::info!(request, "rotation requested");
-            self.rotate(Some(request)).await?;
+        match made {
+            // Made before a stop: finish what the stop may have cut short.
+            Some(key) => {
+                if let Some(id) = key.labels().get(KEY_ID_LABEL) {
+                    self.demote_older(&key_created(&key), id).await?;
+                }
+            }
+            None => {
+                tracing::info!(request, "rotation requested");
+                self.rotate(Some(request)).await?;
+            }
         }
         let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), &self.namespace);
         let served = serde_json::json!({"data": {ROTATION_SERVED_DATA_KEY: request}});
@@ -711,8 +818,13 @@ impl KeyManager {
         let changed_by_others = match (current, confirmed.as_ref()) {
             (Some(current), Some(confirmed)) => current.data.as_ref() != Some(confirmed),
             (None, Some(_)) => true,
+            // A new leader: it did not write what is there, but can tell
+            // whether the controller could have: consistent, and sealing to
+            // a key this cluster holds.
             (Some(current), None) => {
-                !set.keys.is_empty() && current.data != wanted.data && !published_is_ours(current)
+                !set.keys.is_empty()
+                    && current.data != wanted.data
+                    && (!published_is_ours(current) || publishes_unheld_key(current, &set))
             }
             (None, None) => false,
         };
@@ -721,7 +833,18 @@ impl KeyManager {
                 configmap = PUBLIC_KEYS_CONFIGMAP,
                 "the public-key ConfigMap was changed or deleted by someone other than the controller; restoring it"
             );
-            if let (Some(events), Some(current)) = (&self.events, current) {
+            if let Some(events) = &self.events {
+                let reference = match current {
+                    Some(current) => kube::Resource::object_ref(current, &()),
+                    // Deleted: the Event names it all the same.
+                    None => k8s_openapi::api::core::v1::ObjectReference {
+                        api_version: Some("v1".into()),
+                        kind: Some("ConfigMap".into()),
+                        name: Some(PUBLIC_KEYS_CONFIGMAP.into()),
+                        namespace: Some(self.namespace.clone()),
+                        ..Default::default()
+                    },
+                };
                 events.publish(
                     kube::runtime::events::Event {
                         type_: kube::runtime::events::EventType::Warning,
@@ -733,7 +856,7 @@ impl KeyManager {
                         action: "Restore".into(),
                         secondary: None,
                     },
-                    kube::Resource::object_ref(current, &()),
+                    reference,
                 );
             }
         }
@@ -782,14 +905,39 @@ impl KeyManager {
 /// The rotation request in a key-operations ConfigMap that has not been
 /// served yet: a non-empty [`ROTATION_REQUEST_DATA_KEY`] that differs from
 /// [`ROTATION_SERVED_DATA_KEY`].
+///
+/// A request is a time (`kseal keys rotate` writes RFC 3339 with
+/// nanoseconds) of at most [`MAX_REQUEST_LEN`] bytes; anything else is
+/// ignored with a warning, since it is copied into the new key Secret's
+/// annotation and the log, which every replica holds.
 fn pending_rotation_request(config_map: &ConfigMap) -> Option<String> {
     let data = config_map.data.as_ref()?;
     let request = data.get(ROTATION_REQUEST_DATA_KEY)?.trim();
     let served = data
         .get(ROTATION_SERVED_DATA_KEY)
         .map(|served| served.trim());
-    (!request.is_empty() && served != Some(request)).then(|| request.to_owned())
+    if request.is_empty() || served == Some(request) {
+        return None;
+    }
+    if request.len() > MAX_REQUEST_LEN || request.parse::<jiff::Timestamp>().is_err() {
+        tracing::warn!(
+            len = request.len(),
+            "ignoring a rotation request that is not a time (kseal keys rotate writes one)"
+        );
+        return None;
+    }
+    Some(request.to_owned())
 }
+
+/// The longest rotation request served: an RFC 3339 time with nanoseconds
+/// and an offset is 35 bytes.
+const MAX_REQUEST_LEN: usize = 64;
+
+/// The most key ids [`HELD_KEYS_ANNOTATION`] keeps (the newest): that
+/// keys were held at all is what it is for, and renewing monthly makes 12
+/// a year; without a bound, a key operator rotating in a loop would make
+/// the annotation too long to publish.
+const MAX_HELD_IDS: usize = 256;
 
 /// Whether `event` shows an older version of the ConfigMap than `seen`.
 /// resourceVersions are opaque to clients in general, but the API server's
@@ -823,6 +971,22 @@ fn published_is_ours(config_map: &ConfigMap) -> bool {
         Err(_) => false,
     };
     only_ours && consistent
+}
+
+/// Whether a public-key ConfigMap tells the CLI to seal to a key that no
+/// key Secret of this cluster holds: a forgery that holds together (a new
+/// recipient with its own id in both files) looks like the controller's
+/// work in every other way.
+fn publishes_unheld_key(config_map: &ConfigMap, set: &KeySet) -> bool {
+    let recipients = config_map
+        .data
+        .as_ref()
+        .and_then(|data| data.get(RECIPIENTS_DATA_KEY))
+        .map(|text| kseal_shared::x25519::parse_recipients_file(text).unwrap_or_default())
+        .unwrap_or_default();
+    recipients
+        .iter()
+        .any(|recipient| !set.contains(&recipient.key_id()))
 }
 
 /// The key ids a public-key ConfigMap records as held (see
@@ -883,6 +1047,9 @@ pub fn public_keys_config_map(set: &KeySet, namespace: &str, held: &[String]) ->
             held.push(key.id.clone());
         }
     }
+    if held.len() > MAX_HELD_IDS {
+        held.drain(..held.len() - MAX_HELD_IDS);
+    }
     if !held.is_empty() {
         config_map.metadata.annotations = Some(BTreeMap::from([(
             HELD_KEYS_ANNOTATION.to_owned(),
@@ -937,5 +1104,51 @@ mod tests {
             generation,
             "an unchanged set is not a change"
         );
+    }
+
+    #[test]
+    fn only_bounded_times_are_rotation_requests() {
+        let config_map = |request: &str, served: Option<&str>| {
+            let mut data =
+                BTreeMap::from([(ROTATION_REQUEST_DATA_KEY.to_owned(), request.to_owned())]);
+            if let Some(served) = served {
+                data.insert(ROTATION_SERVED_DATA_KEY.to_owned(), served.to_owned());
+            }
+            ConfigMap {
+                data: Some(data),
+                ..ConfigMap::default()
+            }
+        };
+        let time = "2026-12-05T01:02:03.123456789Z";
+        assert_eq!(
+            pending_rotation_request(&config_map(time, None)).as_deref(),
+            Some(time)
+        );
+        assert_eq!(
+            pending_rotation_request(&config_map(time, Some(time))),
+            None
+        );
+        assert_eq!(
+            pending_rotation_request(&config_map(time, Some("2026-01-01T00:00:00Z"))).as_deref(),
+            Some(time)
+        );
+        for bad in ["", "now", &"9".repeat(240_000), "2026-12-05T01:02:03Z junk"] {
+            assert_eq!(
+                pending_rotation_request(&config_map(bad, None)),
+                None,
+                "{}",
+                bad.len()
+            );
+        }
+    }
+
+    #[test]
+    fn the_held_key_record_is_bounded() {
+        let held: Vec<String> = (0..300).map(|i| format!("{i:016x}")).collect();
+        let set = KeySet::default();
+        let config_map = public_keys_config_map(&set, "kseal-system", &held);
+        let recorded = held_key_ids(&config_map);
+        assert_eq!(recorded.len(), MAX_HELD_IDS);
+        assert_eq!(recorded.last(), held.last(), "the newest are kept");
     }
 }

@@ -645,6 +645,44 @@ async fn drive_lifecycle(fixture: &Fixture, controller: &Controller, namespace: 
     );
 }
 
+/// Someone changes the public-key ConfigMap: the controller, as the
+/// chart's ServiceAccount, restores it and says so with a Warning Event in
+/// its own namespace, with no permission error (in namespaced mode no
+/// other rule covers that namespace).
+async fn public_keys_restored(fixture: &Fixture, controller: &Controller) {
+    let config_maps: Api<ConfigMap> = Api::namespaced(fixture.client.clone(), NAMESPACE);
+    let before = config_maps.get("kseal-public-keys").await.unwrap().data;
+    config_maps
+        .patch(
+            "kseal-public-keys",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"data": {"recipients.txt": "# emptied\n"}})),
+        )
+        .await
+        .unwrap();
+    eventually("the public keys restored", || async {
+        config_maps.get("kseal-public-keys").await.unwrap().data == before
+    })
+    .await;
+    let events: Api<Event> = Api::namespaced(fixture.client.clone(), NAMESPACE);
+    eventually("a PublicKeysRestored event", || async {
+        events
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .iter()
+            .any(|e| e.reason.as_deref() == Some("PublicKeysRestored"))
+    })
+    .await;
+    let log = controller.log().to_lowercase();
+    assert!(
+        !log.contains("forbidden") && !log.contains("code: 403"),
+        "the controller hit a permission error:\n{}",
+        controller.log()
+    );
+}
+
 /// What no mode grants the ServiceAccount.
 async fn never_granted(fixture: &Fixture, sa: &Client) {
     let ns_secrets: Api<Secret> = Api::namespaced(sa.clone(), NAMESPACE);
@@ -951,6 +989,7 @@ async fn chart_rbac_cluster_wide_mode() {
     )
     .await;
     drive_lifecycle(&fixture, &controller, "app").await;
+    public_keys_restored(&fixture, &controller).await;
     let identity = fixture.cp.mint_service_account(NAMESPACE, SA).unwrap();
     let sa = identity.client().await.unwrap();
     never_granted(&fixture, &sa).await;
@@ -988,6 +1027,7 @@ async fn chart_rbac_namespaced_mode() {
     )
     .await;
     drive_lifecycle(&fixture, &controller, "app").await;
+    public_keys_restored(&fixture, &controller).await;
     let identity = fixture.cp.mint_service_account(NAMESPACE, SA).unwrap();
     let sa = identity.client().await.unwrap();
     never_granted(&fixture, &sa).await;

@@ -238,3 +238,47 @@ async fn replicas_with_the_same_name_do_not_both_lead() {
         "{states:?}"
     );
 }
+
+/// Two controllers that both act as leader for a while (a rolling update
+/// of a single replica without leader election runs the old and the new
+/// pod together) agree on the key that stays active: a rotation each
+/// leaves exactly one active key, not none.
+#[tokio::test]
+async fn two_acting_leaders_leave_one_active_key() {
+    let Some(fixture) = Fixture::start().await else {
+        return;
+    };
+    let args = ["--key-renew-period", "0"];
+    let a = fixture.controller("old-pod", &args);
+    a.wait_healthy().await;
+    let first = fixture.recipients().await;
+    let b = fixture.controller("new-pod", &args);
+    b.wait_healthy().await;
+    let kubeconfig = fixture.cp.admin_kubeconfig().to_str().unwrap().to_owned();
+    for round in 0..3 {
+        let (code, _, err) = kseal(
+            &fixture.dir,
+            &["keys", "rotate", "--kubeconfig", &kubeconfig],
+            None,
+        );
+        assert_eq!(code, 0, "rotate {round}: {err}");
+        // Converges to one (two at once for a moment is what a race looks
+        // like); with the old demotion it stayed at none or two.
+        let active = || async {
+            fixture
+                .secrets(NAMESPACE)
+                .list(&ListParams::default().labels("kseal.dev/sealing-key=true"))
+                .await
+                .unwrap()
+                .items
+                .iter()
+                .filter(|key| key.labels()["kseal.dev/key-state"] == "active")
+                .count()
+        };
+        eventually("exactly one active key", || async { active().await == 1 }).await;
+        a.settle().await;
+        b.settle().await;
+        assert_eq!(active().await, 1, "round {round}");
+    }
+    assert_ne!(fixture.recipients().await, first);
+}

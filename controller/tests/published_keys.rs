@@ -101,7 +101,11 @@ async fn the_public_keys_are_restored_and_checked() {
     }
     // A replaced recipient (listed nowhere as active) is refused too.
     let replaced = format!("# kseal\n{}\n", attacker.recipient());
-    tamper(&fixture, json!({"data": {RECIPIENTS_DATA_KEY: replaced}})).await;
+    tamper(
+        &fixture,
+        json!({"data": {RECIPIENTS_DATA_KEY: replaced.clone()}}),
+    )
+    .await;
     let (code, _, err) = kseal(
         &fixture.dir,
         &["seal", "--kubeconfig", &kubeconfig],
@@ -109,6 +113,20 @@ async fn the_public_keys_are_restored_and_checked() {
     );
     assert_ne!(code, 0, "sealed to a replaced recipient");
     assert!(err.contains("does not give as active"), "{err}");
+    // A forgery that holds together (the attacker's key, listed as active
+    // under its own id) passes the CLI's check: only the controller, which
+    // knows its keys, can tell. It is what the controller finds at start.
+    let forged = json!([{
+        "id": attacker.key_id().to_string(),
+        "recipient": attacker.recipient().to_string(),
+        "created": "2026-12-01T00:00:00Z",
+        "state": "active",
+    }]);
+    tamper(
+        &fixture,
+        json!({"data": {KEYS_DATA_KEY: forged.to_string(), RECIPIENTS_DATA_KEY: replaced}}),
+    )
+    .await;
 
     // 2. The controller starts: restored, with a Warning Event.
     controller.process.start().unwrap();
@@ -146,12 +164,17 @@ async fn the_public_keys_are_restored_and_checked() {
         })
         .await;
     }
+    let events_before_delete = restored_events(&fixture).await;
     config_maps(&fixture)
         .delete(PUBLIC_KEYS_CONFIGMAP, &DeleteParams::default())
         .await
         .unwrap();
     eventually("the deleted ConfigMap re-created", || async {
         data(&fixture).await.as_ref() == Some(&good)
+    })
+    .await;
+    eventually("a Warning for the deletion", || async {
+        restored_events(&fixture).await > events_before_delete
     })
     .await;
     assert_eq!(fixture.recipients().await, cluster);

@@ -147,7 +147,8 @@ impl KeyState {
 
 impl fmt::Display for KeyState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        // `pad`, so `{:<13}` lines up columns (`kseal keys list`).
+        f.pad(self.as_str())
     }
 }
 

@@ -45,8 +45,9 @@ pub struct SealedSecretSpec {
     /// `namespace-wide` (any name in this namespace) or `cluster-wide`.
     #[serde(default)]
     pub scope: Scope,
-    /// One sealed value per Secret data key (`kseal:v2:…`).
+    /// One sealed value per Secret data key (`kseal:v2:…`); at most 1,024.
     #[serde(default)]
+    #[schemars(extend("maxProperties" = 1024))]
     pub encrypted_data: BTreeMap<String, String>,
     /// Metadata and settings of the Secret the controller creates.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -245,6 +246,24 @@ mod tests {
             assert_eq!(
                 from_document(&value).err(),
                 Some(DocumentError::UnknownField(full))
+            );
+        }
+    }
+
+    /// The API server refuses what the controller would refuse anyway, so a
+    /// tenant cannot make it hold more.
+    #[test]
+    fn the_crd_caps_what_the_controller_caps() {
+        use kube::CustomResourceExt;
+        let crd = serde_json::to_value(SealedSecret::crd()).unwrap_or_default();
+        let spec = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"];
+        assert_eq!(spec["encryptedData"]["maxProperties"], MAX_VALUES);
+        let metadata = &spec["template"]["properties"]["metadata"]["properties"];
+        for field in ["labels", "annotations"] {
+            assert_eq!(
+                metadata[field]["maxProperties"],
+                crate::validation::TEMPLATE_MAX_ENTRIES,
+                "{field}"
             );
         }
     }

@@ -485,6 +485,13 @@ pub enum ObjectError {
         /// How many there are.
         count: usize,
     },
+    /// More problems than are worth keeping: the first
+    /// [`MAX_PROBLEMS`] are listed, this counts the rest.
+    #[error("and {count} more problems")]
+    MoreProblems {
+        /// How many were not listed.
+        count: usize,
+    },
     /// Template annotations larger together than kseal carries to a Secret
     /// ([`TEMPLATE_ANNOTATIONS_MAX_TOTAL`]).
     #[error(
@@ -501,6 +508,10 @@ pub enum ObjectError {
 /// sets no count; kseal does because the controller holds templates in
 /// memory, and whoever writes SealedSecrets must not choose how much.
 pub const TEMPLATE_MAX_ENTRIES: usize = 64;
+/// The most problems [`object_problems`] lists one by one: an object with
+/// thousands of bad data keys must not cost thousands of copies of them
+/// wherever it is checked (the controller keeps the problems per object).
+pub const MAX_PROBLEMS: usize = 16;
 /// The most bytes (keys and values) a template's annotations may total: a
 /// quarter of what Kubernetes allows on an object
 /// ([`ANNOTATIONS_MAX_TOTAL`]), for the same reason as
@@ -566,10 +577,18 @@ pub fn object_problems<'a>(
 ) -> Vec<ObjectError> {
     let mut problems = check_names(names);
     problems.extend(template_limit_problems(names.labels, names.annotations));
+    let mut more = 0;
     for key in keys {
         if let Err(err) = check_data_key(key) {
-            problems.push(err.into());
+            if problems.len() < MAX_PROBLEMS {
+                problems.push(err.into());
+            } else {
+                more += 1;
+            }
         }
+    }
+    if more > 0 {
+        problems.push(ObjectError::MoreProblems { count: more });
     }
     problems
 }
