@@ -52,6 +52,9 @@ pub struct KeyInfo {
     pub secret_name: String,
     key_id: Option<KeyId>,
     recipient_parsed: Option<Recipient>,
+    /// `created`, parsed: keys are ordered by time, not by its text (a
+    /// time with fractions of a second sorts before one without as text).
+    created_at: Option<jiff::Timestamp>,
 }
 
 impl KeyInfo {
@@ -97,9 +100,9 @@ impl KeySet {
             }
         }
         set.keys
-            // Newest first; of two made in the same second, the larger id
+            // Newest first; of two made at the same time, the larger id
             // (the order `KeyManager::demote_older` keeps the newest by).
-            .sort_by(|a, b| b.created.cmp(&a.created).then_with(|| b.id.cmp(&a.id)));
+            .sort_by(|a, b| (b.created_at, &b.id).cmp(&(a.created_at, &a.id)));
         let active = set.active().and_then(|key| key.key_id);
         set.record_keys.set_active(active);
         set
@@ -204,6 +207,7 @@ fn read_key_secret(secret: &Secret) -> Result<(KeyInfo, Identity), String> {
         .and_then(|state| KeyState::from_str(state).ok())
         .unwrap_or(KeyState::DecryptOnly);
     let created = key_created(secret);
+    let created_at = created.parse().ok();
     let info = KeyInfo {
         id: identity.key_id().to_string(),
         recipient: identity.recipient().to_string(),
@@ -212,6 +216,7 @@ fn read_key_secret(secret: &Secret) -> Result<(KeyInfo, Identity), String> {
         secret_name: secret.name_any(),
         key_id: Some(identity.key_id()),
         recipient_parsed: Some(identity.recipient().clone()),
+        created_at,
     };
     Ok((info, identity))
 }
@@ -378,10 +383,11 @@ fn report_lost_keys(
     }
 }
 
+/// Now, in RFC 3339 with nanoseconds: keys made in the same second (a
+/// rotation right after the first key, two controllers at once) still
+/// have an order, the one every controller agrees on.
 fn now_rfc3339() -> String {
-    jiff::Timestamp::now()
-        .strftime("%Y-%m-%dT%H:%M:%SZ")
-        .to_string()
+    jiff::Timestamp::now().to_string()
 }
 
 /// The key Secret for a new identity.
@@ -1150,5 +1156,31 @@ mod tests {
         let recorded = held_key_ids(&config_map);
         assert_eq!(recorded.len(), MAX_HELD_IDS);
         assert_eq!(recorded.last(), held.last(), "the newest are kept");
+    }
+
+    /// A rotation in the same second as the key before it (a first key, then
+    /// `kseal keys rotate` at once): the new key is the newer one, by time,
+    /// not by the text of the time or by chance of the ids.
+    #[test]
+    fn keys_made_in_the_same_second_are_ordered_by_time() {
+        for _ in 0..20 {
+            let first = key_secret(
+                &Identity::generate(),
+                "kseal-system",
+                KeyState::Active,
+                "2026-12-05T02:01:43Z",
+                None,
+            );
+            let second = key_secret(
+                &Identity::generate(),
+                "kseal-system",
+                KeyState::Active,
+                "2026-12-05T02:01:43.946858123Z",
+                None,
+            );
+            let set = KeySet::from_secrets([&first, &second]);
+            let newest = second.labels()[KEY_ID_LABEL].clone();
+            assert_eq!(set.active().map(|key| key.id.clone()), Some(newest));
+        }
     }
 }

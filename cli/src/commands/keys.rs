@@ -130,9 +130,16 @@ fn list(args: ListKeysArgs) -> Result<()> {
     );
     for key in &keys.keys {
         let count = users.get(&key.id).map_or(0, Vec::len);
+        // To the second: the controller records nanoseconds (to order
+        // keys made in the same second), which only widen the column.
+        let created = key
+            .created
+            .parse::<jiff::Timestamp>()
+            .map(|time| time.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
+            .unwrap_or_else(|_| key.created.clone());
         out.push_str(&format!(
             "{:<18} {:<13} {:<22} {count}\n",
-            key.id, key.state, key.created
+            key.id, key.state, created
         ));
     }
     write_stdout(out.as_bytes())?;
