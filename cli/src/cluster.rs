@@ -52,6 +52,23 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
+/// The kubeconfig file [`client`] reads, named for messages: `--kubeconfig`,
+/// else a non-empty `$KUBECONFIG`, else `~/.kube/config` if it exists;
+/// `None` when there is none.
+pub fn kubeconfig_file(args: &ClusterArgs) -> Option<String> {
+    match (&args.kubeconfig, std::env::var_os("KUBECONFIG")) {
+        (Some(path), _) => Some(format!("--kubeconfig {}", path.display())),
+        (None, Some(value)) if !value.is_empty() => Some(format!(
+            "$KUBECONFIG {}",
+            std::path::Path::new(&value).display()
+        )),
+        _ => std::env::var_os("HOME")
+            .map(|home| std::path::Path::new(&home).join(".kube/config"))
+            .filter(|default| default.exists())
+            .map(|default| default.display().to_string()),
+    }
+}
+
 pub async fn client(args: &ClusterArgs) -> Result<Client> {
     let options = KubeConfigOptions {
         context: args.context.clone(),
@@ -66,11 +83,7 @@ pub async fn client(args: &ClusterArgs) -> Result<Client> {
         None => {
             // Say plainly that there is none, rather than a chain of "file
             // not found" errors with the path quoted twice.
-            let default = std::env::var_os("HOME")
-                .map(|home| std::path::Path::new(&home).join(".kube/config"));
-            if std::env::var_os("KUBECONFIG").is_none_or(|value| value.is_empty())
-                && !default.as_deref().is_some_and(std::path::Path::exists)
-            {
+            if kubeconfig_file(args).is_none() {
                 anyhow::bail!(
                     "this needs cluster access, and there is no kubeconfig: set $KUBECONFIG, pass --kubeconfig, or create ~/.kube/config"
                 );

@@ -180,22 +180,11 @@ impl Expected {
     }
 }
 
-/// Where the kubeconfig comes from, as [`cluster::client`] looks for it
-/// (`--kubeconfig`, else a non-empty `$KUBECONFIG`, else
-/// `~/.kube/config` if it exists), for messages; `None` when there is none
-/// and no `--context` asks for one.
+/// Where the kubeconfig comes from ([`cluster::kubeconfig_file`]) and
+/// which context, for messages; `None` when there is none and no
+/// `--context` asks for one.
 fn kubeconfig_source(cluster: &ClusterArgs) -> Option<String> {
-    let file = match (&cluster.kubeconfig, std::env::var_os("KUBECONFIG")) {
-        (Some(path), _) => Some(format!("--kubeconfig {}", path.display())),
-        (None, Some(value)) if !value.is_empty() => {
-            Some(format!("$KUBECONFIG {}", Path::new(&value).display()))
-        }
-        _ => std::env::var_os("HOME")
-            .map(|home| Path::new(&home).join(".kube/config"))
-            .filter(|default| default.exists())
-            .map(|default| default.display().to_string()),
-    };
-    match (file, &cluster.context) {
+    match (cluster::kubeconfig_file(cluster), &cluster.context) {
         (Some(file), Some(context)) => Some(format!("{file}, context {context}")),
         (Some(file), None) => Some(file),
         (None, Some(context)) => Some(format!("context {context}")),
