@@ -9,7 +9,7 @@
 
 mod common;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -18,7 +18,9 @@ use common::*;
 use kseal_shared::contract::{
     KeyState, PublishedKey, RewrapBatchItem, RewrapBatchRequest, RewrapBatchResponse,
 };
-use kseal_shared::envelope::{FormatVersion, Keyring, SealedValue, rewrap, seal, seal_at};
+use kseal_shared::envelope::{
+    FormatVersion, Keyring, SealedValue, rewrap, rewrap_replacing, seal, seal_at,
+};
 use kseal_shared::manifest::value_binding;
 use kseal_shared::sealed_secret::SealedSecret;
 use kseal_shared::x25519::{Identity, Recipient, parse_identity_file};
@@ -41,6 +43,9 @@ enum Behaviour {
     /// the new key, seal time unrecorded, its ciphertext the length of the
     /// original's, which is all a v1 upgrade can be checked for.
     SameLengthForV1,
+    /// Re-wraps to the new key only, as controllers before 0.4 did:
+    /// every other recipient (a recovery key) is dropped.
+    DropOthers,
 }
 
 struct Fake {
@@ -49,6 +54,8 @@ struct Fake {
     batch: bool,
     /// The key the values are sealed to now.
     old: Keyring,
+    /// Its public half, which the cluster lists as decrypt-only.
+    old_recipients: Vec<Recipient>,
     /// The cluster's active key: what it publishes and re-wraps to.
     new: Recipient,
     /// Not the cluster's.
@@ -69,9 +76,30 @@ impl Fake {
                     Behaviour::AllToStranger => &self.stranger,
                     _ => &self.new,
                 };
-                let mut new = rewrap(&value, &binding, &self.old, std::slice::from_ref(to))
-                    .unwrap()
-                    .encode();
+                let mut own: HashSet<_> = self.old.key_ids().copied().collect();
+                own.insert(self.new.key_id());
+                if self.behaviour == Behaviour::Rewrap
+                    && value.is_current_for_cluster(&own, &[self.new.key_id()])
+                {
+                    // Nothing to do, as the controller answers.
+                    return (key.clone(), encoded.clone());
+                }
+                let mut new = match self.behaviour {
+                    Behaviour::DropOthers
+                    | Behaviour::OtherRecipient
+                    | Behaviour::AllToStranger => {
+                        rewrap(&value, &binding, &self.old, std::slice::from_ref(to))
+                    }
+                    _ => rewrap_replacing(
+                        &value,
+                        &binding,
+                        &self.old,
+                        &own,
+                        std::slice::from_ref(to),
+                    ),
+                }
+                .unwrap()
+                .encode();
                 if self.behaviour == Behaviour::SameLengthForV1
                     && value.version() == FormatVersion::V1
                 {
@@ -102,12 +130,20 @@ impl Fake {
             kseal_shared::contract::PUBLIC_KEYS_CONFIGMAP
         );
         if method == "GET" && path == published {
-            let keys = vec![PublishedKey {
+            // The keys the values are sealed to now are the cluster's
+            // older ones.
+            let mut keys = vec![PublishedKey {
                 id: self.new.key_id().to_string(),
                 recipient: self.new.to_string(),
                 created: "2026-01-01T00:00:00Z".into(),
                 state: KeyState::Active,
             }];
+            keys.extend(self.old_recipients.iter().map(|old| PublishedKey {
+                id: old.key_id().to_string(),
+                recipient: old.to_string(),
+                created: "2025-12-01T00:00:00Z".into(),
+                state: KeyState::DecryptOnly,
+            }));
             let config_map = serde_json::json!({
                 "apiVersion": "v1",
                 "kind": "ConfigMap",
@@ -226,6 +262,7 @@ impl Setup {
         Fake {
             behaviour,
             batch,
+            old_recipients: old.iter().map(|id| id.recipient().clone()).collect(),
             old: Keyring::new(old),
             new: self.new.recipient().clone(),
             stranger: Identity::generate().recipient().clone(),
@@ -350,7 +387,7 @@ fn answers_are_held_to_the_published_key() {
         assert_exit(&output, 1);
         let err = stderr(&output);
         assert!(
-            err.contains("key \"password\": it is sealed to key id(s)")
+            err.contains("key \"password\": it is wrapped to key id(s)")
                 && err.contains(&format!(
                     "not to the cluster's published key {}",
                     setup.new.key_id()
@@ -474,6 +511,11 @@ fn a_v1_value_is_not_upgraded_online_by_default() {
             Fake {
                 behaviour,
                 batch,
+                old_recipients: parse_identity_file(identity)
+                    .unwrap()
+                    .iter()
+                    .map(|id| id.recipient().clone())
+                    .collect(),
                 old: Keyring::new(parse_identity_file(identity).unwrap()),
                 new: new.recipient().clone(),
                 stranger: Identity::generate().recipient().clone(),
@@ -519,5 +561,122 @@ fn a_v1_value_is_not_upgraded_online_by_default() {
         let output = run(&url, &["--trust-controller-for-v1"]);
         assert_exit(&output, 0);
         assert_ne!(ws.read("repo/db.yaml"), manifest);
+    }
+}
+
+/// The repository's layout: values sealed to the cluster's key and an
+/// offline recovery key. The re-wrap replaces only the cluster's stanza:
+/// the recovery key opens every value afterwards, its stanza is byte for
+/// byte the one it was, and the summary says so. A stand-in (or an old
+/// controller) that drops the recovery key is refused, nothing written.
+#[test]
+fn the_recovery_recipient_is_kept_and_never_dropped_silently() {
+    for batch in [true, false] {
+        let setup = Setup::new();
+        let recovery = Identity::generate();
+        let recovery_recipient = recovery.recipient().to_string();
+        let sealed = setup.ws.seal(SECRET, &["-r", recovery_recipient.as_str()]);
+        setup.ws.write("repo/app/db.yaml", &sealed);
+        setup.ws.write(
+            "repo/other/api.yaml",
+            &setup.ws.seal(
+                &SECRET.replace("name: db", "name: api"),
+                &["-r", recovery_recipient.as_str()],
+            ),
+        );
+        let before = setup.files();
+
+        // A re-wrap that drops the recovery key: refused.
+        let url = setup.fake(Behaviour::DropOthers, batch);
+        let kubeconfig = setup.kubeconfig(&url);
+        let output = setup.rewrap(&["--controller-url", &url, "--kubeconfig", &kubeconfig]);
+        assert_exit(&output, 1);
+        let err = stderr(&output);
+        assert!(
+            err.contains("nothing was written")
+                && err.contains(&format!(
+                    "it would no longer be sealed to key id(s) {}, which are not this cluster's keys",
+                    recovery.recipient().key_id()
+                )),
+            "batch {batch}: {err}"
+        );
+        assert_eq!(setup.files(), before, "batch {batch}");
+        // Without a kubeconfig (whose keys are the cluster's is unknown),
+        // the drop is written but said, never silent.
+        let output = setup.rewrap(&["--controller-url", &url]);
+        assert_exit(&output, 0);
+        let err = stderr(&output);
+        assert!(
+            err.lines().any(
+                |line| line.starts_with("kseal: warning: no longer sealed to key(s) ")
+                    && line.contains(&format!("{} (6 value(s))", recovery.recipient().key_id()))
+            ),
+            "batch {batch}: {err}"
+        );
+        for (file, text) in ["repo/app/db.yaml", "repo/other/api.yaml"]
+            .iter()
+            .zip(&before)
+        {
+            setup.ws.write(file, text);
+        }
+
+        // The controller's re-wrap: the recovery stanza kept.
+        let url = setup.fake(Behaviour::Rewrap, batch);
+        let kubeconfig = setup.kubeconfig(&url);
+        let output = setup.rewrap(&["--controller-url", &url, "--kubeconfig", &kubeconfig]);
+        assert_exit(&output, 0);
+        let err = stderr(&output);
+        let new_id = setup.new.recipient().key_id().to_string();
+        let recovery_id = recovery.recipient().key_id().to_string();
+        assert!(
+            err.contains(&format!("kseal: wrapped to the cluster's key {new_id}"))
+                && err.contains("kseal: replaced the cluster's older key(s) ")
+                && err.contains(&format!(
+                    "kseal: kept the other recipient(s) byte for byte: {recovery_id} (6 value(s))"
+                )),
+            "batch {batch}: {err}"
+        );
+        let after = setup.files();
+        let values = |text: &str| -> Vec<SealedValue> {
+            text.lines()
+                .filter_map(|line| line.split_once(": kseal:"))
+                .map(|(_, v)| SealedValue::parse(&format!("kseal:{v}")).unwrap())
+                .collect()
+        };
+        for (old_text, new_text) in before.iter().zip(&after) {
+            for (old, new) in values(old_text).iter().zip(values(new_text)) {
+                let changes = new.rewrap_changes(old);
+                assert_eq!(changes.kept, vec![recovery.recipient().key_id()]);
+                assert_eq!(changes.fresh, vec![setup.new.recipient().key_id()]);
+            }
+        }
+        // The recovery key opens every value; the new key does too.
+        setup.ws.write(
+            "recovery.txt",
+            &format!(
+                "{}\n",
+                kseal_shared::age::secrecy::ExposeSecret::expose_secret(
+                    &recovery.to_secret_string()
+                )
+            ),
+        );
+        for file in ["repo/app/db.yaml", "repo/other/api.yaml"] {
+            let output = setup
+                .ws
+                .cmd()
+                .args(["unseal", "-i", "recovery.txt", "-f", file])
+                .output()
+                .unwrap();
+            assert_exit(&output, 0);
+        }
+        // Nothing left to do: a second run re-wraps nothing.
+        let output = setup.rewrap(&["--controller-url", &url, "--kubeconfig", &kubeconfig]);
+        assert_exit(&output, 0);
+        assert!(
+            stderr(&output).contains("0 value(s) re-wrapped, 6 already current"),
+            "{}",
+            stderr(&output)
+        );
+        assert_eq!(setup.files(), after);
     }
 }

@@ -37,7 +37,7 @@ use kseal_shared::contract::{
     REWRAPPED_HEADER, RewrapBatchItem, RewrapBatchRequest, RewrapBatchResponse, VERIFY_PATH,
     ValueFailure, ValueFailureReason, ValueFailures, ValueVerdict, VerifyResponse,
 };
-use kseal_shared::envelope::{SealedValue, open, rewrap};
+use kseal_shared::envelope::{SealedValue, open, rewrap_replacing};
 use kseal_shared::error::SealError;
 use kseal_shared::manifest::value_binding;
 use kseal_shared::sealed_secret::{MAX_VALUES, SealedSecret};
@@ -722,10 +722,11 @@ fn verify_work(state: &ApiState, content_type: Option<&str>, body: &[u8]) -> Res
 }
 
 /// `POST /v1/rewrap`: the SealedSecret with every value's data key
-/// re-wrapped to this cluster's current sealing keys. The caller cannot
-/// choose recipients; v2 ciphertexts stay byte-identical (v1 values are
-/// upgraded to v2); values already sealed to the current keys in v2 are
-/// returned unchanged.
+/// re-wrapped from this cluster's keys to its current sealing key, every
+/// other recipient (a recovery key, another cluster) kept byte for byte.
+/// The caller cannot choose recipients; v2 ciphertexts stay byte-identical
+/// (v1 values are upgraded to v2, sealed to the cluster's key only);
+/// values already current are returned unchanged.
 async fn rewrap_handler(
     State(state): State<ApiState>,
     Extension(limits): Extension<BodyLimits>,
@@ -778,10 +779,11 @@ fn rewrap_work(state: &ApiState, content_type: Option<&str>, body: &[u8]) -> Res
 /// target in the current format cost nothing; the others (v1 values are
 /// upgraded) are unwrapped and wrapped again.
 fn rewrap_cost(parsed: &[Result<SealedValue, SealError>], keys: &KeySet, target: &[KeyId]) -> u64 {
+    let own = keys.own_key_ids();
     let to_rewrap = parsed.iter().filter(|value| {
         !value
             .as_ref()
-            .is_ok_and(|value| value.is_current_for(target))
+            .is_ok_and(|value| value.is_current_for_cluster(&own, target))
     });
     work_cost(to_rewrap, keys, target.len())
 }
@@ -794,7 +796,9 @@ struct RewrapOutcome {
 }
 
 /// Re-wraps every value of `sealed` (parsed as `parsed`, in key order) that
-/// is not sealed to `target` in the current format yet; the work must have
+/// is not current for this cluster yet (sealed to `target`, to none of its
+/// other keys, in the current format): this cluster's stanzas are replaced,
+/// every other recipient's kept ([`rewrap_replacing`]); the work must have
 /// been charged.
 fn rewrap_object(
     sealed: &SealedSecret,
@@ -808,15 +812,17 @@ fn rewrap_object(
         rewrapped: 0,
         failures: BTreeMap::new(),
     };
+    let own = keys.own_key_ids();
     for (key, value) in sealed.spec.encrypted_data.keys().zip(parsed) {
         let result = value.and_then(|value| {
-            if value.is_current_for(target) {
+            if value.is_current_for_cluster(&own, target) {
                 Ok(None)
             } else {
-                rewrap(
+                rewrap_replacing(
                     &value,
                     &value_binding(sealed, key),
                     &keys.keyring,
+                    &own,
                     recipients,
                 )
                 .map(Some)

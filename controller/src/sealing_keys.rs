@@ -113,6 +113,12 @@ impl KeySet {
         self.keys.iter().find(|key| key.state == KeyState::Active)
     }
 
+    /// The ids of every key of this set, in any state: the keys whose
+    /// stanzas a re-wrap replaces (every other recipient's it keeps).
+    pub fn own_key_ids(&self) -> std::collections::HashSet<KeyId> {
+        self.keys.iter().filter_map(|key| key.key_id).collect()
+    }
+
     /// Recipients new values (and re-wraps) are sealed to.
     pub fn sealing_recipients(&self) -> Vec<Recipient> {
         self.active()

@@ -89,18 +89,8 @@ pub(crate) fn write_file_with_header(
     data_key: &DataKey,
 ) -> Option<Vec<u8>> {
     use rand::RngCore;
-    out.extend_from_slice(b"---");
+    finish_header(file_key, &mut out)?;
     let secret: &[u8; FILE_KEY_BYTES] = file_key.expose_secret();
-    let mac_key = Zeroizing::new(hkdf(&[], b"header", secret));
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(mac_key.as_ref()).ok()?;
-    mac.update(&out);
-    out.push(b' ');
-    out.extend_from_slice(
-        BASE64_STANDARD_NO_PAD
-            .encode(mac.finalize().into_bytes())
-            .as_bytes(),
-    );
-    out.push(b'\n');
     let mut nonce = [0u8; PAYLOAD_NONCE_LEN];
     rand::rngs::OsRng.fill_bytes(&mut nonce);
     out.extend_from_slice(&nonce);
@@ -116,8 +106,52 @@ pub(crate) fn write_file_with_header(
     Some(out)
 }
 
+/// Writes a binary age v1 file with exactly these stanzas, in this order,
+/// and `payload` (a nonce and one STREAM chunk, as [`AgeFile::payload`]
+/// gives it) byte for byte: the header of a file whose file key stays the
+/// same, with stanzas replaced (a re-wrap that keeps other recipients'
+/// stanzas). The payload depends only on the file key, so it stays valid.
+pub(crate) fn write_file_with_payload(
+    file_key: &FileKey,
+    stanzas: &[Stanza],
+    payload: &[u8],
+) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(160 + 128 * stanzas.len() + payload.len());
+    out.extend_from_slice(INTRO);
+    for stanza in stanzas {
+        write_stanza(&mut out, stanza);
+    }
+    finish_header(file_key, &mut out)?;
+    out.extend_from_slice(payload);
+    Some(out)
+}
+
+/// Ends a header (everything before `---`): `---`, the MAC under the file
+/// key over all of it, the line end.
+fn finish_header(file_key: &FileKey, out: &mut Vec<u8>) -> Option<()> {
+    out.extend_from_slice(b"---");
+    let secret: &[u8; FILE_KEY_BYTES] = file_key.expose_secret();
+    let mac_key = Zeroizing::new(hkdf(&[], b"header", secret));
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(mac_key.as_ref()).ok()?;
+    mac.update(out);
+    out.push(b' ');
+    out.extend_from_slice(
+        BASE64_STANDARD_NO_PAD
+            .encode(mac.finalize().into_bytes())
+            .as_bytes(),
+    );
+    out.push(b'\n');
+    Some(())
+}
+
 /// The STREAM nonce of a file's first and last chunk: counter 0, last flag.
 const LAST_CHUNK_NONCE: [u8; 12] = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+
+/// [`write_stanza`], for tests that build headers by hand.
+#[cfg(test)]
+pub(crate) fn write_stanza_for_tests(out: &mut Vec<u8>, stanza: &Stanza) {
+    write_stanza(out, stanza);
+}
 
 fn write_stanza(out: &mut Vec<u8>, stanza: &Stanza) {
     out.extend_from_slice(STANZA_PREFIX);
@@ -241,7 +275,19 @@ impl<'a> AgeFile<'a> {
     /// Opens the file with `identity`, which unwraps the file key from the
     /// stanzas (kseal's checks the key-ids stanza first); then checks the
     /// header MAC and decrypts the payload. `None`: wrong key or tampered.
+    #[cfg(test)]
     pub(crate) fn unwrap(&self, identity: &dyn age::Identity) -> Option<DataKey> {
+        self.unwrap_keys(identity).map(|(_, data_key)| data_key)
+    }
+
+    /// The payload bytes: the nonce and the one STREAM chunk.
+    pub(crate) fn payload(&self) -> &'a [u8] {
+        self.payload
+    }
+
+    /// [`AgeFile::unwrap`], also giving the file key (verified by the
+    /// header MAC and the payload's tag), for a re-wrap that keeps it.
+    pub(crate) fn unwrap_keys(&self, identity: &dyn age::Identity) -> Option<(FileKey, DataKey)> {
         let file_key: FileKey = identity.unwrap_stanzas(&self.stanzas)?.ok()?;
         let secret: &[u8; FILE_KEY_BYTES] = file_key.expose_secret();
         let mut mac_key = Zeroizing::new(hkdf(&[], b"header", secret));
@@ -255,7 +301,8 @@ impl<'a> AgeFile<'a> {
         let mut plaintext = ChaCha20Poly1305::new(key.into())
             .decrypt(Nonce::from_slice(&LAST_CHUNK_NONCE), chunk)
             .ok()?;
-        DataKey::from_slice_wiping(&mut plaintext)
+        let data_key = DataKey::from_slice_wiping(&mut plaintext)?;
+        Some((file_key, data_key))
     }
 }
 

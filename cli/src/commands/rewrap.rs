@@ -16,9 +16,8 @@ use kseal_shared::{
     x25519::{KeyId, Recipient},
 };
 
-use super::rewrap_online::{self, ObjectResult, Prefetched};
+use super::rewrap_online::{self, ClusterKeyIds, ObjectResult, Prefetched, RecipientChanges};
 use crate::args::{RecipientArgs, RewrapArgs};
-use crate::cluster;
 use crate::error::UsageError;
 use crate::io::{Source, write_in_place, write_stdout};
 use crate::recipients;
@@ -37,6 +36,8 @@ struct Tally {
     files_written: usize,
     /// Files with re-wrapped values that could not be written.
     files_not_written: usize,
+    /// What the online re-wraps written did to the recipients.
+    changes: RecipientChanges,
 }
 
 impl Tally {
@@ -47,6 +48,7 @@ impl Tally {
         if written {
             self.rewrapped += file.rewrapped;
             self.upgraded += file.upgraded;
+            self.changes.merge(&file.changes);
         } else {
             self.failed += file.rewrapped;
         }
@@ -92,16 +94,12 @@ pub fn run(args: RewrapArgs) -> Result<()> {
     };
     // --stale online: the keys the cluster seals to now; values naming none
     // of them are the stale ones. (Offline: the new recipients, per file.)
-    let active: Option<HashSet<KeyId>> = if args.stale && args.online {
-        Some(
-            cluster::fetch_recipients(&args.cluster)?
-                .iter()
-                .map(Recipient::key_id)
-                .collect(),
-        )
+    let cluster_keys: Option<ClusterKeyIds> = if args.stale && args.online {
+        Some(ClusterKeyIds::fetch(&args.cluster)?)
     } else {
         None
     };
+    let active = cluster_keys.as_ref().map(|keys| &keys.active);
     let files = manifest_files(&args.paths, Temporaries::Skip)?;
     let single_file = args.paths.len() == 1 && files.len() == 1 && !args.paths[0].is_dir();
     if !args.in_place && !single_file {
@@ -122,7 +120,7 @@ pub fn run(args: RewrapArgs) -> Result<()> {
         mode = Mode::Online(rewrap_online::prefetch(
             &files,
             &args.cluster,
-            active.as_ref(),
+            cluster_keys.as_ref(),
             args.trust_controller_for_v1,
         )?);
     }
@@ -130,7 +128,7 @@ pub fn run(args: RewrapArgs) -> Result<()> {
     for file in &files {
         let path = &file.path;
         let mut counted = Tally::default();
-        let rendered = rewrap_file(path, &mut mode, args.stale, active.as_ref(), &mut counted);
+        let rendered = rewrap_file(path, &mut mode, args.stale, active, &mut counted);
         let unreadable = rendered.as_ref().is_err_and(|err| {
             err.downcast_ref::<Unparseable>().is_some()
                 && Source::File(path.clone())
@@ -205,6 +203,13 @@ pub fn run(args: RewrapArgs) -> Result<()> {
         eprintln!(
             "kseal: each file is written on its own: the files rewritten keep their new values, and what failed is as it was (run again once it is fixed)"
         );
+    }
+    let known_cluster_keys = match &mode {
+        Mode::Online(prefetched) => prefetched.cluster_keys(),
+        Mode::Offline { .. } => None,
+    };
+    for line in tally.changes.summary(known_cluster_keys) {
+        eprintln!("{line}");
     }
     if tally.upgraded > 0 {
         eprintln!(
@@ -313,6 +318,7 @@ fn rewrap_file(
         };
         tally.rewrapped += result.rewrapped;
         tally.upgraded += result.upgraded;
+        tally.changes.merge(&result.changes);
         tally.current += result.current;
         tally.failed += result.failures.len();
         for (key, message) in &result.failures {
@@ -352,6 +358,7 @@ fn rewrap_offline(
         upgraded: 0,
         current: 0,
         failures: Vec::new(),
+        changes: RecipientChanges::default(),
     };
     for (key, encoded) in &sealed.spec.encrypted_data {
         let outcome = SealedValue::parse(encoded).and_then(|value| {

@@ -25,11 +25,11 @@ use anyhow::{Result, anyhow, bail};
 use kseal_shared::contract::{
     REWRAP_BATCH_PATH, REWRAP_PATH, RewrapBatchRequest, RewrapBatchResponse, ValueFailures,
 };
-use kseal_shared::envelope::{FormatVersion, SealedValue};
+use kseal_shared::envelope::{FormatVersion, RewrapChanges, SealedValue};
 use kseal_shared::manifest::{DocumentKind, ManifestFile};
 use kseal_shared::sealed_secret::{MAX_VALUES, SealedSecret};
 use kseal_shared::validation;
-use kseal_shared::x25519::{KeyId, Recipient};
+use kseal_shared::x25519::KeyId;
 
 use crate::cluster::{self, ApiResponse, ClusterArgs, ControllerApi};
 use crate::io::Source;
@@ -48,6 +48,8 @@ pub(crate) struct ObjectResult {
     pub upgraded: usize,
     pub current: usize,
     pub failures: Vec<(String, String)>,
+    /// What the re-wraps did to the recipients.
+    pub changes: RecipientChanges,
 }
 
 /// The controller's answers for every SealedSecret of the files, by file
@@ -56,9 +58,16 @@ pub(crate) struct ObjectResult {
 pub(crate) struct Prefetched {
     /// With the object as it was sent, to apply an answer only to that.
     results: HashMap<(PathBuf, usize), (SealedSecret, Result<ObjectResult, String>)>,
+    /// The cluster's keys, when they were read.
+    cluster_keys: Option<HashSet<KeyId>>,
 }
 
 impl Prefetched {
+    /// The cluster's keys (every state), when they were read.
+    pub fn cluster_keys(&self) -> Option<&HashSet<KeyId>> {
+        self.cluster_keys.as_ref()
+    }
+
     /// The answer for the `ordinal`-th SealedSecret of `path`.
     /// The answer for the `ordinal`-th SealedSecret of `path`, which now
     /// reads as `current`: refused when the object changed since it was
@@ -93,15 +102,129 @@ struct Pending {
     bytes: usize,
 }
 
-/// The key ids a re-wrapped value must be sealed to.
+/// The cluster's key ids as published: what to seal to and every key it
+/// holds in any state (the keys a re-wrap may replace).
+#[derive(Clone)]
+pub(crate) struct ClusterKeyIds {
+    /// The active key (what re-wrapped values must be wrapped to).
+    pub active: HashSet<KeyId>,
+    /// Every key the cluster lists, active, decrypt-only and retired.
+    pub all: HashSet<KeyId>,
+}
+
+impl ClusterKeyIds {
+    /// Reads and checks the published keys ([`cluster::fetch_published`]).
+    pub(crate) fn fetch(cluster: &ClusterArgs) -> Result<Self> {
+        let (_, published) = cluster::fetch_published(cluster)?;
+        Ok(Self {
+            active: HashSet::from([published.recipient.key_id()]),
+            all: published
+                .keys
+                .iter()
+                .filter_map(|key| key.id.parse().ok())
+                .chain([published.recipient.key_id()])
+                .collect(),
+        })
+    }
+}
+
+/// What the re-wrapped values of a run must look like.
 pub(crate) enum Expected {
-    /// The cluster's published sealing key(s), read through the API server
-    /// (a channel that does not depend on who answers the re-wrap), and
-    /// which kubeconfig they were read through, for messages.
-    Published(HashSet<KeyId>, String),
+    /// The cluster's published keys, read through the API server (a
+    /// channel that does not depend on who answers the re-wrap), and which
+    /// kubeconfig they were read through, for messages: every value is
+    /// wrapped afresh to the active key exactly, and drops only keys the
+    /// cluster lists.
+    Published(ClusterKeyIds, String),
     /// Unknown (`--controller-url` and no kubeconfig at all): at least
-    /// every value of the run must be sealed to the same keys.
+    /// every value of the run must be wrapped afresh to the same keys.
     Consistent(Option<BTreeSet<KeyId>>),
+}
+
+/// What the re-wraps of a run did to the recipients, for the summary: a
+/// re-wrap never drops a recipient silently.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct RecipientChanges {
+    /// Key ids wrapped to afresh.
+    pub fresh: BTreeSet<KeyId>,
+    /// Key ids dropped, with how many values each.
+    pub dropped: BTreeMap<KeyId, usize>,
+    /// Key ids kept byte for byte, with how many values each.
+    pub kept: BTreeMap<KeyId, usize>,
+}
+
+impl RecipientChanges {
+    fn add(&mut self, changes: &RewrapChanges) {
+        self.fresh.extend(changes.fresh.iter().copied());
+        for id in &changes.dropped {
+            *self.dropped.entry(*id).or_default() += 1;
+        }
+        for id in &changes.kept {
+            *self.kept.entry(*id).or_default() += 1;
+        }
+    }
+
+    /// Adds another run's (or object's) changes.
+    pub(crate) fn merge(&mut self, other: &RecipientChanges) {
+        self.fresh.extend(other.fresh.iter().copied());
+        for (id, count) in &other.dropped {
+            *self.dropped.entry(*id).or_default() += count;
+        }
+        for (id, count) in &other.kept {
+            *self.kept.entry(*id).or_default() += count;
+        }
+    }
+
+    /// The summary lines (empty when nothing was re-wrapped).
+    pub(crate) fn summary(&self, cluster: Option<&HashSet<KeyId>>) -> Vec<String> {
+        let ids = |ids: &mut dyn Iterator<Item = &KeyId>| {
+            ids.map(ToString::to_string).collect::<Vec<_>>().join(", ")
+        };
+        let counted = |map: &BTreeMap<KeyId, usize>| {
+            map.iter()
+                .map(|(id, count)| format!("{id} ({count} value(s))"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let mut lines = Vec::new();
+        if self.fresh.is_empty() {
+            return lines;
+        }
+        lines.push(format!(
+            "kseal: wrapped to the cluster's key {}",
+            ids(&mut self.fresh.iter())
+        ));
+        if !self.dropped.is_empty() {
+            let (ours, others): (BTreeMap<KeyId, usize>, BTreeMap<KeyId, usize>) = self
+                .dropped
+                .iter()
+                .partition(|(id, _)| cluster.is_some_and(|cluster| cluster.contains(*id)));
+            if !ours.is_empty() {
+                lines.push(format!(
+                    "kseal: replaced the cluster's older key(s) {}",
+                    counted(&ours)
+                ));
+            }
+            if !others.is_empty() {
+                lines.push(format!(
+                    "kseal: warning: no longer sealed to key(s) {}{}",
+                    counted(&others),
+                    if cluster.is_some() {
+                        ""
+                    } else {
+                        " (whether they are the cluster's is unknown without a kubeconfig)"
+                    }
+                ));
+            }
+        }
+        if !self.kept.is_empty() {
+            lines.push(format!(
+                "kseal: kept the other recipient(s) byte for byte: {}",
+                counted(&self.kept)
+            ));
+        }
+        lines
+    }
 }
 
 impl Expected {
@@ -110,7 +233,7 @@ impl Expected {
     /// `~/.kube/config`; `published`, when already fetched for `--stale`).
     pub(crate) fn for_run(
         cluster: &ClusterArgs,
-        published: Option<&HashSet<KeyId>>,
+        published: Option<&ClusterKeyIds>,
     ) -> Result<Self> {
         let source = kubeconfig_source(cluster);
         if let Some(published) = published {
@@ -130,49 +253,80 @@ impl Expected {
             (None, None) => "the kubeconfig".to_owned(),
             (None, Some(_)) => {
                 eprintln!(
-                    "kseal: note: the answers are checked to keep every value's ciphertext, but not against the cluster's published key: there is no kubeconfig to read it through (pass --kubeconfig, or set $KUBECONFIG, for that)"
+                    "kseal: note: the answers are checked to keep every value's ciphertext and every recipient they keep, but not against the cluster's published key: there is no kubeconfig to read it through (pass --kubeconfig, or set $KUBECONFIG, for that)"
                 );
                 return Ok(Expected::Consistent(None));
             }
         };
-        let published = cluster::fetch_recipients(cluster).map_err(|err| {
+        let published = ClusterKeyIds::fetch(cluster).map_err(|err| {
             err.context(format!(
                 "cannot read the cluster's published key, which the controller's answers are held to (through {source})"
             ))
         })?;
-        Ok(Expected::Published(
-            published.iter().map(Recipient::key_id).collect(),
-            source,
-        ))
+        Ok(Expected::Published(published, source))
     }
 
-    /// Checks the key ids of one re-wrapped value.
-    fn check(&mut self, key_ids: &[KeyId]) -> Result<(), String> {
-        let ids: BTreeSet<KeyId> = key_ids.iter().copied().collect();
+    /// The cluster's keys, when known.
+    pub(crate) fn cluster_keys(&self) -> Option<&HashSet<KeyId>> {
+        match self {
+            Expected::Published(published, _) => Some(&published.all),
+            Expected::Consistent(_) => None,
+        }
+    }
+
+    /// Checks what one re-wrap did to the recipients: wrapped afresh to
+    /// the cluster's active key exactly; dropped only keys of the cluster
+    /// (never a recovery key or another cluster's); kept no other key of
+    /// the cluster.
+    fn check(&mut self, changes: &RewrapChanges) -> Result<(), String> {
+        let fresh: BTreeSet<KeyId> = changes.fresh.iter().copied().collect();
         let show = |ids: &mut dyn Iterator<Item = &KeyId>| {
             ids.map(ToString::to_string).collect::<Vec<_>>().join(", ")
         };
         match self {
             Expected::Published(published, source) => {
-                if ids.len() == published.len() && ids.iter().all(|id| published.contains(id)) {
-                    Ok(())
-                } else {
-                    Err(format!(
-                        "it is sealed to key id(s) {}, not to the cluster's published key {} (read through {source}; if a key rotation happened meanwhile, run the re-wrap again)",
-                        show(&mut ids.iter()),
-                        show(&mut published.iter())
-                    ))
+                if fresh.len() != published.active.len()
+                    || !fresh.iter().all(|id| published.active.contains(id))
+                {
+                    return Err(format!(
+                        "it is wrapped to key id(s) {}, not to the cluster's published key {} (read through {source}; if a key rotation happened meanwhile, run the re-wrap again)",
+                        show(&mut fresh.iter()),
+                        show(&mut published.active.iter())
+                    ));
                 }
+                let foreign: Vec<&KeyId> = changes
+                    .dropped
+                    .iter()
+                    .filter(|id| !published.all.contains(*id))
+                    .collect();
+                if !foreign.is_empty() {
+                    return Err(format!(
+                        "it would no longer be sealed to key id(s) {}, which are not this cluster's keys (a recovery key, another cluster): an online re-wrap keeps every other recipient",
+                        show(&mut foreign.into_iter())
+                    ));
+                }
+                let stale: Vec<&KeyId> = changes
+                    .kept
+                    .iter()
+                    .filter(|id| published.all.contains(*id) && !published.active.contains(*id))
+                    .collect();
+                if !stale.is_empty() {
+                    return Err(format!(
+                        "it is still sealed to the cluster's older key id(s) {}",
+                        show(&mut stale.into_iter())
+                    ));
+                }
+                Ok(())
             }
             Expected::Consistent(first) => match first {
                 None => {
-                    *first = Some(ids);
+                    *first = Some(fresh);
                     Ok(())
                 }
-                Some(first) if *first == ids => Ok(()),
+                Some(first) if *first == fresh => Ok(()),
                 Some(first) => Err(format!(
-                    "it is sealed to key id(s) {}, other values of this run to {}",
-                    show(&mut ids.iter()),
+                    "it is wrapped to key id(s) {}, other values of this run to {}",
+                    show(&mut fresh.iter()),
                     show(&mut first.iter())
                 )),
             },
@@ -215,7 +369,7 @@ struct Refused {
 pub(crate) fn prefetch(
     files: &[ManifestPath],
     cluster: &ClusterArgs,
-    only_stale: Option<&HashSet<KeyId>>,
+    only_stale: Option<&ClusterKeyIds>,
     trust_v1: bool,
 ) -> Result<Prefetched> {
     let mut pending = Vec::new();
@@ -239,7 +393,7 @@ pub(crate) fn prefetch(
             if !validation::sealed_secret_problems(&sealed).is_empty() {
                 continue;
             }
-            if let Some(active) = only_stale
+            if let Some(ClusterKeyIds { active, .. }) = only_stale
                 && !sealed
                     .spec
                     .encrypted_data
@@ -250,13 +404,18 @@ pub(crate) fn prefetch(
             }
             // Every v1 value of an object sent, stale or not: the
             // controller upgrades each it is given.
-            if !trust_v1 {
+            {
                 for (key, value) in &sealed.spec.encrypted_data {
-                    if SealedValue::parse(value).is_ok_and(|v| v.version() == FormatVersion::V1) {
-                        v1_values.push(format!(
-                            "  {}: SealedSecret {}: key {key:?}",
-                            path.display(),
-                            object_name(&sealed)
+                    if let Ok(v1) = SealedValue::parse(value)
+                        && v1.version() == FormatVersion::V1
+                    {
+                        v1_values.push((
+                            format!(
+                                "  {}: SealedSecret {}: key {key:?}",
+                                path.display(),
+                                object_name(&sealed)
+                            ),
+                            v1.key_ids().to_vec(),
                         ));
                     }
                 }
@@ -270,20 +429,49 @@ pub(crate) fn prefetch(
             });
         }
     }
-    if !v1_values.is_empty() {
+    if !v1_values.is_empty() && !trust_v1 {
         bail!(
             "{} format v1 value(s), which an online re-wrap would upgrade unchecked (v1 is not key-committing: whoever answers could return another value sealed to the cluster's key), so nothing was sent or written:\n{}\nupgrade them offline with `kseal rewrap -i IDENTITY …` (a backed-up key that opens them), or pass --trust-controller-for-v1 to take the controller's word for them",
             v1_values.len(),
-            v1_values.join("\n")
+            v1_values
+                .iter()
+                .map(|(at, _)| at.as_str())
+                .collect::<Vec<_>>()
+                .join("\n")
         );
     }
     let mut prefetched = Prefetched {
         results: HashMap::new(),
+        cluster_keys: None,
     };
     if pending.is_empty() {
         return Ok(prefetched);
     }
     let mut expected = Expected::for_run(cluster, only_stale)?;
+    prefetched.cluster_keys = expected.cluster_keys().cloned();
+    // An upgrade makes a new data key, so it cannot keep the stanzas of
+    // other recipients: refuse before anything is sent.
+    if let Some(cluster_keys) = expected.cluster_keys() {
+        let keeping: Vec<String> = v1_values
+            .iter()
+            .filter(|(_, ids)| ids.iter().any(|id| !cluster_keys.contains(id)))
+            .map(|(at, ids)| {
+                let others: Vec<String> = ids
+                    .iter()
+                    .filter(|id| !cluster_keys.contains(*id))
+                    .map(ToString::to_string)
+                    .collect();
+                format!("{at}: also sealed to {}", others.join(", "))
+            })
+            .collect();
+        if !keeping.is_empty() {
+            bail!(
+                "{} format v1 value(s) are also sealed to keys that are not this cluster's (a recovery key, another cluster); upgrading one online makes a new data key, which only the cluster's key would open, so nothing was sent or written:\n{}\nupgrade them offline to every recipient: `kseal rewrap -i IDENTITY -R RECIPIENTS_FILE --in-place …` (an identity that opens them, such as the recovery key)",
+                keeping.len(),
+                keeping.join("\n")
+            );
+        }
+    }
     let api = ControllerApi::connect(cluster)?;
     let mut batch_endpoint = true;
     for batch in batches(pending) {
@@ -448,6 +636,7 @@ fn send_batch(
                     rewrapped: 0,
                     upgraded: 0,
                     current: 0,
+                    changes: RecipientChanges::default(),
                     failures: answer
                         .failures
                         .into_iter()
@@ -476,12 +665,16 @@ fn checked(
     }
     let mut refused = Vec::new();
     let mut rewrapped = 0;
+    let mut changes = RecipientChanges::default();
     for (key, new) in &encrypted {
         let Some(old) = sent.get(key).filter(|old| *old != new) else {
             continue;
         };
         match check_value(old, new, expected) {
-            Ok(()) => rewrapped += 1,
+            Ok(value_changes) => {
+                rewrapped += 1;
+                changes.add(&value_changes);
+            }
             Err(reason) => refused.push(Refused {
                 key: Some(key.clone()),
                 reason,
@@ -504,13 +697,15 @@ fn checked(
         upgraded,
         current: sent.len() - rewrapped,
         failures: Vec::new(),
+        changes,
     })
 }
 
 /// Checks one changed value: it parses, it is a re-wrap of the value sent
-/// (same ciphertext and key commitment), and it is sealed to the expected
-/// keys.
-fn check_value(old: &str, new: &str, expected: &mut Expected) -> Result<(), String> {
+/// (same ciphertext and key commitment), wrapped afresh to the expected
+/// keys, keeping every other recipient (see [`Expected::check`]); gives
+/// what it did to the recipients.
+fn check_value(old: &str, new: &str, expected: &mut Expected) -> Result<RewrapChanges, String> {
     let new = SealedValue::parse(new)
         .map_err(|err| format!("the answer is not a sealed value kseal reads: {err}"))?;
     // The values sent were validated: each parses.
@@ -518,7 +713,9 @@ fn check_value(old: &str, new: &str, expected: &mut Expected) -> Result<(), Stri
     new.check_rewrap_of(&old).map_err(|mismatch| {
         format!("{mismatch}: a re-wrap changes only the key ids and the wrapped data key, so this would be another value")
     })?;
-    expected.check(new.key_ids())
+    let changes = new.rewrap_changes(&old);
+    expected.check(&changes)?;
+    Ok(changes)
 }
 
 /// Sends one object to the controller's `/v1/rewrap`; only its
@@ -548,6 +745,7 @@ fn rewrap_one(
                 rewrapped: 0,
                 upgraded: 0,
                 current: 0,
+                changes: RecipientChanges::default(),
                 failures: answer
                     .values
                     .into_iter()

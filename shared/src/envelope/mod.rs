@@ -274,6 +274,62 @@ impl SealedValue {
         self.version() == VERSION && self.is_sealed_to(key_ids)
     }
 
+    /// Whether a cluster whose keys are `own` (every key it has held) and
+    /// whose active key ids are `target` has nothing to re-wrap in this
+    /// value ([`rewrap_replacing`] would change nothing): it is v2, sealed
+    /// to every `target` key, and to no other `own` key. Other recipients
+    /// do not matter: they are kept.
+    pub fn is_current_for_cluster(&self, own: &HashSet<KeyId>, target: &[KeyId]) -> bool {
+        self.version() == VERSION
+            && target.iter().all(|id| self.key_ids.contains(id))
+            && self
+                .key_ids
+                .iter()
+                .all(|id| target.contains(id) || !own.contains(id))
+    }
+
+    /// What a re-wrap of `original` into `self` did to each recipient,
+    /// told without keys by comparing their X25519 stanzas: kept byte for
+    /// byte, wrapped afresh (a new stanza, or a key the original did not
+    /// name), or dropped. `kseal rewrap --online` checks it, so a re-wrap
+    /// never drops a recipient silently. Either value not parsing (it was
+    /// checked at [`SealedValue::parse`]) gives every key id of `self` as
+    /// fresh.
+    pub fn rewrap_changes(&self, original: &SealedValue) -> RewrapChanges {
+        let stanzas = |value: &SealedValue| -> Option<Vec<Stanza>> {
+            let file = AgeFile::parse(&value.wrapped_key, MAX_STANZAS).ok()?;
+            Some(
+                file.stanzas
+                    .into_iter()
+                    .filter(|stanza| stanza.tag == X25519_STANZA_TAG)
+                    .collect(),
+            )
+        };
+        let (before, after) = (stanzas(original), stanzas(self));
+        let stanza_of = |stanzas: &Option<Vec<Stanza>>, ids: &[KeyId], id: &KeyId| {
+            let index = ids.iter().position(|candidate| candidate == id)?;
+            let stanza = stanzas.as_ref()?.get(index)?;
+            Some((stanza.args.clone(), stanza.body.clone()))
+        };
+        let mut changes = RewrapChanges::default();
+        for id in &self.key_ids {
+            let old = stanza_of(&before, &original.key_ids, id);
+            let new = stanza_of(&after, &self.key_ids, id);
+            if old.is_some() && old == new {
+                changes.kept.push(*id);
+            } else {
+                changes.fresh.push(*id);
+            }
+        }
+        changes.dropped = original
+            .key_ids
+            .iter()
+            .filter(|id| !self.key_ids.contains(id))
+            .copied()
+            .collect();
+        changes
+    }
+
     /// Checks, without keys, that `self` can be a re-wrap of `original`
     /// ([`rewrap`]'s output for it), for a reader that must not take
     /// another value in its place (`kseal rewrap --online` checks what the
@@ -347,6 +403,19 @@ impl fmt::Debug for SealedValue {
             .field("ciphertext_len", &self.ciphertext.len())
             .finish()
     }
+}
+
+/// What a re-wrap did to each recipient of a value
+/// ([`SealedValue::rewrap_changes`]), key ids in the new value's order
+/// (`dropped`: in the original's).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RewrapChanges {
+    /// Recipients whose stanza is byte-identical: kept as they were.
+    pub kept: Vec<KeyId>,
+    /// Recipients with a new stanza: the keys the re-wrap wrapped to.
+    pub fresh: Vec<KeyId>,
+    /// Recipients of the original that the re-wrap no longer names.
+    pub dropped: Vec<KeyId>,
 }
 
 /// What a value claimed as a re-wrap changed that a re-wrap keeps (see
@@ -610,11 +679,113 @@ pub fn rewrap(
     })
 }
 
+/// Re-wraps a value for the cluster whose keys are `own` (every key it has
+/// held, in any state): the X25519 stanzas of `own` keys are replaced by
+/// stanzas for `recipients` (the cluster's active key), and every other
+/// recipient's stanza (an offline recovery key, another cluster) is kept
+/// byte for byte, in its place. This needs no private key but the
+/// cluster's: the file key is kept, so kept stanzas still wrap it, and the
+/// header MAC is computed again under it (`docs/format.md` §5).
+///
+/// The value must open under `binding` first, and its header MAC must
+/// verify under the file key: a kept stanza was therefore written by
+/// someone who held the file key, never added by the caller. The new
+/// stanzas wrap to `recipients` only, so whoever asks for a re-wrap
+/// cannot add a recipient. A v2 value keeps its seal time, nonce,
+/// commitment, ciphertext and payload; the new stanzas take the place of
+/// the first replaced one. A v1 value cannot keep stanzas (its upgrade
+/// makes a new data key): it is upgraded as [`rewrap`] does, sealed to
+/// `recipients` only; callers that must not lose recipients check
+/// [`SealedValue::rewrap_changes`].
+///
+/// Errors: those of [`open`], [`SealError::NoRecipients`], and
+/// [`SealError::InvalidBinding`] when the result would name more than
+/// [`MAX_RECIPIENTS`] keys.
+pub fn rewrap_replacing(
+    value: &SealedValue,
+    binding: &Binding<'_>,
+    keyring: &Keyring,
+    own: &HashSet<KeyId>,
+    recipients: &[Recipient],
+) -> Result<SealedValue, SealError> {
+    if value.version() == FormatVersion::V1 {
+        return rewrap(value, binding, keyring, recipients);
+    }
+    binding.validate()?;
+    let mut seen = HashSet::new();
+    let fresh: Vec<&Recipient> = recipients
+        .iter()
+        .filter(|recipient| seen.insert(recipient.key_id()))
+        .collect();
+    if fresh.is_empty() {
+        return Err(SealError::NoRecipients);
+    }
+    let (file_key, data_key) = unwrap_keys(value, keyring)?;
+    drop(decrypt_with(value, binding, &data_key)?);
+    let file = AgeFile::parse(&value.wrapped_key, MAX_STANZAS).map_err(SealError::Malformed)?;
+    let x25519: Vec<&Stanza> = file
+        .stanzas
+        .iter()
+        .filter(|stanza| stanza.tag == X25519_STANZA_TAG)
+        .collect();
+    let replaced = |id: &KeyId| own.contains(id) || seen.contains(id);
+    let mut key_ids = Vec::with_capacity(value.key_ids.len() + fresh.len());
+    let mut stanzas = Vec::with_capacity(value.key_ids.len() + fresh.len() + 1);
+    let mut placed = false;
+    for (index, id) in value.key_ids.iter().enumerate() {
+        if replaced(id) {
+            if !placed {
+                placed = true;
+                for recipient in &fresh {
+                    let (wrapped, _labels) =
+                        age::Recipient::wrap_file_key(recipient.age(), &file_key)
+                            .map_err(|_| SealError::Internal("age encryption failed"))?;
+                    stanzas.extend(wrapped);
+                    key_ids.push(recipient.key_id());
+                }
+            }
+            continue;
+        }
+        // Parsing checked one X25519 stanza per key id, in order.
+        let stanza = x25519.get(index).ok_or(SealError::Malformed(
+            "wrapped data key has too few X25519 stanzas",
+        ))?;
+        stanzas.push(Stanza {
+            tag: stanza.tag.clone(),
+            args: stanza.args.clone(),
+            body: stanza.body.clone(),
+        });
+        key_ids.push(*id);
+    }
+    if key_ids.len() > MAX_RECIPIENTS {
+        return Err(SealError::InvalidBinding(format!(
+            "at most {MAX_RECIPIENTS} recipients per value"
+        )));
+    }
+    stanzas.push(key_ids_stanza(&key_ids));
+    let wrapped_key =
+        crate::wrapped_key::write_file_with_payload(&file_key, &stanzas, file.payload())
+            .ok_or(SealError::Internal("age encryption failed"))?;
+    Ok(SealedValue {
+        key_ids,
+        sealed_at: value.sealed_at,
+        wrapped_key,
+        nonce: value.nonce,
+        commitment: value.commitment,
+        ciphertext: value.ciphertext.clone(),
+    })
+}
+
 /// Unwraps the data key with the keyring's identities that the value names:
 /// each only with its own X25519 stanza, so a value costs at most one
 /// Diffie-Hellman per key held. The key is not yet checked against a v2
 /// value's commitment: [`open`] and [`rewrap`] do that.
 pub fn unwrap_data_key(value: &SealedValue, keyring: &Keyring) -> Result<DataKey, SealError> {
+    unwrap_keys(value, keyring).map(|(_, data_key)| data_key)
+}
+
+/// [`unwrap_data_key`], also giving the age file key it was wrapped under.
+fn unwrap_keys(value: &SealedValue, keyring: &Keyring) -> Result<(FileKey, DataKey), SealError> {
     let candidates: Vec<(usize, &Identity)> = value
         .key_ids
         .iter()
@@ -633,7 +804,7 @@ pub fn unwrap_data_key(value: &SealedValue, keyring: &Keyring) -> Result<DataKey
     candidates
         .into_iter()
         .find_map(|candidate| {
-            file.unwrap(&StanzaByPosition {
+            file.unwrap_keys(&StanzaByPosition {
                 candidates: vec![candidate],
             })
         })

@@ -351,3 +351,261 @@ fn a_rewrap_is_told_from_a_substitute() {
         b"w"
     );
 }
+
+/// The age crate's own reading of a wrapped data key, for comparison.
+fn age_opens(value: &SealedValue, identity: &Identity) -> Option<Vec<u8>> {
+    use std::io::Read;
+    let decryptor = age::Decryptor::new(value.wrapped_key()).ok()?;
+    let mut reader = decryptor
+        .decrypt(std::iter::once(identity as &dyn age::Identity))
+        .ok()?;
+    let mut out = Vec::new();
+    reader.read_to_end(&mut out).ok()?;
+    Some(out)
+}
+
+fn own(ids: &[&Identity]) -> HashSet<KeyId> {
+    ids.iter().map(|id| id.recipient().key_id()).collect()
+}
+
+#[test]
+fn rewrap_replacing_keeps_other_recipients_byte_for_byte() {
+    let (old, new, recovery, other) = (identity(), identity(), identity(), identity());
+    // Every position of the cluster's stanza among the others.
+    let orders: [Vec<&Identity>; 3] = [
+        vec![&old, &recovery, &other],
+        vec![&recovery, &old, &other],
+        vec![&recovery, &other, &old],
+    ];
+    for order in orders {
+        let recipients: Vec<Recipient> = order.iter().map(|i| i.recipient().clone()).collect();
+        let value = seal(b"hunter2", &binding(), &recipients).unwrap();
+        let cluster = own(&[&old, &new]);
+        let rewrapped = rewrap_replacing(
+            &value,
+            &binding(),
+            &Keyring::new([old.clone()]),
+            &cluster,
+            &[new.recipient().clone()],
+        )
+        .unwrap();
+        // The new key takes the old one's place; the others keep theirs.
+        let expected: Vec<KeyId> = order
+            .iter()
+            .map(|i| {
+                if std::ptr::eq(*i, &old) {
+                    new.recipient().key_id()
+                } else {
+                    i.recipient().key_id()
+                }
+            })
+            .collect();
+        assert_eq!(rewrapped.key_ids(), expected.as_slice());
+        assert_eq!(
+            (
+                rewrapped.sealed_at_seconds(),
+                rewrapped.nonce(),
+                rewrapped.commitment(),
+                rewrapped.ciphertext()
+            ),
+            (
+                value.sealed_at_seconds(),
+                value.nonce(),
+                value.commitment(),
+                value.ciphertext()
+            )
+        );
+        let reparsed = SealedValue::parse(&rewrapped.encode()).unwrap();
+        assert_eq!(reparsed, rewrapped);
+        // Everyone but the replaced key opens it, with kseal and with age.
+        for (holder, opens) in [
+            (&new, true),
+            (&recovery, true),
+            (&other, true),
+            (&old, false),
+        ] {
+            let result = open(&reparsed, &binding(), &Keyring::new([holder.clone()]));
+            assert_eq!(result.is_ok(), opens);
+            if opens {
+                assert_eq!(result.unwrap().expose(), b"hunter2");
+            }
+            assert_eq!(age_opens(&reparsed, holder).is_some(), opens);
+        }
+        let changes = reparsed.rewrap_changes(&value);
+        assert_eq!(changes.fresh, vec![new.recipient().key_id()]);
+        assert_eq!(
+            changes.kept,
+            vec![recovery.recipient().key_id(), other.recipient().key_id()]
+        );
+        assert_eq!(changes.dropped, vec![old.recipient().key_id()]);
+        // Nothing left to do: re-wrapping again changes nothing.
+        let target = [new.recipient().key_id()];
+        assert!(reparsed.is_current_for_cluster(&cluster, &target));
+        assert!(!value.is_current_for_cluster(&cluster, &target));
+    }
+}
+
+#[test]
+fn rewrap_replacing_replaces_every_cluster_key_with_the_active_one() {
+    let (a, b, c, recovery) = (identity(), identity(), identity(), identity());
+    let value = seal(
+        b"v",
+        &binding(),
+        &[
+            a.recipient().clone(),
+            recovery.recipient().clone(),
+            b.recipient().clone(),
+        ],
+    )
+    .unwrap();
+    let cluster = own(&[&a, &b, &c]);
+    let rewrapped = rewrap_replacing(
+        &value,
+        &binding(),
+        &Keyring::new([b.clone()]),
+        &cluster,
+        &[c.recipient().clone()],
+    )
+    .unwrap();
+    assert_eq!(
+        rewrapped.key_ids(),
+        &[c.recipient().key_id(), recovery.recipient().key_id()]
+    );
+    // A value already sealed to the active key and an old one: the old
+    // one goes, the active one is wrapped afresh.
+    let both = seal(
+        b"v",
+        &binding(),
+        &[a.recipient().clone(), c.recipient().clone()],
+    )
+    .unwrap();
+    let target = [c.recipient().key_id()];
+    assert!(!both.is_current_for_cluster(&cluster, &target));
+    let rewrapped = rewrap_replacing(
+        &both,
+        &binding(),
+        &Keyring::new([c.clone()]),
+        &cluster,
+        &[c.recipient().clone()],
+    )
+    .unwrap();
+    assert_eq!(rewrapped.key_ids(), &target);
+    // Sealed to the active key and a recovery key: current.
+    let current = seal(
+        b"v",
+        &binding(),
+        &[recovery.recipient().clone(), c.recipient().clone()],
+    )
+    .unwrap();
+    assert!(current.is_current_for_cluster(&cluster, &target));
+    // Without the active key it is not, whatever else it names.
+    let recovery_only = seal(b"v", &binding(), &[recovery.recipient().clone()]).unwrap();
+    assert!(!recovery_only.is_current_for_cluster(&cluster, &target));
+}
+
+/// The caller cannot add, swap or drop a recipient: any change to a kept
+/// stanza breaks the header MAC the cluster verifies first.
+#[test]
+fn rewrap_replacing_refuses_a_header_the_file_key_did_not_make() {
+    let (cluster_key, recovery, attacker, new) = (identity(), identity(), identity(), identity());
+    let value = seal(
+        b"secret",
+        &binding(),
+        &[
+            cluster_key.recipient().clone(),
+            recovery.recipient().clone(),
+        ],
+    )
+    .unwrap();
+    let file = AgeFile::parse(value.wrapped_key(), MAX_STANZAS).unwrap();
+    let copy = |s: &Stanza| Stanza {
+        tag: s.tag.clone(),
+        args: s.args.clone(),
+        body: s.body.clone(),
+    };
+    let x25519: Vec<Stanza> = file
+        .stanzas
+        .iter()
+        .filter(|s| s.tag == X25519_STANZA_TAG)
+        .map(copy)
+        .collect();
+    // The attacker's own stanza wraps a file key of its choosing.
+    let attacker_key = FileKey::init_with_mut(|key| rand::rngs::OsRng.fill_bytes(key));
+    let (attacker_stanza, _) =
+        age::Recipient::wrap_file_key(attacker.recipient().age(), &attacker_key).unwrap();
+    let ids = |list: &[&Identity]| -> Vec<KeyId> {
+        list.iter().map(|i| i.recipient().key_id()).collect()
+    };
+    let forged_headers: Vec<(Vec<KeyId>, Vec<Stanza>)> = vec![
+        // The recovery stanza swapped for the attacker's.
+        (
+            ids(&[&cluster_key, &attacker]),
+            vec![copy(&x25519[0]), copy(&attacker_stanza[0])],
+        ),
+        // The attacker's added.
+        (
+            ids(&[&cluster_key, &recovery, &attacker]),
+            vec![
+                copy(&x25519[0]),
+                copy(&x25519[1]),
+                copy(&attacker_stanza[0]),
+            ],
+        ),
+        // The recovery stanza dropped.
+        (ids(&[&cluster_key]), vec![copy(&x25519[0])]),
+    ];
+    for (key_ids, mut stanzas) in forged_headers {
+        stanzas.push(key_ids_stanza(&key_ids));
+        // The payload and the old MAC line kept: the MAC no longer matches.
+        let mut wrapped_key = b"age-encryption.org/v1\n".to_vec();
+        for stanza in &stanzas {
+            crate::wrapped_key::write_stanza_for_tests(&mut wrapped_key, stanza);
+        }
+        let original = value.wrapped_key();
+        let mac_line = original.windows(4).position(|w| w == b"--- ").unwrap();
+        wrapped_key.extend_from_slice(&original[mac_line..]);
+        let forged = SealedValue {
+            key_ids,
+            wrapped_key,
+            ..value.clone()
+        };
+        let forged = SealedValue::parse(&forged.encode()).unwrap();
+        let result = rewrap_replacing(
+            &forged,
+            &binding(),
+            &Keyring::new([cluster_key.clone()]),
+            &own(&[&cluster_key, &new]),
+            &[new.recipient().clone()],
+        );
+        assert_eq!(result.unwrap_err(), SealError::UnwrapFailed);
+    }
+}
+
+/// A v1 value cannot keep stanzas (its upgrade makes a new data key): it
+/// is sealed to the cluster's key alone, and the changes say what was
+/// dropped.
+#[test]
+fn rewrap_replacing_a_v1_value_reports_the_dropped_recipients() {
+    let (old, new, recovery) = (identity(), identity(), identity());
+    let v1 = seal_v1(
+        b"old",
+        &binding(),
+        &[old.recipient().clone(), recovery.recipient().clone()],
+    );
+    let upgraded = rewrap_replacing(
+        &v1,
+        &binding(),
+        &Keyring::new([old.clone()]),
+        &own(&[&old, &new]),
+        &[new.recipient().clone()],
+    )
+    .unwrap();
+    assert_eq!(upgraded.version(), FormatVersion::V2);
+    assert_eq!(upgraded.key_ids(), &[new.recipient().key_id()]);
+    let changes = upgraded.rewrap_changes(&v1);
+    assert!(changes.kept.is_empty());
+    assert_eq!(
+        changes.dropped,
+        vec![old.recipient().key_id(), recovery.recipient().key_id()]
+    );
+}
