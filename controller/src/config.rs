@@ -53,6 +53,20 @@ pub struct Settings {
     #[arg(long, value_parser = humantime::parse_duration, default_value = "30d")]
     pub key_renew_period: Duration,
 
+    /// How long after a renewal (or `kseal keys rotate`) values still sealed
+    /// only to the previous key are not yet due for a re-wrap (e.g. 14d,
+    /// 336h; 0 = none: due at once). Repositories pin the cluster's public
+    /// key in a file, so every value sealed between a renewal and the
+    /// refresh of that pin is sealed to a key that is no longer active; within
+    /// the grace period `RewrapDue` is `False` (reason `WithinGracePeriod`,
+    /// the message names the key and the deadline), after it `True`: two
+    /// weeks is what a team needs to refresh its pins and re-wrap, and leaves
+    /// half of the default 30-day renewal period before the next key. Must be
+    /// shorter than a --key-renew-period that is not 0 [default: 14d, or half
+    /// of --key-renew-period when that is shorter than 28d]
+    #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub rewrap_grace_period: Option<Duration>,
+
     /// Address for /healthz, /readyz, /metrics and the /v1 API
     #[arg(long, default_value = "0.0.0.0:8080")]
     pub http_addr: SocketAddr,
@@ -155,6 +169,33 @@ pub struct Settings {
     pub pod_name: Option<String>,
 }
 
+impl Settings {
+    /// The re-wrap grace period in effect: `--rewrap-grace-period`, else
+    /// [`DEFAULT_REWRAP_GRACE_PERIOD`] (at most half the renewal period, so
+    /// a default never stops a controller with a short renewal period from
+    /// starting). A grace period as long as the renewal period or longer is
+    /// refused: a value could then be sealed to a key two renewals old and
+    /// still not be due.
+    pub fn rewrap_grace_period(&self) -> Result<Duration, String> {
+        let renew = self.key_renew_period;
+        match self.rewrap_grace_period {
+            Some(grace) if !renew.is_zero() && grace >= renew => Err(format!(
+                "--rewrap-grace-period {} must be shorter than --key-renew-period {}: values sealed to the previous key must become due before the next renewal; choose a shorter grace period (0 turns it off)",
+                crate::rotation::format_duration(grace),
+                crate::rotation::format_duration(renew),
+            )),
+            Some(grace) => Ok(grace),
+            None if renew.is_zero() => Ok(DEFAULT_REWRAP_GRACE_PERIOD),
+            None => Ok(DEFAULT_REWRAP_GRACE_PERIOD.min(renew / 2)),
+        }
+    }
+}
+
+/// Default re-wrap grace period: two weeks, for a team to refresh its
+/// pinned public keys and re-wrap after a renewal (every 30 days by
+/// default).
+pub const DEFAULT_REWRAP_GRACE_PERIOD: Duration = Duration::from_secs(14 * 86_400);
+
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
 pub enum LogFormat {
     Text,
@@ -196,5 +237,50 @@ mod tests {
         }
         let ok = parse(&["--watch-namespaces", "team-a,team-b"]).unwrap();
         assert_eq!(ok.watch_namespaces, ["team-a", "team-b"]);
+    }
+
+    #[test]
+    fn the_rewrap_grace_period_is_shorter_than_the_renewal_period() {
+        let grace = |args: &[&str]| {
+            Settings::try_parse_from(
+                std::iter::once("kseal-controller").chain(args.iter().copied()),
+            )
+            .unwrap()
+            .rewrap_grace_period()
+        };
+        let days = |n: u64| Duration::from_secs(n * 86_400);
+        // The default: 14 days, at most half a shorter renewal period.
+        assert_eq!(grace(&[]), Ok(days(14)));
+        assert_eq!(grace(&["--key-renew-period", "0"]), Ok(days(14)));
+        assert_eq!(grace(&["--key-renew-period", "20d"]), Ok(days(10)));
+        assert_eq!(
+            grace(&["--key-renew-period", "3s"]),
+            Ok(Duration::from_millis(1500))
+        );
+        // Given: the same syntax as --key-renew-period.
+        assert_eq!(grace(&["--rewrap-grace-period", "336h"]), Ok(days(14)));
+        assert_eq!(grace(&["--rewrap-grace-period", "0"]), Ok(Duration::ZERO));
+        assert_eq!(
+            grace(&["--key-renew-period", "0", "--rewrap-grace-period", "400d"]),
+            Ok(days(400))
+        );
+        assert_eq!(
+            grace(&["--key-renew-period", "30d", "--rewrap-grace-period", "29d"]),
+            Ok(days(29))
+        );
+        // As long as the renewal period or longer: refused, naming both.
+        for too_long in ["30d", "31d", "720h"] {
+            let err = grace(&["--rewrap-grace-period", too_long]).unwrap_err();
+            assert!(
+                err.contains("--rewrap-grace-period") && err.contains("--key-renew-period 30d"),
+                "{err}"
+            );
+        }
+        let parse = |args: &[&str]| {
+            Settings::try_parse_from(
+                std::iter::once("kseal-controller").chain(args.iter().copied()),
+            )
+        };
+        assert!(parse(&["--rewrap-grace-period", "soon"]).is_err());
     }
 }

@@ -22,6 +22,9 @@ pub struct Context {
     pub controller_namespace: String,
     pub reconcile_controller_namespace: bool,
     pub keys: KeyStore,
+    /// `--rewrap-grace-period`: how long after a key is replaced values
+    /// sealed only to it are not yet `RewrapDue=True` (see `rotation`).
+    pub rewrap_grace: std::time::Duration,
     pub metrics: Arc<Metrics>,
     pub events: crate::events::EventSink,
     /// Where decrypting runs (off the async workers; shared with the API).

@@ -77,6 +77,11 @@ pub struct Metrics {
     /// Values sealed only to keys that are no longer active (set at scrape
     /// time): `kseal rewrap --stale` re-wraps them.
     pub values_sealed_to_inactive_key: Gauge,
+    /// Values sealed only to keys that are no longer active, within the
+    /// re-wrap grace period (set at scrape time): not due yet.
+    pub values_within_rewrap_grace: Gauge,
+    /// `--rewrap-grace-period` (zero unless [`Metrics::with_rewrap_grace`]).
+    rewrap_grace: Duration,
     /// Events dropped because the publishing queue was full.
     pub events_dropped: Counter,
     /// The last exposition, shared by scrapes (see [`Metrics::exposition`]);
@@ -156,6 +161,12 @@ impl Metrics {
             "Sealed values sealed only to keys that are no longer active",
             values_sealed_to_inactive_key.clone(),
         );
+        let values_within_rewrap_grace = Gauge::default();
+        registry.register(
+            "values_within_rewrap_grace",
+            "Sealed values sealed only to keys that are no longer active, within the re-wrap grace period",
+            values_within_rewrap_grace.clone(),
+        );
         let build_info = Family::<Labels, Gauge>::default();
         registry.register("build_info", "Build information", build_info.clone());
         build_info
@@ -173,9 +184,23 @@ impl Metrics {
             without_key,
             values_overdue,
             values_sealed_to_inactive_key,
+            values_within_rewrap_grace,
+            rewrap_grace: Duration::ZERO,
             events_dropped,
             last: Arc::default(),
         }
+    }
+
+    /// Counts values sealed only to keys no longer active as due only
+    /// `grace` after the newest of their keys was replaced
+    /// (`--rewrap-grace-period`, as `RewrapDue` does).
+    pub fn with_rewrap_grace(mut self, grace: Duration) -> Self {
+        self.rewrap_grace = grace;
+        self
+    }
+
+    pub fn rewrap_grace(&self) -> Duration {
+        self.rewrap_grace
     }
 
     pub fn observe_reconcile(&self, elapsed: Duration, error: Option<&Error>) {
@@ -249,7 +274,8 @@ impl Metrics {
     ) -> String {
         let mut by_key: BTreeMap<KeyId, i64> = BTreeMap::new();
         let (mut other, mut stranded, mut overdue, mut stale) = (0, 0, 0, 0);
-        let active = crate::rotation::active_key_ids(keys);
+        let mut within_grace = 0;
+        let ages = crate::rotation::KeyAges::new(keys);
         let now = jiff::Timestamp::now();
         for sealed in objects {
             // Only well-formed key ids count (the field could hold
@@ -278,14 +304,17 @@ impl Metrics {
                 {
                     overdue += 1;
                 }
-                if !active.is_empty() && crate::rotation::is_stale(value.key_ids, &active) {
-                    stale += 1;
+                match ages.verdict(value.key_ids, self.rewrap_grace, now) {
+                    crate::rotation::Rewrap::Due { .. } => stale += 1,
+                    crate::rotation::Rewrap::WithinGrace { .. } => within_grace += 1,
+                    crate::rotation::Rewrap::Current => {}
                 }
             }
         }
         self.without_key.set(stranded);
         self.values_overdue.set(overdue);
         self.values_sealed_to_inactive_key.set(stale);
+        self.values_within_rewrap_grace.set(within_grace);
         let mut by_key: Vec<(String, i64)> = by_key
             .into_iter()
             .map(|(id, count)| (id.to_string(), count))

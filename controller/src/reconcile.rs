@@ -63,7 +63,7 @@ pub async fn reconcile(
     };
     ctx.metrics
         .observe_reconcile(started.elapsed(), result.as_ref().err());
-    update_status(&sealed, &ctx, &result, record).await?;
+    let recheck_at = update_status(&sealed, &ctx, &result, record).await?;
     let outcome = result?;
     ctx.clear_failures(&object);
     if outcome != Outcome::InSync {
@@ -80,7 +80,12 @@ pub async fn reconcile(
             format!("Secret {} {verb}", sealed.name_any()),
         );
     }
-    Ok(Action::await_change())
+    // A grace period that ends before the next resync: look again then, so
+    // RewrapDue turns True on time with no change to the object.
+    Ok(recheck_at
+        .and_then(|at| rotation::recheck_after(at, jiff::Timestamp::now()))
+        .filter(|after| *after < RESYNC)
+        .map_or_else(Action::await_change, Action::requeue))
 }
 
 pub fn error_policy(sealed: Arc<CachedSealedSecret>, error: &Error, ctx: Arc<Context>) -> Action {
@@ -579,13 +584,14 @@ fn now() -> String {
 }
 
 /// Writes the status when it changed; emits a Warning event when a failure
-/// is new (not on every retry).
+/// is new (not on every retry). Returns when a rotation condition changes
+/// by itself (the end of a re-wrap grace period), if it does.
 async fn update_status(
     sealed: &CachedSealedSecret,
     ctx: &Context,
     result: &Result<Outcome, Error>,
     record: Option<SecretRecord>,
-) -> Result<(), Error> {
+) -> Result<Option<jiff::Timestamp>, Error> {
     let (status, reason, message) = match result {
         Ok(_) => (
             "True",
@@ -620,7 +626,15 @@ async fn update_status(
     };
     let mut conditions = vec![condition];
     let keys = ctx.keys.get();
-    for due in rotation::conditions(sealed, &keys, jiff::Timestamp::now(), result.is_ok()) {
+    let mut recheck_at = None;
+    for due in rotation::conditions(
+        sealed,
+        &keys,
+        ctx.rewrap_grace,
+        jiff::Timestamp::now(),
+        result.is_ok(),
+    ) {
+        recheck_at = [recheck_at, due.recheck_at].into_iter().flatten().min();
         // Names up to ten data keys of the author's choosing.
         let message = bounded(due.message, CONDITION_MESSAGE_MAX);
         let previous = known
@@ -666,7 +680,7 @@ async fn update_status(
         );
     }
     if known.as_ref() == Some(&new_status) {
-        return Ok(());
+        return Ok(recheck_at);
     }
     let api: Api<SealedSecret> = Api::namespaced(
         ctx.client.clone(),
@@ -680,7 +694,7 @@ async fn update_status(
     )
     .await?;
     ctx.remember_status(object, uid, new_status);
-    Ok(())
+    Ok(recheck_at)
 }
 
 fn publish(

@@ -40,10 +40,13 @@ pub enum RunError {
     Client(#[from] kube::Error),
     #[error("HTTP server: {0}")]
     Http(#[from] std::io::Error),
+    #[error("invalid settings: {0}")]
+    Settings(String),
 }
 
 /// Runs the controller until SIGINT/SIGTERM.
 pub async fn run(settings: Settings) -> Result<(), RunError> {
+    let rewrap_grace = settings.rewrap_grace_period().map_err(RunError::Settings)?;
     let config = match &settings.kubeconfig {
         Some(path) => {
             let kubeconfig = kube::config::Kubeconfig::read_from(path)?;
@@ -58,7 +61,7 @@ pub async fn run(settings: Settings) -> Result<(), RunError> {
     let instance = instance_name(settings.pod_name.as_deref());
     let identity = lease_identity(&instance);
     let keys = KeyStore::new();
-    let metrics = Arc::new(Metrics::new());
+    let metrics = Arc::new(Metrics::new().with_rewrap_grace(rewrap_grace));
     let events = EventSink::spawn(
         event_client,
         Reporter {
@@ -330,6 +333,7 @@ async fn reconcile_in(
         controller_namespace: settings.namespace.clone(),
         reconcile_controller_namespace: settings.reconcile_controller_namespace,
         keys: keys.clone(),
+        rewrap_grace: metrics.rewrap_grace(),
         metrics: metrics.clone(),
         events: events.clone(),
         crypto: crypto.clone(),

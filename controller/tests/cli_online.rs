@@ -22,7 +22,12 @@ async fn cli_uses_the_cluster_keys_and_controller() {
         return;
     };
     fixture.namespace("app").await;
-    let controller = fixture.controller("kseal-controller", &["--key-renew-period", "0"]);
+    // No grace period after a rotation: RewrapDue is True at once (see
+    // `rewrap_due_waits_for_the_grace_period` for the grace period).
+    let controller = fixture.controller(
+        "kseal-controller",
+        &["--key-renew-period", "0", "--rewrap-grace-period", "0"],
+    );
     controller.wait_healthy().await;
     let recipients = fixture.recipients().await;
     let work = tempfile::tempdir().unwrap();
@@ -100,8 +105,8 @@ async fn cli_uses_the_cluster_keys_and_controller() {
     assert!(!err.contains("online-canary"));
 
     // rewrap --online: a value sealed to the cluster key and an extra
-    // recipient comes back sealed to the cluster key only; other documents
-    // and the ciphertext are unchanged.
+    // recipient (a recovery key) is current: nothing is re-wrapped, the
+    // file is left as it is.
     let extra = Identity::generate();
     let (code, two, err) = kseal(
         dir,
@@ -131,24 +136,12 @@ async fn cli_uses_the_cluster_keys_and_controller() {
         None,
     );
     assert_eq!(code, 0, "{err}");
-    assert!(err.contains("1 value(s) re-wrapped"), "{err}");
-    let rewritten = std::fs::read_to_string(dir.join("repo/api.yaml")).unwrap();
     assert!(
-        rewritten.starts_with(&format!("{other}---\n")),
-        "{rewritten}"
+        err.contains("0 value(s) re-wrapped, 1 already current"),
+        "{err}"
     );
-    let value = |text: &str| {
-        text.lines()
-            .find_map(|l| l.trim().strip_prefix("token: "))
-            .unwrap()
-            .to_owned()
-    };
-    let (before, after) = (value(&two), value(&rewritten));
-    let fields = |v: &str| v.split(':').map(str::to_owned).collect::<Vec<_>>();
-    // Seal time (3), nonce, commitment and ciphertext (5..) unchanged.
-    assert_eq!(fields(&before)[3], fields(&after)[3]);
-    assert_eq!(fields(&before)[5..], fields(&after)[5..]);
-    assert_eq!(fields(&after)[2], recipients[0].key_id().to_string());
+    let rewritten = std::fs::read_to_string(dir.join("repo/api.yaml")).unwrap();
+    assert_eq!(rewritten, format!("{other}---\n{two}"));
     // Running it again finds nothing to do.
     let (code, _, err) = kseal(
         dir,
@@ -266,6 +259,256 @@ async fn cli_uses_the_cluster_keys_and_controller() {
             .contains("kseal_values_sealed_to_inactive_key 0")
     })
     .await;
+}
+
+/// After a rotation, a value still sealed to the previous key is within the
+/// grace period (`RewrapDue=False WithinGracePeriod`, no Warning, not in
+/// the stale-key gauge) until the grace period after the rotation ends;
+/// then it turns True by itself, with one Warning and no change to the
+/// object.
+#[tokio::test]
+async fn rewrap_due_waits_for_the_grace_period() {
+    use std::time::{Duration, Instant};
+    let Some(fixture) = Fixture::start().await else {
+        return;
+    };
+    fixture.namespace("app").await;
+    let args = ["--key-renew-period", "0", "--rewrap-grace-period", "1h"];
+    let controller = fixture.controller("kseal-controller", &args);
+    controller.wait_healthy().await;
+    let recipients = fixture.recipients().await;
+    let old_key = recipients[0].key_id().to_string();
+    fixture
+        .apply(&seal(
+            &plain("app", "api", &[("token", "pinned")]),
+            kseal_shared::binding::Scope::Strict,
+            &recipients,
+        ))
+        .await;
+    assert_eq!(fixture.wait_ready("app", "api", "True").await, "Unsealed");
+    assert_eq!(
+        wait_condition(&fixture, "api", "RewrapDue", "False").await,
+        "SealedToActiveKey"
+    );
+    let generation = fixture
+        .sealed_secrets("app")
+        .get("api")
+        .await
+        .unwrap()
+        .metadata
+        .generation;
+
+    // Rotate: the value is now sealed to a key that is no longer active,
+    // as everything sealed from a pinned public key is until the pin is
+    // refreshed.
+    let work = tempfile::tempdir().unwrap();
+    let kubeconfig = fixture.cp.admin_kubeconfig().to_str().unwrap().to_owned();
+    let rotating = Instant::now();
+    let (code, _, err) = kseal(
+        work.path(),
+        &["keys", "rotate", "--kubeconfig", &kubeconfig],
+        None,
+    );
+    assert_eq!(code, 0, "{err}");
+    let replaced_at = active_key_created(&fixture).await;
+    let deadline = |grace: Duration| {
+        let end = replaced_at + jiff::SignedDuration::try_from(grace).unwrap();
+        end.round(
+            jiff::TimestampRound::new()
+                .smallest(jiff::Unit::Second)
+                .mode(jiff::RoundMode::Ceil),
+        )
+        .unwrap()
+    };
+    let hour = deadline(Duration::from_secs(3600));
+    let within = wait_rewrap(&fixture, "WithinGracePeriod", &hour.to_string()).await;
+    assert_eq!(within.status, "False");
+    assert!(
+        within.message.starts_with(
+            "1 value(s) sealed only to keys that are no longer active, within the 1h grace period"
+        ) && within
+            .message
+            .contains(&format!("key {old_key} (replaced at "))
+            && within
+                .message
+                .contains(&format!("before {hour}, when RewrapDue turns True")),
+        "{}",
+        within.message
+    );
+    assert_eq!(fixture.wait_ready("app", "api", "True").await, "Unsealed");
+    eventually(
+        "the gauges count the value as within the grace period",
+        || async {
+            let body = controller.get("/metrics").await.1;
+            body.contains("kseal_values_sealed_to_inactive_key 0")
+                && body.contains("kseal_values_within_rewrap_grace 1")
+        },
+    )
+    .await;
+    controller.settle().await;
+    assert_eq!(
+        warning_count(&fixture, "api", "SealedToInactiveKey").await,
+        0
+    );
+    assert_eq!(warning_count(&fixture, "api", "WithinGracePeriod").await, 0);
+    drop(controller);
+
+    // A controller whose grace period ends ~30 s from now: the condition
+    // turns True at the deadline by itself (the hourly resync is far off).
+    // (In seconds that are no whole minute, so messages show it as given.)
+    let short = (rotating.elapsed() + Duration::from_secs(30)).as_secs();
+    let short = format!("{}s", short + u64::from(short.is_multiple_of(60)));
+    let args = ["--key-renew-period", "0", "--rewrap-grace-period", &short];
+    let controller = fixture.controller("kseal-controller-2", &args);
+    controller.wait_healthy().await;
+    let end = deadline(humantime::parse_duration(&short).unwrap());
+    let within = wait_rewrap(&fixture, "WithinGracePeriod", &end.to_string()).await;
+    assert!(
+        within
+            .message
+            .contains(&format!("within the {short} grace period")),
+        "{}",
+        within.message
+    );
+    let started = Instant::now();
+    let due = loop {
+        let condition = rewrap_condition(&fixture).await;
+        if condition.status == "True" {
+            break condition;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(90),
+            "RewrapDue did not turn True after the grace period: {condition:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(jiff::Timestamp::now() >= end, "True before {end}");
+    assert_eq!(due.reason, "SealedToInactiveKey");
+    assert_eq!(
+        due.message,
+        format!(
+            "1 value(s) sealed only to keys that are no longer active: token; re-wrap them with kseal rewrap --stale --online. They are sealed to key {old_key} (the {short} grace period ended at {end})."
+        )
+    );
+    let object = fixture.sealed_secrets("app").get("api").await.unwrap();
+    assert_eq!(object.metadata.generation, generation, "the object changed");
+    eventually("the stale-key gauge counts the value", || async {
+        let body = controller.get("/metrics").await.1;
+        body.contains("kseal_values_sealed_to_inactive_key 1")
+            && body.contains("kseal_values_within_rewrap_grace 0")
+    })
+    .await;
+    warnings(&fixture, "api", "SealedToInactiveKey").await;
+    controller.settle().await;
+    assert_eq!(warnings(&fixture, "api", "SealedToInactiveKey").await, 1);
+}
+
+/// A grace period as long as the renewal period is refused at start.
+#[test]
+fn a_grace_period_as_long_as_the_renewal_period_is_refused() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_kseal-controller"))
+        .args([
+            "--kubeconfig",
+            "/nonexistent",
+            "--key-renew-period",
+            "7d",
+            "--rewrap-grace-period",
+            "7d",
+        ])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        log.contains("--rewrap-grace-period 7d must be shorter than --key-renew-period 7d"),
+        "{log}"
+    );
+}
+
+/// The creation time of the active sealing key.
+async fn active_key_created(fixture: &Fixture) -> jiff::Timestamp {
+    let keys = fixture
+        .secrets(NAMESPACE)
+        .list(&kube::api::ListParams::default().labels("kseal.dev/key-state=active"))
+        .await
+        .unwrap();
+    assert_eq!(keys.items.len(), 1);
+    keys.items[0]
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(kseal_shared::contract::KEY_CREATED_ANNOTATION))
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// app/api's RewrapDue condition.
+async fn rewrap_condition(fixture: &Fixture) -> kseal_shared::sealed_secret::Condition {
+    fixture
+        .sealed_secrets("app")
+        .get("api")
+        .await
+        .unwrap()
+        .status
+        .unwrap()
+        .conditions
+        .into_iter()
+        .find(|c| c.type_ == "RewrapDue")
+        .unwrap()
+}
+
+/// Waits for app/api's RewrapDue to have `reason` and a message that
+/// contains `text`.
+async fn wait_rewrap(
+    fixture: &Fixture,
+    reason: &str,
+    text: &str,
+) -> kseal_shared::sealed_secret::Condition {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let found = fixture
+            .sealed_secrets("app")
+            .get("api")
+            .await
+            .ok()
+            .and_then(|s| s.status)
+            .and_then(|s| s.conditions.into_iter().find(|c| c.type_ == "RewrapDue"));
+        if let Some(condition) = &found
+            && condition.reason == reason
+            && condition.message.contains(text)
+        {
+            return condition.clone();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for RewrapDue {reason} mentioning {text}: {found:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+/// How many Warnings with this reason were recorded about app/`name` now.
+async fn warning_count(fixture: &Fixture, name: &str, reason: &str) -> i32 {
+    let events: kube::Api<k8s_openapi::api::core::v1::Event> =
+        kube::Api::namespaced(fixture.client.clone(), "app");
+    events
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .filter(|e| {
+            e.type_.as_deref() == Some("Warning")
+                && e.reason.as_deref() == Some(reason)
+                && e.involved_object.name.as_deref() == Some(name)
+        })
+        .map(|e| e.count.unwrap_or(1))
+        .sum()
 }
 
 /// Waits for condition `type_` of app/`name` to have `status`; its reason.

@@ -64,3 +64,27 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
   resources: ["events"]
   verbs: ["create", "patch"]
 {{- end -}}
+
+{{/* A duration of one number and one unit (30d, 720h, 90m, 45s, 2w) or 0,
+     in seconds; "" for any other form (the controller reads those). */}}
+{{- define "kseal.seconds" -}}
+{{- $text := toString . | trim -}}
+{{- if eq $text "0" -}}
+0
+{{- else if regexMatch "^[0-9]+(s|m|h|d|w)$" $text -}}
+{{- $units := dict "s" 1 "m" 60 "h" 3600 "d" 86400 "w" 604800 -}}
+{{- mul (regexFind "^[0-9]+" $text) (get $units (regexFind "[a-z]$" $text)) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Refuses a re-wrap grace period as long as the renewal period or longer
+     (the controller would refuse to start). */}}
+{{- define "kseal.checkRewrapGracePeriod" -}}
+{{- $renew := include "kseal.seconds" .Values.controller.keyRenewPeriod -}}
+{{- $grace := include "kseal.seconds" .Values.controller.rewrapGracePeriod -}}
+{{- if and $renew $grace (ne $renew "0") -}}
+{{- if ge (int64 $grace) (int64 $renew) -}}
+{{- fail (printf "controller.rewrapGracePeriod (%v) must be shorter than controller.keyRenewPeriod (%v): values sealed to the previous key must become due before the next renewal; choose a shorter grace period (\"0\" turns it off)" .Values.controller.rewrapGracePeriod .Values.controller.keyRenewPeriod) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
