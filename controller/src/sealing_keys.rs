@@ -333,7 +333,7 @@ impl KeyStore {
                 .keys
                 .iter()
                 .zip(&set.keys)
-                .any(|(a, b)| a.id != b.id || a.state != b.state);
+                .any(|(a, b)| a.id != b.id || a.state != b.state || a.created != b.created);
         if changed {
             tracing::info!(
                 keys = set.keys.len(),
@@ -632,6 +632,9 @@ impl KeyManager {
     /// Renews the active key every `period`. Runs forever.
     pub async fn renew_loop(&self, period: Duration) {
         loop {
+            // Subscribed before `due` is computed: a change in between wakes
+            // the wait below instead of being missed.
+            let mut changes = self.store.subscribe();
             let due = self.renewal_due_in(period);
             if due.is_zero() && self.store.loaded() && self.store.get().active().is_some() {
                 if let Err(err) = self.rotate(None).await {
@@ -640,17 +643,27 @@ impl KeyManager {
                     continue;
                 }
                 // Wait for the watcher to load the new key.
-                let mut changes = self.store.subscribe();
                 let _ = tokio::time::timeout(Duration::from_secs(10), changes.changed()).await;
                 continue;
             }
-            // Re-check at least hourly, so a changed clock or key set is noticed.
+            // Re-check at least hourly, so a changed clock is noticed, and
+            // at once when the key set changes (a key restored, rotated or
+            // deleted by hand changes what is due).
             let sleep = if self.store.loaded() {
                 due.min(Duration::from_secs(3600))
             } else {
                 Duration::from_secs(1)
             };
-            tokio::time::sleep(sleep.max(Duration::from_secs(1))).await;
+            let sleep = tokio::time::sleep(sleep.max(Duration::from_secs(1)));
+            tokio::pin!(sleep);
+            tokio::select! {
+                () = &mut sleep => {}
+                changed = changes.changed() => {
+                    if changed.is_err() {
+                        sleep.await;
+                    }
+                }
+            }
         }
     }
 
