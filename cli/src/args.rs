@@ -38,7 +38,7 @@ pub enum Command {
     Seal(SealArgs),
     /// Decrypt SealedSecrets back into Secret manifests with a private key (recovery)
     Unseal(UnsealArgs),
-    /// Re-wrap every value's data key to new recipients (offline), or to the cluster's current keys (--online)
+    /// Re-wrap every value's data key to new recipients (offline), or from the cluster's old keys to its current one (--online)
     Rewrap(RewrapArgs),
     /// Convert Bitnami SealedSecrets into kseal SealedSecrets, offline
     Migrate(MigrateArgs),
@@ -50,6 +50,8 @@ pub enum Command {
     FetchKeys(FetchKeysArgs),
     /// Manage the cluster's sealing keys
     Keys(KeysArgs),
+    /// Keep the cluster keys pinned in recipients files current (.kseal.yaml rules with `context:`)
+    Pins(PinsArgs),
     /// Find plaintext Secret manifests, and sealed values due for rotation (pre-commit, CI)
     Check(CheckArgs),
     /// Print a shell completion script
@@ -111,9 +113,36 @@ pub enum KeysCommand {
 }
 
 #[derive(Debug, Args)]
+#[command(
+    after_help = "Besides the keys the cluster holds, the list shows keys that SealedSecrets \
+still use but the cluster no longer holds: state `deleted` when the cluster held the key once \
+(kseal.dev/held-key-ids on its public-key ConfigMap); `other` for a key it never held that \
+every value naming it pairs with a key the cluster decrypts with (an offline recovery key, \
+another cluster's: expected, no warning); `unknown` otherwise (a warning names the \
+SealedSecrets the cluster cannot decrypt). Reads only the public-key ConfigMaps and \
+SealedSecrets, never a key Secret.
+
+-o json prints an array, one object per row, in the table's order:
+  [{\"id\": \"0123456789abcdef\", \"state\": \"active\", \"created\": \"2026-01-01T00:00:00Z\",
+    \"sealedSecrets\": 2, \"users\": [\"app/api\", \"app/db\"]}]
+state: active, decrypt-only, retired, deleted, other or unknown; created: RFC 3339, or null \
+when not known (keys the cluster does not hold); sealedSecrets: how many SealedSecrets have values sealed to the \
+key; users: those SealedSecrets as namespace/name, sorted. Warnings still go to stderr."
+)]
 pub struct ListKeysArgs {
+    /// Output format: table, or json (see below)
+    #[arg(short, long, value_enum, value_name = "FORMAT", default_value_t = KeysListFormat::Table)]
+    pub output: KeysListFormat,
     #[command(flatten)]
     pub cluster: ClusterArgs,
+}
+
+/// `kseal keys list --output`.
+#[derive(Debug, Clone, Copy, ValueEnum, Default, PartialEq, Eq)]
+pub enum KeysListFormat {
+    #[default]
+    Table,
+    Json,
 }
 
 #[derive(Debug, Args)]
@@ -157,6 +186,12 @@ pub struct RestoreArgs {
     /// Secrets are sealed to by accident
     #[arg(long)]
     pub keep_states: bool,
+    /// Decrypt the backup and show, one line per key, what would be
+    /// installed: its id, public key, creation time and state, and whether
+    /// the cluster already has it or another Secret holds its name. Installs
+    /// nothing
+    #[arg(long)]
+    pub dry_run: bool,
     #[command(flatten)]
     pub cluster: ClusterArgs,
 }
@@ -273,9 +308,10 @@ Format v2 values keep their seal time, nonce, commitment and ciphertext byte for
 Format v1 values are upgraded to v2 (every field changes; their seal time stays \
 unrecorded), also when they are already sealed to the right keys.
 
-Online, values are wrapped to the cluster's keys only: other recipients of a value (an \
-offline recovery key, another cluster) are dropped; re-wrap offline with -R to keep them. \
-Every answer must keep each value's ciphertext and be sealed to the key the cluster \
+Online, the controller replaces only its own keys' stanzas with one for its active key; \
+every other recipient of a value (an offline recovery key, another cluster) is kept byte \
+for byte, and the summary names the keys replaced and kept. Every answer must keep each \
+value's ciphertext and other recipients and be wrapped to the key the cluster \
 publishes, read through the kubeconfig (--kubeconfig, else $KUBECONFIG, else \
 ~/.kube/config; with --controller-url and no kubeconfig at all, only to the same keys as \
 the other values, and a note says so). One answer that fails this stops the run before \
@@ -451,4 +487,141 @@ pub struct CompletionsArgs {
     /// The shell to generate completions for
     #[arg(value_enum)]
     pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "A .kseal.yaml rule with `context: <kube context>` says that its \
+recipients_file pins the public sealing key of that context's cluster:
+
+  creation_rules:
+    - path_regex: ^clusters/prod/
+      recipients_file: keys/prod.txt     # the prod cluster's key + an offline recovery key
+      context: prod
+
+Clusters renew their key (every 30 days by default; `kseal keys rotate` makes one at once), \
+and the pinned key goes stale. `kseal pins update` rewrites each such file to its cluster's \
+active key; `kseal pins check` fails while a file names a key its cluster no longer seals to.
+
+Each context is looked up in the kubeconfig (--kubeconfig, else $KUBECONFIG, else \
+~/.kube/config), and only the cluster's published keys are read (ConfigMap \
+kseal-public-keys in --controller-namespace, which every authenticated user may read), \
+checked as `kseal seal` checks them. A line of a file is the cluster's when it names one of \
+the cluster's keys: any key of its key list (active, decrypt-only or retired), or a key it \
+held once and deleted (kseal.dev/held-key-ids). Every other line (an offline recovery key, \
+another cluster's key, comments, blank lines) is never changed.
+
+Examples:
+  kseal pins check                    # CI: every rule with a context
+  kseal pins update                   # after a renewal; review and commit the diff
+  kseal pins update keys/prod.txt     # only this file"
+)]
+pub struct PinsArgs {
+    #[command(subcommand)]
+    pub command: PinsCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PinsCommand {
+    /// Rewrite each pinned recipients file to its cluster's active key, keeping every other line
+    Update(PinsUpdateArgs),
+    /// Fail when a pinned recipients file names a key its cluster no longer seals to (CI)
+    Check(PinsCheckArgs),
+}
+
+/// Which pin files, and how to reach their clusters (`kseal pins …`).
+#[derive(Debug, Args)]
+#[command(mut_arg("context", |arg| {
+    arg.help("Only the rules with this context [default: every rule with a context]")
+}))]
+#[command(mut_arg("kubeconfig", |arg| {
+    arg.help("Kubeconfig in which each rule's context is looked up [default: $KUBECONFIG, then ~/.kube/config]")
+}))]
+#[command(mut_arg("controller_namespace", |arg| {
+    arg.help("Namespace the kseal controller runs in, on every cluster")
+}))]
+#[command(mut_arg("controller_service", |arg| arg.hide(true)))]
+#[command(mut_arg("controller_url", |arg| arg.hide(true)))]
+pub struct PinsTargetArgs {
+    /// The .kseal.yaml to read [default: the one `kseal seal` uses: searched from the working
+    /// directory upward to the repository root]
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Only these recipients files (as the rules name them, e.g. keys/prod.txt) [default: the
+    /// recipients_file of every rule with a context]
+    #[arg(value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    // Each rule's context replaces --context when its cluster is asked.
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+}
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Every line that names one of the cluster's keys is replaced by one \
+line with its active key, at the position of the first, under a comment kseal owns:
+
+  # kseal: active key 9c8d7e6f5a4b3c2d of context prod, pinned 2026-05-01T09:00:00Z
+  age1…
+
+The comment replaces the previous one (and `kseal fetch-keys`' `# key id …` comments about \
+the cluster's keys); no other line changes, line ends (LF or CRLF) included. A file with no \
+line of the cluster gets the comment and the key appended at the end; a missing file is \
+created. A file that pins exactly the active key already is not written, so running it \
+twice changes nothing. Files are written atomically and keep their mode; a symlink is \
+written at its target, which must be inside the .kseal.yaml's directory tree.
+
+One line per file and context on stderr, then a summary:
+  keys/prod.txt: context prod: 1a2b3c4d5e6f7a8b -> 9c8d7e6f5a4b3c2d
+  keys/staging.txt: context staging: up to date
+
+A context that cannot be read (a cluster down, no such context) fails only its files: \
+every other file is still updated, and the exit status is 1.
+
+Values sealed before the update stay sealed to the old key (which still decrypts until it \
+is retired); re-wrap them: `kseal rewrap --stale --online --context prod --in-place \
+clusters/prod/`."
+)]
+pub struct PinsUpdateArgs {
+    #[command(flatten)]
+    pub target: PinsTargetArgs,
+}
+
+/// `kseal pins check --output`.
+#[derive(Debug, Clone, Copy, ValueEnum, Default, PartialEq, Eq)]
+pub enum PinsOutput {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Fails (exit status 1) when a pinned file names a key of its cluster \
+that the cluster no longer seals to (decrypt-only, retired, or deleted: held once, no longer \
+listed), lacks the cluster's active key, names no key at all, or has a line that is not a \
+recipient; and when a context cannot be read (fail closed: a cluster that cannot be asked \
+is not taken as current). One line per problem on stdout, naming file, line and key:
+
+  keys/prod.txt:3: key 1a2b3c4d5e6f7a8b of context prod is decrypt-only: the cluster no \
+longer seals to it (renewed or rotated); its active key is 9c8d7e6f5a4b3c2d (kseal pins update)
+  keys/prod.txt: lacks the active key 9c8d7e6f5a4b3c2d of context prod (kseal pins update)
+
+Files that pass are named on stderr. `kseal pins update` fixes every problem but an invalid \
+line and an unreachable context.
+
+-o json prints one object instead:
+  {\"checked\": [{\"file\": \"keys/prod.txt\", \"context\": \"prod\", \"activeKeyId\": \"9c8d…\"}],
+   \"problems\": [{\"file\": \"keys/prod.txt\", \"line\": 3, \"context\": \"prod\",
+                 \"keyId\": \"1a2b…\", \"problem\": \"decrypt-only\", \"message\": \"…\"}]}
+problem: decrypt-only, retired, deleted, missing-active, no-key, invalid-line, unreadable or \
+unreachable; line and keyId are null when the problem has none; activeKeyId is null when \
+the context could not be read."
+)]
+pub struct PinsCheckArgs {
+    #[command(flatten)]
+    pub target: PinsTargetArgs,
+    /// Output format: text, or json (see below)
+    #[arg(short, long, value_enum, value_name = "FORMAT", default_value_t = PinsOutput::Text)]
+    pub output: PinsOutput,
 }

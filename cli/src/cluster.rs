@@ -96,10 +96,64 @@ pub async fn client(args: &ClusterArgs) -> Result<Client> {
     Ok(Client::try_from(config)?)
 }
 
+/// Which cluster [`client`] talks to, for messages: the kube context's
+/// name (`--context`, else the kubeconfig's current context) and its API
+/// server's URL. Read from the kubeconfig alone: no request, no
+/// credential plugin run.
+pub fn target(args: &ClusterArgs) -> Result<(String, String)> {
+    let kubeconfig = match &args.kubeconfig {
+        Some(path) => Kubeconfig::read_from(path)?,
+        None => Kubeconfig::read()?,
+    };
+    let context = args
+        .context
+        .clone()
+        .or_else(|| kubeconfig.current_context.clone())
+        .ok_or_else(|| anyhow!("the kubeconfig has no current context"))?;
+    let server = kubeconfig
+        .contexts
+        .iter()
+        .find(|named| named.name == context)
+        .and_then(|named| named.context.as_ref())
+        .and_then(|found| {
+            kubeconfig
+                .clusters
+                .iter()
+                .find(|named| named.name == found.cluster)
+        })
+        .and_then(|named| named.cluster.as_ref())
+        .and_then(|cluster| cluster.server.clone())
+        .ok_or_else(|| anyhow!("no server for context {context:?} in the kubeconfig"))?;
+    Ok((context, without_userinfo(&server)))
+}
+
+/// A URL without any `user:password@` in it, for messages.
+fn without_userinfo(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let host = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    if scheme.is_empty() {
+        format!("{host}{path}")
+    } else {
+        format!("{scheme}://{host}{path}")
+    }
+}
+
 /// The cluster's published keys (what to seal to), checked the way
 /// [`kseal_shared::published::check`] says: a recipient that someone other
 /// than the controller added to the ConfigMap is refused, never sealed to.
 pub fn fetch_published(args: &ClusterArgs) -> Result<(String, PublishedKeys)> {
+    fetch_published_and_held(args).map(|(text, published, _)| (text, published))
+}
+
+/// [`fetch_published`], with the ids of every key the cluster has held
+/// (`kseal.dev/held-key-ids` on the same ConfigMap, from the same read):
+/// deleted keys too, which `keys.json` no longer lists.
+pub fn fetch_published_and_held(
+    args: &ClusterArgs,
+) -> Result<(String, PublishedKeys, Vec<kseal_shared::x25519::KeyId>)> {
     runtime()?.block_on(async {
         let client = client(args).await?;
         let api: Api<ConfigMap> = Api::namespaced(client, &args.controller_namespace);
@@ -113,6 +167,13 @@ pub fn fetch_published(args: &ClusterArgs) -> Result<(String, PublishedKeys)> {
             "ConfigMap {}/{PUBLIC_KEYS_CONFIGMAP}",
             args.controller_namespace
         );
+        let held = config_map
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|annotations| annotations.get(kseal_shared::contract::HELD_KEYS_ANNOTATION))
+            .map(|ids| published::held_key_ids(ids))
+            .unwrap_or_default();
         let mut data = config_map.data.unwrap_or_default();
         let (Some(recipients), Some(keys)) =
             (data.remove(RECIPIENTS_DATA_KEY), data.remove(KEYS_DATA_KEY))
@@ -120,7 +181,7 @@ pub fn fetch_published(args: &ClusterArgs) -> Result<(String, PublishedKeys)> {
             bail!("{where_} lacks {RECIPIENTS_DATA_KEY} or {KEYS_DATA_KEY}: is the kseal controller running?");
         };
         match published::check(&recipients, &keys) {
-            Ok(published) => Ok((recipients, published)),
+            Ok(published) => Ok((recipients, published, held)),
             Err(err @ PublishedKeysError::NoActiveKey) => Err(anyhow!(err).context(format!(
                 "{where_}: if the cluster's keys were lost, restore them (`kseal keys restore`) or start over (`kseal keys rotate`)"
             ))),
@@ -232,4 +293,22 @@ pub fn error_message(body: &[u8]) -> String {
     serde_json::from_slice::<ErrorResponse>(body)
         .map(|answer| answer.error)
         .unwrap_or_else(|_| String::from_utf8_lossy(body).chars().take(300).collect())
+}
+
+#[cfg(test)]
+mod target_tests {
+    #[test]
+    fn server_urls_are_shown_without_credentials() {
+        for (url, shown) in [
+            ("https://10.0.0.1:6443", "https://10.0.0.1:6443"),
+            (
+                "https://admin:hunter2@k8s.example/api",
+                "https://k8s.example/api",
+            ),
+            ("https://t@k8s.example", "https://k8s.example"),
+            ("k8s.example:6443", "k8s.example:6443"),
+        ] {
+            assert_eq!(super::without_userinfo(url), shown);
+        }
+    }
 }

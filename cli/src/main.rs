@@ -67,6 +67,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Validate(args) => commands::inspect::validate(args),
         Command::Check(args) => commands::check::run(args),
         Command::Keys(args) => commands::keys::run(args),
+        Command::Pins(args) => commands::pins::run(args),
         Command::FetchKeys(args) => {
             let text = cluster::fetch_recipients_text(&args.cluster)?;
             io::emit(args.output.as_deref(), text.as_bytes(), io::Privacy::Public)

@@ -31,6 +31,7 @@ pub mod contract;
 pub mod envelope;
 pub mod error;
 pub mod manifest;
+pub mod pins;
 pub mod published;
 pub mod rotation;
 pub mod sealed_secret;

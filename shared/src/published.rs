@@ -119,6 +119,24 @@ pub fn check(recipients_txt: &str, keys_json: &str) -> Result<PublishedKeys, Pub
     Ok(PublishedKeys { recipient, keys })
 }
 
+/// The key ids of the held-key-ids annotation
+/// ([`HELD_KEYS_ANNOTATION`](crate::contract::HELD_KEYS_ANNOTATION) on the
+/// published ConfigMap): every key the cluster has held, deleted keys
+/// included, which `keys.json` no longer lists. Comma-separated; what is
+/// not a key id is skipped (the controller skips it too).
+pub fn held_key_ids(annotation: &str) -> Vec<KeyId> {
+    let mut ids: Vec<KeyId> = Vec::new();
+    for id in annotation
+        .split(',')
+        .filter_map(|id| id.trim().parse().ok())
+    {
+        if !ids.contains(&id) {
+            ids.push(id);
+        }
+    }
+    ids
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -221,6 +239,20 @@ mod tests {
             check(&file(&[&cluster]), &twice),
             Err(PublishedKeysError::Duplicate { .. })
         ));
+    }
+
+    #[test]
+    fn held_key_ids_are_the_annotations_key_ids() {
+        let (a, b) = (Identity::generate(), Identity::generate());
+        let annotation = format!(
+            "{}, {},{},not-an-id,,{}",
+            a.key_id(),
+            b.key_id(),
+            a.key_id(),
+            "0123456789ABCDEF"
+        );
+        assert_eq!(held_key_ids(&annotation), vec![a.key_id(), b.key_id()]);
+        assert!(held_key_ids("").is_empty());
     }
 
     #[test]

@@ -5,6 +5,7 @@ pub mod inspect;
 pub mod keygen;
 pub mod keys;
 pub mod migrate;
+pub mod pins;
 pub mod rewrap;
 pub mod rewrap_online;
 pub mod seal;
