@@ -4,7 +4,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use kseal_shared::config::{CONFIG_FILE_NAME, Config};
-use kseal_shared::x25519::{dedup_recipients, parse_identity_file, parse_recipients_file};
+use kseal_shared::x25519::{
+    dedup_recipients, parse_identity_file, parse_recipients_file, plugin_recipient_hrp,
+    plugin_refusal,
+};
 use kseal_shared::{
     binding::Scope,
     envelope::Keyring,
@@ -25,7 +28,12 @@ pub struct Resolved {
 pub fn from_flags(args: &RecipientArgs) -> Result<Option<Vec<Recipient>>> {
     let mut recipients = Vec::new();
     for text in &args.recipients {
-        recipients.push(text.parse::<Recipient>()?);
+        // Named in full, which the parser's own (static) message cannot do
+        // for every plugin; only the Bech32 part is ever quoted.
+        if let Some(hrp) = plugin_recipient_hrp(text) {
+            bail!("-r/--recipient: {}", plugin_refusal(&hrp));
+        }
+        recipients.push(text.parse::<Recipient>().context("-r/--recipient")?);
     }
     for file in &args.recipients_files {
         let text = std::fs::read_to_string(file)
@@ -108,7 +116,7 @@ pub fn resolve_or_cluster(
     if let Some(resolved) = resolve(args, path)? {
         return Ok(resolved);
     }
-    match crate::cluster::fetch_recipients(cluster) {
+    match from_cluster(cluster) {
         Ok(recipients) => Ok({
             note(args, || {
                 format!(
@@ -133,6 +141,25 @@ pub fn resolve_or_cluster(
             "no recipients: pass -r/--recipient or -R/--recipients-file, add a {CONFIG_FILE_NAME} with creation_rules, or reach a cluster running kseal (--kubeconfig/--context): {err:#}"
         ),
     }
+}
+
+/// The cluster's sealing recipient (its active key, checked: see
+/// [`crate::cluster::fetch_published`]), for a command that seals to it
+/// because nothing else named recipients. Says so on stderr, always: which
+/// key, and which cluster the kube context points at, so that sealing to
+/// whatever cluster is current is never silent.
+pub fn from_cluster(cluster: &crate::cluster::ClusterArgs) -> Result<Vec<Recipient>> {
+    let (_, published) = crate::cluster::fetch_published(cluster)?;
+    let id = published.recipient.key_id();
+    match crate::cluster::target(cluster) {
+        Ok((context, server)) => eprintln!(
+            "kseal: sealing to key {id} (active) of the cluster in kube context {context:?} ({server})"
+        ),
+        Err(_) => {
+            eprintln!("kseal: sealing to key {id} (active) of the cluster the kubeconfig points at")
+        }
+    }
+    Ok(vec![published.recipient])
 }
 
 /// Whether fetching the cluster's keys failed because the cluster answered

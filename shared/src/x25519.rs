@@ -124,6 +124,11 @@ impl FromStr for Recipient {
                 reason: "SSH public keys are not supported; kseal seals to age X25519 recipients (age1…)",
             });
         }
+        if let Some(hrp) = plugin_recipient_hrp(trimmed) {
+            return Err(KeyError::InvalidRecipient {
+                reason: plugin_refusal_static(&hrp),
+            });
+        }
         let inner = age::x25519::Recipient::from_str(trimmed)
             .map_err(|reason| KeyError::InvalidRecipient { reason })?;
         // Key ids hash the canonical (lowercase) encoding.
@@ -146,6 +151,92 @@ impl fmt::Display for Recipient {
 impl fmt::Debug for Recipient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Recipient({} {})", self.key_id, self.encoded)
+    }
+}
+
+/// The Bech32 human-readable part of age's X25519 recipients.
+const X25519_RECIPIENT_HRP: &str = "age";
+/// The human-readable part of age's native post-quantum (hybrid ML-KEM)
+/// recipients, `age1pq1…`.
+const PQ_RECIPIENT_HRP: &str = "age1pq";
+
+/// The Bech32 human-readable part (lower case) of an age recipient other
+/// than X25519: `age1yubikey` for `age1yubikey1…`, `age1tpm` for
+/// `age1tpm1…`; `None` for anything else. Only a string that is valid
+/// Bech32 (checksum included) and whose part is `age1` and a plugin name
+/// counts, so that no other text is ever taken for one and quoted: callers
+/// quote this part, and nothing more of the string.
+pub fn plugin_recipient_hrp(recipient: &str) -> Option<String> {
+    use bech32::primitives::decode::CheckedHrpstring;
+    let checked = CheckedHrpstring::new::<bech32::Bech32>(recipient.trim()).ok()?;
+    let hrp = checked.hrp().to_lowercase();
+    let name = hrp.strip_prefix("age1")?;
+    // age's plugin names: lower-case letters, digits and `+-._`.
+    let plugin_name = !name.is_empty()
+        && name.len() <= 32
+        && name.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'+' | b'-' | b'.' | b'_')
+        });
+    (plugin_name && hrp != X25519_RECIPIENT_HRP).then_some(hrp)
+}
+
+/// Why kseal refuses a recipient whose Bech32 part is `hrp` (see
+/// [`plugin_recipient_hrp`]), quoting only that part.
+pub fn plugin_refusal(hrp: &str) -> String {
+    if hrp == PQ_RECIPIENT_HRP {
+        return format!(
+            "post-quantum (hybrid ML-KEM) recipient ({hrp}1…) is not supported: {X25519_ONLY}"
+        );
+    }
+    format!("age plugin recipient ({hrp}1…) is not supported: {X25519_ONLY}; {KEEP_RECOVERY_KEY}")
+}
+
+/// The end of every refusal of a recipient that is not X25519.
+macro_rules! x25519_only {
+    () => {
+        "kseal seals to X25519 recipients only (docs/format.md §1)"
+    };
+}
+/// What to do with a recovery key instead of a plugin.
+macro_rules! keep_recovery_key {
+    () => {
+        "keep the recovery key as an X25519 identity offline, e.g. encrypted with a passphrase (age -p) or on an air-gapped machine"
+    };
+}
+const X25519_ONLY: &str = x25519_only!();
+const KEEP_RECOVERY_KEY: &str = keep_recovery_key!();
+
+/// [`plugin_refusal`] as a `&'static str`, for [`KeyError::InvalidRecipient`]:
+/// the well-known plugins by name, any other as `age1<plugin>1…`. Where the
+/// message may be built at run time (recipients flags and files), callers
+/// use [`plugin_refusal`], which names any plugin.
+fn plugin_refusal_static(hrp: &str) -> &'static str {
+    macro_rules! refusal {
+        ($hrp:literal) => {
+            concat!(
+                "age plugin recipient (",
+                $hrp,
+                "1…) is not supported: ",
+                x25519_only!(),
+                "; ",
+                keep_recovery_key!()
+            )
+        };
+    }
+    match hrp {
+        PQ_RECIPIENT_HRP => concat!(
+            "post-quantum (hybrid ML-KEM) recipient (age1pq1…) is not supported: ",
+            x25519_only!()
+        ),
+        "age1yubikey" => refusal!("age1yubikey"),
+        "age1tpm" => refusal!("age1tpm"),
+        "age1se" => refusal!("age1se"),
+        "age1fido2-hmac" => refusal!("age1fido2-hmac"),
+        "age1tag" => refusal!("age1tag"),
+        "age1tagpq" => refusal!("age1tagpq"),
+        "age1trezor" => refusal!("age1trezor"),
+        "age1ledger" => refusal!("age1ledger"),
+        _ => refusal!("age1<plugin>"),
     }
 }
 
@@ -371,27 +462,34 @@ fn identity_line_problem(line: &str) -> Option<&'static str> {
 }
 
 /// Parses an age recipients file: `#` comments, blank lines, one `age1…`
-/// per line.
+/// per line. Age plugin recipients are refused, naming the plugin (see
+/// [`plugin_refusal`]).
 pub fn parse_recipients_file(contents: &str) -> Result<Vec<Recipient>, KeyError> {
-    parse_key_lines(contents, |line, reason| KeyError::RecipientsFileLine {
-        line,
-        reason,
+    parse_key_lines(contents, |line, text, reason| {
+        KeyError::RecipientsFileLine {
+            line,
+            reason: match plugin_recipient_hrp(text) {
+                Some(hrp) => plugin_refusal(&hrp),
+                None => reason,
+            },
+        }
     })
     .and_then(|recipients| nonempty(recipients, KeyError::NoRecipients))
 }
 
 /// One key per line; blank lines and `#` comments skipped. `at` names the
-/// failing line (never its content).
+/// failing line (never its content) from its number, its text and the
+/// parse error.
 fn parse_key_lines<T: FromStr<Err = KeyError>>(
     contents: &str,
-    at: impl Fn(usize, String) -> KeyError,
+    at: impl Fn(usize, &str, String) -> KeyError,
 ) -> Result<Vec<T>, KeyError> {
     contents
         .lines()
         .enumerate()
         .map(|(index, line)| (index, line.trim()))
         .filter(|(_, line)| !line.is_empty() && !line.starts_with('#'))
-        .map(|(index, line)| T::from_str(line).map_err(|err| at(index + 1, err.to_string())))
+        .map(|(index, line)| T::from_str(line).map_err(|err| at(index + 1, line, err.to_string())))
         .collect()
 }
 
@@ -512,6 +610,102 @@ mod tests {
             parse_identity_file("# only a comment\n"),
             Err(KeyError::NoIdentities)
         ));
+    }
+
+    /// A valid Bech32 string with this human-readable part, as an age
+    /// plugin encodes its recipients (a 33-byte compressed P-256 point for
+    /// age-plugin-yubikey, age-plugin-tpm and age-plugin-se).
+    fn plugin_recipient(hrp: &str) -> String {
+        let mut data = [0x5au8; 33];
+        data[0] = 0x02;
+        bech32::encode::<bech32::Bech32>(bech32::Hrp::parse(hrp).unwrap(), &data).unwrap()
+    }
+
+    const PLUGIN_REFUSAL_END: &str = "is not supported: kseal seals to X25519 recipients only (docs/format.md §1); keep the recovery key as an X25519 identity offline, e.g. encrypted with a passphrase (age -p) or on an air-gapped machine";
+
+    #[test]
+    fn plugin_recipients_are_refused_naming_only_the_plugin() {
+        // The example of age-plugin-yubikey users (a real recipient, valid
+        // Bech32), and generated ones for other plugins.
+        let yubikey = "age1yubikey1qgyl9efw5cexsg8ee66jpxglnvfaswhd4zjhntqawagp4zgh064puht4g9l";
+        assert_eq!(
+            plugin_recipient_hrp(yubikey).as_deref(),
+            Some("age1yubikey")
+        );
+        for (recipient, hrp) in [
+            (yubikey.to_owned(), "age1yubikey"),
+            (plugin_recipient("age1yubikey"), "age1yubikey"),
+            (plugin_recipient("age1tpm"), "age1tpm"),
+            (plugin_recipient("age1se"), "age1se"),
+            (
+                plugin_recipient("age1yubikey").to_ascii_uppercase(),
+                "age1yubikey",
+            ),
+        ] {
+            let data = &recipient[hrp.len() + 1..];
+            let expected = format!("age plugin recipient ({hrp}1…) {PLUGIN_REFUSAL_END}");
+            // Parsed alone (-r, .kseal.yaml recipients)…
+            let err = Recipient::from_str(&recipient).unwrap_err().to_string();
+            assert_eq!(err, format!("invalid recipient: {expected}"));
+            assert!(
+                !err.to_ascii_lowercase()
+                    .contains(&data.to_ascii_lowercase()),
+                "{err}"
+            );
+            // …and in a recipients file (-R, recipients_file), beside an
+            // X25519 recipient.
+            let file = format!("{}\n  {recipient}\n", Identity::generate().recipient());
+            let err = parse_recipients_file(&file).unwrap_err().to_string();
+            assert_eq!(err, format!("recipients file, line 2: {expected}"));
+            assert!(
+                !err.to_ascii_lowercase()
+                    .contains(&data.to_ascii_lowercase()),
+                "{err}"
+            );
+        }
+        // A plugin without a well-known name: named in full where the
+        // message is built at run time, generically where it is static.
+        let other = plugin_recipient("age1example-plugin");
+        assert_eq!(
+            parse_recipients_file(&other).unwrap_err().to_string(),
+            format!(
+                "recipients file, line 1: age plugin recipient (age1example-plugin1…) {PLUGIN_REFUSAL_END}"
+            )
+        );
+        assert_eq!(
+            Recipient::from_str(&other).unwrap_err().to_string(),
+            format!(
+                "invalid recipient: age plugin recipient (age1<plugin>1…) {PLUGIN_REFUSAL_END}"
+            )
+        );
+        // age's post-quantum recipients are no plugin, and said as such.
+        let pq = plugin_recipient("age1pq");
+        assert_eq!(
+            Recipient::from_str(&pq).unwrap_err().to_string(),
+            "invalid recipient: post-quantum (hybrid ML-KEM) recipient (age1pq1…) is not supported: kseal seals to X25519 recipients only (docs/format.md §1)"
+        );
+        assert_eq!(
+            plugin_refusal("age1pq"),
+            Recipient::from_str(&pq).unwrap_err().to_string()["invalid recipient: ".len()..]
+        );
+    }
+
+    #[test]
+    fn only_valid_bech32_is_taken_for_a_plugin_recipient() {
+        let x25519 = Identity::generate().recipient().to_string();
+        assert_eq!(plugin_recipient_hrp(&x25519), None);
+        assert!(Recipient::from_str(&x25519).is_ok());
+        // A broken checksum, or text that merely starts like one, is not
+        // quoted: age's own error, as before.
+        let mut broken = plugin_recipient("age1yubikey");
+        broken.pop();
+        broken.push(if broken.ends_with('q') { 'p' } else { 'q' });
+        for text in [broken.as_str(), "age1secretpassword1xyz", "age1yubikey1"] {
+            assert_eq!(plugin_recipient_hrp(text), None, "{text}");
+            let err = parse_recipients_file(text).unwrap_err().to_string();
+            assert!(!err.contains("plugin"), "{err}");
+            assert!(!err.contains("secretpassword"), "{err}");
+        }
     }
 
     #[test]

@@ -131,7 +131,7 @@ fn recipients_for(
     }
     cluster_keys
         .get_or_init(|| {
-            crate::cluster::fetch_recipients(&args.cluster).map_err(|err| format!("{err:#}"))
+            recipients::from_cluster(&args.cluster).map_err(|err| format!("{err:#}"))
         })
         .clone()
         .map_err(|err| {
