@@ -189,10 +189,19 @@ async fn routine_rotation_of_100_sealed_secrets() {
     controller.wait_healthy().await;
     let work = tempfile::tempdir().unwrap();
     let dir = work.path();
-    let kubeconfig = fixture.cp.admin_kubeconfig().to_str().unwrap().to_owned();
+    // The runbook's commands name the cluster's kube context.
+    let config_dir = tempfile::tempdir().unwrap();
+    let prod_kubeconfig = config_dir.path().join("kubeconfig");
+    fleet_kubeconfig(&prod_kubeconfig, &[("prod", &fixture)]);
+    let kubeconfig = prod_kubeconfig.to_str().unwrap().to_owned();
     let kc = ["--kubeconfig", kubeconfig.as_str()];
     let url = controller.url("");
-    let online = ["--controller-url", url.as_str()];
+    let online = [
+        "--controller-url",
+        url.as_str(),
+        "--kubeconfig",
+        kubeconfig.as_str(),
+    ];
     let recovery = Identity::generate();
     std::fs::write(
         dir.join("recovery.pub"),
@@ -211,7 +220,7 @@ async fn routine_rotation_of_100_sealed_secrets() {
     all_ready_with(&fixture, &values, Some(&old_id)).await;
 
     // 1. Look at the keys.
-    let (code, list, err) = step(ROTATION, dir, "kseal keys list", &kc);
+    let (code, list, err) = step(ROTATION, dir, "kseal keys list --context prod", &kc);
     assert_eq!(code, 0, "{err}");
     assert_eq!(
         key_state(&list, &old_id),
@@ -220,7 +229,7 @@ async fn routine_rotation_of_100_sealed_secrets() {
     );
 
     // 2. Rotate.
-    let (code, rotated, err) = step(ROTATION, dir, "kseal keys rotate", &kc);
+    let (code, rotated, err) = step(ROTATION, dir, "kseal keys rotate --context prod", &kc);
     assert_eq!(code, 0, "{err}");
     let new_id = rotated.split_whitespace().next().unwrap().to_owned();
     assert_ne!(new_id, old_id);
@@ -236,11 +245,11 @@ async fn routine_rotation_of_100_sealed_secrets() {
         "{err}"
     );
 
-    // 3. Re-wrap the repository online.
+    // 3. (No pinned files in this repository.) 4. Re-wrap it online.
     let (code, _, err) = step(
         ROTATION,
         dir,
-        "kseal rewrap --online --in-place clusters/prod/",
+        "kseal rewrap --online --in-place --context prod clusters/prod/",
         &online,
     );
     assert_eq!(code, 0, "{err}");
@@ -290,7 +299,7 @@ async fn routine_rotation_of_100_sealed_secrets() {
         key_state(&list, &old_id).is_some_and(|(state, _)| state == "decrypt-only")
     })
     .await;
-    let (code, list, err) = step(ROTATION, dir, "kseal keys list", &kc);
+    let (code, list, err) = step(ROTATION, dir, "kseal keys list --context prod", &kc);
     assert_eq!(code, 0, "{err}");
     assert_eq!(
         key_state(&list, &old_id),
@@ -302,7 +311,7 @@ async fn routine_rotation_of_100_sealed_secrets() {
         Some(("active".into(), 100)),
         "{list}"
     );
-    assert!(ROTATION.contains("kseal keys retire OLD_KEY_ID"));
+    assert!(ROTATION.contains("kseal keys retire OLD_KEY_ID --context prod"));
     let (code, _, err) = kseal(
         dir,
         &["keys", "retire", &old_id, "--kubeconfig", &kubeconfig],
@@ -315,11 +324,11 @@ async fn routine_rotation_of_100_sealed_secrets() {
     })
     .await;
 
-    // 7. Back up; `keys list` stops warning about a missing backup.
+    // 8. Back up; `keys list` stops warning about a missing backup.
     let (code, _, err) = step(
         ROTATION,
         dir,
-        r#"kseal keys backup --recipient "$(cat recovery.pub)" -o kseal-keys-backup.age"#,
+        r#"kseal keys backup --context prod --recipient "$(cat recovery.pub)" -o kseal-keys-backup.age"#,
         &kc,
     );
     assert_eq!(code, 0, "{err}");
@@ -478,6 +487,34 @@ async fn disaster_recovery_into_a_new_cluster() {
     let kubeconfig = fixture.cp.admin_kubeconfig().to_str().unwrap().to_owned();
     let kc = ["--kubeconfig", kubeconfig.as_str()];
 
+    // The review step: what would be installed, and nothing installed.
+    let (code, _, err) = step(
+        RECOVERY,
+        dir,
+        "kseal keys restore kseal-keys-backup.age --identity recovery-key.txt --dry-run",
+        &kc,
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains(&format!("kseal: key {old_id} (age1"))
+            && err.contains("would be restored as decrypt-only")
+            && err.contains("dry run, nothing installed: 1 key(s) would be restored"),
+        "{err}"
+    );
+    let key_secrets = fixture
+        .secrets(NAMESPACE)
+        .list(&ListParams::default().labels("kseal.dev/sealing-key=true"))
+        .await
+        .unwrap();
+    assert_eq!(key_secrets.items.len(), 1, "the dry run installed a key");
+    assert!(
+        key_secrets.items.iter().all(|secret| secret
+            .labels()
+            .get("kseal.dev/key-id")
+            .is_some_and(|id| *id == fresh[0].key_id().to_string())),
+        "the dry run installed a key"
+    );
+
     let (code, _, err) = step(
         RECOVERY,
         dir,
@@ -486,6 +523,10 @@ async fn disaster_recovery_into_a_new_cluster() {
     );
     assert_eq!(code, 0, "{err}");
     assert!(err.contains("restored 1 key(s)"), "{err}");
+    assert!(
+        err.contains(&format!("kseal: installed key {old_id} as decrypt-only")),
+        "{err}"
+    );
     // `keys list` shows what the controller publishes, which follows the
     // restored key Secrets moments later.
     eventually("the restored key in `kseal keys list`", || async {
@@ -552,7 +593,10 @@ async fn compromised_key_values_are_replaced_and_the_key_deleted() {
     controller.wait_healthy().await;
     let work = tempfile::tempdir().unwrap();
     let dir = work.path();
-    let kubeconfig = fixture.cp.admin_kubeconfig().to_str().unwrap().to_owned();
+    let config_dir = tempfile::tempdir().unwrap();
+    let prod_kubeconfig = config_dir.path().join("kubeconfig");
+    fleet_kubeconfig(&prod_kubeconfig, &[("prod", &fixture)]);
+    let kubeconfig = prod_kubeconfig.to_str().unwrap().to_owned();
     let kc = ["--kubeconfig", kubeconfig.as_str()];
     let old = fixture.recipients().await;
     let old_id = old[0].key_id().to_string();
@@ -563,7 +607,7 @@ async fn compromised_key_values_are_replaced_and_the_key_deleted() {
     all_ready_with(&fixture, &original, Some(&old_id)).await;
 
     // 1. Rotate now.
-    let (code, rotated, err) = step(COMPROMISED, dir, "kseal keys rotate", &kc);
+    let (code, rotated, err) = step(COMPROMISED, dir, "kseal keys rotate --context prod", &kc);
     assert_eq!(code, 0, "{err}");
     let new_id = rotated.split_whitespace().next().unwrap().to_owned();
     // 2. Find everything sealed to the compromised key.
@@ -632,7 +676,7 @@ async fn compromised_key_values_are_replaced_and_the_key_deleted() {
         Some(("decrypt-only".into(), 0)),
         "{list}"
     );
-    assert!(COMPROMISED.contains("kseal keys retire COMPROMISED_KEY_ID --delete"));
+    assert!(COMPROMISED.contains("kseal keys retire COMPROMISED_KEY_ID --delete --context prod"));
     let (code, _, err) = kseal(
         dir,
         &[
@@ -667,4 +711,574 @@ async fn compromised_key_values_are_replaced_and_the_key_deleted() {
         fixture.wait_ready("apps", "replayed", "False").await,
         "UnknownKey"
     );
+}
+
+const GITOPS: &str = include_str!("../../examples/gitops/README.md");
+const GITOPS_CONFIG: &str = include_str!("../../examples/gitops/.kseal.yaml");
+
+/// [`step`] in an operator's shell: `$KUBECONFIG` names a kubeconfig with
+/// a context per cluster, so the documents' commands run as written
+/// (`--controller-url` is the one flag added, for the port-forward the
+/// runbook describes: the controllers here are processes, not pods).
+fn run_doc(
+    doc: &str,
+    dir: &Path,
+    kubeconfig: &Path,
+    command: &str,
+    extra: &[&str],
+) -> (i32, String, String) {
+    assert!(
+        doc.contains(command),
+        "the document does not show `{command}`"
+    );
+    let mut args: Vec<String> = shell_words(command)
+        .into_iter()
+        .map(|word| {
+            match word
+                .strip_prefix("$(cat ")
+                .and_then(|w| w.strip_suffix(')'))
+            {
+                Some(file) => std::fs::read_to_string(dir.join(file))
+                    .unwrap()
+                    .trim()
+                    .to_owned(),
+                None => word,
+            }
+        })
+        .collect();
+    assert_eq!(args.remove(0), "kseal");
+    args.extend(extra.iter().map(|s| (*s).to_owned()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    kseal_with_kubeconfig(dir, &args, None, Some(kubeconfig))
+}
+
+/// One kubeconfig with a context per cluster, named as `.kseal.yaml`'s
+/// rules name them.
+fn fleet_kubeconfig(path: &Path, clusters: &[(&str, &Fixture)]) {
+    let (mut all_clusters, mut users, mut contexts) = (vec![], vec![], vec![]);
+    for (name, fixture) in clusters {
+        let text = std::fs::read_to_string(fixture.cp.admin_kubeconfig()).unwrap();
+        let config: serde_json::Value = serde_saphyr::from_str(&text).unwrap();
+        all_clusters
+            .push(serde_json::json!({"name": name, "cluster": config["clusters"][0]["cluster"]}));
+        users.push(serde_json::json!({"name": name, "user": config["users"][0]["user"]}));
+        contexts
+            .push(serde_json::json!({"name": name, "context": {"cluster": name, "user": name}}));
+    }
+    let config = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": all_clusters,
+        "users": users,
+        "contexts": contexts,
+        "current-context": clusters[0].0,
+    });
+    std::fs::write(path, serde_json::to_string_pretty(&config).unwrap()).unwrap();
+}
+
+/// Every SealedSecret under `dir/clusters/<cluster>/`, applied.
+async fn apply_cluster_dir(fixture: &Fixture, dir: &Path, cluster: &str) {
+    for file in sealed_files(dir, cluster) {
+        let object: SealedSecret =
+            serde_saphyr::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+        fixture.apply(&object).await;
+    }
+}
+
+fn sealed_files(dir: &Path, cluster: &str) -> Vec<std::path::PathBuf> {
+    let mut files: Vec<_> = std::fs::read_dir(dir.join("clusters").join(cluster).join("demo"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    files
+}
+
+/// The key ids of every value under `clusters/<cluster>/`.
+fn key_ids_of_values(dir: &Path, cluster: &str) -> Vec<std::collections::BTreeSet<String>> {
+    sealed_files(dir, cluster)
+        .iter()
+        .flat_map(|file| {
+            let object: SealedSecret =
+                serde_saphyr::from_str(&std::fs::read_to_string(file).unwrap()).unwrap();
+            object
+                .spec
+                .encrypted_data
+                .values()
+                .map(|value| fields(value)[2].split(',').map(str::to_owned).collect())
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// Every SealedSecret Ready, its Secret holding `values`, and none of
+/// them `RewrapDue=True`; gives each one's `RewrapDue` reason.
+async fn in_sync(fixture: &Fixture, values: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    let found = std::cell::RefCell::new(BTreeMap::new());
+    eventually(
+        "every SealedSecret Ready and its Secret correct",
+        || async {
+            let mut reasons = BTreeMap::new();
+            let sealed = fixture
+                .sealed_secrets("demo")
+                .list(&ListParams::default())
+                .await
+                .unwrap();
+            let secrets = fixture
+                .secrets("demo")
+                .list(&ListParams::default())
+                .await
+                .unwrap();
+            let ready = sealed
+                .items
+                .iter()
+                .filter(|s| {
+                    s.status.as_ref().is_some_and(|st| {
+                        let condition = |kind: &str| st.conditions.iter().find(|c| c.type_ == kind);
+                        if let Some(rewrap) = condition("RewrapDue") {
+                            reasons.insert(
+                                s.name_any(),
+                                format!("{} {}", rewrap.status, rewrap.reason),
+                            );
+                        }
+                        condition("Ready").is_some_and(|c| c.status == "True")
+                            && st.observed_generation == s.metadata.generation
+                    })
+                })
+                .count();
+            let correct = secrets
+                .items
+                .iter()
+                .filter(|s| {
+                    values
+                        .get(&s.name_any())
+                        .is_some_and(|v| data_of(s, "password") == *v)
+                })
+                .count();
+            let done =
+                ready == values.len() && correct == values.len() && reasons.len() == values.len();
+            *found.borrow_mut() = reasons;
+            done
+        },
+    )
+    .await;
+    let reasons = found.into_inner();
+    assert!(
+        reasons.values().all(|reason| reason.starts_with("False")),
+        "{reasons:?}"
+    );
+    reasons
+}
+
+/// The recovery identity opens every value of every file (the
+/// `kseal unseal` a recovery would run), with the expected password.
+fn recovery_opens_everything(dir: &Path, values: &BTreeMap<(String, String), String>) {
+    for ((cluster, name), password) in values {
+        let file = format!("clusters/{cluster}/demo/{name}.sealed.yaml");
+        let (code, out, err) = kseal(
+            dir,
+            &["unseal", "-i", "../recovery-key.txt", "-f", &file],
+            None,
+        );
+        assert_eq!(code, 0, "{file}: {err}");
+        use base64::Engine;
+        let encoded = base64::prelude::BASE64_STANDARD.encode(password);
+        assert!(
+            out.contains(&encoded) || out.contains(password.as_str()),
+            "{file}: {out}"
+        );
+    }
+}
+
+/// The layout the project recommends, run as the documents say: two
+/// clusters (each its own API server, etcd and controller, renewal on with
+/// the chart's defaults), a `.kseal.yaml` pinning each cluster's key with
+/// an offline recovery key, and one kubeconfig with a context per cluster.
+/// Through a scheduled renewal, a routine rotation run by the fleet job of
+/// examples/gitops/README.md and a compromise, every command of
+/// docs/runbooks/key-rotation.md, docs/runbooks/compromised-key.md and the
+/// README's pin commands runs verbatim. After each: the recovery key opens
+/// every value, nothing is `RewrapDue=True`, and after the compromise no
+/// value names the compromised key.
+#[tokio::test]
+async fn runbooks_in_the_pinned_layout_on_two_clusters() {
+    let Some(mut fleet) = Fixture::start_fleet(2).await else {
+        return;
+    };
+    let (Some(prod), Some(staging)) = (fleet.pop(), fleet.pop()) else {
+        unreachable!("two fixtures");
+    };
+    let staging_controller = staging.controller("kseal-controller", &[]);
+    let prod_controller = prod.controller("kseal-controller", &[]);
+    for fixture in [&staging, &prod] {
+        fixture.namespace("demo").await;
+    }
+    staging_controller.wait_healthy().await;
+    prod_controller.wait_healthy().await;
+    let prod_url = prod_controller.url("");
+    let online = ["--controller-url", prod_url.as_str()];
+    let work = tempfile::tempdir().unwrap();
+    // The repository, and beside it what stays out of git.
+    let dir = &work.path().join("repo");
+    std::fs::create_dir_all(dir.join("keys")).unwrap();
+    let kubeconfig = &work.path().join("kubeconfig");
+    fleet_kubeconfig(kubeconfig, &[("staging", &staging), ("prod", &prod)]);
+    let recovery = Identity::generate();
+    {
+        use kseal_shared::age::secrecy::ExposeSecret;
+        let file = recovery.to_keygen_file("2026-01-01T00:00:00Z");
+        std::fs::write(work.path().join("recovery-key.txt"), file.expose_secret()).unwrap();
+    }
+    let recovery_id = recovery.recipient().key_id().to_string();
+    std::fs::write(
+        dir.join("recovery.pub"),
+        format!("{}\n", recovery.recipient()),
+    )
+    .unwrap();
+    std::fs::write(dir.join(".kseal.yaml"), GITOPS_CONFIG).unwrap();
+    let recovery_lines = format!(
+        "# recovery (offline, kept by the security team)\n{}\n",
+        recovery.recipient()
+    );
+    for cluster in ["staging", "prod"] {
+        std::fs::write(dir.join(format!("keys/{cluster}.txt")), &recovery_lines).unwrap();
+    }
+    let pin_of =
+        |cluster: &str| std::fs::read_to_string(dir.join(format!("keys/{cluster}.txt"))).unwrap();
+
+    // The README: pins made from the recovery line alone.
+    let (code, _, err) = run_doc(GITOPS, dir, kubeconfig, "kseal pins update", &[]);
+    assert_eq!(code, 0, "{err}");
+    for (cluster, fixture) in [("staging", &staging), ("prod", &prod)] {
+        let pin = pin_of(cluster);
+        assert!(pin.contains(&recovery_lines), "{pin}");
+        assert!(
+            pin.contains(&fixture.recipients().await[0].to_string()),
+            "{pin}"
+        );
+    }
+    let (code, _, err) = run_doc(GITOPS, dir, kubeconfig, "kseal pins check", &[]);
+    assert_eq!(code, 0, "{err}");
+
+    // Sealing as the README shows: offline, from the pins.
+    let mut values: BTreeMap<(String, String), String> = BTreeMap::new();
+    assert!(GITOPS.contains("| kseal seal -o clusters/prod/demo/api-token.sealed.yaml"));
+    for cluster in ["staging", "prod"] {
+        for name in ["api-token", "db-credentials", "smtp"] {
+            let password = format!("{cluster}-{name}-1");
+            let secret = format!(
+                "apiVersion: v1\nkind: Secret\nmetadata:\n  name: {name}\n  namespace: demo\nstringData:\n  password: {password}\n"
+            );
+            let out = format!("clusters/{cluster}/demo/{name}.sealed.yaml");
+            std::fs::create_dir_all(dir.join(format!("clusters/{cluster}/demo"))).unwrap();
+            let (code, _, err) = kseal(dir, &["seal", "-o", &out], Some(&secret));
+            assert_eq!(code, 0, "{err}");
+            values.insert((cluster.to_owned(), name.to_owned()), password);
+        }
+    }
+    let of_cluster = |values: &BTreeMap<(String, String), String>, cluster: &str| {
+        values
+            .iter()
+            .filter(|((c, _), _)| c == cluster)
+            .map(|((_, name), v)| (name.clone(), v.clone()))
+            .collect::<BTreeMap<String, String>>()
+    };
+    apply_cluster_dir(&staging, dir, "staging").await;
+    apply_cluster_dir(&prod, dir, "prod").await;
+    in_sync(&staging, &of_cluster(&values, "staging")).await;
+    in_sync(&prod, &of_cluster(&values, "prod")).await;
+    recovery_opens_everything(dir, &values);
+    let staging_key = active_key(&staging).await;
+    let staging_files_before: Vec<String> = sealed_files(dir, "staging")
+        .iter()
+        .map(|f| std::fs::read_to_string(f).unwrap())
+        .collect();
+
+    // Rotation 1: prod's scheduled renewal. Thirty days pass (the active
+    // key's creation time moves back); the controller renews on its own.
+    let first = active_key(&prod).await;
+    let key_secrets = prod
+        .secrets(NAMESPACE)
+        .list(&ListParams::default().labels(&format!("kseal.dev/key-id={first}")))
+        .await
+        .unwrap();
+    let month_ago = jiff::Timestamp::now()
+        .checked_sub(jiff::SignedDuration::from_hours(31 * 24))
+        .unwrap()
+        .to_string();
+    prod.secrets(NAMESPACE)
+        .patch(
+            &key_secrets.items[0].name_any(),
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(serde_json::json!({
+                "metadata": {"annotations": {"kseal.dev/created-at": month_ago}}
+            })),
+        )
+        .await
+        .unwrap();
+    eventually("prod renews its key", || async {
+        active_key(&prod).await != first
+    })
+    .await;
+    let second = active_key(&prod).await;
+    // Within the grace period nothing is RewrapDue, but the pin is stale.
+    let reasons = in_sync(&prod, &of_cluster(&values, "prod")).await;
+    assert!(
+        reasons.values().all(|r| r == "False WithinGracePeriod"),
+        "{reasons:?}"
+    );
+    let (code, out, err) = kseal_with_kubeconfig(dir, &["pins", "check"], None, Some(kubeconfig));
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(format!("{out}{err}").contains(&first), "{out}{err}");
+    // The rotation runbook, steps 3 to 8 (a renewal did step 2).
+    let (code, _, err) = run_doc(ROTATION, dir, kubeconfig, "kseal pins update", &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(pin_of("prod").contains(&recovery_lines));
+    let (code, _, err) = run_doc(
+        ROTATION,
+        dir,
+        kubeconfig,
+        "kseal rewrap --online --in-place --context prod clusters/prod/",
+        &online,
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("3 value(s) re-wrapped")
+            && err.contains(&format!(
+                "kept the other recipient(s) byte for byte: {recovery_id} (3 value(s))"
+            )),
+        "{err}"
+    );
+    for command in ["kseal pins check", "kseal inspect --stale clusters/prod/"] {
+        let (code, _, err) = run_doc(ROTATION, dir, kubeconfig, command, &[]);
+        assert_eq!(code, 0, "{command}: {err}");
+    }
+    for ids in key_ids_of_values(dir, "prod") {
+        assert_eq!(ids, [second.clone(), recovery_id.clone()].into(), "{ids:?}");
+    }
+    assert!(ROTATION.contains("git commit -am"));
+    apply_cluster_dir(&prod, dir, "prod").await;
+    let reasons = in_sync(&prod, &of_cluster(&values, "prod")).await;
+    assert!(
+        reasons.values().all(|r| r == "False SealedToActiveKey"),
+        "{reasons:?}"
+    );
+    recovery_opens_everything(dir, &values);
+    retire_when_unused(
+        dir,
+        kubeconfig,
+        &first,
+        ROTATION,
+        "kseal keys retire OLD_KEY_ID --context prod",
+    )
+    .await;
+    let (code, _, err) = run_doc(
+        ROTATION,
+        dir,
+        kubeconfig,
+        r#"kseal keys backup --context prod --recipient "$(cat recovery.pub)" -o kseal-keys-backup.age"#,
+        &[],
+    );
+    assert_eq!(code, 0, "{err}");
+
+    // Rotation 2: `kseal keys rotate`, then the README's fleet job.
+    for command in [
+        "kseal keys list --context prod",
+        "kseal keys rotate --context prod",
+    ] {
+        let (code, _, err) = run_doc(ROTATION, dir, kubeconfig, command, &[]);
+        assert_eq!(code, 0, "{command}: {err}");
+    }
+    let third = active_key(&prod).await;
+    assert_ne!(third, second);
+    let (code, _, err) = run_doc(GITOPS, dir, kubeconfig, "kseal pins update", &[]);
+    assert_eq!(code, 0, "{err}");
+    let job =
+        "kseal rewrap --online --in-place --stale --context \"$cluster\" \"clusters/$cluster/\"";
+    assert!(GITOPS.contains(job) && GITOPS.contains("for cluster in staging prod; do"));
+    for (cluster, controller) in [("staging", &staging_controller), ("prod", &prod_controller)] {
+        let command = job
+            .replace("\"$cluster\"", cluster)
+            .replace("\"clusters/$cluster/\"", &format!("clusters/{cluster}/"));
+        let url = controller.url("");
+        let mut args: Vec<&str> = command.split(' ').skip(1).collect();
+        args.extend(["--controller-url", url.as_str()]);
+        let (code, _, err) = kseal_with_kubeconfig(dir, &args, None, Some(kubeconfig));
+        assert_eq!(code, 0, "{cluster}: {err}");
+        let expected = if cluster == "prod" {
+            "3 value(s) re-wrapped"
+        } else {
+            "0 value(s) re-wrapped"
+        };
+        assert!(err.contains(expected), "{cluster}: {err}");
+    }
+    assert!(GITOPS.contains("kseal pins check && kseal inspect --stale clusters/"));
+    for command in ["kseal pins check", "kseal inspect --stale clusters/"] {
+        let (code, _, err) = kseal_with_kubeconfig(
+            dir,
+            &command.split(' ').skip(1).collect::<Vec<_>>(),
+            None,
+            Some(kubeconfig),
+        );
+        assert_eq!(code, 0, "{command}: {err}");
+    }
+    apply_cluster_dir(&prod, dir, "prod").await;
+    let reasons = in_sync(&prod, &of_cluster(&values, "prod")).await;
+    assert!(
+        reasons.values().all(|r| r == "False SealedToActiveKey"),
+        "{reasons:?}"
+    );
+    recovery_opens_everything(dir, &values);
+    retire_when_unused(
+        dir,
+        kubeconfig,
+        &second,
+        ROTATION,
+        "kseal keys retire OLD_KEY_ID --context prod",
+    )
+    .await;
+
+    // The compromise: prod's active key leaked.
+    let compromised = third;
+    let (code, _, err) = run_doc(
+        COMPROMISED,
+        dir,
+        kubeconfig,
+        "kseal keys rotate --context prod",
+        &[],
+    );
+    assert_eq!(code, 0, "{err}");
+    let fourth = active_key(&prod).await;
+    assert_ne!(fourth, compromised);
+    // Before the pin is refreshed, the check names the compromised key.
+    let (code, out, err) = kseal_with_kubeconfig(dir, &["pins", "check"], None, Some(kubeconfig));
+    assert_eq!(code, 1);
+    assert!(format!("{out}{err}").contains(&compromised), "{out}{err}");
+    for command in ["kseal pins update", "kseal pins check"] {
+        let (code, _, err) = run_doc(COMPROMISED, dir, kubeconfig, command, &[]);
+        assert_eq!(code, 0, "{command}: {err}");
+    }
+    assert!(!pin_of("prod").contains(&compromised_recipient(&prod, &compromised).await));
+    let (code, _, err) = run_doc(
+        COMPROMISED,
+        dir,
+        kubeconfig,
+        "kseal keys list --context prod",
+        &[],
+    );
+    assert_eq!(code, 0, "{err}");
+    let (code, stale, _) = run_doc(
+        COMPROMISED,
+        dir,
+        kubeconfig,
+        "kseal inspect --stale clusters/prod/",
+        &[],
+    );
+    assert_eq!(code, 1);
+    assert_eq!(stale.lines().count(), 3, "{stale}");
+    assert!(COMPROMISED.contains(
+        "kseal seal --name db-credentials --namespace payments \\\n  --from-literal password=NEW-PASSWORD --merge-into"
+    ));
+    for name in ["api-token", "db-credentials", "smtp"] {
+        let password = format!("prod-{name}-replaced");
+        let file = format!("clusters/prod/demo/{name}.sealed.yaml");
+        let (code, _, err) = kseal_with_kubeconfig(
+            dir,
+            &[
+                "seal",
+                "--name",
+                name,
+                "--namespace",
+                "demo",
+                "--from-literal",
+                &format!("password={password}"),
+                "--merge-into",
+                &file,
+            ],
+            None,
+            Some(kubeconfig),
+        );
+        assert_eq!(code, 0, "{err}");
+        values.insert(("prod".to_owned(), name.to_owned()), password);
+    }
+    let (code, _, err) = run_doc(
+        COMPROMISED,
+        dir,
+        kubeconfig,
+        "kseal inspect --stale clusters/prod/",
+        &[],
+    );
+    assert_eq!(code, 0, "{err}");
+    // The compromised key seals nothing new: every value names the new key
+    // and the recovery key only.
+    for ids in key_ids_of_values(dir, "prod") {
+        assert_eq!(ids, [fourth.clone(), recovery_id.clone()].into(), "{ids:?}");
+    }
+    apply_cluster_dir(&prod, dir, "prod").await;
+    let reasons = in_sync(&prod, &of_cluster(&values, "prod")).await;
+    assert!(
+        reasons.values().all(|r| r == "False SealedToActiveKey"),
+        "{reasons:?}"
+    );
+    retire_when_unused(
+        dir,
+        kubeconfig,
+        &compromised,
+        COMPROMISED,
+        "kseal keys retire COMPROMISED_KEY_ID --delete --context prod",
+    )
+    .await;
+    let (code, _, err) = kseal_with_kubeconfig(dir, &["pins", "check"], None, Some(kubeconfig));
+    assert_eq!(code, 0, "{err}");
+
+    // The other cluster was never touched; the recovery key opens all.
+    assert_eq!(active_key(&staging).await, staging_key);
+    let staging_files_after: Vec<String> = sealed_files(dir, "staging")
+        .iter()
+        .map(|f| std::fs::read_to_string(f).unwrap())
+        .collect();
+    assert_eq!(staging_files_before, staging_files_after);
+    in_sync(&staging, &of_cluster(&values, "staging")).await;
+    recovery_opens_everything(dir, &values);
+}
+
+/// The recipient of a key the cluster lists.
+async fn compromised_recipient(fixture: &Fixture, id: &str) -> String {
+    let keys = fixture
+        .secrets(NAMESPACE)
+        .list(&ListParams::default().labels(&format!("kseal.dev/key-id={id}")))
+        .await
+        .unwrap();
+    keys.items[0]
+        .annotations()
+        .iter()
+        .find(|(_, v)| v.starts_with("age1"))
+        .map(|(_, v)| v.clone())
+        .unwrap()
+}
+
+/// Waits until `kseal keys list` shows `id` decrypt-only and unused, then
+/// runs the document's retire command for it.
+async fn retire_when_unused(dir: &Path, kubeconfig: &Path, id: &str, doc: &str, command: &str) {
+    assert!(doc.contains(command), "{command}");
+    eventually("the old key decrypt-only and unused", || async {
+        let (code, list, _) = kseal_with_kubeconfig(
+            dir,
+            &["keys", "list", "--context", "prod"],
+            None,
+            Some(kubeconfig),
+        );
+        code == 0 && key_state(&list, id) == Some(("decrypt-only".into(), 0))
+    })
+    .await;
+    let placeholder = command.split(' ').nth(3).unwrap();
+    let command = command.replace(placeholder, id);
+    let args: Vec<&str> = command.split(' ').skip(1).collect();
+    let (code, _, err) = kseal_with_kubeconfig(dir, &args, None, Some(kubeconfig));
+    assert_eq!(code, 0, "{err}");
+}
+
+/// The id of the key a cluster publishes to seal to.
+async fn active_key(fixture: &Fixture) -> String {
+    fixture.recipients().await[0].key_id().to_string()
 }

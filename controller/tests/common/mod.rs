@@ -171,6 +171,21 @@ impl Fixture {
     pub async fn start() -> Option<Self> {
         kseal_testenv::bins_or_skip()?;
         let cp = ControlPlane::start().await.unwrap();
+        Some(Self::with(cp).await)
+    }
+
+    /// `count` fixtures running at once: one cluster each, for a test of a
+    /// fleet; `None` as for [`Fixture::start`].
+    pub async fn start_fleet(count: usize) -> Option<Vec<Self>> {
+        kseal_testenv::bins_or_skip()?;
+        let mut fleet = Vec::with_capacity(count);
+        for cp in ControlPlane::start_fleet(count).await.unwrap() {
+            fleet.push(Self::with(cp).await);
+        }
+        Some(fleet)
+    }
+
+    async fn with(cp: ControlPlane) -> Self {
         let client = cp.client().await.unwrap();
         let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
         crds.create(&PostParams::default(), &SealedSecret::crd())
@@ -183,7 +198,7 @@ impl Fixture {
         let dir = cp.dir().to_path_buf();
         let fixture = Self { cp, client, dir };
         fixture.namespace(NAMESPACE).await;
-        Some(fixture)
+        fixture
     }
 
     pub async fn namespace(&self, name: &str) {
@@ -350,11 +365,26 @@ pub fn kseal_bin() -> PathBuf {
 
 /// Runs the CLI; returns (exit code, stdout, stderr).
 pub fn kseal(dir: &Path, args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
+    kseal_with_kubeconfig(dir, args, stdin, None)
+}
+
+/// [`kseal`] with `$KUBECONFIG` set to `kubeconfig` (`None`: unset), as an
+/// operator's shell has it.
+pub fn kseal_with_kubeconfig(
+    dir: &Path,
+    args: &[&str],
+    stdin: Option<&str>,
+    kubeconfig: Option<&Path>,
+) -> (i32, String, String) {
     use std::io::Write;
-    let mut child = std::process::Command::new(kseal_bin())
+    let mut command = std::process::Command::new(kseal_bin());
+    command.env_remove("KUBECONFIG");
+    if let Some(kubeconfig) = kubeconfig {
+        command.env("KUBECONFIG", kubeconfig);
+    }
+    let mut child = command
         .args(args)
         .current_dir(dir)
-        .env_remove("KUBECONFIG")
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())

@@ -124,7 +124,9 @@ pub struct ControlPlane {
     /// etcd's client and peer ports, the API server's; after the processes,
     /// so they are released once those are gone.
     _ports: [Port; 3],
-    _slot: SemaphorePermit<'static>,
+    /// The slot it holds (`None`: the second and later of a fleet, which
+    /// the first one's slot covers).
+    _slot: Option<SemaphorePermit<'static>>,
 }
 
 /// Limits how many control planes one process runs at once (they are heavy on
@@ -149,12 +151,36 @@ impl ControlPlane {
         Self::start_with(Options::default()).await
     }
 
+    /// `count` control planes running at once (two clusters for a test of
+    /// a fleet), each with default options. They take one slot of
+    /// [`slots`] together: a slot per control plane would wait forever
+    /// with the default of one.
+    pub async fn start_fleet(count: usize) -> Result<Vec<Self>> {
+        let slot = slots()
+            .acquire()
+            .await
+            .context("control-plane slots closed")?;
+        let mut fleet = Vec::with_capacity(count);
+        let mut slot = Some(slot);
+        for _ in 0..count {
+            fleet.push(Self::start_in_slot(Options::default(), slot.take()).await?);
+        }
+        Ok(fleet)
+    }
+
     /// Like [`ControlPlane::start`] with explicit options.
     pub async fn start_with(options: Options) -> Result<Self> {
         let slot = slots()
             .acquire()
             .await
             .context("control-plane slots closed")?;
+        Self::start_in_slot(options, Some(slot)).await
+    }
+
+    async fn start_in_slot(
+        options: Options,
+        slot: Option<SemaphorePermit<'static>>,
+    ) -> Result<Self> {
         // Before anything starts: a second node fails at once.
         let node_lock = if options.node {
             Some(NodeLock::acquire().await?)
