@@ -148,6 +148,32 @@ pub fn fetch_published(args: &ClusterArgs) -> Result<(String, PublishedKeys)> {
     fetch_published_and_held(args).map(|(text, published, _)| (text, published))
 }
 
+/// Why the public-key ConfigMap could not be read, in a sentence that
+/// names the likely cause: not there (no controller in that namespace),
+/// not allowed, or the API server not reached. Uses the API server's
+/// message, not kube's `Debug` of its Status.
+pub fn public_keys_read_error(err: kube::Error, namespace: &str) -> anyhow::Error {
+    let config_map = format!("ConfigMap {namespace}/{PUBLIC_KEYS_CONFIGMAP}");
+    match err {
+        kube::Error::Api(status) if status.code == 404 => anyhow!(
+            "{config_map} does not exist: is the kseal controller installed in namespace {namespace}, and running? (see --controller-namespace)"
+        ),
+        kube::Error::Api(status) if status.code == 403 => anyhow!(
+            "not allowed to read {config_map}: {} (any authenticated user may, with the chart's RBAC)",
+            status.message
+        ),
+        kube::Error::Api(status) => anyhow!(
+            "cannot read {config_map}: the API server answered {} {}: {}",
+            status.code,
+            status.reason,
+            status.message
+        ),
+        other => anyhow!(other).context(format!(
+            "cannot read {config_map}: the API server was not reached"
+        )),
+    }
+}
+
 /// [`fetch_published`], with the ids of every key the cluster has held
 /// (`kseal.dev/held-key-ids` on the same ConfigMap, from the same read):
 /// deleted keys too, which `keys.json` no longer lists.
@@ -157,12 +183,10 @@ pub fn fetch_published_and_held(
     runtime()?.block_on(async {
         let client = client(args).await?;
         let api: Api<ConfigMap> = Api::namespaced(client, &args.controller_namespace);
-        let config_map = api.get(PUBLIC_KEYS_CONFIGMAP).await.with_context(|| {
-            format!(
-                "cannot read ConfigMap {}/{PUBLIC_KEYS_CONFIGMAP} (is the kseal controller installed there? see --controller-namespace)",
-                args.controller_namespace
-            )
-        })?;
+        let config_map = api
+            .get(PUBLIC_KEYS_CONFIGMAP)
+            .await
+            .map_err(|err| public_keys_read_error(err, &args.controller_namespace))?;
         let where_ = format!(
             "ConfigMap {}/{PUBLIC_KEYS_CONFIGMAP}",
             args.controller_namespace
@@ -309,6 +333,51 @@ mod target_tests {
             ("k8s.example:6443", "k8s.example:6443"),
         ] {
             assert_eq!(super::without_userinfo(url), shown);
+        }
+    }
+}
+
+#[cfg(test)]
+mod read_error_tests {
+    use super::public_keys_read_error;
+
+    fn api_error(code: u16, reason: &str, message: &str) -> kube::Error {
+        let status: kube::core::Status = serde_json::from_value(serde_json::json!({
+            "status": "Failure",
+            "code": code,
+            "reason": reason,
+            "message": message,
+        }))
+        .unwrap_or_default();
+        kube::Error::Api(Box::new(status))
+    }
+
+    /// Each cause in a sentence of its own, the API server's message
+    /// quoted, never kube's `Debug` of the Status.
+    #[test]
+    fn each_cause_is_named_without_debug_output() {
+        let cases = [
+            (
+                api_error(
+                    404,
+                    "NotFound",
+                    "configmaps \"kseal-public-keys\" not found",
+                ),
+                "ConfigMap kseal-system/kseal-public-keys does not exist: is the kseal controller installed in namespace kseal-system, and running? (see --controller-namespace)",
+            ),
+            (
+                api_error(403, "Forbidden", "User \"x\" cannot get resource"),
+                "not allowed to read ConfigMap kseal-system/kseal-public-keys: User \"x\" cannot get resource (any authenticated user may, with the chart's RBAC)",
+            ),
+            (
+                api_error(500, "InternalError", "etcd timeout"),
+                "cannot read ConfigMap kseal-system/kseal-public-keys: the API server answered 500 InternalError: etcd timeout",
+            ),
+        ];
+        for (error, expected) in cases {
+            let message = format!("{:#}", public_keys_read_error(error, "kseal-system"));
+            assert_eq!(message, expected);
+            assert!(!message.contains("Status {"), "{message}");
         }
     }
 }

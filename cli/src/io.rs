@@ -335,10 +335,22 @@ pub fn write_stdout(contents: &[u8]) -> Result<()> {
     Ok(())
 }
 
-/// Output to a file (atomically) or stdout.
+/// Output to a file (atomically; missing parent directories are created)
+/// or stdout.
 pub fn emit(output: Option<&Path>, contents: &[u8], privacy: Privacy) -> Result<()> {
     match output {
-        Some(path) if path != Path::new("-") => write_atomic(path, contents, privacy),
+        Some(path) if path != Path::new("-") => {
+            // `-o clusters/prod/demo/x.yaml` in a repository where that
+            // cluster's directory is new: made, as a sealed file's place.
+            if let Some(parent) = path.parent()
+                && !parent.as_os_str().is_empty()
+                && !parent.exists()
+            {
+                std::fs::create_dir_all(parent)
+                    .with_context(|| format!("cannot create directory {}", parent.display()))?;
+            }
+            write_atomic(path, contents, privacy)
+        }
         _ => write_stdout(contents),
     }
 }

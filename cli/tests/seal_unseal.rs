@@ -771,3 +771,42 @@ fn base64_of(text: &str) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(text)
 }
+
+/// `-o` into a directory that does not exist yet (a new cluster's or app's
+/// directory in the repository) makes it; a path whose parent is a file
+/// fails, naming it, and writes nothing.
+#[test]
+fn output_directories_are_made() {
+    let ws = Workspace::new();
+    let output = ws
+        .cmd()
+        .args([
+            "seal",
+            "-r",
+            &ws.recipient,
+            "-o",
+            "clusters/prod/demo/db.sealed.yaml",
+        ])
+        .write_stdin(SECRET)
+        .output()
+        .unwrap();
+    assert_exit(&output, 0);
+    assert!(
+        ws.read("clusters/prod/demo/db.sealed.yaml")
+            .contains("kind: SealedSecret")
+    );
+    ws.write("file", "not a directory\n");
+    let output = ws
+        .cmd()
+        .args(["seal", "-r", &ws.recipient, "-o", "file/sub/db.yaml"])
+        .write_stdin(SECRET)
+        .output()
+        .unwrap();
+    assert_exit(&output, 1);
+    assert!(
+        stderr(&output).contains("cannot create directory file/sub"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(ws.read("file"), "not a directory\n");
+}

@@ -620,7 +620,7 @@ async fn compromised_key_values_are_replaced_and_the_key_deleted() {
     assert_eq!(code, 1);
     assert_eq!(stale.lines().count(), 10, "{stale}");
     // 3. New values, sealed into each file with --merge-into.
-    assert!(COMPROMISED.contains("kseal seal --name db-credentials --namespace payments \\\n  --from-literal password=NEW-PASSWORD --merge-into"));
+    assert!(COMPROMISED.contains("kseal seal --name db-credentials --namespace demo \\\n  --from-literal password=NEW-PASSWORD --merge-into"));
     let mut replaced = BTreeMap::new();
     for name in original.keys() {
         let password = format!("rotated-{name}");
@@ -731,7 +731,8 @@ fn run_doc(
         doc.contains(command),
         "the document does not show `{command}`"
     );
-    let mut args: Vec<String> = shell_words(command)
+    // A line continued with `\` is one command.
+    let mut args: Vec<String> = shell_words(&command.replace("\\\n", " "))
         .into_iter()
         .map(|word| {
             match word
@@ -811,63 +812,57 @@ fn key_ids_of_values(dir: &Path, cluster: &str) -> Vec<std::collections::BTreeSe
         .collect()
 }
 
-/// Every SealedSecret Ready, its Secret holding `values`, and none of
-/// them `RewrapDue=True`; gives each one's `RewrapDue` reason.
-async fn in_sync(fixture: &Fixture, values: &BTreeMap<String, String>) -> BTreeMap<String, String> {
-    let found = std::cell::RefCell::new(BTreeMap::new());
-    eventually(
-        "every SealedSecret Ready and its Secret correct",
-        || async {
-            let mut reasons = BTreeMap::new();
-            let sealed = fixture
-                .sealed_secrets("demo")
-                .list(&ListParams::default())
-                .await
-                .unwrap();
-            let secrets = fixture
-                .secrets("demo")
-                .list(&ListParams::default())
-                .await
-                .unwrap();
-            let ready = sealed
-                .items
-                .iter()
-                .filter(|s| {
-                    s.status.as_ref().is_some_and(|st| {
-                        let condition = |kind: &str| st.conditions.iter().find(|c| c.type_ == kind);
-                        if let Some(rewrap) = condition("RewrapDue") {
-                            reasons.insert(
-                                s.name_any(),
-                                format!("{} {}", rewrap.status, rewrap.reason),
-                            );
-                        }
-                        condition("Ready").is_some_and(|c| c.status == "True")
-                            && st.observed_generation == s.metadata.generation
-                    })
+/// Waits until every SealedSecret is Ready (for its generation), its
+/// Secret holds `values`, and its `RewrapDue` condition is `rewrap_due`
+/// (status and reason, e.g. "False SealedToActiveKey").
+async fn in_sync(fixture: &Fixture, values: &BTreeMap<String, String>, rewrap_due: &str) {
+    let what = format!("every SealedSecret Ready, its Secret correct, RewrapDue {rewrap_due}");
+    eventually(&what, || async {
+        let mut reasons = BTreeMap::new();
+        let sealed = fixture
+            .sealed_secrets("demo")
+            .list(&ListParams::default())
+            .await
+            .unwrap();
+        let secrets = fixture
+            .secrets("demo")
+            .list(&ListParams::default())
+            .await
+            .unwrap();
+        let ready = sealed
+            .items
+            .iter()
+            .filter(|s| {
+                s.status.as_ref().is_some_and(|st| {
+                    let condition = |kind: &str| st.conditions.iter().find(|c| c.type_ == kind);
+                    if let Some(rewrap) = condition("RewrapDue") {
+                        reasons
+                            .insert(s.name_any(), format!("{} {}", rewrap.status, rewrap.reason));
+                    }
+                    condition("Ready").is_some_and(|c| c.status == "True")
+                        && st.observed_generation == s.metadata.generation
                 })
-                .count();
-            let correct = secrets
-                .items
-                .iter()
-                .filter(|s| {
-                    values
-                        .get(&s.name_any())
-                        .is_some_and(|v| data_of(s, "password") == *v)
-                })
-                .count();
-            let done =
-                ready == values.len() && correct == values.len() && reasons.len() == values.len();
-            *found.borrow_mut() = reasons;
-            done
-        },
-    )
+            })
+            .count();
+        let correct = secrets
+            .items
+            .iter()
+            .filter(|s| {
+                values
+                    .get(&s.name_any())
+                    .is_some_and(|v| data_of(s, "password") == *v)
+            })
+            .count();
+        let done = ready == values.len()
+            && correct == values.len()
+            && reasons.len() == values.len()
+            && reasons.values().all(|reason| reason == rewrap_due);
+        if !done {
+            eprintln!("waiting: {ready} ready, {correct} correct, RewrapDue {reasons:?}");
+        }
+        done
+    })
     .await;
-    let reasons = found.into_inner();
-    assert!(
-        reasons.values().all(|reason| reason.starts_with("False")),
-        "{reasons:?}"
-    );
-    reasons
 }
 
 /// The recovery identity opens every value of every file (the
@@ -915,6 +910,8 @@ async fn runbooks_in_the_pinned_layout_on_two_clusters() {
     }
     staging_controller.wait_healthy().await;
     prod_controller.wait_healthy().await;
+    // Healthy comes before the first key is published.
+    let _ = (staging.recipients().await, prod.recipients().await);
     let prod_url = prod_controller.url("");
     let online = ["--controller-url", prod_url.as_str()];
     let work = tempfile::tempdir().unwrap();
@@ -970,7 +967,6 @@ async fn runbooks_in_the_pinned_layout_on_two_clusters() {
                 "apiVersion: v1\nkind: Secret\nmetadata:\n  name: {name}\n  namespace: demo\nstringData:\n  password: {password}\n"
             );
             let out = format!("clusters/{cluster}/demo/{name}.sealed.yaml");
-            std::fs::create_dir_all(dir.join(format!("clusters/{cluster}/demo"))).unwrap();
             let (code, _, err) = kseal(dir, &["seal", "-o", &out], Some(&secret));
             assert_eq!(code, 0, "{err}");
             values.insert((cluster.to_owned(), name.to_owned()), password);
@@ -985,8 +981,18 @@ async fn runbooks_in_the_pinned_layout_on_two_clusters() {
     };
     apply_cluster_dir(&staging, dir, "staging").await;
     apply_cluster_dir(&prod, dir, "prod").await;
-    in_sync(&staging, &of_cluster(&values, "staging")).await;
-    in_sync(&prod, &of_cluster(&values, "prod")).await;
+    in_sync(
+        &staging,
+        &of_cluster(&values, "staging"),
+        "False SealedToActiveKey",
+    )
+    .await;
+    in_sync(
+        &prod,
+        &of_cluster(&values, "prod"),
+        "False SealedToActiveKey",
+    )
+    .await;
     recovery_opens_everything(dir, &values);
     let staging_key = active_key(&staging).await;
     let staging_files_before: Vec<String> = sealed_files(dir, "staging")
@@ -1022,11 +1028,12 @@ async fn runbooks_in_the_pinned_layout_on_two_clusters() {
     .await;
     let second = active_key(&prod).await;
     // Within the grace period nothing is RewrapDue, but the pin is stale.
-    let reasons = in_sync(&prod, &of_cluster(&values, "prod")).await;
-    assert!(
-        reasons.values().all(|r| r == "False WithinGracePeriod"),
-        "{reasons:?}"
-    );
+    in_sync(
+        &prod,
+        &of_cluster(&values, "prod"),
+        "False WithinGracePeriod",
+    )
+    .await;
     let (code, out, err) = kseal_with_kubeconfig(dir, &["pins", "check"], None, Some(kubeconfig));
     assert_eq!(code, 1, "{out}{err}");
     assert!(format!("{out}{err}").contains(&first), "{out}{err}");
@@ -1058,11 +1065,12 @@ async fn runbooks_in_the_pinned_layout_on_two_clusters() {
     }
     assert!(ROTATION.contains("git commit -am"));
     apply_cluster_dir(&prod, dir, "prod").await;
-    let reasons = in_sync(&prod, &of_cluster(&values, "prod")).await;
-    assert!(
-        reasons.values().all(|r| r == "False SealedToActiveKey"),
-        "{reasons:?}"
-    );
+    in_sync(
+        &prod,
+        &of_cluster(&values, "prod"),
+        "False SealedToActiveKey",
+    )
+    .await;
     recovery_opens_everything(dir, &values);
     retire_when_unused(
         dir,
@@ -1123,11 +1131,12 @@ async fn runbooks_in_the_pinned_layout_on_two_clusters() {
         assert_eq!(code, 0, "{command}: {err}");
     }
     apply_cluster_dir(&prod, dir, "prod").await;
-    let reasons = in_sync(&prod, &of_cluster(&values, "prod")).await;
-    assert!(
-        reasons.values().all(|r| r == "False SealedToActiveKey"),
-        "{reasons:?}"
-    );
+    in_sync(
+        &prod,
+        &of_cluster(&values, "prod"),
+        "False SealedToActiveKey",
+    )
+    .await;
     recovery_opens_everything(dir, &values);
     retire_when_unused(
         dir,
@@ -1176,10 +1185,21 @@ async fn runbooks_in_the_pinned_layout_on_two_clusters() {
     );
     assert_eq!(code, 1);
     assert_eq!(stale.lines().count(), 3, "{stale}");
-    assert!(COMPROMISED.contains(
-        "kseal seal --name db-credentials --namespace payments \\\n  --from-literal password=NEW-PASSWORD --merge-into"
-    ));
-    for name in ["api-token", "db-credentials", "smtp"] {
+    // The document's command for db-credentials, verbatim; the same form
+    // for the other files.
+    let (code, _, err) = run_doc(
+        COMPROMISED,
+        dir,
+        kubeconfig,
+        "kseal seal --name db-credentials --namespace demo \\\n  --from-literal password=NEW-PASSWORD --merge-into clusters/prod/demo/db-credentials.sealed.yaml",
+        &[],
+    );
+    assert_eq!(code, 0, "{err}");
+    values.insert(
+        ("prod".to_owned(), "db-credentials".to_owned()),
+        "NEW-PASSWORD".to_owned(),
+    );
+    for name in ["api-token", "smtp"] {
         let password = format!("prod-{name}-replaced");
         let file = format!("clusters/prod/demo/{name}.sealed.yaml");
         let (code, _, err) = kseal_with_kubeconfig(
@@ -1215,11 +1235,12 @@ async fn runbooks_in_the_pinned_layout_on_two_clusters() {
         assert_eq!(ids, [fourth.clone(), recovery_id.clone()].into(), "{ids:?}");
     }
     apply_cluster_dir(&prod, dir, "prod").await;
-    let reasons = in_sync(&prod, &of_cluster(&values, "prod")).await;
-    assert!(
-        reasons.values().all(|r| r == "False SealedToActiveKey"),
-        "{reasons:?}"
-    );
+    in_sync(
+        &prod,
+        &of_cluster(&values, "prod"),
+        "False SealedToActiveKey",
+    )
+    .await;
     retire_when_unused(
         dir,
         kubeconfig,
@@ -1238,7 +1259,12 @@ async fn runbooks_in_the_pinned_layout_on_two_clusters() {
         .map(|f| std::fs::read_to_string(f).unwrap())
         .collect();
     assert_eq!(staging_files_before, staging_files_after);
-    in_sync(&staging, &of_cluster(&values, "staging")).await;
+    in_sync(
+        &staging,
+        &of_cluster(&values, "staging"),
+        "False SealedToActiveKey",
+    )
+    .await;
     recovery_opens_everything(dir, &values);
 }
 

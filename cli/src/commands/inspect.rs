@@ -385,9 +385,11 @@ fn stale(args: &InspectArgs, reports: &[Report]) -> Result<()> {
     write_stdout(out.as_bytes())?;
     if stale > 0 {
         bail!(
-            "{stale} of {total} value(s) are not sealed to the current keys in format v2: re-wrap them (kseal rewrap)"
+            "{stale} of {total} value(s) are not sealed exactly to their current recipients in format v2: re-wrap them (kseal rewrap; --online keeps every recipient that is not the cluster's), or, if a key leaked, seal new values (docs/runbooks/compromised-key.md)"
         );
     }
-    eprintln!("kseal: all {total} value(s) are sealed to the current keys");
+    eprintln!(
+        "kseal: all {total} value(s) are sealed exactly to their current recipients (-r/-R, the .kseal.yaml pins, or the cluster's key; `kseal pins check` compares the pins with the clusters)"
+    );
     Ok(())
 }

@@ -56,12 +56,10 @@ struct ClusterKeys {
 /// only: never a key Secret.
 async fn published_keys(client: &Client, cluster: &ClusterArgs) -> Result<ClusterKeys> {
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), &cluster.controller_namespace);
-    let config_map = api.get(PUBLIC_KEYS_CONFIGMAP).await.with_context(|| {
-        format!(
-            "cannot read ConfigMap {}/{PUBLIC_KEYS_CONFIGMAP} (is the kseal controller installed there?)",
-            cluster.controller_namespace
-        )
-    })?;
+    let config_map = api
+        .get(PUBLIC_KEYS_CONFIGMAP)
+        .await
+        .map_err(|err| cluster::public_keys_read_error(err, &cluster.controller_namespace))?;
     let text = config_map
         .data
         .as_ref()
