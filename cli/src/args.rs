@@ -565,10 +565,14 @@ line with its active key, at the position of the first, under a comment kseal ow
   age1…
 
 The comment replaces the previous one (and `kseal fetch-keys`' `# key id …` comments about \
-the cluster's keys); no other line changes, line ends (LF or CRLF) included. A file with no \
-line of the cluster gets the comment and the key appended at the end; a missing file is \
-created. A file that pins exactly the active key already is not written, so running it \
-twice changes nothing. Files are written atomically and keep their mode; a symlink is \
+the cluster's keys); no other line changes, line ends (LF or CRLF) included. The line under \
+kseal's comment is replaced even when the cluster no longer lists its key. A key that only \
+the cluster's record of held keys names (a deleted key, as far as that record goes) is \
+kept: that record is an annotation, and a recovery key's id is public; `pins check` names \
+it, remove it by hand. A file with no line of the cluster gets the comment and the key \
+appended at the end; a missing file is an error (create it with the recovery key's line \
+first: a misspelt recipients_file must not become a pin without it). A file that pins \
+exactly the active key already is not written, so running it twice changes nothing. Files are written atomically and keep their mode; a symlink is \
 written at its target, which must be inside the .kseal.yaml's directory tree.
 
 One line per file and context on stderr, then a summary:

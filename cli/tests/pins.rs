@@ -363,7 +363,8 @@ fn a_fleet_is_updated_and_checked_and_one_cluster_down_stops_nothing_else() {
     assert_exit(&output, 0);
     assert!(stdout(&output).is_empty());
 
-    // A key deleted from the cluster (only in held-key-ids) is named as such.
+    // A key deleted from the cluster (only in held-key-ids), under kseal's
+    // pin comment naming it, is named as such.
     let stale = fleet.prod.key(0);
     fleet.prod.rotate();
     let (gone, _) = fleet.prod.keys.remove(1);
@@ -374,7 +375,7 @@ fn a_fleet_is_updated_and_checked_and_one_cluster_down_stops_nothing_else() {
     let out = stdout(&output);
     assert!(
         out.starts_with(&format!(
-            "keys/prod.txt:3: key {} of context prod was deleted: the cluster held it once and holds it no more",
+            "keys/prod.txt:3: key {} of context prod is pinned by kseal for this context, but the cluster no longer lists it (deleted, or its record lost)",
             kseal_shared::x25519::KeyId::of_recipient_str(&stale)
         )),
         "{out}"
@@ -382,7 +383,7 @@ fn a_fleet_is_updated_and_checked_and_one_cluster_down_stops_nothing_else() {
 }
 
 #[test]
-fn files_are_written_at_their_target_keeping_mode_and_created_when_missing() {
+fn files_are_written_at_their_target_keeping_mode_and_never_created() {
     use std::os::unix::fs::PermissionsExt;
     let fleet = Fleet::new();
     // prod: a symlink into the repository; the link stays a link.
@@ -429,14 +430,20 @@ fn files_are_written_at_their_target_keeping_mode_and_created_when_missing() {
         .mode();
     assert_eq!(mode & 0o777, 0o640);
 
-    // staging: no file yet; it is created.
+    // staging: no file yet. It is not made (a misspelt recipients_file
+    // would pin the cluster's key without the recovery key); an empty one
+    // gets the key.
     let output = fleet.run(&["pins", "update", "--context", "staging"]);
-    assert_exit(&output, 0);
+    assert_exit(&output, 1);
     assert!(
-        stderr(&output).contains("(file created)"),
+        stderr(&output).contains("keys/staging.txt: failed: the file does not exist; create it"),
         "{}",
         stderr(&output)
     );
+    assert!(!fleet.ws.path("keys/staging.txt").exists());
+    fleet.ws.write("keys/staging.txt", "");
+    let output = fleet.run(&["pins", "update", "--context", "staging"]);
+    assert_exit(&output, 0);
     let created = fleet.ws.read("keys/staging.txt");
     assert!(created.ends_with(&format!("\n{}\n", fleet.staging.key(0))));
     assert_eq!(created.lines().count(), 2);

@@ -554,7 +554,7 @@ impl KeyManager {
             let held = published
                 .get_opt(PUBLIC_KEYS_CONFIGMAP)
                 .await?
-                .map(|config_map| held_key_ids(&config_map))
+                .map(|config_map| held_key_ids(&config_map, true))
                 .unwrap_or_default();
             missing.extend(held);
             if missing.is_empty() {
@@ -831,17 +831,33 @@ impl KeyManager {
     async fn publish(
         &self,
         current: Option<&ConfigMap>,
-        confirmed: &mut Option<BTreeMap<String, String>>,
+        confirmed: &mut Option<Confirmed>,
     ) -> Result<Option<ConfigMap>, kube::Error> {
         let set = self.store.get();
-        let held = current.map(held_key_ids).unwrap_or_default();
+        // The ids held before: what this controller last wrote, once it
+        // has; on a new leader, the ConfigMap's record, and the ids it lists
+        // only when it holds together as the controller writes it (a forged
+        // list must not become "held" for good: `kseal pins update` and
+        // `keys list` read this record).
+        let held = match (confirmed.as_ref(), current) {
+            (Some(confirmed), _) => confirmed.held.clone(),
+            (None, Some(current)) => held_key_ids(
+                current,
+                published_is_ours(current) && !publishes_unheld_key(current, &set),
+            ),
+            (None, None) => Vec::new(),
+        };
         let wanted = public_keys_config_map(&set, &self.namespace, &held);
         // Someone else wrote it: it changed since it last said what we
         // meant, or (on a new leader) it does not hold together the way the
         // controller writes it. A change of the key set is not this: the
         // ConfigMap still holds what we wrote for the previous set.
         let changed_by_others = match (current, confirmed.as_ref()) {
-            (Some(current), Some(confirmed)) => current.data.as_ref() != Some(confirmed),
+            (Some(current), Some(confirmed)) => {
+                current.data.as_ref() != Some(&confirmed.data)
+                    || current.annotations().get(HELD_KEYS_ANNOTATION)
+                        != confirmed.annotation.as_ref()
+            }
             (None, Some(_)) => true,
             // A new leader: it did not write what is there, but can tell
             // whether the controller could have: consistent, and sealing to
@@ -890,7 +906,7 @@ impl KeyManager {
             && current.annotations().get(HELD_KEYS_ANNOTATION)
                 == wanted.annotations().get(HELD_KEYS_ANNOTATION)
         {
-            *confirmed = current.data.clone();
+            *confirmed = Some(Confirmed::of(current));
             return Ok(Some(current.clone()));
         }
         // Server-side apply leaves fields another manager added: remove
@@ -912,7 +928,7 @@ impl KeyManager {
             .await?;
         }
         let written = self.apply_public_keys(&wanted).await?;
-        *confirmed = written.data.clone();
+        *confirmed = Some(Confirmed::of(&written));
         Ok(Some(written))
     }
 
@@ -1017,7 +1033,28 @@ fn publishes_unheld_key(config_map: &ConfigMap, set: &KeySet) -> bool {
 /// The key ids a public-key ConfigMap records as held (see
 /// [`HELD_KEYS_ANNOTATION`]), and those its key list names (ConfigMaps
 /// written before the annotation existed).
-fn held_key_ids(config_map: &ConfigMap) -> Vec<String> {
+/// What the public-key ConfigMap held when it last said what this
+/// controller meant: its data, its record of held key ids (the annotation
+/// as written, and parsed).
+pub struct Confirmed {
+    data: BTreeMap<String, String>,
+    annotation: Option<String>,
+    held: Vec<String>,
+}
+
+impl Confirmed {
+    fn of(config_map: &ConfigMap) -> Self {
+        Self {
+            data: config_map.data.clone().unwrap_or_default(),
+            annotation: config_map.annotations().get(HELD_KEYS_ANNOTATION).cloned(),
+            held: held_key_ids(config_map, true),
+        }
+    }
+}
+
+/// The key ids a public-key ConfigMap records as held: its annotation, and
+/// with `with_listed` the ids `keys.json` lists too.
+fn held_key_ids(config_map: &ConfigMap, with_listed: bool) -> Vec<String> {
     let mut held: Vec<String> = config_map
         .annotations()
         .get(HELD_KEYS_ANNOTATION)
@@ -1035,7 +1072,7 @@ fn held_key_ids(config_map: &ConfigMap) -> Vec<String> {
         .and_then(|data| data.get(KEYS_DATA_KEY))
         .and_then(|json| serde_json::from_str(json).ok())
         .unwrap_or_default();
-    for key in listed {
+    for key in listed.into_iter().filter(|_| with_listed) {
         if key.id.parse::<KeyId>().is_ok() && !held.contains(&key.id) {
             held.push(key.id);
         }
@@ -1172,7 +1209,7 @@ mod tests {
         let held: Vec<String> = (0..300).map(|i| format!("{i:016x}")).collect();
         let set = KeySet::default();
         let config_map = public_keys_config_map(&set, "kseal-system", &held);
-        let recorded = held_key_ids(&config_map);
+        let recorded = held_key_ids(&config_map, true);
         assert_eq!(recorded.len(), MAX_HELD_IDS);
         assert_eq!(recorded.last(), held.last(), "the newest are kept");
     }

@@ -164,6 +164,47 @@ async fn the_public_keys_are_restored_and_checked() {
         })
         .await;
     }
+    // The record of held keys (kseal pins update and keys list read it): a
+    // recovery key's public id added to it, or a forged key list whose ids
+    // it would absorb, is undone too, never kept as "held".
+    let held = || async {
+        config_maps(&fixture)
+            .get(PUBLIC_KEYS_CONFIGMAP)
+            .await
+            .unwrap()
+            .metadata
+            .annotations
+            .unwrap_or_default()
+            .get("kseal.dev/held-key-ids")
+            .cloned()
+            .unwrap_or_default()
+    };
+    let held_before = held().await;
+    let recovery_id = attacker.recipient().key_id().to_string();
+    let forged_list = serde_json::to_string(&json!([{
+        "id": recovery_id,
+        "recipient": attacker.recipient().to_string(),
+        "created": "2026-01-01T00:00:00Z",
+        "state": "retired",
+    }]))
+    .unwrap();
+    for change in [
+        json!({"metadata": {"annotations": {"kseal.dev/held-key-ids": format!("{held_before},{recovery_id}")}}}),
+        json!({"data": {KEYS_DATA_KEY: forged_list}}),
+    ] {
+        let events = restored_events(&fixture).await;
+        tamper(&fixture, change.clone()).await;
+        eventually("the record restored", || async {
+            held().await == held_before && data(&fixture).await.as_ref() == Some(&good)
+        })
+        .await;
+        eventually("a Warning for it", || async {
+            restored_events(&fixture).await > events
+        })
+        .await;
+        controller.settle().await;
+        assert!(!held().await.contains(&recovery_id), "{change}");
+    }
     let events_before_delete = restored_events(&fixture).await;
     config_maps(&fixture)
         .delete(PUBLIC_KEYS_CONFIGMAP, &DeleteParams::default())

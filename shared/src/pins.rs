@@ -118,17 +118,25 @@ impl ClusterKeys {
 
     /// The state of key `id` if it is one of the cluster's keys, else `None`.
     pub fn state(&self, id: KeyId) -> Option<PinnedKeyState> {
+        self.listed_state(id)
+            .or_else(|| self.held.contains(&id).then_some(PinnedKeyState::Deleted))
+    }
+
+    /// The state of key `id` if the cluster lists it (`keys.json`), else
+    /// `None`: a key only in its record of held keys is not enough to drop
+    /// a line, since that record is an annotation someone else could have
+    /// written (the id of a recovery key is public).
+    fn listed_state(&self, id: KeyId) -> Option<PinnedKeyState> {
         match self.listed.get(&id) {
             Some(KeyState::Active) => Some(PinnedKeyState::Active),
             Some(KeyState::DecryptOnly) => Some(PinnedKeyState::DecryptOnly),
             Some(KeyState::Retired) => Some(PinnedKeyState::Retired),
-            None if self.held.contains(&id) => Some(PinnedKeyState::Deleted),
             None => None,
         }
     }
 
     fn is_cluster_key(&self, id: KeyId) -> bool {
-        self.state(id).is_some()
+        self.listed_state(id).is_some()
     }
 }
 
@@ -192,7 +200,7 @@ pub fn pin_comment(active: KeyId, context: &str, pinned_at: &str) -> String {
 /// not when its last line was the one replaced.
 pub fn update(text: &str, keys: &ClusterKeys, pinned_at: &str) -> Result<Update, PinError> {
     let lines = split_lines(text);
-    let kinds: Vec<Kind> = lines.iter().map(|line| classify(line.text, keys)).collect();
+    let kinds = classify_all(&lines, keys);
     if let Some((line, Kind::Invalid(reason))) = lines
         .iter()
         .zip(&kinds)
@@ -329,7 +337,9 @@ pub fn check(text: &str, keys: &ClusterKeys) -> Vec<Problem> {
     let mut problems = Vec::new();
     let mut any_recipient = false;
     let mut has_active = false;
-    for line in split_lines(text) {
+    let lines = split_lines(text);
+    let kinds = classify_all(&lines, keys);
+    for (line, kind) in lines.iter().zip(&kinds) {
         let parsed = match recipient_line(line.text) {
             None => continue,
             Some(Err(reason)) => {
@@ -349,16 +359,25 @@ pub fn check(text: &str, keys: &ClusterKeys) -> Vec<Problem> {
             has_active = true;
             continue;
         }
-        let Some(state) = keys.state(id) else {
-            continue;
+        let state = match (keys.listed_state(id), kind) {
+            (Some(state), _) => state,
+            // Under kseal's pin comment, but no longer listed.
+            (None, Kind::Cluster(_)) => PinnedKeyState::Deleted,
+            (None, _) if keys.held.contains(&id) => PinnedKeyState::Deleted,
+            (None, _) => continue,
         };
-        let why = match state {
-            PinnedKeyState::Active => continue,
-            PinnedKeyState::DecryptOnly => {
+        let why = match (state, kind) {
+            (PinnedKeyState::Active, _) => continue,
+            (PinnedKeyState::DecryptOnly, _) => {
                 "is decrypt-only: the cluster no longer seals to it (renewed or rotated)"
             }
-            PinnedKeyState::Retired => "is retired: the cluster no longer decrypts with it",
-            PinnedKeyState::Deleted => "was deleted: the cluster held it once and holds it no more",
+            (PinnedKeyState::Retired, _) => "is retired: the cluster no longer decrypts with it",
+            (PinnedKeyState::Deleted, Kind::Cluster(_)) => {
+                "is pinned by kseal for this context, but the cluster no longer lists it (deleted, or its record lost)"
+            }
+            (PinnedKeyState::Deleted, _) => {
+                "is not listed by the cluster, but its record of held keys (kseal.dev/held-key-ids) names it: a key it deleted (remove the line by hand; kseal pins update keeps it), or a record someone else wrote, if this is your recovery key (compare with kseal keys list)"
+            }
         };
         problems.push(Problem {
             line: Some(line.number),
@@ -440,6 +459,39 @@ enum Kind {
     Other,
     /// Not a recipient (why).
     Invalid(String),
+}
+
+/// Every line's kind. The recipient right under kseal's own pin comment
+/// for this context, whose key is the one the comment names (the pair
+/// `update` wrote), is the cluster's even when the cluster no longer lists
+/// that key: a key the cluster forgot (its record lost or flooded) is
+/// still replaced, never kept as another recipient. Any other recipient
+/// there (a recovery key someone moved) is not.
+fn classify_all(lines: &[Line<'_>], keys: &ClusterKeys) -> Vec<Kind> {
+    let mut kinds = Vec::with_capacity(lines.len());
+    let mut pinned_above: Option<KeyId> = None;
+    for line in lines {
+        let mut kind = classify(line.text, keys);
+        if let (Some(pinned), Kind::Other) = (pinned_above, &kind)
+            && let Some(Ok(recipient)) = recipient_line(line.text)
+            && recipient.key_id() == pinned
+        {
+            kind = Kind::Cluster(pinned);
+        }
+        pinned_above = our_pin_comment(line.text, keys);
+        kinds.push(kind);
+    }
+    kinds
+}
+
+/// The key id kseal's pin comment for this context names, if the line is
+/// one.
+fn our_pin_comment(text: &str, keys: &ClusterKeys) -> Option<KeyId> {
+    text.trim()
+        .strip_prefix(PIN_COMMENT_PREFIX)
+        .and_then(parse_pin_comment)
+        .filter(|(_, context)| *context == keys.context)
+        .and_then(|(id, _)| id)
 }
 
 fn classify(text: &str, keys: &ClusterKeys) -> Kind {
@@ -602,24 +654,69 @@ mod tests {
             cluster.key(1)
         );
         let update = update(&text, &cluster.keys("c"), AT).unwrap();
+        // A key only in the cluster's record of held keys (deleted) is
+        // kept: that record is an annotation anyone able to write the
+        // ConfigMap could fill with a recovery key's (public) id.
         assert_eq!(
             update.text,
             format!(
-                "{recovery}\n# kseal: active key {} of context c, pinned {AT}\n{}\n# between\n# end\n",
+                "{recovery}\n# kseal: active key {} of context c, pinned {AT}\n{}\n# between\n{}\n# end\n",
                 cluster.id(0),
-                cluster.key(0)
+                cluster.key(0),
+                cluster.deleted(0)
             )
         );
         assert_eq!(
             update.before,
-            vec![
-                cluster.id(2),
-                cluster.deleted[0].key_id(),
-                cluster.id(0),
-                cluster.id(1)
-            ]
+            vec![cluster.id(2), cluster.id(0), cluster.id(1)]
         );
         assert_eq!(update.outcome, Outcome::Replaced);
+        // The check names it, and says why it was kept.
+        let problems = check(&update.text, &cluster.keys("c"));
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(
+            problems[0].kind,
+            ProblemKind::NotActive(PinnedKeyState::Deleted)
+        );
+        assert!(problems[0].message.contains("kseal pins update keeps it"));
+        // Under kseal's own pin comment naming it, a key the cluster no
+        // longer lists at all (its record lost) is the cluster's line: it
+        // is replaced, never kept as another recipient.
+        let forgotten = Identity::generate();
+        let text = format!(
+            "{recovery}\n# kseal: active key {} of context c, pinned {AT}\n{}\n",
+            forgotten.recipient().key_id(),
+            forgotten.recipient()
+        );
+        let problems = check(&text, &cluster.keys("c"));
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.key_id == Some(forgotten.recipient().key_id())),
+            "{problems:?}"
+        );
+        let update = super::update(&text, &cluster.keys("c"), AT).unwrap();
+        assert_eq!(
+            update.text,
+            format!(
+                "{recovery}\n# kseal: active key {} of context c, pinned {AT}\n{}\n",
+                cluster.id(0),
+                cluster.key(0)
+            )
+        );
+        // A recipient moved under that comment that is not the key it
+        // names (the recovery key) stays.
+        let text = format!(
+            "# kseal: active key {} of context c, pinned {AT}\n{recovery}\n",
+            forgotten.recipient().key_id(),
+        );
+        let update = super::update(&text, &cluster.keys("c"), AT).unwrap();
+        assert!(
+            update.text.contains(&format!("{recovery}\n")),
+            "{}",
+            update.text
+        );
+        assert_eq!(update.outcome, Outcome::Appended);
         // The active key twice is not up to date either.
         let text = format!("{}\n{}\n", cluster.key(0), cluster.key(0));
         let update = super::update(&text, &cluster.keys("c"), AT).unwrap();
@@ -984,8 +1081,12 @@ mod tests {
                     }
                 }
                 let first = update(&text, &keys, AT).unwrap();
+                // Only a key in the record of held keys alone is left (and
+                // named by the check): update keeps it, see above.
                 assert!(
-                    check(&first.text, &keys).is_empty(),
+                    check(&first.text, &keys).iter().all(|problem| problem.kind
+                        == ProblemKind::NotActive(PinnedKeyState::Deleted)
+                        && problem.key_id == Some(cluster.deleted[0].key_id())),
                     "{text:?} → {:?}",
                     first.text
                 );
@@ -994,10 +1095,13 @@ mod tests {
                 assert_eq!(second.text, first.text);
                 // The kept lines, in order.
                 let kept = |text: &str| -> Vec<String> {
-                    split_lines(text)
+                    let lines = split_lines(text);
+                    let kinds = classify_all(&lines, &keys);
+                    lines
                         .iter()
-                        .filter(|line| matches!(classify(line.text, &keys), Kind::Other))
-                        .map(|line| line.text.to_owned())
+                        .zip(&kinds)
+                        .filter(|(_, kind)| matches!(kind, Kind::Other))
+                        .map(|(line, _)| line.text.to_owned())
                         .collect()
                 };
                 assert_eq!(kept(&first.text), kept(&text), "{text:?}");

@@ -263,9 +263,18 @@ fn update(args: PinsUpdateArgs) -> Result<()> {
                 continue;
             }
         };
-        let (text, created) = match read(target) {
-            Ok(Some(text)) => (text, false),
-            Ok(None) => (String::new(), true),
+        let text = match read(target) {
+            Ok(Some(text)) => text,
+            // Not made here: a misspelt recipients_file would become a pin
+            // of the cluster's key alone, and every value sealed from it
+            // would lack the recovery key without a word.
+            Ok(None) => {
+                eprintln!(
+                    "{shown}: failed: the file does not exist; create it with the recipients that are not the cluster's (your offline recovery key's public line; an empty file if there are none), then run kseal pins update again"
+                );
+                failed.push(shown.clone());
+                continue;
+            }
             Err(err) => {
                 eprintln!("{shown}: failed: {err:#}");
                 failed.push(shown.clone());
@@ -288,10 +297,6 @@ fn update(args: PinsUpdateArgs) -> Result<()> {
                     let line = match done.outcome {
                         Outcome::UpToDate => "up to date".to_owned(),
                         Outcome::Replaced => format!("{} -> {}", ids(&done.before), done.after),
-                        Outcome::Appended if created => format!(
-                            "no key of the cluster pinned -> {} (file created)",
-                            done.after
-                        ),
                         Outcome::Appended => format!(
                             "no key of the cluster pinned -> {} (appended at the end)",
                             done.after
