@@ -12,7 +12,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 
 use common::*;
@@ -35,40 +34,12 @@ fn serve(config_map: String) -> String {
 /// with (JSON, 200), and a Kubernetes 404 Status for any other, until the
 /// test ends; returns the server's URL.
 fn serve_routes(routes: Vec<(&'static str, String)>) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(stream) = stream else { continue };
-            let mut reader = BufReader::new(stream);
-            // GET requests: no body; read up to the blank line.
-            let mut path = String::new();
-            loop {
-                let mut line = String::new();
-                if reader.read_line(&mut line).is_err() || line == "\r\n" || line.is_empty() {
-                    break;
-                }
-                if path.is_empty() {
-                    path = line.split(' ').nth(1).unwrap_or("/").to_owned();
-                }
-            }
-            let path = path.split('?').next().unwrap_or_default();
-            let (status, body) = match routes.iter().find(|(route, _)| path.starts_with(route)) {
-                Some((_, body)) => ("200 OK", body.clone()),
-                None => (
-                    "404 Not Found",
-                    r#"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","reason":"NotFound","code":404}"#.to_owned(),
-                ),
-            };
-            let mut stream = reader.into_inner();
-            let _ = write!(
-                stream,
-                "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-        }
-    });
-    url
+    fake_api_server(move |path| {
+        routes
+            .iter()
+            .find(|(route, _)| path.starts_with(route))
+            .map(|(_, body)| body.clone())
+    })
 }
 
 /// A published-keys ConfigMap whose recipients file names one more

@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 
@@ -90,41 +89,8 @@ impl Cluster {
 /// Serves the ConfigMap `body` holds at each request (a 404 Status for any
 /// other path) until the test ends; returns the server's URL.
 fn serve(body: Arc<Mutex<String>>) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(stream) = stream else { continue };
-            let mut reader = BufReader::new(stream);
-            let mut path = String::new();
-            loop {
-                let mut line = String::new();
-                if reader.read_line(&mut line).is_err() || line == "\r\n" || line.is_empty() {
-                    break;
-                }
-                if path.is_empty() {
-                    path = line.split(' ').nth(1).unwrap_or("/").to_owned();
-                }
-            }
-            let wanted =
-                format!("/api/v1/namespaces/kseal-system/configmaps/{PUBLIC_KEYS_CONFIGMAP}");
-            let (status, body) = if path.split('?').next() == Some(wanted.as_str()) {
-                ("200 OK", body.lock().unwrap().clone())
-            } else {
-                (
-                    "404 Not Found",
-                    r#"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","reason":"NotFound","code":404}"#.to_owned(),
-                )
-            };
-            let mut stream = reader.into_inner();
-            let _ = write!(
-                stream,
-                "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-        }
-    });
-    url
+    let wanted = format!("/api/v1/namespaces/kseal-system/configmaps/{PUBLIC_KEYS_CONFIGMAP}");
+    fake_api_server(move |path| (path == wanted).then(|| body.lock().unwrap().clone()))
 }
 
 /// A port nothing listens on.

@@ -20,18 +20,27 @@ const RECOVERY: &str = include_str!("../../docs/runbooks/disaster-recovery.md");
 /// Runs a command the runbook shows (checked verbatim against the
 /// document), with connection flags appended.
 fn step(doc: &str, dir: &Path, command: &str, connection: &[&str]) -> (i32, String, String) {
+    let args = doc_args(doc, dir, command, connection);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    kseal(dir, &args, None)
+}
+
+/// The arguments of a command the document shows (checked verbatim
+/// against it; a line continued with `\` is one command), without
+/// `kseal`, with `extra` appended.
+fn doc_args(doc: &str, dir: &Path, command: &str, extra: &[&str]) -> Vec<String> {
     assert!(
         doc.contains(command),
-        "the runbook does not show `{command}`"
+        "the document does not show `{command}`"
     );
-    let mut args: Vec<String> = shell_words(command)
+    let mut args: Vec<String> = shell_words(&command.replace("\\\n", " "))
         .into_iter()
         .map(|word| {
             match word
                 .strip_prefix("$(cat ")
                 .and_then(|w| w.strip_suffix(')'))
             {
-                // The one shell substitution the runbooks use.
+                // The one shell substitution the documents use.
                 Some(file) => std::fs::read_to_string(dir.join(file))
                     .unwrap()
                     .trim()
@@ -41,9 +50,8 @@ fn step(doc: &str, dir: &Path, command: &str, connection: &[&str]) -> (i32, Stri
         })
         .collect();
     assert_eq!(args.remove(0), "kseal");
-    args.extend(connection.iter().map(|s| (*s).to_owned()));
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    kseal(dir, &args, None)
+    args.extend(extra.iter().map(|s| (*s).to_owned()));
+    args
 }
 
 /// Splits a command line on spaces, honouring double quotes.
@@ -727,28 +735,7 @@ fn run_doc(
     command: &str,
     extra: &[&str],
 ) -> (i32, String, String) {
-    assert!(
-        doc.contains(command),
-        "the document does not show `{command}`"
-    );
-    // A line continued with `\` is one command.
-    let mut args: Vec<String> = shell_words(&command.replace("\\\n", " "))
-        .into_iter()
-        .map(|word| {
-            match word
-                .strip_prefix("$(cat ")
-                .and_then(|w| w.strip_suffix(')'))
-            {
-                Some(file) => std::fs::read_to_string(dir.join(file))
-                    .unwrap()
-                    .trim()
-                    .to_owned(),
-                None => word,
-            }
-        })
-        .collect();
-    assert_eq!(args.remove(0), "kseal");
-    args.extend(extra.iter().map(|s| (*s).to_owned()));
+    let args = doc_args(doc, dir, command, extra);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     kseal_with_kubeconfig(dir, &args, None, Some(kubeconfig))
 }

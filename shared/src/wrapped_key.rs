@@ -147,13 +147,9 @@ fn finish_header(file_key: &FileKey, out: &mut Vec<u8>) -> Option<()> {
 /// The STREAM nonce of a file's first and last chunk: counter 0, last flag.
 const LAST_CHUNK_NONCE: [u8; 12] = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
 
-/// [`write_stanza`], for tests that build headers by hand.
-#[cfg(test)]
-pub(crate) fn write_stanza_for_tests(out: &mut Vec<u8>, stanza: &Stanza) {
-    write_stanza(out, stanza);
-}
-
-fn write_stanza(out: &mut Vec<u8>, stanza: &Stanza) {
+/// Writes one stanza in canonical form (also for tests that build headers
+/// by hand).
+pub(crate) fn write_stanza(out: &mut Vec<u8>, stanza: &Stanza) {
     out.extend_from_slice(STANZA_PREFIX);
     out.extend_from_slice(stanza.tag.as_bytes());
     for arg in &stanza.args {

@@ -159,3 +159,44 @@ pub fn value_of(manifest: &str, key: &str) -> String {
 pub fn exists(path: &Path) -> bool {
     path.exists()
 }
+
+/// A fake Kubernetes API server for GET requests, until the test ends:
+/// `answer(path)` (the path without its query) gives the JSON body of a
+/// 200, `None` a Kubernetes 404 Status. Returns its URL.
+pub fn fake_api_server(answer: impl Fn(&str) -> Option<String> + Send + Sync + 'static) -> String {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { continue };
+            let mut reader = BufReader::new(stream);
+            // GET requests: no body; read up to the blank line.
+            let mut path = String::new();
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).is_err() || line == "\r\n" || line.is_empty() {
+                    break;
+                }
+                if path.is_empty() {
+                    path = line.split(' ').nth(1).unwrap_or("/").to_owned();
+                }
+            }
+            let path = path.split('?').next().unwrap_or_default();
+            let (status, body) = match answer(path) {
+                Some(body) => ("200 OK", body),
+                None => (
+                    "404 Not Found",
+                    r#"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","reason":"NotFound","code":404}"#.to_owned(),
+                ),
+            };
+            let mut stream = reader.into_inner();
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    url
+}
