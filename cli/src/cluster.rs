@@ -12,6 +12,7 @@ use kseal_shared::contract::{
     DEFAULT_CONTROLLER_NAMESPACE, DEFAULT_CONTROLLER_SERVICE, ErrorResponse, HTTP_PORT_NAME,
     KEYS_DATA_KEY, PUBLIC_KEYS_CONFIGMAP, RECIPIENTS_DATA_KEY,
 };
+use kseal_shared::error_text;
 use kseal_shared::published::{self, PublishedKeys, PublishedKeysError};
 use kseal_shared::x25519::Recipient;
 use kube::config::{KubeConfigOptions, Kubeconfig};
@@ -77,23 +78,86 @@ pub async fn client(args: &ClusterArgs) -> Result<Client> {
     let config = match &args.kubeconfig {
         Some(path) => {
             let kubeconfig = Kubeconfig::read_from(path)
+                .map_err(kube_error)
                 .with_context(|| format!("{}: cannot read the kubeconfig", path.display()))?;
-            Config::from_custom_kubeconfig(kubeconfig, &options).await?
+            Config::from_custom_kubeconfig(kubeconfig, &options)
+                .await
+                .map_err(kube_error)?
         }
         None => {
             // Say plainly that there is none, rather than a chain of "file
             // not found" errors with the path quoted twice.
-            if kubeconfig_file(args).is_none() {
+            let Some(file) = kubeconfig_file(args) else {
                 anyhow::bail!(
                     "this needs cluster access, and there is no kubeconfig: set $KUBECONFIG, pass --kubeconfig, or create ~/.kube/config"
                 );
-            }
+            };
             Config::from_kubeconfig(&options)
                 .await
-                .context("cannot load a kubeconfig ($KUBECONFIG or ~/.kube/config)")?
+                .map_err(kube_error)
+                .with_context(|| format!("cannot load the kubeconfig ({file})"))?
         }
     };
-    Ok(Client::try_from(config)?)
+    Client::try_from(config)
+        .map_err(kube_error)
+        .context("cannot make a Kubernetes client from the kubeconfig")
+}
+
+/// A kube error (a request's, a kubeconfig's) for people, as an error to
+/// return: [`kube_error_text`]. Its text says the whole cause chain, so it
+/// has no source of its own (`{:#}` would say the causes twice).
+pub fn kube_error(err: impl std::error::Error + 'static) -> anyhow::Error {
+    anyhow::Error::msg(kube_error_text(&err))
+}
+
+/// A kube error (a request's, a kubeconfig's) in a sentence, never kube's
+/// `Debug` forms ([`error_text::describe`]): for an API error, the status
+/// code, reason and the API server's message; else the causes in words.
+/// A failed credential plugin is named with what it wrote on stderr
+/// ([`kube_in_words`]).
+pub fn kube_error_text(err: &(dyn std::error::Error + 'static)) -> String {
+    error_text::describe_with(err, kube_in_words)
+}
+
+/// At most this many characters of what a failed credential plugin wrote.
+const PLUGIN_STDERR_MAX: usize = 1000;
+
+/// kube's errors that put `Debug` output in their `Display`, in words
+/// ([`error_text::describe_with`]). A failed credential plugin
+/// (`users[].user.exec`) comes with the `Debug` of its command and its
+/// whole output, stdout as bytes (where a token would be): here, its exit
+/// status and stderr, which says why. A file not read is named by its
+/// path, not the `Debug` of it; the kubeconfig file not at all: every
+/// caller here names it.
+fn kube_in_words(cause: &(dyn std::error::Error + 'static)) -> Option<String> {
+    use kube::client::AuthError;
+    use kube::config::{KubeconfigError, LoadDataError};
+    if let Some(err) = cause.downcast_ref::<AuthError>() {
+        return match err {
+            AuthError::AuthExecRun { out, .. } => {
+                let stderr = String::from_utf8_lossy(&out.stderr);
+                let stderr: String = stderr.trim().chars().take(PLUGIN_STDERR_MAX).collect();
+                let failed = format!(
+                    "the kubeconfig's credential plugin (users[].user.exec) failed ({})",
+                    out.status
+                );
+                Some(if stderr.is_empty() {
+                    failed
+                } else {
+                    format!("{failed}: {stderr}")
+                })
+            }
+            AuthError::ReadTokenFile(_, path) => Some(format!("cannot read {}", path.display())),
+            _ => None,
+        };
+    }
+    if let Some(LoadDataError::ReadFile(_, path)) = cause.downcast_ref::<LoadDataError>() {
+        return Some(format!("cannot read {}", path.display()));
+    }
+    match cause.downcast_ref::<KubeconfigError>()? {
+        KubeconfigError::ReadConfig(..) => Some(String::new()),
+        _ => None,
+    }
 }
 
 /// Which cluster [`client`] talks to, for messages: the kube context's
@@ -102,9 +166,10 @@ pub async fn client(args: &ClusterArgs) -> Result<Client> {
 /// credential plugin run.
 pub fn target(args: &ClusterArgs) -> Result<(String, String)> {
     let kubeconfig = match &args.kubeconfig {
-        Some(path) => Kubeconfig::read_from(path)?,
-        None => Kubeconfig::read()?,
-    };
+        Some(path) => Kubeconfig::read_from(path),
+        None => Kubeconfig::read(),
+    }
+    .map_err(kube_error)?;
     let context = args
         .context
         .clone()
@@ -163,12 +228,10 @@ pub fn public_keys_read_error(err: kube::Error, namespace: &str) -> anyhow::Erro
             status.message
         ),
         kube::Error::Api(status) => anyhow!(
-            "cannot read {config_map}: the API server answered {} {}: {}",
-            status.code,
-            status.reason,
-            status.message
+            "cannot read {config_map}: {}",
+            error_text::api_status(&status)
         ),
-        other => anyhow!(other).context(format!(
+        other => kube_error(other).context(format!(
             "cannot read {config_map}: the API server was not reached"
         )),
     }
@@ -258,7 +321,8 @@ impl ControllerApi {
                     let base: http::Uri = url
                         .parse()
                         .with_context(|| format!("--controller-url {url:?}"))?;
-                    anyhow::Ok((Client::try_from(Config::new(base))?, String::new()))
+                    let client = Client::try_from(Config::new(base)).map_err(kube_error)?;
+                    anyhow::Ok((client, String::new()))
                 }
                 None => {
                     let client = client(args).await?;
@@ -304,9 +368,16 @@ impl ControllerApi {
                 .client
                 .send(request)
                 .await
+                .map_err(kube_error)
                 .with_context(|| format!("cannot reach the kseal controller ({uri})"))?;
             let status = response.status().as_u16();
-            let body = response.into_body().collect_bytes().await?.to_vec();
+            let body = response
+                .into_body()
+                .collect_bytes()
+                .await
+                .map_err(kube_error)
+                .with_context(|| format!("cannot read the kseal controller's answer ({uri})"))?
+                .to_vec();
             Ok(ApiResponse { status, body })
         })
     }
@@ -339,7 +410,8 @@ mod target_tests {
 
 #[cfg(test)]
 mod read_error_tests {
-    use super::public_keys_read_error;
+    use super::{kube_error, public_keys_read_error};
+    use kseal_shared::looks_like_rust_debug;
 
     fn api_error(code: u16, reason: &str, message: &str) -> kube::Error {
         let status: kube::core::Status = serde_json::from_value(serde_json::json!({
@@ -371,13 +443,85 @@ mod read_error_tests {
             ),
             (
                 api_error(500, "InternalError", "etcd timeout"),
-                "cannot read ConfigMap kseal-system/kseal-public-keys: the API server answered 500 InternalError: etcd timeout",
+                "cannot read ConfigMap kseal-system/kseal-public-keys: the API server could not complete the request (500 InternalError): etcd timeout",
             ),
         ];
         for (error, expected) in cases {
             let message = format!("{:#}", public_keys_read_error(error, "kseal-system"));
             assert_eq!(message, expected);
-            assert!(!message.contains("Status {"), "{message}");
+            assert!(!looks_like_rust_debug(&message), "{message}");
         }
+    }
+
+    /// kube's errors as the CLI shows them (`kseal: error: {:#}`): the API
+    /// server's code, reason and message; a transport failure's causes; a
+    /// credential plugin's stderr. Never `Debug` output (kube's `Display`
+    /// of an API error has the `Status`'s, of a failed plugin its output's,
+    /// stdout bytes and all).
+    #[test]
+    fn kube_errors_are_sentences() {
+        let immutable = "Secret \"db\" is invalid: type: Invalid value: \"kubernetes.io/tls\": field is immutable";
+        let message = format!(
+            "{:#}",
+            kube_error(api_error(422, "Invalid", immutable)).context("cannot create key Secret db")
+        );
+        assert_eq!(
+            message,
+            format!(
+                "cannot create key Secret db: the API server refused the request (422 Invalid): {immutable}"
+            )
+        );
+        let output = std::process::Output {
+            status: std::process::ExitStatus::default(),
+            stdout: b"{\"status\":{\"token\":\"hunter2\"}}".to_vec(),
+            stderr: b"ERROR: the SSO session has expired\n".to_vec(),
+        };
+        let plugin = kube::Error::Auth(kube::client::AuthError::AuthExecRun {
+            cmd: "aws".to_owned(),
+            out: Box::new(output),
+        });
+        assert!(looks_like_rust_debug(&plugin.to_string()), "{plugin}");
+        let message = format!("{:#}", kube_error(plugin));
+        assert!(!looks_like_rust_debug(&message), "{message}");
+        assert!(!message.contains("hunter2"), "{message}");
+        assert_eq!(
+            message,
+            "auth error: the kubeconfig's credential plugin (users[].user.exec) failed (exit status: 0): ERROR: the SSO session has expired"
+        );
+        // A kubeconfig that is not there: said by the io error, the file
+        // named by the caller (not as kube's `'"/path"'`).
+        let missing = kube::config::Kubeconfig::read_from("/nonexistent/kubeconfig").unwrap_err();
+        assert!(looks_like_rust_debug(&format!("{missing:?}")));
+        let message = format!(
+            "{:#}",
+            kube_error(missing).context("/nonexistent/kubeconfig: cannot read the kubeconfig")
+        );
+        assert_eq!(
+            message,
+            "/nonexistent/kubeconfig: cannot read the kubeconfig: No such file or directory (os error 2)"
+        );
+    }
+
+    /// Nothing listens: the causes in words, not `client error (Connect)`.
+    #[tokio::test]
+    async fn transport_errors_are_sentences() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap();
+        drop(listener);
+        let config = kube::Config::new(format!("http://{address}").parse().unwrap());
+        let client = kube::Client::try_from(config).unwrap();
+        // As anyhow would say kube's error: hyper's `client error (Connect)`.
+        let err = client.apiserver_version().await.unwrap_err();
+        let raw = format!("{:#}", anyhow::Error::from(err));
+        assert!(looks_like_rust_debug(&raw), "{raw}");
+        let err = client.apiserver_version().await.unwrap_err();
+        let message = format!("{:#}", public_keys_read_error(err, "kseal-system"));
+        assert!(!looks_like_rust_debug(&message), "{message}");
+        assert!(
+            message.starts_with(
+                "cannot read ConfigMap kseal-system/kseal-public-keys: the API server was not reached: cannot connect: "
+            ),
+            "{message}"
+        );
     }
 }

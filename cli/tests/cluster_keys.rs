@@ -142,6 +142,9 @@ fn an_unreachable_cluster_is_said_as_before() {
             && err.contains("or reach a cluster running kseal"),
         "{err}"
     );
+    // The cause in words: not hyper's `client error (Connect)`.
+    assert!(!kseal_shared::looks_like_rust_debug(&err), "{err}");
+    assert!(err.contains("cannot connect: "), "{err}");
 }
 
 const PUBLIC_KEYS_PATH: &str = "/api/v1/namespaces/kseal-system/configmaps/kseal-public-keys";

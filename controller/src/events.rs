@@ -8,6 +8,7 @@
 //! (`kseal_events_dropped_total`), as client-go's recorder does.
 
 use k8s_openapi::api::core::v1::ObjectReference;
+use kseal_shared::error_text::describe;
 use kube::Client;
 use kube::runtime::events::{Event, Recorder, Reporter};
 use prometheus_client::metrics::counter::Counter;
@@ -34,7 +35,7 @@ impl EventSink {
         tokio::spawn(async move {
             while let Some((event, reference)) = receiver.recv().await {
                 if let Err(err) = recorder.publish(&event, &reference).await {
-                    tracing::warn!(error = %err, reason = %event.reason, "could not publish an event");
+                    tracing::warn!(error = %describe(&err), reason = %event.reason, "could not publish an event");
                 }
             }
         });

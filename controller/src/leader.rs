@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+use kseal_shared::error_text::describe;
 use kube::api::PostParams;
 use kube::{Api, Client};
 use tokio::sync::watch;
@@ -145,7 +146,7 @@ impl LeaderElector {
                     false
                 }
                 Err(err) => {
-                    tracing::warn!(error = %err, "leader election: lease update failed");
+                    tracing::warn!(error = %describe(&err), "leader election: lease update failed");
                     last_renewed.is_some_and(|at| at.elapsed() < renew_deadline)
                 }
             };

@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use kseal_controller::config::{Command, LogFormat, Settings};
+use kseal_shared::error_text::describe;
 use tracing_subscriber::EnvFilter;
 
 /// See the workspace Cargo.toml: less resident memory than glibc's malloc
@@ -46,7 +47,7 @@ fn main() -> ExitCode {
     match runtime.block_on(kseal_controller::run::run(settings)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            tracing::error!(error = %err, "kseal-controller stopped");
+            tracing::error!(error = %describe(&err), "kseal-controller stopped");
             ExitCode::FAILURE
         }
     }

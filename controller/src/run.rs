@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::{Stream, StreamExt, TryStreamExt};
+use kseal_shared::error_text::describe;
 use kseal_shared::sealed_secret::SealedSecret;
 use kube::runtime::controller::{self, Controller};
 use kube::runtime::events::Reporter;
@@ -166,7 +167,7 @@ pub async fn run(settings: Settings) -> Result<(), RunError> {
         let _ = election.await;
         match tokio::time::timeout(Duration::from_secs(2), elector().release()).await {
             Ok(Ok(())) => tracing::info!("released the Lease"),
-            Ok(Err(err)) => tracing::warn!(error = %err, "could not release the Lease"),
+            Ok(Err(err)) => tracing::warn!(error = %describe(&err), "could not release the Lease"),
             Err(_) => tracing::warn!("could not release the Lease in 2s"),
         }
     }
@@ -197,7 +198,7 @@ async fn lead(
     }
     .await
     {
-        tracing::warn!(error = %err, "cannot check the sealing keys; retrying in 2s");
+        tracing::warn!(error = %describe(&err), "cannot check the sealing keys; retrying in 2s");
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
     // Reconciling before the keys are loaded would report every object as
@@ -352,7 +353,7 @@ async fn reconcile_in(
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {
             if let Err(err) = result {
-                tracing::debug!(error = %err, "reconcile");
+                tracing::debug!(error = %describe(&err), "reconcile");
             }
         })
         .await;

@@ -19,6 +19,7 @@ use kseal_shared::contract::{
     SEALING_KEY_SECRET_TYPE,
 };
 use kseal_shared::envelope::key_ids_in;
+use kseal_shared::error_text::describe;
 use kseal_shared::x25519::parse_identity_file;
 use kseal_shared::{
     envelope::Keyring,
@@ -297,7 +298,7 @@ impl KeyStore {
         while let Some(event) = stream.next().await {
             match event {
                 Ok(event) => self.on_event(&event, &reader),
-                Err(err) => tracing::warn!(error = %err, "watching key Secrets"),
+                Err(err) => tracing::warn!(error = %describe(&err), "watching key Secrets"),
             }
         }
     }
@@ -483,7 +484,7 @@ impl KeyManager {
                 && let Some(newest) = set.active()
                 && let Err(err) = self.demote_older(&newest.created, &newest.id).await
             {
-                tracing::warn!(error = %err, "demoting older active keys failed; retrying in 5s");
+                tracing::warn!(error = %describe(&err), "demoting older active keys failed; retrying in 5s");
                 tokio::time::sleep(Duration::from_secs(5)).await;
                 continue;
             }
@@ -638,7 +639,7 @@ impl KeyManager {
             let due = self.renewal_due_in(period);
             if due.is_zero() && self.store.loaded() && self.store.get().active().is_some() {
                 if let Err(err) = self.rotate(None).await {
-                    tracing::warn!(error = %err, "key renewal failed; retrying in 30s");
+                    tracing::warn!(error = %describe(&err), "key renewal failed; retrying in 30s");
                     tokio::time::sleep(Duration::from_secs(30)).await;
                     continue;
                 }
@@ -687,7 +688,7 @@ impl KeyManager {
                 match self.publish(published.as_ref(), &mut confirmed).await {
                     Ok(written) => published = written,
                     Err(err) => {
-                        tracing::warn!(error = %err, "publishing public keys failed; retrying in 5s");
+                        tracing::warn!(error = %describe(&err), "publishing public keys failed; retrying in 5s");
                         tokio::time::sleep(Duration::from_secs(5)).await;
                         continue;
                     }
@@ -717,7 +718,7 @@ impl KeyManager {
                             listed = true;
                             break;
                         }
-                        Some(Err(err)) => tracing::warn!(error = %err, "watching the public-key ConfigMap"),
+                        Some(Err(err)) => tracing::warn!(error = %describe(&err), "watching the public-key ConfigMap"),
                     },
                 }
             }
@@ -765,7 +766,7 @@ impl KeyManager {
                 // working without a restart.
                 Ok(watcher::Event::Delete(_)) => {
                     if let Err(err) = self.ensure_key_operations().await {
-                        tracing::warn!(error = %err, "re-creating the key-operations ConfigMap failed");
+                        tracing::warn!(error = %describe(&err), "re-creating the key-operations ConfigMap failed");
                     }
                     continue;
                 }
@@ -775,7 +776,7 @@ impl KeyManager {
                 continue;
             };
             if let Err(err) = self.answer_rotation_request(&request).await {
-                tracing::warn!(error = %err, "answering a rotation request failed");
+                tracing::warn!(error = %describe(&err), "answering a rotation request failed");
             }
         }
     }

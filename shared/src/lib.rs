@@ -16,10 +16,12 @@
 //!   anything is sealed to them;
 //! * [`rotation`]: how old a sealed value may get (max age);
 //! * [`backup`]: key backups for an offline recovery key;
-//! * [`bitnami`]: reading Bitnami sealed-secrets, to migrate them.
+//! * [`bitnami`]: reading Bitnami sealed-secrets, to migrate them;
+//! * [`error_text`]: errors (kube's among them) as sentences for people.
 //!
 //! Every public item has one path: its module's (there are no re-exports at
-//! the crate root, apart from the `age` crate itself).
+//! the crate root, apart from the `age` crate itself, and
+//! [`looks_like_rust_debug`], a test helper whose module is private).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -30,10 +32,12 @@ pub mod config;
 pub mod contract;
 pub mod envelope;
 pub mod error;
+pub mod error_text;
 pub mod manifest;
 pub mod pins;
 pub mod published;
 pub mod rotation;
+mod rust_debug;
 pub mod sealed_secret;
 pub mod secret;
 pub mod validation;
@@ -42,3 +46,5 @@ pub mod x25519;
 
 // Re-exported so callers use the same age (and its `secrecy`) as this crate.
 pub use age;
+// A test helper for every crate (its module holds nothing else).
+pub use rust_debug::looks_like_rust_debug;

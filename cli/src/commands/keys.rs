@@ -89,7 +89,13 @@ async fn published_keys(client: &Client, cluster: &ClusterArgs) -> Result<Cluste
                 cluster.controller_namespace
             )),
         ),
-        Err(err) => (None, Some(format!("{KEY_OPERATIONS_CONFIGMAP}: {err}"))),
+        Err(err) => (
+            None,
+            Some(format!(
+                "{KEY_OPERATIONS_CONFIGMAP}: {}",
+                cluster::kube_error_text(&err)
+            )),
+        ),
     };
     let recorded = operations
         .and_then(|operations| {
@@ -131,6 +137,7 @@ async fn key_usage(client: &Client) -> Result<KeyUsage> {
     let list = api
         .list(&ListParams::default())
         .await
+        .map_err(cluster::kube_error)
         .context("cannot list SealedSecrets")?;
     let mut users: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut values = BTreeMap::new();
@@ -407,7 +414,10 @@ fn rotate(args: RotateArgs) -> Result<()> {
             Err(kube::Error::Api(status)) if status.code == 403 => bail!(
                 "cannot request a rotation: not allowed to patch {where_} (the chart's key-operator role grants it: rbac.keyOperatorSubjects)"
             ),
-            Err(err) => Err(anyhow!(err).context(format!("cannot request a rotation ({where_})"))),
+            Err(err) => {
+                Err(cluster::kube_error(err)
+                    .context(format!("cannot request a rotation ({where_})")))
+            }
         }
     })?;
     eprintln!("kseal: rotation requested; waiting for the controller to publish the new key…");
@@ -479,6 +489,7 @@ fn retire(args: RetireArgs) -> Result<()> {
         let matching = secrets
             .list(&ListParams::default().labels(&format!("{KEY_ID_LABEL}={id}")))
             .await
+            .map_err(cluster::kube_error)
             .context(
                 "cannot list the key Secrets (needs list on Secrets in the controller's namespace)",
             )?;
@@ -486,7 +497,9 @@ fn retire(args: RetireArgs) -> Result<()> {
             if args.delete {
                 secrets
                     .delete(&secret.name_any(), &DeleteParams::default())
-                    .await?;
+                    .await
+                    .map_err(cluster::kube_error)
+                    .with_context(|| format!("cannot delete key Secret {}", secret.name_any()))?;
             } else {
                 let patch = serde_json::json!({"metadata": {"labels": {KEY_STATE_LABEL: KeyState::Retired.as_str()}}});
                 secrets
@@ -495,7 +508,9 @@ fn retire(args: RetireArgs) -> Result<()> {
                         &PatchParams::default(),
                         &Patch::Merge(&patch),
                     )
-                    .await?;
+                    .await
+                    .map_err(cluster::kube_error)
+                    .with_context(|| format!("cannot retire key Secret {}", secret.name_any()))?;
             }
         }
         let done = if args.delete {
@@ -523,6 +538,7 @@ fn backup_keys(args: BackupArgs) -> Result<()> {
         let list = secrets
             .list(&ListParams::default().labels(&format!("{}=true", SEALING_KEY_LABEL)))
             .await
+            .map_err(cluster::kube_error)
             .context("cannot read the key Secrets (needs get/list on Secrets in the controller's namespace)")?;
         let mut list = list;
         list.items
@@ -570,7 +586,8 @@ fn backup_keys(args: BackupArgs) -> Result<()> {
             .await
         {
             eprintln!(
-                "kseal: warning: could not record the backup in ConfigMap {KEY_OPERATIONS_CONFIGMAP}: {err}"
+                "kseal: warning: could not record the backup in ConfigMap {KEY_OPERATIONS_CONFIGMAP}: {}",
+                cluster::kube_error_text(&err)
             );
         }
         Ok(())
@@ -627,7 +644,7 @@ async fn installed_keys(client: &Client, cluster: &ClusterArgs) -> InstalledKeys
                 "kseal: warning: cannot list the Secrets in {namespace} ({}); the keys the cluster has are taken from what it publishes, and a Secret already holding a key's name shows only when installing",
                 match &err {
                     kube::Error::Api(status) if status.code == 403 => "not allowed".to_owned(),
-                    other => other.to_string(),
+                    other => cluster::kube_error_text(other),
                 }
             );
             let ids = published_keys(client, cluster)
@@ -796,7 +813,8 @@ fn restore(args: RestoreArgs) -> Result<()> {
                     }
                 }
                 Err(err) => {
-                    return Err(anyhow!(err).context(format!("cannot create key Secret {name}")));
+                    return Err(cluster::kube_error(err)
+                        .context(format!("cannot create key Secret {name}")));
                 }
             }
         }
