@@ -48,8 +48,6 @@ reasons! {
     TooManyValues,
     /// See [`Error::SecretNotOwned`].
     SecretNotOwned,
-    /// See [`Error::SecretImmutable`].
-    SecretImmutable,
     /// See [`Error::PolicyDenied`].
     PolicyDenied,
     /// See [`Error::Kube`].
@@ -122,16 +120,16 @@ pub enum Error {
         "Secret {0:?} exists and is not owned by this SealedSecret; annotate it with kseal.dev/managed=\"true\" to let kseal take it over"
     )]
     SecretNotOwned(String),
-    /// The Secret is immutable and its contents differ.
-    #[error("Secret {0:?} is immutable and its data differs; delete it to let kseal re-create it")]
-    SecretImmutable(String),
     /// The SealedSecret asks for a Secret the policy does not allow (a
     /// reserved or dangerous type, label or annotation), or lives in the
     /// controller's own namespace.
     #[error("not allowed: {0}")]
     PolicyDenied(String),
-    /// A Kubernetes API call failed (usually transient).
-    #[error("Kubernetes API error: {0}")]
+    /// A Kubernetes API call failed (usually transient). Said in words
+    /// ([`kseal_shared::error_text::describe`]): kube's own `Display` of an
+    /// API error ends with the `Debug` of the server's answer, and this text
+    /// is the `Ready` condition's message and the Warning Event's note.
+    #[error("Kubernetes API error: {}", kseal_shared::error_text::describe(.0))]
     Kube(#[from] kube::Error),
     /// Serialization of an object failed.
     #[error("serialization error: {0}")]
@@ -181,7 +179,6 @@ impl Error {
             Error::InvalidSpec(_) => Reason::InvalidSpec,
             Error::TooManyValues { .. } => Reason::TooManyValues,
             Error::SecretNotOwned(_) => Reason::SecretNotOwned,
-            Error::SecretImmutable(_) => Reason::SecretImmutable,
             Error::PolicyDenied(_) => Reason::PolicyDenied,
             Error::Kube(_) => Reason::KubernetesError,
             Error::Serialization(_) => Reason::SerializationError,
@@ -250,6 +247,8 @@ pub fn bounded(mut text: String, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kseal_shared::error_text::describe;
+    use kseal_shared::looks_like_rust_debug;
 
     /// A value naming 64 made-up key ids (as many as a value may) and an
     /// object with a thousand bad names: the messages name a few and count
@@ -335,7 +334,6 @@ mod tests {
             Error::TooManyValues { count: 2000 },
             Error::Internal("x".into()),
             Error::SecretNotOwned("s".into()),
-            Error::SecretImmutable("s".into()),
             Error::PolicyDenied("p".into()),
             Error::Kube(kube::Error::LinesCodecMaxLineLengthExceeded),
             Error::Serialization(serde_json::from_str::<u8>("x").unwrap_err()),
@@ -355,5 +353,139 @@ mod tests {
                 "{reason} is not a metric label"
             );
         }
+    }
+
+    const IMMUTABLE: &str =
+        "Secret \"db\" is invalid: type: Invalid value: \"kubernetes.io/tls\": field is immutable";
+
+    /// A kube API error as the API server sends it (a `Status`).
+    fn api_error(code: u16, reason: &str, message: &str) -> kube::Error {
+        let status: kube::core::Status = serde_json::from_value(serde_json::json!({
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Failure",
+            "message": message,
+            "reason": reason,
+            "details": {
+                "name": "db",
+                "kind": "secrets",
+                "causes": [{
+                    "reason": "FieldValueInvalid",
+                    "message": "Invalid value: \"kubernetes.io/tls\": field is immutable",
+                    "field": "type",
+                }],
+            },
+            "code": code,
+        }))
+        .unwrap();
+        kube::Error::Api(Box::new(status))
+    }
+
+    /// Every message a reconcile failure becomes (the `Ready` condition's
+    /// message, the Warning Event's note, the log line) is words, never
+    /// Rust `Debug` output: kube's `Display` of an API error ends with the
+    /// `Debug` of the server's whole `Status`.
+    #[test]
+    fn no_message_holds_rust_debug_output() {
+        let id: KeyId = "0123456789abcdef".parse().unwrap();
+        let immutable = api_error(422, "Invalid", IMMUTABLE);
+        // The test is worth having only while kube's own text has it.
+        assert!(looks_like_rust_debug(&immutable.to_string()), "{immutable}");
+        assert_eq!(
+            Error::Kube(immutable).to_string(),
+            format!(
+                "Kubernetes API error: the API server refused the request (422 Invalid): {IMMUTABLE}"
+            )
+        );
+        let errors = [
+            Error::value_failure("k", SealError::DecryptFailed, |_| false),
+            Error::value_failure(
+                "k",
+                SealError::NoMatchingIdentity { key_ids: vec![id] },
+                |_| false,
+            ),
+            Error::value_failure(
+                "k",
+                SealError::NoMatchingIdentity { key_ids: vec![id] },
+                |_| true,
+            ),
+            Error::value_failure("k", SealError::Malformed("x"), |_| false),
+            Error::value_failure("k", SealError::UnsupportedVersion("v9".into()), |_| false),
+            Error::value_failure("k", SealError::InvalidBinding("x".into()), |_| false),
+            Error::invalid_spec(&["invalid data key name \"a b\""]),
+            Error::TooManyValues { count: 2000 },
+            Error::Internal("decrypting panicked".into()),
+            Error::SecretNotOwned("db".into()),
+            Error::PolicyDenied("Secret type \"kseal.dev/sealing-key\" is reserved".into()),
+            Error::Kube(api_error(422, "Invalid", IMMUTABLE)),
+            Error::Kube(api_error(
+                409,
+                "Conflict",
+                "Operation cannot be fulfilled on secrets \"db\": the object has been modified; please apply your changes to the latest version and try again",
+            )),
+            Error::Kube(api_error(403, "Forbidden", "secrets \"db\" is forbidden")),
+            Error::Kube(api_error(500, "InternalError", "")),
+            Error::Kube(api_error(0, "", "")),
+            Error::Kube(kube::Error::LinesCodecMaxLineLengthExceeded),
+            Error::Kube(kube::Error::SerdeError(
+                serde_json::from_str::<u8>("x").unwrap_err(),
+            )),
+            Error::Kube(kube::Error::FromUtf8(
+                String::from_utf8(vec![0xff]).unwrap_err(),
+            )),
+            Error::Kube(kube::Error::Service(Box::new(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "deadline has elapsed",
+            )))),
+            Error::Kube(kube::Error::HttpError(
+                http::Request::get("\u{7f}").body(()).unwrap_err(),
+            )),
+            Error::Serialization(serde_json::from_str::<u8>("x").unwrap_err()),
+        ];
+        for err in &errors {
+            let message = err.to_string();
+            assert!(!looks_like_rust_debug(&message), "{message}");
+            let described = describe(err);
+            assert!(!looks_like_rust_debug(&described), "{described}");
+            // The whole chain says each cause once.
+            assert!(described.starts_with(&message), "{described} / {message}");
+        }
+        // As the watcher and the controller runtime wrap them (log lines).
+        let watch = kube::runtime::watcher::Error::InitialListFailed(api_error(
+            403,
+            "Forbidden",
+            "secrets is forbidden: User \"system:serviceaccount:kseal:kseal\" cannot list resource \"secrets\"",
+        ));
+        let kube::Error::Api(status) = api_error(410, "Expired", "too old resource version: 1 (5)")
+        else {
+            unreachable!()
+        };
+        let expired = kube::runtime::watcher::Error::WatchError(status);
+        assert_eq!(
+            describe(&expired),
+            "error returned by apiserver during watch: the API server refused the request (410 Expired): too old resource version: 1 (5)"
+        );
+        let described = describe(&watch);
+        assert_eq!(
+            described,
+            "failed to perform initial object list: the API server refused the request (403 Forbidden): secrets is forbidden: User \"system:serviceaccount:kseal:kseal\" cannot list resource \"secrets\""
+        );
+    }
+
+    /// A transport failure (nothing listens on the port) is its causes in
+    /// words: no `client error (Connect)`, no `Debug` of an io error.
+    #[tokio::test]
+    async fn transport_errors_are_words() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap();
+        drop(listener);
+        let config = kube::Config::new(format!("http://{address}").parse().unwrap());
+        let client = kube::Client::try_from(config).unwrap();
+        let err = client.apiserver_version().await.unwrap_err();
+        let message = Error::Kube(err).to_string();
+        assert!(!looks_like_rust_debug(&message), "{message}");
+        assert!(message.starts_with("Kubernetes API error: "), "{message}");
+        assert!(message.contains("refused"), "{message}");
     }
 }

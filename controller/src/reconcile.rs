@@ -2,7 +2,7 @@
 //! create or correct the Secret it owns, report the outcome in its status
 //! and as Events.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -14,14 +14,16 @@ use kseal_shared::sealed_secret::{Condition, MAX_VALUES, SealedSecretStatus, Sec
 use kseal_shared::{sealed_secret::SealedSecret, x25519::KeyId};
 
 use crate::cached::CachedSealedSecret;
-use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
 use zeroize::Zeroize;
 
-use kseal_shared::contract::{MANAGED_ANNOTATION, OWNED_LABEL, PolicyViolation};
+use kseal_shared::contract::{
+    MANAGED_ANNOTATION, OWNED_LABEL, PolicyViolation, RESERVED_PREFIX, TEMPLATE_METADATA_ANNOTATION,
+};
 
 use crate::context::Context;
 use crate::error::{CONDITION_MESSAGE_MAX, Error, bounded};
@@ -31,6 +33,12 @@ use crate::sealing_keys::KeySet;
 
 /// Condition type kstatus, Flux and Argo CD look for.
 pub const READY: &str = "Ready";
+/// Condition type (kstatus "abnormal-true"), present while a failure is
+/// being retried: kstatus reads it as InProgress.
+pub const RECONCILING: &str = "Reconciling";
+/// Condition type (kstatus "abnormal-true"), present while a failure needs
+/// a change to the object or the cluster: kstatus reads it as Failed.
+pub const STALLED: &str = "Stalled";
 
 /// Every object is looked at again this often even without a change (all
 /// at once, see `run`: a timer per object would cost ~0.5 KiB each).
@@ -44,11 +52,43 @@ const NOT_OWNED_RETRY: Duration = Duration::from_secs(30);
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
 
 /// What a successful sync did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Outcome {
     Created,
-    Updated,
+    /// Corrected in place; `adopted`: the Secret was an orphan of kseal's
+    /// (see [`Ownership::Orphan`]) and is now owned.
+    Updated {
+        adopted: bool,
+    },
+    /// Deleted and created again, because a field that Kubernetes does not
+    /// let change in place had to change; says which.
+    Recreated(&'static str),
     InSync,
+}
+
+impl Outcome {
+    /// The Normal Event that tells people what the sync did, if anything.
+    fn event(&self, name: &str) -> Option<(&'static str, String)> {
+        match self {
+            Outcome::InSync => None,
+            Outcome::Created => Some(("Unsealed", format!("Secret {name} created"))),
+            Outcome::Updated { adopted: false } => {
+                Some(("Unsealed", format!("Secret {name} updated")))
+            }
+            Outcome::Updated { adopted: true } => Some((
+                "Adopted",
+                format!(
+                    "Secret {name} carried kseal's owned label and had no owner (its SealedSecret was deleted with --cascade=orphan): adopted and updated"
+                ),
+            )),
+            Outcome::Recreated(why) => Some((
+                "Recreated",
+                format!(
+                    "Secret {name} was deleted and created again: {why}, which Kubernetes does not allow to change in place"
+                ),
+            )),
+        }
+    }
 }
 
 pub async fn reconcile(
@@ -66,19 +106,8 @@ pub async fn reconcile(
     let recheck_at = update_status(&sealed, &ctx, &result, record).await?;
     let outcome = result?;
     ctx.clear_failures(&object);
-    if outcome != Outcome::InSync {
-        let verb = if outcome == Outcome::Created {
-            "created"
-        } else {
-            "updated"
-        };
-        publish(
-            &ctx,
-            &sealed,
-            EventType::Normal,
-            "Unsealed",
-            format!("Secret {} {verb}", sealed.name_any()),
-        );
+    if let Some((reason, note)) = outcome.event(&sealed.name_any()) {
+        publish(&ctx, &sealed, EventType::Normal, reason, note);
     }
     // A grace period that ends before the next resync: look again then, so
     // RewrapDue turns True on time with no change to the object.
@@ -157,10 +186,45 @@ fn owner_reference(sealed: &CachedSealedSecret) -> Option<OwnerReference> {
     sealed.controller_owner_ref(&())
 }
 
+/// The label and annotation keys kseal copied onto a Secret from the
+/// template, as recorded in [`TEMPLATE_METADATA_ANNOTATION`].
+#[derive(Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct TemplateKeys {
+    #[serde(default)]
+    labels: BTreeSet<String>,
+    #[serde(default)]
+    annotations: BTreeSet<String>,
+}
+
+impl TemplateKeys {
+    /// The record on `secret`; none when absent or not one of ours (a hand
+    /// edit): then nothing is removed, which is the safe side.
+    fn on(secret: &Secret) -> Self {
+        secret
+            .annotations()
+            .get(TEMPLATE_METADATA_ANNOTATION)
+            .and_then(|text| serde_json::from_str(text).ok())
+            .unwrap_or_default()
+    }
+
+    /// The record's annotation value; `None` when it names nothing.
+    fn annotation(&self) -> Option<String> {
+        if self.labels.is_empty() && self.annotations.is_empty() {
+            return None;
+        }
+        serde_json::to_string(self).ok()
+    }
+}
+
 /// Labels, annotations, type and immutability the Secret must have.
 struct Desired {
+    /// The template's labels and [`OWNED_LABEL`].
     labels: BTreeMap<String, String>,
+    /// The template's annotations and, when it has labels or annotations,
+    /// their record ([`TEMPLATE_METADATA_ANNOTATION`]).
     annotations: BTreeMap<String, String>,
+    /// The keys copied from the template.
+    template_keys: TemplateKeys,
     type_: String,
     immutable: Option<bool>,
 }
@@ -169,13 +233,93 @@ impl Desired {
     fn of(sealed: &CachedSealedSecret) -> Self {
         let template = sealed.template.as_deref().cloned().unwrap_or_default();
         let metadata = template.metadata.unwrap_or_default();
+        let template_keys = TemplateKeys {
+            labels: metadata.labels.keys().cloned().collect(),
+            annotations: metadata.annotations.keys().cloned().collect(),
+        };
         let mut labels = metadata.labels;
         labels.insert(OWNED_LABEL.to_owned(), "true".to_owned());
+        let mut annotations = metadata.annotations;
+        if let Some(record) = template_keys.annotation() {
+            annotations.insert(TEMPLATE_METADATA_ANNOTATION.to_owned(), record);
+        }
         Self {
             labels,
-            annotations: metadata.annotations,
+            annotations,
+            template_keys,
             type_: template.type_.unwrap_or_else(|| "Opaque".to_owned()),
             immutable: template.immutable,
+        }
+    }
+
+    /// Why `existing` cannot be brought in sync in place, if it cannot: the
+    /// API server refuses to change a Secret's type, and the data of a
+    /// Secret that is immutable, or to make it mutable again.
+    fn needs_recreate(&self, existing: &Secret, data: &Plaintext) -> Option<&'static str> {
+        if existing.type_.as_deref().unwrap_or("Opaque") != self.type_ {
+            return Some("its type changed");
+        }
+        if existing.immutable == Some(true) {
+            let data_differs = existing
+                .data
+                .as_ref()
+                .map_or(!data.0.is_empty(), |d| *d != data.0);
+            if data_differs {
+                return Some("the data of an immutable Secret changed");
+            }
+            if self.immutable == Some(false) {
+                return Some("the Secret is immutable and the template makes it mutable");
+            }
+        }
+        None
+    }
+
+    /// Corrects `existing` in place: our data, type and immutability
+    /// exactly; our labels and annotations over whatever else is there;
+    /// what the previous template put there and this one no longer has
+    /// removed, by the record on the Secret (see [`TemplateKeys`]).
+    fn apply_to(&self, existing: &mut Secret, data: &Plaintext) {
+        let previous = TemplateKeys::on(existing);
+        existing.data = Some(data.0.clone());
+        existing.string_data = None;
+        existing.type_ = Some(self.type_.clone());
+        if self.immutable.is_some() {
+            existing.immutable = self.immutable;
+        }
+        let metadata = &mut existing.metadata;
+        for (map, was, now, ours) in [
+            (
+                &mut metadata.labels,
+                &previous.labels,
+                &self.template_keys.labels,
+                &self.labels,
+            ),
+            (
+                &mut metadata.annotations,
+                &previous.annotations,
+                &self.template_keys.annotations,
+                &self.annotations,
+            ),
+        ] {
+            let map = map.get_or_insert_with(BTreeMap::new);
+            // kseal's own keys are never taken from a record, which anyone
+            // who may edit the Secret can write.
+            for stale in was.difference(now) {
+                if !stale.starts_with(RESERVED_PREFIX) {
+                    map.remove(stale);
+                }
+            }
+            if !ours.contains_key(TEMPLATE_METADATA_ANNOTATION) {
+                map.remove(TEMPLATE_METADATA_ANNOTATION);
+            }
+            map.extend(ours.clone());
+        }
+        if metadata
+            .annotations
+            .as_ref()
+            .is_some_and(BTreeMap::is_empty)
+        {
+            metadata.annotations = None;
         }
     }
 
@@ -213,19 +357,16 @@ impl Desired {
             && (self.immutable.is_none() || existing.immutable == self.immutable)
             && is_subset(&self.labels, existing.metadata.labels.as_ref())
             && is_subset(&self.annotations, existing.metadata.annotations.as_ref())
+            // The record equal to ours (absent when ours is): nothing left
+            // behind by an earlier template.
+            && existing.annotations().get(TEMPLATE_METADATA_ANNOTATION)
+                == self.annotations.get(TEMPLATE_METADATA_ANNOTATION)
     }
 }
 
 fn is_subset(want: &BTreeMap<String, String>, have: Option<&BTreeMap<String, String>>) -> bool {
     want.iter()
         .all(|(key, value)| have.and_then(|have| have.get(key)) == Some(value))
-}
-
-fn owned_by(secret: &Secret, owner: &OwnerReference) -> bool {
-    secret
-        .owner_references()
-        .iter()
-        .any(|reference| reference.uid == owner.uid && reference.controller == Some(true))
 }
 
 /// Whether the SealedSecret may be reconciled at all: not in the
@@ -459,17 +600,11 @@ async fn write_secret(
             record(created.metadata.resource_version.clone()),
         ));
     };
-    let owned = owned_by(&existing, &owner);
-    if !owned
-        && existing
-            .annotations()
-            .get(MANAGED_ANNOTATION)
-            .map(String::as_str)
-            != Some("true")
-    {
+    let ownership = Ownership::of(&existing, &owner);
+    if ownership == Ownership::Foreign {
         return Err(Error::SecretNotOwned(name.to_owned()));
     }
-    if owned && desired.matches(&existing, &data) {
+    if ownership == Ownership::Owned && desired.matches(&existing, &data) {
         // Read after the write began: as good as a write for the index.
         write.wrote(watched_version(&existing));
         return Ok((
@@ -477,35 +612,27 @@ async fn write_secret(
             record(existing.metadata.resource_version.clone()),
         ));
     }
-    let content_differs = existing
-        .data
-        .as_ref()
-        .map_or(!data.0.is_empty(), |d| *d != data.0)
-        || existing.type_.as_deref().unwrap_or("Opaque") != desired.type_;
-    if existing.immutable == Some(true) && content_differs {
-        return Err(Error::SecretImmutable(name.to_owned()));
+    if let Some(why) = desired.needs_recreate(&existing, &data) {
+        // Only the version just read is deleted: a Secret changed since
+        // (or replaced by another of the same name) is looked at again.
+        let preconditions = Preconditions {
+            uid: existing.metadata.uid.clone(),
+            resource_version: existing.metadata.resource_version.clone(),
+        };
+        let delete = DeleteParams {
+            preconditions: Some(preconditions),
+            ..DeleteParams::default()
+        };
+        api.delete(name, &delete).await?;
+        let created = create().await?;
+        write.wrote(watched_version(&created));
+        return Ok((
+            Outcome::Recreated(why),
+            record(created.metadata.resource_version.clone()),
+        ));
     }
-    // Correct the Secret: our data, type and immutability exactly; our labels
-    // and annotations over whatever else is there; us as the controller.
     scrub(&mut existing);
-    existing.data = Some(data.0.clone());
-    existing.string_data = None;
-    existing.type_ = Some(desired.type_.clone());
-    if desired.immutable.is_some() {
-        existing.immutable = desired.immutable;
-    }
-    existing
-        .metadata
-        .labels
-        .get_or_insert_with(BTreeMap::new)
-        .extend(desired.labels.clone());
-    if !desired.annotations.is_empty() {
-        existing
-            .metadata
-            .annotations
-            .get_or_insert_with(BTreeMap::new)
-            .extend(desired.annotations.clone());
-    }
+    desired.apply_to(&mut existing, &data);
     let references = existing
         .metadata
         .owner_references
@@ -518,9 +645,55 @@ async fn write_secret(
         .map(Wiped)?;
     write.wrote(watched_version(&updated));
     Ok((
-        Outcome::Updated,
+        Outcome::Updated {
+            adopted: ownership == Ownership::Orphan,
+        },
         record(updated.metadata.resource_version.clone()),
     ))
+}
+
+/// Whose a Secret of the SealedSecret's name is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ownership {
+    /// Ours: this SealedSecret is its controller.
+    Owned,
+    /// Someone annotated it with [`MANAGED_ANNOTATION`] to hand it over.
+    Managed,
+    /// kseal made it (it has [`OWNED_LABEL`]) and it has no controller any
+    /// more: its SealedSecret was deleted with `--cascade=orphan`. Only
+    /// whoever may write Secrets here can make one look like this, and
+    /// they could annotate it as managed just as well; so adopting it
+    /// grants nothing (docs/security.md, "Orphaned Secrets").
+    Orphan,
+    /// Someone else's: left alone.
+    Foreign,
+}
+
+impl Ownership {
+    fn of(secret: &Secret, owner: &OwnerReference) -> Self {
+        let references = secret.owner_references();
+        if references
+            .iter()
+            .any(|reference| reference.uid == owner.uid && reference.controller == Some(true))
+        {
+            return Ownership::Owned;
+        }
+        if secret
+            .annotations()
+            .get(MANAGED_ANNOTATION)
+            .map(String::as_str)
+            == Some("true")
+        {
+            return Ownership::Managed;
+        }
+        let has_controller = references
+            .iter()
+            .any(|reference| reference.controller == Some(true));
+        if !has_controller && secret.labels().get(OWNED_LABEL).map(String::as_str) == Some("true") {
+            return Ownership::Orphan;
+        }
+        Ownership::Foreign
+    }
 }
 
 /// The resourceVersion of `secret` as the owned-Secrets watch reports it:
@@ -609,22 +782,40 @@ async fn update_status(
     // What the API server holds: our last write if the watch has not shown
     // it yet, else the watched status.
     let known = ctx.known_status(&object, &uid, sealed.status.as_ref());
-    let previous = known
-        .as_ref()
-        .and_then(|status| status.conditions.iter().find(|c| c.type_ == READY));
-    let last_transition_time = match previous {
-        Some(previous) if previous.status == status => previous.last_transition_time.clone(),
-        _ => now(),
+    let previous_of = |type_: &str| {
+        known
+            .as_ref()
+            .and_then(|status| status.conditions.iter().find(|c| c.type_ == type_))
     };
-    let condition = Condition {
-        type_: READY.to_owned(),
-        status: status.to_owned(),
-        reason: reason.to_owned(),
-        message: message.clone(),
-        last_transition_time,
-        observed_generation: generation,
+    let condition = |type_: &str, status: &str, reason: &str, message: String| {
+        // The time of the last change of status, kept while it holds.
+        let last_transition_time = match previous_of(type_) {
+            Some(previous) if previous.status == status => previous.last_transition_time.clone(),
+            _ => now(),
+        };
+        Condition {
+            type_: type_.to_owned(),
+            status: status.to_owned(),
+            reason: reason.to_owned(),
+            message,
+            last_transition_time,
+            observed_generation: generation,
+        }
     };
-    let mut conditions = vec![condition];
+    let previous = previous_of(READY);
+    let mut conditions = vec![condition(READY, status, reason, message.clone())];
+    // The kstatus conventions (sigs.k8s.io/cli-utils, used by Flux): a
+    // failure that only a change to the object or the cluster can fix is
+    // Stalled (kstatus: Failed), one being retried is Reconciling
+    // (InProgress). Each is present only while True, as kstatus expects.
+    if let Err(err) = result {
+        let type_ = if err.is_permanent() {
+            STALLED
+        } else {
+            RECONCILING
+        };
+        conditions.push(condition(type_, "True", reason, message.clone()));
+    }
     let keys = ctx.keys.get();
     let mut recheck_at = None;
     for due in rotation::conditions(
@@ -637,27 +828,12 @@ async fn update_status(
         recheck_at = [recheck_at, due.recheck_at].into_iter().flatten().min();
         // Names up to ten data keys of the author's choosing.
         let message = bounded(due.message, CONDITION_MESSAGE_MAX);
-        let previous = known
-            .as_ref()
-            .and_then(|status| status.conditions.iter().find(|c| c.type_ == due.type_));
-        let last_transition_time = match previous {
-            Some(previous) if previous.status == due.status => {
-                previous.last_transition_time.clone()
-            }
-            _ => now(),
-        };
+        let previous = previous_of(due.type_);
         // One Warning when a value becomes due, not one per reconcile.
         if due.warn && previous.is_none_or(|p| p.status != due.status || p.reason != due.reason) {
             publish(ctx, sealed, EventType::Warning, due.reason, message.clone());
         }
-        conditions.push(Condition {
-            type_: due.type_.to_owned(),
-            status: due.status.to_owned(),
-            reason: due.reason.to_owned(),
-            message,
-            last_transition_time,
-            observed_generation: generation,
-        });
+        conditions.push(condition(due.type_, due.status, due.reason, message));
     }
     let new_status = SealedSecretStatus {
         observed_generation: generation,
@@ -712,4 +888,190 @@ fn publish(
         secondary: None,
     };
     ctx.events.publish(event, sealed.object_ref(&()));
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn map(entries: &[(&str, &str)]) -> BTreeMap<String, String> {
+        entries
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    /// What `Desired::of` makes of a template with these labels and
+    /// annotations.
+    fn desired(labels: &[(&str, &str)], annotations: &[(&str, &str)]) -> Desired {
+        let template_keys = TemplateKeys {
+            labels: labels.iter().map(|(k, _)| (*k).to_owned()).collect(),
+            annotations: annotations.iter().map(|(k, _)| (*k).to_owned()).collect(),
+        };
+        let mut labels = map(labels);
+        labels.insert(OWNED_LABEL.to_owned(), "true".to_owned());
+        let mut annotations = map(annotations);
+        if let Some(record) = template_keys.annotation() {
+            annotations.insert(TEMPLATE_METADATA_ANNOTATION.to_owned(), record);
+        }
+        Desired {
+            labels,
+            annotations,
+            template_keys,
+            type_: "Opaque".to_owned(),
+            immutable: None,
+        }
+    }
+
+    fn data(value: &str) -> Plaintext {
+        Plaintext(BTreeMap::from([(
+            "k".to_owned(),
+            ByteString(value.as_bytes().to_vec()),
+        )]))
+    }
+
+    /// Keys the last template set and this one lacks go; keys others set,
+    /// and kseal's own, stay; the result matches.
+    #[test]
+    fn removed_template_keys_leave_and_others_stay() {
+        let before = desired(&[("team", "a"), ("grafana", "1")], &[("owner", "alice")]);
+        let mut secret = Secret::default();
+        before.apply_to(&mut secret, &data("v"));
+        assert!(before.matches(&secret, &data("v")));
+        let theirs = secret.metadata.labels.as_mut().unwrap();
+        theirs.insert("added".into(), "x".into());
+        secret
+            .metadata
+            .annotations
+            .as_mut()
+            .unwrap()
+            .insert("their/note".into(), "y".into());
+
+        let after = desired(&[("team", "b")], &[]);
+        assert!(!after.matches(&secret, &data("v")));
+        after.apply_to(&mut secret, &data("v"));
+        assert_eq!(
+            secret.labels(),
+            &map(&[("added", "x"), (OWNED_LABEL, "true"), ("team", "b")])
+        );
+        assert_eq!(
+            secret.annotations(),
+            &map(&[
+                (
+                    TEMPLATE_METADATA_ANNOTATION,
+                    r#"{"labels":["team"],"annotations":[]}"#
+                ),
+                ("their/note", "y"),
+            ])
+        );
+        assert!(after.matches(&secret, &data("v")));
+
+        // No template metadata: the record goes, theirs stays.
+        let none = desired(&[], &[]);
+        assert!(!none.matches(&secret, &data("v")));
+        none.apply_to(&mut secret, &data("v"));
+        assert_eq!(
+            secret.labels(),
+            &map(&[("added", "x"), (OWNED_LABEL, "true")])
+        );
+        assert_eq!(secret.annotations(), &map(&[("their/note", "y")]));
+        assert!(none.matches(&secret, &data("v")));
+    }
+
+    /// A record anyone who may edit the Secret wrote: kseal's own keys are
+    /// never removed by it, and garbage removes nothing.
+    #[test]
+    fn a_forged_record_cannot_remove_kseals_keys() {
+        let mut secret = Secret::default();
+        secret.metadata.labels = Some(map(&[(OWNED_LABEL, "true"), ("kept", "1")]));
+        secret.metadata.annotations = Some(map(&[
+            (
+                TEMPLATE_METADATA_ANNOTATION,
+                r#"{"labels":["kseal.dev/owned"],"annotations":["kseal.dev/managed"]}"#,
+            ),
+            (MANAGED_ANNOTATION, "true"),
+        ]));
+        desired(&[], &[]).apply_to(&mut secret, &data("v"));
+        assert_eq!(secret.labels()[OWNED_LABEL], "true");
+        assert_eq!(secret.annotations()[MANAGED_ANNOTATION], "true");
+
+        secret.metadata.annotations = Some(map(&[(TEMPLATE_METADATA_ANNOTATION, "{not json")]));
+        desired(&[], &[]).apply_to(&mut secret, &data("v"));
+        assert_eq!(secret.labels()["kept"], "1");
+        assert!(secret.metadata.annotations.is_none());
+    }
+
+    #[test]
+    fn what_kubernetes_cannot_change_in_place_is_recreated() {
+        let want = desired(&[], &[]);
+        let mut secret = Secret::default();
+        want.apply_to(&mut secret, &data("v"));
+        assert_eq!(want.needs_recreate(&secret, &data("v")), None);
+        assert_eq!(want.needs_recreate(&secret, &data("w")), None, "mutable");
+        let mut tls = desired(&[], &[]);
+        tls.type_ = "kubernetes.io/tls".to_owned();
+        assert_eq!(
+            tls.needs_recreate(&secret, &data("v")),
+            Some("its type changed")
+        );
+        secret.immutable = Some(true);
+        assert_eq!(want.needs_recreate(&secret, &data("v")), None);
+        assert!(want.needs_recreate(&secret, &data("w")).is_some());
+        let mut mutable = desired(&[], &[]);
+        mutable.immutable = Some(false);
+        assert!(mutable.needs_recreate(&secret, &data("v")).is_some());
+    }
+
+    #[test]
+    fn ownership_adopts_only_kseals_orphans() {
+        let owner = OwnerReference {
+            uid: "mine".into(),
+            controller: Some(true),
+            ..OwnerReference::default()
+        };
+        let other = OwnerReference {
+            uid: "theirs".into(),
+            controller: Some(true),
+            ..OwnerReference::default()
+        };
+        let secret =
+            |labels: &[(&str, &str)], annotations: &[(&str, &str)], owners: Vec<OwnerReference>| {
+                let mut secret = Secret::default();
+                secret.metadata.labels = Some(map(labels));
+                secret.metadata.annotations = Some(map(annotations));
+                secret.metadata.owner_references = Some(owners);
+                secret
+            };
+        let owned = [(OWNED_LABEL, "true")];
+        let cases = [
+            (secret(&owned, &[], vec![owner.clone()]), Ownership::Owned),
+            (secret(&owned, &[], vec![]), Ownership::Orphan),
+            (secret(&owned, &[], vec![other.clone()]), Ownership::Foreign),
+            (
+                secret(&[(OWNED_LABEL, "yes")], &[], vec![]),
+                Ownership::Foreign,
+            ),
+            (secret(&[], &[], vec![]), Ownership::Foreign),
+            (
+                secret(&[], &[(MANAGED_ANNOTATION, "true")], vec![other.clone()]),
+                Ownership::Managed,
+            ),
+            (
+                secret(
+                    &owned,
+                    &[],
+                    vec![OwnerReference {
+                        controller: Some(false),
+                        ..other
+                    }],
+                ),
+                Ownership::Orphan,
+            ),
+        ];
+        for (i, (secret, expected)) in cases.iter().enumerate() {
+            assert_eq!(Ownership::of(secret, &owner), *expected, "case {i}");
+        }
+    }
 }

@@ -39,7 +39,9 @@ const KEY_INFO: &[u8] = b"kseal.dev/v1 secret-record key";
 /// Domain separation of the two MACs; bump the version when what the
 /// controller writes into a Secret changes meaning.
 // v2: maps carry their entry count (v1 records cost one read each, once).
-const CONTENT_LABEL: &[u8] = b"kseal.dev/v2 secret-record content";
+// v3: the Secret carries the record of template keys (kseal.dev/
+// template-metadata): each Secret is read once more, and gets it.
+const CONTENT_LABEL: &[u8] = b"kseal.dev/v3 secret-record content";
 const RECORD_LABEL: &[u8] = b"kseal.dev/v1 secret-record";
 /// Both tags are truncated to 128 bits.
 const TAG_LEN: usize = 16;

@@ -153,7 +153,7 @@ async fn no_plaintext_or_key_material_leaks_on_failure_paths() {
         Scope::Strict,
         &recipients,
     );
-    // An immutable Secret whose data then changes.
+    // An immutable Secret whose data then changes: recreated.
     let mut frozen_secret = plain("app", "frozen", &[("k", &canary(10))]);
     frozen_secret.immutable = Some(true);
     let frozen = seal(&frozen_secret, Scope::Strict, &recipients);
@@ -177,7 +177,6 @@ async fn no_plaintext_or_key_material_leaks_on_failure_paths() {
         ("unknown", "UnknownKey"),
         ("pasted", "MalformedValue"),
         ("taken", "SecretNotOwned"),
-        ("frozen", "SecretImmutable"),
     ] {
         assert_eq!(
             fixture.wait_ready("app", name, "False").await,
@@ -186,6 +185,17 @@ async fn no_plaintext_or_key_material_leaks_on_failure_paths() {
         );
     }
     assert_eq!(fixture.wait_ready("app", "good", "True").await, "Unsealed");
+    // The immutable Secret is deleted and created again with its new data
+    // (a Recreated Event).
+    eventually("frozen recreated", || async {
+        fixture
+            .secrets("app")
+            .get_opt("frozen")
+            .await
+            .unwrap()
+            .is_some_and(|secret| data_of(&secret, "k") == canary(11))
+    })
+    .await;
 
     // --- Failure paths of the HTTP API ----------------------------------
     let mut answers = Vec::new();

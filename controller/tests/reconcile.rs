@@ -1,6 +1,6 @@
 //! kseal-controller against a real control plane: SealedSecrets become
 //! Secrets; updates, deletions, drift, ownership, bad input, scopes,
-//! immutability; keys; status, events; the HTTP API; no plaintext in logs,
+//! keys; status, events; the HTTP API; no plaintext in logs,
 //! events or statuses.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -339,43 +339,13 @@ async fn sealed_secrets_become_secrets() {
         "DecryptFailed"
     );
 
-    // Immutable Secrets: a refused update is reported, not retried in a loop.
-    let mut frozen = plain("app", "frozen", &[("k", &canary(13))]);
-    frozen.immutable = Some(true);
-    fixture
-        .apply(&seal(&frozen, Scope::Strict, &recipients))
-        .await;
-    assert_eq!(
-        fixture.wait_ready("app", "frozen", "True").await,
-        "Unsealed"
-    );
-    assert_eq!(
-        fixture
-            .secrets("app")
-            .get("frozen")
-            .await
-            .unwrap()
-            .immutable,
-        Some(true)
-    );
-    let mut refrozen = plain("app", "frozen", &[("k", &canary(14))]);
-    refrozen.immutable = Some(true);
-    fixture
-        .apply(&seal(&refrozen, Scope::Strict, &recipients))
-        .await;
-    assert_eq!(
-        fixture.wait_ready("app", "frozen", "False").await,
-        "SecretImmutable"
-    );
-    eventually("SecretImmutable event", || {
-        has_event(&fixture, "app", "frozen", "Warning", "SecretImmutable")
-    })
-    .await;
-    let immutable_warnings = || async {
-        events_for(&fixture, "app", "frozen")
+    // A failure that needs a change to the object is reported once, not
+    // retried in a loop.
+    let unknown_warnings = || async {
+        events_for(&fixture, "app", "unknown")
             .await
             .iter()
-            .filter(|e| e.reason.as_deref() == Some("SecretImmutable"))
+            .filter(|e| e.reason.as_deref() == Some("UnknownKey"))
             .map(|e| e.count.unwrap_or(1))
             .sum::<i32>()
     };
@@ -383,12 +353,12 @@ async fn sealed_secrets_become_secrets() {
     // more reconcile); then idle again for as long: a retry loop (backing
     // off from 1 s) would reconcile and warn again meanwhile.
     controller.settle().await;
-    let warnings_before = immutable_warnings().await;
+    let warnings_before = unknown_warnings().await;
     controller.settle().await;
-    let warnings_after = immutable_warnings().await;
+    let warnings_after = unknown_warnings().await;
     assert_eq!(
         warnings_before, warnings_after,
-        "immutable Secret retried in a loop"
+        "a stalled object retried in a loop"
     );
 
     // The template: type changes and annotations follow the SealedSecret.

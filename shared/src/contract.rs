@@ -93,6 +93,13 @@ pub const OWNED_LABEL: &str = "kseal.dev/owned";
 /// Annotation (value `"true"`) with which a user lets kseal take over an
 /// existing Secret of the same name.
 pub const MANAGED_ANNOTATION: &str = "kseal.dev/managed";
+/// Annotation on an owned Secret: the label and annotation keys kseal last
+/// copied onto it from `spec.template.metadata`, as JSON
+/// (`{"labels":["team"],"annotations":["owner"]}`, each list sorted). A
+/// key removed from the template is removed from the Secret only when this
+/// record names it, so labels and annotations that others add survive.
+/// Absent when the template has no labels or annotations.
+pub const TEMPLATE_METADATA_ANNOTATION: &str = "kseal.dev/template-metadata";
 
 /// The namespace the chart installs the controller in by default.
 pub const DEFAULT_CONTROLLER_NAMESPACE: &str = "kseal-system";
