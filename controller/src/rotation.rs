@@ -519,7 +519,6 @@ mod tests {
     use kseal_shared::rotation::MAX_AGE_PATTERN;
     use kseal_shared::sealed_secret::{SealedSecret, SealedSecretSpec};
     use kseal_shared::x25519::Identity;
-    use kube::CustomResourceExt;
 
     use std::collections::BTreeMap;
 
@@ -535,7 +534,8 @@ mod tests {
     /// The API server must admit exactly the max ages the controller reads.
     #[test]
     fn the_crd_pattern_is_the_max_age_grammar() {
-        let crd = serde_json::to_value(SealedSecret::crd()).unwrap();
+        let crd = serde_json::to_value(kseal_shared::sealed_secret::custom_resource_definition())
+            .unwrap();
         let pattern = crd
             .pointer(
                 "/spec/versions/0/schema/openAPIV3Schema/properties/spec/properties/maxAge/pattern",

@@ -191,6 +191,32 @@ const KNOWN_FIELDS: [(&str, &[&str]); 4] = [
     ("spec.template.metadata", &["labels", "annotations"]),
 ];
 
+/// The SealedSecret CRD as kseal installs it (the chart's
+/// `crds/sealedsecrets.kseal.dev.yaml`): the one kube generates from these
+/// types, with `status` defaulting to `{}`. The API server applies the
+/// default whenever it returns an object, so a SealedSecret the controller
+/// has not written yet reads `status: {}`, never no status at all: Flux's
+/// CEL health expressions can test `has(status.conditions)`, which fails
+/// on a missing `status` (docs/gitops-health.md).
+pub fn custom_resource_definition()
+-> k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::JSON;
+    use kube::CustomResourceExt;
+    let mut crd = SealedSecret::crd();
+    for version in &mut crd.spec.versions {
+        let status = version
+            .schema
+            .as_mut()
+            .and_then(|schema| schema.open_api_v3_schema.as_mut())
+            .and_then(|root| root.properties.as_mut())
+            .and_then(|properties| properties.get_mut("status"));
+        if let Some(status) = status {
+            status.default = Some(JSON(serde_json::json!({})));
+        }
+    }
+    crd
+}
+
 /// Reads a SealedSecret from a parsed manifest document, refusing fields the
 /// CRD does not define in the object, `spec` and `spec.template` (as
 /// kubectl's strict validation and `kseal seal` do for Secrets).
@@ -254,8 +280,7 @@ mod tests {
     /// tenant cannot make it hold more.
     #[test]
     fn the_crd_caps_what_the_controller_caps() {
-        use kube::CustomResourceExt;
-        let crd = serde_json::to_value(SealedSecret::crd()).unwrap_or_default();
+        let crd = serde_json::to_value(custom_resource_definition()).unwrap_or_default();
         let spec = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"];
         assert_eq!(spec["encryptedData"]["maxProperties"], MAX_VALUES);
         let metadata = &spec["template"]["properties"]["metadata"]["properties"];

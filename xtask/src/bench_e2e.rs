@@ -36,7 +36,7 @@ use kseal_shared::{
 use kseal_testenv::ControlPlane;
 use kseal_testenv::process::Component;
 use kube::api::{ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
-use kube::{Api, Client, CustomResourceExt, Resource};
+use kube::{Api, Client, Resource};
 use serde_json::json;
 
 pub(crate) const KEY_NAMESPACE: &str = "kseal-system";
@@ -276,8 +276,11 @@ where
 
 pub(crate) async fn setup(client: &Client) -> Result<()> {
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    crds.create(&PostParams::default(), &SealedSecret::crd())
-        .await?;
+    crds.create(
+        &PostParams::default(),
+        &kseal_shared::sealed_secret::custom_resource_definition(),
+    )
+    .await?;
     for name in [KEY_NAMESPACE, BASELINE_NAMESPACE, NAMESPACE] {
         let mut namespace = Namespace::default();
         namespace.metadata.name = Some(name.to_owned());

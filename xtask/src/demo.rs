@@ -15,7 +15,7 @@ use kseal_shared::sealed_secret::SealedSecret;
 use kseal_testenv::ControlPlane;
 use kseal_testenv::process::Component;
 use kube::api::{Patch, PatchParams, PostParams};
-use kube::{Api, Client, CustomResourceExt};
+use kube::{Api, Client};
 
 pub fn run(in_cluster: bool) -> Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -188,8 +188,11 @@ async fn demo(in_cluster: bool) -> Result<()> {
 
     step("Installing the SealedSecret CRD and namespaces");
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    crds.create(&PostParams::default(), &SealedSecret::crd())
-        .await?;
+    crds.create(
+        &PostParams::default(),
+        &kseal_shared::sealed_secret::custom_resource_definition(),
+    )
+    .await?;
     let namespaces: &[&str] = if in_cluster {
         &["demo"]
     } else {

@@ -21,7 +21,7 @@ use kseal_testenv::ControlPlane;
 use kseal_testenv::ports::{Port, reserve as reserve_port};
 use kseal_testenv::process::Component;
 use kube::api::{Patch, PatchParams, PostParams};
-use kube::{Api, Client, CustomResourceExt};
+use kube::{Api, Client};
 
 pub const NAMESPACE: &str = "kseal-system";
 pub const WAIT: Duration = Duration::from_secs(60);
@@ -188,9 +188,12 @@ impl Fixture {
     async fn with(cp: ControlPlane) -> Self {
         let client = cp.client().await.unwrap();
         let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-        crds.create(&PostParams::default(), &SealedSecret::crd())
-            .await
-            .unwrap();
+        crds.create(
+            &PostParams::default(),
+            &kseal_shared::sealed_secret::custom_resource_definition(),
+        )
+        .await
+        .unwrap();
         eventually("CRD established", || {
             kseal_testenv::crd_established(&client, "sealedsecrets.kseal.dev")
         })

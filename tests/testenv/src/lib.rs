@@ -21,6 +21,7 @@
 pub mod bins;
 pub mod certs;
 mod cluster;
+pub mod health;
 pub mod http;
 pub mod image;
 pub mod node;
