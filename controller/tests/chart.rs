@@ -22,7 +22,8 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, Event, Secret};
 use k8s_openapi::api::rbac::v1::RoleBinding;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kseal_shared::{binding::Scope, sealed_secret::SealedSecret};
+use kseal_shared::binding::Scope;
+use kseal_shared::sealed_secret::{SealedSecret, SealedSecretStatus};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use manifests::{create, is_forbidden, kind, name, render};
@@ -506,8 +507,9 @@ async fn rbac_in_effect(admin: &Client, user: &kseal_testenv::User, docs: &[Valu
     .await;
 }
 
-/// What both modes must do as the ServiceAccount: create, update, re-create,
-/// delete, events, and a rotation requested by an admin.
+/// What both modes must do as the ServiceAccount: create, update, re-create
+/// (deleted by hand, and for a type change), delete, events, and a rotation
+/// requested by an admin.
 async fn drive_lifecycle(fixture: &Fixture, controller: &Controller, namespace: &str) {
     let recipients = fixture.recipients().await;
     assert_eq!(recipients.len(), 1);
@@ -568,6 +570,19 @@ async fn drive_lifecycle(fixture: &Fixture, controller: &Controller, namespace: 
             .get("db")
             .await
             .is_ok_and(|s| data_of(&s, "password") == "two")
+    })
+    .await;
+
+    // A type change: the Secret is deleted and created again.
+    let mut retyped = plain(namespace, "db", &[("password", "two")]);
+    retyped.type_ = Some("example.com/retyped".into());
+    fixture
+        .apply(&seal(&retyped, Scope::Strict, &recipients))
+        .await;
+    eventually("the Secret re-created with its new type", || async {
+        secrets.get("db").await.is_ok_and(|s| {
+            s.type_.as_deref() == Some("example.com/retyped") && data_of(&s, "password") == "two"
+        })
     })
     .await;
 
@@ -683,15 +698,11 @@ async fn public_keys_restored(fixture: &Fixture, controller: &Controller) {
     );
 }
 
-/// What no mode grants the ServiceAccount.
-async fn never_granted(fixture: &Fixture, sa: &Client) {
-    let ns_secrets: Api<Secret> = Api::namespaced(sa.clone(), NAMESPACE);
-    let other_secrets: Api<Secret> = Api::namespaced(sa.clone(), "other");
-    let app_secrets: Api<Secret> = Api::namespaced(sa.clone(), "app");
-    let configmaps: Api<ConfigMap> = Api::namespaced(sa.clone(), NAMESPACE);
-    let leases: Api<Lease> = Api::namespaced(sa.clone(), NAMESPACE);
-    let sealed_app: Api<SealedSecret> = Api::namespaced(sa.clone(), "app");
-    let bindings: Api<RoleBinding> = Api::namespaced(sa.clone(), NAMESPACE);
+/// Namespaced mode: the ServiceAccount deletes no Secret outside the
+/// namespaces it watches, its key Secrets included. (In cluster-wide mode
+/// the ClusterRole's `delete` reaches every namespace, as its `update`
+/// always did: charts/kseal/README.md.)
+async fn deletes_only_where_it_watches(fixture: &Fixture, sa: &Client) {
     let key_name = fixture
         .secrets(NAMESPACE)
         .list(&ListParams::default().labels("kseal.dev/sealing-key=true"))
@@ -702,19 +713,35 @@ async fn never_granted(fixture: &Fixture, sa: &Client) {
         .name
         .clone()
         .unwrap();
-    let merge = json!({"metadata": {"labels": {"touched": "yes"}}});
-    // Deleting Secrets: not its keys, not the ones it owns, not others.
+    let ns_secrets: Api<Secret> = Api::namespaced(sa.clone(), NAMESPACE);
+    let other_secrets: Api<Secret> = Api::namespaced(sa.clone(), "other");
     assert!(is_forbidden(
         &ns_secrets.delete(&key_name, &DeleteParams::default()).await
-    ));
-    assert!(is_forbidden(
-        &app_secrets.delete("db", &DeleteParams::default()).await
     ));
     assert!(is_forbidden(
         &other_secrets
             .delete("unrelated", &DeleteParams::default())
             .await
     ));
+}
+
+/// What no mode grants the ServiceAccount.
+async fn never_granted(fixture: &Fixture, sa: &Client) {
+    let other_secrets: Api<Secret> = Api::namespaced(sa.clone(), "other");
+    let app_secrets: Api<Secret> = Api::namespaced(sa.clone(), "app");
+    let configmaps: Api<ConfigMap> = Api::namespaced(sa.clone(), NAMESPACE);
+    let leases: Api<Lease> = Api::namespaced(sa.clone(), NAMESPACE);
+    let sealed_app: Api<SealedSecret> = Api::namespaced(sa.clone(), "app");
+    let bindings: Api<RoleBinding> = Api::namespaced(sa.clone(), NAMESPACE);
+    let merge = json!({"metadata": {"labels": {"touched": "yes"}}});
+    // Deleting Secrets where it reconciles: yes, to re-create one whose
+    // type changes (see deletes_only_where_it_watches for namespaced mode).
+    let dry_run = DeleteParams {
+        dry_run: true,
+        ..DeleteParams::default()
+    };
+    let deleted = app_secrets.delete("db", &dry_run).await;
+    assert!(deleted.is_ok(), "{:?}", deleted.err());
     // Patching Secrets outside its own namespace.
     assert!(is_forbidden(
         &other_secrets
@@ -1031,6 +1058,7 @@ async fn chart_rbac_namespaced_mode() {
     let identity = fixture.cp.mint_service_account(NAMESPACE, SA).unwrap();
     let sa = identity.client().await.unwrap();
     never_granted(&fixture, &sa).await;
+    deletes_only_where_it_watches(&fixture, &sa).await;
 
     // No Secret outside `app` and its own namespace: not read, not listed,
     // not written.
@@ -1092,7 +1120,11 @@ async fn chart_rbac_namespaced_mode() {
         .get("ignored")
         .await
         .unwrap();
-    assert!(ignored.status.is_none(), "{:?}", ignored.status);
+    // Untouched: the status is the CRD's default, `{}`.
+    assert_eq!(
+        ignored.status.unwrap_or_default(),
+        SealedSecretStatus::default()
+    );
 
     non_admin_user(&fixture).await;
     eprintln!("namespaced RBAC scenario: {:.1?}", started.elapsed());

@@ -54,11 +54,13 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
   resources: ["sealedsecrets/status"]
   verbs: ["patch"]
 # The Secrets it owns: metadata-only list/watch (label kseal.dev/owned=true),
-# GET by the SealedSecret's name, create, replace. RBAC cannot restrict these
-# to labelled Secrets: see README.md "What the controller can read".
+# GET by the SealedSecret's name, create, replace, and delete to re-create one
+# whose type or immutable data must change (only its own, with the version it
+# read as a precondition). RBAC cannot restrict these to labelled Secrets: see
+# README.md "RBAC: what each mode grants".
 - apiGroups: [""]
   resources: ["secrets"]
-  verbs: ["get", "list", "watch", "create", "update"]
+  verbs: ["get", "list", "watch", "create", "update", "delete"]
 # Events (events.k8s.io/v1; a repeated event is patched into a series).
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
