@@ -111,53 +111,10 @@ pub fn kube_error(err: impl std::error::Error + 'static) -> anyhow::Error {
 }
 
 /// A kube error (a request's, a kubeconfig's) in a sentence, never kube's
-/// `Debug` forms ([`error_text::describe`]): for an API error, the status
-/// code, reason and the API server's message; else the causes in words.
-/// A failed credential plugin is named with what it wrote on stderr
-/// ([`kube_in_words`]).
+/// `Debug` forms, credentials or kubeconfig lines
+/// ([`error_text::describe`]).
 pub fn kube_error_text(err: &(dyn std::error::Error + 'static)) -> String {
-    error_text::describe_with(err, kube_in_words)
-}
-
-/// At most this many characters of what a failed credential plugin wrote.
-const PLUGIN_STDERR_MAX: usize = 1000;
-
-/// kube's errors that put `Debug` output in their `Display`, in words
-/// ([`error_text::describe_with`]). A failed credential plugin
-/// (`users[].user.exec`) comes with the `Debug` of its command and its
-/// whole output, stdout as bytes (where a token would be): here, its exit
-/// status and stderr, which says why. A file not read is named by its
-/// path, not the `Debug` of it; the kubeconfig file not at all: every
-/// caller here names it.
-fn kube_in_words(cause: &(dyn std::error::Error + 'static)) -> Option<String> {
-    use kube::client::AuthError;
-    use kube::config::{KubeconfigError, LoadDataError};
-    if let Some(err) = cause.downcast_ref::<AuthError>() {
-        return match err {
-            AuthError::AuthExecRun { out, .. } => {
-                let stderr = String::from_utf8_lossy(&out.stderr);
-                let stderr: String = stderr.trim().chars().take(PLUGIN_STDERR_MAX).collect();
-                let failed = format!(
-                    "the kubeconfig's credential plugin (users[].user.exec) failed ({})",
-                    out.status
-                );
-                Some(if stderr.is_empty() {
-                    failed
-                } else {
-                    format!("{failed}: {stderr}")
-                })
-            }
-            AuthError::ReadTokenFile(_, path) => Some(format!("cannot read {}", path.display())),
-            _ => None,
-        };
-    }
-    if let Some(LoadDataError::ReadFile(_, path)) = cause.downcast_ref::<LoadDataError>() {
-        return Some(format!("cannot read {}", path.display()));
-    }
-    match cause.downcast_ref::<KubeconfigError>()? {
-        KubeconfigError::ReadConfig(..) => Some(String::new()),
-        _ => None,
-    }
+    error_text::describe(err)
 }
 
 /// Which cluster [`client`] talks to, for messages: the kube context's
@@ -488,6 +445,30 @@ mod read_error_tests {
             message,
             "auth error: the kubeconfig's credential plugin (users[].user.exec) failed (exit status: 0): ERROR: the SSO session has expired"
         );
+        // Output or a kubeconfig that does not parse: kube quotes the lines
+        // around the error, where a token sits; said without them.
+        let bad_yaml = "apiVersion: v1\nkind: Config\nusers:\n- name: u\n  user:\n    token: SUPERSECRET-TOKEN\n    exec: [5\n";
+        let unparsed = kube::config::Kubeconfig::from_yaml(bad_yaml).unwrap_err();
+        let parse = serde_saphyr::from_str::<std::collections::BTreeMap<String, u8>>(
+            "token: SUPERSECRET-TOKEN\n",
+        )
+        .unwrap_err();
+        let plugin_output =
+            kube::Error::Auth(kube::client::AuthError::AuthExecParse(Box::new(parse)));
+        for (err, expected) in [
+            (
+                kube_error(unparsed),
+                "the kubeconfig is not a valid kubeconfig (YAML)",
+            ),
+            (
+                kube_error(plugin_output),
+                "printed something that is not an ExecCredential",
+            ),
+        ] {
+            let message = format!("{err:#}");
+            assert!(!message.contains("SUPERSECRET"), "{message}");
+            assert!(message.contains(expected), "{message}");
+        }
         // A kubeconfig that is not there: said by the io error, the file
         // named by the caller (not as kube's `'"/path"'`).
         let missing = kube::config::Kubeconfig::read_from("/nonexistent/kubeconfig").unwrap_err();

@@ -46,8 +46,10 @@ reasons! {
     InvalidSpec,
     /// See [`Error::TooManyValues`].
     TooManyValues,
-    /// See [`Error::SecretNotOwned`].
+    /// See [`Error::SecretNotOwned`] and [`Error::SecretTakenDuringRecreate`].
     SecretNotOwned,
+    /// See [`Error::SecretRejected`].
+    SecretRejected,
     /// See [`Error::PolicyDenied`].
     PolicyDenied,
     /// See [`Error::Kube`].
@@ -120,6 +122,24 @@ pub enum Error {
         "Secret {0:?} exists and is not owned by this SealedSecret; annotate it with kseal.dev/managed=\"true\" to let kseal take it over"
     )]
     SecretNotOwned(String),
+    /// Someone else created a Secret of the name between kseal deleting
+    /// the Secret and creating it again (a re-create for a type change or
+    /// new immutable data): theirs now, left alone.
+    #[error(
+        "Secret {0:?} was created by someone else between kseal deleting it and creating it again (its type or immutable data changed); find out who made it, then delete it to let kseal re-create it"
+    )]
+    SecretTakenDuringRecreate(String),
+    /// The API server (or an admission policy) refused the Secret kseal
+    /// would write: invalid for its type (a `kubernetes.io/tls` Secret
+    /// without `tls.key`), or forbidden. Needs a change to the object or
+    /// the cluster. The message gives the server's causes, cut where they
+    /// would quote a value (see [`rejection`]).
+    #[error("the API server refused Secret {name:?} ({code}): {causes}")]
+    SecretRejected {
+        name: String,
+        code: u16,
+        causes: String,
+    },
     /// The SealedSecret asks for a Secret the policy does not allow (a
     /// reserved or dangerous type, label or annotation), or lives in the
     /// controller's own namespace.
@@ -178,7 +198,10 @@ impl Error {
             Error::MalformedValue { .. } => Reason::MalformedValue,
             Error::InvalidSpec(_) => Reason::InvalidSpec,
             Error::TooManyValues { .. } => Reason::TooManyValues,
-            Error::SecretNotOwned(_) => Reason::SecretNotOwned,
+            Error::SecretNotOwned(_) | Error::SecretTakenDuringRecreate(_) => {
+                Reason::SecretNotOwned
+            }
+            Error::SecretRejected { .. } => Reason::SecretRejected,
             Error::PolicyDenied(_) => Reason::PolicyDenied,
             Error::Kube(_) => Reason::KubernetesError,
             Error::Serialization(_) => Reason::SerializationError,
@@ -189,10 +212,57 @@ impl Error {
     /// Errors that retrying will not fix until something changes (the
     /// object, the keys, the Secret): retried slowly, never in a hot loop.
     pub fn is_permanent(&self) -> bool {
+        // Only the answers that say the Secret itself is refused; anything
+        // else from the API server may pass.
         !matches!(
             self,
             Error::Kube(_) | Error::Serialization(_) | Error::Internal(_)
         )
+    }
+}
+
+/// A failed write (create, replace, delete) of the Secret `name`: a
+/// refusal of the Secret itself (400, 403, 422) is [`Error::SecretRejected`],
+/// anything else [`Error::Kube`].
+pub fn secret_write(name: &str, err: kube::Error) -> Error {
+    match err {
+        kube::Error::Api(status) if matches!(status.code, 400 | 403 | 422) => {
+            Error::SecretRejected {
+                name: name.to_owned(),
+                code: status.code,
+                causes: rejection(&status),
+            }
+        }
+        err => Error::Kube(err),
+    }
+}
+
+/// What the API server said is wrong with a Secret, without any value. The
+/// API server replaces a Secret's values with `<secret contents redacted>`
+/// in its messages, but some validators then quote their own parse error,
+/// which can hold a value's bytes (`.dockerconfigjson`: `invalid character
+/// 'Z' looking for beginning of value`): every message is cut after that
+/// marker. The field paths of the causes, each with its message, or the
+/// message alone when the answer lists no causes.
+pub fn rejection(status: &kube::core::Status) -> String {
+    const REDACTED: &str = "<secret contents redacted>";
+    let cut = |text: &str| match text.find(REDACTED) {
+        Some(at) => format!("{}\"", &text[..at + REDACTED.len()]),
+        None => text.to_owned(),
+    };
+    let causes: Vec<String> = status
+        .details
+        .iter()
+        .flat_map(|details| &details.causes)
+        .map(|cause| match cause.field.as_str() {
+            "" => cut(&cause.message),
+            field => format!("{field}: {}", cut(&cause.message)),
+        })
+        .collect();
+    if causes.is_empty() {
+        cut(&status.message)
+    } else {
+        named(&causes, "; ")
     }
 }
 
@@ -334,6 +404,13 @@ mod tests {
             Error::TooManyValues { count: 2000 },
             Error::Internal("x".into()),
             Error::SecretNotOwned("s".into()),
+            Error::SecretTakenDuringRecreate("s".into()),
+            secret_write(
+                "s",
+                kube::Error::Api(Box::new(
+                    kube::core::Status::failure("no", "Invalid").with_code(422),
+                )),
+            ),
             Error::PolicyDenied("p".into()),
             Error::Kube(kube::Error::LinesCodecMaxLineLengthExceeded),
             Error::Serialization(serde_json::from_str::<u8>("x").unwrap_err()),
@@ -417,6 +494,8 @@ mod tests {
             Error::TooManyValues { count: 2000 },
             Error::Internal("decrypting panicked".into()),
             Error::SecretNotOwned("db".into()),
+            Error::SecretTakenDuringRecreate("db".into()),
+            secret_write("db", api_error(422, "Invalid", IMMUTABLE)),
             Error::PolicyDenied("Secret type \"kseal.dev/sealing-key\" is reserved".into()),
             Error::Kube(api_error(422, "Invalid", IMMUTABLE)),
             Error::Kube(api_error(
@@ -487,5 +566,48 @@ mod tests {
         assert!(!looks_like_rust_debug(&message), "{message}");
         assert!(message.starts_with("Kubernetes API error: "), "{message}");
         assert!(message.contains("refused"), "{message}");
+    }
+
+    /// A refused Secret is reported by its causes, never with what a
+    /// validator quotes after the API server's redaction marker.
+    #[test]
+    fn rejections_never_quote_a_value() {
+        let quoted = "Invalid value: \"<secret contents redacted>\": invalid character 'Z' looking for beginning of value";
+        let status: kube::core::Status = serde_json::from_value(serde_json::json!({
+            "status": "Failure",
+            "message": format!("Secret \"db\" is invalid: data[.dockerconfigjson]: {quoted}"),
+            "reason": "Invalid",
+            "code": 422,
+            "details": {"name": "db", "kind": "secrets", "causes": [
+                {"reason": "FieldValueInvalid", "message": quoted, "field": "data[.dockerconfigjson]"},
+                {"reason": "FieldValueRequired", "message": "Required value", "field": "data[tls.crt]"},
+            ]},
+        }))
+        .unwrap();
+        let err = secret_write("db", kube::Error::Api(Box::new(status.clone())));
+        assert_eq!(err.reason(), Reason::SecretRejected);
+        assert!(err.is_permanent());
+        let message = err.to_string();
+        assert_eq!(
+            message,
+            "the API server refused Secret \"db\" (422): data[.dockerconfigjson]: Invalid value: \"<secret contents redacted>\"; data[tls.crt]: Required value"
+        );
+        // Without causes: the message, cut the same way.
+        let mut bare = status;
+        bare.details = None;
+        let message = rejection(&bare);
+        assert!(!message.contains('Z'), "{message}");
+        assert!(
+            message.ends_with("<secret contents redacted>\""),
+            "{message}"
+        );
+        // Anything else stays a transient API error.
+        let conflict = kube::Error::Api(Box::new(
+            kube::core::Status::failure("modified", "Conflict").with_code(409),
+        ));
+        assert_eq!(
+            secret_write("db", conflict).reason(),
+            Reason::KubernetesError
+        );
     }
 }

@@ -22,11 +22,12 @@ use kube::{Api, Resource, ResourceExt};
 use zeroize::Zeroize;
 
 use kseal_shared::contract::{
-    MANAGED_ANNOTATION, OWNED_LABEL, PolicyViolation, RESERVED_PREFIX, TEMPLATE_METADATA_ANNOTATION,
+    MANAGED_ANNOTATION, ORIGIN_ANNOTATION, OWNED_LABEL, PolicyViolation, RESERVED_PREFIX,
+    TEMPLATE_METADATA_ANNOTATION,
 };
 
 use crate::context::Context;
-use crate::error::{CONDITION_MESSAGE_MAX, Error, bounded};
+use crate::error::{CONDITION_MESSAGE_MAX, Error, bounded, secret_write};
 use crate::record::{Signer, Subject};
 use crate::rotation;
 use crate::sealing_keys::KeySet;
@@ -247,7 +248,12 @@ impl Desired {
             labels,
             annotations,
             template_keys,
-            type_: template.type_.unwrap_or_else(|| "Opaque".to_owned()),
+            // The API server reads an empty type as Opaque: so must we, or
+            // the Secret would differ (and be re-created) at every look.
+            type_: template
+                .type_
+                .filter(|type_| !type_.is_empty())
+                .unwrap_or_else(|| "Opaque".to_owned()),
             immutable: template.immutable,
         }
     }
@@ -280,6 +286,8 @@ impl Desired {
     /// removed, by the record on the Secret (see [`TemplateKeys`]).
     fn apply_to(&self, existing: &mut Secret, data: &Plaintext) {
         let previous = TemplateKeys::on(existing);
+        // The values replaced are wiped, not just dropped.
+        scrub(existing);
         existing.data = Some(data.0.clone());
         existing.string_data = None;
         existing.type_ = Some(self.type_.clone());
@@ -554,20 +562,40 @@ async fn write_secret(
         ));
     }
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
-    let create = || async {
-        let mut secret = Secret::default();
+    // kseal's mark of origin on the Secret (see `Signer::origin`): any mark
+    // a held key made will do, so a key rotation rewrites no Secret.
+    let marked = |secret: &Secret| {
+        secret
+            .annotations()
+            .get(ORIGIN_ANNOTATION)
+            .is_some_and(|mark| keys.record_keys.verify_origin(namespace, name, mark))
+    };
+    // Everything kseal writes besides `desired`: the mark and the owner.
+    let finish = |secret: &mut Secret| {
+        if let Some(signer) = signer
+            && !marked(secret)
+        {
+            secret
+                .metadata
+                .annotations
+                .get_or_insert_with(BTreeMap::new)
+                .insert(ORIGIN_ANNOTATION.to_owned(), signer.origin(namespace, name));
+        }
+        let references = secret
+            .metadata
+            .owner_references
+            .get_or_insert_with(Vec::new);
+        references
+            .retain(|reference| reference.controller != Some(true) && reference.uid != owner.uid);
+        references.push(owner.clone());
+    };
+    let fresh = || {
+        let mut secret = Wiped(Secret::default());
         secret.metadata.name = Some(name.to_owned());
         secret.metadata.namespace = Some(namespace.to_owned());
-        secret.metadata.labels = Some(desired.labels.clone());
-        secret.metadata.annotations =
-            (!desired.annotations.is_empty()).then(|| desired.annotations.clone());
-        secret.metadata.owner_references = Some(vec![owner.clone()]);
-        secret.type_ = Some(desired.type_.clone());
-        secret.immutable = desired.immutable;
-        secret.data = Some(data.0.clone());
-        let result = api.create(&PostParams::default(), &secret).await;
-        scrub(&mut secret);
-        result.map(Wiped)
+        desired.apply_to(&mut secret, &data);
+        finish(&mut secret);
+        secret
     };
     // What this write makes, the index of owned Secrets knows at once (see
     // `owned`): the status event it causes may come before the Secret's.
@@ -576,8 +604,9 @@ async fn write_secret(
     // create it at once (one request instead of two); a Secret in the way
     // answers 409 and is read below.
     let existing = if known.current_version.is_none() {
-        match create().await {
+        match api.create(&PostParams::default(), &fresh()).await {
             Ok(created) => {
+                let created = Wiped(created);
                 write.wrote(watched_version(&created));
                 return Ok((
                     Outcome::Created,
@@ -587,24 +616,31 @@ async fn write_secret(
             Err(kube::Error::Api(status)) if status.code == 409 => {
                 api.get_opt(name).await?.map(Wiped)
             }
-            Err(err) => return Err(err.into()),
+            Err(err) => return Err(secret_write(name, err)),
         }
     } else {
         api.get_opt(name).await?.map(Wiped)
     };
     let Some(mut existing) = existing else {
-        let created = create().await?;
+        let created = api
+            .create(&PostParams::default(), &fresh())
+            .await
+            .map(Wiped)
+            .map_err(|err| secret_write(name, err))?;
         write.wrote(watched_version(&created));
         return Ok((
             Outcome::Created,
             record(created.metadata.resource_version.clone()),
         ));
     };
-    let ownership = Ownership::of(&existing, &owner);
+    let ownership = Ownership::of(&existing, &owner, marked(&existing));
     if ownership == Ownership::Foreign {
         return Err(Error::SecretNotOwned(name.to_owned()));
     }
-    if ownership == Ownership::Owned && desired.matches(&existing, &data) {
+    if ownership == Ownership::Owned
+        && desired.matches(&existing, &data)
+        && (signer.is_none() || marked(&existing))
+    {
         // Read after the write began: as good as a write for the index.
         write.wrote(watched_version(&existing));
         return Ok((
@@ -613,36 +649,24 @@ async fn write_secret(
         ));
     }
     if let Some(why) = desired.needs_recreate(&existing, &data) {
-        // Only the version just read is deleted: a Secret changed since
-        // (or replaced by another of the same name) is looked at again.
-        let preconditions = Preconditions {
-            uid: existing.metadata.uid.clone(),
-            resource_version: existing.metadata.resource_version.clone(),
-        };
-        let delete = DeleteParams {
-            preconditions: Some(preconditions),
-            ..DeleteParams::default()
-        };
-        api.delete(name, &delete).await?;
-        let created = create().await?;
+        let created = recreate(&api, name, &existing, |replacement| {
+            desired.apply_to(replacement, &data);
+            finish(replacement);
+        })
+        .await?;
         write.wrote(watched_version(&created));
         return Ok((
             Outcome::Recreated(why),
             record(created.metadata.resource_version.clone()),
         ));
     }
-    scrub(&mut existing);
     desired.apply_to(&mut existing, &data);
-    let references = existing
-        .metadata
-        .owner_references
-        .get_or_insert_with(Vec::new);
-    references.retain(|reference| reference.controller != Some(true) && reference.uid != owner.uid);
-    references.push(owner);
+    finish(&mut existing);
     let updated = api
         .replace(name, &PostParams::default(), &existing)
         .await
-        .map(Wiped)?;
+        .map(Wiped)
+        .map_err(|err| secret_write(name, err))?;
     write.wrote(watched_version(&updated));
     Ok((
         Outcome::Updated {
@@ -652,6 +676,71 @@ async fn write_secret(
     ))
 }
 
+/// Deletes `existing` and creates it again as `make` turns a copy of it
+/// (labels, annotations and other owners kept; data, type, immutability
+/// and kseal's metadata from `make`). Returns the new Secret.
+///
+/// The API server is asked first, with a dry run, whether it would take
+/// the new Secret: validation and admission answer before the name's
+/// existence does (409), so a Secret it would refuse (a TLS Secret without
+/// `tls.key`, an admission policy) is never deleted. Only the version read
+/// is deleted (uid and resourceVersion preconditions). Between the delete
+/// and the create, whoever may create Secrets here can take the name; that
+/// is reported ([`Error::SecretTakenDuringRecreate`]), and docs/security.md
+/// lists it as a known limit.
+async fn recreate(
+    api: &Api<Secret>,
+    name: &str,
+    existing: &Secret,
+    make: impl FnOnce(&mut Secret),
+) -> Result<Wiped, Error> {
+    let mut replacement = Wiped(existing.clone());
+    make(&mut replacement);
+    // A new object: nothing of the old one's identity or life.
+    let metadata = &mut replacement.metadata;
+    metadata.uid = None;
+    metadata.resource_version = None;
+    metadata.creation_timestamp = None;
+    metadata.deletion_timestamp = None;
+    metadata.deletion_grace_period_seconds = None;
+    metadata.generation = None;
+    metadata.managed_fields = None;
+    metadata.finalizers = None;
+    let dry_run = PostParams {
+        dry_run: true,
+        ..PostParams::default()
+    };
+    match api.create(&dry_run, &replacement).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(status)) if status.code == 409 => {}
+        Err(err) => return Err(secret_write(name, err)),
+    }
+    let delete = DeleteParams {
+        preconditions: Some(Preconditions {
+            uid: existing.metadata.uid.clone(),
+            resource_version: existing.metadata.resource_version.clone(),
+        }),
+        ..DeleteParams::default()
+    };
+    api.delete(name, &delete)
+        .await
+        .map_err(|err| secret_write(name, err))?;
+    match api.create(&PostParams::default(), &replacement).await {
+        Ok(created) => Ok(Wiped(created)),
+        Err(kube::Error::Api(status)) if status.code == 409 => {
+            match api.get_opt(name).await?.map(Wiped) {
+                Some(now) if now.metadata.uid != existing.metadata.uid => {
+                    Err(Error::SecretTakenDuringRecreate(name.to_owned()))
+                }
+                // The same Secret, held by a finalizer (or gone since):
+                // retried until it is gone.
+                _ => Err(Error::Kube(kube::Error::Api(status))),
+            }
+        }
+        Err(err) => Err(secret_write(name, err)),
+    }
+}
+
 /// Whose a Secret of the SealedSecret's name is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Ownership {
@@ -659,18 +748,19 @@ enum Ownership {
     Owned,
     /// Someone annotated it with [`MANAGED_ANNOTATION`] to hand it over.
     Managed,
-    /// kseal made it (it has [`OWNED_LABEL`]) and it has no controller any
-    /// more: its SealedSecret was deleted with `--cascade=orphan`. Only
-    /// whoever may write Secrets here can make one look like this, and
-    /// they could annotate it as managed just as well; so adopting it
-    /// grants nothing (docs/security.md, "Orphaned Secrets").
+    /// kseal made it, here, under this name (it has [`OWNED_LABEL`] and an
+    /// origin mark that verifies: [`ORIGIN_ANNOTATION`]), and it has no
+    /// controller any more: its SealedSecret was deleted with
+    /// `--cascade=orphan`. A copy of a kseal Secret elsewhere keeps the
+    /// label but has no valid mark (docs/security.md, "Orphaned Secrets").
     Orphan,
     /// Someone else's: left alone.
     Foreign,
 }
 
 impl Ownership {
-    fn of(secret: &Secret, owner: &OwnerReference) -> Self {
+    /// `marked`: whether the Secret's origin mark verifies.
+    fn of(secret: &Secret, owner: &OwnerReference, marked: bool) -> Self {
         let references = secret.owner_references();
         if references
             .iter()
@@ -689,7 +779,10 @@ impl Ownership {
         let has_controller = references
             .iter()
             .any(|reference| reference.controller == Some(true));
-        if !has_controller && secret.labels().get(OWNED_LABEL).map(String::as_str) == Some("true") {
+        if !has_controller
+            && marked
+            && secret.labels().get(OWNED_LABEL).map(String::as_str) == Some("true")
+        {
             return Ownership::Orphan;
         }
         Ownership::Foreign
@@ -1045,17 +1138,30 @@ mod tests {
                 secret
             };
         let owned = [(OWNED_LABEL, "true")];
+        // (Secret, whether its origin mark verifies, what it is)
         let cases = [
-            (secret(&owned, &[], vec![owner.clone()]), Ownership::Owned),
-            (secret(&owned, &[], vec![]), Ownership::Orphan),
-            (secret(&owned, &[], vec![other.clone()]), Ownership::Foreign),
             (
-                secret(&[(OWNED_LABEL, "yes")], &[], vec![]),
+                secret(&owned, &[], vec![owner.clone()]),
+                false,
+                Ownership::Owned,
+            ),
+            (secret(&owned, &[], vec![]), true, Ownership::Orphan),
+            // A copy made elsewhere: kseal's label, no mark for this place.
+            (secret(&owned, &[], vec![]), false, Ownership::Foreign),
+            (
+                secret(&owned, &[], vec![other.clone()]),
+                true,
                 Ownership::Foreign,
             ),
-            (secret(&[], &[], vec![]), Ownership::Foreign),
+            (
+                secret(&[(OWNED_LABEL, "yes")], &[], vec![]),
+                true,
+                Ownership::Foreign,
+            ),
+            (secret(&[], &[], vec![]), true, Ownership::Foreign),
             (
                 secret(&[], &[(MANAGED_ANNOTATION, "true")], vec![other.clone()]),
+                false,
                 Ownership::Managed,
             ),
             (
@@ -1067,11 +1173,16 @@ mod tests {
                         ..other
                     }],
                 ),
+                true,
                 Ownership::Orphan,
             ),
         ];
-        for (i, (secret, expected)) in cases.iter().enumerate() {
-            assert_eq!(Ownership::of(secret, &owner), *expected, "case {i}");
+        for (i, (secret, marked, expected)) in cases.iter().enumerate() {
+            assert_eq!(
+                Ownership::of(secret, &owner, *marked),
+                *expected,
+                "case {i}"
+            );
         }
     }
 }

@@ -43,6 +43,8 @@ const KEY_INFO: &[u8] = b"kseal.dev/v1 secret-record key";
 // template-metadata): each Secret is read once more, and gets it.
 const CONTENT_LABEL: &[u8] = b"kseal.dev/v3 secret-record content";
 const RECORD_LABEL: &[u8] = b"kseal.dev/v1 secret-record";
+/// The origin mark on a Secret kseal made (see [`Signer::origin`]).
+const ORIGIN_LABEL: &[u8] = b"kseal.dev/v1 secret-origin";
 /// Both tags are truncated to 128 bits.
 const TAG_LEN: usize = 16;
 
@@ -88,6 +90,24 @@ impl RecordKeys {
     /// Signs new records with the key of `id` (when held).
     pub fn set_active(&mut self, id: Option<KeyId>) {
         self.active = id.filter(|id| self.by_id.contains_key(id));
+    }
+
+    /// Whether `mark` is an origin mark ([`Signer::origin`]) for the Secret
+    /// `namespace/name`, made with a key this controller holds.
+    pub fn verify_origin(&self, namespace: &str, name: &str, mark: &str) -> bool {
+        let Some((id, tag)) = mark.split_once('.') else {
+            return false;
+        };
+        let Some(key) = id.parse().ok().and_then(|id: KeyId| self.by_id.get(&id)) else {
+            return false;
+        };
+        let Ok(tag) = URL_SAFE_NO_PAD.decode(tag) else {
+            return false;
+        };
+        tag.len() == TAG_LEN
+            && origin_mac(key, namespace, name)
+                .verify_truncated_left(&tag)
+                .is_ok()
     }
 
     /// The signer for new records.
@@ -214,10 +234,36 @@ impl Signer<'_> {
         record
     }
 
+    /// The origin mark of the Secret `namespace/name`: `<key id>.<tag>`,
+    /// a MAC over the namespace and the name. kseal puts it on every Secret
+    /// it makes (`kseal.dev/origin`), and adopts a Secret left without an
+    /// owner only when its mark verifies: a copy of one of its Secrets
+    /// under another name or namespace (a `kubectl get | apply`, a policy
+    /// engine's clone) carries kseal's label, but not a mark for its new
+    /// place. Not bound to the SealedSecret's uid, which an orphaning
+    /// delete and a new apply change.
+    pub fn origin(&self, namespace: &str, name: &str) -> String {
+        let tag = origin_mac(self.key, namespace, name)
+            .finalize()
+            .into_bytes();
+        format!("{}.{}", self.id, URL_SAFE_NO_PAD.encode(&tag[..TAG_LEN]))
+    }
+
     /// The key that signs.
     pub fn key_id(&self) -> KeyId {
         self.id
     }
+}
+
+fn origin_mac(key: &Zeroizing<[u8; 32]>, namespace: &str, name: &str) -> HmacSha256 {
+    let mut fields = Fields(
+        <HmacSha256 as Mac>::new_from_slice(key.as_ref())
+            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length")),
+    );
+    fields.field(ORIGIN_LABEL);
+    fields.field(namespace.as_bytes());
+    fields.field(name.as_bytes());
+    fields.0
 }
 
 #[cfg(test)]
@@ -384,6 +430,32 @@ mod tests {
             f.field(b"lue");
         });
         assert_ne!(split, joined);
+    }
+
+    /// A mark verifies only for its own namespace and name, under a key
+    /// still held, and not when edited.
+    #[test]
+    fn origin_marks_are_bound_to_the_secrets_place() {
+        let one = Identity::generate();
+        let two = Identity::generate();
+        let keys = keys(&[&one, &two], &one);
+        let mark = keys.active().unwrap().origin("app", "db");
+        assert!(keys.verify_origin("app", "db", &mark));
+        assert!(!keys.verify_origin("app", "db2", &mark));
+        assert!(!keys.verify_origin("other", "db", &mark));
+        // Length-prefixed: the boundary between namespace and name counts.
+        let split = keys.active().unwrap().origin("ap", "pdb");
+        assert!(!keys.verify_origin("app", "db", &split));
+        let mut edited = mark.clone();
+        edited.pop();
+        edited.push(if mark.ends_with('A') { 'B' } else { 'A' });
+        for bad in [edited.as_str(), "", ".", "nodot", &mark[..mark.len() - 2]] {
+            assert!(!keys.verify_origin("app", "db", bad), "{bad}");
+        }
+        // Made with the other held key: valid; with a key no longer held: not.
+        let by_two = keys_of(&two).active().unwrap().origin("app", "db");
+        assert!(keys.verify_origin("app", "db", &by_two));
+        assert!(!keys_of(&one).verify_origin("app", "db", &by_two));
     }
 
     #[test]

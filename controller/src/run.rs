@@ -33,9 +33,15 @@ use kseal_shared::contract::{OWNED_LABEL, SecretPolicy};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
-    #[error("cannot find a Kubernetes configuration: {0}")]
+    #[error(
+        "cannot find a Kubernetes configuration: {}",
+        kseal_shared::error_text::describe(.0)
+    )]
     Config(#[from] kube::config::InferConfigError),
-    #[error("cannot read the kubeconfig: {0}")]
+    #[error(
+        "cannot read the kubeconfig: {}",
+        kseal_shared::error_text::describe(.0)
+    )]
     Kubeconfig(#[from] kube::config::KubeconfigError),
     #[error("cannot build the Kubernetes client: {0}")]
     Client(#[from] kube::Error),

@@ -124,6 +124,12 @@ async fn template_changes_reach_the_secret() {
         .apply(&labelled("web", "one", "Opaque", &[], &[], &recipients))
         .await;
     assert_eq!(fixture.wait_ready("app", "web", "True").await, "Unsealed");
+    // Someone else labels it; the re-created Secret keeps that.
+    let theirs = serde_json::json!({"metadata": {"labels": {"team-tool": "on"}}});
+    secrets
+        .patch("web", &PatchParams::default(), &Patch::Merge(&theirs))
+        .await
+        .unwrap();
     let before = secrets.get("web").await.unwrap();
     fixture
         .apply(&labelled(
@@ -141,6 +147,7 @@ async fn template_changes_reach_the_secret() {
     .await;
     assert_ne!(after.metadata.uid, before.metadata.uid, "not recreated");
     assert_eq!(data_of(&after, "tls.key"), "one");
+    assert_eq!(after.labels()["team-tool"], "on");
     assert_eq!(after.owner_references()[0].name, "web");
     assert_eq!(fixture.wait_ready("app", "web", "True").await, "Unsealed");
     let note = wait_event(&fixture, "web", "Recreated").await;
@@ -148,6 +155,70 @@ async fn template_changes_reach_the_secret() {
         note.contains("Secret web") && note.contains("type"),
         "{note}"
     );
+
+    // --- A type change the API server would refuse: nothing is deleted ----
+    let mut keyless = plain("app", "keyless", &[("k", "v")]);
+    fixture
+        .apply(&seal(&keyless, Scope::Strict, &recipients))
+        .await;
+    assert_eq!(
+        fixture.wait_ready("app", "keyless", "True").await,
+        "Unsealed"
+    );
+    let kept = secrets.get("keyless").await.unwrap();
+    keyless.type_ = Some("kubernetes.io/tls".into());
+    fixture
+        .apply(&seal(&keyless, Scope::Strict, &recipients))
+        .await;
+    assert_eq!(
+        fixture.wait_ready("app", "keyless", "False").await,
+        "SecretRejected"
+    );
+    let object = fixture.sealed_secrets("app").get("keyless").await.unwrap();
+    let found = conditions(&object);
+    assert!(
+        found.contains(&("Stalled".into(), "True".into(), "SecretRejected".into())),
+        "{found:?}"
+    );
+    let still = secrets.get("keyless").await.unwrap();
+    assert_eq!(
+        still.metadata.uid, kept.metadata.uid,
+        "the Secret was deleted"
+    );
+    // A refusal quotes no value: the API server's JSON error for a bad
+    // .dockerconfigjson names the value's first byte.
+    let mut docker = plain("app", "docker", &[(".dockerconfigjson", "Zleaked")]);
+    docker.type_ = Some("kubernetes.io/dockerconfigjson".into());
+    fixture
+        .apply(&seal(&docker, Scope::Strict, &recipients))
+        .await;
+    assert_eq!(
+        fixture.wait_ready("app", "docker", "False").await,
+        "SecretRejected"
+    );
+    let object = fixture.sealed_secrets("app").get("docker").await.unwrap();
+    let message = &object.status.unwrap().conditions[0].message;
+    assert!(message.contains("<secret contents redacted>"), "{message}");
+    assert!(!message.contains("'Z'"), "{message}");
+
+    // --- An empty type is Opaque: no re-create when others touch it --------
+    fixture
+        .apply(&labelled("untyped", "v", "", &[], &[], &recipients))
+        .await;
+    assert_eq!(
+        fixture.wait_ready("app", "untyped", "True").await,
+        "Unsealed"
+    );
+    let first = secrets.get("untyped").await.unwrap();
+    let touch = serde_json::json!({"metadata": {"annotations": {"touched": "yes"}}});
+    secrets
+        .patch("untyped", &PatchParams::default(), &Patch::Merge(&touch))
+        .await
+        .unwrap();
+    controller.settle().await;
+    let touched = secrets.get("untyped").await.unwrap();
+    assert_eq!(touched.metadata.uid, first.metadata.uid, "re-created");
+    assert_eq!(touched.annotations()["touched"], "yes");
 
     // --- Labels and annotations removed from the template ------------------
     let first = labelled(
@@ -355,6 +426,31 @@ async fn template_changes_reach_the_secret() {
     assert_eq!(Some(adopted.owner_references()[0].uid.clone()), uid);
     let note = wait_event(&fixture, "orphan", "Adopted").await;
     assert!(note.contains("--cascade=orphan"), "{note}");
+
+    // A copy of a kseal Secret under another name (kubectl get | apply, a
+    // policy engine's clone) keeps the label and the origin mark of its
+    // first place: never adopted.
+    let mut copy = secrets.get("orphan").await.unwrap();
+    copy.metadata = kube::api::ObjectMeta {
+        name: Some("copied".into()),
+        namespace: Some("app".into()),
+        labels: copy.metadata.labels.take(),
+        annotations: copy.metadata.annotations.take(),
+        ..Default::default()
+    };
+    assert!(copy.annotations().contains_key("kseal.dev/origin"));
+    secrets.create(&PostParams::default(), &copy).await.unwrap();
+    fixture
+        .apply(&labelled("copied", "mine", "Opaque", &[], &[], &recipients))
+        .await;
+    assert_eq!(
+        fixture.wait_ready("app", "copied", "False").await,
+        "SecretNotOwned"
+    );
+    assert_eq!(
+        data_of(&secrets.get("copied").await.unwrap(), "tls.key"),
+        "v2"
+    );
 
     // Not adopted: kseal's label but another controller (a live object, or
     // the garbage collector would delete the Secret), or no label.

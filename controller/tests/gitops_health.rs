@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use common::*;
 use kseal_shared::binding::{Binding, Scope};
 use kseal_shared::envelope::seal_at;
-use kseal_shared::sealed_secret::SealedSecret;
+use kseal_shared::sealed_secret::{SealedSecret, SecretTemplate, TemplateMetadata};
 use kseal_shared::x25519::{Identity, Recipient};
 use kube::api::{Patch, PatchParams, PostParams};
 
@@ -160,6 +160,20 @@ async fn flux_and_argocd_read_every_state_as_documented() {
         .encrypted_data
         .insert("k".into(), "kseal:v2:garbage".into());
     fixture.apply(&malformed).await;
+    // Sealed for another name: does not open here.
+    let mut moved = sealed("elsewhere", "v");
+    moved.metadata.name = Some("decrypt-failed".into());
+    fixture.apply(&moved).await;
+    // A template label Kubernetes would refuse.
+    let mut invalid = sealed("invalid-spec", "v");
+    invalid.spec.template = Some(SecretTemplate {
+        metadata: Some(TemplateMetadata {
+            labels: BTreeMap::from([("not a label key!".to_owned(), "x".to_owned())]),
+            annotations: BTreeMap::new(),
+        }),
+        ..SecretTemplate::default()
+    });
+    fixture.apply(&invalid).await;
     let mut denied = plain("app", "policy-denied", &[("k", "v")]);
     denied.type_ = Some("kubernetes.io/service-account-token".into());
     fixture
@@ -216,6 +230,8 @@ async fn flux_and_argocd_read_every_state_as_documented() {
         ("unknown-key", "UnknownKey"),
         ("stalled-updated-while-down", "UnknownKey"),
         ("malformed", "MalformedValue"),
+        ("decrypt-failed", "DecryptFailed"),
+        ("invalid-spec", "InvalidSpec"),
         ("policy-denied", "PolicyDenied"),
         ("not-owned", "SecretNotOwned"),
         ("retrying", "KubernetesError"),

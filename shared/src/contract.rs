@@ -93,6 +93,12 @@ pub const OWNED_LABEL: &str = "kseal.dev/owned";
 /// Annotation (value `"true"`) with which a user lets kseal take over an
 /// existing Secret of the same name.
 pub const MANAGED_ANNOTATION: &str = "kseal.dev/managed";
+/// Annotation on every Secret kseal makes: a MAC, under a key derived from
+/// the cluster's key, over the Secret's namespace and name. A Secret left
+/// without an owner (`--cascade=orphan`) is adopted by a new SealedSecret
+/// of its name only when this verifies, so a copy of a kseal Secret made
+/// elsewhere (which keeps [`OWNED_LABEL`]) is never taken over.
+pub const ORIGIN_ANNOTATION: &str = "kseal.dev/origin";
 /// Annotation on an owned Secret: the label and annotation keys kseal last
 /// copied onto it from `spec.template.metadata`, as JSON
 /// (`{"labels":["team"],"annotations":["owner"]}`, each list sorted). A

@@ -32,7 +32,80 @@ const UNPARSED_BODY_MAX: usize = 200;
 /// its source's is said once). Where the chain reaches the API server's
 /// answer (a kube `Status`), that answer ends the sentence ([`api_status`]).
 pub fn describe(err: &(dyn Error + 'static)) -> String {
-    describe_with(err, |_| None)
+    #[cfg(feature = "kube-client")]
+    return describe_with(err, kube_in_words);
+    #[cfg(not(feature = "kube-client"))]
+    return describe_with(err, |_| None);
+}
+
+/// Whether nothing below `cause` may be said: the parse error under a
+/// credential plugin's unparsable output quotes that output, where a token
+/// sits ([`kube_in_words`] says the cause itself).
+fn hides_its_sources(cause: &(dyn Error + 'static)) -> bool {
+    #[cfg(feature = "kube-client")]
+    return matches!(
+        cause.downcast_ref::<kube::client::AuthError>(),
+        Some(kube::client::AuthError::AuthExecParse(_))
+    );
+    #[cfg(not(feature = "kube-client"))]
+    return {
+        let _ = cause;
+        false
+    };
+}
+
+/// At most this many characters of what a failed credential plugin wrote.
+#[cfg(feature = "kube-client")]
+const PLUGIN_STDERR_MAX: usize = 1000;
+
+/// kube's client errors whose `Display` holds `Debug` output or what must
+/// not be shown, in words ([`describe_with`]):
+/// - a failed credential plugin (`users[].user.exec`) comes with the
+///   `Debug` of its command and environment and its whole output, stdout
+///   as bytes (where a token would be): here, its exit status and stderr,
+///   which says why;
+/// - a plugin output or a kubeconfig that does not parse comes with the
+///   lines around the error, which may hold a token: here, a sentence;
+/// - a file not read is named by its path, not the `Debug` of it; the
+///   kubeconfig file not at all (every caller names it).
+#[cfg(feature = "kube-client")]
+pub fn kube_in_words(cause: &(dyn Error + 'static)) -> Option<String> {
+    use kube::client::AuthError;
+    use kube::config::{KubeconfigError, LoadDataError};
+    if let Some(err) = cause.downcast_ref::<AuthError>() {
+        return match err {
+            AuthError::AuthExecRun { out, .. } => {
+                let stderr = String::from_utf8_lossy(&out.stderr);
+                let stderr: String = stderr.trim().chars().take(PLUGIN_STDERR_MAX).collect();
+                let failed = format!(
+                    "the kubeconfig's credential plugin (users[].user.exec) failed ({})",
+                    out.status
+                );
+                Some(if stderr.is_empty() {
+                    failed
+                } else {
+                    format!("{failed}: {stderr}")
+                })
+            }
+            AuthError::AuthExecParse(_) => Some(
+                "the kubeconfig's credential plugin (users[].user.exec) printed something that is not an ExecCredential (its output is not shown: it may hold a token)"
+                    .to_owned(),
+            ),
+            AuthError::ReadTokenFile(_, path) => Some(format!("cannot read {}", path.display())),
+            _ => None,
+        };
+    }
+    if let Some(LoadDataError::ReadFile(_, path)) = cause.downcast_ref::<LoadDataError>() {
+        return Some(format!("cannot read {}", path.display()));
+    }
+    match cause.downcast_ref::<KubeconfigError>()? {
+        KubeconfigError::ReadConfig(..) => Some(String::new()),
+        KubeconfigError::Parse(_) => Some(
+            "the kubeconfig is not a valid kubeconfig (YAML); the lines are not shown, they may hold credentials"
+                .to_owned(),
+        ),
+        _ => None,
+    }
 }
 
 /// [`describe`], with `special` saying some causes in its own words: where
@@ -51,7 +124,7 @@ pub fn describe_with(
             break;
         }
         chain.push(cause);
-        if as_status(cause).is_some() {
+        if as_status(cause).is_some() || hides_its_sources(cause) {
             break;
         }
         next = cause.source();
