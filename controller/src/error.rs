@@ -50,6 +50,8 @@ reasons! {
     SecretNotOwned,
     /// See [`Error::SecretRejected`].
     SecretRejected,
+    /// See [`Error::RecreatePending`].
+    RecreatePending,
     /// See [`Error::PolicyDenied`].
     PolicyDenied,
     /// See [`Error::Kube`].
@@ -119,7 +121,7 @@ pub enum Error {
     TooManyValues { count: usize },
     /// A Secret with the same name exists and is not ours.
     #[error(
-        "Secret {0:?} exists and is not owned by this SealedSecret; annotate it with kseal.dev/managed=\"true\" to let kseal take it over"
+        "Secret {0:?} exists and is not owned by this SealedSecret; annotate it with kseal.dev/managed=\"true\" to let kseal take it over (it looks again every 30 seconds)"
     )]
     SecretNotOwned(String),
     /// Someone else created a Secret of the name between kseal deleting
@@ -129,6 +131,13 @@ pub enum Error {
         "Secret {0:?} was created by someone else between kseal deleting it and creating it again (its type or immutable data changed); find out who made it, then delete it to let kseal re-create it"
     )]
     SecretTakenDuringRecreate(String),
+    /// A re-create waits: the Secret was deleted to be created again, and
+    /// finalizers (named, a few: [`named`]) hold it until whoever set them
+    /// removes them. Retried; the Secret's deletion also starts a reconcile.
+    #[error(
+        "Secret {name:?} is being re-created (its type or immutable data changed) and waits for its finalizers to be removed: {finalizers}"
+    )]
+    RecreatePending { name: String, finalizers: String },
     /// The API server (or an admission policy) refused the Secret kseal
     /// would write: invalid for its type (a `kubernetes.io/tls` Secret
     /// without `tls.key`), or forbidden. Needs a change to the object or
@@ -143,7 +152,7 @@ pub enum Error {
     /// The SealedSecret asks for a Secret the policy does not allow (a
     /// reserved or dangerous type, label or annotation), or lives in the
     /// controller's own namespace.
-    #[error("not allowed: {0}")]
+    #[error("refused by the Secret policy: {0}")]
     PolicyDenied(String),
     /// A Kubernetes API call failed (usually transient). Said in words
     /// ([`kseal_shared::error_text::describe`]): kube's own `Display` of an
@@ -202,6 +211,7 @@ impl Error {
                 Reason::SecretNotOwned
             }
             Error::SecretRejected { .. } => Reason::SecretRejected,
+            Error::RecreatePending { .. } => Reason::RecreatePending,
             Error::PolicyDenied(_) => Reason::PolicyDenied,
             Error::Kube(_) => Reason::KubernetesError,
             Error::Serialization(_) => Reason::SerializationError,
@@ -216,7 +226,10 @@ impl Error {
         // else from the API server may pass.
         !matches!(
             self,
-            Error::Kube(_) | Error::Serialization(_) | Error::Internal(_)
+            Error::Kube(_)
+                | Error::Serialization(_)
+                | Error::Internal(_)
+                | Error::RecreatePending { .. }
         )
     }
 }
@@ -405,6 +418,10 @@ mod tests {
             Error::Internal("x".into()),
             Error::SecretNotOwned("s".into()),
             Error::SecretTakenDuringRecreate("s".into()),
+            Error::RecreatePending {
+                name: "s".into(),
+                finalizers: "example.com/hold".into(),
+            },
             secret_write(
                 "s",
                 kube::Error::Api(Box::new(

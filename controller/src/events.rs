@@ -7,6 +7,9 @@
 //! the queue is full, new Events are dropped and counted
 //! (`kseal_events_dropped_total`), as client-go's recorder does.
 
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
 use k8s_openapi::api::core::v1::ObjectReference;
 use kseal_shared::error_text::describe;
 use kube::Client;
@@ -31,9 +34,10 @@ impl EventSink {
     /// Starts the publishing task; `client` should have its own rate limit.
     pub fn spawn(client: Client, reporter: Reporter, dropped: Counter) -> Self {
         let (queue, mut receiver) = mpsc::channel::<(Event, ObjectReference)>(QUEUE);
-        let recorder = Recorder::new(client, reporter);
         tokio::spawn(async move {
+            let mut series = Series::default();
             while let Some((event, reference)) = receiver.recv().await {
+                let recorder = series.recorder(&client, &reporter, &event, &reference);
                 if let Err(err) = recorder.publish(&event, &reference).await {
                     tracing::warn!(error = %describe(&err), reason = %event.reason, "could not publish an event");
                 }
@@ -49,6 +53,77 @@ impl EventSink {
         event.note = event.note.map(|note| bounded(note, EVENT_NOTE_MAX));
         if self.queue.try_send((event, reference)).is_err() {
             self.dropped.inc();
+        }
+    }
+}
+
+/// kube's [`Recorder`] (like client-go's) counts an Event that repeats one
+/// of the last six minutes with the same object, type, reason and action
+/// into that Event's series, keeping the first note: a `PolicyDenied` for
+/// another type, or an update after a create, would show the old message,
+/// and Flux users are sent to Events for the reason. So an Event whose
+/// note differs from the last one of its kind gets a recorder of its own,
+/// which starts a new Event; a repeat of the same note continues the
+/// series as before.
+#[derive(Default)]
+struct Series {
+    last: HashMap<Kind, Last>,
+}
+
+/// An Event's object (uid, else namespace/name), type, reason and action.
+type Kind = (String, String, String, String);
+
+/// The last Event of a [`Kind`]: its note, the recorder that keeps its
+/// series, and when it was published.
+struct Last {
+    note: Option<String>,
+    recorder: Recorder,
+    used: Instant,
+}
+
+/// As long as kube's Recorder keeps an Event's series.
+const SERIES_TTL: Duration = Duration::from_secs(6 * 60);
+
+impl Series {
+    fn recorder(
+        &mut self,
+        client: &Client,
+        reporter: &Reporter,
+        event: &Event,
+        reference: &ObjectReference,
+    ) -> Recorder {
+        let now = Instant::now();
+        // Bounded: entries go six minutes after their last Event.
+        self.last
+            .retain(|_, last| now.duration_since(last.used) < SERIES_TTL);
+        let object = reference.uid.clone().unwrap_or_else(|| {
+            format!(
+                "{}/{}",
+                reference.namespace.as_deref().unwrap_or_default(),
+                reference.name.as_deref().unwrap_or_default()
+            )
+        });
+        let key = (
+            object,
+            format!("{:?}", event.type_),
+            event.reason.clone(),
+            event.action.clone(),
+        );
+        match self.last.get_mut(&key) {
+            Some(last) if last.note == event.note => {
+                last.used = now;
+                last.recorder.clone()
+            }
+            _ => {
+                let recorder = Recorder::new(client.clone(), reporter.clone());
+                let last = Last {
+                    note: event.note.clone(),
+                    recorder: recorder.clone(),
+                    used: now,
+                };
+                self.last.insert(key, last);
+                recorder
+            }
         }
     }
 }

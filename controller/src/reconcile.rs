@@ -56,14 +56,13 @@ const MAX_BACKOFF: Duration = Duration::from_secs(300);
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Outcome {
     Created,
-    /// Corrected in place; `adopted`: the Secret was an orphan of kseal's
-    /// (see [`Ownership::Orphan`]) and is now owned.
+    /// Corrected in place; `was`: whose the Secret was before (now ours).
     Updated {
-        adopted: bool,
+        was: Ownership,
     },
     /// Deleted and created again, because a field that Kubernetes does not
     /// let change in place had to change; says which.
-    Recreated(&'static str),
+    Recreated(String),
     InSync,
 }
 
@@ -73,10 +72,20 @@ impl Outcome {
         match self {
             Outcome::InSync => None,
             Outcome::Created => Some(("Unsealed", format!("Secret {name} created"))),
-            Outcome::Updated { adopted: false } => {
-                Some(("Unsealed", format!("Secret {name} updated")))
-            }
-            Outcome::Updated { adopted: true } => Some((
+            Outcome::Updated {
+                was: Ownership::Owned | Ownership::Foreign,
+            } => Some(("Unsealed", format!("Secret {name} updated"))),
+            Outcome::Updated {
+                was: Ownership::Managed,
+            } => Some((
+                "TakenOver",
+                format!(
+                    "Secret {name} was annotated kseal.dev/managed=true: taken over and updated"
+                ),
+            )),
+            Outcome::Updated {
+                was: Ownership::Orphan,
+            } => Some((
                 "Adopted",
                 format!(
                     "Secret {name} carried kseal's owned label and had no owner (its SealedSecret was deleted with --cascade=orphan): adopted and updated"
@@ -96,6 +105,14 @@ pub async fn reconcile(
     sealed: Arc<CachedSealedSecret>,
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {
+    // Being deleted: the garbage collector decides what becomes of the
+    // Secret. With --cascade=orphan it has just removed the owner
+    // reference (the orphan finalizer runs before the object goes); a
+    // reconcile now would put it back, and the Secret would be collected
+    // with its owner after all.
+    if sealed.metadata.deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
     let started = Instant::now();
     let object = ObjectRef::from_obj(sealed.as_ref());
     let (result, record) = match sync_secret(&sealed, &ctx).await {
@@ -261,9 +278,10 @@ impl Desired {
     /// Why `existing` cannot be brought in sync in place, if it cannot: the
     /// API server refuses to change a Secret's type, and the data of a
     /// Secret that is immutable, or to make it mutable again.
-    fn needs_recreate(&self, existing: &Secret, data: &Plaintext) -> Option<&'static str> {
-        if existing.type_.as_deref().unwrap_or("Opaque") != self.type_ {
-            return Some("its type changed");
+    fn needs_recreate(&self, existing: &Secret, data: &Plaintext) -> Option<String> {
+        let type_ = existing.type_.as_deref().unwrap_or("Opaque");
+        if type_ != self.type_ {
+            return Some(format!("its type changed from {type_} to {}", self.type_));
         }
         if existing.immutable == Some(true) {
             let data_differs = existing
@@ -271,10 +289,12 @@ impl Desired {
                 .as_ref()
                 .map_or(!data.0.is_empty(), |d| *d != data.0);
             if data_differs {
-                return Some("the data of an immutable Secret changed");
+                return Some("the data of an immutable Secret changed".to_owned());
             }
             if self.immutable == Some(false) {
-                return Some("the Secret is immutable and the template makes it mutable");
+                return Some(
+                    "the Secret is immutable and the template makes it mutable".to_owned(),
+                );
             }
         }
         None
@@ -669,9 +689,7 @@ async fn write_secret(
         .map_err(|err| secret_write(name, err))?;
     write.wrote(watched_version(&updated));
     Ok((
-        Outcome::Updated {
-            adopted: ownership == Ownership::Orphan,
-        },
+        Outcome::Updated { was: ownership },
         record(updated.metadata.resource_version.clone()),
     ))
 }
@@ -732,9 +750,17 @@ async fn recreate(
                 Some(now) if now.metadata.uid != existing.metadata.uid => {
                     Err(Error::SecretTakenDuringRecreate(name.to_owned()))
                 }
-                // The same Secret, held by a finalizer (or gone since):
-                // retried until it is gone.
-                _ => Err(Error::Kube(kube::Error::Api(status))),
+                // The same Secret, held by finalizers: retried until they
+                // are removed (its deletion starts a reconcile too).
+                Some(now) => Err(Error::RecreatePending {
+                    name: name.to_owned(),
+                    finalizers: crate::error::named(
+                        now.metadata.finalizers.as_deref().unwrap_or_default(),
+                        ", ",
+                    ),
+                }),
+                // Gone since: created at the next look.
+                None => Err(Error::Kube(kube::Error::Api(status))),
             }
         }
         Err(err) => Err(secret_write(name, err)),
@@ -1107,7 +1133,7 @@ mod tests {
         tls.type_ = "kubernetes.io/tls".to_owned();
         assert_eq!(
             tls.needs_recreate(&secret, &data("v")),
-            Some("its type changed")
+            Some("its type changed from Opaque to kubernetes.io/tls".to_owned())
         );
         secret.immutable = Some(true);
         assert_eq!(want.needs_recreate(&secret, &data("v")), None);

@@ -234,7 +234,7 @@ async fn flux_and_argocd_read_every_state_as_documented() {
         ("invalid-spec", "InvalidSpec"),
         ("policy-denied", "PolicyDenied"),
         ("not-owned", "SecretNotOwned"),
-        ("retrying", "KubernetesError"),
+        ("retrying", "RecreatePending"),
     ] {
         assert_eq!(
             fixture.wait_ready("app", name, "False").await,

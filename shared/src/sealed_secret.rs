@@ -37,7 +37,9 @@ pub const MAX_VALUES: usize = 1024;
     category = "kseal",
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
     printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
-    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
+    printcolumn = r#"{"name":"Message","type":"string","priority":1,"jsonPath":".status.conditions[?(@.type==\"Ready\")].message"}"#,
+    doc = "A Secret whose values are encrypted to the cluster's keys; safe to commit. The kseal controller creates the Secret and reports on it in status (docs/gitops-health.md)."
 )]
 #[serde(rename_all = "camelCase")]
 pub struct SealedSecretSpec {
@@ -152,7 +154,10 @@ pub struct SecretRecord {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Condition {
-    /// The condition type (`Ready`).
+    /// The condition type: `Ready`; `Stalled` (a failure that needs a
+    /// change to the object or the cluster) or `Reconciling` (a failure
+    /// being retried), each present only while True; `RotationDue`,
+    /// `RewrapDue`.
     #[serde(rename = "type")]
     pub type_: String,
     /// `True`, `False` or `Unknown`.
