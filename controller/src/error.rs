@@ -149,6 +149,14 @@ pub enum Error {
         code: u16,
         causes: String,
     },
+    /// Writing the Secret failed in a way that may pass (a conflict, a
+    /// rate limit, a server error): retried. Said as [`rejection`] says it.
+    #[error("writing Secret {name:?} failed ({code}): {causes}")]
+    SecretWriteFailed {
+        name: String,
+        code: u16,
+        causes: String,
+    },
     /// The SealedSecret asks for a Secret the policy does not allow (a
     /// reserved or dangerous type, label or annotation), or lives in the
     /// controller's own namespace.
@@ -212,6 +220,7 @@ impl Error {
             }
             Error::SecretRejected { .. } => Reason::SecretRejected,
             Error::RecreatePending { .. } => Reason::RecreatePending,
+            Error::SecretWriteFailed { .. } => Reason::KubernetesError,
             Error::PolicyDenied(_) => Reason::PolicyDenied,
             Error::Kube(_) => Reason::KubernetesError,
             Error::Serialization(_) => Reason::SerializationError,
@@ -230,23 +239,30 @@ impl Error {
                 | Error::Serialization(_)
                 | Error::Internal(_)
                 | Error::RecreatePending { .. }
+                | Error::SecretWriteFailed { .. }
         )
     }
 }
 
-/// A failed write (create, replace, delete) of the Secret `name`: a
-/// refusal of the Secret itself (400, 403, 422) is [`Error::SecretRejected`],
-/// anything else [`Error::Kube`].
-pub fn secret_write(name: &str, err: kube::Error) -> Error {
-    match err {
-        kube::Error::Api(status) if matches!(status.code, 400 | 403 | 422) => {
-            Error::SecretRejected {
-                name: name.to_owned(),
-                code: status.code,
-                causes: rejection(&status),
-            }
+/// A failed write (create, replace, delete) of the Secret `name`. Every
+/// answer of the API server is said by [`rejection`], which withholds any
+/// message that `quotes_value` finds a value in: admission webhooks and
+/// policies may quote the object they refuse. A refusal of the Secret
+/// itself (a 4xx other than a conflict or a rate limit) is
+/// [`Error::SecretRejected`], which needs a change; any other answer is
+/// [`Error::SecretWriteFailed`], retried; no answer is [`Error::Kube`].
+pub fn secret_write(name: &str, err: kube::Error, quotes_value: impl Fn(&str) -> bool) -> Error {
+    let kube::Error::Api(status) = err else {
+        return Error::Kube(err);
+    };
+    let name = name.to_owned();
+    let causes = rejection(&status, quotes_value);
+    let code = status.code;
+    match code {
+        400..=499 if !matches!(code, 404 | 408 | 409 | 429) => {
+            Error::SecretRejected { name, code, causes }
         }
-        err => Error::Kube(err),
+        _ => Error::SecretWriteFailed { name, code, causes },
     }
 }
 
@@ -255,13 +271,24 @@ pub fn secret_write(name: &str, err: kube::Error) -> Error {
 /// in its messages, but some validators then quote their own parse error,
 /// which can hold a value's bytes (`.dockerconfigjson`: `invalid character
 /// 'Z' looking for beginning of value`): every message is cut after that
-/// marker. The field paths of the causes, each with its message, or the
-/// message alone when the answer lists no causes.
-pub fn rejection(status: &kube::core::Status) -> String {
+/// marker. Admission webhooks and policies write what they like: a message
+/// in which `quotes_value` finds a value is withheld. The field paths of
+/// the causes, each with its message, or the message alone when the
+/// answer lists no causes.
+pub fn rejection(status: &kube::core::Status, quotes_value: impl Fn(&str) -> bool) -> String {
     const REDACTED: &str = "<secret contents redacted>";
-    let cut = |text: &str| match text.find(REDACTED) {
-        Some(at) => format!("{}\"", &text[..at + REDACTED.len()]),
-        None => text.to_owned(),
+    let cut = |text: &str| {
+        let text = match text.find(REDACTED) {
+            // Closed as it was opened, when it was quoted.
+            Some(at) if text[..at].ends_with('"') => format!("{}\"", &text[..at + REDACTED.len()]),
+            Some(at) => text[..at + REDACTED.len()].to_owned(),
+            None => text.to_owned(),
+        };
+        if quotes_value(&text) {
+            "(the message is withheld: it quotes a value of the Secret)".to_owned()
+        } else {
+            text
+        }
     };
     let causes: Vec<String> = status
         .details
@@ -427,6 +454,7 @@ mod tests {
                 kube::Error::Api(Box::new(
                     kube::core::Status::failure("no", "Invalid").with_code(422),
                 )),
+                |_| false,
             ),
             Error::PolicyDenied("p".into()),
             Error::Kube(kube::Error::LinesCodecMaxLineLengthExceeded),
@@ -512,7 +540,8 @@ mod tests {
             Error::Internal("decrypting panicked".into()),
             Error::SecretNotOwned("db".into()),
             Error::SecretTakenDuringRecreate("db".into()),
-            secret_write("db", api_error(422, "Invalid", IMMUTABLE)),
+            secret_write("db", api_error(422, "Invalid", IMMUTABLE), |_| false),
+            secret_write("db", api_error(409, "Conflict", "modified"), |_| false),
             Error::PolicyDenied("Secret type \"kseal.dev/sealing-key\" is reserved".into()),
             Error::Kube(api_error(422, "Invalid", IMMUTABLE)),
             Error::Kube(api_error(
@@ -601,7 +630,7 @@ mod tests {
             ]},
         }))
         .unwrap();
-        let err = secret_write("db", kube::Error::Api(Box::new(status.clone())));
+        let err = secret_write("db", kube::Error::Api(Box::new(status.clone())), |_| false);
         assert_eq!(err.reason(), Reason::SecretRejected);
         assert!(err.is_permanent());
         let message = err.to_string();
@@ -612,7 +641,7 @@ mod tests {
         // Without causes: the message, cut the same way.
         let mut bare = status;
         bare.details = None;
-        let message = rejection(&bare);
+        let message = rejection(&bare, |_| false);
         assert!(!message.contains('Z'), "{message}");
         assert!(
             message.ends_with("<secret contents redacted>\""),
@@ -623,8 +652,34 @@ mod tests {
             kube::core::Status::failure("modified", "Conflict").with_code(409),
         ));
         assert_eq!(
-            secret_write("db", conflict).reason(),
+            secret_write("db", conflict, |_| false).reason(),
             Reason::KubernetesError
         );
+    }
+
+    /// Whatever its code, a refusal whose message quotes a value (an
+    /// admission policy's message expression) is withheld.
+    #[test]
+    fn refusals_that_quote_a_value_are_withheld() {
+        for (code, reason, permanent) in [
+            (403, "Forbidden", true),
+            (413, "RequestEntityTooLarge", true),
+            (400, "BadRequest", true),
+            (409, "Conflict", false),
+            (500, "InternalError", false),
+        ] {
+            let status = kube::core::Status::failure(
+                "ValidatingAdmissionPolicy 'echo' denied request: refused, value is hunter2",
+                reason,
+            )
+            .with_code(code);
+            let err = secret_write("db", kube::Error::Api(Box::new(status)), |text| {
+                text.contains("hunter2")
+            });
+            let message = err.to_string();
+            assert!(!message.contains("hunter2"), "{code}: {message}");
+            assert!(message.contains("withheld"), "{code}: {message}");
+            assert_eq!(err.is_permanent(), permanent, "{code}");
+        }
     }
 }

@@ -68,6 +68,8 @@ impl EventSink {
 #[derive(Default)]
 struct Series {
     last: HashMap<Kind, Last>,
+    /// For Events of kinds beyond [`SERIES_MAX`].
+    shared: Option<Recorder>,
 }
 
 /// An Event's object (uid, else namespace/name), type, reason and action.
@@ -83,6 +85,9 @@ struct Last {
 
 /// As long as kube's Recorder keeps an Event's series.
 const SERIES_TTL: Duration = Duration::from_secs(6 * 60);
+/// At most this many kinds are followed (a few MiB); beyond, Events share
+/// one recorder, as before (with `--event-qps 0` nothing else bounds them).
+const SERIES_MAX: usize = 1024;
 
 impl Series {
     fn recorder(
@@ -109,11 +114,16 @@ impl Series {
             event.reason.clone(),
             event.action.clone(),
         );
+        let full = self.last.len() >= SERIES_MAX;
         match self.last.get_mut(&key) {
             Some(last) if last.note == event.note => {
                 last.used = now;
                 last.recorder.clone()
             }
+            None if full => self
+                .shared
+                .get_or_insert_with(|| Recorder::new(client.clone(), reporter.clone()))
+                .clone(),
             _ => {
                 let recorder = Recorder::new(client.clone(), reporter.clone());
                 let last = Last {

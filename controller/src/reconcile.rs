@@ -154,6 +154,32 @@ pub fn error_policy(sealed: Arc<CachedSealedSecret>, error: &Error, ctx: Arc<Con
 /// Decrypted data, wiped when dropped.
 struct Plaintext(BTreeMap<String, ByteString>);
 
+impl Plaintext {
+    /// Whether `text` quotes one of the values, as is or base64-encoded (as
+    /// an admission webhook sees a Secret's data). Values under 4 bytes are
+    /// not looked for: they would be found in ordinary words.
+    fn quoted_in(&self, text: &str) -> bool {
+        use base64::Engine;
+        let text = text.as_bytes();
+        self.0.values().any(|value| {
+            let value = value.0.as_slice();
+            if value.len() < 4 {
+                return false;
+            }
+            let encoded =
+                zeroize::Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(value));
+            contains(text, value) || contains(text, encoded.as_bytes())
+        })
+    }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty()
+        && haystack
+            .windows(needle.len())
+            .any(|window| window == needle)
+}
+
 impl Drop for Plaintext {
     fn drop(&mut self) {
         for value in self.0.values_mut() {
@@ -582,6 +608,7 @@ async fn write_secret(
         ));
     }
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
+    let quotes = &|text: &str| data.quoted_in(text);
     // kseal's mark of origin on the Secret (see `Signer::origin`): any mark
     // a held key made will do, so a key rotation rewrites no Secret.
     let marked = |secret: &Secret| {
@@ -591,15 +618,18 @@ async fn write_secret(
             .is_some_and(|mark| keys.record_keys.verify_origin(namespace, name, mark))
     };
     // Everything kseal writes besides `desired`: the mark and the owner.
+    // A write that happens anyway renews a mark made with an older key, so
+    // marks follow rotation without a write of their own.
     let finish = |secret: &mut Secret| {
-        if let Some(signer) = signer
-            && !marked(secret)
-        {
-            secret
-                .metadata
-                .annotations
-                .get_or_insert_with(BTreeMap::new)
-                .insert(ORIGIN_ANNOTATION.to_owned(), signer.origin(namespace, name));
+        if let Some(signer) = signer {
+            let mark = signer.origin(namespace, name);
+            if secret.annotations().get(ORIGIN_ANNOTATION) != Some(&mark) {
+                secret
+                    .metadata
+                    .annotations
+                    .get_or_insert_with(BTreeMap::new)
+                    .insert(ORIGIN_ANNOTATION.to_owned(), mark);
+            }
         }
         let references = secret
             .metadata
@@ -636,7 +666,7 @@ async fn write_secret(
             Err(kube::Error::Api(status)) if status.code == 409 => {
                 api.get_opt(name).await?.map(Wiped)
             }
-            Err(err) => return Err(secret_write(name, err)),
+            Err(err) => return Err(secret_write(name, err, quotes)),
         }
     } else {
         api.get_opt(name).await?.map(Wiped)
@@ -646,7 +676,7 @@ async fn write_secret(
             .create(&PostParams::default(), &fresh())
             .await
             .map(Wiped)
-            .map_err(|err| secret_write(name, err))?;
+            .map_err(|err| secret_write(name, err, quotes))?;
         write.wrote(watched_version(&created));
         return Ok((
             Outcome::Created,
@@ -656,6 +686,23 @@ async fn write_secret(
     let ownership = Ownership::of(&existing, &owner, marked(&existing));
     if ownership == Ownership::Foreign {
         return Err(Error::SecretNotOwned(name.to_owned()));
+    }
+    if ownership == Ownership::Orphan {
+        // The garbage collector removes the owner reference when this very
+        // object is being deleted with --cascade=orphan, maybe after this
+        // reconcile began: adopting the Secret then would hand it back to
+        // the collector. The object as the API server has it now decides.
+        let sealed_api: Api<SealedSecret> = Api::namespaced(ctx.client.clone(), namespace);
+        let by_name = ListParams::default().fields(&format!("metadata.name={name}"));
+        let now = sealed_api.list(&by_name).await?.items.into_iter().next();
+        if now.is_none_or(|now| {
+            now.metadata.deletion_timestamp.is_some()
+                || now.metadata.uid.as_deref() != Some(owner.uid.as_str())
+        }) {
+            return Err(Error::Internal(
+                "the SealedSecret is being deleted: its Secret is left as the garbage collector leaves it".into(),
+            ));
+        }
     }
     if ownership == Ownership::Owned
         && desired.matches(&existing, &data)
@@ -669,7 +716,7 @@ async fn write_secret(
         ));
     }
     if let Some(why) = desired.needs_recreate(&existing, &data) {
-        let created = recreate(&api, name, &existing, |replacement| {
+        let created = recreate(&api, name, &existing, quotes, |replacement| {
             desired.apply_to(replacement, &data);
             finish(replacement);
         })
@@ -686,7 +733,7 @@ async fn write_secret(
         .replace(name, &PostParams::default(), &existing)
         .await
         .map(Wiped)
-        .map_err(|err| secret_write(name, err))?;
+        .map_err(|err| secret_write(name, err, quotes))?;
     write.wrote(watched_version(&updated));
     Ok((
         Outcome::Updated { was: ownership },
@@ -710,6 +757,7 @@ async fn recreate(
     api: &Api<Secret>,
     name: &str,
     existing: &Secret,
+    quotes: &(dyn Fn(&str) -> bool + Sync),
     make: impl FnOnce(&mut Secret),
 ) -> Result<Wiped, Error> {
     let mut replacement = Wiped(existing.clone());
@@ -728,10 +776,15 @@ async fn recreate(
         dry_run: true,
         ..PostParams::default()
     };
-    match api.create(&dry_run, &replacement).await {
+    // Only "this name exists" means the rest passed: a webhook may refuse
+    // with 409 too.
+    match api.create(&dry_run, &replacement).await.map(Wiped) {
         Ok(_) => {}
-        Err(kube::Error::Api(status)) if status.code == 409 => {}
-        Err(err) => return Err(secret_write(name, err)),
+        Err(kube::Error::Api(status))
+            if status.code == 409
+                && status.reason == "AlreadyExists"
+                && status.details.as_ref().is_some_and(|d| d.name == name) => {}
+        Err(err) => return Err(secret_write(name, err, quotes)),
     }
     let delete = DeleteParams {
         preconditions: Some(Preconditions {
@@ -740,9 +793,11 @@ async fn recreate(
         }),
         ..DeleteParams::default()
     };
-    api.delete(name, &delete)
+    let deleted = api
+        .delete(name, &delete)
         .await
-        .map_err(|err| secret_write(name, err))?;
+        .map_err(|err| secret_write(name, err, quotes))?;
+    drop(deleted.map_left(Wiped));
     match api.create(&PostParams::default(), &replacement).await {
         Ok(created) => Ok(Wiped(created)),
         Err(kube::Error::Api(status)) if status.code == 409 => {
@@ -763,7 +818,7 @@ async fn recreate(
                 None => Err(Error::Kube(kube::Error::Api(status))),
             }
         }
-        Err(err) => Err(secret_write(name, err)),
+        Err(err) => Err(secret_write(name, err, quotes)),
     }
 }
 
@@ -1120,6 +1175,20 @@ mod tests {
         desired(&[], &[]).apply_to(&mut secret, &data("v"));
         assert_eq!(secret.labels()["kept"], "1");
         assert!(secret.metadata.annotations.is_none());
+    }
+
+    /// A value is found as is and base64-encoded; short ones are not
+    /// looked for.
+    #[test]
+    fn values_are_found_where_quoted() {
+        let values = Plaintext(BTreeMap::from([
+            ("password".to_owned(), ByteString(b"hunter2".to_vec())),
+            ("pin".to_owned(), ByteString(b"42".to_vec())),
+        ]));
+        assert!(values.quoted_in("refused, value is hunter2"));
+        assert!(values.quoted_in("data: aHVudGVyMg=="));
+        assert!(!values.quoted_in("refused: 42 is not allowed"));
+        assert!(!values.quoted_in("Required value"));
     }
 
     #[test]

@@ -41,7 +41,8 @@ const KEY_INFO: &[u8] = b"kseal.dev/v1 secret-record key";
 // v2: maps carry their entry count (v1 records cost one read each, once).
 // v3: the Secret carries the record of template keys (kseal.dev/
 // template-metadata): each Secret is read once more, and gets it.
-const CONTENT_LABEL: &[u8] = b"kseal.dev/v3 secret-record content";
+// v4: and the origin mark (kseal.dev/origin).
+const CONTENT_LABEL: &[u8] = b"kseal.dev/v4 secret-record content";
 const RECORD_LABEL: &[u8] = b"kseal.dev/v1 secret-record";
 /// The origin mark on a Secret kseal made (see [`Signer::origin`]).
 const ORIGIN_LABEL: &[u8] = b"kseal.dev/v1 secret-origin";

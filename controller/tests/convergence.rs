@@ -201,6 +201,69 @@ async fn template_changes_reach_the_secret() {
     assert!(message.contains("<secret contents redacted>"), "{message}");
     assert!(!message.contains("'Z'"), "{message}");
 
+    // An admission policy whose message quotes the value it refuses: the
+    // message is withheld, whatever the answer's code.
+    let policy: serde_json::Value = serde_json::json!({
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingAdmissionPolicy",
+        "metadata": {"name": "echo"},
+        "spec": {
+            "failurePolicy": "Fail",
+            "matchConstraints": {"resourceRules": [{
+                "apiGroups": [""], "apiVersions": ["v1"],
+                "operations": ["CREATE", "UPDATE"], "resources": ["secrets"],
+            }]},
+            "matchConditions": [{
+                "name": "echo-only",
+                "expression": "has(object.metadata.labels) && 'echo-test' in object.metadata.labels",
+            }],
+            "validations": [{
+                "expression": "false",
+                "reason": "RequestEntityTooLarge",
+                "messageExpression": "'refused, value is ' + string(object.data['password'])",
+            }],
+        },
+    });
+    let binding = serde_json::json!({
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingAdmissionPolicyBinding",
+        "metadata": {"name": "echo"},
+        "spec": {"policyName": "echo", "validationActions": ["Deny"]},
+    });
+    for object in [policy, binding] {
+        let object: kube::api::DynamicObject = serde_json::from_value(object).unwrap();
+        let gvk = kube::api::GroupVersionKind::try_from(object.types.as_ref().unwrap()).unwrap();
+        let api: Api<kube::api::DynamicObject> = Api::all_with(
+            fixture.client.clone(),
+            &kube::api::ApiResource::from_gvk(&gvk),
+        );
+        api.create(&PostParams::default(), &object).await.unwrap();
+    }
+    let mut echoed = plain("app", "echoed", &[("password", "hunter2-canary")]);
+    echoed.labels.insert("echo-test".into(), "1".into());
+    // The policy takes a moment to be enforced: until the object is
+    // refused, look again.
+    fixture
+        .apply(&seal(&echoed, Scope::Strict, &recipients))
+        .await;
+    let object = poll("the echoed Secret refused", || async {
+        let object = fixture.sealed_secrets("app").get("echoed").await.ok()?;
+        let ready = object.status.as_ref()?.conditions.first()?.clone();
+        if ready.status == "True" {
+            // Made before the policy took effect: change it to be refused.
+            let _ = secrets.delete("echoed", &DeleteParams::default()).await;
+            return None;
+        }
+        (ready.reason == "SecretRejected").then_some(ready)
+    })
+    .await;
+    assert!(!object.message.contains("hunter2"), "{}", object.message);
+    assert!(object.message.contains("withheld"), "{}", object.message);
+    for event in events_for(&fixture, "echoed").await {
+        let message = event.message.unwrap_or_default();
+        assert!(!message.contains("hunter2"), "{message}");
+    }
+
     // --- An empty type is Opaque: no re-create when others touch it --------
     fixture
         .apply(&labelled("untyped", "v", "", &[], &[], &recipients))
