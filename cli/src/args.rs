@@ -452,12 +452,18 @@ pub struct ValidateArgs {
         name: no plaintext Secrets
         entry: kseal check
         language: system
-        files: \\.(ya?ml|json)$|(^|/)\\.kseal-
+        files: \\.(ya?ml|json)$|(^|/)\\.kseal-|(^|/)Kustomization$
+        exclude: ^charts/[^/]+/templates/
 
 (`(^|/)\\.kseal-` passes kseal's own temporary files too, which only a killed write
 leaves and which may hold a Secret.) Files are decoded as `kseal seal` decodes them
 (UTF-8, or UTF-16 with a byte-order mark); a file check cannot read (a dangling symlink,
-other bytes) is reported with every other finding, and fails the check.
+a Helm template, other bytes) is reported with every other finding, and fails the check.
+Kustomizations count too: a secretGenerator with literals, envs or files is plaintext.
+
+In a directory walked, .ksealignore files (gitignore syntax; read here, below, and above
+up to the repository's top) exclude paths, each named on stderr; a path named on the
+command line is always read. --no-ignore reads none of them.
 
 As a CI gate on rotation: `kseal check --rotation clusters/` (each file's
 .kseal.yaml max_age and each object's spec.maxAge) or `kseal check --max-age
@@ -480,6 +486,10 @@ pub struct CheckArgs {
     /// reports as RotationDue)
     #[arg(long, conflicts_with = "max_age")]
     pub rotation: bool,
+    /// Read no .ksealignore file: check everything the walk finds (for a CI gate that does
+    /// not take the tree's word for what to skip)
+    #[arg(long)]
+    pub no_ignore: bool,
 }
 
 #[derive(Debug, Args)]

@@ -26,6 +26,13 @@
 //!   name too, and git knows no hard links (a checkout makes each path a
 //!   file of its own), so there is nothing to warn about.
 //!
+//! A tree may exclude files and directories from every walking command with
+//! [`IGNORE_FILE`]s (`.ksealignore`, in gitignore syntax), read in each
+//! directory walked and in those above it up to the repository's top:
+//! a Helm chart's `templates/`, say, which is not YAML until rendered.
+//! What they exclude is named on stderr with the rule; a path named on
+//! the command line is read whatever they say.
+//!
 //! Commands that edit files in place follow a symlink only to a target
 //! inside the tree they were given ([`ManifestPath::edit_target`]).
 
@@ -34,10 +41,97 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
+use ignore::Match;
+use ignore::gitignore::{Gitignore, GitignoreBuilder};
 
 /// The name prefix of kseal's temporary files (`.kseal-XXXXXX`, beside the
 /// file being written).
 pub const TEMPORARY_PREFIX: &str = ".kseal-";
+
+/// The name of kseal's ignore files: gitignore syntax (`#` comments, `!`
+/// to re-include, a trailing `/` for directories only, patterns relative
+/// to the file's directory), as `.gitignore`, `.dockerignore` and
+/// `.helmignore` users know it.
+pub const IGNORE_FILE: &str = ".ksealignore";
+
+/// The [`IGNORE_FILE`]s that apply under one walked directory: its own,
+/// those of the directories below it (read as the walk reaches them) and
+/// those above it up to the repository's top (the nearest directory with a
+/// `.git`; without one, none above). Paths are canonical.
+struct IgnoreRules {
+    top: PathBuf,
+    by_dir: HashMap<PathBuf, Option<Gitignore>>,
+}
+
+impl IgnoreRules {
+    fn new(root: &Path) -> Self {
+        let top = root
+            .ancestors()
+            .find(|ancestor| ancestor.join(".git").exists())
+            .unwrap_or(root)
+            .to_owned();
+        Self {
+            top,
+            by_dir: HashMap::new(),
+        }
+    }
+
+    /// The rules of `dir`'s ignore file, read once; a file that cannot be
+    /// read or holds a bad pattern is an error, not an empty rule set.
+    fn of_dir(&mut self, dir: &Path) -> Result<Option<&Gitignore>> {
+        if !self.by_dir.contains_key(dir) {
+            let file = dir.join(IGNORE_FILE);
+            let rules = if file.is_file() {
+                let mut builder = GitignoreBuilder::new(dir);
+                let read = match builder.add(&file) {
+                    Some(err) => Err(anyhow::Error::new(err)),
+                    None => builder.build().map_err(anyhow::Error::new),
+                };
+                match read {
+                    Ok(rules) => Some(rules),
+                    // Said once; the files it would have excluded are read.
+                    Err(err) => {
+                        self.by_dir.insert(dir.to_owned(), None);
+                        return Err(err.context(format!(
+                            "{}: cannot read, so nothing is excluded by it",
+                            file.display()
+                        )));
+                    }
+                }
+            } else {
+                None
+            };
+            self.by_dir.insert(dir.to_owned(), rules);
+        }
+        Ok(self.by_dir.get(dir).and_then(Option::as_ref))
+    }
+
+    /// The rule that excludes `path` (canonical, below the walked
+    /// directory), as `FILE: PATTERN`; `None` when it is not excluded. The
+    /// nearest ignore file that has a say decides, as in git.
+    fn excluded(&mut self, path: &Path, is_dir: bool) -> Result<Option<String>> {
+        let top = self.top.clone();
+        for dir in path.ancestors().skip(1) {
+            if !dir.starts_with(&top) {
+                break;
+            }
+            let Some(rules) = self.of_dir(dir)? else {
+                continue;
+            };
+            match rules.matched(path, is_dir) {
+                Match::Ignore(glob) => {
+                    let from = glob
+                        .from()
+                        .map_or_else(|| IGNORE_FILE.into(), |file| file.display().to_string());
+                    return Ok(Some(format!("{from}: {}", glob.original())));
+                }
+                Match::Whitelist(_) => return Ok(None),
+                Match::None => {}
+            }
+        }
+        Ok(None)
+    }
+}
 
 /// A file found on the command line or in a directory walk.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -107,19 +201,32 @@ impl ManifestPath {
 
 /// What the walk should collect besides manifests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Temporaries {
+pub enum Extras {
     /// Manifests only.
-    Skip,
-    /// Also kseal's temporary files (`.kseal-XXXXXX`), for `kseal check`.
-    Include,
+    ManifestsOnly,
+    /// Also, for `kseal check`, what may hold plaintext without being
+    /// named like a manifest: kseal's temporary files (`.kseal-XXXXXX`)
+    /// and kustomize's extensionless `Kustomization` files (their
+    /// `secretGenerator`s).
+    ForTheGate,
 }
 
 /// Expands `paths` into manifest files (see the module documentation);
 /// in walk order, sorted within each directory, so output is
 /// deterministic. What is skipped is said on stderr, with why; the first
 /// path that cannot be read fails the walk.
-pub fn manifest_files(paths: &[PathBuf], temporaries: Temporaries) -> Result<Vec<ManifestPath>> {
-    walk(paths, temporaries, &mut Err)
+pub fn manifest_files(paths: &[PathBuf], extras: Extras) -> Result<Vec<ManifestPath>> {
+    walk(paths, extras, IgnoreFiles::Read, &mut Err)
+}
+
+/// Whether a walk reads [`IGNORE_FILE`]s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IgnoreFiles {
+    /// Exclude what they say.
+    Read,
+    /// Walk everything (`kseal check --no-ignore`: a CI gate that does not
+    /// trust the tree's own exclusions).
+    Skip,
 }
 
 /// The files of a walk that goes on past what it cannot read.
@@ -135,14 +242,18 @@ pub struct Walk {
 /// As [`manifest_files`], but a path that cannot be read is handed back
 /// in [`Walk::unreadable`] and the walk goes on: a gate reports every
 /// finding of the tree, and fails on what it could not read too.
-pub fn manifest_files_reporting(paths: &[PathBuf], temporaries: Temporaries) -> Walk {
+pub fn manifest_files_reporting(
+    paths: &[PathBuf],
+    extras: Extras,
+    ignore_files: IgnoreFiles,
+) -> Walk {
     let mut unreadable = Vec::new();
     let walked = {
         let mut report = |err| {
             unreadable.push(err);
             Ok(())
         };
-        walk(paths, temporaries, &mut report)
+        walk(paths, extras, ignore_files, &mut report)
     };
     let files = walked.unwrap_or_else(|err| {
         unreadable.push(err);
@@ -155,7 +266,8 @@ pub fn manifest_files_reporting(paths: &[PathBuf], temporaries: Temporaries) -> 
 /// does: `Err` ends the walk, `Ok` skips the path and goes on.
 fn walk(
     paths: &[PathBuf],
-    temporaries: Temporaries,
+    extras: Extras,
+    ignore_files: IgnoreFiles,
     failed: &mut dyn FnMut(anyhow::Error) -> Result<()>,
 ) -> Result<Vec<ManifestPath>> {
     let mut found: Vec<(ManifestPath, bool)> = Vec::new();
@@ -181,7 +293,7 @@ fn walk(
                 Ok((mut named, is_link)) => {
                     // Named by a hook (pre-commit passes each staged
                     // file): still said to be a leftover temporary.
-                    named.temporary = temporaries == Temporaries::Include
+                    named.temporary = extras == Extras::ForTheGate
                         && path.file_name().is_some_and(is_temporary_name);
                     found.push((named, is_link));
                 }
@@ -199,13 +311,15 @@ fn walk(
             }
         };
         let mut in_dir = Vec::new();
+        let mut ignore_rules = IgnoreRules::new(&root);
         // Not following links: kubectl's walk (Go's filepath.Walk) does not
         // descend into symlinked directories; symlinked files are handled
         // below. The root itself is followed when it is a link.
-        for entry in walkdir::WalkDir::new(path)
+        let mut entries = walkdir::WalkDir::new(path)
             .follow_links(false)
             .sort_by_file_name()
-        {
+            .into_iter();
+        while let Some(entry) = entries.next() {
             let entry = match entry {
                 Ok(entry) => entry,
                 // An unreadable directory: walkdir goes on with the rest.
@@ -217,12 +331,36 @@ fn walk(
                 }
             };
             let file_type = entry.file_type();
+            let temporary = extras == Extras::ForTheGate && is_temporary_name(entry.file_name());
+            let kustomization =
+                extras == Extras::ForTheGate && entry.file_name() == KUSTOMIZATION_FILE_NAMES[2];
+            let wanted = is_manifest_name(entry.path()) || temporary || kustomization;
+            // .ksealignore: an excluded directory is not entered, and an
+            // excluded manifest not read; each is named, with the rule.
+            if entry.depth() > 0
+                && ignore_files == IgnoreFiles::Read
+                && (file_type.is_dir() || wanted)
+            {
+                let canonical = root.join(entry.path().strip_prefix(path).unwrap_or(entry.path()));
+                match ignore_rules.excluded(&canonical, file_type.is_dir()) {
+                    Ok(Some(rule)) => {
+                        eprintln!(
+                            "kseal: {}: skipped: excluded by {rule}",
+                            entry.path().display()
+                        );
+                        if file_type.is_dir() {
+                            entries.skip_current_dir();
+                        }
+                        continue;
+                    }
+                    Ok(None) => {}
+                    // A gate fails on it; the entry is read all the same.
+                    Err(err) => failed(err)?,
+                }
+            }
             if file_type.is_dir() {
                 continue;
             }
-            let temporary =
-                temporaries == Temporaries::Include && is_temporary_name(entry.file_name());
-            let wanted = is_manifest_name(entry.path()) || temporary;
             let entry_path = entry.path();
             let mut is_link = false;
             if file_type.is_symlink() {
@@ -323,6 +461,10 @@ pub fn is_manifest_name(path: &Path) -> bool {
     )
 }
 
+/// The file names kustomize reads as a kustomization, in its order.
+pub const KUSTOMIZATION_FILE_NAMES: [&str; 3] =
+    ["kustomization.yaml", "kustomization.yml", "Kustomization"];
+
 /// Whether a file name is one of kseal's temporaries.
 pub fn is_temporary_name(name: &std::ffi::OsStr) -> bool {
     name.to_str()
@@ -391,13 +533,13 @@ mod tests {
         symlink(&outside, tree.join("dirlink")).unwrap();
         fs::write(tree.join(".kseal-Ab12Cd"), "{}").unwrap();
 
-        let files = manifest_files(std::slice::from_ref(&tree), Temporaries::Skip).unwrap();
+        let files = manifest_files(std::slice::from_ref(&tree), Extras::ManifestsOnly).unwrap();
         assert_eq!(
             names(&files, &tree),
             [".dot.yml", ".hidden/a.yaml", "out.yaml", "real/b.json"]
         );
         assert!(files.iter().all(|file| file.walked && !file.temporary));
-        let files = manifest_files(std::slice::from_ref(&tree), Temporaries::Include).unwrap();
+        let files = manifest_files(std::slice::from_ref(&tree), Extras::ForTheGate).unwrap();
         assert!(
             files
                 .iter()
@@ -438,7 +580,7 @@ mod tests {
         ] {
             let dir = tempfile::tempdir().unwrap();
             symlink(target, dir.path().join(name)).unwrap();
-            let err = manifest_files(&[dir.path().to_owned()], Temporaries::Skip)
+            let err = manifest_files(&[dir.path().to_owned()], Extras::ManifestsOnly)
                 .unwrap_err()
                 .to_string();
             assert!(err.contains(name) && err.contains("cannot follow"), "{err}");
@@ -449,7 +591,11 @@ mod tests {
         symlink("b-loop.yaml", dir.path().join("b-loop.yaml")).unwrap();
         fs::write(dir.path().join("c.yaml"), "{}").unwrap();
         let missing = dir.path().join("missing.yaml");
-        let walk = manifest_files_reporting(&[dir.path().to_owned(), missing], Temporaries::Skip);
+        let walk = manifest_files_reporting(
+            &[dir.path().to_owned(), missing],
+            Extras::ManifestsOnly,
+            IgnoreFiles::Read,
+        );
         assert_eq!(names(&walk.files, dir.path()), ["c.yaml"]);
         let unreadable: Vec<String> = walk.unreadable.iter().map(|e| format!("{e:#}")).collect();
         assert_eq!(unreadable.len(), 3, "{unreadable:?}");
@@ -460,7 +606,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         symlink("nowhere", dir.path().join("dangling")).unwrap();
         assert!(
-            manifest_files(&[dir.path().to_owned()], Temporaries::Skip)
+            manifest_files(&[dir.path().to_owned()], Extras::ManifestsOnly)
                 .unwrap()
                 .is_empty()
         );

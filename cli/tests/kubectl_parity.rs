@@ -144,7 +144,7 @@ fn offline_kubeconfig(ws: &Workspace) -> std::path::PathBuf {
 /// silently turns into a refusal on both sides (a broken fixture) fails.
 const FLAG_ROWS_ACCEPTED_REFUSED: (usize, usize) = (28, 25);
 /// The same for the manifest rows.
-const MANIFEST_ROWS_ACCEPTED_REFUSED: (usize, usize) = (23, 19);
+const MANIFEST_ROWS_ACCEPTED_REFUSED: (usize, usize) = (40, 40);
 
 /// One `kubectl create secret generic` input shape.
 struct FlagRow {
@@ -657,6 +657,276 @@ fn manifest_rows() -> Vec<(&'static str, &'static str, Vec<u8>, Expect)> {
         ("name not an RFC 1123 subdomain", "a.yaml", b"apiVersion: v1\nkind: Secret\nmetadata: {name: runnerToken, namespace: app}\nstringData: {k: v}\n".to_vec(), same),
         ("label value too long", "a.yaml", format!("apiVersion: v1\nkind: Secret\nmetadata: {{name: s, namespace: app, labels: {{a: {}}}}}\nstringData: {{k: v}}\n", "v".repeat(64)).into_bytes(), same),
     ]
+    .into_iter()
+    .chain(typed_rows())
+    .collect()
+}
+
+/// Every built-in Secret type, in the forms the API server accepts and
+/// refuses (`ValidateSecret`): kseal refuses exactly what it refuses,
+/// before sealing (shared/src/secret_type).
+fn typed_rows() -> Vec<(&'static str, &'static str, Vec<u8>, Expect)> {
+    use base64::Engine;
+    let typed = |type_: &str, data: &[(&str, &[u8])]| {
+        let mut text = format!(
+            "apiVersion: v1\nkind: Secret\nmetadata:\n  name: s\n  namespace: app\ntype: {type_}\n"
+        );
+        if !data.is_empty() {
+            text.push_str("data:\n");
+            for (key, value) in data {
+                let encoded = base64::prelude::BASE64_STANDARD.encode(value);
+                text.push_str(&format!("  {key}: \"{encoded}\"\n"));
+            }
+        }
+        text.into_bytes()
+    };
+    let annotated = |value: &str| {
+        format!(
+            "apiVersion: v1\nkind: Secret\nmetadata:\n  name: s\n  namespace: app\n  annotations:\n    kubernetes.io/service-account.name: \"{value}\"\ntype: kubernetes.io/service-account-token\nstringData: {{token: t}}\n"
+        )
+        .into_bytes()
+    };
+    let nested = |depth: usize| {
+        let mut text = "{\"a\":".repeat(depth - 1);
+        text.push_str("{}");
+        text.push_str(&"}".repeat(depth - 1));
+        text.into_bytes()
+    };
+    let tls = "kubernetes.io/tls";
+    let json = "kubernetes.io/dockerconfigjson";
+    let cfg = "kubernetes.io/dockercfg";
+    let basic = "kubernetes.io/basic-auth";
+    let ssh = "kubernetes.io/ssh-auth";
+    let key = ".dockerconfigjson";
+    let same = Expect::Same;
+    vec![
+        (
+            "type Opaque",
+            "a.yaml",
+            typed("Opaque", &[("k", b"v")]),
+            same,
+        ),
+        (
+            "a type Kubernetes does not know",
+            "a.yaml",
+            typed("example.com/custom", &[]),
+            same,
+        ),
+        (
+            "type bootstrap token, no data",
+            "a.yaml",
+            typed("bootstrap.kubernetes.io/token", &[]),
+            same,
+        ),
+        (
+            "tls with tls.crt and tls.key",
+            "a.yaml",
+            typed(tls, &[("tls.crt", b"c"), ("tls.key", b"k")]),
+            same,
+        ),
+        (
+            "tls with empty tls.crt and tls.key",
+            "a.yaml",
+            typed(tls, &[("tls.crt", b""), ("tls.key", b"")]),
+            same,
+        ),
+        (
+            "tls without tls.key",
+            "a.yaml",
+            typed(tls, &[("tls.crt", b"c")]),
+            same,
+        ),
+        (
+            "tls without tls.crt",
+            "a.yaml",
+            typed(tls, &[("tls.key", b"k"), ("ca.crt", b"c")]),
+            same,
+        ),
+        ("tls without data", "a.yaml", typed(tls, &[]), same),
+        (
+            "dockerconfigjson, an object",
+            "a.yaml",
+            typed(
+                json,
+                &[(key, br#"{"auths":{"r.example":{"auth":"dTpw"}}}"#)],
+            ),
+            same,
+        ),
+        (
+            "dockerconfigjson, null",
+            "a.yaml",
+            typed(json, &[(key, b"null")]),
+            same,
+        ),
+        (
+            "dockerconfigjson, white space around",
+            "a.yaml",
+            typed(json, &[(key, b" \t\r\n{}\n")]),
+            same,
+        ),
+        (
+            "dockerconfigjson, invalid UTF-8 in a string",
+            "a.yaml",
+            typed(json, &[(key, b"{\"a\":\"\xff\xfe\"}")]),
+            same,
+        ),
+        (
+            "dockerconfigjson, duplicate keys",
+            "a.yaml",
+            typed(json, &[(key, br#"{"a":1,"a":2}"#)]),
+            same,
+        ),
+        (
+            "dockerconfigjson, a huge number",
+            "a.yaml",
+            typed(json, &[(key, br#"{"a":1e400}"#)]),
+            same,
+        ),
+        (
+            "dockerconfigjson, a tiny number",
+            "a.yaml",
+            typed(json, &[(key, br#"{"a":1e-400}"#)]),
+            same,
+        ),
+        (
+            "dockerconfigjson, nested 10000 deep",
+            "a.yaml",
+            typed(json, &[(key, &nested(10_000))]),
+            same,
+        ),
+        (
+            "dockerconfigjson, nested 10001 deep",
+            "a.yaml",
+            typed(json, &[(key, &nested(10_001))]),
+            same,
+        ),
+        (
+            "dockerconfigjson, not JSON",
+            "a.yaml",
+            typed(json, &[(key, b"Zleaked")]),
+            same,
+        ),
+        (
+            "dockerconfigjson, empty",
+            "a.yaml",
+            typed(json, &[(key, b"")]),
+            same,
+        ),
+        (
+            "dockerconfigjson, an array",
+            "a.yaml",
+            typed(json, &[(key, b"[]")]),
+            same,
+        ),
+        (
+            "dockerconfigjson, a string",
+            "a.yaml",
+            typed(json, &[(key, b"\"s\"")]),
+            same,
+        ),
+        (
+            "dockerconfigjson, a byte-order mark",
+            "a.yaml",
+            typed(json, &[(key, b"\xef\xbb\xbf{}")]),
+            same,
+        ),
+        (
+            "dockerconfigjson, trailing garbage",
+            "a.yaml",
+            typed(json, &[(key, b"{} x")]),
+            same,
+        ),
+        (
+            "dockerconfigjson, a trailing comma",
+            "a.yaml",
+            typed(json, &[(key, br#"{"a":1,}"#)]),
+            same,
+        ),
+        (
+            "dockerconfigjson, a control character in a string",
+            "a.yaml",
+            typed(json, &[(key, b"{\"a\":\"\t\"}")]),
+            same,
+        ),
+        (
+            "dockerconfigjson, under .dockercfg",
+            "a.yaml",
+            typed(json, &[(".dockercfg", b"{}")]),
+            same,
+        ),
+        (
+            "dockercfg, an object",
+            "a.yaml",
+            typed(cfg, &[(".dockercfg", br#"{"r.example":{"auth":"dTpw"}}"#)]),
+            same,
+        ),
+        (
+            "dockercfg, not JSON",
+            "a.yaml",
+            typed(cfg, &[(".dockercfg", b"{auths}")]),
+            same,
+        ),
+        (
+            "dockercfg, missing",
+            "a.yaml",
+            typed(cfg, &[("k", b"v")]),
+            same,
+        ),
+        (
+            "basic-auth, username only",
+            "a.yaml",
+            typed(basic, &[("username", b"u")]),
+            same,
+        ),
+        (
+            "basic-auth, an empty password only",
+            "a.yaml",
+            typed(basic, &[("password", b"")]),
+            same,
+        ),
+        (
+            "basic-auth, neither",
+            "a.yaml",
+            typed(basic, &[("user", b"u")]),
+            same,
+        ),
+        (
+            "ssh-auth with a key",
+            "a.yaml",
+            typed(ssh, &[("ssh-privatekey", b"k")]),
+            same,
+        ),
+        (
+            "ssh-auth, an empty key",
+            "a.yaml",
+            typed(ssh, &[("ssh-privatekey", b"")]),
+            same,
+        ),
+        (
+            "ssh-auth, no key",
+            "a.yaml",
+            typed(ssh, &[("ssh-publickey", b"p")]),
+            same,
+        ),
+        (
+            "service-account-token, annotated",
+            "a.yaml",
+            annotated("builder"),
+            same,
+        ),
+        (
+            "service-account-token, empty annotation",
+            "a.yaml",
+            annotated(""),
+            same,
+        ),
+        (
+            "service-account-token, no annotation",
+            "a.yaml",
+            typed("kubernetes.io/service-account-token", &[("token", b"t")]),
+            same,
+        ),
+    ]
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -763,4 +1033,80 @@ async fn manifests_give_the_bytes_the_api_server_stores() {
         compare(&format!("{what} (stdin)"), theirs, ours, *expect);
     }
     drop(cp);
+}
+
+/// Client-side `kubectl apply` copies the object into an annotation, and
+/// annotations are limited to 256 KiB: kseal warns when it writes a
+/// SealedSecret over that, and only then. Checked with the real kubectl on
+/// the real API server, on either side of the limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_sealed_secrets_warn_where_client_side_apply_fails() {
+    if kseal_testenv::bins_or_skip().is_none() {
+        return;
+    }
+    let cp = kseal_testenv::ControlPlane::start().await.unwrap();
+    let kubectl_bin = cp.bins().kubectl();
+    let kubeconfig = cp.admin_kubeconfig().to_owned();
+    let ws = Workspace::new();
+    let crd = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../charts/kseal/crds/sealedsecrets.kseal.dev.yaml");
+    let run = |args: &[&str]| {
+        Command::new(&kubectl_bin)
+            .current_dir(ws.dir.path())
+            .env("KUBECONFIG", &kubeconfig)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    assert_exit(
+        &run(&["apply", "--server-side", "-f", crd.to_str().unwrap()]),
+        0,
+    );
+    assert_exit(
+        &run(&[
+            "wait",
+            "--for=condition=Established",
+            "crd/sealedsecrets.kseal.dev",
+        ]),
+        0,
+    );
+    assert_exit(&run(&["create", "namespace", "app"]), 0);
+    for (name, bytes, too_large) in [("below", 180_000, false), ("above", 210_000, true)] {
+        ws.write("value.bin", &"x".repeat(bytes));
+        let output = ws
+            .cmd()
+            .args([
+                "seal",
+                "-r",
+                &ws.recipient,
+                "--name",
+                name,
+                "--namespace",
+                "app",
+            ])
+            .args(["--from-file", "v=value.bin", "-o", &format!("{name}.yaml")])
+            .output()
+            .unwrap();
+        assert_exit(&output, 0);
+        let warned = stderr(&output).contains("client-side `kubectl apply` fails");
+        assert_eq!(warned, too_large, "{name}: {}", stderr(&output));
+        let client_side = run(&["apply", "-f", &format!("{name}.yaml")]);
+        assert_eq!(
+            !client_side.status.success(),
+            too_large,
+            "{name}: {}",
+            stderr(&client_side)
+        );
+        if too_large {
+            assert!(
+                stderr(&client_side).contains("Too long"),
+                "{}",
+                stderr(&client_side)
+            );
+            assert_exit(
+                &run(&["apply", "--server-side", "-f", &format!("{name}.yaml")]),
+                0,
+            );
+        }
+    }
 }

@@ -677,7 +677,13 @@ fn broken_pipe_is_not_an_error() {
     drop(child.stdout.take());
     let output = child.wait_with_output().unwrap();
     assert_exit(&output, 0);
-    assert_eq!(stderr(&output), "");
+    // Only the warning that so large an object needs server-side apply.
+    let err = stderr(&output);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("warning") && err.contains("--server-side"),
+        "{err}"
+    );
 }
 
 /// A `--from-literal` without `=` may be a bare value: the error shows none

@@ -120,6 +120,23 @@ fn rewrap_single_file_to_stdout_and_failures() {
     assert_exit(&output, 1);
     assert!(stderr(&output).contains("3 failed"), "{}", stderr(&output));
     assert_eq!(old.read("one.yaml"), sealed);
+    // Without --in-place, a failure prints nothing: `kseal rewrap f > out`
+    // must not leave a copy that was not re-wrapped.
+    let output = old
+        .cmd()
+        .args(["rewrap", "-i"])
+        .arg(&new.identity)
+        .args(["-r", &new.recipient])
+        .arg("one.yaml")
+        .output()
+        .unwrap();
+    assert_exit(&output, 1);
+    assert!(stdout(&output).is_empty(), "{}", stdout(&output));
+    assert!(
+        stderr(&output).contains("nothing was written to stdout"),
+        "{}",
+        stderr(&output)
+    );
 }
 
 #[test]
@@ -230,8 +247,46 @@ fn validate_refuses_more_values_than_the_controller_accepts() {
         let err = stderr(&output);
         assert_exit(&output, if ok { 0 } else { 1 });
         assert_eq!(
-            err.contains(&format!("at most {MAX_VALUES} are accepted")),
+            err.contains(&format!("a SealedSecret holds at most {MAX_VALUES}")),
             !ok,
+            "{err}"
+        );
+        // unseal and rewrap refuse it too, before opening any value, and
+        // write nothing. (The copies of one value would not open under
+        // other keys: that they are not even tried is what is shown.)
+        if ok {
+            continue;
+        }
+        let output = ws
+            .cmd()
+            .args(["unseal", "-i"])
+            .arg(&ws.identity)
+            .args(["-f", "many.json"])
+            .output()
+            .unwrap();
+        assert_exit(&output, 1);
+        assert!(stdout(&output).is_empty());
+        let err = stderr(&output);
+        assert!(
+            err.contains(&format!("holds at most {MAX_VALUES}, so none was opened")),
+            "{err}"
+        );
+        assert!(!err.contains("key \"k"), "a value was opened: {err}");
+        let output = ws
+            .cmd()
+            .args(["rewrap", "-i"])
+            .arg(&ws.identity)
+            .args(["-r", &ws.recipient, "many.json"])
+            .output()
+            .unwrap();
+        assert_exit(&output, 1);
+        assert!(
+            stdout(&output).is_empty(),
+            "a failing rewrap printed the file"
+        );
+        let err = stderr(&output);
+        assert!(
+            err.contains(&format!("a SealedSecret holds at most {MAX_VALUES}")),
             "{err}"
         );
     }
@@ -335,7 +390,7 @@ fn check_fails_closed_on_what_it_cannot_parse() {
     assert!(!out.contains("hunter2"), "{out}");
     let err = stderr(&output);
     assert!(
-        err.contains("3 plaintext Secret(s) found")
+        err.contains("3 plaintext Secret(s) or kustomize secretGenerator(s) found")
             && err.contains("3 document(s) could not be parsed, so were not checked"),
         "{err}"
     );
@@ -1129,7 +1184,7 @@ fn check_reads_what_seal_reads_and_reports_what_it_cannot() {
     assert!(!out.contains("hunter2"), "{out}");
     let err = stderr(&output);
     assert!(
-        err.contains("2 plaintext Secret(s) found")
+        err.contains("2 plaintext Secret(s) or kustomize secretGenerator(s) found")
             && err.contains("2 path(s) could not be read, so were not checked"),
         "{err}"
     );

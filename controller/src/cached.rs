@@ -136,7 +136,7 @@ impl CachedSealedSecret {
             .template
             .as_ref()
             .and_then(|template| template.metadata.as_ref());
-        let problems = validation::object_problems(
+        let mut problems = validation::object_problems(
             SecretNames {
                 scope: spec.scope,
                 name: metadata.name.as_deref().unwrap_or_default(),
@@ -145,6 +145,19 @@ impl CachedSealedSecret {
                 annotations: template_metadata.map_or(&empty, |metadata| &metadata.annotations),
             },
             spec.encrypted_data.keys().map(String::as_str),
+        );
+        // The keys and annotations the type requires: a Secret the API
+        // server would refuse is reported as the spec's fault, by name.
+        problems.extend(
+            kseal_shared::secret_type::presence_problems(
+                spec.template
+                    .as_ref()
+                    .and_then(|template| template.type_.as_deref()),
+                template_metadata.map_or(&empty, |metadata| &metadata.annotations),
+                |key| spec.encrypted_data.contains_key(key),
+            )
+            .into_iter()
+            .map(ObjectError::from),
         );
         let mut key_id_sets: Vec<Box<[KeyId]>> = Vec::new();
         let mut value_facts = Vec::new();
@@ -272,7 +285,8 @@ impl CachedSealedSecret {
     }
 
     /// What makes this SealedSecret not well-formed, by the shared
-    /// definition ([`kseal_shared::validation::object_problems`]).
+    /// definition ([`kseal_shared::validation::object_problems`] and the
+    /// keys its type requires, [`kseal_shared::secret_type::presence_problems`]).
     pub fn problems(&self) -> &[ObjectError] {
         &self.problems
     }

@@ -41,6 +41,7 @@ use kseal_shared::envelope::{SealedValue, open, rewrap_replacing};
 use kseal_shared::error::SealError;
 use kseal_shared::manifest::value_binding;
 use kseal_shared::sealed_secret::{MAX_VALUES, SealedSecret};
+use kseal_shared::secret::SecretBytes;
 use kseal_shared::x25519::KeyId;
 use kube::runtime::reflector::Store;
 use tokio::sync::OwnedSemaphorePermit;
@@ -685,15 +686,28 @@ fn verify_work(state: &ApiState, content_type: Option<&str>, body: &[u8]) -> Res
     let mut values = BTreeMap::new();
     // An empty encryptedData is well-formed: nothing fails to decrypt.
     let mut all_ok = true;
+    // The values the type's content rules read (`.dockerconfigjson`,
+    // `ssh-privatekey`), kept only for that check; wiped on drop.
+    let mut for_type_rules: BTreeMap<&str, SecretBytes> = BTreeMap::new();
+    let type_ = sealed
+        .spec
+        .template
+        .as_ref()
+        .and_then(|template| template.type_.as_deref());
     for (key, value) in sealed.spec.encrypted_data.keys().zip(parsed) {
-        let result = value
-            .and_then(|value| open(&value, &value_binding(&sealed, key), &keys.keyring).map(drop));
+        let result =
+            value.and_then(|value| open(&value, &value_binding(&sealed, key), &keys.keyring));
         let verdict = match result {
-            Ok(()) => ValueVerdict {
-                ok: true,
-                reason: None,
-                message: None,
-            },
+            Ok(plaintext) => {
+                if kseal_shared::secret_type::reads_content(type_, key) {
+                    for_type_rules.insert(key, plaintext);
+                }
+                ValueVerdict {
+                    ok: true,
+                    reason: None,
+                    message: None,
+                }
+            }
             Err(err) => {
                 all_ok = false;
                 let ValueFailure { reason, message } = failure(&err, &keys);
@@ -706,7 +720,25 @@ fn verify_work(state: &ApiState, content_type: Option<&str>, body: &[u8]) -> Res
         };
         values.insert(key.clone(), verdict);
     }
-    let status = if all_ok {
+    // What the API server would refuse of the values' content (the keys
+    // the type requires were checked with the object). Said without a
+    // position: only whether the rule holds.
+    let empty = BTreeMap::new();
+    let problems: Vec<String> = kseal_shared::secret_type::content_problems(
+        type_,
+        sealed
+            .spec
+            .template
+            .as_ref()
+            .and_then(|template| template.metadata.as_ref())
+            .map_or(&empty, |metadata| &metadata.annotations),
+        |key| sealed.spec.encrypted_data.contains_key(key),
+        |key| for_type_rules.get(key).map(SecretBytes::expose),
+    )
+    .iter()
+    .map(kseal_shared::secret_type::TypeError::without_position)
+    .collect();
+    let status = if all_ok && problems.is_empty() {
         StatusCode::OK
     } else {
         StatusCode::UNPROCESSABLE_ENTITY
@@ -716,6 +748,7 @@ fn verify_work(state: &ApiState, content_type: Option<&str>, body: &[u8]) -> Res
         axum::Json(VerifyResponse {
             decryptable: all_ok,
             values,
+            problems,
         }),
     )
         .into_response()

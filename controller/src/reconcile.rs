@@ -431,18 +431,22 @@ fn admit(sealed: &CachedSealedSecret, namespace: &str, ctx: &Context) -> Result<
             "SealedSecrets in the controller's namespace {namespace} are not reconciled (it holds the sealing keys; see --reconcile-controller-namespace)"
         )));
     }
+    // The template as written (before the controller adds its own label),
+    // checked when it was cached: a kseal.dev/ label there is refused, not
+    // silently overwritten. First: a type the cluster forbids is the answer
+    // whatever else is wrong (a service-account token without its
+    // annotation is denied, not "invalid").
+    sealed
+        .policy_verdict()
+        .map_err(|violation| Error::PolicyDenied(with_flag(violation)))?;
     // The one definition of a well-formed SealedSecret (kseal_shared's
-    // validation); an empty encryptedData makes a Secret without data.
+    // validation, and the keys its type requires); an empty encryptedData
+    // makes a Secret without data.
     let problems = sealed.problems();
     if !problems.is_empty() {
         return Err(Error::invalid_spec(problems));
     }
-    // The template as written (before the controller adds its own label),
-    // checked when it was cached: a kseal.dev/ label there is refused, not
-    // silently overwritten.
-    sealed
-        .policy_verdict()
-        .map_err(|violation| Error::PolicyDenied(with_flag(violation)))
+    Ok(())
 }
 
 /// What reconciling one object knows before it decrypts anything.

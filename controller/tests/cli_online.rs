@@ -103,6 +103,54 @@ async fn cli_uses_the_cluster_keys_and_controller() {
     assert_eq!(code, 1);
     assert!(err.contains("the cluster cannot decrypt it"), "{err}");
     assert!(!err.contains("online-canary"));
+    // …and the content its type requires, which only the controller can
+    // open: a value that is not a JSON object under a template changed by
+    // hand to kubernetes.io/dockerconfigjson. The answer names the rule,
+    // not where in the value it breaks.
+    let (code, pull, err) = kseal(
+        dir,
+        &[
+            "seal",
+            "--kubeconfig",
+            &kubeconfig,
+            "--name",
+            "pull",
+            "--namespace",
+            "app",
+            "--from-literal",
+            ".dockerconfigjson={\"auths\": online-canary}",
+        ],
+        None,
+    );
+    assert_eq!(code, 0, "{err}");
+    let typed = pull.replace(
+        "spec:\n",
+        "spec:\n  template:\n    type: kubernetes.io/dockerconfigjson\n",
+    );
+    std::fs::write(dir.join("pull.yaml"), &typed).unwrap();
+    let (code, _, err) = kseal(
+        dir,
+        &[
+            "validate",
+            "--online",
+            "--controller-url",
+            &url,
+            "pull.yaml",
+        ],
+        None,
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("requires data[.dockerconfigjson] to be a JSON object, and it is not"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("online-canary") && !err.contains("byte"),
+        "{err}"
+    );
+    // Offline, validate sees only that the key is there.
+    let (code, _, err) = kseal(dir, &["validate", "pull.yaml"], None);
+    assert_eq!(code, 0, "{err}");
 
     // rewrap --online: a value sealed to the cluster key and an extra
     // recipient (a recovery key) is current: nothing is re-wrapped, the
@@ -606,9 +654,33 @@ async fn overdue_values_are_reported_apart_from_ready() {
         .apply(&object("old", "30d", &[("a", 45), ("b", 1)]))
         .await;
     fixture.apply(&object("fresh", "30d", &[("a", 29)])).await;
+    for longest in ["36525d", "876600h", "5217w"] {
+        fixture
+            .sealed_secrets("app")
+            .create(
+                &kube::api::PostParams {
+                    dry_run: true,
+                    ..Default::default()
+                },
+                &object("longest", longest, &[("a", 1)]),
+            )
+            .await
+            .unwrap_or_else(|err| panic!("{longest}: {err}"));
+    }
     // The CRD admits only max ages the controller reads: one it could not
-    // decode would fail the controller's whole list.
-    for bad in ["0d", "090d", "90", "1y", "9999999999999w"] {
+    // decode would fail the controller's whole list. At most 100 years.
+    for bad in [
+        "0d",
+        "090d",
+        "90",
+        "1y",
+        "9999999999999w",
+        "999999999999d",
+        "100000d",
+        "36526d",
+        "876601h",
+        "5218w",
+    ] {
         let refused = fixture
             .sealed_secrets("app")
             .create(&Default::default(), &object("bad", bad, &[("a", 1)]))

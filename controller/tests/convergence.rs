@@ -166,35 +166,59 @@ async fn template_changes_reach_the_secret() {
         "Unsealed"
     );
     let kept = secrets.get("keyless").await.unwrap();
+    // Without the keys its type requires, the controller says so itself
+    // (the shared definition of a well-formed SealedSecret), by name.
     keyless.type_ = Some("kubernetes.io/tls".into());
     fixture
-        .apply(&seal(&keyless, Scope::Strict, &recipients))
+        .apply(&seal_then_retype(&keyless, Scope::Strict, &recipients))
         .await;
     assert_eq!(
         fixture.wait_ready("app", "keyless", "False").await,
-        "SecretRejected"
+        "InvalidSpec"
     );
     let object = fixture.sealed_secrets("app").get("keyless").await.unwrap();
     let found = conditions(&object);
     assert!(
-        found.contains(&("Stalled".into(), "True".into(), "SecretRejected".into())),
+        found.contains(&("Stalled".into(), "True".into(), "InvalidSpec".into())),
         "{found:?}"
     );
+    let message = &object.status.as_ref().unwrap().conditions[0].message;
+    assert!(message.contains("requires data[tls.crt]"), "{message}");
     let still = secrets.get("keyless").await.unwrap();
     assert_eq!(
         still.metadata.uid, kept.metadata.uid,
         "the Secret was deleted"
     );
-    // A refusal quotes no value: the API server's JSON error for a bad
-    // .dockerconfigjson names the value's first byte.
+    // What only the values show, the API server refuses: the old Secret is
+    // kept, and the refusal quotes no value (the API server's JSON error
+    // for a bad .dockerconfigjson names the value's first byte).
     let mut docker = plain("app", "docker", &[(".dockerconfigjson", "Zleaked")]);
-    docker.type_ = Some("kubernetes.io/dockerconfigjson".into());
     fixture
         .apply(&seal(&docker, Scope::Strict, &recipients))
         .await;
     assert_eq!(
+        fixture.wait_ready("app", "docker", "True").await,
+        "Unsealed"
+    );
+    let kept = secrets.get("docker").await.unwrap();
+    docker.type_ = Some("kubernetes.io/dockerconfigjson".into());
+    fixture
+        .apply(&seal_then_retype(&docker, Scope::Strict, &recipients))
+        .await;
+    assert_eq!(
         fixture.wait_ready("app", "docker", "False").await,
         "SecretRejected"
+    );
+    let object = fixture.sealed_secrets("app").get("docker").await.unwrap();
+    assert!(
+        conditions(&object).contains(&("Stalled".into(), "True".into(), "SecretRejected".into())),
+        "{:?}",
+        conditions(&object)
+    );
+    assert_eq!(
+        secrets.get("docker").await.unwrap().metadata.uid,
+        kept.metadata.uid,
+        "the Secret was deleted"
     );
     let object = fixture.sealed_secrets("app").get("docker").await.unwrap();
     let message = &object.status.unwrap().conditions[0].message;
@@ -291,7 +315,7 @@ async fn template_changes_reach_the_secret() {
         let mut denied = plain("app", "denied", &[("k", "v")]);
         denied.type_ = Some(type_.into());
         fixture
-            .apply(&seal(&denied, Scope::Strict, &recipients))
+            .apply(&seal_then_retype(&denied, Scope::Strict, &recipients))
             .await;
         poll(&format!("a PolicyDenied Event naming {type_}"), || async {
             events_for(&fixture, "denied")

@@ -177,7 +177,7 @@ async fn flux_and_argocd_read_every_state_as_documented() {
     let mut denied = plain("app", "policy-denied", &[("k", "v")]);
     denied.type_ = Some("kubernetes.io/service-account-token".into());
     fixture
-        .apply(&seal(&denied, Scope::Strict, &recipients))
+        .apply(&seal_then_retype(&denied, Scope::Strict, &recipients))
         .await;
     let theirs: k8s_openapi::api::core::v1::Secret = serde_json::from_value(serde_json::json!({
         "metadata": {"name": "not-owned", "namespace": "app"},

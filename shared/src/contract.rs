@@ -303,6 +303,13 @@ pub struct VerifyResponse {
     pub decryptable: bool,
     /// One verdict per data key.
     pub values: BTreeMap<String, ValueVerdict>,
+    /// What the API server would refuse of the opened values for the
+    /// object's type (a `.dockerconfigjson` that is not a JSON object, an
+    /// empty `ssh-privatekey`; [`crate::secret_type`]), one sentence each,
+    /// naming the rule but no value or position. Empty (and left out) when
+    /// there is none; answers of older controllers have none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub problems: Vec<String>,
 }
 
 /// Why one value failed, in [`ValueFailures`].

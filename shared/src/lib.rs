@@ -9,6 +9,8 @@
 //! * [`manifest`]: Secrets and SealedSecrets in YAML/JSON files;
 //! * [`validation`]: Kubernetes' naming rules and what makes a SealedSecret
 //!   well-formed;
+//! * [`secret_type`]: the API server's rules for the built-in Secret types
+//!   (`kubernetes.io/tls`, `…/dockerconfigjson`, …);
 //! * [`config`]: `.kseal.yaml` rules that pick recipients by path;
 //! * [`contract`]: what kseal puts on a cluster: the labels, annotations,
 //!   ConfigMap and HTTP API the CLI and the controller share;
@@ -40,6 +42,7 @@ pub mod rotation;
 mod rust_debug;
 pub mod sealed_secret;
 pub mod secret;
+pub mod secret_type;
 pub mod validation;
 mod wrapped_key;
 pub mod x25519;

@@ -15,8 +15,16 @@ use thiserror::Error;
 use crate::envelope::SealedValue;
 
 /// The grammar of a [`MaxAge`], as a regular expression (also the CRD
-/// schema's pattern for `spec.maxAge`).
-pub const MAX_AGE_PATTERN: &str = "^[1-9][0-9]{0,11}[hdw]$";
+/// schema's pattern for `spec.maxAge`): a whole number without a leading
+/// zero, from 1 to [`MAX_AGE_LIMIT`] in its unit (876,600 hours, 36,525
+/// days or 5,217 weeks). A test holds it to the parser for every number up
+/// to past each unit's limit.
+pub const MAX_AGE_PATTERN: &str = "^(([1-9][0-9]{0,4}|[1-7][0-9]{5}|8[0-6][0-9]{4}|87[0-5][0-9]{3}|876[0-5][0-9]{2}|876600)h|([1-9][0-9]{0,3}|[12][0-9]{4}|3[0-5][0-9]{3}|36[0-4][0-9]{2}|365[01][0-9]|3652[0-5])d|([1-9][0-9]{0,2}|[1-4][0-9]{3}|5[01][0-9]{2}|520[0-9]|521[0-7])w)$";
+
+/// The longest max age, in seconds: 100 years of 365.25 days (Julian years,
+/// the astronomers' year), so 876,600 hours, 36,525 days or 5,217 weeks.
+/// Longer is no rotation rule at all, and a typo (`100000d`) should say so.
+pub const MAX_AGE_LIMIT: u64 = 36_525 * 86_400;
 
 /// Seconds per unit of a [`MaxAge`].
 const UNITS: [(char, u64); 3] = [('h', 3_600), ('d', 86_400), ('w', 604_800)];
@@ -27,10 +35,11 @@ const UNITS: [(char, u64); 3] = [('h', 3_600), ('d', 86_400), ('w', 604_800)];
 pub const CLOCK_SKEW: i64 = 3_600;
 
 /// A maximum age: a positive whole number of hours, days or weeks, written
-/// `<n>h`, `<n>d` or `<n>w` (`90d`, `2160h`, `13w`): exactly
-/// [`MAX_AGE_PATTERN`], 1 to 12 digits without a leading zero. The CRD's
-/// schema for `spec.maxAge` is the same pattern, so the API server admits
-/// exactly what parses.
+/// `<n>h`, `<n>d` or `<n>w` (`90d`, `2160h`, `13w`), without a leading zero,
+/// at most 100 years ([`MAX_AGE_LIMIT`]): exactly [`MAX_AGE_PATTERN`]. The
+/// CRD's schema for `spec.maxAge` is the same pattern, so the API server
+/// admits exactly what parses; `.kseal.yaml`'s `max_age` and `kseal check
+/// --max-age` read the same grammar.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct MaxAge {
     amount: u64,
@@ -40,7 +49,7 @@ pub struct MaxAge {
 /// Why a max age does not parse.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 #[error(
-    "invalid max age {0:?}: expected a positive whole number of hours, days or weeks (no leading zero, at most 12 digits), like 90d, 2160h or 13w"
+    "invalid max age {0:?}: expected a positive whole number of hours, days or weeks without a leading zero, at most 100 years (876600h, 36525d or 5217w), like 90d, 2160h or 13w"
 )]
 pub struct MaxAgeError(String);
 
@@ -89,15 +98,20 @@ impl FromStr for MaxAge {
             return Err(bad());
         }
         let digits = &s[..s.len() - 1];
-        let canonical = (1..=12).contains(&digits.len())
+        // Six digits hold every amount up to the limit (876,600 hours);
+        // more are refused before any arithmetic.
+        let canonical = (1..=6).contains(&digits.len())
             && digits.bytes().all(|b| b.is_ascii_digit())
             && !digits.starts_with('0');
         if !canonical {
             return Err(bad());
         }
-        // At most 12 digits: 10^12 weeks in seconds fits a u64 and an i64.
         let amount: u64 = digits.parse().map_err(|_| bad())?;
-        Ok(MaxAge { amount, unit })
+        let max_age = MaxAge { amount, unit };
+        if max_age.as_seconds() > MAX_AGE_LIMIT {
+            return Err(bad());
+        }
+        Ok(max_age)
     }
 }
 
@@ -218,8 +232,9 @@ mod tests {
             ("1h", 3_600),
             ("2160h", 2_160 * 3_600),
             ("13w", 13 * 604_800),
-            ("36600d", 36_600 * 86_400),
-            ("999999999999w", 999_999_999_999 * 604_800),
+            ("36525d", MAX_AGE_LIMIT),
+            ("876600h", MAX_AGE_LIMIT),
+            ("5217w", 5_217 * 604_800),
         ] {
             let parsed: MaxAge = text.parse().unwrap();
             assert_eq!(parsed.as_seconds(), seconds, "{text}");
@@ -242,6 +257,12 @@ mod tests {
             "090d",
             "00d",
             "9999999999999d",
+            "999999999999d",
+            "100000d",
+            "36526d",
+            "876601h",
+            "5218w",
+            "36600d",
             "９0d",
         ] {
             assert!(bad.parse::<MaxAge>().is_err(), "{bad:?}");
@@ -249,42 +270,34 @@ mod tests {
     }
 
     /// The CRD admits exactly what parses: a SealedSecret the API server
-    /// accepts must never fail to decode in the controller's list.
+    /// accepts must never fail to decode in the controller's list. Every
+    /// amount from 1 to well past each unit's limit, and odd spellings.
     #[test]
     fn the_crd_pattern_is_the_grammar() {
         let pattern = regex::Regex::new(MAX_AGE_PATTERN).unwrap();
-        let mut inputs: Vec<String> = [
-            "",
-            "d",
-            "0d",
-            "090d",
-            "1d",
-            "9h",
-            "10w",
-            "999999999999w",
-            "9999999999999w",
-            "1x",
-            "１d",
-            "1d\n",
-            "\n1d",
-            "1dd",
-            "d1",
-        ]
-        .iter()
-        .map(|s| (*s).to_owned())
-        .collect();
-        for digits in 0..=13 {
-            for unit in ['h', 'd', 'w', 'm'] {
-                inputs.push(format!("{}{unit}", "9".repeat(digits)));
-                inputs.push(format!("1{}{unit}", "0".repeat(digits)));
-            }
-        }
-        for input in inputs {
+        let check = |input: &str| {
             assert_eq!(
-                pattern.is_match(&input),
+                pattern.is_match(input),
                 input.parse::<MaxAge>().is_ok(),
                 "{input:?}"
             );
+        };
+        for (unit, limit) in [('h', 876_600u64), ('d', 36_525), ('w', 5_217)] {
+            for amount in 1..=limit + 10_000 {
+                check(&format!("{amount}{unit}"));
+            }
+        }
+        for input in [
+            "", "d", "0d", "090d", "00d", "1x", "１d", "1d\n", "\n1d", "1dd", "d1", "1m",
+        ] {
+            check(input);
+        }
+        for digits in 0..=13 {
+            for unit in ['h', 'd', 'w', 'm'] {
+                check(&format!("{}{unit}", "9".repeat(digits)));
+                check(&format!("1{}{unit}", "0".repeat(digits)));
+                check(&format!("0{}{unit}", "1".repeat(digits)));
+            }
         }
     }
 

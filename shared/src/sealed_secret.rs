@@ -55,7 +55,7 @@ pub struct SealedSecretSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub template: Option<SecretTemplate>,
     /// How old a value may get before it is due for rotation (`90d`, `2160h`,
-    /// `13w`). The controller reports values older than this, or whose seal
+    /// `13w`; at most 100 years: `876600h`, `36525d`, `5217w`). The controller reports values older than this, or whose seal
     /// time was never recorded, with the `RotationDue` condition; the Secret
     /// is still kept in sync.
     // Kept as written and parsed where used (`parsed_max_age`): a field the
@@ -63,7 +63,7 @@ pub struct SealedSecretSpec {
     // every SealedSecret of the cluster. The pattern is
     // `rotation::MAX_AGE_PATTERN` (a test checks they agree).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^[1-9][0-9]{0,11}[hdw]$"))]
+    #[schemars(regex(pattern = crate::rotation::MAX_AGE_PATTERN))]
     pub max_age: Option<String>,
 }
 

@@ -492,6 +492,22 @@ pub enum ObjectError {
         /// How many were not listed.
         count: usize,
     },
+    /// What the API server requires of the Secret's type (a
+    /// `kubernetes.io/tls` Secret without `tls.key`, …), see
+    /// [`crate::secret_type`].
+    #[error(transparent)]
+    Type(#[from] crate::secret_type::TypeError),
+    /// More values than a SealedSecret may hold
+    /// ([`crate::sealed_secret::MAX_VALUES`]); readers refuse the object
+    /// before opening any of them (docs/format.md §7).
+    #[error(
+        "{count} values; a SealedSecret holds at most {}",
+        crate::sealed_secret::MAX_VALUES
+    )]
+    TooManyValues {
+        /// How many there are.
+        count: usize,
+    },
     /// Template annotations larger together than kseal carries to a Secret
     /// ([`TEMPLATE_ANNOTATIONS_MAX_TOTAL`]).
     #[error(
@@ -593,8 +609,51 @@ pub fn object_problems<'a>(
     problems
 }
 
-/// [`object_problems`] of a SealedSecret.
+/// [`object_problems`] of a SealedSecret, its value count
+/// ([`crate::sealed_secret::MAX_VALUES`]) and the keys and annotations its
+/// template's type requires ([`crate::secret_type::presence_problems`]):
+/// everything that can be known without opening a value.
 pub fn sealed_secret_problems(sealed: &SealedSecret) -> Vec<ObjectError> {
+    let mut problems = sealed_names_problems(sealed);
+    problems.extend(sealed_type_problems(sealed, |_| false));
+    problems
+}
+
+/// [`sealed_secret_problems`] without the type's rules: for a merge, whose
+/// new keys may be what the type requires.
+pub fn sealed_names_problems(sealed: &SealedSecret) -> Vec<ObjectError> {
+    let count = sealed.spec.encrypted_data.len();
+    let mut problems: Vec<ObjectError> = (count > crate::sealed_secret::MAX_VALUES)
+        .then_some(ObjectError::TooManyValues { count })
+        .into_iter()
+        .collect();
+    problems.extend(sealed_object_problems(sealed));
+    problems
+}
+
+/// The keys and annotations the template's type requires, counting a data
+/// key as there when the SealedSecret holds it or `also_has` says so (the
+/// keys a merge adds).
+pub fn sealed_type_problems(
+    sealed: &SealedSecret,
+    also_has: impl Fn(&str) -> bool,
+) -> Vec<ObjectError> {
+    let empty = BTreeMap::new();
+    let template = sealed.spec.template.as_ref();
+    let annotations = template
+        .and_then(|template| template.metadata.as_ref())
+        .map_or(&empty, |metadata| &metadata.annotations);
+    crate::secret_type::presence_problems(
+        template.and_then(|template| template.type_.as_deref()),
+        annotations,
+        |key| sealed.spec.encrypted_data.contains_key(key) || also_has(key),
+    )
+    .into_iter()
+    .map(ObjectError::from)
+    .collect()
+}
+
+fn sealed_object_problems(sealed: &SealedSecret) -> Vec<ObjectError> {
     let empty = BTreeMap::new();
     let template_metadata = sealed
         .spec

@@ -23,6 +23,8 @@
 //! through it. Tests check that it agrees with the `age` crate on every
 //! single-bit change of real files.
 
+use std::borrow::Cow;
+
 use age_core::format::{FILE_KEY_BYTES, FileKey, Stanza};
 use age_core::primitives::hkdf;
 use age_core::secrecy::ExposeSecret;
@@ -34,6 +36,7 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use zeroize::{Zeroize, Zeroizing};
 
+use crate::envelope::{ReaderCheck, enforced, unchecked};
 use crate::secret::{DATA_KEY_LEN, DataKey};
 
 const INTRO: &[u8] = b"age-encryption.org/v1\n";
@@ -183,6 +186,14 @@ pub(crate) struct AgeFile<'a> {
 /// The payload of a wrapped data key: nonce, 32-byte key, tag.
 pub(crate) const PAYLOAD_LEN: usize = PAYLOAD_NONCE_LEN + DATA_KEY_LEN + TAG_LEN;
 
+/// Where the line at the start of `bytes` ends (its `\n`).
+fn line_end(bytes: &[u8]) -> Result<usize, &'static str> {
+    bytes
+        .iter()
+        .position(|&b| b == b'\n')
+        .ok_or("wrapped data key has no header end")
+}
+
 /// A header argument (or tag) as age defines it: one or more printable
 /// ASCII characters, no spaces.
 fn is_argument(word: &str) -> bool {
@@ -193,25 +204,38 @@ impl<'a> AgeFile<'a> {
     /// Parses a binary age v1 file whose payload is one 32-byte key, with at
     /// most `max_stanzas` stanzas. Errors say what is wrong, never quote.
     pub(crate) fn parse(file: &'a [u8], max_stanzas: usize) -> Result<Self, &'static str> {
-        let mut rest = file
-            .strip_prefix(INTRO)
-            .ok_or("wrapped data key is not an age v1 file")?;
+        let mut rest = match file.strip_prefix(INTRO) {
+            Some(rest) => rest,
+            None if enforced(ReaderCheck::AgeIntro) => {
+                return Err("wrapped data key is not an age v1 file");
+            }
+            // Without the check: any first line.
+            None => {
+                let end = line_end(file)?;
+                &file[end + 1..]
+            }
+        };
         let mut stanzas = Vec::new();
         loop {
             if let Some(after) = rest.strip_prefix(MAC_PREFIX) {
-                let end = after
-                    .iter()
-                    .position(|&b| b == b'\n')
-                    .ok_or("wrapped data key has no header end")?;
-                let mac: [u8; 32] = BASE64_STANDARD_NO_PAD
+                let end = line_end(after)?;
+                let mac = match BASE64_STANDARD_NO_PAD
                     .decode(&after[..end])
                     .ok()
-                    .and_then(|mac| mac.try_into().ok())
-                    .ok_or("wrapped data key's header MAC is malformed")?;
+                    .and_then(|mac| <[u8; 32]>::try_from(mac).ok())
+                {
+                    Some(mac) => mac,
+                    None if enforced(ReaderCheck::AgeMacLine) => {
+                        return Err("wrapped data key's header MAC is malformed");
+                    }
+                    None => unchecked::base64(&after[..end])
+                        .and_then(|mac| <[u8; 32]>::try_from(mac).ok())
+                        .ok_or("wrapped data key's header MAC is malformed")?,
+                };
                 // The MAC covers everything up to and including "---".
                 let covered = &file[..file.len() - after.len() - 1];
                 let payload = &after[end + 1..];
-                if payload.len() != PAYLOAD_LEN {
+                if payload.len() != PAYLOAD_LEN && enforced(ReaderCheck::AgePayloadLength) {
                     return Err("wrapped data key's payload is not one 32-byte key");
                 }
                 return Ok(Self {
@@ -221,45 +245,58 @@ impl<'a> AgeFile<'a> {
                     payload,
                 });
             }
+            // A bound, not a rule: the format's rules allow no more stanzas
+            // (`envelope::MAX_STANZAS`), and parsing stops here.
             if stanzas.len() == max_stanzas {
                 return Err("wrapped data key has too many stanzas");
             }
             let line_and_rest = rest
                 .strip_prefix(STANZA_PREFIX)
                 .ok_or("wrapped data key header is malformed")?;
-            let end = line_and_rest
-                .iter()
-                .position(|&b| b == b'\n')
-                .ok_or("wrapped data key has no header end")?;
-            let line = std::str::from_utf8(&line_and_rest[..end])
-                .map_err(|_| "wrapped data key header is not text")?;
+            let end = line_end(line_and_rest)?;
+            let line = match std::str::from_utf8(&line_and_rest[..end]) {
+                Ok(line) => Cow::Borrowed(line),
+                Err(_) if enforced(ReaderCheck::AgeStanzaLine) => {
+                    return Err("wrapped data key header is not text");
+                }
+                Err(_) => String::from_utf8_lossy(&line_and_rest[..end]),
+            };
             let mut words = line.split(' ');
             let tag = words.next().unwrap_or_default();
             let args: Vec<String> = words.map(str::to_owned).collect();
-            if !is_argument(tag) || !args.iter().all(|arg| is_argument(arg)) {
+            if (!is_argument(tag) || !args.iter().all(|arg| is_argument(arg)))
+                && enforced(ReaderCheck::AgeStanzaLine)
+            {
                 return Err("wrapped data key has a malformed stanza line");
             }
             rest = &line_and_rest[end + 1..];
-            // Body lines: full 64-column lines, then a shorter final one.
+            // Body lines: full 64-column lines, then a shorter final one,
+            // then the next stanza or the MAC line (both start with '-',
+            // which base64 never does).
             let mut encoded = Vec::new();
+            let mut ended = false;
             loop {
-                let end = rest
-                    .iter()
-                    .position(|&b| b == b'\n')
-                    .ok_or("wrapped data key has no header end")?;
+                let end = line_end(rest)?;
                 let line = &rest[..end];
-                if line.len() > BODY_COLUMNS {
-                    return Err("wrapped data key has a malformed stanza body");
-                }
-                encoded.extend_from_slice(line);
-                rest = &rest[end + 1..];
-                if line.len() < BODY_COLUMNS {
+                if ended && line.first() == Some(&b'-') {
                     break;
                 }
+                if (ended || line.len() > BODY_COLUMNS) && enforced(ReaderCheck::AgeBodyLines) {
+                    return Err("wrapped data key has a malformed stanza body");
+                }
+                // Without the check: every line up to the next stanza.
+                encoded.extend_from_slice(line);
+                rest = &rest[end + 1..];
+                ended = ended || line.len() != BODY_COLUMNS;
             }
-            let body = BASE64_STANDARD_NO_PAD
-                .decode(&encoded)
-                .map_err(|_| "wrapped data key has a malformed stanza body")?;
+            let body = match BASE64_STANDARD_NO_PAD.decode(&encoded) {
+                Ok(body) => body,
+                Err(_) if enforced(ReaderCheck::AgeBodyBase64) => {
+                    return Err("wrapped data key has a malformed stanza body");
+                }
+                Err(_) => unchecked::base64(&encoded)
+                    .ok_or("wrapped data key has a malformed stanza body")?,
+            };
             stanzas.push(Stanza {
                 tag: tag.to_owned(),
                 args,
@@ -290,13 +327,21 @@ impl<'a> AgeFile<'a> {
         let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(mac_key.as_ref()).ok()?;
         mac_key.zeroize();
         mac.update(self.covered);
-        mac.verify_slice(&self.mac).ok()?;
-        let (nonce, chunk) = self.payload.split_at(PAYLOAD_NONCE_LEN);
+        if mac.verify_slice(&self.mac).is_err() && enforced(ReaderCheck::HeaderMac) {
+            return None;
+        }
+        // Parsing checked the payload's length (a test may switch that off).
+        let nonce = self.payload.get(..PAYLOAD_NONCE_LEN)?;
+        let chunk = &self.payload[PAYLOAD_NONCE_LEN..];
         let payload_key = Zeroizing::new(hkdf(nonce, b"payload", secret));
         let key: &[u8; 32] = &payload_key;
-        let mut plaintext = ChaCha20Poly1305::new(key.into())
-            .decrypt(Nonce::from_slice(&LAST_CHUNK_NONCE), chunk)
-            .ok()?;
+        let cipher = ChaCha20Poly1305::new(key.into());
+        let chunk_nonce = Nonce::from_slice(&LAST_CHUNK_NONCE);
+        let mut plaintext = match cipher.decrypt(chunk_nonce, chunk) {
+            Ok(plaintext) => plaintext,
+            Err(_) if enforced(ReaderCheck::PayloadTag) => return None,
+            Err(_) => unchecked::open_without_tag(&cipher, chunk_nonce, chunk)?,
+        };
         let data_key = DataKey::from_slice_wiping(&mut plaintext)?;
         Some((file_key, data_key))
     }

@@ -422,11 +422,13 @@ pub fn parse_identity_file(contents: &str) -> Result<Vec<Identity>, KeyError> {
 /// reads, before Bech32 decoding; `None` when it may be one.
 fn identity_line_problem(line: &str) -> Option<&'static str> {
     const PREFIX: &str = "AGE-SECRET-KEY-1";
+    // Other kinds of key first, by what they start with: their lines hold
+    // spaces, and "white space in the line" would not say what is wrong.
+    if let Some(kind) = other_key_kind(line.trim()) {
+        return Some(kind);
+    }
     if line.trim() != line {
         return Some("white space before or after the key");
-    }
-    if line.starts_with("-----BEGIN AGE ENCRYPTED FILE") {
-        return Some("a passphrase-protected identity file: decrypt it first (age -d)");
     }
     if line.contains(char::is_whitespace) {
         return Some("white space in the line: one key per line, and no comment after it");
@@ -442,9 +444,6 @@ fn identity_line_problem(line: &str) -> Option<&'static str> {
             "post-quantum (hybrid ML-KEM) identities are not supported; kseal needs an X25519 identity (AGE-SECRET-KEY-1…)",
         );
     }
-    if line.starts_with("-----BEGIN") || line.starts_with("ssh-") {
-        return Some("an SSH or PEM key; kseal needs an age X25519 identity (AGE-SECRET-KEY-1…)");
-    }
     if upper.starts_with(PREFIX) && !line.starts_with(PREFIX) {
         return Some("an identity must be upper case, as age-keygen writes it");
     }
@@ -457,6 +456,61 @@ fn identity_line_problem(line: &str) -> Option<&'static str> {
     }
     if line.starts_with("age1") {
         return Some("this is a public key (recipient), not a private key (identity)");
+    }
+    None
+}
+
+/// What kind of key other than an age identity a line of an identity file
+/// starts, by its first bytes (the PEM label, the SSH key type); `None` when
+/// it is none of them. The line itself is never quoted.
+fn other_key_kind(line: &str) -> Option<&'static str> {
+    if let Some(label) = line.strip_prefix("-----BEGIN ") {
+        let label = label.split("-----").next().unwrap_or_default();
+        return Some(match label {
+            "AGE ENCRYPTED FILE" => {
+                "a passphrase-protected identity file: decrypt it first (age -d)"
+            }
+            "OPENSSH PRIVATE KEY" => {
+                "an OpenSSH private key (ssh-keygen's format); kseal needs an age X25519 identity (AGE-SECRET-KEY-1…)"
+            }
+            "RSA PRIVATE KEY" => {
+                "a PEM RSA private key (PKCS#1); kseal needs an age X25519 identity (AGE-SECRET-KEY-1…)"
+            }
+            "EC PRIVATE KEY" => {
+                "a PEM EC private key (SEC 1); kseal needs an age X25519 identity (AGE-SECRET-KEY-1…)"
+            }
+            "DSA PRIVATE KEY" => {
+                "a PEM DSA private key; kseal needs an age X25519 identity (AGE-SECRET-KEY-1…)"
+            }
+            "PRIVATE KEY" => {
+                "a PEM private key (PKCS#8); kseal needs an age X25519 identity (AGE-SECRET-KEY-1…)"
+            }
+            "ENCRYPTED PRIVATE KEY" => {
+                "an encrypted PEM private key (PKCS#8); kseal needs an age X25519 identity (AGE-SECRET-KEY-1…)"
+            }
+            "PGP PRIVATE KEY BLOCK" => {
+                "an OpenPGP private key; kseal needs an age X25519 identity (AGE-SECRET-KEY-1…)"
+            }
+            "CERTIFICATE" | "PUBLIC KEY" | "RSA PUBLIC KEY" => {
+                "a PEM certificate or public key; kseal needs an age X25519 identity (AGE-SECRET-KEY-1…)"
+            }
+            _ => {
+                "a PEM block, not an age identity; kseal needs an age X25519 identity (AGE-SECRET-KEY-1…)"
+            }
+        });
+    }
+    let ssh_type = line.split(' ').next().unwrap_or_default();
+    if ssh_type.starts_with("ssh-")
+        || ssh_type.starts_with("ecdsa-sha2-")
+        || ssh_type.starts_with("sk-ssh-")
+        || ssh_type.starts_with("sk-ecdsa-")
+    {
+        return Some(
+            "an SSH public key (a private key is needed, and an age X25519 one: AGE-SECRET-KEY-1…)",
+        );
+    }
+    if line.starts_with("PuTTY-User-Key-File-") {
+        return Some("a PuTTY private key; kseal needs an age X25519 identity (AGE-SECRET-KEY-1…)");
     }
     None
 }
@@ -610,6 +664,57 @@ mod tests {
             parse_identity_file("# only a comment\n"),
             Err(KeyError::NoIdentities)
         ));
+    }
+
+    /// Keys of another kind are named by their kind (docs/format.md §1),
+    /// before any rule on white space could speak for them.
+    #[test]
+    fn other_kinds_of_key_are_named() {
+        for (text, kind) in [
+            (
+                "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjE=\n-----END OPENSSH PRIVATE KEY-----\n",
+                "OpenSSH private key",
+            ),
+            (
+                "-----BEGIN RSA PRIVATE KEY-----\nMIIE\n",
+                "PEM RSA private key",
+            ),
+            ("-----BEGIN EC PRIVATE KEY-----\n", "PEM EC private key"),
+            (
+                "-----BEGIN PRIVATE KEY-----\r\n",
+                "PEM private key (PKCS#8)",
+            ),
+            (
+                "-----BEGIN ENCRYPTED PRIVATE KEY-----\n",
+                "encrypted PEM private key",
+            ),
+            (
+                "-----BEGIN AGE ENCRYPTED FILE-----\nYWdl\n",
+                "passphrase-protected identity file",
+            ),
+            ("-----BEGIN CERTIFICATE-----\n", "certificate or public key"),
+            (
+                "  -----BEGIN OPENSSH PRIVATE KEY-----\n",
+                "OpenSSH private key",
+            ),
+            (
+                "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHunter2 me@host\n",
+                "SSH public key",
+            ),
+            (
+                "ecdsa-sha2-nistp256 AAAAE2VjZHNh me@host\n",
+                "SSH public key",
+            ),
+            ("PuTTY-User-Key-File-3: ssh-ed25519\n", "PuTTY private key"),
+        ] {
+            let message = parse_identity_file(text).unwrap_err().to_string();
+            assert!(message.contains(kind), "{text:?}: {message}");
+            assert!(!message.contains("white space"), "{text:?}: {message}");
+            assert!(
+                !message.contains("Hunter2") && !message.contains("b3Bl"),
+                "{message}"
+            );
+        }
     }
 
     /// A valid Bech32 string with this human-readable part, as an age

@@ -139,9 +139,12 @@ fn plain(namespace: &str, name: &str, values: &[(&str, &str)]) -> PlainSecret {
 }
 
 fn opens(sealed: &SealedSecret, ring: &Keyring) -> Result<(), Vec<SealError>> {
-    unseal(sealed, ring)
-        .map(drop)
-        .map_err(|failures| failures.into_iter().map(|f| f.error).collect())
+    unseal(sealed, ring).map(drop).map_err(|err| match err {
+        kseal_shared::manifest::UnsealError::Values(failures) => {
+            failures.into_iter().map(|f| f.error).collect()
+        }
+        other => panic!("{other}"),
+    })
 }
 
 /// Whole SealedSecrets edited the way an attacker with write access to git

@@ -26,16 +26,17 @@ fn text<'a>(value: &'a Value, field: &str) -> &'a str {
         .unwrap_or_else(|| panic!("{field} missing in {value}"))
 }
 
-/// A value vector's string: `sealed`, or `sealed_fill` (`prefix` then
-/// `fill` repeated `count` times) for the large ones.
+/// A value vector's string: `sealed`, or `sealed_fill` (`prefix`, then
+/// `fill` repeated `count` times, then `suffix`) for the large ones.
 fn sealed_of(case: &Value) -> String {
     match case.get("sealed_fill") {
         Some(fill) => {
             let count = usize::try_from(fill["count"].as_u64().unwrap()).unwrap();
             format!(
-                "{}{}",
+                "{}{}{}",
                 text(fill, "prefix"),
-                text(fill, "fill").repeat(count)
+                text(fill, "fill").repeat(count),
+                text(fill, "suffix")
             )
         }
         None => text(case, "sealed").to_owned(),

@@ -16,7 +16,7 @@ use serde_json::Value;
 
 use crate::args::CheckArgs;
 use crate::io::{Source, write_stdout};
-use crate::walk::{Temporaries, manifest_files_reporting};
+use crate::walk::{Extras, IgnoreFiles, KUSTOMIZATION_FILE_NAMES, manifest_files_reporting};
 
 pub fn run(args: CheckArgs) -> Result<()> {
     let mut found = Vec::new();
@@ -28,7 +28,12 @@ pub fn run(args: CheckArgs) -> Result<()> {
     // may hold the plaintext of `kseal unseal -o`. What cannot be read is
     // reported with the rest and fails the gate at the end: one bad file
     // must not hide the findings of every other.
-    let walk = manifest_files_reporting(&args.paths, Temporaries::Include);
+    let ignore_files = if args.no_ignore {
+        IgnoreFiles::Skip
+    } else {
+        IgnoreFiles::Read
+    };
+    let walk = manifest_files_reporting(&args.paths, Extras::ForTheGate, ignore_files);
     let mut unreadable: Vec<String> = walk
         .unreadable
         .iter()
@@ -64,6 +69,13 @@ pub fn run(args: CheckArgs) -> Result<()> {
                     for name in names {
                         found.push(format!(
                             "{}: {}: plaintext Secret {name:?}{left_by}",
+                            path.display(),
+                            object.location()
+                        ));
+                    }
+                    for generator in secret_generators(&path, &object.value) {
+                        found.push(format!(
+                            "{}: {}: {generator}",
                             path.display(),
                             object.location()
                         ));
@@ -131,6 +143,9 @@ pub fn run(args: CheckArgs) -> Result<()> {
                             path.display(),
                         ));
                     }
+                    for generator in secret_generators(&path, &value) {
+                        found.push(format!("{}: {location}: {generator}", path.display()));
+                    }
                 }
                 for problem in problems {
                     unparsed.push(format!(
@@ -167,7 +182,7 @@ pub fn run(args: CheckArgs) -> Result<()> {
     let mut failures = match (found.len(), overdue.len()) {
         (0, 0) => Vec::new(),
         (plaintext, 0) => vec![format!(
-            "{plaintext} plaintext Secret(s) found: seal them with `kseal seal` and commit the SealedSecret instead"
+            "{plaintext} plaintext Secret(s) or kustomize secretGenerator(s) found: seal them with `kseal seal` and commit the SealedSecret instead"
         )],
         (0, due) => vec![format!(
             "{due} sealed value(s) due for rotation: seal a new value for each (`kseal seal --merge-into FILE`)"
@@ -300,6 +315,75 @@ fn plaintext_secrets(value: &Value, names: &mut Vec<String>) {
     for item in list_items(value).unwrap_or_default() {
         plaintext_secrets(&item, names);
     }
+}
+
+/// The kustomize `secretGenerator`s of a kustomization that make a Secret
+/// from plaintext in the repository: `literals` (in this very file),
+/// `envs` (or the older `env`) and `files` (plaintext files beside it),
+/// one line each. A kustomization is a file kustomize reads as one
+/// ([`KUSTOMIZATION_FILE_NAMES`]), or a `Kustomization` or `Component` of
+/// `kustomize.config.k8s.io`. Names of files are said, never a value.
+fn secret_generators(path: &Path, value: &Value) -> Vec<String> {
+    let by_name = path
+        .file_name()
+        .and_then(|name| name.to_str())
+        .is_some_and(|name| KUSTOMIZATION_FILE_NAMES.contains(&name));
+    let by_kind = value
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .is_some_and(|api_version| api_version.starts_with("kustomize.config.k8s.io/"))
+        && matches!(
+            value.get("kind").and_then(Value::as_str),
+            Some("Kustomization" | "Component")
+        );
+    if !by_name && !by_kind {
+        return Vec::new();
+    }
+    let Some(generators) = value.get("secretGenerator").and_then(Value::as_array) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (index, generator) in generators.iter().enumerate() {
+        let name = generator
+            .get("name")
+            .and_then(Value::as_str)
+            .map_or_else(|| format!("#{}", index + 1), |name| format!("{name:?}"));
+        let listed = |field: &str| -> Vec<String> {
+            match generator.get(field) {
+                Some(Value::Array(items)) => items
+                    .iter()
+                    .map(|item| {
+                        item.as_str()
+                            .map_or_else(|| item.to_string(), str::to_owned)
+                    })
+                    .collect(),
+                Some(Value::String(item)) if !item.is_empty() => vec![item.clone()],
+                _ => Vec::new(),
+            }
+        };
+        let literals = listed("literals").len();
+        if literals > 0 {
+            out.push(format!(
+                "kustomize secretGenerator {name}: {literals} plaintext value(s) in its literals"
+            ));
+        }
+        for (field, what) in [("envs", "env file"), ("env", "env file"), ("files", "file")] {
+            let sources = listed(field);
+            if !sources.is_empty() {
+                // `files` entries may be `KEY=PATH`: the path is what is
+                // read. Only names are printed.
+                let sources: Vec<&str> = sources
+                    .iter()
+                    .map(|source| source.split_once('=').map_or(source.as_str(), |(_, p)| p))
+                    .collect();
+                out.push(format!(
+                    "kustomize secretGenerator {name}: reads plaintext from {what}(s) in {field}: {}",
+                    sources.join(", ")
+                ));
+            }
+        }
+    }
+    out
 }
 
 /// Whether kubectl creates a core `v1` `Secret` from this object:

@@ -5,7 +5,7 @@ use anyhow::{Result, bail};
 use kseal_shared::contract::{VERIFY_PATH, VerifyResponse};
 use kseal_shared::envelope::SealedValue;
 use kseal_shared::manifest::{Document, DocumentKind, ManifestFile};
-use kseal_shared::sealed_secret::{MAX_VALUES, SealedSecret};
+use kseal_shared::sealed_secret::SealedSecret;
 use kseal_shared::validation;
 use kseal_shared::x25519::KeyId;
 use serde::Serialize;
@@ -13,7 +13,7 @@ use serde::Serialize;
 use crate::args::{InspectArgs, InspectFormat, ValidateArgs};
 use crate::cluster::ClusterArgs;
 use crate::io::{Source, write_stdout};
-use crate::walk::{ManifestPath, Temporaries, manifest_files, skippable};
+use crate::walk::{Extras, ManifestPath, manifest_files, skippable};
 
 #[derive(Debug, Serialize)]
 struct Report {
@@ -87,7 +87,7 @@ fn reports(paths: &[std::path::PathBuf]) -> Result<Vec<Report>> {
         if paths.is_empty() || paths.iter().all(|p| p.as_os_str() == "-") {
             vec![(Source::Stdin, None)]
         } else {
-            manifest_files(paths, Temporaries::Skip)?
+            manifest_files(paths, Extras::ManifestsOnly)?
                 .into_iter()
                 .map(|file| (Source::File(file.path.clone()), Some(file)))
                 .collect()
@@ -154,20 +154,14 @@ fn report(source: &Source, object: &Document) -> Report {
     report.name = sealed.metadata.name.clone();
     report.scope = sealed.spec.scope.to_string();
     // The one definition of a well-formed SealedSecret (names Kubernetes
-    // would accept, a namespace where the scope binds it); each value must
-    // parse too.
+    // would accept, a namespace where the scope binds it, at most
+    // MAX_VALUES values, the keys its type requires); each value must parse
+    // too.
     report.problems.extend(
         validation::sealed_secret_problems(&sealed)
             .iter()
             .map(ToString::to_string),
     );
-    // The controller refuses the whole object (TooManyValues).
-    if sealed.spec.encrypted_data.len() > MAX_VALUES {
-        report.problems.push(format!(
-            "spec.encryptedData has {} values; at most {MAX_VALUES} are accepted (split the Secret)",
-            sealed.spec.encrypted_data.len()
-        ));
-    }
     for (key, encoded) in &sealed.spec.encrypted_data {
         let mut value = ValueReport {
             key: key.clone(),
@@ -307,6 +301,8 @@ fn verify_online(report: &mut Report, cluster: &ClusterArgs) -> Result<()> {
         422 => {
             let answer: VerifyResponse = serde_json::from_slice(&response.body)
                 .map_err(|err| anyhow::anyhow!("unexpected answer from the controller: {err}"))?;
+            // The content the type requires (the controller opened it).
+            report.problems.extend(answer.problems);
             for value in &mut report.values {
                 let verdict = answer.values.get(&value.key);
                 if !verdict.is_some_and(|verdict| verdict.ok) {

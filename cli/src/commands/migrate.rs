@@ -17,7 +17,7 @@ use crate::args::MigrateArgs;
 use crate::error::UsageError;
 use crate::io::{Source, write_in_place, write_stdout};
 use crate::recipients;
-use crate::walk::{Temporaries, Unparseable, manifest_files, skippable};
+use crate::walk::{Extras, Unparseable, manifest_files, skippable};
 
 #[derive(Debug, Default)]
 struct Tally {
@@ -36,7 +36,7 @@ pub fn run(args: MigrateArgs) -> Result<()> {
     if stdin_keys > 1 {
         return Err(UsageError::new("--bitnami-key - (stdin) can be given only once").into());
     }
-    let files = manifest_files(&args.paths, Temporaries::Skip)?;
+    let files = manifest_files(&args.paths, Extras::ManifestsOnly)?;
     let single_file = args.paths.len() == 1 && files.len() == 1 && !args.paths[0].is_dir();
     if !args.in_place && !args.dry_run && !single_file {
         return Err(UsageError::new(
@@ -47,6 +47,7 @@ pub fn run(args: MigrateArgs) -> Result<()> {
     let keyring = load_keys(&args.bitnami_keys)?;
 
     let mut tally = Tally::default();
+    let mut to_stdout: Option<Vec<u8>> = None;
     let cluster_keys = OnceCell::new();
     for file in &files {
         let path = &file.path;
@@ -77,9 +78,12 @@ pub fn run(args: MigrateArgs) -> Result<()> {
                     eprintln!("kseal: {err:#}");
                 }
             },
-            Ok(Some(text)) => write_stdout(text.as_bytes())?,
+            // Without --in-place (one file): printed at the end, and only
+            // if nothing was left behind: a failing command writes nothing
+            // to its output.
+            Ok(Some(text)) => to_stdout = Some(text.into_bytes()),
             Ok(None) if !args.in_place => {
-                write_stdout(Source::File(path.clone()).read()?.as_bytes())?;
+                to_stdout = Some(Source::File(path.clone()).read()?.as_bytes().to_vec());
             }
             Ok(None) => {}
             Err(err) => {
@@ -99,9 +103,17 @@ pub fn run(args: MigrateArgs) -> Result<()> {
     );
     if tally.left_behind > 0 {
         bail!(
-            "{} SealedSecret(s) or file(s) could not be migrated",
-            tally.left_behind
+            "{} SealedSecret(s) or file(s) could not be migrated{}",
+            tally.left_behind,
+            if to_stdout.is_some() {
+                "; nothing was written to stdout"
+            } else {
+                ""
+            }
         );
+    }
+    if let Some(text) = to_stdout {
+        write_stdout(&text)?;
     }
     Ok(())
 }

@@ -21,7 +21,7 @@ use crate::args::{RecipientArgs, RewrapArgs};
 use crate::error::UsageError;
 use crate::io::{Source, write_in_place, write_stdout};
 use crate::recipients;
-use crate::walk::{Temporaries, Unparseable, manifest_files, skippable};
+use crate::walk::{Extras, Unparseable, manifest_files, skippable};
 
 /// Show a progress bar from this many files on (and only on a terminal).
 const PROGRESS_THRESHOLD: usize = 20;
@@ -100,7 +100,7 @@ pub fn run(args: RewrapArgs) -> Result<()> {
         None
     };
     let active = cluster_keys.as_ref().map(|keys| &keys.active);
-    let files = manifest_files(&args.paths, Temporaries::Skip)?;
+    let files = manifest_files(&args.paths, Extras::ManifestsOnly)?;
     let single_file = args.paths.len() == 1 && files.len() == 1 && !args.paths[0].is_dir();
     if !args.in_place && !single_file {
         return Err(UsageError::new(
@@ -125,6 +125,7 @@ pub fn run(args: RewrapArgs) -> Result<()> {
         )?);
     }
     let mut tally = Tally::default();
+    let mut to_stdout: Option<Vec<u8>> = None;
     for file in &files {
         let path = &file.path;
         let mut counted = Tally::default();
@@ -163,12 +164,15 @@ pub fn run(args: RewrapArgs) -> Result<()> {
                     report(&progress, format!("kseal: {err:#}"));
                 }
             },
+            // Without --in-place (one file): printed at the end, and only
+            // if nothing failed, so `kseal rewrap f > out` never leaves a
+            // copy that was not re-wrapped.
             Ok(Some(text)) => {
-                write_stdout(text.as_bytes())?;
+                to_stdout = Some(text.into_bytes());
                 tally.add_file(counted, true);
             }
             Ok(None) if !args.in_place => {
-                write_stdout(Source::File(path.clone()).read()?.as_bytes())?;
+                to_stdout = Some(Source::File(path.clone()).read()?.as_bytes().to_vec());
                 tally.add_file(counted, true);
             }
             Ok(None) => tally.add_file(counted, true),
@@ -219,9 +223,17 @@ pub fn run(args: RewrapArgs) -> Result<()> {
     }
     if tally.failed > 0 {
         bail!(
-            "{} value(s) or file(s) could not be re-wrapped",
-            tally.failed
+            "{} value(s) or file(s) could not be re-wrapped{}",
+            tally.failed,
+            if to_stdout.is_some() {
+                "; nothing was written to stdout"
+            } else {
+                ""
+            }
         );
+    }
+    if let Some(text) = to_stdout {
+        write_stdout(&text)?;
     }
     Ok(())
 }

@@ -120,7 +120,9 @@ pub fn run(args: SealArgs) -> Result<()> {
         // controller reports it too (RotationDue).
         sealed_secret.spec.max_age = resolved.max_age.map(|max_age| max_age.to_string());
         yaml11(item)?;
-        sealed.push(serde_json::to_value(&sealed_secret)?);
+        let value = serde_json::to_value(&sealed_secret)?;
+        warn_if_too_large_to_apply(&at, &value);
+        sealed.push(value);
     }
     let format = match args.format {
         Format::Yaml => OutputFormat::Yaml,
@@ -135,6 +137,24 @@ pub fn scope_of(arg: ScopeArg) -> Scope {
         ScopeArg::Strict => Scope::Strict,
         ScopeArg::NamespaceWide => Scope::NamespaceWide,
         ScopeArg::ClusterWide => Scope::ClusterWide,
+    }
+}
+
+/// Client-side `kubectl apply` copies the whole object, as JSON, into its
+/// `kubectl.kubernetes.io/last-applied-configuration` annotation, and the
+/// API server holds an object's annotations to 256 KiB in all
+/// ([`validation::ANNOTATIONS_MAX_TOTAL`]): a SealedSecret larger than that
+/// is refused by `kubectl apply`, though `kubectl apply --server-side`,
+/// `kubectl create`, Flux and Argo CD with server-side apply take it.
+/// Said on stderr when kseal writes one; not an error.
+fn warn_if_too_large_to_apply(at: &str, object: &serde_json::Value) {
+    const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+    let size = serde_json::to_vec(object).map_or(0, |json| json.len()) + LAST_APPLIED.len();
+    if size > validation::ANNOTATIONS_MAX_TOTAL {
+        eprintln!(
+            "kseal: warning: {at}: the SealedSecret is {} KiB as JSON; client-side `kubectl apply` fails on objects over about 256 KiB (it copies the object into an annotation, and annotations are limited to 256 KiB): apply it with `kubectl apply --server-side`, Flux (server-side already), or Argo CD with the ServerSideApply=true sync option (docs/inputs.md)",
+            size.div_ceil(1024)
+        );
     }
 }
 
@@ -436,7 +456,9 @@ fn merge(
         let at = format!("{}: {}", target.display(), object.location());
         let mut sealed: SealedSecret = kseal_shared::sealed_secret::from_document(&object.value)
             .map_err(|err| anyhow!("{at}: {err}"))?;
-        let problems = validation::sealed_secret_problems(&sealed);
+        // The type's rules are checked on the merged object (merge_into):
+        // the keys merged may be the ones the type requires.
+        let problems = validation::sealed_names_problems(&sealed);
         if !problems.is_empty() {
             let lines: Vec<String> = problems.iter().map(|p| format!("{at}: {p}")).collect();
             bail!("{}", lines.join("\n"));
@@ -475,6 +497,7 @@ fn merge(
                 Some((key.clone(), value.clone()))
             })
             .collect();
+        warn_if_too_large_to_apply(&at, &serde_json::to_value(&sealed)?);
         file.set_encrypted_values(object, values);
         eprintln!(
             "kseal: {}: sealed {} into {}",

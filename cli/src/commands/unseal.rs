@@ -3,7 +3,7 @@
 
 use anyhow::{Result, anyhow, bail};
 use kseal_shared::manifest::{
-    DocumentKind, ManifestFile, OutputFormat, render_documents, scrub, unseal,
+    DocumentKind, ManifestFile, OutputFormat, UnsealError, render_documents, scrub, unseal,
 };
 use kseal_shared::sealed_secret::SealedSecret;
 use zeroize::Zeroizing;
@@ -36,7 +36,16 @@ pub fn run(args: UnsealArgs) -> Result<()> {
             .map_err(|err| anyhow!("{}: {}: {err}", source.display(), object.location()))?;
         match unseal(&sealed, &keyring) {
             Ok(secret) => secrets.push(secret.to_manifest()),
-            Err(failures) => {
+            Err(UnsealError::TooManyValues { count }) => {
+                failed += count;
+                eprintln!(
+                    "kseal: {}: {}: {}",
+                    source.display(),
+                    object.location(),
+                    UnsealError::TooManyValues { count }
+                );
+            }
+            Err(UnsealError::Values(failures)) => {
                 for failure in failures {
                     failed += 1;
                     eprintln!(

@@ -341,6 +341,26 @@ pub fn seal(secret: &PlainSecret, scope: Scope, recipients: &[Recipient]) -> Sea
     .unwrap()
 }
 
+/// A SealedSecret whose template type was edited by hand after sealing:
+/// `kseal seal` refuses a Secret its type's rules refuse (a tls Secret
+/// without tls.key, …), so objects the controller must refuse are made
+/// this way. The values are bound to names and keys, not to the type.
+pub fn seal_then_retype(
+    secret: &PlainSecret,
+    scope: Scope,
+    recipients: &[Recipient],
+) -> SealedSecret {
+    let mut untyped = secret.clone();
+    let type_ = untyped.type_.take();
+    let mut sealed = seal(&untyped, scope, recipients);
+    sealed
+        .spec
+        .template
+        .get_or_insert_with(Default::default)
+        .type_ = type_;
+    sealed
+}
+
 pub fn data_of(secret: &Secret, key: &str) -> String {
     String::from_utf8(secret.data.as_ref().unwrap()[key].0.clone()).unwrap()
 }

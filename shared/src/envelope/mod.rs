@@ -28,6 +28,7 @@
 mod commitment;
 mod structure;
 
+use std::cell::Cell;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fmt;
 
@@ -79,6 +80,241 @@ pub const SEALED_AT_UNRECORDED: u64 = 0;
 pub const MAX_SEALED_AT: u64 = 253_370_764_800;
 /// The tag of age's X25519 recipient stanzas.
 const X25519_STANZA_TAG: &str = "X25519";
+
+/// Declares [`ReaderCheck`] with the `rule` (the vectors' `rule` field,
+/// `docs/format.md` §4) each check belongs to, and, for tests, the list of
+/// all of them: a new check cannot be added without its rule and its switch.
+macro_rules! reader_checks {
+    ($($(#[$doc:meta])* $check:ident => $rule:literal,)*) => {
+        /// One check a reader makes (`docs/format.md` §4), the unit a test
+        /// can switch off. Every check has a test vector that no other
+        /// check rejects: switched off alone, the vector's outcome changes
+        /// (`every_reader_check_is_needed`). The 67-stanza cap of
+        /// [`MAX_STANZAS`] is a bound, not a check: the rules already allow
+        /// no more (64 key ids, the key-ids stanza, two more in v1), so no
+        /// value breaks it alone.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub(crate) enum ReaderCheck {
+            $($(#[$doc])* $check,)*
+        }
+
+        #[cfg(test)]
+        impl ReaderCheck {
+            /// Every check, in §4's order.
+            pub(crate) const ALL: &'static [ReaderCheck] = &[$(ReaderCheck::$check,)*];
+
+            /// The §4 rule the check belongs to: the `rule` of its vectors.
+            pub(crate) fn rule(self) -> &'static str {
+                match self {
+                    $(ReaderCheck::$check => $rule,)*
+                }
+            }
+        }
+    };
+}
+
+reader_checks! {
+    /// A value string of at most [`MAX_ENCODED_LEN`] bytes.
+    ValueLength => "sizes",
+    /// The first field is `kseal`.
+    Magic => "magic",
+    /// The version is `v1` or `v2`.
+    Version => "version",
+    /// 6 (v1) or 8 (v2) fields.
+    FieldCount => "fields",
+    /// At most [`MAX_RECIPIENTS`] key ids, counted before any is parsed.
+    KeyIdCount => "key-ids",
+    /// Every key id is 16 lowercase hex digits, in the key-ids field and in
+    /// the key-ids stanza: a text that is not one never equals a key id.
+    KeyIdSyntax => "key-ids",
+    /// No key id twice.
+    KeyIdDuplicate => "key-ids",
+    /// The seal time is `0` or 1 to 12 digits without a leading zero.
+    SealedAtSyntax => "sealed-at",
+    /// The seal time is at most [`MAX_SEALED_AT`].
+    SealedAtRange => "sealed-at",
+    /// The base64 fields decode strictly (padding, trailing bits, alphabet).
+    Base64 => "base64",
+    /// The nonce is [`NONCE_LEN`] bytes.
+    NonceLength => "sizes",
+    /// The commitment is [`COMMITMENT_LEN`] bytes.
+    CommitmentLength => "sizes",
+    /// The ciphertext holds at least a tag.
+    CiphertextMin => "sizes",
+    /// The ciphertext is at most [`MAX_CIPHERTEXT_LEN`] bytes.
+    CiphertextMax => "sizes",
+    /// The wrapped key starts with age v1's intro line.
+    AgeIntro => "age-grammar",
+    /// Stanza lines: a tag and arguments of printable ASCII, single spaces.
+    AgeStanzaLine => "age-grammar",
+    /// Stanza bodies: full 64-column lines, then one shorter line.
+    AgeBodyLines => "age-grammar",
+    /// Stanza bodies are canonical unpadded base64.
+    AgeBodyBase64 => "age-grammar",
+    /// The header MAC is the canonical unpadded base64 of 32 bytes.
+    AgeMacLine => "age-grammar",
+    /// The payload is a nonce, a 32-byte key and a tag.
+    AgePayloadLength => "age-grammar",
+    /// Exactly one key-ids stanza.
+    KeyIdsStanzaCount => "key-ids-stanza",
+    /// The key-ids stanza has an empty body.
+    KeyIdsStanzaBody => "key-ids-stanza",
+    /// The key-ids stanza lists the value's key ids, in order.
+    KeyIdsStanzaMatch => "key-ids-stanza",
+    /// One X25519 stanza per key id.
+    X25519Count => "x25519-stanzas",
+    /// Every X25519 stanza is one 32-byte share and a 32-byte body.
+    X25519Shape => "x25519-stanzas",
+    /// v2: no stanza but the X25519 ones and the key-ids stanza.
+    V2OnlyRecipientStanzas => "stanza-order",
+    /// v2: the key-ids stanza comes after every X25519 stanza.
+    V2KeyIdsStanzaLast => "stanza-order",
+    /// v1: at most two stanzas besides the recipients' and the key-ids one.
+    V1OtherStanzas => "v1-stanzas",
+    /// The binding is valid.
+    Binding => "binding",
+    /// Only identities whose key ids are listed are tried (no fallback to
+    /// every key held).
+    KeyIdSelection => "no-matching-identity",
+    /// An identity unwraps only the X25519 stanza at its key id's position.
+    UnwrapOwnStanza => "unwrap",
+    /// A stanza that unwraps to a wrong file key does not end the search:
+    /// every selected identity is tried on its own.
+    UnwrapEachKey => "unwrap",
+    /// The header MAC verifies under the file key.
+    HeaderMac => "unwrap",
+    /// The wrapped key's payload tag verifies.
+    PayloadTag => "unwrap",
+    /// v2: the commitment matches the data key.
+    Commitment => "commitment",
+    /// The AEAD tag verifies under the binding's associated data.
+    Aead => "aead",
+}
+
+/// Called where an input breaks `check`: whether the reader refuses it.
+/// Always, outside this crate's own tests, so this costs nothing; the code
+/// a `false` leads to (what a reader without the check would do) is
+/// unreachable there.
+#[cfg(not(test))]
+#[inline(always)]
+pub(crate) const fn enforced(_check: ReaderCheck) -> bool {
+    true
+}
+
+/// Called where an input breaks `check`: whether the reader refuses it.
+/// In tests, a check can be switched off on the current thread
+/// ([`switch::without`]); every call is recorded ([`switch::take_broken`]).
+#[cfg(test)]
+pub(crate) fn enforced(check: ReaderCheck) -> bool {
+    switch::enforced(check)
+}
+
+/// Switching reader checks off, for the tests that show every check is
+/// needed (thread-local: tests run in parallel).
+#[cfg(test)]
+pub(crate) mod switch {
+    use std::cell::RefCell;
+    use std::collections::BTreeSet;
+
+    use super::ReaderCheck;
+
+    thread_local! {
+        static OFF: RefCell<BTreeSet<ReaderCheck>> = const { RefCell::new(BTreeSet::new()) };
+        static BROKEN: RefCell<Vec<ReaderCheck>> = const { RefCell::new(Vec::new()) };
+    }
+
+    pub(super) fn enforced(check: ReaderCheck) -> bool {
+        BROKEN.with_borrow_mut(|broken| broken.push(check));
+        !OFF.with_borrow(|off| off.contains(&check))
+    }
+
+    /// Runs `f` with `checks` switched off on this thread.
+    pub(crate) fn without<T>(checks: &[ReaderCheck], f: impl FnOnce() -> T) -> T {
+        struct On(BTreeSet<ReaderCheck>);
+        impl Drop for On {
+            fn drop(&mut self) {
+                let before = std::mem::take(&mut self.0);
+                OFF.with_borrow_mut(|off| *off = before);
+            }
+        }
+        let _on = On(OFF.with_borrow(Clone::clone));
+        OFF.with_borrow_mut(|off| off.extend(checks.iter().copied()));
+        f()
+    }
+
+    /// The checks inputs broke since the last call, in order: for a refused
+    /// value, the last is the one that refused it.
+    pub(crate) fn take_broken() -> Vec<ReaderCheck> {
+        BROKEN.with_borrow_mut(std::mem::take)
+    }
+}
+
+/// What a reader without some checks decodes instead, for the tests that
+/// switch checks off ([`enforced`]). Outside tests these refuse everything:
+/// the lenient code exists only in test builds.
+pub(crate) mod unchecked {
+    use chacha20poly1305::aead::{Aead, Nonce};
+
+    /// Base64 decoded leniently: white space and line breaks dropped, the
+    /// URL-safe alphabet, padding or none, any trailing bits.
+    #[cfg(test)]
+    pub(crate) fn base64(text: &[u8]) -> Option<Vec<u8>> {
+        use base64::Engine;
+        use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+        const LENIENT: GeneralPurpose = GeneralPurpose::new(
+            &base64::alphabet::STANDARD,
+            GeneralPurposeConfig::new()
+                .with_decode_allow_trailing_bits(true)
+                .with_decode_padding_mode(DecodePaddingMode::Indifferent),
+        );
+        let cleaned: Vec<u8> = text
+            .iter()
+            .filter(|b| !b.is_ascii_whitespace())
+            .map(|&b| match b {
+                b'-' => b'+',
+                b'_' => b'/',
+                other => other,
+            })
+            .collect();
+        LENIENT.decode(cleaned).ok()
+    }
+
+    /// Outside tests: refused.
+    #[cfg(not(test))]
+    pub(crate) fn base64(_text: &[u8]) -> Option<Vec<u8>> {
+        None
+    }
+
+    /// An AEAD ciphertext decrypted without checking its tag: the
+    /// ciphertext without the tag, XORed with the key stream (the
+    /// encryption of zeros).
+    #[cfg(test)]
+    pub(crate) fn open_without_tag<A: Aead>(
+        cipher: &A,
+        nonce: &Nonce<A>,
+        sealed: &[u8],
+    ) -> Option<Vec<u8>> {
+        let len = sealed.len().checked_sub(super::TAG_LEN)?;
+        let stream = cipher.encrypt(nonce, vec![0u8; len].as_slice()).ok()?;
+        Some(
+            sealed[..len]
+                .iter()
+                .zip(&stream)
+                .map(|(byte, key)| byte ^ key)
+                .collect(),
+        )
+    }
+
+    /// Outside tests: refused.
+    #[cfg(not(test))]
+    pub(crate) fn open_without_tag<A: Aead>(
+        _cipher: &A,
+        _nonce: &Nonce<A>,
+        _sealed: &[u8],
+    ) -> Option<Vec<u8>> {
+        None
+    }
+}
 
 /// A sealed-value format version.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -137,29 +373,39 @@ impl SealedValue {
     /// Errors: [`SealError::NotSealedValue`], [`SealError::UnsupportedVersion`]
     /// or [`SealError::Malformed`].
     pub fn parse(encoded: &str) -> Result<Self, SealError> {
-        if encoded.len() > MAX_ENCODED_LEN {
+        if encoded.len() > MAX_ENCODED_LEN && enforced(ReaderCheck::ValueLength) {
             return Err(SealError::Malformed("value too long"));
         }
         let mut fields = encoded.split(':');
-        if fields.next() != Some(MAGIC) {
+        if fields.next() != Some(MAGIC) && enforced(ReaderCheck::Magic) {
             return Err(SealError::NotSealedValue);
         }
         let version = match fields.next() {
             Some("v1") => FormatVersion::V1,
             Some("v2") => FormatVersion::V2,
-            Some(other) => return Err(SealError::UnsupportedVersion(shown_version(other))),
-            None => return Err(SealError::Malformed("missing version")),
+            Some(other) if enforced(ReaderCheck::Version) => {
+                return Err(SealError::UnsupportedVersion(shown_version(other)));
+            }
+            None if enforced(ReaderCheck::FieldCount) => {
+                return Err(SealError::Malformed("missing version"));
+            }
+            // Without the check: read as the version this library writes.
+            Some(_) | None => VERSION,
         };
-        let fields: Vec<&str> = fields.take(version.field_count() - 1).collect();
+        let mut fields: Vec<&str> = fields.take(version.field_count() - 1).collect();
         if fields.len() != version.field_count() - 2 {
-            return Err(match version {
-                FormatVersion::V1 => {
-                    SealError::Malformed("a v1 value has 6 colon-separated fields")
-                }
-                FormatVersion::V2 => {
-                    SealError::Malformed("a v2 value has 8 colon-separated fields")
-                }
-            });
+            if enforced(ReaderCheck::FieldCount) {
+                return Err(match version {
+                    FormatVersion::V1 => {
+                        SealError::Malformed("a v1 value has 6 colon-separated fields")
+                    }
+                    FormatVersion::V2 => {
+                        SealError::Malformed("a v2 value has 8 colon-separated fields")
+                    }
+                });
+            }
+            // Without the check: extra fields ignored, missing ones empty.
+            fields.resize(version.field_count() - 2, "");
         }
         let (key_ids, sealed_at, wrapped, nonce, commitment, ciphertext) = match version {
             FormatVersion::V1 => (fields[0], None, fields[1], fields[2], None, fields[3]),
@@ -178,21 +424,25 @@ impl SealedValue {
             None => SEALED_AT_UNRECORDED,
         };
         let wrapped_key = decode_field(wrapped, "wrapped data key is not valid base64")?;
-        let nonce: [u8; NONCE_LEN] = decode_field(nonce, "nonce is not valid base64")?
-            .try_into()
-            .map_err(|_| SealError::Malformed("nonce must be 24 bytes"))?;
+        let nonce: [u8; NONCE_LEN] = fixed_length(
+            decode_field(nonce, "nonce is not valid base64")?,
+            ReaderCheck::NonceLength,
+            "nonce must be 24 bytes",
+        )?;
         let commitment = commitment
             .map(|field| {
-                decode_field(field, "commitment is not valid base64")?
-                    .try_into()
-                    .map_err(|_| SealError::Malformed("commitment must be 32 bytes"))
+                fixed_length(
+                    decode_field(field, "commitment is not valid base64")?,
+                    ReaderCheck::CommitmentLength,
+                    "commitment must be 32 bytes",
+                )
             })
             .transpose()?;
         let ciphertext = decode_field(ciphertext, "ciphertext is not valid base64")?;
-        if ciphertext.len() < TAG_LEN {
+        if ciphertext.len() < TAG_LEN && enforced(ReaderCheck::CiphertextMin) {
             return Err(SealError::Malformed("ciphertext shorter than its tag"));
         }
-        if ciphertext.len() > MAX_CIPHERTEXT_LEN {
+        if ciphertext.len() > MAX_CIPHERTEXT_LEN && enforced(ReaderCheck::CiphertextMax) {
             return Err(SealError::Malformed(
                 "ciphertext longer than 1 MiB and its tag",
             ));
@@ -455,24 +705,55 @@ fn shown_version(field: &str) -> String {
 }
 
 fn decode_field(field: &str, what: &'static str) -> Result<Vec<u8>, SealError> {
-    BASE64_STANDARD
-        .decode(field)
-        .map_err(|_| SealError::Malformed(what))
+    match BASE64_STANDARD.decode(field) {
+        Ok(bytes) => Ok(bytes),
+        Err(_) if enforced(ReaderCheck::Base64) => Err(SealError::Malformed(what)),
+        Err(_) => unchecked::base64(field.as_bytes()).ok_or(SealError::Malformed(what)),
+    }
+}
+
+/// A decoded field of exactly `N` bytes; without `check`, the first `N`
+/// bytes, zero-padded.
+fn fixed_length<const N: usize>(
+    bytes: Vec<u8>,
+    check: ReaderCheck,
+    what: &'static str,
+) -> Result<[u8; N], SealError> {
+    match <[u8; N]>::try_from(bytes) {
+        Ok(array) => Ok(array),
+        Err(_) if enforced(check) => Err(SealError::Malformed(what)),
+        Err(bytes) => {
+            let mut array = [0u8; N];
+            let len = bytes.len().min(N);
+            array[..len].copy_from_slice(&bytes[..len]);
+            Ok(array)
+        }
+    }
+}
+
+/// A key id as written (16 lowercase hex digits), in the key-ids field or
+/// the key-ids stanza. `None` for any other text; without the check, such a
+/// text reads as an id of its own (its hash), so equal texts give equal ids
+/// and no held key matches it: a reader that compares key ids as text.
+pub(crate) fn read_key_id(text: &str) -> Option<KeyId> {
+    match text.parse::<KeyId>() {
+        Ok(id) => Some(id),
+        Err(_) if enforced(ReaderCheck::KeyIdSyntax) => None,
+        Err(_) => Some(KeyId::of_recipient_str(text)),
+    }
 }
 
 /// At most [`MAX_RECIPIENTS`] ids, counted before any is parsed: the work
 /// stays constant whatever the field holds (a 2 MiB field of ids once cost
 /// seconds of quadratic duplicate checks).
 fn parse_key_ids(field: &str) -> Result<Vec<KeyId>, SealError> {
-    if field.split(',').nth(MAX_RECIPIENTS).is_some() {
+    if field.split(',').nth(MAX_RECIPIENTS).is_some() && enforced(ReaderCheck::KeyIdCount) {
         return Err(SealError::Malformed("too many key ids"));
     }
     let mut key_ids = Vec::with_capacity(MAX_RECIPIENTS);
     for part in field.split(',') {
-        let id = part
-            .parse::<KeyId>()
-            .map_err(|_| SealError::Malformed("invalid key id"))?;
-        if key_ids.contains(&id) {
+        let id = read_key_id(part).ok_or(SealError::Malformed("invalid key id"))?;
+        if key_ids.contains(&id) && enforced(ReaderCheck::KeyIdDuplicate) {
             return Err(SealError::Malformed("duplicate key id"));
         }
         key_ids.push(id);
@@ -489,11 +770,16 @@ fn parse_sealed_at(field: &str) -> Result<u64, SealError> {
         && field.len() <= 12
         && field.bytes().all(|b| b.is_ascii_digit())
         && (field == "0" || !field.starts_with('0'));
-    if !canonical {
+    let seconds: u64 = if canonical {
+        field.parse().map_err(|_| BAD)?
+    } else if enforced(ReaderCheck::SealedAtSyntax) {
         return Err(BAD);
-    }
-    let seconds: u64 = field.parse().map_err(|_| BAD)?;
-    if seconds > MAX_SEALED_AT {
+    } else {
+        // Without the check: any spelling Rust's integer parser takes
+        // (leading zeros, a plus sign), white space around it.
+        field.trim().parse().map_err(|_| BAD)?
+    };
+    if seconds > MAX_SEALED_AT && enforced(ReaderCheck::SealedAtRange) {
         return Err(SealError::Malformed("seal time after 9999-01-01T00:00:00Z"));
     }
     Ok(seconds)
@@ -635,9 +921,18 @@ pub fn open(
     binding: &Binding<'_>,
     keyring: &Keyring,
 ) -> Result<SecretBytes, SealError> {
-    binding.validate()?;
+    check_binding(binding)?;
     let data_key = unwrap_data_key(value, keyring)?;
     decrypt_with(value, binding, &data_key)
+}
+
+/// A reader checks the binding before it uses any key (`docs/format.md`
+/// §4, step 8).
+fn check_binding(binding: &Binding<'_>) -> Result<(), SealError> {
+    match binding.validate() {
+        Err(err) if enforced(ReaderCheck::Binding) => Err(err),
+        _ => Ok(()),
+    }
 }
 
 /// Re-wraps a value's data key to `recipients` (at most [`MAX_RECIPIENTS`]).
@@ -656,7 +951,7 @@ pub fn rewrap(
     keyring: &Keyring,
     recipients: &[Recipient],
 ) -> Result<SealedValue, SealError> {
-    binding.validate()?;
+    check_binding(binding)?;
     let data_key = unwrap_data_key(value, keyring)?;
     let plaintext = decrypt_with(value, binding, &data_key)?;
     if value.version() == FormatVersion::V1 {
@@ -711,7 +1006,7 @@ pub fn rewrap_replacing(
     if value.version() == FormatVersion::V1 {
         return rewrap(value, binding, keyring, recipients);
     }
-    binding.validate()?;
+    check_binding(binding)?;
     let mut seen = HashSet::new();
     let fresh: Vec<&Recipient> = recipients
         .iter()
@@ -786,29 +1081,49 @@ pub fn unwrap_data_key(value: &SealedValue, keyring: &Keyring) -> Result<DataKey
 
 /// [`unwrap_data_key`], also giving the age file key it was wrapped under.
 fn unwrap_keys(value: &SealedValue, keyring: &Keyring) -> Result<(FileKey, DataKey), SealError> {
-    let candidates: Vec<(usize, &Identity)> = value
+    let mut candidates: Vec<(Option<usize>, &Identity)> = value
         .key_ids
         .iter()
         .enumerate()
-        .filter_map(|(index, id)| keyring.get(id).map(|identity| (index, identity)))
+        .filter_map(|(index, id)| keyring.get(id).map(|identity| (Some(index), identity)))
         .collect();
     if candidates.is_empty() {
-        return Err(SealError::NoMatchingIdentity {
-            key_ids: value.key_ids.clone(),
-        });
+        if enforced(ReaderCheck::KeyIdSelection) {
+            return Err(SealError::NoMatchingIdentity {
+                key_ids: value.key_ids.clone(),
+            });
+        }
+        // Without the check: a trial of every key held on every stanza.
+        candidates = keyring
+            .by_id
+            .values()
+            .map(|identity| (None, identity))
+            .collect();
+        candidates.sort_by_key(|(_, identity)| identity.key_id());
     }
     let file = AgeFile::parse(&value.wrapped_key, MAX_STANZAS).map_err(SealError::Malformed)?;
     // Each held key on its own, header MAC included: a stanza that unwraps
     // to another file key (made so, or damaged) must not hide a later key's
     // good stanza.
-    candidates
-        .into_iter()
-        .find_map(|candidate| {
-            file.unwrap_keys(&StanzaByPosition {
-                candidates: vec![candidate],
-            })
-        })
-        .ok_or(SealError::UnwrapFailed)
+    for (position, identity) in candidates {
+        let own = StanzaByPosition::new(identity, position);
+        if let Some(keys) = file.unwrap_keys(&own) {
+            return Ok(keys);
+        }
+        if own.unwrapped() {
+            // The stanza gave a file key, the header MAC or the payload
+            // refused it.
+            if !enforced(ReaderCheck::UnwrapEachKey) {
+                break;
+            }
+        } else if position.is_some() && !enforced(ReaderCheck::UnwrapOwnStanza) {
+            // Without the check: the key tries every stanza.
+            if let Some(keys) = file.unwrap_keys(&StanzaByPosition::new(identity, None)) {
+                return Ok(keys);
+            }
+        }
+    }
+    Err(SealError::UnwrapFailed)
 }
 
 /// Checks a v2 value's commitment before anything is decrypted, then opens
@@ -825,22 +1140,28 @@ fn decrypt_with(
         ),
         Some(expected) => {
             let keys = commitment::derive(data_key, &value.nonce);
-            if !commitment::matches(&keys.commitment, expected) {
+            if !commitment::matches(&keys.commitment, expected) && enforced(ReaderCheck::Commitment)
+            {
                 return Err(SealError::CommitmentMismatch);
             }
             (keys.aead_key, binding.associated_data_v2(value.sealed_at))
         }
     };
-    XChaCha20Poly1305::new((&*key).into())
-        .decrypt(
-            XNonce::from_slice(&value.nonce),
-            Payload {
-                msg: &value.ciphertext,
-                aad: &aad,
-            },
-        )
-        .map(SecretBytes::new)
-        .map_err(|_| SealError::DecryptFailed)
+    let cipher = XChaCha20Poly1305::new((&*key).into());
+    let nonce = XNonce::from_slice(&value.nonce);
+    match cipher.decrypt(
+        nonce,
+        Payload {
+            msg: &value.ciphertext,
+            aad: &aad,
+        },
+    ) {
+        Ok(plaintext) => Ok(SecretBytes::new(plaintext)),
+        Err(_) if enforced(ReaderCheck::Aead) => Err(SealError::DecryptFailed),
+        Err(_) => unchecked::open_without_tag(&cipher, nonce, &value.ciphertext)
+            .map(SecretBytes::new)
+            .ok_or(SealError::DecryptFailed),
+    }
 }
 
 /// Wraps a data key to the recipients (duplicates removed) as a binary age
@@ -882,12 +1203,30 @@ fn key_ids_stanza(key_ids: &[KeyId]) -> Stanza {
     }
 }
 
-/// Unwraps with the named identities only, each with the X25519 stanza at
-/// its key id's position ([`structure::check_wrapped_key`] checked the rest
-/// when the value was parsed). The header MAC is verified after a successful
+/// Unwraps with one named identity only, with the X25519 stanza at its key
+/// id's position ([`structure::check_wrapped_key`] checked the rest when
+/// the value was parsed). The header MAC is verified after a successful
 /// unwrap, so a changed key id or stanza anywhere is rejected.
 struct StanzaByPosition<'a> {
-    candidates: Vec<(usize, &'a Identity)>,
+    identity: &'a Identity,
+    /// `None`: every X25519 stanza (only when a test switched a check off).
+    position: Option<usize>,
+    /// Whether the stanza gave a file key.
+    unwrapped: Cell<bool>,
+}
+
+impl<'a> StanzaByPosition<'a> {
+    fn new(identity: &'a Identity, position: Option<usize>) -> Self {
+        Self {
+            identity,
+            position,
+            unwrapped: Cell::new(false),
+        }
+    }
+
+    fn unwrapped(&self) -> bool {
+        self.unwrapped.get()
+    }
 }
 
 impl age::Identity for StanzaByPosition<'_> {
@@ -896,13 +1235,17 @@ impl age::Identity for StanzaByPosition<'_> {
     }
 
     fn unwrap_stanzas(&self, stanzas: &[Stanza]) -> Option<Result<FileKey, age::DecryptError>> {
-        let x25519: Vec<&Stanza> = stanzas
+        let mut x25519 = stanzas
             .iter()
-            .filter(|stanza| stanza.tag == X25519_STANZA_TAG)
-            .collect();
-        self.candidates.iter().find_map(|(index, identity)| {
-            age::Identity::unwrap_stanza(*identity, x25519.get(*index)?)
-        })
+            .filter(|stanza| stanza.tag == X25519_STANZA_TAG);
+        let unwrap = |stanza: &Stanza| age::Identity::unwrap_stanza(self.identity, stanza);
+        let result = match self.position {
+            Some(index) => unwrap(x25519.nth(index)?),
+            None => x25519.find_map(unwrap),
+        };
+        self.unwrapped
+            .set(matches!(result, Some(Ok(_))) || self.unwrapped.get());
+        result
     }
 }
 

@@ -609,3 +609,183 @@ fn rewrap_replacing_a_v1_value_reports_the_dropped_recipients() {
         vec![old.recipient().key_id(), recovery.recipient().key_id()]
     );
 }
+
+// ---- Every reader check is needed (docs/format.md §10) ----
+//
+// The checks of §4 are switched off one at a time (`switch::without`): a
+// reader without any one of them must get at least one committed vector
+// wrong, and that vector is one of the check's own rule. So every rule, and
+// every separate check within a rule, has a vector that no other check
+// refuses the same way.
+
+mod every_check {
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::str::FromStr;
+
+    use serde_json::Value;
+
+    use super::super::{ReaderCheck, switch};
+    use super::*;
+
+    /// One value vector of `tests/vectors/v2.json`.
+    struct Vector {
+        rule: String,
+        comment: String,
+        sealed: String,
+        scope: Scope,
+        namespace: String,
+        name: String,
+        key: String,
+        expect: String,
+        plaintext: Option<Vec<u8>>,
+    }
+
+    fn text(value: &Value, field: &str) -> String {
+        value[field]
+            .as_str()
+            .unwrap_or_else(|| panic!("{field} missing in a vector"))
+            .to_owned()
+    }
+
+    fn vectors() -> (Keyring, Vec<Vector>) {
+        let file: Value =
+            serde_json::from_str(include_str!("../../tests/vectors/v2.json")).unwrap();
+        let keyring: Keyring = file["identities"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|identity| Identity::from_str(identity.as_str().unwrap()).unwrap())
+            .collect();
+        let vectors = file["values"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|case| Vector {
+                rule: text(case, "rule"),
+                comment: text(case, "comment"),
+                sealed: match case.get("sealed_fill") {
+                    Some(fill) => format!(
+                        "{}{}{}",
+                        text(fill, "prefix"),
+                        text(fill, "fill")
+                            .repeat(usize::try_from(fill["count"].as_u64().unwrap()).unwrap()),
+                        text(fill, "suffix")
+                    ),
+                    None => text(case, "sealed"),
+                },
+                scope: Scope::from_str(&text(case, "scope")).unwrap(),
+                namespace: text(case, "namespace"),
+                name: text(case, "name"),
+                key: text(case, "key"),
+                expect: text(case, "expect"),
+                plaintext: case["plaintext_base64"]
+                    .as_str()
+                    .map(|text| BASE64_STANDARD.decode(text).unwrap()),
+            })
+            .collect();
+        (keyring, vectors)
+    }
+
+    /// The error category names of docs/format.md §4.
+    fn category(error: &SealError) -> &'static str {
+        match error {
+            SealError::NotSealedValue => "not-a-kseal-value",
+            SealError::UnsupportedVersion(_) => "unsupported-version",
+            SealError::Malformed(_) => "malformed",
+            SealError::InvalidBinding(_) => "binding-invalid",
+            SealError::NoMatchingIdentity { .. } => "no-matching-identity",
+            SealError::UnwrapFailed => "unwrap-failed",
+            SealError::CommitmentMismatch => "commitment-mismatch",
+            SealError::DecryptFailed => "decrypt-failed",
+            _ => "not a reader error",
+        }
+    }
+
+    /// Whether the reader, as switched now, gives the recorded result.
+    fn as_recorded(vector: &Vector, keyring: &Keyring) -> bool {
+        let binding = Binding::new(vector.scope, &vector.namespace, &vector.name, &vector.key);
+        let result =
+            SealedValue::parse(&vector.sealed).and_then(|value| open(&value, &binding, keyring));
+        match result {
+            Ok(plaintext) => {
+                vector.expect == "ok" && vector.plaintext.as_deref() == Some(plaintext.expose())
+            }
+            Err(err) => vector.expect == category(&err),
+        }
+    }
+
+    /// The first vector of `rule` that a reader without `checks` gets wrong.
+    fn changed<'a>(
+        checks: &[ReaderCheck],
+        rule: &str,
+        vectors: &'a [Vector],
+        keyring: &Keyring,
+    ) -> Option<&'a Vector> {
+        switch::without(checks, || {
+            vectors
+                .iter()
+                .filter(|vector| vector.rule == rule)
+                .find(|vector| !as_recorded(vector, keyring))
+        })
+    }
+
+    /// With every check on, each vector gives its recorded result, and each
+    /// refused one is refused by a check of the rule it names: the first
+    /// rule, in §4's order, that it breaks.
+    #[test]
+    fn each_negative_vector_is_refused_by_its_own_rule() {
+        let (keyring, vectors) = vectors();
+        for vector in &vectors {
+            switch::take_broken();
+            assert!(as_recorded(vector, &keyring), "{}", vector.comment);
+            let broken = switch::take_broken();
+            if vector.expect != "ok" {
+                let last = broken.last().unwrap_or_else(|| {
+                    panic!("{}: refused by no switchable check", vector.comment)
+                });
+                assert_eq!(last.rule(), vector.rule, "{}: {last:?}", vector.comment);
+            }
+        }
+    }
+
+    /// Every check (and every rule) switched off alone changes the outcome
+    /// of a vector of its rule, and the checks' rules are exactly the rules
+    /// the vectors name (`ok` aside): a check cannot be added without a
+    /// vector, nor a rule without a check.
+    #[test]
+    fn every_reader_check_is_needed() {
+        let (keyring, vectors) = vectors();
+        let vector_rules: BTreeSet<&str> = vectors
+            .iter()
+            .map(|vector| vector.rule.as_str())
+            .filter(|rule| *rule != "ok")
+            .collect();
+        let check_rules: BTreeSet<&str> =
+            ReaderCheck::ALL.iter().map(|check| check.rule()).collect();
+        assert_eq!(check_rules, vector_rules);
+        // The stanza cap is a bound, not a check: the rules allow no more
+        // (64 X25519 stanzas, the key-ids stanza, v1's two others).
+        assert_eq!(MAX_STANZAS, MAX_RECIPIENTS + 1 + 2);
+
+        let mut unneeded = Vec::new();
+        for check in ReaderCheck::ALL {
+            match changed(&[*check], check.rule(), &vectors, &keyring) {
+                Some(vector) => eprintln!("{check:?}: {}", vector.comment),
+                None => unneeded.push(format!("{check:?}")),
+            }
+        }
+        let mut by_rule: BTreeMap<&str, Vec<ReaderCheck>> = BTreeMap::new();
+        for check in ReaderCheck::ALL {
+            by_rule.entry(check.rule()).or_default().push(*check);
+        }
+        for (rule, checks) in &by_rule {
+            if changed(checks, rule, &vectors, &keyring).is_none() {
+                unneeded.push(format!("rule {rule}"));
+            }
+        }
+        assert!(
+            unneeded.is_empty(),
+            "switched off, these change no vector of their rule: {unneeded:?}"
+        );
+    }
+}

@@ -7,10 +7,12 @@
 //!
 //! It lives inside the crate because the negative vectors need what no
 //! public API offers on purpose: wrapped keys with chosen stanzas (and a
-//! valid header MAC), so that each vector breaks exactly one reader rule and
-//! a reader that skips the rule opens it. Sealing is randomized: a new run
-//! writes different, equally valid vectors. `shared/tests/vectors.rs`
-//! checks the committed file on every test run.
+//! valid header MAC), so that every reader check has a vector that breaks
+//! it alone, which a reader that skips the check opens (or refuses in
+//! another category). Sealing is randomized: a new run writes different,
+//! equally valid vectors. `shared/tests/vectors.rs` checks the committed
+//! file on every test run, and `super::tests::every_check` that each
+//! check is needed.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -204,6 +206,59 @@ impl Gen {
             "expect": "ok",
             "plaintext_base64": b64(plaintext),
             "sealed_at": sealed_at,
+        }));
+    }
+
+    /// A v1 value from [`v1_value`] (strict binding, plaintext `v1 value`).
+    fn v1(&mut self, rule: &str, comment: &str, sealed: &str, expect: &str) {
+        let mut case = json!({
+            "rule": rule,
+            "comment": comment,
+            "sealed": sealed,
+            "scope": "strict",
+            "namespace": "payments",
+            "name": "db-credentials",
+            "key": "password",
+            "expect": expect,
+        });
+        if expect == "ok" {
+            case["plaintext_base64"] = json!(b64(b"v1 value"));
+            case["sealed_at"] = Value::Null;
+        }
+        self.values.push(case);
+    }
+
+    /// A large value refused as malformed (strict binding), written as
+    /// `sealed_fill`: the longest run of one `period`-character unit
+    /// around the middle of `sealed` becomes `fill` and `count`.
+    fn fill(&mut self, rule: &str, comment: &str, sealed: &str, period: usize) {
+        let text = sealed.as_bytes();
+        let unit = &text[text.len() / 2..text.len() / 2 + period];
+        let mut start = text.len() / 2;
+        while start >= period && &text[start - period..start] == unit {
+            start -= period;
+        }
+        let mut end = text.len() / 2 + period;
+        while end + period <= text.len() && &text[end..end + period] == unit {
+            end += period;
+        }
+        let (prefix, fill, suffix) = (
+            &sealed[..start],
+            &sealed[start..start + period],
+            &sealed[end..],
+        );
+        let count = (end - start) / period;
+        assert_eq!(format!("{prefix}{}{suffix}", fill.repeat(count)), sealed);
+        assert!(prefix.len() + suffix.len() + fill.len() < 64 * 1024);
+        self.values.push(json!({
+            "rule": rule,
+            "comment": comment,
+            "sealed_fill": {"prefix": prefix, "fill": fill, "count": count, "suffix": suffix},
+            "scope": "strict",
+            "namespace": "payments",
+            "name": "db-credentials",
+            "key": "password",
+            "expect": "malformed",
         }));
     }
 
@@ -430,6 +485,26 @@ fn values(g: &mut Gen) {
             "malformed",
         );
     }
+    // An id that is not one, written so in the key-ids stanza too, with a
+    // stanza at its position, next to a's: a reader that compares key ids
+    // as text (skips their syntax) opens it with a.
+    let bogus = idc.to_uppercase();
+    let (aa, cc) = (a.clone(), c.clone());
+    let mut as_text = g.with_stanzas(&[a.key_id()], |fk| {
+        vec![
+            x25519_stanza(&cc, fk),
+            x25519_stanza(&aa, fk),
+            ids_stanza(&[&bogus, &ida]),
+        ]
+    });
+    as_text.key_ids = format!("{bogus},{ida}");
+    g.push(
+        "key-ids",
+        "an upper-case key id, so in the key-ids stanza too, before a valid one",
+        &as_text.encode(),
+        strict(),
+        "malformed",
+    );
     // A duplicate id, listed twice in the key-ids stanza too, with two valid
     // stanzas for a: only the duplicate rule refuses it.
     let dup = g.with_stanzas(&[a.key_id(), a.key_id()], |fk| {
@@ -596,11 +671,17 @@ fn values(g: &mut Gen) {
 
     // the wrapped key's age grammar
     let wrapped = base.wrapped.clone();
-    let intro_v2 = [b"age-encryption.org/v2".as_slice(), &wrapped[21..]].concat();
+    let aa = a.clone();
+    let intro_v2 = g.with_header(&[a.key_id()], &strict(), SEALED_AT, |fk| {
+        let mut header = b"age-encryption.org/v2\n".to_vec();
+        header.extend(stanza_text(&x25519_stanza(&aa, fk)));
+        header.extend(stanza_text(&ids_stanza(&[&ida])));
+        header
+    });
     g.push(
         "age-grammar",
-        "intro line of another age version",
-        &base.with_field(4, &b64(&intro_v2)),
+        "intro line of another age version (the header MAC made for it)",
+        &intro_v2.encode(),
         strict(),
         "malformed",
     );
@@ -831,6 +912,19 @@ fn values(g: &mut Gen) {
         strict(),
         "no-matching-identity",
     );
+    // The key ids name c only, the stanza is a's: a reader that falls back
+    // to trying every key it holds opens it.
+    let aa = a.clone();
+    let elsewhere = g.with_stanzas(&[c.key_id()], |fk| {
+        vec![x25519_stanza(&aa, fk), ids_stanza(&[&idc])]
+    });
+    g.push(
+        "no-matching-identity",
+        "the key ids name a key the reader does not hold, the stanza is for one it holds",
+        &elsewhere.encode(),
+        strict(),
+        "no-matching-identity",
+    );
     let (aa, bb) = (a.clone(), b.clone());
     let crossed = g.with_stanzas(&[a.key_id(), b.key_id()], |fk| {
         vec![
@@ -932,6 +1026,77 @@ fn values(g: &mut Gen) {
         strict(),
         "malformed",
     );
+    let aa6 = a.clone();
+    let loose_body = g.with_header(&[a.key_id()], &strict(), SEALED_AT, |fk| {
+        let stanza = x25519_stanza(&aa6, fk);
+        let body = BASE64_STANDARD_NO_PAD.encode(&stanza.body);
+        let mut header = format!(
+            "age-encryption.org/v1\n-> X25519 {}\n{}\n",
+            stanza.args[0],
+            trailing_bits_set(&body)
+        )
+        .into_bytes();
+        header.extend(stanza_text(&ids_stanza(&[&ida])));
+        header
+    });
+    g.push(
+        "age-grammar",
+        "an X25519 stanza body with non-zero trailing bits",
+        &loose_body.encode(),
+        strict(),
+        "malformed",
+    );
+    // Stanza lines: only a v1 value may hold a stanza whose tag and
+    // arguments nothing else checks (v2's are checked as X25519 and key-ids
+    // stanzas).
+    g.v1(
+        "age-grammar",
+        "a v1 value whose grease stanza has an empty argument (two spaces)",
+        &v1_value(&ida, |fk| {
+            header_of(&[
+                x25519_stanza(&a, fk),
+                Stanza {
+                    tag: "grease".to_owned(),
+                    args: vec![String::new(), "x".to_owned()],
+                    body: vec![1; 5],
+                },
+                ids_stanza(&[&ida]),
+            ])
+        }),
+        "malformed",
+    );
+    // v1 allows other stanzas, so only the key-ids and X25519 rules refuse
+    // these.
+    g.v1(
+        "key-ids-stanza",
+        "a v1 value with two key-ids stanzas",
+        &v1_value(&ida, |fk| {
+            header_of(&[
+                x25519_stanza(&a, fk),
+                ids_stanza(&[&ida]),
+                ids_stanza(&[&ida]),
+            ])
+        }),
+        "malformed",
+    );
+    g.v1(
+        "key-ids-stanza",
+        "a v1 value without a key-ids stanza",
+        &v1_value(&ida, |fk| header_of(&[x25519_stanza(&a, fk)])),
+        "malformed",
+    );
+    g.v1(
+        "x25519-stanzas",
+        "a v1 value with an X25519 stanza for an unlisted key",
+        &v1_value(&ida, |fk| {
+            header_of(&[
+                x25519_stanza(&a, fk),
+                x25519_stanza(&c, fk),
+                ids_stanza(&[&ida]),
+            ])
+        }),
+        "malformed",
+    );
     // Each held key on its own: a's stanza wraps another file key, b's the
     // right one; a reader holding both opens it (with b).
     let (aa5, bb5) = (a.clone(), b.clone());
@@ -956,46 +1121,38 @@ fn values(g: &mut Gen) {
     }));
     // v1: up to two stanzas besides the recipients' and the key-ids stanza
     for (grease, expect) in [(2, "ok"), (3, "malformed")] {
-        let sealed = v1_with_grease(&a, grease);
-        let mut case = json!({
-            "rule": "v1-stanzas",
-            "comment": format!("a v1 value with {grease} grease stanzas"),
-            "sealed": sealed,
-            "scope": "strict",
-            "namespace": "payments",
-            "name": "db-credentials",
-            "key": "password",
-            "expect": expect,
-        });
-        if expect == "ok" {
-            case["plaintext_base64"] = json!(b64(b"v1 value"));
-            case["sealed_at"] = Value::Null;
-        }
-        g.values.push(case);
+        g.v1(
+            "v1-stanzas",
+            &format!("a v1 value with {grease} grease stanzas"),
+            &v1_with_grease(&a, grease),
+            expect,
+        );
     }
-    // sizes a reader checks before decoding, written compactly: the value is
-    // `prefix` followed by `fill` repeated `count` times
-    let prefix = format!("{}:", fields[..7].join(":"));
-    let over_string = (MAX_ENCODED_LEN + 1 - prefix.len()).div_ceil(4) * 4;
-    let over_ciphertext = (MAX_CIPHERTEXT_LEN + 1).div_ceil(3) * 4;
-    for (comment, count) in [
-        ("value string over 2 MiB", over_string),
-        (
-            "ciphertext over 1,048,592 bytes (1,048,593 zero bytes)",
-            over_ciphertext,
-        ),
-    ] {
-        g.values.push(json!({
-            "rule": "sizes",
-            "comment": comment,
-            "sealed_fill": {"prefix": prefix, "fill": "A", "count": count},
-            "scope": "strict",
-            "namespace": "payments",
-            "name": "db-credentials",
-            "key": "password",
-            "expect": "malformed",
-        }));
-    }
+    // sizes, written compactly (`sealed_fill`: `prefix`, then `fill`
+    // repeated `count` times, then `suffix`). Only a v1 value can be over
+    // 2 MiB and otherwise valid: its grease stanzas may be of any size.
+    let grease = Stanza {
+        tag: "grease".to_owned(),
+        args: vec!["x".to_owned()],
+        body: vec![0; 48 * 24_300],
+    };
+    let long = v1_value(&ida, |fk| {
+        header_of(&[x25519_stanza(&a, fk), grease, ids_stanza(&[&ida])])
+    });
+    assert!(long.len() > MAX_ENCODED_LEN);
+    assert!(long.len() < MAX_ENCODED_LEN + 16 * 1024);
+    g.fill(
+        "sizes",
+        "value string over 2 MiB: a v1 value with a 1.1 MiB grease stanza",
+        &long,
+        260,
+    );
+    g.fill(
+        "sizes",
+        "ciphertext of 1,048,593 bytes (a plaintext of 1 MiB and one byte)",
+        &over_ciphertext_limit(&a),
+        1,
+    );
 
     // the commitment
     let mut flipped = base.commitment;
@@ -1054,12 +1211,29 @@ fn values(g: &mut Gen) {
         strict(),
         "decrypt-failed",
     );
-    let _ = idc;
 }
 
 /// A v1 value (`v1 value`, strict binding) sealed to `a` with `grease`
 /// extra stanzas, as age's encryptor adds them.
 fn v1_with_grease(a: &Identity, grease: usize) -> String {
+    let id = a.key_id().to_string();
+    v1_value(&id, |fk| {
+        let mut stanzas = vec![x25519_stanza(a, fk)];
+        for n in 0..grease {
+            stanzas.push(Stanza {
+                tag: format!("grease-{n}"),
+                args: vec!["x".to_owned()],
+                body: vec![n as u8; 5],
+            });
+        }
+        stanzas.push(ids_stanza(&[&id]));
+        header_of(&stanzas)
+    })
+}
+
+/// A v1 value (`v1 value`, strict binding) with these key ids whose wrapped
+/// key has exactly this header (up to `---`), MAC and payload made for it.
+fn v1_value(key_ids: &str, header: impl FnOnce(&FileKey) -> Vec<u8>) -> String {
     let data_key = DataKey::generate();
     let mut nonce = [0u8; NONCE_LEN];
     rand::rngs::OsRng.fill_bytes(&mut nonce);
@@ -1073,27 +1247,55 @@ fn v1_with_grease(a: &Identity, grease: usize) -> String {
         )
         .unwrap();
     let file_key = file_key();
-    let id = a.key_id().to_string();
-    let mut stanzas = vec![x25519_stanza(a, &file_key)];
-    for n in 0..grease {
-        stanzas.push(Stanza {
-            tag: format!("grease-{n}"),
-            args: vec!["x".to_owned()],
-            body: vec![n as u8; 5],
-        });
-    }
-    stanzas.push(ids_stanza(&[&id]));
-    let mut header = b"age-encryption.org/v1\n".to_vec();
-    for stanza in &stanzas {
-        header.extend(stanza_text(stanza));
-    }
-    let wrapped = write_file_with_header(&file_key, header, &data_key).unwrap();
+    let wrapped = write_file_with_header(&file_key, header(&file_key), &data_key).unwrap();
     format!(
-        "kseal:v1:{id}:{}:{}:{}",
+        "kseal:v1:{key_ids}:{}:{}:{}",
         b64(&wrapped),
         b64(&nonce),
         b64(&ciphertext)
     )
+}
+
+/// An age header up to `---`: the intro line and these stanzas.
+fn header_of(stanzas: &[Stanza]) -> Vec<u8> {
+    let mut header = b"age-encryption.org/v1\n".to_vec();
+    for stanza in stanzas {
+        header.extend(stanza_text(stanza));
+    }
+    header
+}
+
+/// A v2 value sealed to `a`, valid but for its ciphertext of 1,048,593
+/// bytes: the plaintext (1 MiB and one byte) is the key stream, so the
+/// ciphertext is zeros and a tag, and the vector stays small.
+fn over_ciphertext_limit(a: &Identity) -> String {
+    let data_key = DataKey::generate();
+    let mut nonce = [0u8; NONCE_LEN];
+    rand::rngs::OsRng.fill_bytes(&mut nonce);
+    let keys = commitment::derive(&data_key, &nonce);
+    let cipher = XChaCha20Poly1305::new((&*keys.aead_key).into());
+    let aad = strict().associated_data_v2(SEALED_AT);
+    let len = MAX_VALUE_LEN + 1;
+    let seal = |msg: &[u8]| {
+        cipher
+            .encrypt(XNonce::from_slice(&nonce), Payload { msg, aad: &aad })
+            .unwrap()
+    };
+    let stream = seal(&vec![0; len]);
+    let ciphertext = seal(&stream[..len]);
+    assert_eq!(ciphertext.len(), MAX_CIPHERTEXT_LEN + 1);
+    assert!(ciphertext[..len].iter().all(|byte| *byte == 0));
+    let (key_ids, wrapped_key) =
+        wrap_data_key(&data_key, std::slice::from_ref(a.recipient())).unwrap();
+    SealedValue {
+        key_ids,
+        sealed_at: SEALED_AT,
+        wrapped_key,
+        nonce,
+        commitment: Some(keys.commitment),
+        ciphertext,
+    }
+    .encode()
 }
 
 /// A value whose ciphertext also opens under a second data key, wrapped to
@@ -1251,6 +1453,60 @@ fn manifests(g: &Gen) -> Vec<Value> {
                 "  maxAge: \"90\"\n  encryptedData:\n    password: {value}\n"
             )),
         ),
+        ok(
+            "the longest max age in days (100 years of 365.25 days)",
+            object(&format!(
+                "  maxAge: 36525d\n  encryptedData:\n    password: {value}\n"
+            )),
+        ),
+        ok(
+            "the longest max age in hours",
+            object(&format!(
+                "  maxAge: 876600h\n  encryptedData:\n    password: {value}\n"
+            )),
+        ),
+        ok(
+            "the longest max age in weeks",
+            object(&format!(
+                "  maxAge: 5217w\n  encryptedData:\n    password: {value}\n"
+            )),
+        ),
+        bad(
+            "a max age a day over 100 years",
+            object(&format!(
+                "  maxAge: 36526d\n  encryptedData:\n    password: {value}\n"
+            )),
+        ),
+        bad(
+            "a max age a week over 100 years",
+            object(&format!(
+                "  maxAge: 5218w\n  encryptedData:\n    password: {value}\n"
+            )),
+        ),
+        bad(
+            "a max age of six digits over the limit",
+            object(&format!(
+                "  maxAge: 100000d\n  encryptedData:\n    password: {value}\n"
+            )),
+        ),
+        ok(
+            "a kubernetes.io/tls template with tls.crt and tls.key",
+            object(&format!(
+                "  template:\n    type: kubernetes.io/tls\n  encryptedData:\n    tls.crt: {value}\n    tls.key: {value}\n"
+            )),
+        ),
+        bad(
+            "a kubernetes.io/tls template without tls.key",
+            object(&format!(
+                "  template:\n    type: kubernetes.io/tls\n  encryptedData:\n    tls.crt: {value}\n"
+            )),
+        ),
+        bad(
+            "a service-account-token template without its annotation",
+            object(&format!(
+                "  template:\n    type: kubernetes.io/service-account-token\n  encryptedData:\n    token: {value}\n"
+            )),
+        ),
         bad(
             "strict scope without a namespace",
             format!(
@@ -1266,6 +1522,22 @@ fn manifests(g: &Gen) -> Vec<Value> {
     ]
 }
 
+/// An identity whose key id has a hex letter, so that its upper-case
+/// spelling (two vectors) is not a key id.
+fn spelled_with_letters() -> Identity {
+    loop {
+        let identity = Identity::generate();
+        if identity
+            .key_id()
+            .to_string()
+            .bytes()
+            .any(|b| b.is_ascii_lowercase())
+        {
+            return identity;
+        }
+    }
+}
+
 #[test]
 #[ignore = "writes shared/tests/vectors/v2.json; run with KSEAL_WRITE_VECTORS=1"]
 fn write_v2_vectors() {
@@ -1273,9 +1545,9 @@ fn write_v2_vectors() {
         return;
     }
     let mut g = Gen {
-        a: Identity::generate(),
-        b: Identity::generate(),
-        c: Identity::generate(),
+        a: spelled_with_letters(),
+        b: spelled_with_letters(),
+        c: spelled_with_letters(),
         values: Vec::new(),
     };
     values(&mut g);

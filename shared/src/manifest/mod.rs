@@ -19,7 +19,8 @@ pub use file::{
 };
 pub use plain_secret::{PlainSecret, STRIPPED_ANNOTATIONS, SecretError, scrub};
 pub use sealing::{
-    KeyFailure, SealOptions, SealingError, merge_into, seal_secret, unseal, value_binding,
+    KeyFailure, SealOptions, SealingError, UnsealError, merge_into, seal_secret, unseal,
+    value_binding,
 };
 
 /// Whether `api_version` names the core group's `v1` as kubectl reads it.

@@ -69,6 +69,16 @@ pub enum SealingError {
         /// The SealedSecret's namespace.
         sealed: String,
     },
+    /// Merging a Secret of another type than the SealedSecret's template
+    /// (a type cannot change by a merge: the old values were sealed for
+    /// the other).
+    #[error("the Secret is of type {secret:?} but the SealedSecret's template of type {sealed:?}")]
+    TypeMismatch {
+        /// The Secret's type.
+        secret: String,
+        /// The template's type (`Opaque` when unset).
+        sealed: String,
+    },
     /// Sealing one value failed.
     #[error("{key}: {error}")]
     Value {
@@ -95,7 +105,7 @@ pub fn seal_secret(
 ) -> Result<SealedSecret, SealingError> {
     // The names Kubernetes would refuse, before anything is sealed (the
     // name and namespace are bound into every value).
-    let problems = validation::object_problems(
+    let mut problems = validation::object_problems(
         SecretNames {
             scope: options.scope,
             name: &secret.name,
@@ -104,6 +114,17 @@ pub fn seal_secret(
             annotations: &secret.annotations,
         },
         secret.data.keys().map(String::as_str),
+    );
+    // The type's rules (a tls Secret needs tls.crt and tls.key, …): what
+    // the API server would refuse after commit, review and sync.
+    problems.extend(
+        crate::secret_type::secret_problems(
+            secret.type_.as_deref(),
+            &secret.annotations,
+            &secret.data,
+        )
+        .into_iter()
+        .map(validation::ObjectError::from),
     );
     if !problems.is_empty() {
         return Err(SealingError::Invalid(problems));
@@ -164,13 +185,44 @@ pub fn merge_into(
 ) -> Result<Vec<String>, SealingError> {
     // The target and the new keys must be well-formed (one definition, see
     // `validation`): values are bound to these names.
-    let mut problems = validation::sealed_secret_problems(existing);
+    let mut problems = validation::sealed_names_problems(existing);
     problems.extend(
         secret
             .data
             .keys()
             .filter_map(|key| validation::check_data_key(key).err())
             .map(validation::ObjectError::from),
+    );
+    // The type's rules on the merged object: the keys it requires, among
+    // the old values and the new ones, and what the new values hold.
+    let template = existing.spec.template.as_ref();
+    let type_ = template.and_then(|template| template.type_.as_deref());
+    fn or_opaque(type_: Option<&str>) -> &str {
+        match type_ {
+            None | Some("") => "Opaque",
+            Some(type_) => type_,
+        }
+    }
+    let same_type = |a: Option<&str>, b: Option<&str>| or_opaque(a) == or_opaque(b);
+    if secret.type_.is_some() && !same_type(secret.type_.as_deref(), type_) {
+        return Err(SealingError::TypeMismatch {
+            secret: secret.type_.clone().unwrap_or_default(),
+            sealed: type_.unwrap_or("Opaque").to_owned(),
+        });
+    }
+    let empty = BTreeMap::new();
+    let annotations = template
+        .and_then(|template| template.metadata.as_ref())
+        .map_or(&empty, |metadata| &metadata.annotations);
+    problems.extend(
+        crate::secret_type::content_problems(
+            type_,
+            annotations,
+            |key| existing.spec.encrypted_data.contains_key(key) || secret.data.contains_key(key),
+            |key| secret.data.get(key).map(crate::secret::SecretBytes::expose),
+        )
+        .into_iter()
+        .map(validation::ObjectError::from),
     );
     if !problems.is_empty() {
         return Err(SealingError::Invalid(problems));
@@ -225,8 +277,28 @@ pub struct KeyFailure {
     pub error: SealError,
 }
 
-/// Unseals every value; on failure reports each value that failed.
-pub fn unseal(sealed: &SealedSecret, keyring: &Keyring) -> Result<PlainSecret, Vec<KeyFailure>> {
+/// Why a SealedSecret could not be unsealed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum UnsealError {
+    /// More values than a SealedSecret may hold: refused before any value
+    /// is opened (docs/format.md §7).
+    #[error("{count} values; a SealedSecret holds at most {MAX_VALUES}, so none was opened")]
+    TooManyValues {
+        /// How many there are.
+        count: usize,
+    },
+    /// These values did not open (every one is tried).
+    #[error("{} value(s) could not be unsealed", .0.len())]
+    Values(Vec<KeyFailure>),
+}
+
+/// Unseals every value; on failure reports each value that failed. An
+/// object over [`MAX_VALUES`] is refused before any value is opened.
+pub fn unseal(sealed: &SealedSecret, keyring: &Keyring) -> Result<PlainSecret, UnsealError> {
+    let count = sealed.spec.encrypted_data.len();
+    if count > MAX_VALUES {
+        return Err(UnsealError::TooManyValues { count });
+    }
     let template = sealed.spec.template.clone().unwrap_or_default();
     let template_metadata = template.metadata.unwrap_or_default();
     let mut secret = PlainSecret {
@@ -255,6 +327,6 @@ pub fn unseal(sealed: &SealedSecret, keyring: &Keyring) -> Result<PlainSecret, V
     if failures.is_empty() {
         Ok(secret)
     } else {
-        Err(failures)
+        Err(UnsealError::Values(failures))
     }
 }
