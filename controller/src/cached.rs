@@ -374,8 +374,10 @@ mod tests {
                     ("b".to_owned(), "kseal:v1:two".to_owned()),
                     ("a".to_owned(), "kseal:v1:one".to_owned()),
                 ]),
+                // A type with no rule of its own (a tls one would need
+                // tls.crt and tls.key: see the test below).
                 template: Some(SecretTemplate {
-                    type_: Some("kubernetes.io/tls".into()),
+                    type_: Some("example.com/custom".into()),
                     ..SecretTemplate::default()
                 }),
                 max_age: None,
@@ -521,6 +523,27 @@ mod tests {
         };
         let allowed = CachedSealedSecret::watched(with_template(3, 10), &policy);
         assert!(allowed.policy_verdict().is_ok());
+    }
+
+    /// The keys a type requires are part of being well-formed: a tls
+    /// object without them is a problem, named, and its values are not
+    /// kept.
+    #[test]
+    fn a_type_s_required_keys_are_problems() {
+        let mut object = sealed();
+        object.spec.template = Some(SecretTemplate {
+            type_: Some("kubernetes.io/tls".into()),
+            ..SecretTemplate::default()
+        });
+        let cached = CachedSealedSecret::from(object.clone());
+        let problems: Vec<String> = cached.problems().iter().map(ToString::to_string).collect();
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(problems[0].contains("data[tls.crt]") && problems[1].contains("data[tls.key]"));
+        object.spec.encrypted_data = BTreeMap::from([
+            ("tls.crt".to_owned(), "kseal:v1:one".to_owned()),
+            ("tls.key".to_owned(), "kseal:v1:two".to_owned()),
+        ]);
+        assert!(CachedSealedSecret::from(object).problems().is_empty());
     }
 
     #[test]
