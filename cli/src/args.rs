@@ -264,7 +264,9 @@ pub struct SealArgs {
     /// Namespace of the Secret (required with --from-* unless cluster-wide)
     #[arg(short = 'n', long)]
     pub namespace: Option<String>,
-    /// Secret type for --from-* input (default Opaque)
+    /// Secret type (default Opaque; with --merge-into, the SealedSecret's type, which a merge
+    /// cannot change). With -f it fills in a manifest without `type`; a different one is an
+    /// error
     #[arg(long = "type", value_name = "TYPE")]
     pub secret_type: Option<String>,
     /// Add or replace the given keys in this SealedSecret file, atomically; other values stay byte-identical
@@ -365,6 +367,8 @@ pub struct RewrapArgs {
     /// Files or directories (searched for *.yaml, *.yml, *.json)
     #[arg(value_name = "PATH", required = true)]
     pub paths: Vec<PathBuf>,
+    #[command(flatten)]
+    pub walk: WalkArgs,
 }
 
 #[derive(Debug, Args)]
@@ -401,6 +405,8 @@ pub struct MigrateArgs {
     /// Without -r/-R or a matching .kseal.yaml rule, the cluster's published keys are used
     #[command(flatten)]
     pub cluster: ClusterArgs,
+    #[command(flatten)]
+    pub walk: WalkArgs,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, Default, PartialEq, Eq)]
@@ -430,6 +436,8 @@ pub struct InspectArgs {
     /// Files or directories; `-` or nothing reads stdin
     #[arg(value_name = "PATH")]
     pub paths: Vec<PathBuf>,
+    #[command(flatten)]
+    pub walk: WalkArgs,
 }
 
 #[derive(Debug, Args)]
@@ -442,6 +450,28 @@ pub struct ValidateArgs {
     pub online: bool,
     #[command(flatten)]
     pub cluster: ClusterArgs,
+    #[command(flatten)]
+    pub walk: WalkArgs,
+}
+
+/// How a command walks the directories it is given.
+#[derive(Debug, Args, Clone, Copy)]
+pub struct WalkArgs {
+    /// Read no .ksealignore file: take every file the walk finds (by default, in a directory
+    /// given, .ksealignore files in gitignore syntax exclude paths, each named on stderr)
+    #[arg(long)]
+    pub no_ignore: bool,
+}
+
+impl WalkArgs {
+    /// Whether the walk reads `.ksealignore` files.
+    pub fn ignore_files(self) -> crate::walk::IgnoreFiles {
+        if self.no_ignore {
+            crate::walk::IgnoreFiles::Skip
+        } else {
+            crate::walk::IgnoreFiles::Read
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -453,13 +483,15 @@ pub struct ValidateArgs {
         entry: kseal check
         language: system
         files: \\.(ya?ml|json)$|(^|/)\\.kseal-|(^|/)Kustomization$
-        exclude: ^charts/[^/]+/templates/
+        exclude: (^|/)charts/.+/templates/
 
 (`(^|/)\\.kseal-` passes kseal's own temporary files too, which only a killed write
 leaves and which may hold a Secret.) Files are decoded as `kseal seal` decodes them
 (UTF-8, or UTF-16 with a byte-order mark); a file check cannot read (a dangling symlink,
 a Helm template, other bytes) is reported with every other finding, and fails the check.
-Kustomizations count too: a secretGenerator with literals, envs or files is plaintext.
+Kustomizations count too: a secretGenerator with literals, envs or files is plaintext,
+and so is a patch that sets data or stringData; `kubectl kustomize DIR | kseal check -`
+checks what kustomize renders, whatever way it got there.
 
 In a directory walked, .ksealignore files (gitignore syntax; read here, below, and above
 up to the repository's top) exclude paths, each named on stderr; a path named on the
@@ -474,7 +506,8 @@ by sealing a new one: `kseal seal --from-literal KEY=NEW --merge-into FILE`.
 Without --rotation or --max-age, ages are not looked at: the pre-commit hook
 above stays about plaintext only.")]
 pub struct CheckArgs {
-    /// Files or directories to scan
+    /// Files or directories to scan; `-` reads stdin (what `kubectl kustomize DIR` or `helm
+    /// template` renders)
     #[arg(value_name = "PATH", required = true)]
     pub paths: Vec<PathBuf>,
     /// Also fail on every sealed value older than AGE (hours, days or weeks: 90d, 2160h,
@@ -486,10 +519,8 @@ pub struct CheckArgs {
     /// reports as RotationDue)
     #[arg(long, conflicts_with = "max_age")]
     pub rotation: bool,
-    /// Read no .ksealignore file: check everything the walk finds (for a CI gate that does
-    /// not take the tree's word for what to skip)
-    #[arg(long)]
-    pub no_ignore: bool,
+    #[command(flatten)]
+    pub walk: WalkArgs,
 }
 
 #[derive(Debug, Args)]

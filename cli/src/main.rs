@@ -8,6 +8,7 @@ mod cluster;
 mod commands;
 mod error;
 mod io;
+mod kustomize;
 mod recipients;
 mod sources;
 mod walk;

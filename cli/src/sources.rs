@@ -183,7 +183,15 @@ pub fn add_env_file(secret: &mut PlainSecret, path: &Path) -> Result<()> {
         let at = || format!("{} line {}", path.display(), index + 1);
         let line = line.map_err(|message| anyhow!("{}: {message}", at()))?;
         let Some((key, value)) = line else { continue };
-        check_env_var_name(key).map_err(|err| anyhow!("{}: {err}", at()))?;
+        check_env_var_name(key).map_err(|err| match value {
+            Some(_) => anyhow!("{}: {err}", at()),
+            // A whole line without `=` may be a value pasted by mistake:
+            // the rule is said, the line is not.
+            None => anyhow!(
+                "{}: a line without '=' names an environment variable to read, and this one is not a name ([-._a-zA-Z][-._a-zA-Z0-9]*; not shown: it may be a value)",
+                at()
+            ),
+        })?;
         let value = match value {
             Some(value) => SecretBytes::from(value.as_bytes()),
             None => SecretBytes::new(

@@ -61,6 +61,8 @@ pub const IGNORE_FILE: &str = ".ksealignore";
 struct IgnoreRules {
     top: PathBuf,
     by_dir: HashMap<PathBuf, Option<Gitignore>>,
+    /// Ignore files that could not be read, not yet reported.
+    errors: Vec<anyhow::Error>,
 }
 
 impl IgnoreRules {
@@ -73,49 +75,40 @@ impl IgnoreRules {
         Self {
             top,
             by_dir: HashMap::new(),
+            errors: Vec::new(),
         }
     }
 
     /// The rules of `dir`'s ignore file, read once; a file that cannot be
-    /// read or holds a bad pattern is an error, not an empty rule set.
-    fn of_dir(&mut self, dir: &Path) -> Result<Option<&Gitignore>> {
+    /// read or holds a bad pattern has no rules, and its error waits in
+    /// `errors` for the walk to report.
+    fn of_dir(&mut self, dir: &Path) -> Option<&Gitignore> {
         if !self.by_dir.contains_key(dir) {
             let file = dir.join(IGNORE_FILE);
-            let rules = if file.is_file() {
-                let mut builder = GitignoreBuilder::new(dir);
-                let read = match builder.add(&file) {
-                    Some(err) => Err(anyhow::Error::new(err)),
-                    None => builder.build().map_err(anyhow::Error::new),
-                };
-                match read {
-                    Ok(rules) => Some(rules),
-                    // Said once; the files it would have excluded are read.
-                    Err(err) => {
-                        self.by_dir.insert(dir.to_owned(), None);
-                        return Err(err.context(format!(
-                            "{}: cannot read, so nothing is excluded by it",
-                            file.display()
-                        )));
-                    }
+            let rules = match read_ignore_file(dir, &file) {
+                Ok(rules) => rules,
+                // Said once; the files it would have excluded are read
+                // (unless an ignore file above excludes them).
+                Err(err) => {
+                    self.errors.push(err);
+                    None
                 }
-            } else {
-                None
             };
             self.by_dir.insert(dir.to_owned(), rules);
         }
-        Ok(self.by_dir.get(dir).and_then(Option::as_ref))
+        self.by_dir.get(dir).and_then(Option::as_ref)
     }
 
     /// The rule that excludes `path` (canonical, below the walked
     /// directory), as `FILE: PATTERN`; `None` when it is not excluded. The
     /// nearest ignore file that has a say decides, as in git.
-    fn excluded(&mut self, path: &Path, is_dir: bool) -> Result<Option<String>> {
+    fn excluded(&mut self, path: &Path, is_dir: bool) -> Option<String> {
         let top = self.top.clone();
         for dir in path.ancestors().skip(1) {
             if !dir.starts_with(&top) {
                 break;
             }
-            let Some(rules) = self.of_dir(dir)? else {
+            let Some(rules) = self.of_dir(dir) else {
                 continue;
             };
             match rules.matched(path, is_dir) {
@@ -123,14 +116,61 @@ impl IgnoreRules {
                     let from = glob
                         .from()
                         .map_or_else(|| IGNORE_FILE.into(), |file| file.display().to_string());
-                    return Ok(Some(format!("{from}: {}", glob.original())));
+                    return Some(format!("{from}: {}", glob.original()));
                 }
-                Match::Whitelist(_) => return Ok(None),
+                Match::Whitelist(_) => return None,
                 Match::None => {}
             }
         }
-        Ok(None)
+        None
     }
+}
+
+/// The most bytes an ignore file may hold.
+const IGNORE_FILE_MAX_LEN: u64 = 1024 * 1024;
+
+/// Reads `dir`'s ignore file, when there is one. Only a regular file of
+/// the tree is read (a symlink could point at `/proc/self/environ` or a
+/// file of secrets), and no line of it is ever quoted: an error names the
+/// line number only.
+fn read_ignore_file(dir: &Path, file: &Path) -> Result<Option<Gitignore>> {
+    let not_used = "so nothing is excluded by it";
+    let meta = match fs::symlink_metadata(file) {
+        Ok(meta) => meta,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(err) => bail!("{}: cannot read ({err}), {not_used}", file.display()),
+    };
+    if !meta.file_type().is_file() {
+        bail!(
+            "{}: not a regular file (a symlink, say): an ignore file is read only as a file of the tree, {not_used}",
+            file.display()
+        );
+    }
+    if meta.len() > IGNORE_FILE_MAX_LEN {
+        bail!(
+            "{}: larger than {IGNORE_FILE_MAX_LEN} bytes, {not_used}",
+            file.display()
+        );
+    }
+    let bytes = fs::read(file)
+        .map_err(|err| anyhow::anyhow!("{}: cannot read ({err}), {not_used}", file.display()))?;
+    let Ok(text) = String::from_utf8(bytes) else {
+        bail!("{}: not UTF-8 text, {not_used}", file.display());
+    };
+    let mut builder = GitignoreBuilder::new(dir);
+    for (index, line) in text.lines().enumerate() {
+        if builder.add_line(Some(file.to_owned()), line).is_err() {
+            bail!(
+                "{}: line {}: not a pattern gitignore syntax reads (the line is not shown), {not_used}",
+                file.display(),
+                index + 1
+            );
+        }
+    }
+    let rules = builder.build().map_err(|_| {
+        anyhow::anyhow!("{}: its patterns do not build, {not_used}", file.display())
+    })?;
+    Ok(Some(rules))
 }
 
 /// A file found on the command line or in a directory walk.
@@ -215,8 +255,12 @@ pub enum Extras {
 /// in walk order, sorted within each directory, so output is
 /// deterministic. What is skipped is said on stderr, with why; the first
 /// path that cannot be read fails the walk.
-pub fn manifest_files(paths: &[PathBuf], extras: Extras) -> Result<Vec<ManifestPath>> {
-    walk(paths, extras, IgnoreFiles::Read, &mut Err)
+pub fn manifest_files(
+    paths: &[PathBuf],
+    extras: Extras,
+    ignore_files: IgnoreFiles,
+) -> Result<Vec<ManifestPath>> {
+    walk(paths, extras, ignore_files, &mut Err)
 }
 
 /// Whether a walk reads [`IGNORE_FILE`]s.
@@ -289,6 +333,9 @@ fn walk(
             let named = fs::symlink_metadata(path)
                 .with_context(|| format!("{}: cannot read", path.display()))
                 .and_then(|link| Ok((ManifestPath::named(path)?, link.file_type().is_symlink())));
+            if ignore_files == IgnoreFiles::Read {
+                note_named_but_excluded(path);
+            }
             match named {
                 Ok((mut named, is_link)) => {
                     // Named by a hook (pre-commit passes each staged
@@ -342,20 +389,20 @@ fn walk(
                 && (file_type.is_dir() || wanted)
             {
                 let canonical = root.join(entry.path().strip_prefix(path).unwrap_or(entry.path()));
-                match ignore_rules.excluded(&canonical, file_type.is_dir()) {
-                    Ok(Some(rule)) => {
-                        eprintln!(
-                            "kseal: {}: skipped: excluded by {rule}",
-                            entry.path().display()
-                        );
-                        if file_type.is_dir() {
-                            entries.skip_current_dir();
-                        }
-                        continue;
+                let excluded = ignore_rules.excluded(&canonical, file_type.is_dir());
+                // An ignore file that cannot be read: a gate fails on it.
+                for err in ignore_rules.errors.drain(..) {
+                    failed(err)?;
+                }
+                if let Some(rule) = excluded {
+                    eprintln!(
+                        "kseal: {}: skipped: excluded by {rule}",
+                        entry.path().display()
+                    );
+                    if file_type.is_dir() {
+                        entries.skip_current_dir();
                     }
-                    Ok(None) => {}
-                    // A gate fails on it; the entry is read all the same.
-                    Err(err) => failed(err)?,
+                    continue;
                 }
             }
             if file_type.is_dir() {
@@ -418,6 +465,30 @@ fn walk(
         found.extend(in_dir);
     }
     Ok(deduplicate(found))
+}
+
+/// A file named on the command line is read whatever the ignore files
+/// say; when they would exclude it, that is said, so the two ways of
+/// running a gate (on a tree, on named files) do not differ silently.
+fn note_named_but_excluded(path: &Path) {
+    let (Some(name), Some(parent)) = (path.file_name(), path.parent()) else {
+        return;
+    };
+    let parent = if parent.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        parent
+    };
+    let Ok(dir) = fs::canonicalize(parent) else {
+        return;
+    };
+    let mut rules = IgnoreRules::new(&dir);
+    if let Some(rule) = rules.excluded(&dir.join(name), false) {
+        eprintln!(
+            "kseal: {}: read although excluded by {rule}: it was named on the command line",
+            path.display()
+        );
+    }
 }
 
 /// One entry per file: a file reached under two names (a symlink and its
@@ -533,13 +604,23 @@ mod tests {
         symlink(&outside, tree.join("dirlink")).unwrap();
         fs::write(tree.join(".kseal-Ab12Cd"), "{}").unwrap();
 
-        let files = manifest_files(std::slice::from_ref(&tree), Extras::ManifestsOnly).unwrap();
+        let files = manifest_files(
+            std::slice::from_ref(&tree),
+            Extras::ManifestsOnly,
+            IgnoreFiles::Read,
+        )
+        .unwrap();
         assert_eq!(
             names(&files, &tree),
             [".dot.yml", ".hidden/a.yaml", "out.yaml", "real/b.json"]
         );
         assert!(files.iter().all(|file| file.walked && !file.temporary));
-        let files = manifest_files(std::slice::from_ref(&tree), Extras::ForTheGate).unwrap();
+        let files = manifest_files(
+            std::slice::from_ref(&tree),
+            Extras::ForTheGate,
+            IgnoreFiles::Read,
+        )
+        .unwrap();
         assert!(
             files
                 .iter()
@@ -580,9 +661,13 @@ mod tests {
         ] {
             let dir = tempfile::tempdir().unwrap();
             symlink(target, dir.path().join(name)).unwrap();
-            let err = manifest_files(&[dir.path().to_owned()], Extras::ManifestsOnly)
-                .unwrap_err()
-                .to_string();
+            let err = manifest_files(
+                &[dir.path().to_owned()],
+                Extras::ManifestsOnly,
+                IgnoreFiles::Read,
+            )
+            .unwrap_err()
+            .to_string();
             assert!(err.contains(name) && err.contains("cannot follow"), "{err}");
         }
         // The reporting walk (check's) hands each back and goes on.
@@ -606,9 +691,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         symlink("nowhere", dir.path().join("dangling")).unwrap();
         assert!(
-            manifest_files(&[dir.path().to_owned()], Extras::ManifestsOnly)
-                .unwrap()
-                .is_empty()
+            manifest_files(
+                &[dir.path().to_owned()],
+                Extras::ManifestsOnly,
+                IgnoreFiles::Read
+            )
+            .unwrap()
+            .is_empty()
         );
     }
 }

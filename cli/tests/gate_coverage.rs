@@ -143,6 +143,11 @@ fn ksealignore_excludes_in_gitignore_syntax_and_says_so() {
     let output = check(&ws, &["repo/charts/app/templates/secret.yaml"]);
     assert_exit(&output, 1);
     assert!(
+        stderr(&output).contains("read although excluded by"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(
         stdout(&output).contains("cannot read"),
         "{}",
         stdout(&output)
@@ -160,47 +165,68 @@ fn ksealignore_excludes_in_gitignore_syntax_and_says_so() {
     ws.write("repo/clusters/.ksealignore", "[z-a]\n");
     let output = check(&ws, &["repo/clusters"]);
     assert_exit(&output, 1);
+    let out = stdout(&output);
     assert!(
-        stdout(&output)
-            .contains("repo/clusters/.ksealignore: cannot read, so nothing is excluded by it"),
-        "{}",
-        stdout(&output)
+        out.contains("repo/clusters/.ksealignore: line 1: not a pattern gitignore syntax reads (the line is not shown), so nothing is excluded by it"),
+        "{out}"
     );
+    assert!(!out.contains("[z-a]"), "{out}");
+    // A symlinked ignore file is not read (it could point at the
+    // environment of the CI job), and its target is never quoted.
+    ws.write("outside/env", "TOKEN={unclosed\n");
+    std::fs::remove_file(ws.path("repo/clusters/.ksealignore")).unwrap();
+    std::os::unix::fs::symlink(
+        ws.path("outside/env"),
+        ws.path("repo/clusters/.ksealignore"),
+    )
+    .unwrap();
+    let output = check(&ws, &["repo/clusters"]);
+    assert_exit(&output, 1);
+    let out = stdout(&output);
+    assert!(out.contains("not a regular file"), "{out}");
+    assert!(!out.contains("TOKEN"), "{out}");
 }
 
 /// What the gate flags is what kustomize (the one built into the pinned
-/// kubectl) turns into a Secret with data, one row per source of values;
-/// what it passes makes none.
+/// kubectl) turns into a Secret with data, one row per route to one (the
+/// routes an attack review found included: field names in any case, as
+/// Go's encoding/json matches them, generator configs, patches, kind
+/// changes, resources under other file names); what it passes makes none.
+/// The rendered output through `kseal check -` agrees.
 #[test]
-fn flagged_generators_are_what_kustomize_makes_secrets_from() {
+fn flagged_kustomizations_are_what_kustomize_makes_secrets_from() {
     let Some(bins) = kseal_testenv::bins_or_skip() else {
         return;
     };
-    let ws = Workspace::new();
-    ws.write("src/db.env", "PASSWORD=hunter2\n");
-    ws.write("src/tls.key", "key\n");
-    let rows: [(&str, &str, bool); 6] = [
-        ("literals", "literals: [password=hunter2]", true),
-        ("envs", "envs: [db.env]", true),
-        ("env", "env: db.env", true),
-        ("files", "files: [tls.key]", true),
-        ("files-keyed", "files: [key=tls.key]", true),
-        ("configmap", "", false),
+    let secret = |name: &str| format!("apiVersion: v1\nkind: Secret\nmetadata:\n  name: {name}\n");
+    /// What the row is, its files, and whether kustomize makes a Secret
+    /// with data of them.
+    type Row<'a> = (&'a str, Vec<(&'a str, String)>, bool);
+    let rows: Vec<Row> = vec![
+        ("literals", vec![("kustomization.yaml", "secretGenerator:\n- name: s\n  literals: [password=hunter2]\n".into())], true),
+        ("envs", vec![("kustomization.yaml", "secretGenerator:\n- name: s\n  envs: [db.env]\n".into()), ("db.env", "PASSWORD=hunter2\n".into())], true),
+        ("env", vec![("kustomization.yaml", "secretGenerator:\n- name: s\n  env: db.env\n".into()), ("db.env", "PASSWORD=hunter2\n".into())], true),
+        ("files", vec![("kustomization.yaml", "secretGenerator:\n- name: s\n  files: [key=tls.key]\n".into()), ("tls.key", "k\n".into())], true),
+        ("field names in another case", vec![("kustomization.yaml", "SecretGenerator:\n- Name: s\n  Literals: [password=hunter2]\n".into())], true),
+        ("field names with a Unicode fold", vec![("kustomization.yaml", "\u{17f}ecretGenerator:\n- name: s\n  literal\u{17f}: [password=hunter2]\n".into())], true),
+        ("JSON, lower case", vec![("kustomization.yaml", "{\"secretgenerator\":[{\"name\":\"s\",\"literals\":[\"password=hunter2\"]}]}\n".into())], true),
+        ("extensionless Kustomization", vec![("Kustomization", "secretGenerator:\n- name: s\n  literals: [password=hunter2]\n".into())], true),
+        ("a generator config file", vec![("kustomization.yaml", "generators: [gen.yaml]\n".into()), ("gen.yaml", "apiVersion: builtin\nkind: SecretGenerator\nmetadata: {name: s}\nliterals: [password=hunter2]\n".into())], true),
+        ("an inline generator config", vec![("kustomization.yaml", "generators:\n- |-\n  apiVersion: builtin\n  kind: SecretGenerator\n  metadata: {name: s}\n  literals: [password=hunter2]\n".into())], true),
+        ("an inline strategic-merge patch", vec![("kustomization.yaml", "resources: [s.yaml]\npatches:\n- patch: |-\n    apiVersion: v1\n    kind: Secret\n    metadata: {name: s}\n    stringData: {password: hunter2}\n".into()), ("s.yaml", secret("s"))], true),
+        ("patchesStrategicMerge inline", vec![("kustomization.yaml", "resources: [s.yaml]\npatchesStrategicMerge:\n- |-\n  apiVersion: v1\n  kind: Secret\n  metadata: {name: s}\n  stringData: {password: hunter2}\n".into()), ("s.yaml", secret("s"))], true),
+        ("a JSON 6902 patch", vec![("kustomization.yaml", "resources: [s.yaml]\npatches:\n- target: {kind: Secret, name: s}\n  patch: |-\n    - op: add\n      path: /stringData\n      value: {password: hunter2}\n".into()), ("s.yaml", secret("s"))], true),
+        ("a JSON 6902 patch in a file", vec![("kustomization.yaml", "resources: [s.yaml]\npatches:\n- target: {kind: Secret, name: s}\n  path: add.yaml\n".into()), ("s.yaml", secret("s")), ("add.yaml", "- op: add\n  path: /data\n  value: {password: aHVudGVyMg==}\n".into())], true),
+        ("a kind change", vec![("kustomization.yaml", "resources: [cm.yaml]\npatches:\n- target: {kind: ConfigMap, name: s}\n  patch: |-\n    - op: replace\n      path: /kind\n      value: Secret\n  options: {allowKindChange: true}\n".into()), ("cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: s}\nstringData: {password: hunter2}\n".into())], true),
+        ("a resource under another file name", vec![("kustomization.yaml", "resources: [secret.txt]\n".into()), ("secret.txt", format!("{}stringData: {{password: hunter2}}\n", secret("s")))], true),
+        ("a configMapGenerator only", vec![("kustomization.yaml", "configMapGenerator:\n- name: c\n  literals: [a=b]\n".into())], false),
+        ("a patch that labels a Secret", vec![("kustomization.yaml", "resources: [s.yaml]\npatches:\n- patch: |-\n    apiVersion: v1\n    kind: Secret\n    metadata: {name: s, labels: {a: b}}\n".into()), ("s.yaml", secret("s"))], false),
     ];
-    for (name, source, flagged) in rows {
-        let dir = format!("src/{name}");
-        let kustomization = if flagged {
-            format!("secretGenerator:\n- name: s\n  {source}\n")
-        } else {
-            "configMapGenerator:\n- name: c\n  literals: [a=b]\n".to_owned()
-        };
-        ws.write(&format!("{dir}/kustomization.yaml"), &kustomization);
-        for file in ["db.env", "tls.key"] {
-            std::fs::copy(
-                ws.path(&format!("src/{file}")),
-                ws.path(&format!("{dir}/{file}")),
-            )
-            .unwrap();
+    for (index, (name, files, flagged)) in rows.iter().enumerate() {
+        let ws = Workspace::new();
+        let dir = format!("k{index}");
+        for (file, content) in files {
+            ws.write(&format!("{dir}/{file}"), content);
         }
         let built = std::process::Command::new(bins.kubectl())
             .arg("kustomize")
@@ -212,16 +238,57 @@ fn flagged_generators_are_what_kustomize_makes_secrets_from() {
             "{name}: {}",
             String::from_utf8_lossy(&built.stderr)
         );
-        let rendered = String::from_utf8_lossy(&built.stdout);
-        let makes_secret = rendered.contains("kind: Secret") && rendered.contains("data:");
-        assert_eq!(makes_secret, flagged, "{name}: kustomize made\n{rendered}");
-        let output = check(&ws, &[&dir]);
-        assert_exit(&output, if flagged { 1 } else { 0 });
+        let rendered = String::from_utf8_lossy(&built.stdout).into_owned();
+        let makes_secret_data = rendered.split("---").any(|object| {
+            object.contains("kind: Secret")
+                && (object.contains("\ndata:") || object.contains("\nstringData:"))
+        });
         assert_eq!(
-            stdout(&output).contains("kustomize secretGenerator \"s\""),
-            flagged,
+            makes_secret_data, *flagged,
+            "{name}: kustomize made\n{rendered}"
+        );
+        let output = check(&ws, &[&dir]);
+        assert_exit(&output, if *flagged { 1 } else { 0 });
+        assert!(
+            !stdout(&output).contains("hunter2"),
             "{name}: {}",
             stdout(&output)
         );
+        // The complete gate, on what kustomize renders.
+        let output = ws
+            .cmd()
+            .args(["check", "-"])
+            .write_stdin(rendered.clone())
+            .output()
+            .unwrap();
+        assert_exit(&output, if *flagged { 1 } else { 0 });
+    }
+}
+
+/// A spec.maxAge that does not parse is a field to fix, not values to
+/// rotate, and every command names the field.
+#[test]
+fn a_bad_max_age_is_a_field_to_fix() {
+    let ws = Workspace::new();
+    let sealed = ws.seal(SECRET, &[]);
+    for (max_age, named) in [
+        ("36526d", "invalid max age \"36526d\""),
+        ("90", "spec.maxAge must be a string"),
+    ] {
+        ws.write(
+            "s.yaml",
+            &sealed.replace("spec:\n", &format!("spec:\n  maxAge: {max_age}\n")),
+        );
+        let output = check(&ws, &["--rotation", "s.yaml"]);
+        assert_exit(&output, 1);
+        let err = stderr(&output);
+        assert!(
+            err.contains("with a spec.maxAge that does not parse"),
+            "{err}"
+        );
+        assert!(!err.contains("due for rotation"), "{err}");
+        let output = ws.cmd().args(["validate", "s.yaml"]).output().unwrap();
+        assert_exit(&output, 1);
+        assert!(stderr(&output).contains(named), "{}", stderr(&output));
     }
 }

@@ -53,7 +53,7 @@ fn seal_refuses_what_the_type_forbids_naming_type_and_key() {
     let err = stderr(&output);
     assert!(
         err.contains(
-            "requires data[.dockerconfigjson] to be a JSON object, but it is not JSON (at byte 10)"
+            "requires data[.dockerconfigjson] to be a JSON object, but it is not JSON: an unexpected character at byte 10"
         ),
         "{err}"
     );
@@ -130,7 +130,7 @@ fn merge_into_checks_the_merged_object() {
     let output = merge(&["--from-literal", ".dockerconfigjson=[]"]);
     assert_exit(&output, 1);
     assert!(
-        stderr(&output).contains("JSON, but an array, not an object"),
+        stderr(&output).contains("but it is a JSON array, not an object"),
         "{}",
         stderr(&output)
     );

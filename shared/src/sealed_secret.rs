@@ -242,6 +242,30 @@ pub fn from_document(value: &serde_json::Value) -> Result<SealedSecret, Document
             return Err(DocumentError::UnknownField(full));
         }
     }
+    // The fields people write by hand, named when their type is wrong
+    // (serde's own message names no field).
+    for (pointer, field, example) in [
+        (
+            "/spec/maxAge",
+            "spec.maxAge",
+            "a string such as \"90d\" (quote it)",
+        ),
+        (
+            "/spec/scope",
+            "spec.scope",
+            "one of \"strict\", \"namespace-wide\", \"cluster-wide\"",
+        ),
+        ("/spec/template/type", "spec.template.type", "a string"),
+    ] {
+        if let Some(found) = value.pointer(pointer)
+            && !matches!(
+                found,
+                serde_json::Value::String(_) | serde_json::Value::Null
+            )
+        {
+            return Err(DocumentError::Invalid(format!("{field} must be {example}")));
+        }
+    }
     serde_json::from_value(value.clone()).map_err(|err| DocumentError::Invalid(err.to_string()))
 }
 

@@ -16,11 +16,14 @@ use serde_json::Value;
 
 use crate::args::CheckArgs;
 use crate::io::{Source, write_stdout};
-use crate::walk::{Extras, IgnoreFiles, KUSTOMIZATION_FILE_NAMES, manifest_files_reporting};
+use crate::walk::{Extras, manifest_files_reporting};
 
 pub fn run(args: CheckArgs) -> Result<()> {
     let mut found = Vec::new();
     let mut overdue = Vec::new();
+    // SealedSecrets whose spec.maxAge does not parse: a field to fix, not
+    // values to rotate.
+    let mut bad_max_age = Vec::new();
     let mut max_ages = MaxAges::default();
     let now = jiff::Timestamp::now();
     let ages = args.max_age.is_some() || args.rotation;
@@ -28,12 +31,12 @@ pub fn run(args: CheckArgs) -> Result<()> {
     // may hold the plaintext of `kseal unseal -o`. What cannot be read is
     // reported with the rest and fails the gate at the end: one bad file
     // must not hide the findings of every other.
-    let ignore_files = if args.no_ignore {
-        IgnoreFiles::Skip
-    } else {
-        IgnoreFiles::Read
-    };
-    let walk = manifest_files_reporting(&args.paths, Extras::ForTheGate, ignore_files);
+    // `-`: stdin, for what a tool renders (`kubectl kustomize DIR | kseal
+    // check -`, `helm template … | kseal check -`).
+    let (stdin, paths): (Vec<&PathBuf>, Vec<&PathBuf>) =
+        args.paths.iter().partition(|path| path.as_os_str() == "-");
+    let paths: Vec<PathBuf> = paths.into_iter().cloned().collect();
+    let walk = manifest_files_reporting(&paths, Extras::ForTheGate, args.walk.ignore_files());
     let mut unreadable: Vec<String> = walk
         .unreadable
         .iter()
@@ -41,19 +44,31 @@ pub fn run(args: CheckArgs) -> Result<()> {
         .collect();
     // Documents of a readable file that do not parse: each fails the gate.
     let mut unparsed = Vec::new();
-    let files = walk.files;
-    for file in &files {
-        let path = file.path.clone();
+    let inputs: Vec<(PathBuf, bool, Source)> = stdin
+        .iter()
+        .take(1)
+        .map(|_| (PathBuf::from("-"), false, Source::Stdin))
+        .chain(walk.files.iter().map(|file| {
+            (
+                file.path.clone(),
+                file.temporary,
+                Source::File(file.path.clone()),
+            )
+        }))
+        .collect();
+    let files = &inputs;
+    for (path, temporary, source) in &inputs {
+        let path = path.clone();
         // Decoded exactly as `kseal seal` decodes (UTF-16 and BOMs, as
         // kubectl does): what seal would seal, check must see.
-        let text = match Source::File(path.clone()).read_like_kubectl() {
+        let text = match source.read_like_kubectl() {
             Ok(text) => text,
             Err(err) => {
                 unreadable.push(format!("{err:#} (not checked)"));
                 continue;
             }
         };
-        let left_by = if file.temporary {
+        let left_by = if *temporary {
             " in a temporary file left by an interrupted kseal write (delete it)"
         } else {
             ""
@@ -73,7 +88,7 @@ pub fn run(args: CheckArgs) -> Result<()> {
                             object.location()
                         ));
                     }
-                    for generator in secret_generators(&path, &object.value) {
+                    for generator in crate::kustomize::findings(&path, &object.value, &names_of) {
                         found.push(format!(
                             "{}: {}: {generator}",
                             path.display(),
@@ -98,7 +113,7 @@ pub fn run(args: CheckArgs) -> Result<()> {
                         let spec = match spec_max_age(value) {
                             Ok(spec) => spec,
                             Err(problem) => {
-                                overdue.push(format!("{at}: {problem}"));
+                                bad_max_age.push(format!("{at}: {problem}"));
                                 continue;
                             }
                         };
@@ -143,7 +158,7 @@ pub fn run(args: CheckArgs) -> Result<()> {
                             path.display(),
                         ));
                     }
-                    for generator in secret_generators(&path, &value) {
+                    for generator in crate::kustomize::findings(&path, &value, &names_of) {
                         found.push(format!("{}: {location}: {generator}", path.display()));
                     }
                 }
@@ -160,6 +175,7 @@ pub fn run(args: CheckArgs) -> Result<()> {
     for line in found
         .iter()
         .chain(&overdue)
+        .chain(&bad_max_age)
         .chain(&unparsed)
         .chain(&unreadable)
     {
@@ -167,7 +183,12 @@ pub fn run(args: CheckArgs) -> Result<()> {
         out.push('\n');
     }
     write_stdout(out.as_bytes())?;
-    if found.is_empty() && overdue.is_empty() && unparsed.is_empty() && unreadable.is_empty() {
+    if found.is_empty()
+        && overdue.is_empty()
+        && bad_max_age.is_empty()
+        && unparsed.is_empty()
+        && unreadable.is_empty()
+    {
         eprintln!(
             "kseal: {} file(s) checked: no plaintext Secret{}",
             files.len(),
@@ -191,9 +212,15 @@ pub fn run(args: CheckArgs) -> Result<()> {
             "{plaintext} plaintext Secret(s) and {due} sealed value(s) due for rotation"
         )],
     };
+    if !bad_max_age.is_empty() {
+        failures.push(format!(
+            "{} SealedSecret(s) with a spec.maxAge that does not parse, so their values' ages were not judged by it (fix the field: a whole number of hours, days or weeks, at most 100 years)",
+            bad_max_age.len()
+        ));
+    }
     if !unparsed.is_empty() {
         failures.push(format!(
-            "{} document(s) could not be parsed, so were not checked (kubectl may apply them; a gate fails on what it cannot read)",
+            "{} document(s) could not be parsed, so were not checked (kubectl may apply them; a gate fails on what it cannot read. A template? Exclude it with .ksealignore, or check what it renders: `helm template … | kseal check -`)",
             unparsed.len()
         ));
     }
@@ -299,6 +326,13 @@ fn object_name(object: &Value) -> String {
     }
 }
 
+/// [`plaintext_secrets`] as a list, for the kustomize reader.
+fn names_of(value: &Value) -> Vec<String> {
+    let mut names = Vec::new();
+    plaintext_secrets(value, &mut names);
+    names
+}
+
 /// Names of the plaintext Secrets in `value`: itself when it is one, and
 /// any in its items when kubectl reads it as a list, at any depth (every
 /// object with `items`, whatever its kind; an item without `apiVersion`
@@ -315,75 +349,6 @@ fn plaintext_secrets(value: &Value, names: &mut Vec<String>) {
     for item in list_items(value).unwrap_or_default() {
         plaintext_secrets(&item, names);
     }
-}
-
-/// The kustomize `secretGenerator`s of a kustomization that make a Secret
-/// from plaintext in the repository: `literals` (in this very file),
-/// `envs` (or the older `env`) and `files` (plaintext files beside it),
-/// one line each. A kustomization is a file kustomize reads as one
-/// ([`KUSTOMIZATION_FILE_NAMES`]), or a `Kustomization` or `Component` of
-/// `kustomize.config.k8s.io`. Names of files are said, never a value.
-fn secret_generators(path: &Path, value: &Value) -> Vec<String> {
-    let by_name = path
-        .file_name()
-        .and_then(|name| name.to_str())
-        .is_some_and(|name| KUSTOMIZATION_FILE_NAMES.contains(&name));
-    let by_kind = value
-        .get("apiVersion")
-        .and_then(Value::as_str)
-        .is_some_and(|api_version| api_version.starts_with("kustomize.config.k8s.io/"))
-        && matches!(
-            value.get("kind").and_then(Value::as_str),
-            Some("Kustomization" | "Component")
-        );
-    if !by_name && !by_kind {
-        return Vec::new();
-    }
-    let Some(generators) = value.get("secretGenerator").and_then(Value::as_array) else {
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    for (index, generator) in generators.iter().enumerate() {
-        let name = generator
-            .get("name")
-            .and_then(Value::as_str)
-            .map_or_else(|| format!("#{}", index + 1), |name| format!("{name:?}"));
-        let listed = |field: &str| -> Vec<String> {
-            match generator.get(field) {
-                Some(Value::Array(items)) => items
-                    .iter()
-                    .map(|item| {
-                        item.as_str()
-                            .map_or_else(|| item.to_string(), str::to_owned)
-                    })
-                    .collect(),
-                Some(Value::String(item)) if !item.is_empty() => vec![item.clone()],
-                _ => Vec::new(),
-            }
-        };
-        let literals = listed("literals").len();
-        if literals > 0 {
-            out.push(format!(
-                "kustomize secretGenerator {name}: {literals} plaintext value(s) in its literals"
-            ));
-        }
-        for (field, what) in [("envs", "env file"), ("env", "env file"), ("files", "file")] {
-            let sources = listed(field);
-            if !sources.is_empty() {
-                // `files` entries may be `KEY=PATH`: the path is what is
-                // read. Only names are printed.
-                let sources: Vec<&str> = sources
-                    .iter()
-                    .map(|source| source.split_once('=').map_or(source.as_str(), |(_, p)| p))
-                    .collect();
-                out.push(format!(
-                    "kustomize secretGenerator {name}: reads plaintext from {what}(s) in {field}: {}",
-                    sources.join(", ")
-                ));
-            }
-        }
-    }
-    out
 }
 
 /// Whether kubectl creates a core `v1` `Secret` from this object:

@@ -10,7 +10,7 @@ use kseal_shared::validation;
 use kseal_shared::x25519::KeyId;
 use serde::Serialize;
 
-use crate::args::{InspectArgs, InspectFormat, ValidateArgs};
+use crate::args::{InspectArgs, InspectFormat, ValidateArgs, WalkArgs};
 use crate::cluster::ClusterArgs;
 use crate::io::{Source, write_stdout};
 use crate::walk::{Extras, ManifestPath, manifest_files, skippable};
@@ -82,12 +82,12 @@ impl Report {
 }
 
 /// Reads every SealedSecret of the given paths (stdin when none).
-fn reports(paths: &[std::path::PathBuf]) -> Result<Vec<Report>> {
+fn reports(paths: &[std::path::PathBuf], walk: WalkArgs) -> Result<Vec<Report>> {
     let sources: Vec<(Source, Option<ManifestPath>)> =
         if paths.is_empty() || paths.iter().all(|p| p.as_os_str() == "-") {
             vec![(Source::Stdin, None)]
         } else {
-            manifest_files(paths, Extras::ManifestsOnly)?
+            manifest_files(paths, Extras::ManifestsOnly, walk.ignore_files())?
                 .into_iter()
                 .map(|file| (Source::File(file.path.clone()), Some(file)))
                 .collect()
@@ -192,7 +192,7 @@ fn report(source: &Source, object: &Document) -> Report {
 }
 
 pub fn inspect(args: InspectArgs) -> Result<()> {
-    let reports = reports(&args.paths)?;
+    let reports = reports(&args.paths, args.walk)?;
     if args.stale {
         return stale(&args, &reports);
     }
@@ -242,7 +242,7 @@ pub fn inspect(args: InspectArgs) -> Result<()> {
 }
 
 pub fn validate(args: ValidateArgs) -> Result<()> {
-    let mut reports = reports(&args.paths)?;
+    let mut reports = reports(&args.paths, args.walk)?;
     if args.online {
         for report in reports.iter_mut().filter(|report| report.is_valid()) {
             verify_online(report, &args.cluster)?;

@@ -36,7 +36,7 @@ pub fn run(args: MigrateArgs) -> Result<()> {
     if stdin_keys > 1 {
         return Err(UsageError::new("--bitnami-key - (stdin) can be given only once").into());
     }
-    let files = manifest_files(&args.paths, Extras::ManifestsOnly)?;
+    let files = manifest_files(&args.paths, Extras::ManifestsOnly, args.walk.ignore_files())?;
     let single_file = args.paths.len() == 1 && files.len() == 1 && !args.paths[0].is_dir();
     if !args.in_place && !args.dry_run && !single_file {
         return Err(UsageError::new(

@@ -100,7 +100,7 @@ pub fn run(args: RewrapArgs) -> Result<()> {
         None
     };
     let active = cluster_keys.as_ref().map(|keys| &keys.active);
-    let files = manifest_files(&args.paths, Extras::ManifestsOnly)?;
+    let files = manifest_files(&args.paths, Extras::ManifestsOnly, args.walk.ignore_files())?;
     let single_file = args.paths.len() == 1 && files.len() == 1 && !args.paths[0].is_dir();
     if !args.in_place && !single_file {
         return Err(UsageError::new(

@@ -107,12 +107,16 @@ pub fn run(args: SealArgs) -> Result<()> {
     let mut sealed = Vec::with_capacity(located.len());
     for (index, item) in located.iter().enumerate() {
         let at = item.at.clone().unwrap_or_else(|| {
-            format!(
-                "{}: Secret {} ({})",
-                source.display(),
-                index + 1,
-                display_name(&item.secret)
-            )
+            if from_flags {
+                format!("the --from-* Secret ({})", display_name(&item.secret))
+            } else {
+                format!(
+                    "{}: Secret {} ({})",
+                    source.display(),
+                    index + 1,
+                    display_name(&item.secret)
+                )
+            }
         });
         let mut sealed_secret = seal_secret(&item.secret, options)
             .map_err(|err| anyhow!("{at}: {}", with_hint(&err)))?;
@@ -327,8 +331,8 @@ fn secret_from_flags(args: &SealArgs) -> Result<PlainSecret> {
     Ok(secret)
 }
 
-/// `--name`/`--namespace` fill in what a manifest lacks; a different value is
-/// an error rather than a silent rename.
+/// `--name`/`--namespace`/`--type` fill in what a manifest lacks; a
+/// different value is an error rather than a silent rename.
 fn fill_in(secret: &mut PlainSecret, args: &SealArgs) -> Result<()> {
     for (field, flag, value) in [
         (&mut secret.name, "--name", &args.name),
@@ -341,6 +345,13 @@ fn fill_in(secret: &mut PlainSecret, args: &SealArgs) -> Result<()> {
             }
             _ => {}
         }
+    }
+    match (&args.secret_type, &secret.type_) {
+        (Some(given), None) => secret.type_ = Some(given.clone()),
+        (Some(given), Some(written)) if given != written => {
+            bail!("--type {given:?} differs from the manifest's type {written:?}")
+        }
+        _ => {}
     }
     Ok(())
 }

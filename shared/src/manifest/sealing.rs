@@ -72,7 +72,9 @@ pub enum SealingError {
     /// Merging a Secret of another type than the SealedSecret's template
     /// (a type cannot change by a merge: the old values were sealed for
     /// the other).
-    #[error("the Secret is of type {secret:?} but the SealedSecret's template of type {sealed:?}")]
+    #[error(
+        "the Secret is of type {secret:?} but the SealedSecret's template is of type {sealed:?}: a merge cannot change the type (leave the type out to merge into it, or seal a new object)"
+    )]
     TypeMismatch {
         /// The Secret's type.
         secret: String,

@@ -30,6 +30,8 @@ pub enum JsonProblem {
     Syntax {
         /// Byte offset of the first byte that does not fit.
         offset: usize,
+        /// What is there, in words that quote no byte of the value.
+        reason: &'static str,
     },
     /// Arrays and objects nested deeper than [`MAX_NESTING_DEPTH`].
     TooDeep {
@@ -38,7 +40,8 @@ pub enum JsonProblem {
     },
     /// Valid JSON, but the top-level value is not an object.
     NotAnObject {
-        /// What it is: `an array`, `a string`, `a number`, `a boolean`.
+        /// What it is: `a JSON array`, `a JSON string`, `a JSON number`,
+        /// `a JSON boolean`.
         found: &'static str,
     },
     /// A number too large for a `float64`.
@@ -52,14 +55,14 @@ impl fmt::Display for JsonProblem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             JsonProblem::Empty => f.write_str("it is empty, not JSON"),
-            JsonProblem::Syntax { offset } => write!(f, "it is not JSON (at byte {offset})"),
+            JsonProblem::Syntax { offset, reason } => {
+                write!(f, "it is not JSON: {reason} at byte {offset}")
+            }
             JsonProblem::TooDeep { offset } => write!(
                 f,
                 "it nests deeper than {MAX_NESTING_DEPTH} levels (at byte {offset})"
             ),
-            JsonProblem::NotAnObject { found } => {
-                write!(f, "it is JSON, but {found}, not an object")
-            }
+            JsonProblem::NotAnObject { found } => write!(f, "it is {found}, not an object"),
             JsonProblem::NumberOutOfRange { offset } => write!(
                 f,
                 "it holds a number too large for a 64-bit float (at byte {offset})"
@@ -81,14 +84,25 @@ pub fn check_object(bytes: &[u8]) -> Result<(), JsonProblem> {
     reader.value()?;
     reader.skip_space();
     if reader.at != bytes.len() {
-        return Err(JsonProblem::Syntax { offset: reader.at });
+        return Err(JsonProblem::Syntax {
+            offset: reader.at,
+            reason: "text after the JSON value",
+        });
     }
     match top {
         b'{' | b'n' => Ok(()),
-        b'[' => Err(JsonProblem::NotAnObject { found: "an array" }),
-        b'"' => Err(JsonProblem::NotAnObject { found: "a string" }),
-        b't' | b'f' => Err(JsonProblem::NotAnObject { found: "a boolean" }),
-        _ => Err(JsonProblem::NotAnObject { found: "a number" }),
+        b'[' => Err(JsonProblem::NotAnObject {
+            found: "a JSON array",
+        }),
+        b'"' => Err(JsonProblem::NotAnObject {
+            found: "a JSON string",
+        }),
+        b't' | b'f' => Err(JsonProblem::NotAnObject {
+            found: "a JSON boolean",
+        }),
+        _ => Err(JsonProblem::NotAnObject {
+            found: "a JSON number",
+        }),
     }
 }
 
@@ -117,8 +131,27 @@ impl Reader<'_> {
         }
     }
 
+    /// The grammar breaks here: what is there, said by its kind.
     fn syntax(&self) -> JsonProblem {
-        JsonProblem::Syntax { offset: self.at }
+        let before = self.bytes[..self.at]
+            .iter()
+            .rev()
+            .find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'));
+        let reason = match self.peek() {
+            None => "the text ends inside a value",
+            Some(0xef) if self.at == 0 && self.bytes.starts_with(b"\xef\xbb\xbf") => {
+                "a byte-order mark"
+            }
+            Some(b'}' | b']') if before == Some(&b',') => "a trailing comma",
+            Some(b'\'') => "a single quote (JSON strings take double quotes)",
+            Some(byte) if byte < 0x20 => "a control character (escape it in a string)",
+            Some(byte) if byte >= 0x80 => "a byte outside ASCII outside a string",
+            Some(_) => "an unexpected character",
+        };
+        JsonProblem::Syntax {
+            offset: self.at,
+            reason,
+        }
     }
 
     fn expect(&mut self, byte: u8) -> Result<(), JsonProblem> {
@@ -274,8 +307,11 @@ impl Reader<'_> {
         // The grammar above is a subset of what Rust's float parser takes;
         // both round correctly, so both overflow to infinity exactly where
         // Go's ParseFloat reports ErrRange.
-        let text = std::str::from_utf8(&self.bytes[start..self.at])
-            .map_err(|_| JsonProblem::Syntax { offset: start })?;
+        let text =
+            std::str::from_utf8(&self.bytes[start..self.at]).map_err(|_| JsonProblem::Syntax {
+                offset: start,
+                reason: "an unexpected character",
+            })?;
         match text.parse::<f64>() {
             Ok(number) if number.is_finite() => Ok(()),
             _ => Err(JsonProblem::NumberOutOfRange { offset: start }),
@@ -318,36 +354,65 @@ mod tests {
     #[test]
     fn what_go_refuses() {
         use JsonProblem::*;
+        #[allow(non_snake_case)]
+        fn Syntax(offset: usize) -> JsonProblem {
+            JsonProblem::Syntax { offset, reason: "" }
+        }
+        // Reasons are checked apart: compare the offset only.
+        let without_reason = |result: Result<(), JsonProblem>| match result {
+            Err(JsonProblem::Syntax { offset, .. }) => Err(Syntax(offset)),
+            other => other,
+        };
         for (bad, problem) in [
             (&b""[..], Empty),
             (b"  \n", Empty),
-            (b"\xef\xbb\xbf{}", Syntax { offset: 0 }),
-            (b"{", Syntax { offset: 1 }),
-            (b"{} {}", Syntax { offset: 3 }),
-            (b"{\"a\":1,}", Syntax { offset: 7 }),
-            (b"{'a':1}", Syntax { offset: 1 }),
-            (b"{a:1}", Syntax { offset: 1 }),
-            (b"{\"a\":01}", Syntax { offset: 6 }),
-            (b"{\"a\":1.}", Syntax { offset: 7 }),
-            (b"{\"a\":.5}", Syntax { offset: 5 }),
-            (b"{\"a\":+1}", Syntax { offset: 5 }),
-            (b"{\"a\":1e}", Syntax { offset: 7 }),
-            (b"{\"a\":NaN}", Syntax { offset: 5 }),
-            (b"{\"a\":tru}", Syntax { offset: 8 }),
-            (b"{\"a\":\"\t\"}", Syntax { offset: 6 }),
-            (b"{\"a\":\"\\x\"}", Syntax { offset: 7 }),
-            (b"{\"a\":\"\\u12g4\"}", Syntax { offset: 10 }),
-            (b"{\"a\":\"open}", Syntax { offset: 11 }),
-            (b"{\"a\" 1}", Syntax { offset: 5 }),
-            (b"[1]", NotAnObject { found: "an array" }),
-            (b"\"s\"", NotAnObject { found: "a string" }),
-            (b"true", NotAnObject { found: "a boolean" }),
-            (b"1", NotAnObject { found: "a number" }),
+            (b"\xef\xbb\xbf{}", Syntax(0)),
+            (b"{", Syntax(1)),
+            (b"{} {}", Syntax(3)),
+            (b"{\"a\":1,}", Syntax(7)),
+            (b"{'a':1}", Syntax(1)),
+            (b"{a:1}", Syntax(1)),
+            (b"{\"a\":01}", Syntax(6)),
+            (b"{\"a\":1.}", Syntax(7)),
+            (b"{\"a\":.5}", Syntax(5)),
+            (b"{\"a\":+1}", Syntax(5)),
+            (b"{\"a\":1e}", Syntax(7)),
+            (b"{\"a\":NaN}", Syntax(5)),
+            (b"{\"a\":tru}", Syntax(8)),
+            (b"{\"a\":\"\t\"}", Syntax(6)),
+            (b"{\"a\":\"\\x\"}", Syntax(7)),
+            (b"{\"a\":\"\\u12g4\"}", Syntax(10)),
+            (b"{\"a\":\"open}", Syntax(11)),
+            (b"{\"a\" 1}", Syntax(5)),
+            (
+                b"[1]",
+                NotAnObject {
+                    found: "a JSON array",
+                },
+            ),
+            (
+                b"\"s\"",
+                NotAnObject {
+                    found: "a JSON string",
+                },
+            ),
+            (
+                b"true",
+                NotAnObject {
+                    found: "a JSON boolean",
+                },
+            ),
+            (
+                b"1",
+                NotAnObject {
+                    found: "a JSON number",
+                },
+            ),
             (b"{\"a\":1e400}", NumberOutOfRange { offset: 5 }),
             (b"{\"a\":[-1.8e308]}", NumberOutOfRange { offset: 6 }),
         ] {
             assert_eq!(
-                check_object(bad),
+                without_reason(check_object(bad)),
                 Err(problem),
                 "{}",
                 String::from_utf8_lossy(bad)
@@ -377,6 +442,27 @@ mod tests {
             check_object(&deep),
             Err(JsonProblem::TooDeep { .. })
         ));
+    }
+
+    #[test]
+    fn syntax_errors_say_what_is_there() {
+        for (bad, reason) in [
+            (&b"\xef\xbb\xbf{}"[..], "a byte-order mark at byte 0"),
+            (b"{\"auths\":{},}", "a trailing comma at byte 12"),
+            (b"[1, ]", "a trailing comma at byte 4"),
+            (b"{} x", "text after the JSON value at byte 3"),
+            (b"{'a':1}", "a single quote"),
+            (b"{\"a\":\"\t\"}", "a control character"),
+            (b"{\"a\":", "the text ends inside a value"),
+            (b"{\"a\":x}", "an unexpected character at byte 5"),
+        ] {
+            let message = check_object(bad).unwrap_err().to_string();
+            assert!(message.contains(reason), "{message}");
+        }
+        assert_eq!(
+            check_object(b"[]").unwrap_err().to_string(),
+            "it is a JSON array, not an object"
+        );
     }
 
     #[test]
