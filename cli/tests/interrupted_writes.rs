@@ -171,12 +171,13 @@ fn check_reports_plaintext_in_leftover_temporaries() {
 }
 
 /// The pre-commit hook of the README and of `kseal check --help` passes
-/// kseal's leftover temporaries to `kseal check`: the old pattern,
-/// `\.(ya?ml|json)$`, never did. Matched here as pre-commit matches it
-/// (Python's `re.search`), for the two alternatives the pattern has.
+/// kseal's leftover temporaries and kustomize's extensionless
+/// `Kustomization` files to `kseal check`: the old pattern,
+/// `\.(ya?ml|json)$`, did neither. Matched here as pre-commit matches it
+/// (Python's `re.search`), for the three alternatives the pattern has.
 #[test]
 fn the_pre_commit_hook_passes_leftover_temporaries() {
-    const PATTERN: &str = r"\.(ya?ml|json)$|(^|/)\.kseal-";
+    const PATTERN: &str = r"\.(ya?ml|json)$|(^|/)\.kseal-|(^|/)Kustomization$";
     let readme =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
     let help = stdout(&kseal().args(["check", "--help"]).output().unwrap());
@@ -196,22 +197,44 @@ fn the_pre_commit_hook_passes_leftover_temporaries() {
             .any(|ext| path.ends_with(ext))
             || path.starts_with(".kseal-")
             || path.contains("/.kseal-")
+            || path == "Kustomization"
+            || path.ends_with("/Kustomization")
     };
     let ws = Workspace::new();
     ws.write("repo/app/.kseal-Xy12Ab", SECRET);
     ws.write("repo/app/db.yaml", &ws.seal(SECRET, &[]));
     ws.write("repo/README.md", "docs\n");
+    ws.write(
+        "repo/app/Kustomization",
+        "secretGenerator:\n- name: db\n  literals: [password=hunter2]\n",
+    );
     let staged: Vec<&str> = [
         "repo/app/.kseal-Xy12Ab",
         "repo/app/db.yaml",
         "repo/README.md",
+        "repo/app/Kustomization",
+        "repo/app/NotAKustomization",
     ]
     .into_iter()
     .filter(|path| matches(path))
     .collect();
-    assert_eq!(staged, ["repo/app/.kseal-Xy12Ab", "repo/app/db.yaml"]);
+    assert_eq!(
+        staged,
+        [
+            "repo/app/.kseal-Xy12Ab",
+            "repo/app/db.yaml",
+            "repo/app/Kustomization"
+        ]
+    );
     let output = ws.cmd().arg("check").args(&staged).output().unwrap();
     assert_exit(&output, 1);
+    assert!(
+        stdout(&output).contains(
+            "repo/app/Kustomization: document 1 (line 1): kustomize secretGenerator \"db\""
+        ),
+        "{}",
+        stdout(&output)
+    );
     assert!(
         stdout(&output).contains("repo/app/.kseal-Xy12Ab: document 1 (line 1): plaintext Secret \"db\" in a temporary file"),
         "{}",
