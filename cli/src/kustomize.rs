@@ -7,21 +7,31 @@
 //! `secretGenerator`): every field here is looked up that way
 //! ([`fold`]). What is reported:
 //!
-//! * a `secretGenerator` (in a kustomization, or a `SecretGenerator`
-//!   generator config, in a file or inline under `generators`) with
-//!   `literals` (plaintext in the file), `envs`/`env` or `files`
-//!   (plaintext files beside it);
-//! * a patch (inline, or a file it names) that sets `data` or
-//!   `stringData`, or changes an object's `kind`, or allows a kind change:
-//!   kustomize can make a Secret with plaintext out of an object that is
-//!   none;
+//! * a `secretGenerator` (in a kustomization, or a builtin `SecretGenerator`
+//!   config, in a file or under `generators`) with `literals` (plaintext in
+//!   the file), `envs`/`env` or `files` (plaintext files beside it);
+//! * a patch (under `patches`, `patchesStrategicMerge`, `patchesJson6902`,
+//!   or a builtin patch transformer config under `transformers`) that sets
+//!   `stringData`, or `data` of what may be a Secret, or a JSON 6902
+//!   operation on `/data`, `/stringData`, `/kind`, `/apiVersion` or the
+//!   whole object, and any patch allowed to change a kind: kustomize can
+//!   make a Secret with plaintext out of an object that is none;
+//! * `replacements` that write into a Secret or a `data`/`stringData`
+//!   path, a `ReplacementTransformer`, and `helmCharts` (a chart rendered
+//!   by kustomize): not followed, so reported ("render it and check the
+//!   output");
 //! * a `resources` entry naming a file the directory walk does not read
-//!   (kustomize loads any name, `secret.txt` too) that holds a plaintext
-//!   Secret.
+//!   (kustomize loads any name, `secret.txt` too): read as a walked file
+//!   would be.
+//!
+//! Entries are read as kustomize reads them: a `patch` is always content,
+//! a `generators`/`transformers` entry is content when it parses as a
+//! mapping, else a file name. A file a kustomization names that cannot be
+//! read or parsed is a finding too: the gate fails closed.
 //!
 //! A static reading cannot follow every way kustomize assembles objects
-//! (remote bases, plugins): docs/inputs.md says so, and shows the complete
-//! gate, `kubectl kustomize DIR | kseal check -`.
+//! (bases outside the tree, remote bases, plugins): docs/inputs.md says so,
+//! and shows the complete gate, `kubectl kustomize DIR | kseal check -`.
 
 use std::path::Path;
 
@@ -116,15 +126,13 @@ pub fn findings(
     plaintext: &dyn Fn(&Value) -> Vec<String>,
 ) -> Vec<String> {
     let mut out = Vec::new();
-    // A generator config of kustomize's builtin SecretGenerator, wherever
-    // it is (a file `generators:` names, or any file in the tree).
-    if is_secret_generator_config(value) {
-        generator_findings(value, "kustomize SecretGenerator config", &mut out);
-    }
+    let dir = path.parent().unwrap_or(Path::new("."));
+    // Builtin generator and transformer configs, wherever they are (a file
+    // `generators:`/`transformers:` names, or any file in the tree).
+    builtin_config_findings(value, dir, "kustomize:", &mut out);
     if !is_kustomization(path, value) {
         return out;
     }
-    let dir = path.parent().unwrap_or(Path::new("."));
     for (index, generator) in fields(value, "secretGenerator")
         .into_iter()
         .filter_map(Value::as_array)
@@ -137,106 +145,195 @@ pub fn findings(
             .map_or_else(|| format!("#{}", index + 1), |name| format!("{name:?}"));
         generator_findings(
             generator,
+            dir,
             &format!("kustomize secretGenerator {name}"),
             &mut out,
         );
     }
-    // `generators:` entries inline (a YAML document in a string); files it
-    // names are walked, or read here when not named like a manifest.
-    for entry in strings(value, "generators") {
-        // A generator config named like a manifest is read by the walk
-        // (and reported there); others are read here.
-        if !entry.contains('\n') && crate::walk::is_manifest_name(Path::new(&entry)) {
-            continue;
-        }
-        for document in inline_documents(&entry, dir) {
-            if is_secret_generator_config(&document) {
-                generator_findings(
-                    &document,
-                    "kustomize generators: a SecretGenerator",
-                    &mut out,
-                );
+    for field in ["generators", "transformers"] {
+        for entry in strings(value, field) {
+            match entry_documents(&entry, dir) {
+                Ok(documents) => {
+                    for document in documents {
+                        builtin_config_findings(
+                            &document,
+                            dir,
+                            &format!("kustomize {field}:"),
+                            &mut out,
+                        );
+                    }
+                }
+                Err(problem) => out.push(format!("kustomize {field}: {problem}")),
             }
         }
     }
-    // Patches: inline text, or the file they name.
-    for (field, what) in [
-        ("patches", "patches"),
-        ("patchesStrategicMerge", "patchesStrategicMerge"),
-        ("patchesJson6902", "patchesJson6902"),
-    ] {
+    for field in ["patches", "patchesStrategicMerge", "patchesJson6902"] {
         for entry in fields(value, field)
             .into_iter()
             .filter_map(Value::as_array)
             .flatten()
         {
-            let mut texts = Vec::new();
-            match entry {
-                Value::String(text) => texts.push(text.clone()),
-                Value::Object(_) => {
-                    texts.extend(
-                        fields(entry, "patch")
-                            .into_iter()
-                            .filter_map(Value::as_str)
-                            .map(str::to_owned),
-                    );
-                    texts.extend(
-                        fields(entry, "path")
-                            .into_iter()
-                            .filter_map(Value::as_str)
-                            .map(str::to_owned),
-                    );
-                    let kind_change = fields(entry, "options").into_iter().any(|options| {
-                        fields(options, "allowKindChange")
-                            .into_iter()
-                            .any(|allow| allow == &Value::Bool(true))
-                    });
-                    if kind_change {
-                        out.push(format!(
-                            "kustomize {what}: a patch allowed to change an object's kind (a Secret may come of it; check it by hand, or exclude the kustomization with .ksealignore)"
-                        ));
-                    }
-                }
-                _ => {}
-            }
-            for text in texts {
-                for document in inline_documents(&text, dir) {
-                    if let Some(reason) = patch_makes_secret_data(&document) {
-                        out.push(format!("kustomize {what}: a patch that {reason}"));
-                    }
-                }
-            }
+            patch_entry_findings(entry, dir, &format!("kustomize {field}"), &mut out);
+        }
+    }
+    for replacement in fields(value, "replacements")
+        .into_iter()
+        .filter_map(Value::as_array)
+        .flatten()
+    {
+        if replacement_may_write_secret(replacement) {
+            out.push(
+                "kustomize replacements: copies a value into a Secret or its data (not followed: check what `kubectl kustomize` renders, or exclude the kustomization with .ksealignore)"
+                    .to_owned(),
+            );
+        }
+    }
+    for field in ["helmCharts", "helmChartInflationGenerator"] {
+        if fields(value, field)
+            .into_iter()
+            .any(|charts| charts.as_array().is_some_and(|charts| !charts.is_empty()))
+        {
+            out.push(format!(
+                "kustomize {field}: a Helm chart rendered by kustomize (not followed: check what `kubectl kustomize --enable-helm` renders, or exclude the kustomization with .ksealignore)"
+            ));
         }
     }
     // Resources the walk does not read (another file name): kustomize
-    // loads them all the same.
+    // loads them all the same, so they are read here as the walk would.
     for entry in strings(value, "resources") {
         let resource = dir.join(&entry);
         if crate::walk::is_manifest_name(&resource) || !resource.is_file() {
             continue;
         }
-        for document in file_documents(&resource) {
-            for name in plaintext(&document) {
-                out.push(format!(
-                    "kustomize resources: {entry}: plaintext Secret {name:?}"
-                ));
+        match file_documents(&resource) {
+            Ok(documents) => {
+                for document in documents {
+                    for name in plaintext(&document) {
+                        out.push(format!(
+                            "kustomize resources: {entry}: plaintext Secret {name:?}"
+                        ));
+                    }
+                    for finding in findings(&resource, &document, plaintext) {
+                        out.push(format!("kustomize resources: {entry}: {finding}"));
+                    }
+                }
             }
+            Err(problem) => out.push(format!("kustomize resources: {problem}")),
         }
     }
     out
 }
 
-/// Whether `value` is a generator config of the builtin SecretGenerator.
-fn is_secret_generator_config(value: &Value) -> bool {
-    fields(value, "kind")
+/// The findings of a builtin generator or transformer config
+/// (`apiVersion: builtin` or a plugin's; by kind).
+fn builtin_config_findings(value: &Value, dir: &Path, what: &str, out: &mut Vec<String>) {
+    let Some(kind) = fields(value, "kind")
         .into_iter()
         .find_map(Value::as_str)
-        .is_some_and(|kind| fold(kind) == "SECRETGENERATOR")
+        .map(fold)
+    else {
+        return;
+    };
+    match kind.as_str() {
+        "SECRETGENERATOR" => {
+            generator_findings(value, dir, &format!("{what} a SecretGenerator config"), out);
+        }
+        "PATCHTRANSFORMER" | "PATCHSTRATEGICMERGETRANSFORMER" | "PATCHJSON6902TRANSFORMER" => {
+            patch_entry_findings(value, dir, &format!("{what} a patch transformer"), out);
+        }
+        "REPLACEMENTTRANSFORMER" => out.push(format!(
+            "{what} a ReplacementTransformer (not followed: check what `kubectl kustomize` renders, or exclude the kustomization with .ksealignore)"
+        )),
+        "HELMCHARTINFLATIONGENERATOR" => out.push(format!(
+            "{what} a Helm chart rendered by kustomize (not followed: check what `kubectl kustomize --enable-helm` renders)"
+        )),
+        _ => {}
+    }
+}
+
+/// One patch entry: a string (a `patchesStrategicMerge` entry: content or
+/// a file), or a mapping with `patch` (always content), `path` (a file),
+/// `target` and `options` (also the fields of a patch transformer).
+fn patch_entry_findings(entry: &Value, dir: &Path, what: &str, out: &mut Vec<String>) {
+    let mut documents = Vec::new();
+    let mut target_kind = None;
+    match entry {
+        Value::String(text) => match entry_documents(text, dir) {
+            Ok(found) => documents.extend(found),
+            Err(problem) => out.push(format!("{what}: {problem}")),
+        },
+        Value::Object(_) => {
+            target_kind = fields(entry, "target")
+                .into_iter()
+                .flat_map(|target| fields(target, "kind"))
+                .find_map(Value::as_str)
+                .map(fold);
+            for text in fields(entry, "patch").into_iter().filter_map(Value::as_str) {
+                match yaml_documents(text) {
+                    Ok(found) => documents.extend(found),
+                    Err(()) => out.push(format!(
+                        "{what}: an inline patch kseal cannot parse (not checked: check what `kubectl kustomize` renders)"
+                    )),
+                }
+            }
+            for file in fields(entry, "path").into_iter().filter_map(Value::as_str) {
+                match file_documents(&dir.join(file)) {
+                    Ok(found) => documents.extend(found),
+                    Err(problem) => out.push(format!("{what}: {problem}")),
+                }
+            }
+            // A kind change needs the option; anything but `false` may be
+            // taken for true (kustomize reads YAML 1.1: `yes`, `on`).
+            let kind_change = fields(entry, "options").into_iter().any(|options| {
+                fields(options, "allowKindChange")
+                    .into_iter()
+                    .any(|allow| !matches!(allow, Value::Bool(false) | Value::Null))
+            });
+            if kind_change {
+                out.push(format!(
+                    "{what}: a patch allowed to change an object's kind (a Secret may come of it; check what `kubectl kustomize` renders, or exclude the kustomization with .ksealignore)"
+                ));
+            }
+        }
+        _ => {}
+    }
+    for document in documents {
+        if let Some(reason) = patch_makes_secret_data(&document, target_kind.as_deref()) {
+            out.push(format!("{what}: a patch that {reason}"));
+        }
+    }
+}
+
+/// Whether a replacement may write into a Secret: a target that selects
+/// kind Secret (or no kind), or a field path under `data`/`stringData`.
+/// A replacement in a file (`path`) is not followed: it counts.
+fn replacement_may_write_secret(replacement: &Value) -> bool {
+    if !fields(replacement, "path").is_empty() {
+        return true;
+    }
+    fields(replacement, "targets")
+        .into_iter()
+        .filter_map(Value::as_array)
+        .flatten()
+        .any(|target| {
+            let kind = fields(target, "select")
+                .into_iter()
+                .flat_map(|select| fields(select, "kind"))
+                .find_map(Value::as_str)
+                .map(fold);
+            let data_path = strings(target, "fieldPaths").iter().any(|path| {
+                let path = fold(path);
+                path.starts_with("DATA") || path.starts_with("STRINGDATA")
+            });
+            kind.is_none_or(|kind| kind == "SECRET") || data_path
+        })
 }
 
 /// The plaintext sources of one secretGenerator (or SecretGenerator
-/// config): `literals`, `envs`/`env`, `files`.
-fn generator_findings(generator: &Value, what: &str, out: &mut Vec<String>) {
+/// config): `literals`, `envs`/`env`, `files`. A source is named only when
+/// it is a file beside the kustomization (an entry that is none may be a
+/// value written in the wrong field).
+fn generator_findings(generator: &Value, dir: &Path, what: &str, out: &mut Vec<String>) {
     let literals = strings(generator, "literals").len();
     if literals > 0 {
         out.push(format!(
@@ -249,21 +346,32 @@ fn generator_findings(generator: &Value, what: &str, out: &mut Vec<String>) {
             continue;
         }
         // `files` entries may be `KEY=PATH`: the path is what is read.
-        let sources: Vec<&str> = sources
+        let (files, others): (Vec<&str>, Vec<&str>) = sources
             .iter()
             .map(|source| source.split_once('=').map_or(source.as_str(), |(_, p)| p))
-            .collect();
+            .partition(|source| dir.join(source).is_file());
+        let mut named = files.join(", ");
+        if !others.is_empty() {
+            if !named.is_empty() {
+                named.push_str(", ");
+            }
+            named.push_str(&format!(
+                "{} not shown (no such file here; a value in the wrong field?)",
+                others.len()
+            ));
+        }
         out.push(format!(
-            "{what}: reads plaintext from {kind}(s) in {field}: {}",
-            sources.join(", ")
+            "{what}: reads plaintext from {kind}(s) in {field}: {named}"
         ));
     }
 }
 
 /// Why a patch document could give a Secret plaintext data: it sets
-/// `data`/`stringData` (a strategic-merge patch), or it is a JSON 6902
-/// patch whose operations write under `/data`, `/stringData` or `/kind`.
-fn patch_makes_secret_data(document: &Value) -> Option<&'static str> {
+/// `stringData`, or `data` of what may be a Secret (its target's kind, else
+/// its own, is Secret or not given); or it is a JSON 6902 patch whose
+/// operations write the whole object, `/data`, `/stringData`, `/kind` or
+/// `/apiVersion`.
+fn patch_makes_secret_data(document: &Value, target_kind: Option<&str>) -> Option<&'static str> {
     match document {
         Value::Object(_) => {
             let sets = |name: &str| {
@@ -271,10 +379,11 @@ fn patch_makes_secret_data(document: &Value) -> Option<&'static str> {
                     .into_iter()
                     .any(|field| field.as_object().is_some_and(|map| !map.is_empty()))
             };
-            let kind = fields(document, "kind")
+            let own_kind = fields(document, "kind")
                 .into_iter()
                 .find_map(Value::as_str)
                 .map(fold);
+            let kind = target_kind.map(str::to_owned).or(own_kind);
             if sets("stringData") {
                 Some("sets stringData (plaintext)")
             } else if sets("data") && kind.as_deref().is_none_or(|kind| kind == "SECRET") {
@@ -288,10 +397,12 @@ fn patch_makes_secret_data(document: &Value) -> Option<&'static str> {
                 .into_iter()
                 .find_map(Value::as_str)?;
             let path = fold(path);
-            if path.starts_with("/DATA") || path.starts_with("/STRINGDATA") {
+            if path.is_empty() || path == "/" {
+                Some("replaces a whole object (JSON 6902)")
+            } else if path.starts_with("/DATA") || path.starts_with("/STRINGDATA") {
                 Some("writes data or stringData (JSON 6902)")
-            } else if path == "/KIND" {
-                Some("changes an object's kind (JSON 6902)")
+            } else if path == "/KIND" || path == "/APIVERSION" {
+                Some("changes an object's kind or apiVersion (JSON 6902)")
             } else {
                 None
             }
@@ -300,33 +411,52 @@ fn patch_makes_secret_data(document: &Value) -> Option<&'static str> {
     }
 }
 
-/// The documents of an entry that is either inline YAML (it has a line
-/// break) or a file beside the kustomization.
-fn inline_documents(entry: &str, dir: &Path) -> Vec<Value> {
-    if entry.contains('\n') {
-        return yaml_documents(entry);
+/// The documents of a `generators`/`transformers`/`patchesStrategicMerge`
+/// entry, read as kustomize reads it: content when it parses as YAML into
+/// a mapping or a list, else the name of a file beside the kustomization
+/// (a directory, another kustomization, is walked on its own).
+fn entry_documents(entry: &str, dir: &Path) -> Result<Vec<Value>, String> {
+    if let Ok(documents) = yaml_documents(entry)
+        && documents
+            .iter()
+            .any(|document| document.is_object() || document.is_array())
+    {
+        return Ok(documents);
     }
-    let file = dir.join(entry);
+    let file = dir.join(entry.trim());
     if file.is_file() {
         file_documents(&file)
     } else {
-        Vec::new()
+        Ok(Vec::new())
     }
 }
 
-fn file_documents(file: &Path) -> Vec<Value> {
-    let small = std::fs::metadata(file).is_ok_and(|meta| meta.len() <= MAX_REFERENCED_FILE);
-    match std::fs::read_to_string(file) {
-        Ok(text) if small => yaml_documents(&text),
-        _ => Vec::new(),
+/// A file a kustomization names, decoded as the walk decodes manifests
+/// (UTF-8, UTF-16 with a BOM). One that cannot be read, is too large or
+/// does not parse is an error: the gate fails closed on it.
+fn file_documents(file: &Path) -> Result<Vec<Value>, String> {
+    let not_checked = |why: &str| format!("{}: {why} (not checked)", file.display());
+    match std::fs::metadata(file) {
+        Ok(meta) if meta.len() > MAX_REFERENCED_FILE => {
+            return Err(not_checked(&format!(
+                "larger than {MAX_REFERENCED_FILE} bytes"
+            )));
+        }
+        Ok(_) => {}
+        Err(_) => return Err(not_checked("cannot read")),
     }
+    let text = crate::io::Source::File(file.to_owned())
+        .read_like_kubectl()
+        .map_err(|_| not_checked("cannot read it as text"))?;
+    yaml_documents(&text).map_err(|()| not_checked("cannot parse it"))
 }
 
-fn yaml_documents(text: &str) -> Vec<Value> {
+/// Every document of `text`; `Err` when one does not parse.
+fn yaml_documents(text: &str) -> Result<Vec<Value>, ()> {
     split_yaml(text)
         .iter()
         .filter(|document| !document.empty)
-        .filter_map(|document| parse_yaml_document(document).ok())
+        .map(|document| parse_yaml_document(document).map_err(drop))
         .collect()
 }
 

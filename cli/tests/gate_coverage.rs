@@ -19,6 +19,9 @@ fn kustomize_secret_generators_are_plaintext() {
         "app/kustomization.yaml",
         "resources: [deploy.yaml]\nsecretGenerator:\n- name: db\n  literals:\n  - password=hunter2\n  - user=app\n- name: env\n  envs: [db.env]\n- name: tls\n  files: [tls.key, ca=ca.crt]\n- name: legacy\n  env: old.env\n- name: none\n  options: {disableNameSuffixHash: true}\n",
     );
+    for file in ["db.env", "tls.key", "ca.crt", "old.env"] {
+        ws.write(&format!("app/{file}"), "x\n");
+    }
     ws.write(
         "app/deploy.yaml",
         "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n",
@@ -61,6 +64,22 @@ fn kustomize_secret_generators_are_plaintext() {
         "{}",
         stderr(&output)
     );
+}
+
+/// A value written in the wrong field (`files: [password=hunter2]`) is
+/// counted, never printed: only entries that are files here are named.
+#[test]
+fn generator_sources_that_are_no_files_are_not_printed() {
+    let ws = Workspace::new();
+    ws.write(
+        "k/kustomization.yaml",
+        "secretGenerator:\n- name: s\n  files: [password=hunter2]\n  envs: [TOKEN=s3cr3t]\n",
+    );
+    let output = check(&ws, &["k"]);
+    assert_exit(&output, 1);
+    let out = stdout(&output);
+    assert!(out.contains("1 not shown (no such file here"), "{out}");
+    assert!(!out.contains("hunter2") && !out.contains("s3cr3t"), "{out}");
 }
 
 #[test]
@@ -219,6 +238,21 @@ fn flagged_kustomizations_are_what_kustomize_makes_secrets_from() {
         ("a JSON 6902 patch in a file", vec![("kustomization.yaml", "resources: [s.yaml]\npatches:\n- target: {kind: Secret, name: s}\n  path: add.yaml\n".into()), ("s.yaml", secret("s")), ("add.yaml", "- op: add\n  path: /data\n  value: {password: aHVudGVyMg==}\n".into())], true),
         ("a kind change", vec![("kustomization.yaml", "resources: [cm.yaml]\npatches:\n- target: {kind: ConfigMap, name: s}\n  patch: |-\n    - op: replace\n      path: /kind\n      value: Secret\n  options: {allowKindChange: true}\n".into()), ("cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: s}\nstringData: {password: hunter2}\n".into())], true),
         ("a resource under another file name", vec![("kustomization.yaml", "resources: [secret.txt]\n".into()), ("secret.txt", format!("{}stringData: {{password: hunter2}}\n", secret("s")))], true),
+        // From a second attack review: entries read as kustomize reads them,
+        // and what kustomize can do that a static reading cannot follow.
+        ("a one-line JSON patch", vec![("kustomization.yaml", "resources: [s.yaml]\npatches:\n- target: {kind: Secret, name: s}\n  patch: '{\"apiVersion\":\"v1\",\"kind\":\"Secret\",\"metadata\":{\"name\":\"s\"},\"stringData\":{\"password\":\"hunter2\"}}'\n".into()), ("s.yaml", secret("s"))], true),
+        ("a one-line JSON 6902 kind change", vec![("kustomization.yaml", "resources: [cm.yaml]\npatches:\n- target: {kind: ConfigMap, name: db}\n  patch: '[{\"op\":\"replace\",\"path\":\"/kind\",\"value\":\"Secret\"}]'\n".into()), ("cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: db}\ndata: {password: aHVudGVyMg==}\n".into())], true),
+        ("a patch of another kind aimed at a Secret", vec![("kustomization.yaml", "resources: [s.yaml]\npatches:\n- target: {kind: Secret, name: s}\n  patch: |-\n    apiVersion: v1\n    kind: ConfigMap\n    metadata: {name: whatever}\n    data: {password: aHVudGVyMg==}\n".into()), ("s.yaml", secret("s"))], true),
+        ("an inline PatchTransformer", vec![("kustomization.yaml", "resources: [s.yaml]\ntransformers:\n- |-\n  apiVersion: builtin\n  kind: PatchTransformer\n  metadata: {name: p}\n  target: {kind: Secret}\n  patch: |-\n    apiVersion: v1\n    kind: Secret\n    metadata: {name: s}\n    stringData: {password: hunter2}\n".into()), ("s.yaml", secret("s"))], true),
+        ("replacements into a Secret", vec![("kustomization.yaml", "resources: [res.yaml]\nreplacements:\n- source: {kind: ConfigMap, name: src, fieldPath: data.password}\n  targets:\n  - select: {kind: Secret, name: db}\n    fieldPaths: [stringData.password]\n    options: {create: true}\n".into()), ("res.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: src}\ndata: {password: hunter2}\n---\napiVersion: v1\nkind: Secret\nmetadata: {name: db}\n".into())], true),
+        ("a JSON 6902 patch replacing the whole object", vec![("kustomization.yaml", "resources: [cm.yaml]\npatches:\n- target: {kind: ConfigMap, name: db}\n  patch: |-\n    - op: replace\n      path: \"\"\n      value: {apiVersion: v1, kind: Secret, metadata: {name: db}, stringData: {password: hunter2}}\n".into()), ("cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: db}\ndata: {password: aHVudGVyMg==}\n".into())], true),
+        ("allowKindChange: yes", vec![("kustomization.yaml", "resources: [cm.yaml]\npatches:\n- target: {kind: ConfigMap, name: db}\n  patch: |-\n    apiVersion: v1\n    kind: Secret\n    metadata: {name: db}\n  options: {allowKindChange: yes}\n".into()), ("cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: db}\ndata: {password: aHVudGVyMg==}\n".into())], true),
+        ("a JSON 6902 apiVersion change", vec![("kustomization.yaml", "resources: [s.yaml]\npatches:\n- target: {kind: Secret, name: s}\n  patch: |-\n    - op: replace\n      path: /apiVersion\n      value: v1\n".into()), ("s.yaml", "apiVersion: example.com/v1\nkind: Secret\nmetadata: {name: s}\nstringData: {password: hunter2}\n".into())], true),
+        ("a one-line inline generator", vec![("kustomization.yaml", "generators:\n- '{apiVersion: builtin, kind: SecretGenerator, metadata: {name: db}, literals: [password=hunter2]}'\n".into())], true),
+        ("a patch kseal cannot parse fails closed", vec![("kustomization.yaml", "resources: [s.yaml]\npatches:\n- target: {kind: Secret, name: s}\n  patch: |-\n    apiVersion: v1\n    kind: Secret\n    metadata:\n      name: s\n      annotations:\n        x: \"a\n    b\"\n    stringData:\n      password: hunter2\n".into()), ("s.yaml", secret("s"))], true),
+        ("a patch file in UTF-16", vec![("kustomization.yaml", "resources: [s.yaml]\npatches:\n- path: patch.txt\n".into()), ("s.yaml", secret("s")), ("patch.txt", "UTF16:apiVersion: v1\nkind: Secret\nmetadata: {name: s}\nstringData: {password: hunter2}\n".into())], true),
+        ("a patch of a Deployment", vec![("kustomization.yaml", "resources: [d.yaml]\npatches:\n- patch: |-\n    apiVersion: apps/v1\n    kind: Deployment\n    metadata: {name: d}\n    spec: {replicas: 2}\n".into()), ("d.yaml", "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\nspec: {replicas: 1, selector: {matchLabels: {a: b}}, template: {metadata: {labels: {a: b}}, spec: {containers: [{name: c, image: i}]}}}\n".into())], false),
+        ("a ConfigMap data patch", vec![("kustomization.yaml", "resources: [cm.yaml]\npatches:\n- target: {kind: ConfigMap, name: db}\n  patch: |-\n    apiVersion: v1\n    kind: ConfigMap\n    metadata: {name: db}\n    data: {extra: x}\n".into()), ("cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: db}\ndata: {password: aHVudGVyMg==}\n".into())], false),
         ("a configMapGenerator only", vec![("kustomization.yaml", "configMapGenerator:\n- name: c\n  literals: [a=b]\n".into())], false),
         ("a patch that labels a Secret", vec![("kustomization.yaml", "resources: [s.yaml]\npatches:\n- patch: |-\n    apiVersion: v1\n    kind: Secret\n    metadata: {name: s, labels: {a: b}}\n".into()), ("s.yaml", secret("s"))], false),
     ];
@@ -226,7 +260,16 @@ fn flagged_kustomizations_are_what_kustomize_makes_secrets_from() {
         let ws = Workspace::new();
         let dir = format!("k{index}");
         for (file, content) in files {
-            ws.write(&format!("{dir}/{file}"), content);
+            match content.strip_prefix("UTF16:") {
+                Some(text) => {
+                    let mut bytes = vec![0xff, 0xfe];
+                    bytes.extend(text.encode_utf16().flat_map(u16::to_le_bytes));
+                    std::fs::write(ws.path(&format!("{dir}/{file}")), bytes).unwrap();
+                }
+                None => {
+                    ws.write(&format!("{dir}/{file}"), content);
+                }
+            }
         }
         let built = std::process::Command::new(bins.kubectl())
             .arg("kustomize")
