@@ -450,6 +450,10 @@ pub enum BodyError {
     /// Not a SealedSecret, or one without a name (answered with 400).
     #[error("{0}")]
     Invalid(String),
+    /// More values than a SealedSecret may hold (answered with 413, before
+    /// any other check).
+    #[error("spec.encryptedData has {0} values; at most {MAX_VALUES} are accepted")]
+    TooManyValues(usize),
 }
 
 impl BodyError {
@@ -457,6 +461,7 @@ impl BodyError {
         match self {
             BodyError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             BodyError::Invalid(_) => StatusCode::BAD_REQUEST,
+            BodyError::TooManyValues(_) => StatusCode::PAYLOAD_TOO_LARGE,
         }
     }
 }
@@ -498,6 +503,12 @@ pub fn parse_sealed_secret_body(
     };
     let sealed =
         parsed.map_err(|message| BodyError::Invalid(format!("not a SealedSecret: {message}")))?;
+    // Too many values is its own answer (413), as for a batch: the rest of
+    // the definition is not worth checking on such an object.
+    let count = sealed.spec.encrypted_data.len();
+    if count > MAX_VALUES {
+        return Err(BodyError::TooManyValues(count));
+    }
     // The one definition of a well-formed SealedSecret (kseal_shared's
     // validation): names Kubernetes accepts, a namespace where the scope
     // binds one. Names are not secret; annotation values are never quoted.
