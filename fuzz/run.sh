@@ -6,8 +6,9 @@
 #   fuzz/run.sh 3600 manifest   # one target, an hour
 #
 # Needs cargo-fuzz (`cargo install cargo-fuzz --version 0.13.1 --locked`). On
-# a stable toolchain RUSTC_BOOTSTRAP=1 lets cargo-fuzz pass its -Z flags
-# (AddressSanitizer, SanitizerCoverage). New inputs go to fuzz/corpus/<target>
+# a stable toolchain rustc-bootstrap.sh (as RUSTC_WRAPPER: RUSTC_BOOTSTRAP=1
+# for rustc only) lets cargo-fuzz pass its -Z flags (AddressSanitizer,
+# SanitizerCoverage). New inputs go to fuzz/corpus/<target>
 # (not committed), crashes to fuzz/artifacts/<target>; fuzz/seeds/<target> is
 # read as a second corpus. The runs are niced: the machine is shared.
 set -euo pipefail
@@ -16,7 +17,8 @@ secs="${1:-600}"
 [ $# -gt 0 ] && shift
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=(sealed_value key_files manifest config http_body key_backup)
-export RUSTC_BOOTSTRAP=1
+export RUSTC_WRAPPER="$PWD/rustc-bootstrap.sh"
+unset RUSTC_BOOTSTRAP
 export CARGO_TARGET_DIR="${KSEAL_FUZZ_TARGET_DIR:-$PWD/target}"
 nice -n 10 cargo fuzz build -O
 for target in "${targets[@]}"; do
