@@ -28,7 +28,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kseal_shared::contract::{PolicyViolation, SecretPolicy};
 use kseal_shared::envelope::SealedValue;
 use kseal_shared::rotation::{MaxAge, MaxAgeError};
-use kseal_shared::sealed_secret::{MAX_VALUES, SecretTemplate};
+use kseal_shared::sealed_secret::{MAX_VALUES, Rollout, SecretTemplate};
 use kseal_shared::validation::{self, ObjectError, SecretNames};
 use kseal_shared::x25519::KeyId;
 use kseal_shared::{
@@ -75,6 +75,8 @@ pub struct CachedSealedSecret {
     policy: Result<(), PolicyViolation>,
     /// `spec.maxAge`, parsed (an invalid one is reported per object).
     pub max_age: Option<Result<MaxAge, MaxAgeError>>,
+    /// `spec.rollout` (an invalid one is among the problems).
+    pub rollout: Option<Rollout>,
     pub status: Option<SealedSecretStatus>,
 }
 
@@ -159,6 +161,10 @@ impl CachedSealedSecret {
             .into_iter()
             .map(ObjectError::from),
         );
+        let rollout = spec.parsed_rollout().unwrap_or_else(|err| {
+            problems.push(err.into());
+            None
+        });
         let mut key_id_sets: Vec<Box<[KeyId]>> = Vec::new();
         let mut value_facts = Vec::new();
         // Per value facts only for an object that can be reconciled: one
@@ -238,6 +244,7 @@ impl CachedSealedSecret {
             template: spec.template.filter(|_| keep_values).map(Box::new),
             policy: verdict,
             max_age: spec.max_age.as_deref().map(str::parse),
+            rollout,
             status,
         }
     }
@@ -381,6 +388,7 @@ mod tests {
                     ..SecretTemplate::default()
                 }),
                 max_age: None,
+                ..Default::default()
             },
         );
         sealed.metadata.namespace = Some("app".into());

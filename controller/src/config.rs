@@ -95,6 +95,19 @@ pub struct Settings {
     #[arg(long, default_value_t = 10.0)]
     pub event_qps: f64,
 
+    /// Restart the Deployments, StatefulSets and DaemonSets that read a
+    /// changed Secret key, for SealedSecrets with `spec.rollout`
+    /// (docs/rollout.md). Needs list and patch on those kinds where
+    /// SealedSecrets are watched (chart value rollout.enabled grants them).
+    /// Off: such SealedSecrets get a RolloutDisabled Warning Event instead
+    #[arg(long, env = "KSEAL_ROLLOUT_RESTARTS")]
+    pub rollout_restarts: bool,
+
+    /// Changes within this long of each other restart a workload once (at
+    /// most six windows after the first change of a batch)
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "5s", value_name = "DURATION")]
+    pub rollout_batch_window: Duration,
+
     /// Elect a leader with a Lease: only the leader reconciles and renews keys
     #[arg(long)]
     pub leader_elect: bool,
@@ -170,6 +183,14 @@ pub struct Settings {
 }
 
 impl Settings {
+    /// `--rollout-restarts` and `--rollout-batch-window`.
+    pub fn rollout_settings(&self) -> crate::rollout::RolloutSettings {
+        crate::rollout::RolloutSettings {
+            enabled: self.rollout_restarts,
+            window: self.rollout_batch_window,
+        }
+    }
+
     /// The re-wrap grace period in effect: `--rewrap-grace-period`, else
     /// [`DEFAULT_REWRAP_GRACE_PERIOD`] (at most half the renewal period, so
     /// a default never stops a controller with a short renewal period from

@@ -27,6 +27,8 @@ pub struct Context {
     pub rewrap_grace: std::time::Duration,
     pub metrics: Arc<Metrics>,
     pub events: crate::events::EventSink,
+    /// Restarts for `spec.rollout`.
+    pub rollouts: Arc<crate::rollout::Rollouts>,
     /// Where decrypting runs (off the async workers; shared with the API).
     pub crypto: crate::crypto_pool::CryptoPool,
     /// The Secrets kseal owns (label-selected, no data), and which of them

@@ -28,6 +28,7 @@ pub mod owned;
 pub mod rate_limit;
 pub mod reconcile;
 pub mod record;
+pub mod rollout;
 pub mod rotation;
 pub mod run;
 pub mod sealing_keys;

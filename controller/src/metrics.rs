@@ -39,6 +39,10 @@ type Labels = Vec<(&'static str, String)>;
 /// up by whoever wrote the object), each object once.
 pub const OTHER_KEY_IDS: &str = "other";
 
+/// The workload kinds `spec.rollout` restarts (the `kind` label of
+/// `kseal_workload_restarts_total`).
+pub const RESTARTED_KINDS: [&str; 3] = ["Deployment", "StatefulSet", "DaemonSet"];
+
 /// How long a rendered exposition is served again before the next scrape
 /// renders a new one.
 pub const RENDER_INTERVAL: Duration = Duration::from_secs(1);
@@ -84,6 +88,9 @@ pub struct Metrics {
     rewrap_grace: Duration,
     /// Events dropped because the publishing queue was full.
     pub events_dropped: Counter,
+    /// Workload restarts for `spec.rollout`, by kind and result (`ok`,
+    /// `failed`).
+    workload_restarts: Family<Labels, Counter>,
     /// The last exposition, shared by scrapes (see [`Metrics::exposition`]);
     /// the lock is held while one is rendered.
     last: Arc<tokio::sync::Mutex<Option<Rendered>>>,
@@ -137,6 +144,22 @@ impl Metrics {
             "Events dropped because the publishing queue was full",
             events_dropped.clone(),
         );
+        let workload_restarts = Family::<Labels, Counter>::default();
+        registry.register(
+            "workload_restarts",
+            "Workloads restarted because they read a changed Secret key (spec.rollout), by kind and result",
+            workload_restarts.clone(),
+        );
+        for kind in RESTARTED_KINDS {
+            for result in ["ok", "failed"] {
+                workload_restarts
+                    .get_or_create(&vec![
+                        ("kind", kind.to_owned()),
+                        ("result", result.to_owned()),
+                    ])
+                    .inc_by(0);
+            }
+        }
         let leader = Gauge::default();
         registry.register(
             "leader",
@@ -187,6 +210,7 @@ impl Metrics {
             values_within_rewrap_grace,
             rewrap_grace: Duration::ZERO,
             events_dropped,
+            workload_restarts,
             last: Arc::default(),
         }
     }
@@ -210,6 +234,18 @@ impl Metrics {
                 .get_or_create(&vec![("reason", error.reason().as_str().to_owned())])
                 .inc();
         }
+    }
+
+    /// Counts a workload restart: `kind` is one of [`RESTARTED_KINDS`],
+    /// `result` `ok` or `failed` (fixed sets: no object's text becomes a
+    /// label).
+    pub fn count_restart(&self, kind: &'static str, result: &'static str) {
+        self.workload_restarts
+            .get_or_create(&vec![
+                ("kind", kind.to_owned()),
+                ("result", result.to_owned()),
+            ])
+            .inc();
     }
 
     /// Counts unsealed values by `result`, `ok` or a reason: a fixed set,
@@ -439,6 +475,7 @@ mod tests {
                     .collect(),
                 template: None,
                 max_age: None,
+                ..Default::default()
             },
         );
         sealed.metadata.namespace = Some("app".into());

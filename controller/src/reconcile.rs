@@ -19,6 +19,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
+use subtle::ConstantTimeEq;
 use zeroize::Zeroize;
 
 use kseal_shared::contract::{
@@ -56,13 +57,19 @@ const MAX_BACKOFF: Duration = Duration::from_secs(300);
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Outcome {
     Created,
-    /// Corrected in place; `was`: whose the Secret was before (now ours).
+    /// Corrected in place; `was`: whose the Secret was before (now ours);
+    /// `changed`: the data keys whose values changed, came or went.
     Updated {
         was: Ownership,
+        changed: BTreeSet<String>,
     },
     /// Deleted and created again, because a field that Kubernetes does not
-    /// let change in place had to change; says which.
-    Recreated(String),
+    /// let change in place had to change (`why` says which); `changed` as
+    /// for `Updated`.
+    Recreated {
+        why: String,
+        changed: BTreeSet<String>,
+    },
     InSync,
 }
 
@@ -74,9 +81,11 @@ impl Outcome {
             Outcome::Created => Some(("Unsealed", format!("Secret {name} created"))),
             Outcome::Updated {
                 was: Ownership::Owned | Ownership::Foreign,
+                ..
             } => Some(("Unsealed", format!("Secret {name} updated"))),
             Outcome::Updated {
                 was: Ownership::Managed,
+                ..
             } => Some((
                 "TakenOver",
                 format!(
@@ -85,13 +94,14 @@ impl Outcome {
             )),
             Outcome::Updated {
                 was: Ownership::Orphan,
+                ..
             } => Some((
                 "Adopted",
                 format!(
                     "Secret {name} carried kseal's owned label and had no owner (its SealedSecret was deleted with --cascade=orphan): adopted and updated"
                 ),
             )),
-            Outcome::Recreated(why) => Some((
+            Outcome::Recreated { why, .. } => Some((
                 "Recreated",
                 format!(
                     "Secret {name} was deleted and created again: {why}, which Kubernetes does not allow to change in place"
@@ -99,6 +109,35 @@ impl Outcome {
             )),
         }
     }
+}
+
+impl Outcome {
+    /// The data keys whose values the sync changed (none for a Secret it
+    /// created: no pod can have read an older value of it).
+    fn changed_keys(&self) -> Option<&BTreeSet<String>> {
+        match self {
+            Outcome::Updated { changed, .. } | Outcome::Recreated { changed, .. } => Some(changed),
+            Outcome::Created | Outcome::InSync => None,
+        }
+    }
+}
+
+/// The keys whose values differ between the Secret's data (`old`) and
+/// `new`, including keys only one of them has. Compares in constant time
+/// per value, so how long it takes says nothing of where values differ.
+fn changed_keys(old: Option<&BTreeMap<String, ByteString>>, new: &Plaintext) -> BTreeSet<String> {
+    let empty = BTreeMap::new();
+    let old = old.unwrap_or(&empty);
+    let differs = |a: Option<&ByteString>, b: Option<&ByteString>| match (a, b) {
+        (Some(a), Some(b)) => !bool::from(a.0.as_slice().ct_eq(b.0.as_slice())),
+        (None, None) => false,
+        _ => true,
+    };
+    old.keys()
+        .chain(new.0.keys())
+        .filter(|key| differs(old.get(*key), new.0.get(*key)))
+        .cloned()
+        .collect()
 }
 
 pub async fn reconcile(
@@ -126,6 +165,20 @@ pub async fn reconcile(
     ctx.clear_failures(&object);
     if let Some((reason, note)) = outcome.event(&sealed.name_any()) {
         publish(&ctx, &sealed, EventType::Normal, reason, note);
+    }
+    if let (Some(changed), Some(rollout)) = (outcome.changed_keys(), sealed.rollout)
+        && !changed.is_empty()
+        && let Some(namespace) = sealed.namespace()
+    {
+        ctx.rollouts.submit(
+            &namespace,
+            crate::rollout::Change {
+                sealed: sealed.object_ref(&()),
+                name: sealed.name_any(),
+                keys: changed.clone(),
+                rollout,
+            },
+        );
     }
     // A grace period that ends before the next resync: look again then, so
     // RewrapDue turns True on time with no change to the object.
@@ -719,6 +772,8 @@ async fn write_secret(
             record(existing.metadata.resource_version.clone()),
         ));
     }
+    // Which values this write changes: what `spec.rollout` restarts for.
+    let changed = changed_keys(existing.data.as_ref(), &data);
     if let Some(why) = desired.needs_recreate(&existing, &data) {
         let created = recreate(&api, name, &existing, quotes, |replacement| {
             desired.apply_to(replacement, &data);
@@ -727,7 +782,7 @@ async fn write_secret(
         .await?;
         write.wrote(watched_version(&created));
         return Ok((
-            Outcome::Recreated(why),
+            Outcome::Recreated { why, changed },
             record(created.metadata.resource_version.clone()),
         ));
     }
@@ -740,7 +795,10 @@ async fn write_secret(
         .map_err(|err| secret_write(name, err, quotes))?;
     write.wrote(watched_version(&updated));
     Ok((
-        Outcome::Updated { was: ownership },
+        Outcome::Updated {
+            was: ownership,
+            changed,
+        },
         record(updated.metadata.resource_version.clone()),
     ))
 }

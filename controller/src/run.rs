@@ -12,6 +12,7 @@ use kube::runtime::controller::{self, Controller};
 use kube::runtime::events::Reporter;
 
 use crate::events::EventSink;
+use crate::rollout::Rollouts;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
@@ -343,6 +344,12 @@ async fn reconcile_in(
         rewrap_grace: metrics.rewrap_grace(),
         metrics: metrics.clone(),
         events: events.clone(),
+        rollouts: Arc::new(Rollouts::new(
+            settings.rollout_settings(),
+            client.clone(),
+            events.clone(),
+            metrics.clone(),
+        )),
         crypto: crypto.clone(),
         owned_secrets,
         failures: Mutex::new(HashMap::new()),

@@ -15,11 +15,12 @@ use std::path::Path;
 use std::time::Instant;
 
 use common::*;
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::authorization::v1::{
     ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
 };
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{ConfigMap, Event, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Event, Pod, Secret};
 use k8s_openapi::api::rbac::v1::RoleBinding;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kseal_shared::binding::Scope;
@@ -725,6 +726,25 @@ async fn deletes_only_where_it_watches(fixture: &Fixture, sa: &Client) {
     ));
 }
 
+/// With restarts off (the chart's default), no access to workloads at all.
+async fn no_workload_access(sa: &Client) {
+    let deployments: Api<Deployment> = Api::namespaced(sa.clone(), "app");
+    let merge = json!({"spec": {"template": {"metadata": {"annotations": {"touched": "yes"}}}}});
+    assert!(is_forbidden(
+        &deployments.list(&ListParams::default()).await
+    ));
+    assert!(is_forbidden(
+        &deployments
+            .patch("web", &PatchParams::default(), &Patch::Merge(&merge))
+            .await
+    ));
+    assert!(is_forbidden(
+        &Api::<DaemonSet>::namespaced(sa.clone(), "app")
+            .list(&ListParams::default())
+            .await
+    ));
+}
+
 /// What no mode grants the ServiceAccount.
 async fn never_granted(fixture: &Fixture, sa: &Client) {
     let other_secrets: Api<Secret> = Api::namespaced(sa.clone(), "other");
@@ -1020,6 +1040,7 @@ async fn chart_rbac_cluster_wide_mode() {
     let identity = fixture.cp.mint_service_account(NAMESPACE, SA).unwrap();
     let sa = identity.client().await.unwrap();
     never_granted(&fixture, &sa).await;
+    no_workload_access(&sa).await;
     // What this mode does grant, as documented in the chart's README: every
     // Secret in the cluster can be read (GET by name and list/watch cannot
     // be limited to kseal's own Secrets by RBAC).
@@ -1058,6 +1079,7 @@ async fn chart_rbac_namespaced_mode() {
     let identity = fixture.cp.mint_service_account(NAMESPACE, SA).unwrap();
     let sa = identity.client().await.unwrap();
     never_granted(&fixture, &sa).await;
+    no_workload_access(&sa).await;
     deletes_only_where_it_watches(&fixture, &sa).await;
 
     // No Secret outside `app` and its own namespace: not read, not listed,
@@ -1128,4 +1150,162 @@ async fn chart_rbac_namespaced_mode() {
 
     non_admin_user(&fixture).await;
     eprintln!("namespaced RBAC scenario: {:.1?}", started.elapsed());
+}
+
+/// `rollout.enabled=true` (namespaced): the controller, as the chart's
+/// ServiceAccount, restarts a Deployment that reads a changed key, and
+/// may list and patch Deployments, StatefulSets and DaemonSets in the
+/// namespace it watches, nothing more: no create, update or delete of
+/// them, no other kind, nothing in another namespace.
+#[tokio::test]
+async fn chart_rbac_rollout_restarts() {
+    let Some(fixture) = Fixture::start().await else {
+        return;
+    };
+    bystanders(&fixture).await;
+    let web = |namespace: &str| -> Deployment {
+        serde_json::from_value(json!({
+            "metadata": {"name": "web", "namespace": namespace},
+            "spec": {
+                "selector": {"matchLabels": {"app": "web"}},
+                "template": {
+                    "metadata": {"labels": {"app": "web"}},
+                    "spec": {"containers": [{"name": "web", "image": "example.invalid/web",
+                        "env": [{"name": "PW", "valueFrom": {"secretKeyRef": {"name": "db", "key": "password"}}}]}]}
+                }
+            }
+        }))
+        .unwrap()
+    };
+    for namespace in ["app", "other"] {
+        Api::<Deployment>::namespaced(fixture.client.clone(), namespace)
+            .create(&PostParams::default(), &web(namespace))
+            .await
+            .unwrap();
+    }
+    let _controller = install(
+        &fixture,
+        &[
+            "watchNamespaces={app}",
+            "rollout.enabled=true",
+            "rollout.batchWindow=1s",
+        ],
+        &[
+            "--key-renew-period",
+            "0",
+            "--watch-namespaces",
+            "app",
+            "--rollout-restarts",
+            "--rollout-batch-window",
+            "1s",
+        ],
+    )
+    .await;
+    let identity = fixture.cp.mint_service_account(NAMESPACE, SA).unwrap();
+    let sa = identity.client().await.unwrap();
+
+    // The restart works with what the chart grants.
+    let recipients = fixture.recipients().await;
+    let db = |password: &str| {
+        let mut sealed = seal(
+            &plain("app", "db", &[("password", password)]),
+            Scope::Strict,
+            &recipients,
+        );
+        sealed.spec.rollout = Some("EnvConsumers".into());
+        sealed
+    };
+    fixture.apply(&db("first")).await;
+    fixture.wait_ready("app", "db", "True").await;
+    fixture.apply(&db("second")).await;
+    let deployments: Api<Deployment> = Api::namespaced(fixture.client.clone(), "app");
+    eventually("the Deployment restarted", || async {
+        deployments
+            .get("web")
+            .await
+            .unwrap()
+            .spec
+            .template
+            .metadata
+            .and_then(|m| m.annotations)
+            .is_some_and(|a| {
+                a.get("kseal.dev/restarted-for").map(String::as_str) == Some("db: password")
+            })
+    })
+    .await;
+
+    never_granted(&fixture, &sa).await;
+    // Granted: list and patch of the three kinds where it watches.
+    let dry_run = PatchParams {
+        dry_run: true,
+        ..PatchParams::default()
+    };
+    let merge = json!({"spec": {"template": {"metadata": {"annotations": {"touched": "yes"}}}}});
+    let app: Api<Deployment> = Api::namespaced(sa.clone(), "app");
+    app.list(&ListParams::default()).await.unwrap();
+    app.patch("web", &dry_run, &Patch::Merge(&merge))
+        .await
+        .unwrap();
+    Api::<StatefulSet>::namespaced(sa.clone(), "app")
+        .list(&ListParams::default())
+        .await
+        .unwrap();
+    Api::<DaemonSet>::namespaced(sa.clone(), "app")
+        .list(&ListParams::default())
+        .await
+        .unwrap();
+    // Not granted: reading one by name, create, replace, delete; other
+    // kinds; other namespaces.
+    assert!(is_forbidden(&app.get("web").await));
+    assert!(is_forbidden(
+        &app.create(
+            &PostParams {
+                dry_run: true,
+                ..PostParams::default()
+            },
+            &web("app")
+        )
+        .await
+    ));
+    assert!(is_forbidden(
+        &app.replace(
+            "web",
+            &PostParams {
+                dry_run: true,
+                ..PostParams::default()
+            },
+            &web("app")
+        )
+        .await
+    ));
+    assert!(is_forbidden(
+        &app.delete(
+            "web",
+            &DeleteParams {
+                dry_run: true,
+                ..DeleteParams::default()
+            }
+        )
+        .await
+    ));
+    assert!(is_forbidden(
+        &Api::<Pod>::namespaced(sa.clone(), "app")
+            .list(&ListParams::default())
+            .await
+    ));
+    assert!(is_forbidden(
+        &Api::<ReplicaSet>::namespaced(sa.clone(), "app")
+            .list(&ListParams::default())
+            .await
+    ));
+    let other: Api<Deployment> = Api::namespaced(sa.clone(), "other");
+    assert!(is_forbidden(&other.list(&ListParams::default()).await));
+    assert!(is_forbidden(
+        &other.patch("web", &dry_run, &Patch::Merge(&merge)).await
+    ));
+    assert!(is_forbidden(
+        &Api::<Deployment>::all(sa.clone())
+            .list(&ListParams::default())
+            .await
+    ));
 }

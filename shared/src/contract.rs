@@ -99,6 +99,18 @@ pub const MANAGED_ANNOTATION: &str = "kseal.dev/managed";
 /// of its name only when this verifies, so a copy of a kseal Secret made
 /// elsewhere (which keeps [`OWNED_LABEL`]) is never taken over.
 pub const ORIGIN_ANNOTATION: &str = "kseal.dev/origin";
+/// Pod-template annotation the controller sets to restart a workload that
+/// reads a changed Secret (`spec.rollout`), as `kubectl rollout restart`
+/// sets `kubectl.kubernetes.io/restartedAt`: the time, RFC 3339 in UTC.
+pub const RESTARTED_AT_ANNOTATION: &str = "kseal.dev/restarted-at";
+/// Pod-template annotation set with [`RESTARTED_AT_ANNOTATION`]: which
+/// SealedSecrets changed which data keys, `db: password,user; api: token`
+/// (names only, never a value; cut to [`RESTARTED_FOR_MAX`] bytes).
+pub const RESTARTED_FOR_ANNOTATION: &str = "kseal.dev/restarted-for";
+/// The longest [`RESTARTED_FOR_ANNOTATION`] kseal writes, in bytes: a pod
+/// template's annotations count towards the API server's 256 KiB limit
+/// and are copied to every pod.
+pub const RESTARTED_FOR_MAX: usize = 1024;
 /// Annotation on an owned Secret: the label and annotation keys kseal last
 /// copied onto it from `spec.template.metadata`, as JSON
 /// (`{"labels":["team"],"annotations":["owner"]}`, each list sorted). A

@@ -17,6 +17,8 @@
 //! * [`published`]: the cluster's published public keys, checked before
 //!   anything is sealed to them;
 //! * [`rotation`]: how old a sealed value may get (max age);
+//! * [`consumers`]: how pod templates read Secrets, and which reads keep an
+//!   old value (`spec.rollout`);
 //! * [`backup`]: key backups for an offline recovery key;
 //! * [`bitnami`]: reading Bitnami sealed-secrets, to migrate them;
 //! * [`error_text`]: errors (kube's among them) as sentences for people.
@@ -31,10 +33,12 @@ pub mod backup;
 pub mod binding;
 pub mod bitnami;
 pub mod config;
+pub mod consumers;
 pub mod contract;
 pub mod envelope;
 pub mod error;
 pub mod error_text;
+pub mod generate;
 pub mod manifest;
 pub mod pins;
 pub mod published;

@@ -65,6 +65,80 @@ pub struct SealedSecretSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = crate::rotation::MAX_AGE_PATTERN))]
     pub max_age: Option<String>,
+    /// Which workloads the controller restarts when it changes the
+    /// Secret's data (docs/rollout.md): `EnvConsumers` restarts the
+    /// Deployments, StatefulSets and DaemonSets of this namespace that read
+    /// a changed key through an environment variable or a `subPath` mount
+    /// (they would keep the old value); `AllConsumers` also those that
+    /// mount it as a file. Absent: none. The controller acts on it only
+    /// when restarts are enabled (chart value `rollout.enabled`).
+    // A string checked where used (`parsed_rollout`), like maxAge: a value
+    // a newer kseal defines must not fail an older controller's list.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("enum" = [ROLLOUT_ENV_CONSUMERS, ROLLOUT_ALL_CONSUMERS]))]
+    pub rollout: Option<String>,
+    /// The data keys whose values kseal generated (`kseal seal --generate`),
+    /// and how: `hex:N` or `base64:N` (N random bytes), `alnum:N` (N
+    /// characters of `[A-Za-z0-9]`), `uuid` (a random UUID, version 4); N
+    /// from 1 to 4096. Not secret: `kseal regenerate` reads it to make a
+    /// new value of the same form.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend(
+        "maxProperties" = 1024,
+        "additionalProperties" = {"type": "string", "pattern": GENERATOR_PATTERN}
+    ))]
+    pub generated: BTreeMap<String, String>,
+}
+
+/// `spec.rollout` value: restart consumers that read a changed key through
+/// env or `subPath`.
+pub const ROLLOUT_ENV_CONSUMERS: &str = "EnvConsumers";
+/// `spec.rollout` value: restart every consumer of a changed key.
+pub const ROLLOUT_ALL_CONSUMERS: &str = "AllConsumers";
+/// The form of a `spec.generated` entry (see [`SealedSecretSpec::generated`]).
+pub const GENERATOR_PATTERN: &str =
+    "^((hex|base64|alnum):([1-9][0-9]{0,2}|[1-3][0-9]{3}|40[0-8][0-9]|409[0-6])|uuid)$";
+
+/// Which consumers of a changed key the controller restarts
+/// (`spec.rollout`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Rollout {
+    /// Those that read a changed key through env or a `subPath` mount.
+    EnvConsumers,
+    /// Every consumer of a changed key, file mounts included.
+    AllConsumers,
+}
+
+impl Rollout {
+    /// The name as written in `spec.rollout`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Rollout::EnvConsumers => ROLLOUT_ENV_CONSUMERS,
+            Rollout::AllConsumers => ROLLOUT_ALL_CONSUMERS,
+        }
+    }
+}
+
+impl std::fmt::Display for Rollout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A `spec.rollout` that is neither `EnvConsumers` nor `AllConsumers`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("spec.rollout must be {ROLLOUT_ENV_CONSUMERS} or {ROLLOUT_ALL_CONSUMERS}")]
+pub struct RolloutError;
+
+impl std::str::FromStr for Rollout {
+    type Err = RolloutError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            ROLLOUT_ENV_CONSUMERS => Ok(Rollout::EnvConsumers),
+            ROLLOUT_ALL_CONSUMERS => Ok(Rollout::AllConsumers),
+            _ => Err(RolloutError),
+        }
+    }
 }
 
 impl SealedSecretSpec {
@@ -74,6 +148,11 @@ impl SealedSecretSpec {
         &self,
     ) -> Result<Option<crate::rotation::MaxAge>, crate::rotation::MaxAgeError> {
         self.max_age.as_deref().map(str::parse).transpose()
+    }
+
+    /// `spec.rollout` parsed; `Ok(None)` when it is not set.
+    pub fn parsed_rollout(&self) -> Result<Option<Rollout>, RolloutError> {
+        self.rollout.as_deref().map(str::parse).transpose()
     }
 }
 
@@ -191,7 +270,17 @@ pub enum DocumentError {
 /// The fields a SealedSecret may have, by path (`""` is the object itself).
 const KNOWN_FIELDS: [(&str, &[&str]); 4] = [
     ("", &["apiVersion", "kind", "metadata", "spec", "status"]),
-    ("spec", &["scope", "encryptedData", "template", "maxAge"]),
+    (
+        "spec",
+        &[
+            "scope",
+            "encryptedData",
+            "template",
+            "maxAge",
+            "rollout",
+            "generated",
+        ],
+    ),
     ("spec.template", &["type", "immutable", "metadata"]),
     ("spec.template.metadata", &["labels", "annotations"]),
 ];
@@ -312,6 +401,14 @@ mod tests {
         let crd = serde_json::to_value(custom_resource_definition()).unwrap_or_default();
         let spec = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"];
         assert_eq!(spec["encryptedData"]["maxProperties"], MAX_VALUES);
+        assert_eq!(
+            spec["rollout"]["enum"],
+            serde_json::json!([ROLLOUT_ENV_CONSUMERS, ROLLOUT_ALL_CONSUMERS])
+        );
+        assert_eq!(
+            spec["generated"]["additionalProperties"]["pattern"],
+            GENERATOR_PATTERN
+        );
         let metadata = &spec["template"]["properties"]["metadata"]["properties"];
         for field in ["labels", "annotations"] {
             assert_eq!(
@@ -319,6 +416,29 @@ mod tests {
                 crate::validation::TEMPLATE_MAX_ENTRIES,
                 "{field}"
             );
+        }
+    }
+
+    #[test]
+    fn rollout_is_one_of_two_names() {
+        let spec = |rollout: Option<&str>| SealedSecretSpec {
+            rollout: rollout.map(str::to_owned),
+            ..SealedSecretSpec::default()
+        };
+        assert_eq!(spec(None).parsed_rollout(), Ok(None));
+        assert_eq!(
+            spec(Some("EnvConsumers")).parsed_rollout(),
+            Ok(Some(Rollout::EnvConsumers))
+        );
+        assert_eq!(
+            spec(Some("AllConsumers")).parsed_rollout(),
+            Ok(Some(Rollout::AllConsumers))
+        );
+        for bad in ["", "envConsumers", "EnvConsumers ", "All", "none"] {
+            assert_eq!(spec(Some(bad)).parsed_rollout(), Err(RolloutError), "{bad}");
+        }
+        for rollout in [Rollout::EnvConsumers, Rollout::AllConsumers] {
+            assert_eq!(rollout.to_string().parse(), Ok(rollout));
         }
     }
 }

@@ -474,6 +474,19 @@ pub enum ObjectError {
     /// `spec.maxAge` does not parse.
     #[error("spec.maxAge: {0}")]
     MaxAge(#[from] crate::rotation::MaxAgeError),
+    /// `spec.rollout` is not one kseal knows.
+    #[error(transparent)]
+    Rollout(#[from] crate::sealed_secret::RolloutError),
+    /// A `spec.generated` entry that does not parse, or names a key
+    /// `spec.encryptedData` does not hold.
+    #[error("spec.generated.{key}: {reason}")]
+    Generated {
+        /// The data key.
+        key: String,
+        /// What is wrong (never the entry's text: see
+        /// [`crate::generate::GeneratorError`]).
+        reason: String,
+    },
     /// More template labels or annotations than kseal carries to a Secret
     /// ([`TEMPLATE_MAX_ENTRIES`]).
     #[error(
@@ -672,7 +685,32 @@ fn sealed_object_problems(sealed: &SealedSecret) -> Vec<ObjectError> {
     )
     .into_iter()
     .chain(sealed.spec.parsed_max_age().err().map(ObjectError::from))
+    .chain(sealed.spec.parsed_rollout().err().map(ObjectError::from))
+    .chain(generated_problems(sealed))
     .collect()
+}
+
+/// `spec.generated`: each entry parses and names a value the object holds.
+fn generated_problems(sealed: &SealedSecret) -> Vec<ObjectError> {
+    sealed
+        .spec
+        .generated
+        .iter()
+        .filter_map(|(key, spec)| {
+            let reason = match spec.parse::<crate::generate::Generator>() {
+                Err(err) => err.to_string(),
+                Ok(_) if !sealed.spec.encrypted_data.contains_key(key) => {
+                    "no such key in spec.encryptedData".to_owned()
+                }
+                Ok(_) => return None,
+            };
+            Some(ObjectError::Generated {
+                key: key.clone(),
+                reason,
+            })
+        })
+        .take(MAX_PROBLEMS)
+        .collect()
 }
 
 #[cfg(test)]
@@ -984,5 +1022,45 @@ mod tests {
             sealed_secret_problems(&ok),
             vec![ObjectError::MissingNamespace(Scope::Strict)]
         );
+    }
+
+    #[test]
+    fn generated_records_name_held_keys_in_a_known_form() {
+        let mut sealed = SealedSecret::new("db", crate::sealed_secret::SealedSecretSpec::default());
+        sealed.metadata.namespace = Some("app".into());
+        sealed
+            .spec
+            .encrypted_data
+            .insert("password".into(), "kseal:v2:x".into());
+        let problems = |generated: &[(&str, &str)]| -> Vec<String> {
+            let mut sealed = sealed.clone();
+            sealed.spec.generated = generated
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect();
+            generated_problems(&sealed)
+                .iter()
+                .map(ToString::to_string)
+                .collect()
+        };
+        for good in ["alnum:32", "hex:1", "base64:4096", "uuid"] {
+            assert!(problems(&[("password", good)]).is_empty(), "{good}");
+        }
+        let missing = problems(&[("other", "uuid")]);
+        assert_eq!(
+            missing,
+            ["spec.generated.other: no such key in spec.encryptedData"]
+        );
+        for bad in ["alnum:0", "hex:4097", "uuid:4", "hunter2-secret", ""] {
+            let found = problems(&[("password", bad)]);
+            assert_eq!(found.len(), 1, "{bad}");
+            assert!(
+                found[0].starts_with("spec.generated.password: "),
+                "{found:?}"
+            );
+            if bad.len() > 8 {
+                assert!(!found[0].contains(bad), "{found:?}");
+            }
+        }
     }
 }

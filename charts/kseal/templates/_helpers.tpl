@@ -65,6 +65,14 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]
+{{- if .Values.rollout.enabled }}
+# rollout.enabled: restarts for spec.rollout. List the workloads to find the
+# consumers of a changed Secret, and merge-patch the two kseal.dev annotations
+# on a consumer's pod template (docs/rollout.md). Nothing else of them.
+- apiGroups: ["apps"]
+  resources: ["deployments", "statefulsets", "daemonsets"]
+  verbs: ["list", "patch"]
+{{- end }}
 {{- end -}}
 
 {{/* A duration of one number and one unit (30d, 720h, 90m, 45s, 2w) or 0,

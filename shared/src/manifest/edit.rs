@@ -1,7 +1,8 @@
 //! Surgical edits of sealed values in a document's text.
 //!
-//! `--merge-into` and `rewrap --in-place` change values under
-//! `spec.encryptedData`. Rewriting the whole document would lose the user's
+//! `--merge-into`, `rewrap --in-place` and `regenerate` change values under
+//! `spec.encryptedData`, and `--merge-into` the record of generated values
+//! under `spec.generated`. Rewriting the whole document would lose the user's
 //! comments, blank lines, key order and quoting; instead the parser's byte
 //! spans locate each value, and only that value's text is replaced (a new key
 //! is inserted after the mapping's last entry, in the same indentation or,
@@ -15,7 +16,7 @@ use std::fmt;
 use std::ops::Range;
 
 use serde::Deserialize;
-use serde::de::{Deserializer, MapAccess, Visitor};
+use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_saphyr::Spanned;
 
 /// A document, or an item of a `List`, down to `spec.encryptedData`.
@@ -122,37 +123,97 @@ fn plain_key_is_safe(key: &str) -> bool {
         && !SPECIAL.contains(&key.to_ascii_lowercase().as_str())
 }
 
-/// Sets `changes` (data key → new sealed value) in the `spec.encryptedData`
-/// of the object at `item` (`None`: the document itself; `Some(i)`: item
-/// `i` of a `List`) of one document's `text`, changing no other byte.
-/// Sealed values and data keys contain no character that needs escaping.
-/// Returns `None` when the text cannot be edited with certainty.
-pub(crate) fn edit_encrypted_data(
-    text: &str,
-    item: Option<usize>,
-    changes: &BTreeMap<String, String>,
-    json: bool,
-) -> Option<String> {
+/// The parser's options for reading spans: no snippets, YAML 1.2 booleans.
+fn span_options() -> serde_saphyr::options::Options {
     let mut options = serde_saphyr::options::Options::default();
     options.with_snippet = false;
     options.strict_booleans = true;
-    let object: Object = serde_saphyr::from_str_with_options(text, options).ok()?;
-    let object = match item {
-        None => object,
-        Some(item) => object.items?.into_iter().nth(item)?,
+    options
+}
+
+/// Where a line starts: the byte after the `\n` before `at`, or 0.
+fn line_start(text: &str, at: usize) -> usize {
+    text[..at].rfind('\n').map_or(0, |at| at + 1)
+}
+
+/// Where the text of the line holding `at` ends (before `\r\n` or `\n`),
+/// and the line end the file uses there; `None` on the last line without a
+/// line end.
+fn line_end(text: &str, at: usize) -> Option<(usize, &'static str)> {
+    let end = text[at..].find('\n').map(|found| at + found)?;
+    if text[..end].ends_with('\r') {
+        Some((end - 1, "\r\n"))
+    } else {
+        Some((end, "\n"))
+    }
+}
+
+/// The indentation before a token that starts its line (spaces only, as a
+/// block mapping's keys are); `None` when anything else precedes it.
+fn block_indent(text: &str, token: &Token) -> Option<String> {
+    let indent = &text[line_start(text, token.range.start)..token.range.start];
+    indent.chars().all(|c| c == ' ').then(|| indent.to_owned())
+}
+
+/// The range that removes the lines from the one holding `first` to the
+/// one holding `last`: from the end of the previous line's text to the end
+/// of the last line's, so the last line's line end closes the previous
+/// line and text inserted at the end of the last line still follows it.
+fn lines_range(text: &str, first: &Token, last: &Token) -> Option<Range<usize>> {
+    let start = line_start(text, first.range.start).checked_sub(1)?;
+    let start = if text[..start].ends_with('\r') {
+        start - 1
+    } else {
+        start
     };
-    let mapping = object.spec?.encrypted_data?;
-    let entries = &mapping.value.0;
+    let (end, _) = line_end(text, last.range.end)?;
+    Some(start..end)
+}
+
+/// A data key as a YAML block mapping key.
+fn yaml_key(key: &str) -> String {
+    if plain_key_is_safe(key) {
+        key.to_owned()
+    } else {
+        format!("\"{key}\"")
+    }
+}
+
+/// The text edits that set `changes` in one mapping (`Some`: add or
+/// replace the entry's value; `None`: remove the entry) of `text`, whose
+/// entries are `entries`. Values and keys contain nothing that needs
+/// escaping. `None` when the text cannot be edited with certainty: a shape
+/// not handled here (an empty or flow mapping, quoting with escapes), a
+/// removal in JSON, or a mapping left empty.
+fn entry_edits(
+    text: &str,
+    entries: &[(Spanned<String>, Spanned<String>)],
+    changes: &BTreeMap<String, Option<String>>,
+    json: bool,
+) -> Option<Vec<(Range<usize>, String)>> {
     let mut edits: Vec<(Range<usize>, String)> = Vec::new();
     let mut last: Option<(Token, Token)> = None;
+    let mut kept = 0;
     for (key, value) in entries {
         let key_token = token(text, key)?;
         let value_token = token(text, value)?;
-        if let Some(new) = changes.get(&key.value) {
-            edits.push((
-                value_token.range.clone(),
-                render_scalar(new, value_token.quote),
-            ));
+        match changes.get(&key.value) {
+            Some(Some(new)) => {
+                edits.push((
+                    value_token.range.clone(),
+                    render_scalar(new, value_token.quote),
+                ));
+                kept += 1;
+            }
+            Some(None) => {
+                // Whole lines, in a block mapping only.
+                if json {
+                    return None;
+                }
+                block_indent(text, &key_token)?;
+                edits.push((lines_range(text, &key_token, &value_token)?, String::new()));
+            }
+            None => kept += 1,
         }
         if last
             .as_ref()
@@ -163,14 +224,15 @@ pub(crate) fn edit_encrypted_data(
     }
     let added: Vec<(&String, &String)> = changes
         .iter()
+        .filter_map(|(key, value)| Some((key, value.as_ref()?)))
         .filter(|(key, _)| !entries.iter().any(|(k, _)| &k.value == *key))
         .collect();
+    if kept + added.len() == 0 {
+        return None;
+    }
     if !added.is_empty() {
         let (last_key, last_value) = last?;
-        let line_start = text[..last_key.range.start]
-            .rfind('\n')
-            .map_or(0, |at| at + 1);
-        let indent = &text[line_start..last_key.range.start];
+        let indent = &text[line_start(text, last_key.range.start)..last_key.range.start];
         let after = last_value.range.end;
         let mut insertion = String::new();
         if json {
@@ -185,30 +247,22 @@ pub(crate) fn edit_encrypted_data(
         } else {
             // A block mapping: each entry on its own line, at the same
             // indentation, after the last entry's line (its comment kept).
-            if !indent.chars().all(|c| c == ' ') {
-                return None;
-            }
-            let mut line_end = text[after..].find('\n').map(|at| after + at)?;
+            let indent = block_indent(text, &last_key)?;
             // Keep the file's line ends: CRLF files get CRLF lines.
-            let newline = if text[..line_end].ends_with('\r') {
-                line_end -= 1;
-                "\r\n"
-            } else {
-                "\n"
-            };
+            let (line_end, newline) = line_end(text, after)?;
             for (key, value) in &added {
-                let key = if plain_key_is_safe(key) {
-                    (*key).clone()
-                } else {
-                    format!("\"{key}\"")
-                };
                 let value = render_scalar(value, last_value.quote);
-                insertion.push_str(&format!("{newline}{indent}{key}: {value}"));
+                insertion.push_str(&format!("{newline}{indent}{}: {value}", yaml_key(key)));
             }
             edits.push((line_end..line_end, insertion));
         }
     }
-    edits.sort_by_key(|(range, _)| range.start);
+    Some(edits)
+}
+
+/// `text` with `edits` (ranges that do not overlap) applied.
+fn apply(text: &str, mut edits: Vec<(Range<usize>, String)>) -> Option<String> {
+    edits.sort_by_key(|(range, _)| (range.start, range.end));
     let mut out = String::with_capacity(text.len() + 256);
     let mut at = 0;
     for (range, replacement) in edits {
@@ -223,6 +277,164 @@ pub(crate) fn edit_encrypted_data(
     Some(out)
 }
 
+/// Sets `changes` (data key → new sealed value) in the `spec.encryptedData`
+/// of the object at `item` (`None`: the document itself; `Some(i)`: item
+/// `i` of a `List`) of one document's `text`, changing no other byte.
+/// Sealed values and data keys contain no character that needs escaping.
+/// Returns `None` when the text cannot be edited with certainty.
+pub(crate) fn edit_encrypted_data(
+    text: &str,
+    item: Option<usize>,
+    changes: &BTreeMap<String, String>,
+    json: bool,
+) -> Option<String> {
+    let object: Object = serde_saphyr::from_str_with_options(text, span_options()).ok()?;
+    let object = match item {
+        None => object,
+        Some(item) => object.items?.into_iter().nth(item)?,
+    };
+    let mapping = object.spec?.encrypted_data?;
+    let changes: BTreeMap<String, Option<String>> = changes
+        .iter()
+        .map(|(key, value)| (key.clone(), Some(value.clone())))
+        .collect();
+    apply(text, entry_edits(text, &mapping.value.0, &changes, json)?)
+}
+
+/// A document, or an item of a `List`, down to the keys of `spec`.
+#[derive(Deserialize)]
+struct SpecObject {
+    #[serde(default)]
+    spec: Option<SpecKeys>,
+    #[serde(default)]
+    items: Option<Vec<SpecObject>>,
+}
+
+/// A mapping of strings under a key of `spec`, with the key's span.
+type KeyedEntries = (Spanned<String>, Entries);
+
+/// The two mappings of `spec` kseal edits, each with its key.
+#[derive(Default)]
+struct SpecKeys {
+    encrypted_data: Option<KeyedEntries>,
+    generated: Option<KeyedEntries>,
+}
+
+impl<'de> Deserialize<'de> for SpecKeys {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct SpecVisitor;
+        impl<'de> Visitor<'de> for SpecVisitor {
+            type Value = SpecKeys;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a mapping")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<SpecKeys, A::Error> {
+                let mut spec = SpecKeys::default();
+                while let Some(key) = map.next_key::<Spanned<String>>()? {
+                    match key.value.as_str() {
+                        "encryptedData" => spec.encrypted_data = Some((key, map.next_value()?)),
+                        "generated" => spec.generated = Some((key, map.next_value()?)),
+                        _ => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(spec)
+            }
+        }
+        deserializer.deserialize_map(SpecVisitor)
+    }
+}
+
+/// Sets `changes` in the `spec.generated` of the object at `item` (as for
+/// [`edit_encrypted_data`]) of one document's `text`: `Some(spec)` records
+/// how a data key's value was generated, `None` removes the record. Every
+/// other byte stays. A record left empty is removed with its key, and a
+/// first record starts a `generated:` mapping after `encryptedData`'s last
+/// entry (YAML block mappings only). Returns `None` when the text cannot
+/// be edited with certainty.
+pub(crate) fn edit_generated(
+    text: &str,
+    item: Option<usize>,
+    changes: &BTreeMap<String, Option<String>>,
+    json: bool,
+) -> Option<String> {
+    let object: SpecObject = serde_saphyr::from_str_with_options(text, span_options()).ok()?;
+    let object = match item {
+        None => object,
+        Some(item) => object.items?.into_iter().nth(item)?,
+    };
+    let spec = object.spec?;
+    match spec.generated {
+        Some((key, entries)) => {
+            let records = &entries.0;
+            let removed_all = records
+                .iter()
+                .all(|(k, _)| matches!(changes.get(&k.value), Some(None)));
+            let added = changes
+                .iter()
+                .any(|(k, v)| v.is_some() && !records.iter().any(|(r, _)| &r.value == k));
+            if removed_all && !added && !json {
+                // The last records go: so does `generated:`, with its lines.
+                let key_token = token(text, &key)?;
+                block_indent(text, &key_token)?;
+                let last = records
+                    .iter()
+                    .filter_map(|(_, value)| token(text, value))
+                    .max_by_key(|token| token.range.end)?;
+                apply(
+                    text,
+                    vec![(lines_range(text, &key_token, &last)?, String::new())],
+                )
+            } else {
+                apply(text, entry_edits(text, records, changes, json)?)
+            }
+        }
+        None => {
+            let added: Vec<(&String, &String)> = changes
+                .iter()
+                .filter_map(|(key, value)| Some((key, value.as_ref()?)))
+                .collect();
+            if added.is_empty() {
+                return Some(text.to_owned());
+            }
+            if json {
+                return None;
+            }
+            // After encryptedData's last entry, at its key's indentation;
+            // the records at its entries' indentation.
+            let (data_key, data) = spec.encrypted_data?;
+            let spec_indent = block_indent(text, &token(text, &data_key)?)?;
+            let mut entry_indent = None;
+            let mut last: Option<Token> = None;
+            for (key, value) in &data.0 {
+                let key_token = token(text, key)?;
+                entry_indent.get_or_insert(block_indent(text, &key_token)?);
+                let value_token = token(text, value)?;
+                if last
+                    .as_ref()
+                    .is_none_or(|v| v.range.end < value_token.range.end)
+                {
+                    last = Some(value_token);
+                }
+            }
+            let entry_indent = entry_indent?;
+            if entry_indent.len() <= spec_indent.len() {
+                return None;
+            }
+            let (at, newline) = line_end(text, last?.range.end)?;
+            let mut insertion = format!("{newline}{spec_indent}generated:");
+            for (key, value) in added {
+                insertion.push_str(&format!(
+                    "{newline}{entry_indent}{}: {value}",
+                    yaml_key(key)
+                ));
+            }
+            apply(text, vec![(at..at, insertion)])
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -232,6 +444,110 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    fn records(pairs: &[(&str, Option<&str>)]) -> BTreeMap<String, Option<String>> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.map(str::to_owned)))
+            .collect()
+    }
+
+    const WITH_RECORDS: &str = "spec:\n  encryptedData:\n    a: kseal:v2:a\n    b: kseal:v2:b # b\n    c: kseal:v2:c\n  # how\n  generated:\n    a: hex:32 # first\n    c: \"uuid\"\n  scope: strict\n";
+
+    #[test]
+    fn generated_records_are_replaced_added_and_removed_by_line() {
+        let edited = edit_generated(
+            WITH_RECORDS,
+            None,
+            &records(&[("a", Some("alnum:8")), ("b", Some("base64:16"))]),
+            false,
+        )
+        .unwrap();
+        assert_eq!(
+            edited,
+            WITH_RECORDS
+                .replace("a: hex:32 # first", "a: alnum:8 # first")
+                .replace("c: \"uuid\"\n", "c: \"uuid\"\n    b: \"base64:16\"\n")
+        );
+        let edited = edit_generated(WITH_RECORDS, None, &records(&[("a", None)]), false).unwrap();
+        assert_eq!(edited, WITH_RECORDS.replace("    a: hex:32 # first\n", ""));
+        // The last one removed while another is added: the addition stays
+        // in the mapping.
+        let edited = edit_generated(
+            WITH_RECORDS,
+            None,
+            &records(&[("c", None), ("b", Some("uuid"))]),
+            false,
+        )
+        .unwrap();
+        assert_eq!(
+            edited,
+            WITH_RECORDS.replace("    c: \"uuid\"\n", "    b: \"uuid\"\n")
+        );
+        // Every record removed: `generated:` goes too (its comment above stays).
+        let edited = edit_generated(
+            WITH_RECORDS,
+            None,
+            &records(&[("a", None), ("c", None), ("z", None)]),
+            false,
+        )
+        .unwrap();
+        assert_eq!(
+            edited,
+            WITH_RECORDS.replace("  generated:\n    a: hex:32 # first\n    c: \"uuid\"\n", "")
+        );
+        // Nothing to do.
+        assert_eq!(
+            edit_generated(WITH_RECORDS, None, &records(&[("z", None)]), false).unwrap(),
+            WITH_RECORDS
+        );
+    }
+
+    #[test]
+    fn a_first_record_starts_the_mapping_after_encrypted_data() {
+        let text = "spec:\r\n  encryptedData:\r\n    a: kseal:v2:a\r\n    \"0\": kseal:v2:0 # zero\r\n  scope: strict\r\n";
+        let edited = edit_generated(
+            text,
+            None,
+            &records(&[("0", Some("hex:4")), ("a", Some("uuid")), ("x", None)]),
+            false,
+        )
+        .unwrap();
+        assert_eq!(
+            edited,
+            "spec:\r\n  encryptedData:\r\n    a: kseal:v2:a\r\n    \"0\": kseal:v2:0 # zero\r\n  generated:\r\n    \"0\": hex:4\r\n    a: uuid\r\n  scope: strict\r\n"
+        );
+        // In a list item.
+        let text = "items:\n- spec:\n    encryptedData:\n      a: kseal:v2:a\n- spec:\n    encryptedData:\n      a: kseal:v2:a\n";
+        let edited =
+            edit_generated(text, Some(1), &records(&[("a", Some("uuid"))]), false).unwrap();
+        assert_eq!(edited, format!("{text}    generated:\n      a: uuid\n"));
+    }
+
+    #[test]
+    fn json_records_are_replaced_and_added_but_not_removed() {
+        let text = "{\n  \"spec\": {\n    \"encryptedData\": {\n      \"a\": \"kseal:v2:a\"\n    },\n    \"generated\": {\n      \"a\": \"hex:2\"\n    }\n  }\n}\n";
+        let edited = edit_generated(
+            text,
+            None,
+            &records(&[("a", Some("uuid")), ("b", Some("hex:1"))]),
+            true,
+        )
+        .unwrap();
+        assert_eq!(
+            edited,
+            text.replace("\"hex:2\"", "\"uuid\",\n      \"b\": \"hex:1\"")
+        );
+        assert_eq!(
+            edit_generated(text, None, &records(&[("a", None)]), true),
+            None
+        );
+        let without = "{\n  \"spec\": {\n    \"encryptedData\": {\n      \"a\": \"kseal:v2:a\"\n    }\n  }\n}\n";
+        assert_eq!(
+            edit_generated(without, None, &records(&[("a", Some("uuid"))]), true),
+            None
+        );
     }
 
     #[test]

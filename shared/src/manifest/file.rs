@@ -10,7 +10,7 @@ use serde_json::Value;
 use super::documents::{
     RawDocument, SourceFormat, parse_json, parse_yaml_document, split_yaml, yaml11_boolean_path,
 };
-use super::edit::edit_encrypted_data;
+use super::edit::{edit_encrypted_data, edit_generated};
 use super::{ManifestError, is_core_v1};
 use crate::sealed_secret::{API_VERSION, KIND};
 
@@ -117,7 +117,14 @@ pub struct ManifestFile {
     replacements: BTreeMap<ObjectKey, Value>,
     /// Sealed values to set in an object's `spec.encryptedData`, by data key.
     edits: BTreeMap<ObjectKey, BTreeMap<String, String>>,
+    /// Records to set (`Some`) or remove (`None`) in an object's
+    /// `spec.generated`, by data key.
+    generated: BTreeMap<ObjectKey, GeneratedChanges>,
 }
+
+/// Changes of one object's `spec.generated`: data key → how its value was
+/// generated (`Some`), or `None` to remove the key's record.
+pub type GeneratedChanges = BTreeMap<String, Option<String>>;
 
 impl ManifestFile {
     /// Splits `text` into documents (parsed lazily by
@@ -139,6 +146,7 @@ impl ManifestFile {
             raw,
             replacements: BTreeMap::new(),
             edits: BTreeMap::new(),
+            generated: BTreeMap::new(),
         }
     }
 
@@ -222,6 +230,7 @@ impl ManifestFile {
         &self,
         raw: &RawDocument,
         edits: &[(&Option<usize>, &BTreeMap<String, String>)],
+        generated: &[(&Option<usize>, &GeneratedChanges)],
     ) -> Result<Value, ManifestError> {
         let mut value = match self.replacements.get(&(raw.index, None)) {
             Some(value) => value.clone(),
@@ -262,6 +271,41 @@ impl ManifestFile {
                 }
             }
         }
+        for (item, changes) in generated {
+            let object = match item {
+                None => Some(&mut value),
+                Some(item) => value
+                    .get_mut("items")
+                    .and_then(|items| items.get_mut(*item)),
+            };
+            let Some(spec) = object
+                .and_then(|object| object.get_mut("spec"))
+                .and_then(Value::as_object_mut)
+            else {
+                continue;
+            };
+            let records = spec
+                .entry("generated")
+                .or_insert_with(|| Value::Object(serde_json::Map::new()));
+            if !records.is_object() {
+                *records = Value::Object(serde_json::Map::new());
+            }
+            if let Value::Object(records) = records {
+                for (key, record) in *changes {
+                    match record {
+                        Some(record) => {
+                            records.insert(key.clone(), Value::String(record.clone()));
+                        }
+                        None => {
+                            records.shift_remove(key);
+                        }
+                    }
+                }
+                if records.is_empty() {
+                    spec.shift_remove("generated");
+                }
+            }
+        }
         Ok(value)
     }
 
@@ -282,9 +326,24 @@ impl ManifestFile {
             .extend(values);
     }
 
+    /// Records how the values of data keys of one SealedSecret were
+    /// generated (`Some`: `hex:32`, …) or removes their records (`None`),
+    /// in its `spec.generated`; takes effect in [`ManifestFile::render`],
+    /// which, as for [`set_encrypted_values`](Self::set_encrypted_values),
+    /// changes only those entries' text where it can. A `spec.generated`
+    /// left empty is removed.
+    pub fn set_generated(&mut self, document: &Document, changes: GeneratedChanges) {
+        self.generated
+            .entry((document.index, document.item))
+            .or_default()
+            .extend(changes);
+    }
+
     /// Whether any object was replaced or edited since the file was read.
     pub fn has_replacements(&self) -> bool {
-        !self.replacements.is_empty() || self.edits.values().any(|edits| !edits.is_empty())
+        !self.replacements.is_empty()
+            || self.edits.values().any(|edits| !edits.is_empty())
+            || self.generated.values().any(|changes| !changes.is_empty())
     }
 
     fn in_document<T>(
@@ -309,17 +368,25 @@ impl ManifestFile {
             let edits: Vec<_> = Self::in_document(&self.edits, raw.index)
                 .filter(|(_, edits)| !edits.is_empty())
                 .collect();
-            if raw.empty || (!replaced && edits.is_empty()) {
+            let generated: Vec<_> = Self::in_document(&self.generated, raw.index)
+                .filter(|(_, changes)| !changes.is_empty())
+                .collect();
+            if raw.empty || (!replaced && edits.is_empty() && generated.is_empty()) {
                 out.push_str(&raw.text);
                 continue;
             }
-            let value = self.edited_value(raw, &edits)?;
+            let value = self.edited_value(raw, &edits, &generated)?;
             if !replaced {
                 let json = self.format == SourceFormat::Json;
                 let surgical = edits
                     .iter()
                     .try_fold(raw.text.clone(), |text, (item, values)| {
                         edit_encrypted_data(&text, **item, values, json)
+                    })
+                    .and_then(|text| {
+                        generated.iter().try_fold(text, |text, (item, changes)| {
+                            edit_generated(&text, **item, changes, json)
+                        })
                     });
                 // Kept only when it reads back as exactly the intended
                 // object: a shape the text editor misjudged (a flow mapping
@@ -589,6 +656,69 @@ mod tests {
             file.set_encrypted_values(object, BTreeMap::from([("k".to_owned(), "NEW".to_owned())]));
         }
         assert_eq!(file.render().unwrap(), text.replace("OLD", "NEW"));
+    }
+
+    /// Values and their `spec.generated` records change together, in
+    /// place; every other byte stays. Where the text cannot be edited in
+    /// place (a record removed in JSON), the document is rendered anew and
+    /// reads back as intended.
+    #[test]
+    fn generated_records_change_with_their_values() {
+        let text = "# db\napiVersion: kseal.dev/v1alpha1\nkind: SealedSecret\nmetadata: {name: db}\nspec:\n  encryptedData:\n    a: A # keep\n    b: B\n  scope: strict\n---\nkind: ConfigMap\n";
+        let mut file = ManifestFile::new(text);
+        let objects = file.objects().unwrap();
+        file.set_encrypted_values(
+            &objects[0],
+            BTreeMap::from([
+                ("b".to_owned(), "B2".to_owned()),
+                ("c".to_owned(), "C".to_owned()),
+            ]),
+        );
+        file.set_generated(
+            &objects[0],
+            BTreeMap::from([
+                ("c".to_owned(), Some("hex:32".to_owned())),
+                ("b".to_owned(), None),
+            ]),
+        );
+        assert!(file.has_replacements());
+        let rendered = file.render().unwrap();
+        assert_eq!(
+            rendered,
+            text.replace(
+                "    b: B\n",
+                "    b: B2\n    c: C\n  generated:\n    c: hex:32\n"
+            )
+        );
+        // Again: c replaced by a value of another form, b generated.
+        let mut file = ManifestFile::new(&rendered);
+        let objects = file.objects().unwrap();
+        file.set_generated(
+            &objects[0],
+            BTreeMap::from([
+                ("c".to_owned(), None),
+                ("b".to_owned(), Some("uuid".to_owned())),
+            ]),
+        );
+        assert_eq!(
+            file.render().unwrap(),
+            rendered.replace("    c: hex:32\n", "    b: uuid\n")
+        );
+
+        let json = "{\n  \"apiVersion\": \"kseal.dev/v1alpha1\",\n  \"kind\": \"SealedSecret\",\n  \"metadata\": {\"name\": \"db\"},\n  \"spec\": {\n    \"encryptedData\": {\"a\": \"A\", \"b\": \"B\"},\n    \"generated\": {\"a\": \"uuid\", \"b\": \"hex:1\"}\n  }\n}\n";
+        let mut file = ManifestFile::new(json);
+        let objects = file.objects().unwrap();
+        file.set_generated(&objects[0], BTreeMap::from([("a".to_owned(), None)]));
+        let again: Value = serde_json::from_str(&file.render().unwrap()).unwrap();
+        assert_eq!(again["spec"]["generated"], json!({"b": "hex:1"}));
+        assert_eq!(again["spec"]["encryptedData"], json!({"a": "A", "b": "B"}));
+        let mut file = ManifestFile::new(json);
+        file.set_generated(
+            &objects[0],
+            BTreeMap::from([("a".to_owned(), None), ("b".to_owned(), None)]),
+        );
+        let again: Value = serde_json::from_str(&file.render().unwrap()).unwrap();
+        assert!(again["spec"].get("generated").is_none(), "{again}");
     }
 
     #[test]

@@ -172,6 +172,7 @@ pub fn seal_secret(
             encrypted_data,
             template,
             max_age: None,
+            ..Default::default()
         },
         status: None,
     })

@@ -1,0 +1,522 @@
+//! Restarts for `spec.rollout`: when the controller changes a Secret's
+//! data, the Deployments, StatefulSets and DaemonSets of that namespace
+//! that would keep an old value are restarted, as `kubectl rollout
+//! restart` does it (a pod-template annotation), each once per batch.
+//!
+//! Which workloads: [`kseal_shared::consumers`] reads each pod template;
+//! `EnvConsumers` restarts those that read a changed key through env or a
+//! `subPath` mount, `AllConsumers` also those that mount it as a file.
+//!
+//! Batching: a GitOps sync applies many SealedSecrets within a second or
+//! two. Changes are gathered per namespace until none has come for
+//! `--rollout-batch-window` (at most [`MAX_BATCH_WINDOWS`] windows after
+//! the first), then each workload is patched once for all of them.
+//!
+//! The batch lives in memory only: a controller that stops between writing
+//! the Secret and the end of the window restarts nothing for that change
+//! (docs/rollout.md says so, and how to restart by hand).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt::Debug;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::NamespaceResourceScope;
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
+use k8s_openapi::api::core::v1::{ObjectReference, PodTemplateSpec};
+use kseal_shared::consumers::{self, SecretRead};
+use kseal_shared::contract::{
+    RESTARTED_AT_ANNOTATION, RESTARTED_FOR_ANNOTATION, RESTARTED_FOR_MAX,
+};
+use kseal_shared::error_text::describe;
+use kseal_shared::sealed_secret::Rollout;
+use kube::api::{ListParams, Patch, PatchParams};
+use kube::runtime::events::{Event, EventType};
+use kube::{Api, Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+
+use crate::events::EventSink;
+use crate::metrics::Metrics;
+
+/// A batch is restarted at the latest this many windows after its first
+/// change, however often changes keep coming.
+pub const MAX_BATCH_WINDOWS: u32 = 6;
+/// Attempts at a list or patch that fails for a reason other than the
+/// request itself (a 5xx, a timeout): once, and twice more after a pause.
+const ATTEMPTS: u32 = 3;
+
+/// One SealedSecret's change to its Secret's data.
+#[derive(Debug, Clone)]
+pub struct Change {
+    /// The SealedSecret, for its Events.
+    pub sealed: ObjectReference,
+    /// Its name, which is the Secret's.
+    pub name: String,
+    /// The data keys whose values changed, were added or were removed.
+    pub keys: BTreeSet<String>,
+    /// `spec.rollout`.
+    pub rollout: Rollout,
+}
+
+/// Settings: `--rollout-restarts` and `--rollout-batch-window`.
+#[derive(Debug, Clone, Copy)]
+pub struct RolloutSettings {
+    /// Whether workloads are restarted at all.
+    pub enabled: bool,
+    /// How long a batch waits for more changes.
+    pub window: Duration,
+}
+
+/// The changes of one namespace waiting to be acted on.
+struct Batch {
+    changes: Vec<Change>,
+    first: Instant,
+    last: Instant,
+}
+
+/// Gathers changes and restarts their consumers (see the module docs).
+pub struct Rollouts {
+    settings: RolloutSettings,
+    client: Client,
+    events: EventSink,
+    metrics: Arc<Metrics>,
+    pending: Mutex<HashMap<String, Batch>>,
+}
+
+impl Rollouts {
+    pub fn new(
+        settings: RolloutSettings,
+        client: Client,
+        events: EventSink,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            settings,
+            client,
+            events,
+            metrics,
+            pending: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Takes a change made in `namespace`; its restarts follow when the
+    /// batch closes. With restarts disabled, the SealedSecret gets a
+    /// `RolloutDisabled` Warning instead.
+    pub fn submit(self: &Arc<Self>, namespace: &str, change: Change) {
+        if change.keys.is_empty() {
+            return;
+        }
+        if !self.settings.enabled {
+            let note = format!(
+                "spec.rollout is {}, but this controller restarts no workloads (chart value rollout.enabled, flag --rollout-restarts); restart the consumers of {} yourself",
+                change.rollout,
+                key_list(&change.keys)
+            );
+            self.event(&change.sealed, EventType::Warning, "RolloutDisabled", note);
+            return;
+        }
+        let now = Instant::now();
+        let Ok(mut pending) = self.pending.lock() else {
+            return;
+        };
+        if let Some(batch) = pending.get_mut(namespace) {
+            batch.changes.push(change);
+            batch.last = now;
+            return;
+        }
+        pending.insert(
+            namespace.to_owned(),
+            Batch {
+                changes: vec![change],
+                first: now,
+                last: now,
+            },
+        );
+        let this = Arc::clone(self);
+        let namespace = namespace.to_owned();
+        tokio::spawn(async move { this.close_batch(namespace).await });
+    }
+
+    /// Waits until the batch of `namespace` is due, then restarts.
+    async fn close_batch(self: Arc<Self>, namespace: String) {
+        loop {
+            let wait = {
+                let Ok(pending) = self.pending.lock() else {
+                    return;
+                };
+                let Some(batch) = pending.get(&namespace) else {
+                    return;
+                };
+                let window = self.settings.window;
+                let due = (batch.last + window).min(batch.first + window * MAX_BATCH_WINDOWS);
+                due.saturating_duration_since(Instant::now())
+            };
+            if wait.is_zero() {
+                break;
+            }
+            tokio::time::sleep(wait).await;
+        }
+        let changes = match self.pending.lock() {
+            Ok(mut pending) => pending
+                .remove(&namespace)
+                .map(|batch| batch.changes)
+                .unwrap_or_default(),
+            Err(_) => return,
+        };
+        self.restart(&namespace, &merged(changes)).await;
+    }
+
+    /// Restarts, once each, the workloads of `namespace` that `changes`
+    /// call for.
+    pub async fn restart(&self, namespace: &str, changes: &[Change]) {
+        let at = jiff::Timestamp::now()
+            .strftime("%Y-%m-%dT%H:%M:%SZ")
+            .to_string();
+        self.restart_kind::<Deployment>(namespace, changes, &at, |d| Some(&d.spec.template))
+            .await;
+        self.restart_kind::<StatefulSet>(namespace, changes, &at, |s| Some(&s.spec.template))
+            .await;
+        self.restart_kind::<DaemonSet>(namespace, changes, &at, |d| Some(&d.spec.template))
+            .await;
+    }
+
+    async fn restart_kind<K>(
+        &self,
+        namespace: &str,
+        changes: &[Change],
+        at: &str,
+        template: impl Fn(&K) -> Option<&PodTemplateSpec>,
+    ) where
+        K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+            + k8s_openapi::Resource
+            + Clone
+            + Debug
+            + DeserializeOwned,
+    {
+        let kind = <K as k8s_openapi::Resource>::KIND;
+        let api: Api<K> = Api::namespaced(self.client.clone(), namespace);
+        let everything = ListParams::default();
+        let listed = retrying(|| api.list(&everything)).await;
+        let workloads = match listed {
+            Ok(list) => list.items,
+            Err(err) => {
+                for change in changes {
+                    self.event(
+                        &change.sealed,
+                        EventType::Warning,
+                        "RestartFailed",
+                        format!(
+                            "could not list the {kind}s of namespace {namespace} to restart those that read {}: {}",
+                            key_list(&change.keys),
+                            describe(&err)
+                        ),
+                    );
+                }
+                self.metrics.count_restart(kind, "failed");
+                return;
+            }
+        };
+        for workload in &workloads {
+            let Some(spec) = template(workload).and_then(|t| t.spec.as_ref()) else {
+                continue;
+            };
+            let reads = consumers::secret_reads(spec);
+            let causes = restart_causes(&reads, changes);
+            if causes.is_empty() {
+                continue;
+            }
+            let name = workload.name_any();
+            let reason = restarted_for(&causes);
+            let patch = serde_json::json!({
+                "spec": {"template": {"metadata": {"annotations": {
+                    RESTARTED_AT_ANNOTATION: at,
+                    RESTARTED_FOR_ANNOTATION: reason,
+                }}}}
+            });
+            let (params, patch) = (PatchParams::default(), Patch::Merge(&patch));
+            let result = retrying(|| api.patch(&name, &params, &patch)).await;
+            let reference = workload.object_ref(&());
+            match result {
+                Ok(_) => {
+                    self.metrics.count_restart(kind, "ok");
+                    tracing::info!(kind, namespace, name = %name, changed = %reason, "restarted a workload that read changed Secret keys");
+                    self.event(
+                        &reference,
+                        EventType::Normal,
+                        "Restarted",
+                        format!("kseal restarted the pods: {}", described(&causes)),
+                    );
+                    for (change, reads) in &causes {
+                        self.event(
+                            &change.sealed,
+                            EventType::Normal,
+                            "Restarted",
+                            format!(
+                                "restarted {kind} {name}, which read {}",
+                                described_reads(change, reads)
+                            ),
+                        );
+                    }
+                }
+                Err(err) => {
+                    self.metrics.count_restart(kind, "failed");
+                    let why = describe(&err);
+                    tracing::warn!(kind, namespace, name = %name, error = %why, "could not restart a workload");
+                    for (change, reads) in &causes {
+                        self.event(
+                            &change.sealed,
+                            EventType::Warning,
+                            "RestartFailed",
+                            format!(
+                                "could not restart {kind} {name}, which reads {}: {why}",
+                                described_reads(change, reads)
+                            ),
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    fn event(&self, reference: &ObjectReference, type_: EventType, reason: &str, note: String) {
+        let event = Event {
+            type_,
+            reason: reason.to_owned(),
+            note: Some(note),
+            action: "Restart".to_owned(),
+            secondary: None,
+        };
+        self.events.publish(event, reference.clone());
+    }
+}
+
+/// One change per SealedSecret (by uid, else name): the union of its keys
+/// and its latest `spec.rollout`.
+pub fn merged(changes: Vec<Change>) -> Vec<Change> {
+    let mut by_object: BTreeMap<(String, String), Change> = BTreeMap::new();
+    for change in changes {
+        let id = (
+            change.name.clone(),
+            change.sealed.uid.clone().unwrap_or_default(),
+        );
+        match by_object.get_mut(&id) {
+            Some(seen) => {
+                seen.keys.extend(change.keys);
+                seen.rollout = change.rollout;
+            }
+            None => {
+                by_object.insert(id, change);
+            }
+        }
+    }
+    by_object.into_values().collect()
+}
+
+/// The changes that call for restarting a workload whose pod template
+/// reads `reads`, each with the reads that do.
+pub fn restart_causes<'a>(
+    reads: &'a [SecretRead],
+    changes: &'a [Change],
+) -> Vec<(&'a Change, Vec<&'a SecretRead>)> {
+    changes
+        .iter()
+        .filter_map(|change| {
+            let reads =
+                consumers::restarting_reads(reads, &change.name, &change.keys, change.rollout);
+            (!reads.is_empty()).then_some((change, reads))
+        })
+        .collect()
+}
+
+/// [`RESTARTED_FOR_ANNOTATION`]: `db: password,user; api: token`, the
+/// changed keys each workload reads, cut to [`RESTARTED_FOR_MAX`] bytes.
+pub fn restarted_for(causes: &[(&Change, Vec<&SecretRead>)]) -> String {
+    let text = causes
+        .iter()
+        .map(|(change, reads)| {
+            let keys: Vec<&str> = read_keys(change, reads);
+            format!("{}: {}", change.name, keys.join(","))
+        })
+        .collect::<Vec<_>>()
+        .join("; ");
+    cut(text, RESTARTED_FOR_MAX)
+}
+
+/// The changed keys of `change` that `reads` read.
+fn read_keys<'a>(change: &'a Change, reads: &[&SecretRead]) -> Vec<&'a str> {
+    change
+        .keys
+        .iter()
+        .filter(|key| {
+            reads
+                .iter()
+                .any(|read| read.restart_for(key, change.rollout))
+        })
+        .map(String::as_str)
+        .collect()
+}
+
+fn described(causes: &[(&Change, Vec<&SecretRead>)]) -> String {
+    causes
+        .iter()
+        .map(|(change, reads)| {
+            format!(
+                "SealedSecret {} changed {}",
+                change.name,
+                described_reads(change, reads)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// `password (env DB_PASSWORD in container app)`.
+fn described_reads(change: &Change, reads: &[&SecretRead]) -> String {
+    let keys = read_keys(change, reads).join(", ");
+    let how: BTreeSet<String> = reads
+        .iter()
+        .map(|read| format!("{} in container {}", read.describe(), read.container))
+        .collect();
+    format!(
+        "{keys} ({})",
+        how.into_iter().collect::<Vec<_>>().join(", ")
+    )
+}
+
+fn key_list(keys: &BTreeSet<String>) -> String {
+    cut(
+        keys.iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .join(", "),
+        RESTARTED_FOR_MAX,
+    )
+}
+
+/// `text` cut on a char boundary to at most `max` bytes, ending in `…`.
+fn cut(text: String, max: usize) -> String {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max.saturating_sub('…'.len_utf8());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}
+
+/// Runs `request` up to [`ATTEMPTS`] times while it fails for a reason
+/// other than the request (an API answer below 500 is final).
+async fn retrying<T, F, Fut>(mut request: F) -> Result<T, kube::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, kube::Error>>,
+{
+    let mut attempt = 1;
+    loop {
+        match request().await {
+            Ok(value) => return Ok(value),
+            Err(kube::Error::Api(status)) if status.code < 500 => {
+                return Err(kube::Error::Api(status));
+            }
+            Err(err) if attempt >= ATTEMPTS => return Err(err),
+            Err(_) => {
+                tokio::time::sleep(Duration::from_secs(u64::from(attempt))).await;
+                attempt += 1;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::PodSpec;
+
+    fn change(name: &str, uid: &str, keys: &[&str], rollout: Rollout) -> Change {
+        Change {
+            sealed: ObjectReference {
+                name: Some(name.into()),
+                uid: Some(uid.into()),
+                ..ObjectReference::default()
+            },
+            name: name.into(),
+            keys: keys.iter().map(|k| (*k).to_owned()).collect(),
+            rollout,
+        }
+    }
+
+    fn reads(spec: serde_json::Value) -> Vec<SecretRead> {
+        let spec: PodSpec = serde_json::from_value(spec).unwrap_or_default();
+        consumers::secret_reads(&spec)
+    }
+
+    #[test]
+    fn changes_of_one_object_merge_and_others_stay_apart() {
+        let merged = merged(vec![
+            change("db", "u1", &["password"], Rollout::EnvConsumers),
+            change("api", "u2", &["token"], Rollout::EnvConsumers),
+            change("db", "u1", &["user"], Rollout::AllConsumers),
+            // Deleted and created again under the same name: another object.
+            change("db", "u3", &["x"], Rollout::EnvConsumers),
+        ]);
+        let summary: Vec<(String, Vec<String>, Rollout)> = merged
+            .into_iter()
+            .map(|c| (c.name, c.keys.into_iter().collect(), c.rollout))
+            .collect();
+        assert_eq!(
+            summary,
+            vec![
+                ("api".into(), vec!["token".into()], Rollout::EnvConsumers),
+                (
+                    "db".into(),
+                    vec!["password".into(), "user".into()],
+                    Rollout::AllConsumers
+                ),
+                ("db".into(), vec!["x".into()], Rollout::EnvConsumers),
+            ]
+        );
+    }
+
+    /// A workload reading two changed Secrets gets one annotation naming
+    /// both, with only the keys it reads.
+    #[test]
+    fn one_restart_names_every_cause() {
+        let reads = reads(serde_json::json!({
+            "containers": [{"name": "app",
+                "env": [
+                    {"name": "DB_PASSWORD", "valueFrom": {"secretKeyRef": {"name": "db", "key": "password"}}},
+                    {"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "api", "key": "token"}}}
+                ]}]
+        }));
+        let changes = vec![
+            change("db", "u1", &["password", "unread"], Rollout::EnvConsumers),
+            change("api", "u2", &["token"], Rollout::AllConsumers),
+            change("other", "u3", &["password"], Rollout::AllConsumers),
+        ];
+        let causes = restart_causes(&reads, &changes);
+        assert_eq!(restarted_for(&causes), "db: password; api: token");
+        assert_eq!(
+            described(&causes),
+            "SealedSecret db changed password (env DB_PASSWORD in container app); SealedSecret api changed token (env TOKEN in container app)"
+        );
+        // Only unread keys changed: nothing.
+        let unread = vec![change("db", "u1", &["unread"], Rollout::AllConsumers)];
+        assert!(restart_causes(&reads, &unread).is_empty());
+    }
+
+    #[test]
+    fn the_annotation_is_bounded() {
+        let keys: Vec<String> = (0..500).map(|i| format!("key-{i:04}")).collect();
+        let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+        let reads = reads(serde_json::json!({
+            "containers": [{"name": "app", "envFrom": [{"secretRef": {"name": "db"}}]}]
+        }));
+        let changes = vec![change("db", "u1", &keys, Rollout::EnvConsumers)];
+        let text = restarted_for(&restart_causes(&reads, &changes));
+        assert!(text.len() <= RESTARTED_FOR_MAX, "{}", text.len());
+        assert!(text.starts_with("db: key-0000,key-0001"));
+        assert!(text.ends_with('…'));
+        assert_eq!(cut("é".repeat(600), 7), "éé…");
+    }
+}
