@@ -12,6 +12,7 @@ mod kustomize;
 mod recipients;
 mod sources;
 mod walk;
+mod workloads;
 
 use std::process::ExitCode;
 
@@ -66,6 +67,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Migrate(args) => commands::migrate::run(args),
         Command::Inspect(args) => commands::inspect::inspect(args),
         Command::Validate(args) => commands::inspect::validate(args),
+        Command::Regenerate(args) => commands::regenerate::run(args),
         Command::Check(args) => commands::check::run(args),
         Command::Keys(args) => commands::keys::run(args),
         Command::Pins(args) => commands::pins::run(args),

@@ -116,6 +116,16 @@ pub fn resolve_or_cluster(
     if let Some(resolved) = resolve(args, path)? {
         return Ok(resolved);
     }
+    cluster_fallback(args, cluster)
+}
+
+/// What [`resolve_or_cluster`] does when neither flags nor `.kseal.yaml`
+/// name recipients: the cluster's published keys, or an error that says
+/// every way recipients could be given.
+pub fn cluster_fallback(
+    args: &RecipientArgs,
+    cluster: &crate::cluster::ClusterArgs,
+) -> Result<Resolved> {
     match from_cluster(cluster) {
         Ok(recipients) => Ok({
             note(args, || {

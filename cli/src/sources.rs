@@ -241,6 +241,11 @@ fn parse_env_lines(bytes: &[u8]) -> impl Iterator<Item = Result<EnvLine<'_>, Str
 }
 
 /// Adds a value under a new key: the data key rule, then no duplicates.
+/// `--generate KEY=SPEC`: a generated value under KEY (one source per key).
+pub fn add_generated(secret: &mut PlainSecret, key: &str, value: SecretBytes) -> Result<()> {
+    add(secret, key, value, "--generate")
+}
+
 fn add(secret: &mut PlainSecret, key: &str, value: SecretBytes, origin: &str) -> Result<()> {
     check_data_key(key).map_err(|err| anyhow!("{origin}: {err}"))?;
     if secret.data.contains_key(key) {

@@ -1,5 +1,6 @@
-//! `kseal check`: plaintext Secret manifests must not be committed, and
-//! sealed values must not outlive their max age.
+//! `kseal check`: plaintext Secret manifests must not be committed, sealed
+//! values must not outlive their max age, and (`--secrets-in-env`)
+//! workloads should read Secrets from files, not environment variables.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -21,6 +22,9 @@ use crate::walk::{Extras, manifest_files_reporting};
 pub fn run(args: CheckArgs) -> Result<()> {
     let mut found = Vec::new();
     let mut overdue = Vec::new();
+    // --secrets-in-env: the reads, for the lines and the example.
+    let mut in_env: Vec<(String, crate::workloads::EnvRead)> = Vec::new();
+    let mut pod_specs_unread = Vec::new();
     // SealedSecrets whose spec.maxAge does not parse: a field to fix, not
     // values to rotate.
     let mut bad_max_age = Vec::new();
@@ -95,6 +99,10 @@ pub fn run(args: CheckArgs) -> Result<()> {
                             object.location()
                         ));
                     }
+                    if args.secrets_in_env {
+                        let at = format!("{}: {}", path.display(), object.location());
+                        env_reads(&at, &object.value, &mut in_env, &mut pod_specs_unread);
+                    }
                     if !ages {
                         continue;
                     }
@@ -161,6 +169,10 @@ pub fn run(args: CheckArgs) -> Result<()> {
                     for generator in crate::kustomize::findings(&path, &value, &names_of) {
                         found.push(format!("{}: {location}: {generator}", path.display()));
                     }
+                    if args.secrets_in_env {
+                        let at = format!("{}: {location}", path.display());
+                        env_reads(&at, &value, &mut in_env, &mut pod_specs_unread);
+                    }
                 }
                 for problem in problems {
                     unparsed.push(format!(
@@ -171,9 +183,15 @@ pub fn run(args: CheckArgs) -> Result<()> {
             }
         }
     }
+    let env_lines: Vec<String> = in_env
+        .iter()
+        .map(|(at, read)| format!("{at}: {read}"))
+        .collect();
     let mut out = String::new();
     for line in found
         .iter()
+        .chain(&env_lines)
+        .chain(&pod_specs_unread)
         .chain(&overdue)
         .chain(&bad_max_age)
         .chain(&unparsed)
@@ -184,16 +202,23 @@ pub fn run(args: CheckArgs) -> Result<()> {
     }
     write_stdout(out.as_bytes())?;
     if found.is_empty()
+        && in_env.is_empty()
+        && pod_specs_unread.is_empty()
         && overdue.is_empty()
         && bad_max_age.is_empty()
         && unparsed.is_empty()
         && unreadable.is_empty()
     {
         eprintln!(
-            "kseal: {} file(s) checked: no plaintext Secret{}",
+            "kseal: {} file(s) checked: no plaintext Secret{}{}",
             files.len(),
             if ages {
                 ", every sealed value within its max age"
+            } else {
+                ""
+            },
+            if args.secrets_in_env {
+                ", no Secret read through environment variables"
             } else {
                 ""
             }
@@ -212,6 +237,19 @@ pub fn run(args: CheckArgs) -> Result<()> {
             "{plaintext} plaintext Secret(s) and {due} sealed value(s) due for rotation"
         )],
     };
+    if let Some((_, first)) = in_env.first() {
+        eprintln!("{}", crate::workloads::volume_example(first));
+        failures.push(format!(
+            "{} Secret read(s) through environment variables found (CIS Kubernetes Benchmark 5.4.1): mount the Secrets as files instead",
+            in_env.len()
+        ));
+    }
+    if !pod_specs_unread.is_empty() {
+        failures.push(format!(
+            "{} pod spec(s) could not be read, so were not checked for Secrets in the environment: a field of the wrong type, which kubectl refuses too",
+            pod_specs_unread.len()
+        ));
+    }
     if !bad_max_age.is_empty() {
         failures.push(format!(
             "{} SealedSecret(s) with a spec.maxAge that does not parse, so their values' ages were not judged by it (fix the field: a whole number of hours, days or weeks, at most 100 years)",
@@ -233,8 +271,24 @@ pub fn run(args: CheckArgs) -> Result<()> {
     bail!("{}", failures.join("; and "))
 }
 
+/// `--secrets-in-env`: the env reads of the workloads in `value` (at
+/// `at`, for the lines), and each pod spec that could not be read.
+fn env_reads(
+    at: &str,
+    value: &Value,
+    reads: &mut Vec<(String, crate::workloads::EnvRead)>,
+    unread: &mut Vec<String>,
+) {
+    for read in crate::workloads::secrets_in_env(value) {
+        match read {
+            Ok(read) => reads.push((at.to_owned(), read)),
+            Err(problem) => unread.push(format!("{at}: cannot read: {problem}")),
+        }
+    }
+}
+
 /// The object's `spec.maxAge`, when it has a valid one.
-fn spec_max_age(sealed: &Value) -> Result<Option<MaxAge>, String> {
+pub(crate) fn spec_max_age(sealed: &Value) -> Result<Option<MaxAge>, String> {
     match sealed.pointer("/spec/maxAge") {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(text)) => text
@@ -249,7 +303,7 @@ fn spec_max_age(sealed: &Value) -> Result<Option<MaxAge>, String> {
 /// from: `--max-age` when given; else the stricter of the file's
 /// `.kseal.yaml` rule and the object's `spec.maxAge` (so CI is never more
 /// lenient than the controller or the repository's rule).
-fn effective_max_age(
+pub(crate) fn effective_max_age(
     flag: Option<MaxAge>,
     rule: Option<MaxAge>,
     spec: Option<MaxAge>,
@@ -270,12 +324,12 @@ fn effective_max_age(
 /// The `.kseal.yaml` max age of each file's rule, configs loaded once per
 /// directory.
 #[derive(Default)]
-struct MaxAges {
+pub(crate) struct MaxAges {
     configs: HashMap<PathBuf, Option<Config>>,
 }
 
 impl MaxAges {
-    fn of(&mut self, file: &Path) -> Result<Option<MaxAge>> {
+    pub(crate) fn of(&mut self, file: &Path) -> Result<Option<MaxAge>> {
         let absolute = std::path::absolute(file)?;
         let dir = absolute.parent().unwrap_or(Path::new("/")).to_owned();
         if !self.configs.contains_key(&dir) {
@@ -294,7 +348,11 @@ impl MaxAges {
 /// The values of a SealedSecret that are due for rotation under `max_age`,
 /// by data key, with why. A value whose age cannot be read (it does not
 /// parse) is due too: a gate must not pass what it cannot read.
-fn due_values(sealed: &Value, max_age: MaxAge, now: jiff::Timestamp) -> Vec<(String, String)> {
+pub(crate) fn due_values(
+    sealed: &Value,
+    max_age: MaxAge,
+    now: jiff::Timestamp,
+) -> Vec<(String, String)> {
     let Some(values) = sealed
         .pointer("/spec/encryptedData")
         .and_then(Value::as_object)
@@ -317,7 +375,7 @@ fn due_values(sealed: &Value, max_age: MaxAge, now: jiff::Timestamp) -> Vec<(Str
         .collect()
 }
 
-fn object_name(object: &Value) -> String {
+pub(crate) fn object_name(object: &Value) -> String {
     let text = |pointer: &str| object.pointer(pointer).and_then(Value::as_str);
     match (text("/metadata/namespace"), text("/metadata/name")) {
         (Some(namespace), Some(name)) => format!("{namespace}/{name}"),

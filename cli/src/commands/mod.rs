@@ -6,6 +6,7 @@ pub mod keygen;
 pub mod keys;
 pub mod migrate;
 pub mod pins;
+pub mod regenerate;
 pub mod rewrap;
 pub mod rewrap_online;
 pub mod seal;

@@ -1,12 +1,14 @@
 //! `kseal seal`: Secrets in, SealedSecrets out.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::{Context, Result, anyhow, bail};
 use kseal_shared::envelope::key_ids_in;
+use kseal_shared::generate::Generator;
 use kseal_shared::manifest::{
-    DocumentKind, ManifestFile, OutputFormat, PlainSecret, SealOptions, SealingError, merge_into,
-    render_documents, seal_secret,
+    DocumentKind, GeneratedChanges, ManifestFile, OutputFormat, PlainSecret, SealOptions,
+    SealingError, merge_into, render_documents, seal_secret,
 };
 use kseal_shared::sealed_secret::SealedSecret;
 use kseal_shared::validation::{self, ObjectError, SecretNames};
@@ -25,15 +27,19 @@ use crate::sources;
 use crate::walk::ManifestPath;
 
 pub fn run(args: SealArgs) -> Result<()> {
-    let from_flags = !(args.from_literal.is_empty()
+    let from_sources = !(args.from_literal.is_empty()
         && args.from_file.is_empty()
         && args.from_env_file.is_empty());
-    if from_flags && args.file.is_some() {
+    if from_sources && args.file.is_some() {
         return Err(UsageError::new(
             "use either -f/--file or --from-literal/--from-file/--from-env-file, not both",
         )
         .into());
     }
+    // Checked before anything is read or generated; a Secret built from
+    // flags alone may hold only generated values.
+    let generators = parse_generators(&args.generate)?;
+    let from_flags = from_sources || (!generators.is_empty() && args.file.is_none());
     // The path .kseal.yaml rules match: where the result goes, else the input.
     let rule_path = args
         .output
@@ -62,6 +68,37 @@ pub fn run(args: SealArgs) -> Result<()> {
     } else {
         read_secrets(&source)?
     };
+    // Generated values join the one Secret (from flags, or of the
+    // manifest); each is drawn here and only ever held zeroizing.
+    let records: BTreeMap<String, String> = generators
+        .iter()
+        .map(|(key, generator)| (key.clone(), generator.to_string()))
+        .collect();
+    if !generators.is_empty() {
+        let [only] = located.as_mut_slice() else {
+            return Err(UsageError::new(format!(
+                "--generate adds to one Secret; {} holds {}",
+                source.display(),
+                located.len()
+            ))
+            .into());
+        };
+        for (key, generator) in &generators {
+            if only.secret.data.contains_key(key) {
+                let other = if from_flags {
+                    "another flag gives".to_owned()
+                } else {
+                    format!("{} has", source.display())
+                };
+                return Err(UsageError::new(format!(
+                    "--generate {key}: {other} a value for {key:?} already (a key comes from one source)"
+                ))
+                .into());
+            }
+            sources::add_generated(&mut only.secret, key, generator.generate())
+                .map_err(|err| UsageError::new(format!("{err:#}")))?;
+        }
+    }
     for Located { at, secret, .. } in &mut located {
         fill_in(secret, &args)?;
         // Names are bound into every value: refuse what Kubernetes would
@@ -96,7 +133,13 @@ pub fn run(args: SealArgs) -> Result<()> {
     if let Some(target) = &args.merge_into {
         let secrets: Vec<PlainSecret> = located.into_iter().map(|item| item.secret).collect();
         let explicit_scope = args.scope.map(|_| scope);
-        return merge(target, &secrets, &resolved.recipients, explicit_scope);
+        return merge(
+            target,
+            &secrets,
+            &resolved.recipients,
+            explicit_scope,
+            &records,
+        );
     }
 
     let options = SealOptions {
@@ -123,6 +166,8 @@ pub fn run(args: SealArgs) -> Result<()> {
         // The repository's rotation rule travels with the object, so the
         // controller reports it too (RotationDue).
         sealed_secret.spec.max_age = resolved.max_age.map(|max_age| max_age.to_string());
+        // How the generated values were made (there is one Secret then).
+        sealed_secret.spec.generated = records.clone();
         yaml11(item)?;
         let value = serde_json::to_value(&sealed_secret)?;
         warn_if_too_large_to_apply(&at, &value);
@@ -162,8 +207,29 @@ fn warn_if_too_large_to_apply(at: &str, object: &serde_json::Value) {
     }
 }
 
+/// Values sealed to other keys than the object's are almost always a
+/// mistake (the wrong cluster's key): said on stderr, naming `what` was
+/// sealed now ("the merged ones").
+pub fn warn_if_other_keys(at: &str, sealed: &SealedSecret, recipients: &[Recipient], what: &str) {
+    let before = key_ids_in(sealed.spec.encrypted_data.values().map(String::as_str));
+    let after: std::collections::BTreeSet<_> = recipients.iter().map(Recipient::key_id).collect();
+    if !before.is_empty() && before != after {
+        let show = |ids: &std::collections::BTreeSet<kseal_shared::x25519::KeyId>| {
+            ids.iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        eprintln!(
+            "kseal: warning: {at}: its values are sealed to key id(s) {}, {what} to {}",
+            show(&before),
+            show(&after)
+        );
+    }
+}
+
 /// `namespace/name` of a SealedSecret, for messages.
-fn sealed_name(sealed: &SealedSecret) -> String {
+pub fn sealed_name(sealed: &SealedSecret) -> String {
     let name = sealed.metadata.name.as_deref().unwrap_or_default();
     match sealed.metadata.namespace.as_deref().unwrap_or_default() {
         "" => name.to_owned(),
@@ -331,6 +397,36 @@ fn secret_from_flags(args: &SealArgs) -> Result<PlainSecret> {
     Ok(secret)
 }
 
+/// `--generate KEY=SPEC` arguments, split at the first `=` and the SPEC
+/// parsed ([`Generator`]); a KEY given twice is refused. Nothing of an
+/// argument without `=` is shown (it may be a value typed in the wrong
+/// place), nor a SPEC that is not one ([`Generator`]'s errors show only
+/// what is safe).
+fn parse_generators(args: &[String]) -> Result<Vec<(String, Generator)>> {
+    let mut generators: Vec<(String, Generator)> = Vec::with_capacity(args.len());
+    for arg in args {
+        let Some((key, spec)) = arg.split_once('=').filter(|(key, _)| !key.is_empty()) else {
+            return Err(UsageError::new(format!(
+                "--generate expects KEY=SPEC (SPEC: hex:N, base64:N, alnum:N or uuid), got {} (argument not shown: it may be a value)",
+                if arg.starts_with('=') {
+                    "an empty key"
+                } else {
+                    "no '='"
+                }
+            ))
+            .into());
+        };
+        let generator: Generator = spec
+            .parse()
+            .map_err(|err| UsageError::new(format!("--generate {key}=…: {err}")))?;
+        if generators.iter().any(|(seen, _)| seen == key) {
+            return Err(UsageError::new(format!("--generate: key {key:?} given twice")).into());
+        }
+        generators.push((key.to_owned(), generator));
+    }
+    Ok(generators)
+}
+
 /// `--name`/`--namespace`/`--type` fill in what a manifest lacks; a
 /// different value is an error rather than a silent rename.
 fn fill_in(secret: &mut PlainSecret, args: &SealArgs) -> Result<()> {
@@ -422,11 +518,14 @@ fn print_raw(binding: Binding<'_>, value: &SecretBytes, recipients: &[Recipient]
 /// Seals the Secrets' values into the matching SealedSecrets of `target`.
 /// Values take the target's scope; a `--scope` that says otherwise is an
 /// error, not silently dropped.
+/// `records`: data key → generator of the values generated; a key written
+/// and not among them loses its `spec.generated` record.
 fn merge(
     target: &Path,
     secrets: &[PlainSecret],
     recipients: &[Recipient],
     explicit_scope: Option<Scope>,
+    records: &BTreeMap<String, String>,
 ) -> Result<()> {
     let text = Source::File(target.to_owned()).read()?;
     let mut file = ManifestFile::new(&text);
@@ -481,24 +580,7 @@ fn merge(
             ))
             .into());
         }
-        // Values sealed to other keys than the object's are almost always a
-        // mistake (the wrong cluster's key): say so.
-        let before = key_ids_in(sealed.spec.encrypted_data.values().map(String::as_str));
-        let after: std::collections::BTreeSet<_> =
-            recipients.iter().map(Recipient::key_id).collect();
-        if !before.is_empty() && before != after {
-            let show = |ids: &std::collections::BTreeSet<kseal_shared::x25519::KeyId>| {
-                ids.iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            };
-            eprintln!(
-                "kseal: warning: {at}: its values are sealed to key id(s) {}, the merged ones to {}",
-                show(&before),
-                show(&after)
-            );
-        }
+        warn_if_other_keys(&at, &sealed, recipients, "the merged ones");
         let written = merge_into(&mut sealed, secret, recipients)
             .map_err(|err| anyhow!("{at}: {}", with_hint(&err)))?;
         let values = written
@@ -508,13 +590,49 @@ fn merge(
                 Some((key.clone(), value.clone()))
             })
             .collect();
+        // spec.generated follows: a generated value records its form, any
+        // other value written loses the record of the one it replaced.
+        let mut changes = GeneratedChanges::new();
+        let mut dropped = Vec::new();
+        for key in &written {
+            match records.get(key) {
+                Some(record) if sealed.spec.generated.get(key) != Some(record) => {
+                    sealed.spec.generated.insert(key.clone(), record.clone());
+                    changes.insert(key.clone(), Some(record.clone()));
+                }
+                Some(_) => {}
+                None => {
+                    if sealed.spec.generated.remove(key).is_some() {
+                        changes.insert(key.clone(), None);
+                        dropped.push(key.as_str());
+                    }
+                }
+            }
+        }
         warn_if_too_large_to_apply(&at, &serde_json::to_value(&sealed)?);
         file.set_encrypted_values(object, values);
+        if !changes.is_empty() {
+            file.set_generated(object, changes);
+        }
+        let generated: Vec<String> = written
+            .iter()
+            .filter_map(|key| Some(format!("{key} ({})", records.get(key)?)))
+            .collect();
         eprintln!(
-            "kseal: {}: sealed {} into {}",
+            "kseal: {}: sealed {} into {}{}{}",
             target.display(),
             written.join(", "),
-            sealed_name(&sealed)
+            sealed_name(&sealed),
+            if generated.is_empty() {
+                String::new()
+            } else {
+                format!("; generated: {}", generated.join(", "))
+            },
+            if dropped.is_empty() {
+                String::new()
+            } else {
+                format!("; no longer recorded as generated: {}", dropped.join(", "))
+            }
         );
     }
     let rendered = file

@@ -200,3 +200,32 @@ pub fn fake_api_server(answer: impl Fn(&str) -> Option<String> + Send + Sync + '
     });
     url
 }
+
+/// Unseals `sealed` with the workspace's identity into data key → plaintext
+/// bytes (the whole Secret must open).
+pub fn unsealed_values(
+    ws: &Workspace,
+    sealed: &str,
+) -> std::collections::BTreeMap<String, Vec<u8>> {
+    use base64::Engine as _;
+    let output = ws
+        .cmd()
+        .args(["unseal", "--format", "json", "-i"])
+        .arg(&ws.identity)
+        .write_stdin(sealed.to_owned())
+        .output()
+        .expect("unseal");
+    assert_exit(&output, 0);
+    let secret: serde_json::Value = serde_json::from_slice(&output.stdout).expect("json");
+    secret["data"]
+        .as_object()
+        .expect("data")
+        .iter()
+        .map(|(key, value)| {
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(value.as_str().expect("string"))
+                .expect("base64");
+            (key.clone(), bytes)
+        })
+        .collect()
+}
