@@ -104,9 +104,16 @@ pub struct Settings {
     pub rollout_restarts: bool,
 
     /// Changes within this long of each other restart a workload once (at
-    /// most six windows after the first change of a batch)
-    #[arg(long, value_parser = humantime::parse_duration, default_value = "5s", value_name = "DURATION")]
+    /// most six windows after the first change of a batch); 100ms to 10m
+    #[arg(long, value_parser = batch_window, default_value = "5s", value_name = "DURATION")]
     pub rollout_batch_window: Duration,
+
+    /// The least time between two rounds of restarts in one namespace: a
+    /// Secret someone else keeps changing back restarts its consumers at
+    /// most this often (changes meanwhile wait and are restarted for
+    /// together); 1s to 1h
+    #[arg(long, value_parser = min_interval, default_value = "1m", value_name = "DURATION")]
+    pub rollout_min_interval: Duration,
 
     /// Elect a leader with a Lease: only the leader reconciles and renews keys
     #[arg(long)]
@@ -188,6 +195,7 @@ impl Settings {
         crate::rollout::RolloutSettings {
             enabled: self.rollout_restarts,
             window: self.rollout_batch_window,
+            min_interval: self.rollout_min_interval,
         }
     }
 
@@ -238,11 +246,67 @@ fn namespace_name(value: &str) -> Result<String, String> {
         .map_err(|err| err.to_string())
 }
 
+/// The shortest and longest `--rollout-batch-window`: below 100 ms a sync's
+/// changes would no longer share a restart; above 10 minutes a rotated
+/// value would wait longer for its restart than anyone expects.
+pub const BATCH_WINDOW_RANGE: std::ops::RangeInclusive<Duration> =
+    Duration::from_millis(100)..=Duration::from_secs(600);
+
+fn batch_window(text: &str) -> Result<Duration, String> {
+    let window = humantime::parse_duration(text).map_err(|err| err.to_string())?;
+    if BATCH_WINDOW_RANGE.contains(&window) {
+        Ok(window)
+    } else {
+        Err("must be from 100ms to 10m".to_owned())
+    }
+}
+
+/// `--rollout-min-interval`: at least a second, so two rounds never share
+/// a `kseal.dev/restarted-at` (RFC 3339 to the second; the same value
+/// twice would not roll the workload out again), at most an hour.
+fn min_interval(text: &str) -> Result<Duration, String> {
+    let interval = humantime::parse_duration(text).map_err(|err| err.to_string())?;
+    if (Duration::from_secs(1)..=Duration::from_secs(3600)).contains(&interval) {
+        Ok(interval)
+    } else {
+        Err("must be from 1s to 1h".to_owned())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use clap::Parser;
 
     use super::*;
+
+    #[test]
+    fn batch_windows_are_bounded() {
+        let parse = |window: &str| {
+            Settings::try_parse_from(["kseal-controller", "--rollout-batch-window", window])
+                .map(|settings| settings.rollout_settings().window)
+        };
+        assert_eq!(
+            Settings::try_parse_from(["kseal-controller"])
+                .unwrap()
+                .rollout_settings()
+                .window,
+            Duration::from_secs(5)
+        );
+        assert_eq!(parse("100ms").unwrap(), Duration::from_millis(100));
+        assert_eq!(parse("10m").unwrap(), Duration::from_secs(600));
+        for bad in ["0", "99ms", "10m 1ms", "1d", "5", ""] {
+            assert!(parse(bad).is_err(), "{bad:?}");
+        }
+        let interval = |text: &str| {
+            Settings::try_parse_from(["kseal-controller", "--rollout-min-interval", text])
+                .map(|settings| settings.rollout_settings().min_interval)
+        };
+        assert_eq!(interval("1s").unwrap(), Duration::from_secs(1));
+        assert_eq!(interval("1h").unwrap(), Duration::from_secs(3600));
+        for bad in ["999ms", "0", "2h", "5"] {
+            assert!(interval(bad).is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn namespaces_must_be_names() {

@@ -65,10 +65,12 @@ enum Outcome {
     },
     /// Deleted and created again, because a field that Kubernetes does not
     /// let change in place had to change (`why` says which); `changed` as
-    /// for `Updated`.
+    /// for `Updated`; `files_stale`: the old Secret was immutable, so the
+    /// kubelet does not update the files of running pods either.
     Recreated {
         why: String,
         changed: BTreeSet<String>,
+        files_stale: bool,
     },
     InSync,
 }
@@ -112,11 +114,17 @@ impl Outcome {
 }
 
 impl Outcome {
-    /// The data keys whose values the sync changed (none for a Secret it
-    /// created: no pod can have read an older value of it).
-    fn changed_keys(&self) -> Option<&BTreeSet<String>> {
+    /// The data keys whose values the sync changed, and whether running
+    /// pods keep even their files (none for a Secret it created: no pod
+    /// can have read an older value of it).
+    fn changed_keys(&self) -> Option<(&BTreeSet<String>, bool)> {
         match self {
-            Outcome::Updated { changed, .. } | Outcome::Recreated { changed, .. } => Some(changed),
+            Outcome::Updated { changed, .. } => Some((changed, false)),
+            Outcome::Recreated {
+                changed,
+                files_stale,
+                ..
+            } => Some((changed, *files_stale)),
             Outcome::Created | Outcome::InSync => None,
         }
     }
@@ -166,19 +174,25 @@ pub async fn reconcile(
     if let Some((reason, note)) = outcome.event(&sealed.name_any()) {
         publish(&ctx, &sealed, EventType::Normal, reason, note);
     }
-    if let (Some(changed), Some(rollout)) = (outcome.changed_keys(), sealed.rollout)
-        && !changed.is_empty()
+    if let Some(rollout) = sealed.rollout
         && let Some(namespace) = sealed.namespace()
     {
-        ctx.rollouts.submit(
-            &namespace,
-            crate::rollout::Change {
+        let change = match outcome.changed_keys() {
+            Some((changed, files_stale)) => Some(crate::rollout::Change {
                 sealed: sealed.object_ref(&()),
                 name: sealed.name_any(),
                 keys: changed.clone(),
-                rollout,
-            },
-        );
+                rollout: crate::rollout::stronger(rollout, files_stale),
+            }),
+            // Created where a recreate of ours had deleted the old one.
+            None if outcome == Outcome::Created => ctx
+                .rollouts
+                .take_interrupted(&namespace, &sealed.name_any()),
+            None => None,
+        };
+        if let Some(change) = change {
+            ctx.rollouts.submit(&namespace, change);
+        }
     }
     // A grace period that ends before the next resync: look again then, so
     // RewrapDue turns True on time with no change to the object.
@@ -775,14 +789,36 @@ async fn write_secret(
     // Which values this write changes: what `spec.rollout` restarts for.
     let changed = changed_keys(existing.data.as_ref(), &data);
     if let Some(why) = desired.needs_recreate(&existing, &data) {
+        let files_stale = existing.immutable == Some(true);
+        // Remembered until the new Secret is there: a recreate that stops
+        // after the delete (finalizers, an error) ends in a create later,
+        // which must still restart for these keys.
+        if let Some(rollout) = sealed.rollout
+            && !changed.is_empty()
+        {
+            ctx.rollouts.remember_interrupted(
+                namespace,
+                crate::rollout::Change {
+                    sealed: sealed.object_ref(&()),
+                    name: name.to_owned(),
+                    keys: changed.clone(),
+                    rollout: crate::rollout::stronger(rollout, files_stale),
+                },
+            );
+        }
         let created = recreate(&api, name, &existing, quotes, |replacement| {
             desired.apply_to(replacement, &data);
             finish(replacement);
         })
         .await?;
+        ctx.rollouts.take_interrupted(namespace, name);
         write.wrote(watched_version(&created));
         return Ok((
-            Outcome::Recreated { why, changed },
+            Outcome::Recreated {
+                why,
+                changed,
+                files_stale,
+            },
             record(created.metadata.resource_version.clone()),
         ));
     }

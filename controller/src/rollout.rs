@@ -58,13 +58,18 @@ pub struct Change {
     pub rollout: Rollout,
 }
 
-/// Settings: `--rollout-restarts` and `--rollout-batch-window`.
+/// Settings: `--rollout-restarts`, `--rollout-batch-window` and
+/// `--rollout-min-interval`.
 #[derive(Debug, Clone, Copy)]
 pub struct RolloutSettings {
     /// Whether workloads are restarted at all.
     pub enabled: bool,
     /// How long a batch waits for more changes.
     pub window: Duration,
+    /// The least time between two batches of one namespace: a Secret that
+    /// someone else keeps changing back (another controller, a replicator)
+    /// restarts its consumers at most this often.
+    pub min_interval: Duration,
 }
 
 /// The changes of one namespace waiting to be acted on.
@@ -81,6 +86,11 @@ pub struct Rollouts {
     events: EventSink,
     metrics: Arc<Metrics>,
     pending: Mutex<HashMap<String, Batch>>,
+    /// When each namespace's last batch closed (see `min_interval`).
+    closed: Mutex<HashMap<String, Instant>>,
+    /// Changes of recreates that stopped after the delete, by namespace
+    /// and name, until the Secret is created again.
+    interrupted: Mutex<HashMap<(String, String), Change>>,
 }
 
 impl Rollouts {
@@ -96,7 +106,26 @@ impl Rollouts {
             events,
             metrics,
             pending: Mutex::new(HashMap::new()),
+            closed: Mutex::new(HashMap::new()),
+            interrupted: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Remembers the change of a recreate that is about to delete the
+    /// Secret (see [`Rollouts::take_interrupted`]).
+    pub fn remember_interrupted(&self, namespace: &str, change: Change) {
+        if let Ok(mut interrupted) = self.interrupted.lock() {
+            interrupted.insert((namespace.to_owned(), change.name.clone()), change);
+        }
+    }
+
+    /// The change remembered for `namespace`/`name`, forgotten now: the
+    /// Secret exists again.
+    pub fn take_interrupted(&self, namespace: &str, name: &str) -> Option<Change> {
+        self.interrupted
+            .lock()
+            .ok()?
+            .remove(&(namespace.to_owned(), name.to_owned()))
     }
 
     /// Takes a change made in `namespace`; its restarts follow when the
@@ -148,7 +177,15 @@ impl Rollouts {
                     return;
                 };
                 let window = self.settings.window;
-                let due = (batch.last + window).min(batch.first + window * MAX_BATCH_WINDOWS);
+                let mut due = (batch.last + window).min(batch.first + window * MAX_BATCH_WINDOWS);
+                if let Some(closed) = self
+                    .closed
+                    .lock()
+                    .ok()
+                    .and_then(|closed| closed.get(&namespace).copied())
+                {
+                    due = due.max(closed + self.settings.min_interval);
+                }
                 due.saturating_duration_since(Instant::now())
             };
             if wait.is_zero() {
@@ -163,6 +200,12 @@ impl Rollouts {
                 .unwrap_or_default(),
             Err(_) => return,
         };
+        if let Ok(mut closed) = self.closed.lock() {
+            let now = Instant::now();
+            // Bounded: entries older than the interval mean nothing.
+            closed.retain(|_, at| now.duration_since(*at) < self.settings.min_interval);
+            closed.insert(namespace.clone(), now);
+        }
         self.restart(&namespace, &merged(changes)).await;
     }
 
@@ -172,12 +215,41 @@ impl Rollouts {
         let at = jiff::Timestamp::now()
             .strftime("%Y-%m-%dT%H:%M:%SZ")
             .to_string();
-        self.restart_kind::<Deployment>(namespace, changes, &at, |d| Some(&d.spec.template))
-            .await;
-        self.restart_kind::<StatefulSet>(namespace, changes, &at, |s| Some(&s.spec.template))
-            .await;
-        self.restart_kind::<DaemonSet>(namespace, changes, &at, |d| Some(&d.spec.template))
-            .await;
+        self.restart_kind::<Deployment>(namespace, changes, &at, |d| {
+            let held = d.spec.paused == Some(true);
+            (
+                Some(&d.spec.template),
+                held.then(|| "it is paused".to_owned()),
+            )
+        })
+        .await;
+        self.restart_kind::<StatefulSet>(namespace, changes, &at, |s| {
+            let strategy = s.spec.update_strategy.as_ref();
+            let held = if strategy.and_then(|u| u.type_.as_deref()) == Some("OnDelete") {
+                Some("its updateStrategy is OnDelete".to_owned())
+            } else {
+                strategy
+                    .and_then(|u| u.rolling_update.as_ref())
+                    .and_then(|r| r.partition)
+                    .filter(|partition| *partition > 0)
+                    .map(|partition| format!("its rollingUpdate.partition is {partition}"))
+            };
+            (Some(&s.spec.template), held)
+        })
+        .await;
+        self.restart_kind::<DaemonSet>(namespace, changes, &at, |d| {
+            let on_delete = d
+                .spec
+                .update_strategy
+                .as_ref()
+                .and_then(|u| u.type_.as_deref())
+                == Some("OnDelete");
+            (
+                Some(&d.spec.template),
+                on_delete.then(|| "its updateStrategy is OnDelete".to_owned()),
+            )
+        })
+        .await;
     }
 
     async fn restart_kind<K>(
@@ -185,7 +257,7 @@ impl Rollouts {
         namespace: &str,
         changes: &[Change],
         at: &str,
-        template: impl Fn(&K) -> Option<&PodTemplateSpec>,
+        template: impl Fn(&K) -> (Option<&PodTemplateSpec>, Option<String>),
     ) where
         K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
             + k8s_openapi::Resource
@@ -195,10 +267,9 @@ impl Rollouts {
     {
         let kind = <K as k8s_openapi::Resource>::KIND;
         let api: Api<K> = Api::namespaced(self.client.clone(), namespace);
-        let everything = ListParams::default();
-        let listed = retrying(|| api.list(&everything)).await;
+        let listed = list_all(&api).await;
         let workloads = match listed {
-            Ok(list) => list.items,
+            Ok(workloads) => workloads,
             Err(err) => {
                 for change in changes {
                     self.event(
@@ -217,7 +288,8 @@ impl Rollouts {
             }
         };
         for workload in &workloads {
-            let Some(spec) = template(workload).and_then(|t| t.spec.as_ref()) else {
+            let (template, held_back) = template(workload);
+            let Some(spec) = template.and_then(|t| t.spec.as_ref()) else {
                 continue;
             };
             let reads = consumers::secret_reads(spec);
@@ -237,6 +309,28 @@ impl Rollouts {
             let result = retrying(|| api.patch(&name, &params, &patch)).await;
             let reference = workload.object_ref(&());
             match result {
+                Ok(_) if held_back.is_some() => {
+                    // Annotated, but the workload's own settings keep its
+                    // pods: say so rather than "restarted".
+                    self.metrics.count_restart(kind, "held");
+                    let why = held_back.unwrap_or_default();
+                    let note = format!(
+                        "kseal set {RESTARTED_AT_ANNOTATION}, but {why}: its pods are not replaced until that changes ({})",
+                        described(&causes)
+                    );
+                    self.event(&reference, EventType::Warning, "RestartHeldBack", note);
+                    for (change, reads) in &causes {
+                        self.event(
+                            &change.sealed,
+                            EventType::Warning,
+                            "RestartHeldBack",
+                            format!(
+                                "{kind} {name} reads {} and was annotated for a restart, but {why}: its pods keep the old value until that changes",
+                                described_reads(change, reads)
+                            ),
+                        );
+                    }
+                }
                 Ok(_) => {
                     self.metrics.count_restart(kind, "ok");
                     tracing::info!(kind, namespace, name = %name, changed = %reason, "restarted a workload that read changed Secret keys");
@@ -291,7 +385,7 @@ impl Rollouts {
 }
 
 /// One change per SealedSecret (by uid, else name): the union of its keys
-/// and its latest `spec.rollout`.
+/// and the stronger of its `spec.rollout`s.
 pub fn merged(changes: Vec<Change>) -> Vec<Change> {
     let mut by_object: BTreeMap<(String, String), Change> = BTreeMap::new();
     for change in changes {
@@ -302,7 +396,10 @@ pub fn merged(changes: Vec<Change>) -> Vec<Change> {
         match by_object.get_mut(&id) {
             Some(seen) => {
                 seen.keys.extend(change.keys);
-                seen.rollout = change.rollout;
+                // The stronger: a change asking for file readers keeps them.
+                if change.rollout == Rollout::AllConsumers {
+                    seen.rollout = Rollout::AllConsumers;
+                }
             }
             None => {
                 by_object.insert(id, change);
@@ -405,6 +502,41 @@ fn cut(text: String, max: usize) -> String {
     format!("{}…", &text[..end])
 }
 
+/// `rollout`, or `AllConsumers` when running pods keep even their files
+/// (an immutable Secret was replaced: the kubelet does not follow it).
+pub fn stronger(rollout: Rollout, files_stale: bool) -> Rollout {
+    if files_stale {
+        Rollout::AllConsumers
+    } else {
+        rollout
+    }
+}
+
+/// Every object of `api`, listed in pages of [`PAGE`] (a namespace with
+/// thousands of workloads is never one response).
+async fn list_all<K>(api: &Api<K>) -> Result<Vec<K>, kube::Error>
+where
+    K: Resource + Clone + Debug + DeserializeOwned,
+{
+    let mut all = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let mut params = ListParams::default().limit(PAGE);
+        if let Some(token) = &token {
+            params = params.continue_token(token);
+        }
+        let page = retrying(|| api.list(&params)).await?;
+        token = page.metadata.continue_.clone().filter(|t| !t.is_empty());
+        all.extend(page.items);
+        if token.is_none() {
+            return Ok(all);
+        }
+    }
+}
+
+/// Workloads per list request.
+const PAGE: u32 = 500;
+
 /// Runs `request` up to [`ATTEMPTS`] times while it fails for a reason
 /// other than the request (an API answer below 500 is final).
 async fn retrying<T, F, Fut>(mut request: F) -> Result<T, kube::Error>
@@ -457,7 +589,9 @@ mod tests {
             change("db", "u1", &["password"], Rollout::EnvConsumers),
             change("api", "u2", &["token"], Rollout::EnvConsumers),
             change("db", "u1", &["user"], Rollout::AllConsumers),
-            // Deleted and created again under the same name: another object.
+            // Deleted and created again under the same name: another object;
+            // the stronger rollout of its two changes stays.
+            change("db", "u3", &["w"], Rollout::AllConsumers),
             change("db", "u3", &["x"], Rollout::EnvConsumers),
         ]);
         let summary: Vec<(String, Vec<String>, Rollout)> = merged
@@ -473,7 +607,11 @@ mod tests {
                     vec!["password".into(), "user".into()],
                     Rollout::AllConsumers
                 ),
-                ("db".into(), vec!["x".into()], Rollout::EnvConsumers),
+                (
+                    "db".into(),
+                    vec!["w".into(), "x".into()],
+                    Rollout::AllConsumers
+                ),
             ]
         );
     }

@@ -312,7 +312,13 @@ async fn restarts_reach_exactly_the_consumers_of_changed_keys() {
     fixture.namespace(APP).await;
     let controller = fixture.controller(
         "rollout",
-        &["--rollout-restarts", "--rollout-batch-window", WINDOW],
+        &[
+            "--rollout-restarts",
+            "--rollout-batch-window",
+            WINDOW,
+            "--rollout-min-interval",
+            "1s",
+        ],
     );
     let recipients = fixture.recipients().await;
     create_workloads(&fixture.client).await;
@@ -543,5 +549,117 @@ async fn poll_note(client: &Client, object: &str, reason: &str) -> String {
             "no {reason} Event on {object}"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// An immutable Secret is replaced, not updated, and the kubelet does not
+/// follow the new one: file readers keep the old value and are restarted
+/// even under EnvConsumers. A paused Deployment is annotated, and the
+/// Events say its pods stay. Two rounds in one namespace are at least
+/// --rollout-min-interval apart.
+#[tokio::test]
+async fn immutable_secrets_paused_workloads_and_spacing() {
+    let Some(fixture) = Fixture::start().await else {
+        return;
+    };
+    fixture.namespace(APP).await;
+    let controller = fixture.controller(
+        "rollout-spacing",
+        &[
+            "--rollout-restarts",
+            "--rollout-batch-window",
+            WINDOW,
+            "--rollout-min-interval",
+            "8s",
+        ],
+    );
+    let recipients = fixture.recipients().await;
+    let client = &fixture.client;
+    create_workloads(client).await;
+    let paused: Deployment = serde_json::from_value(json!({
+        "metadata": {"name": "paused-password", "namespace": APP},
+        "spec": {
+            "paused": true,
+            "selector": {"matchLabels": {"app": "x"}},
+            "template": template(env_key("db", "password"), json!([]))
+        }
+    }))
+    .unwrap();
+    Api::<Deployment>::namespaced(client.clone(), APP)
+        .create(&PostParams::default(), &paused)
+        .await
+        .unwrap();
+    let db = |password: &str| {
+        let mut sealed = with_rollout(
+            seal(
+                &plain(APP, "db", &[("password", password), ("username", "u-0d3e")]),
+                Scope::Strict,
+                &recipients,
+            ),
+            "EnvConsumers",
+        );
+        sealed.spec.template = Some(kseal_shared::sealed_secret::SecretTemplate {
+            immutable: Some(true),
+            ..Default::default()
+        });
+        sealed
+    };
+    fixture.apply(&db("pw-imm-one-19c4")).await;
+    fixture.wait_ready(APP, "db", "True").await;
+
+    let before = seen(client).await;
+    fixture.apply(&db("pw-imm-two-8a2b")).await;
+    let first = wait_restarts(
+        client,
+        &before,
+        &set(&[
+            "env-password",
+            "env-from",
+            "subpath-password",
+            "both",
+            "volume-all",
+            "projected-password",
+            "paused-password",
+        ]),
+    )
+    .await;
+    let note = poll_note(client, "paused-password", "RestartHeldBack").await;
+    assert!(
+        note.contains("but it is paused: its pods are not replaced until that changes"),
+        "{note}"
+    );
+    let (_, metrics) = controller.get("/metrics").await;
+    assert!(
+        metrics.contains("kseal_workload_restarts_total{kind=\"Deployment\",result=\"held\"} 1"),
+        "{metrics}"
+    );
+
+    // At once again: the second round waits for the interval.
+    fixture.apply(&db("pw-imm-three-5f70")).await;
+    let second = wait_restarts(
+        client,
+        &first,
+        &set(&[
+            "env-password",
+            "env-from",
+            "subpath-password",
+            "both",
+            "volume-all",
+            "projected-password",
+            "paused-password",
+        ]),
+    )
+    .await;
+    let at = |seen: &Seen| {
+        jiff::Timestamp::from_str(seen["env-password"].1.as_deref().unwrap()).unwrap()
+    };
+    let apart = at(&second).duration_since(at(&first));
+    assert!(
+        apart >= jiff::SignedDuration::from_secs(7),
+        "rounds {apart:?} apart"
+    );
+    let log = controller.log();
+    for value in ["pw-imm-one-19c4", "pw-imm-two-8a2b", "pw-imm-three-5f70"] {
+        assert!(!log.contains(value), "{value} in the log");
     }
 }
