@@ -3,7 +3,9 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::builder::TypedValueParser as _;
+use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
+use kseal_shared::sealed_secret::{ROLLOUT_ALL_CONSUMERS, ROLLOUT_ENV_CONSUMERS, Rollout};
 
 use crate::cluster::ClusterArgs;
 
@@ -36,7 +38,8 @@ pub enum Command {
     /// Generate a new age X25519 identity (cluster or recovery key)
     Keygen(KeygenArgs),
     /// Seal Secret manifests (or literals and files) into SealedSecrets
-    Seal(SealArgs),
+    // Boxed: by far the largest (clippy::large_enum_variant).
+    Seal(Box<SealArgs>),
     /// Decrypt SealedSecrets back into Secret manifests with a private key (recovery)
     Unseal(UnsealArgs),
     /// Re-wrap every value's data key to new recipients (offline), or from the cluster's old keys to its current one (--online)
@@ -237,11 +240,19 @@ pub enum ScopeArg {
 kseal draws them from the operating system's CSPRNG, seals them, and never prints, logs or \
 writes them anywhere else. SPEC is hex:N or base64:N (N random bytes, hex or standard \
 base64), alnum:N (N characters of [A-Za-z0-9], uniformly) or uuid (a random version 4 UUID); \
-N from 1 to 4096. The SealedSecret records each in spec.generated (KEY: SPEC), so `kseal \
+N from 1 to 4096. A SPEC must hold at least 128 bits of randomness: hex:16, base64:16, \
+alnum:22 or more, or uuid (122 bits); --allow-weak allows less, for a legacy system that \
+takes only a short PIN-like value. The SealedSecret records each in spec.generated (KEY: SPEC), so `kseal \
 regenerate` can replace it with a new value of the same form; a key sealed later from \
 another source loses its record. A key may come from one source only. Without -f, \
---generate builds the Secret from flags as --from-literal does (stdin is not read); with -f \
-FILE, or -f - for stdin, it adds to the one Secret of the manifest.
+--generate builds the Secret from flags as --from-literal does (stdin is not read: a file \
+redirected in is refused, a pipe warned about, rather than dropped); with -f FILE, or -f - for stdin, it adds to the one \
+Secret of the manifest.
+
+--rollout and --max-age set spec.rollout and spec.maxAge of every SealedSecret written, \
+and with --merge-into replace them in the file, changing only that line. --max-age takes \
+the place of the .kseal.yaml rule's max_age in spec.maxAge; `kseal check --rotation` still \
+judges each value by the stricter of the two.
 
 Examples:
   kseal seal -f secret.yaml -o sealed.yaml
@@ -249,7 +260,8 @@ Examples:
   kseal seal --name db --namespace app --from-literal password=s3cr3t --merge-into sealed.yaml
   kseal seal --raw --name db --namespace app --from-file password=./pw.txt
   kseal seal --name db --namespace app --from-literal username=app --generate password=alnum:32 -o db.sealed.yaml
-  kseal seal --name api --namespace app --generate signing-key=base64:32 --merge-into api.sealed.yaml"
+  kseal seal --name api --namespace app --generate signing-key=base64:32 --merge-into api.sealed.yaml
+  kseal seal --name db --namespace app --generate password=alnum:32 --rollout EnvConsumers --max-age 90d -o db.sealed.yaml"
 )]
 pub struct SealArgs {
     /// Read Secret manifests from FILE (YAML or JSON, several documents allowed); `-` is stdin
@@ -279,6 +291,10 @@ pub struct SealArgs {
     /// (see below); recorded in spec.generated; repeatable
     #[arg(long = "generate", value_name = "KEY=SPEC", conflicts_with = "raw")]
     pub generate: Vec<String>,
+    /// Allow a --generate SPEC of fewer than 128 bits of randomness (hex:N or base64:N with N
+    /// below 16, alnum:N below 22), for a legacy system that takes only a short value
+    #[arg(long, requires = "generate")]
+    pub allow_weak: bool,
     /// Name of the Secret (required with --from-*, fills in a manifest's missing name)
     #[arg(long)]
     pub name: Option<String>,
@@ -302,6 +318,22 @@ pub struct SealArgs {
     /// Seal a Secret that has no data (otherwise an error)
     #[arg(long)]
     pub allow_empty_data: bool,
+    /// Set spec.rollout: which workloads the controller restarts when a value changes
+    /// (EnvConsumers: those reading a changed key through env or subPath; AllConsumers: every
+    /// reader; docs/rollout.md)
+    #[arg(
+        long,
+        value_name = "WHICH",
+        conflicts_with = "raw",
+        value_parser = clap::builder::PossibleValuesParser::new([ROLLOUT_ENV_CONSUMERS, ROLLOUT_ALL_CONSUMERS])
+            .try_map(|value| value.parse::<Rollout>())
+    )]
+    pub rollout: Option<Rollout>,
+    /// Set spec.maxAge: how old a value may get before the controller reports it as due for
+    /// rotation (hours, days or weeks: 90d, 2160h, 13w) [default: the .kseal.yaml rule's
+    /// max_age]
+    #[arg(long, value_name = "AGE", conflicts_with = "raw")]
+    pub max_age: Option<kseal_shared::rotation::MaxAge>,
     /// Without -r/-R or a matching .kseal.yaml rule, the cluster's published keys are used
     #[command(flatten)]
     pub cluster: ClusterArgs,
@@ -325,7 +357,8 @@ pub struct UnsealArgs {
 #[derive(Debug, Args)]
 #[command(
     after_help = "Offline, the new recipients come from -r/-R, else from the .kseal.yaml \
-rule that matches each file's path (like `sops updatekeys`).
+rule that matches each file's path (like `sops updatekeys`; for a symlink, its target's path, \
+the file written).
 
 Format v2 values keep their seal time, nonce, commitment and ciphertext byte for byte. \
 Format v1 values are upgraded to v2 (every field changes; their seal time stays \
@@ -408,13 +441,19 @@ Values that are due but were not generated by kseal are listed on stderr (object
 age) and left as they are: rotate those by hand (`kseal seal --merge-into`).
 
 The new values are sealed to the recipients `kseal seal` would use for the file: -r/-R, \
-else the file's .kseal.yaml rule, else the cluster's published key.
+else the file's .kseal.yaml rule, else the cluster's published key. The rule is the one \
+of the file written: for a symlink, its target's path. When those recipients are not the \
+keys the object's values are sealed to now, nothing is written (exit 1): the object would \
+hold values sealed to different keys, the sign of the wrong rule or cluster. After a key \
+rotation (`kseal pins update`), pass --allow-recipient-change (and `kseal rewrap` the \
+other values). A spec.generated form of fewer than 128 bits of randomness (hex:N or \
+base64:N below 16, alnum:N below 22) is refused likewise unless --allow-weak is given.
 
 Without --in-place (one file), the result is printed on stdout, and only when nothing \
 failed. With --in-place each changed file is rewritten atomically; unchanged files are \
 not touched. A summary on stderr names each value replaced (file, object, key, form, \
-why). Exit status: 0 when everything asked for was done, also when nothing was due; 1 \
-when a SealedSecret, key or file could not be handled (nothing is written then); 2 on a \
+why). Exit status: 0 when everything asked for was done, also when nothing was due or \
+no SealedSecret was found (said on stderr); 1 when a SealedSecret, key or file could not be handled (nothing is written then); 2 on a \
 usage error.
 
 Examples:
@@ -423,9 +462,11 @@ Examples:
   kseal regenerate --due --in-place .        # a scheduled CI job: open a PR from the diff
   kseal regenerate --due --max-age 30d --in-place clusters/"
 )]
+// One of --key and --due, or both.
+#[command(group(ArgGroup::new("which").required(true).multiple(true).args(["keys", "due"])))]
 pub struct RegenerateArgs {
     /// Replace the generated value of this data key (in every SealedSecret given); repeatable
-    #[arg(long = "key", value_name = "KEY", required_unless_present = "due")]
+    #[arg(long = "key", value_name = "KEY")]
     pub keys: Vec<String>,
     /// Replace every generated value older than its max age (see below)
     #[arg(long)]
@@ -437,6 +478,14 @@ pub struct RegenerateArgs {
     /// Rewrite the files in place (atomically); required for directories and several files
     #[arg(long)]
     pub in_place: bool,
+    /// Seal the new values even when the recipients for the file are not the keys the
+    /// object's values are sealed to (after a key rotation: `kseal pins update`)
+    #[arg(long)]
+    pub allow_recipient_change: bool,
+    /// Regenerate a value whose spec.generated form holds fewer than 128 bits of randomness
+    /// (hex:N or base64:N with N below 16, alnum:N below 22)
+    #[arg(long)]
+    pub allow_weak: bool,
     #[command(flatten)]
     pub recipients: RecipientArgs,
     /// Files or directories (searched for *.yaml, *.yml, *.json)
@@ -452,7 +501,7 @@ pub struct RegenerateArgs {
 #[derive(Debug, Args)]
 #[command(
     after_help = "Recipients come from -r/-R, else from the .kseal.yaml rule that matches each \
-file. Name, namespace, scope and template (type, labels, annotations, immutable) are kept from \
+file (for a symlink, its target). Name, namespace, scope and template (type, labels, annotations, immutable) are kept from \
 the Bitnami object; Bitnami's own annotations are dropped. An object that cannot be migrated \
 (no given key opens a value, spec.template.data, the legacy spec.data format, an unknown \
 version) is reported and left as it is; the others are migrated, and the exit status is 1.

@@ -110,6 +110,63 @@ impl Source {
     }
 }
 
+/// What a command that does not read stdin would leave on it: see
+/// [`unread_stdin`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnreadStdin {
+    /// A terminal, `/dev/null`, a socket, a closed stdin, or a file read to
+    /// its end: nothing is dropped.
+    Nothing,
+    /// A regular file with data left (`kseal … < secret.yaml`).
+    FileData,
+    /// A pipe. Whether data will come cannot be known without waiting for
+    /// the writer (which may never close it: a CI runner, a `while read`
+    /// loop), so it is neither read nor waited for.
+    Pipe,
+}
+
+/// What is on stdin, without reading it: a command that builds a Secret
+/// from flags alone would silently drop a manifest piped or redirected in
+/// (`kubectl create secret … -o yaml | kseal seal --generate …` without
+/// `-f -`).
+#[cfg(unix)]
+pub fn unread_stdin() -> UnreadStdin {
+    use std::io::Seek;
+    use std::os::fd::AsFd;
+    use std::os::unix::fs::FileTypeExt;
+    let Ok(fd) = io::stdin().as_fd().try_clone_to_owned() else {
+        return UnreadStdin::Nothing;
+    };
+    let mut file = fs::File::from(fd);
+    let Ok(meta) = file.metadata() else {
+        return UnreadStdin::Nothing;
+    };
+    let kind = meta.file_type();
+    if kind.is_file() {
+        // What is left after the current position (a shell loop may be
+        // reading the file line by line).
+        let left = file
+            .stream_position()
+            .is_ok_and(|position| meta.len() > position);
+        return if left {
+            UnreadStdin::FileData
+        } else {
+            UnreadStdin::Nothing
+        };
+    }
+    if kind.is_fifo() {
+        UnreadStdin::Pipe
+    } else {
+        UnreadStdin::Nothing
+    }
+}
+
+/// Elsewhere stdin is not looked at.
+#[cfg(not(unix))]
+pub fn unread_stdin() -> UnreadStdin {
+    UnreadStdin::Nothing
+}
+
 /// File modes for files kseal creates.
 #[derive(Debug, Clone, Copy)]
 pub enum Privacy {

@@ -61,7 +61,7 @@ fn parse_args() -> Cli {
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Keygen(args) => commands::keygen::run(args),
-        Command::Seal(args) => commands::seal::run(args),
+        Command::Seal(args) => commands::seal::run(*args),
         Command::Unseal(args) => commands::unseal::run(args),
         Command::Rewrap(args) => commands::rewrap::run(args),
         Command::Migrate(args) => commands::migrate::run(args),

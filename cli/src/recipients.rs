@@ -22,6 +22,9 @@ pub struct Resolved {
     pub recipients: Vec<Recipient>,
     pub scope: Option<Scope>,
     pub max_age: Option<kseal_shared::rotation::MaxAge>,
+    /// Where they came from, for messages: `-r/-R`, `.kseal.yaml
+    /// creation_rules[1] (path_regex "^prod/")`, the cluster's keys.
+    pub from: String,
 }
 
 /// Recipients from `-r`/`-R`, if any were given.
@@ -57,6 +60,7 @@ pub fn resolve(args: &RecipientArgs, path: Option<&Path>) -> Result<Option<Resol
             recipients,
             scope: None,
             max_age: None,
+            from: "-r/-R".to_owned(),
         }));
     }
     let cwd = std::env::current_dir().context("cannot read the working directory")?;
@@ -83,17 +87,20 @@ pub fn resolve(args: &RecipientArgs, path: Option<&Path>) -> Result<Option<Resol
     };
     let mut recipients = rule.recipients.clone();
     dedup_recipients(&mut recipients);
+    let from = format!(
+        "{} creation_rules[{}] ({})",
+        config.path.display(),
+        rule.index,
+        rule.path_regex
+            .as_ref()
+            .map_or("no path_regex".to_owned(), |regex| format!(
+                "path_regex {:?}",
+                regex.as_str()
+            )),
+    );
     note(args, || {
         format!(
-            "recipients from {} creation_rules[{}] ({}){}: {}",
-            config.path.display(),
-            rule.index,
-            rule.path_regex
-                .as_ref()
-                .map_or("no path_regex".to_owned(), |regex| format!(
-                    "path_regex {:?}",
-                    regex.as_str()
-                )),
+            "recipients from {from}{}: {}",
             rule.scope
                 .map_or(String::new(), |scope| format!(", scope {scope}")),
             key_ids(&recipients)
@@ -103,6 +110,7 @@ pub fn resolve(args: &RecipientArgs, path: Option<&Path>) -> Result<Option<Resol
         recipients,
         scope: rule.scope,
         max_age: rule.max_age,
+        from,
     }))
 }
 
@@ -140,6 +148,11 @@ pub fn cluster_fallback(
                 recipients,
                 scope: None,
                 max_age: None,
+                from: format!(
+                    "the keys published by the cluster in {}/{}",
+                    cluster.controller_namespace,
+                    kseal_shared::contract::PUBLIC_KEYS_CONFIGMAP
+                ),
             }
         }),
         // The cluster answered, and what it publishes was refused: that is

@@ -34,7 +34,11 @@
 //! the command line is read whatever they say.
 //!
 //! Commands that edit files in place follow a symlink only to a target
-//! inside the tree they were given ([`ManifestPath::edit_target`]).
+//! inside the tree they were given ([`ManifestPath::edit_target`]), and
+//! match `.kseal.yaml` rules (recipients, `max_age`) on the path of that
+//! target, the file they write, never on the link's
+//! ([`ManifestPath::rule_path`]): a link `staging/db.yaml` to
+//! `prod/db.sealed` must not have prod's values sealed to staging's keys.
 
 use std::collections::HashMap;
 use std::fs;
@@ -177,7 +181,7 @@ fn read_ignore_file(dir: &Path, file: &Path) -> Result<Option<Gitignore>> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ManifestPath {
     /// The path as named or found (a symlink stays the link): what
-    /// messages show and `.kseal.yaml` rules match.
+    /// messages show. `.kseal.yaml` rules match [`ManifestPath::rule_path`].
     pub path: PathBuf,
     /// The tree it belongs to, canonical: the directory given, or for a
     /// file named on the command line its repository or directory (see
@@ -236,6 +240,41 @@ impl ManifestPath {
             );
         }
         Ok(target)
+    }
+
+    /// The path `.kseal.yaml` rules (recipients, `max_age`) are matched on
+    /// for this file: the file whose text it is, and that an edit writes.
+    /// A regular file is its own path; a symlink, its target, canonical
+    /// (rules take it relative to the config's directory). `in_place`: the
+    /// target is where an in-place edit writes, so it must be inside the
+    /// tree ([`ManifestPath::edit_target`], the same refusal); otherwise
+    /// (the result printed on stdout) it is the file the text was read from,
+    /// wherever it is.
+    pub fn rule_path(&self, in_place: bool) -> Result<PathBuf> {
+        if in_place {
+            return self.edit_target();
+        }
+        if !is_symlink(&self.path) {
+            return Ok(self.path.clone());
+        }
+        fs::canonicalize(&self.path)
+            .with_context(|| format!("{}: a symlink kseal cannot follow", self.path.display()))
+    }
+}
+
+/// Whether `path` is a symlink (one that cannot be read is not).
+pub fn is_symlink(path: &Path) -> bool {
+    fs::symlink_metadata(path).is_ok_and(|meta| meta.file_type().is_symlink())
+}
+
+/// The path `.kseal.yaml` rules are matched on for a file only read (as
+/// `kseal inspect --stale` reads it): a symlink's target when it can be
+/// followed, else the path itself.
+pub fn read_rule_path(path: &Path) -> PathBuf {
+    if is_symlink(path) {
+        fs::canonicalize(path).unwrap_or_else(|_| path.to_owned())
+    } else {
+        path.to_owned()
     }
 }
 

@@ -2,7 +2,17 @@
 //! check --secrets-in-env` (CIS Kubernetes Benchmark 5.4.1: "Prefer using
 //! secrets as files over secrets as environment variables"). Which reads a
 //! pod spec makes is [`kseal_shared::consumers`]'s; this module finds the
-//! pod specs of the workload kinds in a manifest and reports the env reads.
+//! pod specs in a manifest and reports the env reads.
+//!
+//! The built-in workload kinds are read at their pod spec's place
+//! ([`pod_spec_path`]). Any other object (an Argo `Rollout`, a `PodTemplate`,
+//! a Knative `Service`, an OpenShift `DeploymentConfig`, a KEDA
+//! `ScaledJob`, any custom resource that embeds a pod template) is searched
+//! whole for pod specs: a mapping whose `containers` is a sequence, with a
+//! container (or init container) that is a mapping with an `env` or
+//! `envFrom` sequence ([`is_pod_spec`]). Text that merely mentions the
+//! words (a ConfigMap's data, a CRD's schema, where `containers` is a
+//! mapping) is no pod spec.
 
 use k8s_openapi::api::core::v1::PodSpec;
 use kseal_shared::consumers::{Via, secret_reads};
@@ -18,6 +28,8 @@ pub struct EnvRead {
     pub workload: String,
     /// The container or init container.
     pub container: String,
+    /// Whether it is an init container (`initContainers`).
+    pub init: bool,
     /// The Secret's name.
     pub secret: String,
     /// The data key (`None`: every key, through `envFrom`).
@@ -90,12 +102,95 @@ pub fn secrets_in_env(value: &Value) -> Vec<Result<EnvRead, String>> {
 
 fn collect(value: &Value, out: &mut Vec<Result<EnvRead, String>>) {
     let field = |name: &str| value.get(name).and_then(Value::as_str).unwrap_or_default();
+    let items = list_items(value);
     if let Some(path) = pod_spec_path(field("apiVersion"), field("kind")) {
         let workload = workload_name(field("kind"), value);
         match value.pointer(path) {
             None | Some(Value::Null) => {}
-            Some(spec) => match serde_json::from_value::<PodSpec>(env_fields(spec)) {
+            Some(spec) => read_pod_spec(
+                &workload,
+                &path.trim_start_matches('/').replace('/', "."),
+                spec,
+                out,
+            ),
+        }
+    } else {
+        // Any other kind: every pod spec in it, wherever it is (the items
+        // of a list are read below, each as an object of its own).
+        let kind = match field("kind") {
+            "" => "object",
+            kind => kind,
+        };
+        let workload = workload_name(kind, value);
+        let mut found = Vec::new();
+        if let Value::Object(fields) = value {
+            for (name, child) in fields {
+                if !(items.is_some() && name == "items") {
+                    find_pod_specs(child, name.clone(), &mut found);
+                }
+            }
+        }
+        for (path, spec) in found {
+            read_pod_spec(&workload, &path, spec, out);
+        }
+    }
+    for item in items.unwrap_or_default() {
+        collect(&item, out);
+    }
+}
+
+/// Whether `value` is a pod spec for [`find_pod_specs`]: a mapping with a
+/// `containers` sequence, one of whose containers or init containers is a
+/// mapping with an `env` or `envFrom` sequence. A `containers` that is a
+/// mapping (a CRD's schema: `containers: {type: array, …}`) or a string
+/// (a ConfigMap's data) is none.
+fn is_pod_spec(value: &Value) -> bool {
+    let Some(Value::Array(containers)) = value.get("containers") else {
+        return false;
+    };
+    let init = match value.get("initContainers") {
+        Some(Value::Array(init)) => init.as_slice(),
+        _ => &[],
+    };
+    containers.iter().chain(init).any(|container| {
+        ["env", "envFrom"]
+            .iter()
+            .any(|field| matches!(container.get(*field), Some(Value::Array(_))))
+    })
+}
+
+/// Every pod spec ([`is_pod_spec`]) in `value`, at any depth, with where it
+/// is (`spec.template.spec`, `objects[0].spec`); not searched below one.
+fn find_pod_specs<'a>(value: &'a Value, path: String, found: &mut Vec<(String, &'a Value)>) {
+    match value {
+        Value::Object(_) if is_pod_spec(value) => found.push((path, value)),
+        Value::Object(fields) => {
+            for (name, child) in fields {
+                find_pod_specs(child, format!("{path}.{name}"), found);
+            }
+        }
+        Value::Array(items) => {
+            for (index, child) in items.iter().enumerate() {
+                find_pod_specs(child, format!("{path}[{index}]"), found);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The env reads of the pod spec `spec` of `workload`, at `path` (for the
+/// message when it does not read as a pod spec).
+fn read_pod_spec(workload: &str, path: &str, spec: &Value, out: &mut Vec<Result<EnvRead, String>>) {
+    match serde_json::from_value::<PodSpec>(env_fields(spec)) {
                 Ok(spec) => {
+                    // Names are unique among a pod's containers and init
+                    // containers, so the name says which list it is in.
+                    let init: Vec<&str> = spec
+                        .init_containers
+                        .iter()
+                        .flatten()
+                        .map(|container| container.name.as_str())
+                        .collect();
                     for read in secret_reads(&spec) {
                         let (how, key) = match read.via {
                             Via::EnvKey { variable, key } => (format!("env {variable}"), Some(key)),
@@ -106,7 +201,8 @@ fn collect(value: &Value, out: &mut Vec<Result<EnvRead, String>>) {
                             Via::File { .. } | Via::SubPath { .. } => continue,
                         };
                         out.push(Ok(EnvRead {
-                            workload: workload.clone(),
+                            workload: workload.to_owned(),
+                            init: init.contains(&read.container.as_str()),
                             container: read.container,
                             secret: read.secret,
                             key,
@@ -115,22 +211,20 @@ fn collect(value: &Value, out: &mut Vec<Result<EnvRead, String>>) {
                     }
                 }
                 Err(_) => out.push(Err(format!(
-                    "{workload}: {} does not read as a pod spec, so it was not checked for Secrets in the environment",
-                    path.trim_start_matches('/').replace('/', ".")
+                    "{workload}: {path} does not read as a pod spec, so it was not checked for Secrets in the environment"
                 ))),
-            },
-        }
-    }
-    for item in list_items(value).unwrap_or_default() {
-        collect(&item, out);
     }
 }
 
 /// The fields of a pod spec that env reads depend on: each container's
 /// and init container's `name`, `env[].name`, `env[].valueFrom.secretKeyRef`
-/// and `envFrom[].{prefix,secretRef}`. The rest is left out, so that a
-/// field kseal reads otherwise than kubectl (`defaultMode: 0440`, octal in
-/// kubectl's YAML 1.1, not a number in YAML 1.2) cannot fail the check.
+/// and `envFrom[].{prefix,secretRef}`, without the references' `optional`
+/// (an optional Secret read through the environment is read all the same).
+/// The rest is left out, so that a field kseal reads otherwise than kubectl
+/// (`defaultMode: 0440`, octal in kubectl's YAML 1.1, not a number in YAML
+/// 1.2; `optional: yes`, a boolean in YAML 1.1, a string in YAML 1.2)
+/// cannot fail the check. A container without a name (Knative's may have
+/// none) is named by its place: `containers[0]`.
 fn env_fields(spec: &Value) -> Value {
     let pick = |from: &Value, fields: &[&str]| -> Value {
         let mut picked = serde_json::Map::new();
@@ -148,6 +242,16 @@ fn env_fields(spec: &Value) -> Value {
             other => Some(other.clone()),
         }
     };
+    // A reference without `optional`; one that is no mapping stays as it
+    // is, and fails to read (closed).
+    let without_optional = |reference: &Value| match reference {
+        Value::Object(fields) => {
+            let mut fields = fields.clone();
+            fields.remove("optional");
+            Value::Object(fields)
+        }
+        other => other.clone(),
+    };
     let env = |var: &Value| {
         let mut picked = pick(var, &["name"]);
         if let (Value::Object(picked), Some(reference)) =
@@ -155,14 +259,29 @@ fn env_fields(spec: &Value) -> Value {
         {
             picked.insert(
                 "valueFrom".to_owned(),
-                serde_json::json!({ "secretKeyRef": reference }),
+                serde_json::json!({ "secretKeyRef": without_optional(reference) }),
             );
         }
         picked
     };
-    let env_from = |source: &Value| pick(source, &["prefix", "secretRef"]);
-    let container = |container: &Value| {
+    let env_from = |source: &Value| {
+        let mut picked = pick(source, &["prefix"]);
+        if let (Value::Object(picked), Some(reference)) = (
+            &mut picked,
+            source.get("secretRef").filter(|r| !r.is_null()),
+        ) {
+            picked.insert("secretRef".to_owned(), without_optional(reference));
+        }
+        picked
+    };
+    let container = |place: String, container: &Value| {
         let mut picked = pick(container, &["name"]);
+        if let Value::Object(fields) = &mut picked
+            && container.is_object()
+            && !fields.contains_key("name")
+        {
+            fields.insert("name".to_owned(), Value::String(place));
+        }
         if let Value::Object(fields) = &mut picked {
             for (field, value) in [
                 ("env", list(container, "env", &env)),
@@ -177,9 +296,18 @@ fn env_fields(spec: &Value) -> Value {
     };
     let mut pod = serde_json::Map::new();
     for field in ["containers", "initContainers"] {
-        if let Some(containers) = list(spec, field, &container) {
-            pod.insert(field.to_owned(), containers);
-        }
+        let containers = match spec.get(field) {
+            None | Some(Value::Null) => continue,
+            Some(Value::Array(items)) => Value::Array(
+                items
+                    .iter()
+                    .enumerate()
+                    .map(|(index, item)| container(format!("{field}[{index}]"), item))
+                    .collect(),
+            ),
+            Some(other) => other.clone(),
+        };
+        pod.insert(field.to_owned(), containers);
     }
     Value::Object(pod)
 }
@@ -190,9 +318,14 @@ pub fn volume_example(read: &EnvRead) -> String {
     let volume = &read.secret;
     let file = read.key.as_deref().unwrap_or("KEY");
     let container = &read.container;
+    let (list, what) = if read.init {
+        ("initContainers", "init container")
+    } else {
+        ("containers", "container")
+    };
     format!(
-        "kseal: read Secrets from files instead (CIS Kubernetes Benchmark 5.4.1): environment variables end up in crash dumps, logs and child processes, and never change while the container runs. For {}, container {container}, in its pod spec:
-  containers:
+        "kseal: read Secrets from files instead (CIS Kubernetes Benchmark 5.4.1): environment variables end up in crash dumps, logs and child processes, and never change while the container runs. For {}, {what} {container}, in its pod spec:
+  {list}:
     - name: {container}
       volumeMounts:
         - name: {volume}
@@ -246,14 +379,29 @@ mod tests {
             assert_eq!(read.key.as_deref(), Some("password"));
             assert_eq!(read.how, "env PW");
         }
-        // The same shapes under other kinds or groups are not workloads.
-        for other in [
-            json!({"apiVersion": "v1", "kind": "ConfigMap", "spec": pod_spec()}),
-            json!({"apiVersion": "example.com/v1", "kind": "Deployment", "spec": template}),
-            json!({"apiVersion": "apps/v1", "kind": "Job", "spec": template}),
-            json!({"apiVersion": "core/v1", "kind": "Pod", "spec": pod_spec()}),
+        // The same shapes under other kinds or groups are found too, by
+        // looking for pod specs anywhere in the object.
+        for (other, at) in [
+            (
+                json!({"apiVersion": "example.com/v1", "kind": "Deployment", "metadata": {"name": "p"}, "spec": template}),
+                "Deployment p",
+            ),
+            (
+                json!({"apiVersion": "apps/v1", "kind": "Job", "metadata": {"name": "p"}, "spec": template}),
+                "Job p",
+            ),
+            (
+                json!({"apiVersion": "core/v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": pod_spec()}),
+                "Pod p",
+            ),
+            (
+                json!({"spec": {"deep": [{"x": pod_spec()}]}}),
+                "object <unnamed>",
+            ),
         ] {
-            assert!(secrets_in_env(&other).is_empty(), "{other}");
+            let reads = secrets_in_env(&other);
+            assert_eq!(reads.len(), 1, "{other}");
+            assert_eq!(reads[0].as_ref().unwrap().workload, at);
         }
         // Lists, at any depth.
         let list = json!({"apiVersion": "v1", "kind": "List", "items": [
@@ -268,6 +416,121 @@ mod tests {
             ),
             "{message}"
         );
+    }
+
+    /// Kinds kseal does not know: each pod spec is found wherever it is,
+    /// and named with the object's kind and name.
+    #[test]
+    fn pod_specs_of_other_kinds_are_found_anywhere() {
+        let meta = json!({"name": "w", "namespace": "ns"});
+        let template = json!({"template": {"spec": pod_spec()}});
+        for (object, path) in [
+            (
+                json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout", "metadata": meta, "spec": template}),
+                "spec.template.spec",
+            ),
+            (
+                json!({"apiVersion": "v1", "kind": "PodTemplate", "metadata": meta, "template": {"spec": pod_spec()}}),
+                "template.spec",
+            ),
+            (
+                json!({"apiVersion": "serving.knative.dev/v1", "kind": "Service", "metadata": meta, "spec": template}),
+                "spec.template.spec",
+            ),
+            (
+                json!({"apiVersion": "apps.openshift.io/v1", "kind": "DeploymentConfig", "metadata": meta, "spec": template}),
+                "spec.template.spec",
+            ),
+            (
+                json!({"apiVersion": "keda.sh/v1alpha1", "kind": "ScaledJob", "metadata": meta, "spec": {"jobTargetRef": template}}),
+                "spec.jobTargetRef.template.spec",
+            ),
+        ] {
+            let kind = object["kind"].as_str().unwrap();
+            let reads = secrets_in_env(&object);
+            assert_eq!(reads.len(), 1, "{object}");
+            let read = reads[0].as_ref().unwrap();
+            assert_eq!(read.workload, format!("{kind} ns/w"));
+            assert_eq!((read.secret.as_str(), read.how.as_str()), ("db", "env PW"));
+            // Where it is, said when it does not read.
+            let mut bad = object.clone();
+            let spec = bad
+                .pointer_mut(&format!("/{}", path.replace('.', "/")))
+                .unwrap();
+            spec["containers"][0]["env"][0]["valueFrom"]["secretKeyRef"]["name"] = json!(1);
+            let err = secrets_in_env(&bad).remove(0).unwrap_err();
+            assert!(
+                err.starts_with(&format!("{kind} ns/w: {path} does not read as a pod spec")),
+                "{err}"
+            );
+        }
+        // Several, in sequences (an OpenShift Template's objects): each.
+        let template = json!({"apiVersion": "template.openshift.io/v1", "kind": "Template",
+            "metadata": {"name": "t"}, "objects": [
+                {"kind": "Deployment", "spec": {"template": {"spec": pod_spec()}}},
+                {"kind": "ConfigMap", "data": {"a": "b"}},
+                {"kind": "Job", "spec": {"template": {"spec": pod_spec()}}}]});
+        assert_eq!(secrets_in_env(&template).len(), 2);
+        // Unnamed containers (Knative's) are named by their place.
+        let knative = json!({"apiVersion": "serving.knative.dev/v1", "kind": "Service",
+            "metadata": {"name": "k"}, "spec": {"template": {"spec": {"containers": [
+                {"image": "x", "envFrom": [{"secretRef": {"name": "s"}}]}]}}}});
+        let reads = secrets_in_env(&knative);
+        assert_eq!(reads[0].as_ref().unwrap().container, "containers[0]");
+    }
+
+    /// What merely mentions the words is no pod spec: a ConfigMap's data,
+    /// a CRD's schema (`containers` is a mapping there), a `containers`
+    /// sequence of strings or without env reads.
+    #[test]
+    fn words_are_not_pod_specs() {
+        let text = "containers:\n  - name: app\n    envFrom:\n      - secretRef: {name: db}\n";
+        let crd_container = json!({"type": "object", "properties": {
+            "env": {"type": "array", "items": {"type": "object", "properties": {
+                "valueFrom": {"properties": {"secretKeyRef": {"type": "object"}}}}}},
+            "envFrom": {"type": "array", "items": {"properties": {"secretRef": {"type": "object"}}}}}});
+        for object in [
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"},
+                "data": {"pod.yaml": text, "containers": "envFrom secretRef"}}),
+            json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+                "metadata": {"name": "x.example.com"}, "spec": {"versions": [{"name": "v1",
+                "schema": {"openAPIV3Schema": {"properties": {"spec": {"properties": {
+                    "containers": {"type": "array", "items": crd_container},
+                    "envFrom": {"type": "array"}}}}}}}]}}),
+            json!({"kind": "Thing", "spec": {"containers": ["env", "envFrom"]}}),
+            json!({"kind": "Thing", "spec": {"containers": [{"name": "a", "env": "x"}]}}),
+            json!({"kind": "Thing", "spec": {"containers": [{"name": "a", "image": "x"}]}}),
+            json!({"kind": "Thing", "spec": {"containers": {"env": [], "envFrom": []}}}),
+        ] {
+            assert!(secrets_in_env(&object).is_empty(), "{object}");
+        }
+        // A list's items are read each on its own, named by their own kind.
+        let list = json!({"apiVersion": "v1", "kind": "List", "items": [
+            {"apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout", "metadata": {"name": "r"},
+             "spec": {"template": {"spec": pod_spec()}}}]});
+        let reads = secrets_in_env(&list);
+        assert_eq!(reads.len(), 1);
+        assert_eq!(reads[0].as_ref().unwrap().workload, "Rollout r");
+    }
+
+    /// `optional` is not read (an optional Secret is read all the same):
+    /// `optional: yes`, a string to kseal's YAML 1.2 and a boolean to
+    /// kubectl's YAML 1.1, is an env read like any other.
+    #[test]
+    fn optional_is_not_read() {
+        let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": {
+            "containers": [{"name": "app",
+                "env": [{"name": "S", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k", "optional": "yes"}}}],
+                "envFrom": [{"secretRef": {"name": "t", "optional": "on"}}]}]}});
+        let reads: Vec<String> = secrets_in_env(&pod)
+            .into_iter()
+            .map(|read| read.unwrap().how)
+            .collect();
+        assert_eq!(reads, ["env S", "envFrom"]);
+        // A reference that is no mapping still fails closed.
+        let bad = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": {
+            "containers": [{"name": "app", "envFrom": [{"secretRef": "t"}]}]}});
+        assert!(secrets_in_env(&bad)[0].is_err());
     }
 
     #[test]
@@ -297,6 +560,20 @@ mod tests {
             .map(|read| read.unwrap().how)
             .collect();
         assert_eq!(reads, ["env S", "envFrom"]);
+        // An init container is said to be one.
+        let init = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": {
+            "initContainers": [{"name": "setup", "env": [
+                {"name": "S", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}]}],
+            "containers": [{"name": "app", "envFrom": [{"secretRef": {"name": "t"}}]}]
+        }});
+        let reads: Vec<(String, bool)> = secrets_in_env(&init)
+            .into_iter()
+            .map(|read| read.map(|read| (read.container, read.init)).unwrap())
+            .collect();
+        assert_eq!(
+            reads,
+            [("setup".to_owned(), true), ("app".to_owned(), false)]
+        );
         // No pod spec at all (a kustomize patch of replicas): nothing to read.
         let patch = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"}, "spec": {"replicas": 2}});
         assert!(secrets_in_env(&patch).is_empty());

@@ -149,12 +149,20 @@ fn every_env_form_in_every_workload_kind() {
         ),
         "{err}"
     );
-    // The way out, for the first finding: a secret volume and its mount.
+    // The way out, for the first finding: a secret volume and its mount,
+    // in the init container's list, since it is one.
     assert!(
         err.contains("      secret:\n        secretName: s\n"),
         "{err}"
     );
     assert!(err.contains("have the app read /etc/s/token"), "{err}");
+    assert!(
+        err.contains(
+            ", init container init, in its pod spec:\n  initContainers:\n    - name: init\n      volumeMounts:\n"
+        ),
+        "{err}"
+    );
+    assert!(!err.contains("  containers:\n    - name: init\n"), "{err}");
 
     // Without the flag, env reads are not looked at.
     let output = ws.cmd().args(["check", "tree"]).output().unwrap();
@@ -169,14 +177,10 @@ fn a_tree_that_reads_secrets_from_files_passes() {
     let ws = Workspace::new();
     let files_only = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\nspec:\n  template:\n    spec:\n      containers:\n        - name: app\n          env:\n            - {name: PASSWORD_FILE, value: /etc/s/password}\n            - name: FROM_CM\n              valueFrom:\n                configMapKeyRef: {name: s, key: k}\n          envFrom:\n            - configMapRef: {name: c}\n          volumeMounts:\n            - {name: s, mountPath: /etc/s}\n            - {name: s, mountPath: /one, subPath: password}\n      volumes:\n        - name: s\n          secret: {secretName: s, defaultMode: 0400}\n";
     ws.write("clean/deployment.yaml", files_only);
-    // The same shape under a kind that is no workload.
-    ws.write(
-        "clean/custom.yaml",
-        &format!(
-            "apiVersion: example.com/v1\nkind: Deployment\nmetadata: {{name: x}}\nspec:\n  template:\n    spec:\n{}",
-            pod_spec(6)
-        ),
-    );
+    // Text that merely mentions the words: a ConfigMap holding a pod spec
+    // as text, a CRD whose schema describes containers.
+    ws.write("clean/configmap.yaml", &words_only());
+    ws.write("clean/crd.yaml", CRD);
     let output = ws
         .cmd()
         .args(["check", "--secrets-in-env", "clean"])
@@ -186,11 +190,201 @@ fn a_tree_that_reads_secrets_from_files_passes() {
     assert!(stdout(&output).is_empty(), "{}", stdout(&output));
     assert!(
         stderr(&output).contains(
-            "2 file(s) checked: no plaintext Secret, no Secret read through environment variables"
+            "3 file(s) checked: no plaintext Secret, no Secret read through environment variables"
         ),
         "{}",
         stderr(&output)
     );
+}
+
+/// A ConfigMap whose data is a pod spec as text (and a key named like it).
+fn words_only() -> String {
+    let text: String = pod_spec(4);
+    format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: words}}\ndata:\n  containers: envFrom secretRef secretKeyRef\n  pod.yaml: |\n{text}"
+    )
+}
+
+/// A CRD whose schema describes a pod spec: `containers` is a mapping
+/// there, and `env`/`envFrom` are schemas.
+const CRD: &str = "apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: runners.example.com}
+spec:
+  group: example.com
+  names: {kind: Runner, plural: runners}
+  scope: Namespaced
+  versions:
+    - name: v1
+      served: true
+      storage: true
+      schema:
+        openAPIV3Schema:
+          type: object
+          properties:
+            spec:
+              type: object
+              properties:
+                containers:
+                  type: array
+                  items:
+                    type: object
+                    properties:
+                      name: {type: string}
+                      env:
+                        type: array
+                        items:
+                          type: object
+                          properties:
+                            valueFrom:
+                              properties:
+                                secretKeyRef: {type: object}
+                      envFrom:
+                        type: array
+                        items:
+                          properties:
+                            secretRef: {type: object}
+";
+
+/// Kinds kseal does not know are searched for pod specs wherever they are
+/// (an Argo Rollout, a PodTemplate, a Knative Service, an OpenShift
+/// DeploymentConfig, a KEDA ScaledJob, any custom resource), and reported
+/// with the object's kind and name; a ConfigMap or CRD that merely
+/// mentions the words is not.
+#[test]
+fn pod_specs_of_any_kind_are_checked() {
+    let ws = Workspace::new();
+    let meta = |api: &str, kind: &str| {
+        format!("apiVersion: {api}\nkind: {kind}\nmetadata:\n  name: w\n  namespace: ns\n")
+    };
+    let env_from = |indent: usize| {
+        "containers:\n  - name: app\n    envFrom:\n      - secretRef: {name: s}\n"
+            .lines()
+            .map(|line| format!("{}{line}\n", " ".repeat(indent)))
+            .collect::<String>()
+    };
+    let files = [
+        (
+            "rollout.yaml",
+            "Rollout",
+            format!(
+                "{}spec:\n  strategy: {{canary: {{}}}}\n  template:\n    spec:\n{}",
+                meta("argoproj.io/v1alpha1", "Rollout"),
+                env_from(6)
+            ),
+        ),
+        (
+            "podtemplate.yaml",
+            "PodTemplate",
+            format!(
+                "{}template:\n  spec:\n{}",
+                meta("v1", "PodTemplate"),
+                env_from(4)
+            ),
+        ),
+        (
+            "knative.yaml",
+            "Service",
+            format!(
+                "{}spec:\n  template:\n    spec:\n{}",
+                meta("serving.knative.dev/v1", "Service"),
+                env_from(6)
+            ),
+        ),
+        (
+            "deploymentconfig.yaml",
+            "DeploymentConfig",
+            format!(
+                "{}spec:\n  replicas: 1\n  template:\n    spec:\n{}",
+                meta("apps.openshift.io/v1", "DeploymentConfig"),
+                env_from(6)
+            ),
+        ),
+        (
+            "scaledjob.yaml",
+            "ScaledJob",
+            format!(
+                "{}spec:\n  jobTargetRef:\n    template:\n      spec:\n{}",
+                meta("keda.sh/v1alpha1", "ScaledJob"),
+                env_from(8)
+            ),
+        ),
+    ];
+    for (file, _, text) in &files {
+        ws.write(&format!("tree/{file}"), text);
+    }
+    ws.write("tree/words.yaml", &words_only());
+    ws.write("tree/crd.yaml", CRD);
+    let output = ws
+        .cmd()
+        .args(["check", "--secrets-in-env", "tree"])
+        .output()
+        .unwrap();
+    assert_exit(&output, 1);
+    let out = stdout(&output);
+    let lines: BTreeSet<String> = out.lines().map(str::to_owned).collect();
+    let expected: BTreeSet<String> = files
+        .iter()
+        .map(|(file, kind, _)| {
+            format!(
+                "tree/{file}: document 1 (line 1): {kind} ns/w: container app: envFrom reads every key of Secret \"s\" through the environment (CIS Kubernetes Benchmark 5.4.1: mount it as a file)"
+            )
+        })
+        .collect();
+    assert_eq!(lines, expected, "{out}");
+    assert!(
+        stderr(&output).contains("5 Secret read(s) through environment variables found"),
+        "{}",
+        stderr(&output)
+    );
+    // Alone, the ConfigMap and the CRD pass.
+    for file in ["words.yaml", "crd.yaml"] {
+        let output = ws
+            .cmd()
+            .args(["check", "--secrets-in-env"])
+            .arg(format!("tree/{file}"))
+            .output()
+            .unwrap();
+        assert_exit(&output, 0);
+        assert!(stdout(&output).is_empty(), "{}", stdout(&output));
+    }
+}
+
+/// `optional: yes` (a boolean to kubectl's YAML 1.1, a string to kseal's
+/// YAML 1.2) is an env read like any other, not a pod spec kseal cannot
+/// read; and what kseal cannot read is not said to be refused by kubectl.
+#[test]
+fn optional_yes_is_read_and_unread_specs_are_worded_right() {
+    let ws = Workspace::new();
+    let pod = "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers:\n    - name: app\n      env:\n        - name: PW\n          valueFrom:\n            secretKeyRef: {name: db, key: password, optional: yes}\n      envFrom:\n        - secretRef: {name: all, optional: on}\n";
+    let output = ws
+        .cmd()
+        .args(["check", "--secrets-in-env", "-"])
+        .write_stdin(pod)
+        .output()
+        .unwrap();
+    assert_exit(&output, 1);
+    assert_eq!(
+        stdout(&output),
+        "-: document 1 (line 1): Pod p: container app: env PW reads key \"password\" of Secret \"db\" through the environment (CIS Kubernetes Benchmark 5.4.1: mount it as a file)\n-: document 1 (line 1): Pod p: container app: envFrom reads every key of Secret \"all\" through the environment (CIS Kubernetes Benchmark 5.4.1: mount it as a file)\n"
+    );
+    let err = stderr(&output);
+    assert!(!err.contains("could not be read"), "{err}");
+    // A field kseal reads as another type: not said to be refused by
+    // kubectl, which may read it otherwise.
+    let output = ws
+        .cmd()
+        .args(["check", "--secrets-in-env", "-"])
+        .write_stdin(pod.replace("{name: db,", "{name: 0o17,"))
+        .output()
+        .unwrap();
+    assert_exit(&output, 1);
+    let err = stderr(&output);
+    assert!(
+        err.contains("1 pod spec(s) could not be read, so were not checked for Secrets in the environment: a container, env or envFrom field of the wrong type as kseal reads YAML (1.2); kubectl reads YAML 1.1"),
+        "{err}"
+    );
+    assert!(!err.contains("refuses"), "{err}");
 }
 
 /// Lists, stdin, .ksealignore and --no-ignore, as for every other check.
@@ -302,4 +496,45 @@ fn the_examples_are_clean() {
     assert!(deployment.contains("secretName: db-credentials"));
     assert!(deployment.contains("value: /etc/db-credentials/password"));
     assert!(deployment.contains("mountPath: /etc/db-credentials"));
+}
+
+/// The suggested fix names the list the container is in: `containers:`
+/// for a container, `initContainers:` for an init container.
+#[test]
+fn the_suggested_fix_names_the_container_list() {
+    let ws = Workspace::new();
+    let pod = |init: &str, app: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: p}}\nspec:\n  initContainers:\n    - name: setup\n{init}  containers:\n    - name: app\n{app}"
+        )
+    };
+    let env = "      env:\n        - name: PW\n          valueFrom:\n            secretKeyRef: {name: db, key: password}\n";
+    for (text, list, container, not) in [
+        (
+            pod(env, ""),
+            "  initContainers:\n    - name: setup\n",
+            "init container setup",
+            "  containers:\n    - name: setup\n",
+        ),
+        (
+            pod("", env),
+            "  containers:\n    - name: app\n",
+            "container app",
+            "  initContainers:\n",
+        ),
+    ] {
+        let output = ws
+            .cmd()
+            .args(["check", "--secrets-in-env", "-"])
+            .write_stdin(text)
+            .output()
+            .unwrap();
+        assert_exit(&output, 1);
+        let err = stderr(&output);
+        assert!(
+            err.contains(&format!("For Pod p, {container}, in its pod spec:\n{list}")),
+            "{err}"
+        );
+        assert!(!err.contains(not), "{err}");
+    }
 }

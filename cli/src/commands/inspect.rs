@@ -25,6 +25,12 @@ struct Report {
     namespace: Option<String>,
     name: Option<String>,
     scope: String,
+    /// `spec.maxAge` as written, when set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_age: Option<String>,
+    /// `spec.rollout` as written, when set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rollout: Option<String>,
     values: Vec<ValueReport>,
     /// Object-level problems (empty when well-formed).
     problems: Vec<String>,
@@ -47,6 +53,10 @@ struct ValueReport {
     #[serde(skip)]
     age_seconds: Option<i64>,
     key_ids: Vec<String>,
+    /// How kseal generated the value (`spec.generated`: `alnum:32`, …),
+    /// when it did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    generated: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
 }
@@ -129,6 +139,8 @@ fn report(source: &Source, object: &Document) -> Report {
         namespace: None,
         name: None,
         scope: String::new(),
+        max_age: None,
+        rollout: None,
         values: Vec::new(),
         problems: Vec::new(),
         sealed: None,
@@ -153,6 +165,8 @@ fn report(source: &Source, object: &Document) -> Report {
     report.namespace = sealed.metadata.namespace.clone();
     report.name = sealed.metadata.name.clone();
     report.scope = sealed.spec.scope.to_string();
+    report.max_age = sealed.spec.max_age.clone();
+    report.rollout = sealed.spec.rollout.clone();
     // The one definition of a well-formed SealedSecret (names Kubernetes
     // would accept, a namespace where the scope binds it, at most
     // MAX_VALUES values, the keys its type requires); each value must parse
@@ -170,6 +184,7 @@ fn report(source: &Source, object: &Document) -> Report {
             age_days: None,
             age_seconds: None,
             key_ids: Vec::new(),
+            generated: sealed.spec.generated.get(key).cloned(),
             error: None,
         };
         match SealedValue::parse(encoded) {
@@ -207,16 +222,27 @@ pub fn inspect(args: InspectArgs) -> Result<()> {
                     report.object(),
                     report.scope
                 ));
+                // Not `KEY: …` lines: a data key has no space.
+                if let Some(max_age) = &report.max_age {
+                    out.push_str(&format!("  max age {max_age} (spec.maxAge)\n"));
+                }
+                if let Some(rollout) = &report.rollout {
+                    out.push_str(&format!("  rollout {rollout} (spec.rollout)\n"));
+                }
                 for problem in &report.problems {
                     out.push_str(&format!("  problem: {problem}\n"));
                 }
                 for value in &report.values {
+                    let generated = value
+                        .generated
+                        .as_ref()
+                        .map_or_else(String::new, |how| format!(", generated ({how})"));
                     match &value.error {
                         Some(error) => {
-                            out.push_str(&format!("  {}: invalid: {error}\n", value.key))
+                            out.push_str(&format!("  {}: invalid: {error}{generated}\n", value.key))
                         }
                         None => out.push_str(&format!(
-                            "  {}: {}, {}, keys {}\n",
+                            "  {}: {}, {}, keys {}{generated}\n",
                             value.key,
                             value.version.as_deref().unwrap_or("?"),
                             match (&value.sealed_at, value.age_seconds) {
@@ -332,25 +358,28 @@ fn stale(args: &InspectArgs, reports: &[Report]) -> Result<()> {
     let mut out = String::new();
     let (mut stale, mut total) = (0, 0);
     for report in reports {
-        let path = (report.file != "<stdin>").then(|| std::path::Path::new(&report.file));
-        let current: Vec<String> = match crate::recipients::resolve(&args.recipients, path)? {
-            Some(resolved) => resolved
-                .recipients
-                .iter()
-                .map(|r| r.key_id().to_string())
-                .collect(),
-            None => match &cluster_keys {
-                Some(keys) => keys.clone(),
-                None => {
-                    let keys: Vec<String> = crate::cluster::fetch_recipients(&args.cluster)?
-                        .iter()
-                        .map(|r| r.key_id().to_string())
-                        .collect();
-                    cluster_keys = Some(keys.clone());
-                    keys
-                }
-            },
-        };
+        // Matched as `kseal rewrap` matches it: a symlink by its target.
+        let path = (report.file != "<stdin>")
+            .then(|| crate::walk::read_rule_path(std::path::Path::new(&report.file)));
+        let current: Vec<String> =
+            match crate::recipients::resolve(&args.recipients, path.as_deref())? {
+                Some(resolved) => resolved
+                    .recipients
+                    .iter()
+                    .map(|r| r.key_id().to_string())
+                    .collect(),
+                None => match &cluster_keys {
+                    Some(keys) => keys.clone(),
+                    None => {
+                        let keys: Vec<String> = crate::cluster::fetch_recipients(&args.cluster)?
+                            .iter()
+                            .map(|r| r.key_id().to_string())
+                            .collect();
+                        cluster_keys = Some(keys.clone());
+                        keys
+                    }
+                },
+            };
         let wanted: std::collections::BTreeSet<&String> = current.iter().collect();
         for value in &report.values {
             total += 1;

@@ -51,7 +51,12 @@ pub fn run(args: MigrateArgs) -> Result<()> {
     let cluster_keys = OnceCell::new();
     for file in &files {
         let path = &file.path;
-        let rendered = migrate_file(path, &keyring, &args, &cluster_keys, &mut tally);
+        // `.kseal.yaml` rules match the file whose objects these are (a
+        // symlink's target, not the link); a target out of the tree is
+        // refused when written.
+        let rendered = file.rule_path(false).and_then(|rule_path| {
+            migrate_file(path, &rule_path, &keyring, &args, &cluster_keys, &mut tally)
+        });
         // As rewrap: a template found in a tree, with no Bitnami object in
         // it, is skipped (and said so); one named, or one that mentions
         // Bitnami, is an error.
@@ -156,8 +161,11 @@ fn recipients_for(
 /// Migrates every Bitnami SealedSecret of one file. Returns the new text if
 /// anything was migrated. Objects that cannot be migrated are reported and
 /// stay as they are.
+/// `rule_path`: the path `.kseal.yaml` rules match for the file
+/// ([`crate::walk::ManifestPath::rule_path`]).
 fn migrate_file(
     path: &Path,
+    rule_path: &Path,
     keyring: &BitnamiKeyring,
     args: &MigrateArgs,
     cluster_keys: &OnceCell<Result<Vec<Recipient>, String>>,
@@ -175,7 +183,7 @@ fn migrate_file(
     if bitnami.is_empty() {
         return Ok(None);
     }
-    let recipients = match recipients_for(path, args, cluster_keys) {
+    let recipients = match recipients_for(rule_path, args, cluster_keys) {
         Ok(recipients) => recipients,
         Err(err) => {
             // Nothing in this file can be sealed; count its objects.

@@ -129,7 +129,19 @@ pub fn run(args: RewrapArgs) -> Result<()> {
     for file in &files {
         let path = &file.path;
         let mut counted = Tally::default();
-        let rendered = rewrap_file(path, &mut mode, args.stale, active, &mut counted);
+        // `.kseal.yaml` rules match the file whose values these are (a
+        // symlink's target, not the link); a target out of the tree is
+        // refused when written.
+        let rendered = file.rule_path(false).and_then(|rule_path| {
+            rewrap_file(
+                path,
+                &rule_path,
+                &mut mode,
+                args.stale,
+                active,
+                &mut counted,
+            )
+        });
         let unreadable = rendered.as_ref().is_err_and(|err| {
             err.downcast_ref::<Unparseable>().is_some()
                 && Source::File(path.clone())
@@ -248,8 +260,11 @@ fn report(progress: &Option<indicatif::ProgressBar>, line: String) {
 /// Re-wraps every value of every SealedSecret in one file. Returns the new
 /// text if anything changed. Values that fail are reported and left as they
 /// were (each value is self-contained, so the file stays consistent).
+/// `rule_path`: the path `.kseal.yaml` rules match for it
+/// ([`crate::walk::ManifestPath::rule_path`]).
 fn rewrap_file(
     path: &Path,
+    rule_path: &Path,
     mode: &mut Mode<'_>,
     stale: bool,
     active: Option<&HashSet<KeyId>>,
@@ -290,7 +305,7 @@ fn rewrap_file(
             None,
         ) = (&*mode, &file_recipients)
         {
-            let recipients = recipients::resolve(flags, Some(path))?
+            let recipients = recipients::resolve(flags, Some(rule_path))?
                 .map(|resolved| resolved.recipients)
                 .ok_or_else(|| {
                     anyhow!(
@@ -352,9 +367,16 @@ fn rewrap_file(
     if !file.has_replacements() {
         return Ok(None);
     }
-    file.render()
-        .map(Some)
-        .map_err(|err| anyhow!("{}: {err}", path.display()))
+    let rendered = file
+        .render_reporting()
+        .map_err(|err| anyhow!("{}: {err}", path.display()))?;
+    for location in &rendered.rewritten {
+        eprintln!(
+            "kseal: {}",
+            super::regenerate::rewritten_whole(path, location)
+        );
+    }
+    Ok(Some(rendered.text))
 }
 
 fn rewrap_offline(

@@ -10,7 +10,8 @@ use kseal_shared::manifest::{
     DocumentKind, GeneratedChanges, ManifestFile, OutputFormat, PlainSecret, SealOptions,
     SealingError, merge_into, render_documents, seal_secret,
 };
-use kseal_shared::sealed_secret::SealedSecret;
+use kseal_shared::rotation::MaxAge;
+use kseal_shared::sealed_secret::{Rollout, SealedSecret};
 use kseal_shared::validation::{self, ObjectError, SecretNames};
 use kseal_shared::{
     binding::{Binding, Scope},
@@ -38,13 +39,42 @@ pub fn run(args: SealArgs) -> Result<()> {
     }
     // Checked before anything is read or generated; a Secret built from
     // flags alone may hold only generated values.
-    let generators = parse_generators(&args.generate)?;
+    let generators = parse_generators(&args.generate, args.allow_weak)?;
     let from_flags = from_sources || (!generators.is_empty() && args.file.is_none());
-    // The path .kseal.yaml rules match: where the result goes, else the input.
+    // Built from flags, the Secret takes nothing from stdin: a manifest
+    // piped in would be dropped without a word.
+    // A redirected file is refused; a pipe only warned about: whether data
+    // comes cannot be known without waiting for a writer that may never
+    // close it (a CI runner's stdin, a `while read` loop).
+    if from_flags && args.file.is_none() {
+        match crate::io::unread_stdin() {
+            crate::io::UnreadStdin::FileData => {
+                return Err(UsageError::new(stdin_not_read(from_sources)).into());
+            }
+            crate::io::UnreadStdin::Pipe => {
+                eprintln!(
+                    "kseal: warning: stdin is a pipe and is not read: {}",
+                    stdin_not_read(from_sources)
+                        .trim_start_matches("stdin holds data, and kseal did not read it: ")
+                );
+            }
+            crate::io::UnreadStdin::Nothing => {}
+        }
+    }
+    // The path .kseal.yaml rules match: where the result goes, else the
+    // input. --merge-into through a symlink writes its target (in the
+    // tree, or it is refused): the rule is the target's, never the link's,
+    // so that a link cannot pick another rule's keys for the file it edits.
+    let merge_target = match &args.merge_into {
+        Some(path) if crate::walk::is_symlink(path) => {
+            Some(ManifestPath::named(path)?.edit_target()?)
+        }
+        other => other.clone(),
+    };
     let rule_path = args
         .output
         .as_deref()
-        .or(args.merge_into.as_deref())
+        .or(merge_target.as_deref())
         .or(args.file.as_deref())
         .filter(|path| *path != Path::new("-"));
     let resolved = recipients::resolve_or_cluster(&args.recipients, rule_path, &args.cluster)?;
@@ -59,10 +89,14 @@ pub fn run(args: SealArgs) -> Result<()> {
     }
 
     let source = Source::from_arg(args.file.as_deref());
+    // Which flag gave each key of a Secret built from flags, for messages.
+    let mut origins = BTreeMap::new();
     let mut located = if from_flags {
+        let (secret, from) = secret_from_flags(&args)?;
+        origins = from;
         vec![Located {
             at: None,
-            secret: secret_from_flags(&args)?,
+            secret,
             yaml11_boolean: None,
         }]
     } else {
@@ -86,7 +120,10 @@ pub fn run(args: SealArgs) -> Result<()> {
         for (key, generator) in &generators {
             if only.secret.data.contains_key(key) {
                 let other = if from_flags {
-                    "another flag gives".to_owned()
+                    match origins.get(key) {
+                        Some(origin) => format!("{origin} gives"),
+                        None => "another flag gives".to_owned(),
+                    }
                 } else {
                     format!("{} has", source.display())
                 };
@@ -139,6 +176,10 @@ pub fn run(args: SealArgs) -> Result<()> {
             &resolved.recipients,
             explicit_scope,
             &records,
+            SpecFields {
+                rollout: args.rollout,
+                max_age: args.max_age,
+            },
         );
     }
 
@@ -163,9 +204,13 @@ pub fn run(args: SealArgs) -> Result<()> {
         });
         let mut sealed_secret = seal_secret(&item.secret, options)
             .map_err(|err| anyhow!("{at}: {}", with_hint(&err)))?;
-        // The repository's rotation rule travels with the object, so the
-        // controller reports it too (RotationDue).
-        sealed_secret.spec.max_age = resolved.max_age.map(|max_age| max_age.to_string());
+        // The repository's rotation rule (or --max-age) travels with the
+        // object, so the controller reports it too (RotationDue).
+        sealed_secret.spec.max_age = args
+            .max_age
+            .or(resolved.max_age)
+            .map(|max_age| max_age.to_string());
+        sealed_secret.spec.rollout = args.rollout.map(|rollout| rollout.to_string());
         // How the generated values were made (there is one Secret then).
         sealed_secret.spec.generated = records.clone();
         yaml11(item)?;
@@ -296,26 +341,47 @@ fn check_names(at: Option<&str>, secret: &PlainSecret, scope: Scope, whole: bool
     if problems.is_empty() {
         return Ok(());
     }
-    let lines: Vec<String> = problems
+    // One line, however many problems: each message is a clause.
+    let messages: Vec<String> = problems
         .iter()
-        .map(|problem| {
-            let message = match problem {
-                ObjectError::MissingName => {
-                    "the Secret has no metadata.name (set it in the manifest or with --name)"
-                        .to_owned()
-                }
-                ObjectError::MissingNamespace(scope) => format!(
-                    "the Secret has no metadata.namespace, which scope {scope} needs (set it in the manifest or with --namespace, or use --scope cluster-wide)"
-                ),
-                other => other.to_string(),
-            };
-            match at {
-                Some(at) => format!("{at}: {message}"),
-                None => message,
+        .map(|problem| match (problem, at) {
+            (ObjectError::MissingName, Some(_)) => {
+                "the Secret has no metadata.name (set it in the manifest or with --name)".to_owned()
             }
+            (ObjectError::MissingNamespace(scope), Some(_)) => format!(
+                "the Secret has no metadata.namespace, which scope {scope} needs (set it in the manifest or with --namespace, or use --scope cluster-wide)"
+            ),
+            (ObjectError::MissingName, None) => {
+                "--name is required (the Secret built from flags has no name)".to_owned()
+            }
+            (ObjectError::MissingNamespace(scope), None) => format!(
+                "--namespace is required by scope {scope} (or use --scope cluster-wide)"
+            ),
+            (other, _) => other.to_string(),
         })
         .collect();
-    bail!("{}", lines.join("\n"))
+    let message = messages.join("; ");
+    let missing = problems.iter().any(|problem| {
+        matches!(
+            problem,
+            ObjectError::MissingName | ObjectError::MissingNamespace(_)
+        )
+    });
+    match at {
+        Some(at) => bail!("{at}: {message}"),
+        // Built from flags: a name or namespace missing is a flag missing.
+        None if missing => Err(UsageError::new(message).into()),
+        None => bail!("{message}"),
+    }
+}
+
+/// Why `kseal seal` refuses data on stdin that it would not read.
+fn stdin_not_read(from_sources: bool) -> &'static str {
+    if from_sources {
+        "stdin holds data, and kseal did not read it: --from-literal, --from-file and --from-env-file build a new Secret from flags alone, so a manifest piped in would be dropped. To seal a piped manifest, pass -f - without --from-* (--generate may add to it), then add other values with --merge-into; if stdin is not meant for kseal, run it with </dev/null"
+    } else {
+        "stdin holds data, and kseal did not read it: without -f, --generate builds a new Secret from flags alone, so a manifest piped in would be dropped. Pass -f - to add the generated values to the piped manifest; if stdin is not meant for kseal, run it with </dev/null"
+    }
 }
 
 /// A Secret to seal, with where it came from (for messages) and, for a
@@ -370,21 +436,33 @@ fn read_secrets(source: &Source) -> Result<Vec<Located>> {
 }
 
 /// A Secret built from `--from-literal`, `--from-file` and `--from-env-file`,
-/// read as `kubectl create secret generic` reads them (see [`crate::sources`]).
-fn secret_from_flags(args: &SealArgs) -> Result<PlainSecret> {
+/// read as `kubectl create secret generic` reads them (see [`crate::sources`]),
+/// and which flag gave each key (`--from-file ./pw.txt`; a literal's
+/// argument is never shown: it holds the value).
+fn secret_from_flags(args: &SealArgs) -> Result<(PlainSecret, BTreeMap<String, String>)> {
     let mut secret = PlainSecret {
         type_: args.secret_type.clone(),
         ..PlainSecret::default()
     };
+    let mut origins = BTreeMap::new();
+    let mut note = |secret: &PlainSecret, origin: &str| {
+        for key in secret.data.keys() {
+            if !origins.contains_key(key) {
+                origins.insert(key.clone(), origin.to_owned());
+            }
+        }
+    };
     for literal in &args.from_literal {
         sources::add_literal(&mut secret, literal)
             .map_err(|err| UsageError::new(format!("{err:#}")))?;
+        note(&secret, "--from-literal");
     }
     for arg in &args.from_file {
         for source in sources::split_csv(arg)
             .map_err(|err| UsageError::new(format!("--from-file {err:#}")))?
         {
             sources::add_file_source(&mut secret, &source)?;
+            note(&secret, &format!("--from-file {source}"));
         }
     }
     for arg in &args.from_env_file {
@@ -392,9 +470,10 @@ fn secret_from_flags(args: &SealArgs) -> Result<PlainSecret> {
             .map_err(|err| UsageError::new(format!("--from-env-file {err:#}")))?
         {
             sources::add_env_file(&mut secret, Path::new(&path))?;
+            note(&secret, &format!("--from-env-file {path}"));
         }
     }
-    Ok(secret)
+    Ok((secret, origins))
 }
 
 /// `--generate KEY=SPEC` arguments, split at the first `=` and the SPEC
@@ -402,7 +481,10 @@ fn secret_from_flags(args: &SealArgs) -> Result<PlainSecret> {
 /// argument without `=` is shown (it may be a value typed in the wrong
 /// place), nor a SPEC that is not one ([`Generator`]'s errors show only
 /// what is safe).
-fn parse_generators(args: &[String]) -> Result<Vec<(String, Generator)>> {
+///
+/// A SPEC of fewer than [`kseal_shared::generate::MIN_BITS`] bits of
+/// randomness is refused unless `allow_weak` (`--allow-weak`).
+fn parse_generators(args: &[String], allow_weak: bool) -> Result<Vec<(String, Generator)>> {
     let mut generators: Vec<(String, Generator)> = Vec::with_capacity(args.len());
     for arg in args {
         let Some((key, spec)) = arg.split_once('=').filter(|(key, _)| !key.is_empty()) else {
@@ -419,6 +501,12 @@ fn parse_generators(args: &[String]) -> Result<Vec<(String, Generator)>> {
         let generator: Generator = spec
             .parse()
             .map_err(|err| UsageError::new(format!("--generate {key}=…: {err}")))?;
+        if !allow_weak && let Err(weak) = generator.check_strength() {
+            return Err(UsageError::new(format!(
+                "--generate {key}=…: {weak} (--allow-weak allows it, for a legacy system that takes only a short value)"
+            ))
+            .into());
+        }
         if generators.iter().any(|(seen, _)| seen == key) {
             return Err(UsageError::new(format!("--generate: key {key:?} given twice")).into());
         }
@@ -514,20 +602,44 @@ fn print_raw(binding: Binding<'_>, value: &SecretBytes, recipients: &[Recipient]
     crate::io::write_stdout(format!("{sealed}\n").as_bytes())
 }
 
+/// The `spec` fields `--rollout` and `--max-age` set.
+#[derive(Debug, Clone, Copy)]
+struct SpecFields {
+    rollout: Option<Rollout>,
+    max_age: Option<MaxAge>,
+}
+
 /// `--merge-into FILE`: add or replace keys in the SealedSecret in FILE.
 /// Seals the Secrets' values into the matching SealedSecrets of `target`.
 /// Values take the target's scope; a `--scope` that says otherwise is an
 /// error, not silently dropped.
 /// `records`: data key → generator of the values generated; a key written
-/// and not among them loses its `spec.generated` record.
+/// and not among them loses its `spec.generated` record. `fields`: the
+/// `spec` fields given by flags, set (or replaced) in each SealedSecret
+/// merged into.
 fn merge(
     target: &Path,
     secrets: &[PlainSecret],
     recipients: &[Recipient],
     explicit_scope: Option<Scope>,
     records: &BTreeMap<String, String>,
+    fields: SpecFields,
 ) -> Result<()> {
-    let text = Source::File(target.to_owned()).read()?;
+    let text = Source::File(target.to_owned()).read().map_err(|err| {
+        let missing = err.chain().any(|cause| {
+            cause
+                .downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::NotFound)
+        });
+        if missing {
+            anyhow!(
+                "{err:#} (--merge-into adds to an existing SealedSecret file; to create a new one, use -o {} instead)",
+                target.display()
+            )
+        } else {
+            err
+        }
+    })?;
     let mut file = ManifestFile::new(&text);
     let objects = file
         .objects()
@@ -609,17 +721,38 @@ fn merge(
                 }
             }
         }
+        // spec.rollout and spec.maxAge, when given and not already so.
+        let mut set = BTreeMap::new();
+        if let Some(rollout) = fields.rollout.map(|rollout| rollout.to_string())
+            && sealed.spec.rollout.as_deref() != Some(rollout.as_str())
+        {
+            sealed.spec.rollout = Some(rollout.clone());
+            set.insert("rollout".to_owned(), rollout);
+        }
+        if let Some(max_age) = fields.max_age.map(|max_age| max_age.to_string())
+            && sealed.spec.max_age.as_deref() != Some(max_age.as_str())
+        {
+            sealed.spec.max_age = Some(max_age.clone());
+            set.insert("maxAge".to_owned(), max_age);
+        }
         warn_if_too_large_to_apply(&at, &serde_json::to_value(&sealed)?);
         file.set_encrypted_values(object, values);
         if !changes.is_empty() {
             file.set_generated(object, changes);
+        }
+        let fields_set: Vec<String> = set
+            .iter()
+            .map(|(field, value)| format!("spec.{field}: {value}"))
+            .collect();
+        if !set.is_empty() {
+            file.set_spec_fields(object, set);
         }
         let generated: Vec<String> = written
             .iter()
             .filter_map(|key| Some(format!("{key} ({})", records.get(key)?)))
             .collect();
         eprintln!(
-            "kseal: {}: sealed {} into {}{}{}",
+            "kseal: {}: sealed {} into {}{}{}{}",
             target.display(),
             written.join(", "),
             sealed_name(&sealed),
@@ -632,12 +765,25 @@ fn merge(
                 String::new()
             } else {
                 format!("; no longer recorded as generated: {}", dropped.join(", "))
+            },
+            if fields_set.is_empty() {
+                String::new()
+            } else {
+                format!("; set {}", fields_set.join(", "))
             }
         );
     }
     let rendered = file
-        .render()
+        .render_reporting()
         .map_err(|err| anyhow!("{}: {err}", target.display()))?;
     // A symlink is merged into at its target, and stays a link.
-    write_in_place(&ManifestPath::named(target)?, rendered.as_bytes())
+    write_in_place(&ManifestPath::named(target)?, rendered.text.as_bytes())?;
+    // Said once written: the document lost its formatting and comments.
+    for location in &rendered.rewritten {
+        eprintln!(
+            "kseal: {}",
+            super::regenerate::rewritten_whole(target, location)
+        );
+    }
+    Ok(())
 }

@@ -2,7 +2,7 @@
 //!
 //! `--merge-into`, `rewrap --in-place` and `regenerate` change values under
 //! `spec.encryptedData`, and `--merge-into` the record of generated values
-//! under `spec.generated`. Rewriting the whole document would lose the user's
+//! under `spec.generated` and the fields `spec.maxAge` and `spec.rollout`. Rewriting the whole document would lose the user's
 //! comments, blank lines, key order and quoting; instead the parser's byte
 //! spans locate each value, and only that value's text is replaced (a new key
 //! is inserted after the mapping's last entry, in the same indentation or,
@@ -435,6 +435,168 @@ pub(crate) fn edit_generated(
     }
 }
 
+/// A document, or an item of a `List`, down to the keys of `spec` that
+/// [`edit_spec_fields`] reads.
+#[derive(Deserialize)]
+struct FieldsObject {
+    #[serde(default)]
+    spec: Option<SpecFields>,
+    #[serde(default)]
+    items: Option<Vec<FieldsObject>>,
+}
+
+/// A scalar entry of `spec`: its key and its value, with their spans.
+type ScalarEntry = (Spanned<String>, Spanned<String>);
+
+/// The string fields of `spec` [`edit_spec_fields`] sets, and the mapping
+/// a new field may follow. A field of another shape (a mapping) fails the
+/// parse, and the document is rendered anew.
+#[derive(Default)]
+struct SpecFields {
+    encrypted_data: Option<KeyedEntries>,
+    max_age: Option<ScalarEntry>,
+    rollout: Option<ScalarEntry>,
+}
+
+impl<'de> Deserialize<'de> for SpecFields {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct FieldsVisitor;
+        impl<'de> Visitor<'de> for FieldsVisitor {
+            type Value = SpecFields;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a mapping")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<SpecFields, A::Error> {
+                let mut spec = SpecFields::default();
+                while let Some(key) = map.next_key::<Spanned<String>>()? {
+                    match key.value.as_str() {
+                        "encryptedData" => spec.encrypted_data = Some((key, map.next_value()?)),
+                        "maxAge" => spec.max_age = Some((key, map.next_value()?)),
+                        "rollout" => spec.rollout = Some((key, map.next_value()?)),
+                        _ => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(spec)
+            }
+        }
+        deserializer.deserialize_map(FieldsVisitor)
+    }
+}
+
+/// Whether kseal writes field `a` of `spec` before field `b`.
+fn written_before(a: &str, b: &str) -> bool {
+    const ORDER: [&str; 4] = ["encryptedData", "maxAge", "rollout", "generated"];
+    let rank = |field: &str| ORDER.iter().position(|known| *known == field);
+    matches!((rank(a), rank(b)), (Some(a), Some(b)) if a < b)
+}
+
+/// Where a line can be added after a key of `spec` and what belongs to it:
+/// the key's name, its token, and the token its text ends with (its value,
+/// or its mapping's last value).
+struct Anchor {
+    name: &'static str,
+    key: Token,
+    end: Token,
+}
+
+/// Sets `fields` (`maxAge` or `rollout` → a string value) in the `spec` of
+/// the object at `item` (as for [`edit_encrypted_data`]) of one document's
+/// `text`: a field present has its value's text replaced; a field missing
+/// is added on a line of its own at `spec`'s indentation, after the last
+/// of the fields kseal writes before it (`encryptedData`, `maxAge`,
+/// `rollout`, `generated`, in that order) that the document has (YAML
+/// block mappings only).
+/// Every other byte stays. The values contain nothing that needs quoting.
+/// Returns `None` when the text cannot be edited with certainty (another
+/// field, a flow mapping, an addition to JSON, …).
+pub(crate) fn edit_spec_fields(
+    text: &str,
+    item: Option<usize>,
+    fields: &BTreeMap<String, String>,
+    json: bool,
+) -> Option<String> {
+    let object: FieldsObject = serde_saphyr::from_str_with_options(text, span_options()).ok()?;
+    let object = match item {
+        None => object,
+        Some(item) => object.items?.into_iter().nth(item)?,
+    };
+    let spec = object.spec?;
+    let mut anchors: Vec<Anchor> = Vec::new();
+    if let Some((key, entries)) = &spec.encrypted_data {
+        let key = token(text, key)?;
+        let mut end: Option<Token> = None;
+        for (entry_key, value) in &entries.0 {
+            let entry_key = token(text, entry_key)?;
+            let value = token(text, value)?;
+            // A block mapping, its entries deeper than its key.
+            if json || block_indent(text, &entry_key)?.len() <= block_indent(text, &key)?.len() {
+                end = None;
+                break;
+            }
+            if end
+                .as_ref()
+                .is_none_or(|end| end.range.end < value.range.end)
+            {
+                end = Some(value);
+            }
+        }
+        if let Some(end) = end {
+            anchors.push(Anchor {
+                name: "encryptedData",
+                key,
+                end,
+            });
+        }
+    }
+    let mut edits: Vec<(Range<usize>, String)> = Vec::new();
+    let mut added: Vec<(&str, &String)> = Vec::new();
+    for (name, entry) in [("maxAge", &spec.max_age), ("rollout", &spec.rollout)] {
+        let wanted = fields.get(name);
+        match entry {
+            Some((key, value)) => {
+                let key = token(text, key)?;
+                let value = token(text, value)?;
+                if let Some(wanted) = wanted {
+                    let quote = value.quote.or(json.then_some('"'));
+                    edits.push((value.range.clone(), render_scalar(wanted, quote)));
+                }
+                anchors.push(Anchor {
+                    name,
+                    key,
+                    end: value,
+                });
+            }
+            None => {
+                if let Some(wanted) = wanted {
+                    added.push((name, wanted));
+                }
+            }
+        }
+    }
+    // Only the fields this knows.
+    if fields
+        .keys()
+        .any(|field| !matches!(field.as_str(), "maxAge" | "rollout"))
+    {
+        return None;
+    }
+    for (name, value) in added {
+        if json {
+            return None;
+        }
+        let anchor = anchors
+            .iter()
+            .filter(|anchor| written_before(anchor.name, name))
+            .max_by_key(|anchor| anchor.end.range.end)?;
+        let indent = block_indent(text, &anchor.key)?;
+        let (at, newline) = line_end(text, anchor.end.range.end)?;
+        edits.push((at..at, format!("{newline}{indent}{name}: {value}")));
+    }
+    apply(text, edits)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -618,6 +780,88 @@ mod tests {
             edited,
             text.replace("kseal:v1:a # second", "kseal:v1:X # second")
         );
+    }
+
+    fn fields(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        changes(pairs)
+    }
+
+    #[test]
+    fn spec_fields_are_replaced_in_place_or_added_in_order() {
+        // Replaced: only the value's text, quotes and comments kept.
+        let text = "spec:\n  encryptedData:\n    a: kseal:v2:a\n  maxAge: \"30d\" # rule\n  rollout: AllConsumers\n  scope: strict\n";
+        let edited = edit_spec_fields(
+            text,
+            None,
+            &fields(&[("maxAge", "90d"), ("rollout", "EnvConsumers")]),
+            false,
+        )
+        .unwrap();
+        assert_eq!(
+            edited,
+            text.replace("\"30d\"", "\"90d\"")
+                .replace("AllConsumers", "EnvConsumers")
+        );
+        // Added: after encryptedData (not generated), maxAge before
+        // rollout, in the file's line ends.
+        let text = "spec:\r\n  encryptedData:\r\n    a: kseal:v2:a # a\r\n  # how\r\n  generated:\r\n    a: uuid\r\n  scope: strict\r\n";
+        let edited = edit_spec_fields(
+            text,
+            None,
+            &fields(&[("rollout", "EnvConsumers"), ("maxAge", "13w")]),
+            false,
+        )
+        .unwrap();
+        assert_eq!(
+            edited,
+            text.replace(
+                "    a: kseal:v2:a # a\r\n",
+                "    a: kseal:v2:a # a\r\n  maxAge: 13w\r\n  rollout: EnvConsumers\r\n"
+            )
+        );
+        // rollout after an existing maxAge; maxAge after encryptedData.
+        let text = "spec:\n  encryptedData:\n    a: kseal:v2:a\n  maxAge: 90d\n  scope: strict\n";
+        let edited =
+            edit_spec_fields(text, None, &fields(&[("rollout", "EnvConsumers")]), false).unwrap();
+        assert_eq!(
+            edited,
+            text.replace("maxAge: 90d\n", "maxAge: 90d\n  rollout: EnvConsumers\n")
+        );
+        let text = "items:\n- spec:\n    scope: strict\n    encryptedData:\n      a: kseal:v2:a\n";
+        let edited = edit_spec_fields(text, Some(0), &fields(&[("maxAge", "1d")]), false).unwrap();
+        assert_eq!(edited, format!("{text}    maxAge: 1d\n"));
+        // JSON: replaced, never added.
+        let json = "{\"spec\": {\"encryptedData\": {\"a\": \"kseal:v2:a\"}, \"maxAge\": \"30d\"}}";
+        assert_eq!(
+            edit_spec_fields(json, None, &fields(&[("maxAge", "90d")]), true).unwrap(),
+            json.replace("30d", "90d")
+        );
+        assert_eq!(
+            edit_spec_fields(json, None, &fields(&[("rollout", "EnvConsumers")]), true),
+            None
+        );
+        // A plain scalar that is no string is replaced as one.
+        let text = "spec:\n  encryptedData:\n    a: kseal:v2:a\n  maxAge: 90\n";
+        assert_eq!(
+            edit_spec_fields(text, None, &fields(&[("maxAge", "90d")]), false).unwrap(),
+            text.replace("90\n", "90d\n")
+        );
+        // Shapes it does not edit: flow mappings, another field, a mapping.
+        for (text, field) in [
+            ("spec: {encryptedData: {a: kseal:v2:a}}\n", "maxAge"),
+            ("spec:\n  encryptedData: {a: kseal:v2:a}\n", "maxAge"),
+            ("spec:\n  encryptedData:\n    a: kseal:v2:a\n", "scope"),
+            (
+                "spec:\n  encryptedData:\n    a: kseal:v2:a\n  maxAge: {d: 90}\n",
+                "maxAge",
+            ),
+        ] {
+            assert_eq!(
+                edit_spec_fields(text, None, &fields(&[(field, "90d")]), false),
+                None,
+                "{text}"
+            );
+        }
     }
 
     #[test]

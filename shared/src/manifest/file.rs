@@ -10,7 +10,7 @@ use serde_json::Value;
 use super::documents::{
     RawDocument, SourceFormat, parse_json, parse_yaml_document, split_yaml, yaml11_boolean_path,
 };
-use super::edit::{edit_encrypted_data, edit_generated};
+use super::edit::{edit_encrypted_data, edit_generated, edit_spec_fields};
 use super::{ManifestError, is_core_v1};
 use crate::sealed_secret::{API_VERSION, KIND};
 
@@ -120,6 +120,8 @@ pub struct ManifestFile {
     /// Records to set (`Some`) or remove (`None`) in an object's
     /// `spec.generated`, by data key.
     generated: BTreeMap<ObjectKey, GeneratedChanges>,
+    /// String fields to set in an object's `spec` (`maxAge`, `rollout`).
+    spec_fields: BTreeMap<ObjectKey, BTreeMap<String, String>>,
 }
 
 /// Changes of one object's `spec.generated`: data key → how its value was
@@ -147,6 +149,7 @@ impl ManifestFile {
             replacements: BTreeMap::new(),
             edits: BTreeMap::new(),
             generated: BTreeMap::new(),
+            spec_fields: BTreeMap::new(),
         }
     }
 
@@ -231,6 +234,7 @@ impl ManifestFile {
         raw: &RawDocument,
         edits: &[(&Option<usize>, &BTreeMap<String, String>)],
         generated: &[(&Option<usize>, &GeneratedChanges)],
+        spec_fields: &[(&Option<usize>, &BTreeMap<String, String>)],
     ) -> Result<Value, ManifestError> {
         let mut value = match self.replacements.get(&(raw.index, None)) {
             Some(value) => value.clone(),
@@ -306,6 +310,22 @@ impl ManifestFile {
                 }
             }
         }
+        for (item, fields) in spec_fields {
+            let object = match item {
+                None => Some(&mut value),
+                Some(item) => value
+                    .get_mut("items")
+                    .and_then(|items| items.get_mut(*item)),
+            };
+            if let Some(spec) = object
+                .and_then(|object| object.get_mut("spec"))
+                .and_then(Value::as_object_mut)
+            {
+                for (field, text) in *fields {
+                    spec.insert(field.clone(), Value::String(text.clone()));
+                }
+            }
+        }
         Ok(value)
     }
 
@@ -339,11 +359,24 @@ impl ManifestFile {
             .extend(changes);
     }
 
+    /// Sets string fields of one SealedSecret's `spec` (field → value:
+    /// `maxAge` → `90d`, `rollout` → `EnvConsumers`), replacing what they
+    /// hold; takes effect in [`ManifestFile::render`], which, as for
+    /// [`set_encrypted_values`](Self::set_encrypted_values), changes only
+    /// those fields' text (or adds their lines) where it can.
+    pub fn set_spec_fields(&mut self, document: &Document, fields: BTreeMap<String, String>) {
+        self.spec_fields
+            .entry((document.index, document.item))
+            .or_default()
+            .extend(fields);
+    }
+
     /// Whether any object was replaced or edited since the file was read.
     pub fn has_replacements(&self) -> bool {
         !self.replacements.is_empty()
             || self.edits.values().any(|edits| !edits.is_empty())
             || self.generated.values().any(|changes| !changes.is_empty())
+            || self.spec_fields.values().any(|fields| !fields.is_empty())
     }
 
     fn in_document<T>(
@@ -359,6 +392,16 @@ impl ManifestFile {
     /// when the document's shape allows it; otherwise a rewritten YAML
     /// document keeps its leading comments.
     pub fn render(&self) -> Result<String, ManifestError> {
+        self.render_reporting().map(|rendered| rendered.text)
+    }
+
+    /// As [`render`](Self::render), and which documents with edits (values,
+    /// `spec.generated`, `spec` fields; not those [`replace`](Self::replace)d,
+    /// which are rewritten by design) could not be edited in their text and
+    /// were rewritten whole, losing their formatting and inline comments: a
+    /// caller says so, so that the loss is never silent.
+    pub fn render_reporting(&self) -> Result<Rendered, ManifestError> {
+        let mut rewritten = Vec::new();
         let mut out = String::new();
         for raw in &self.raw {
             out.push_str(&raw.separator);
@@ -371,11 +414,16 @@ impl ManifestFile {
             let generated: Vec<_> = Self::in_document(&self.generated, raw.index)
                 .filter(|(_, changes)| !changes.is_empty())
                 .collect();
-            if raw.empty || (!replaced && edits.is_empty() && generated.is_empty()) {
+            let spec_fields: Vec<_> = Self::in_document(&self.spec_fields, raw.index)
+                .filter(|(_, fields)| !fields.is_empty())
+                .collect();
+            if raw.empty
+                || (!replaced && edits.is_empty() && generated.is_empty() && spec_fields.is_empty())
+            {
                 out.push_str(&raw.text);
                 continue;
             }
-            let value = self.edited_value(raw, &edits, &generated)?;
+            let value = self.edited_value(raw, &edits, &generated, &spec_fields)?;
             if !replaced {
                 let json = self.format == SourceFormat::Json;
                 let surgical = edits
@@ -386,6 +434,11 @@ impl ManifestFile {
                     .and_then(|text| {
                         generated.iter().try_fold(text, |text, (item, changes)| {
                             edit_generated(&text, **item, changes, json)
+                        })
+                    })
+                    .and_then(|text| {
+                        spec_fields.iter().try_fold(text, |text, (item, fields)| {
+                            edit_spec_fields(&text, **item, fields, json)
                         })
                     });
                 // Kept only when it reads back as exactly the intended
@@ -402,6 +455,7 @@ impl ManifestFile {
                         continue;
                     }
                 }
+                rewritten.push(format!("document {} (line {})", raw.index, raw.first_line));
             }
             match self.format {
                 SourceFormat::Yaml => {
@@ -417,8 +471,22 @@ impl ManifestFile {
                 }
             }
         }
-        Ok(out)
+        Ok(Rendered {
+            text: out,
+            rewritten,
+        })
     }
+}
+
+/// A file's new text ([`ManifestFile::render_reporting`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rendered {
+    /// The whole file.
+    pub text: String,
+    /// The documents that had edits the text could not take, rewritten
+    /// whole (formatting and inline comments lost; comments before the
+    /// document kept in YAML), as `document 2 (line 5)`.
+    pub rewritten: Vec<String>,
 }
 
 /// The objects of `value` when kubectl reads it as a list, each as kubectl

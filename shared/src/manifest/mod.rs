@@ -14,8 +14,8 @@ pub use documents::{
     parse_yaml_document, split_yaml,
 };
 pub use file::{
-    Document, DocumentKind, GeneratedChanges, ManifestFile, OutputFormat, RenderError, list_items,
-    render_documents, to_json, to_yaml,
+    Document, DocumentKind, GeneratedChanges, ManifestFile, OutputFormat, RenderError, Rendered,
+    list_items, render_documents, to_json, to_yaml,
 };
 pub use plain_secret::{PlainSecret, STRIPPED_ANNOTATIONS, SecretError, scrub};
 pub use sealing::{
