@@ -84,6 +84,8 @@ fn kseal_cli(c: &Cluster, args: &[&str], stdin: Option<&str>) -> (i32, String, S
 
 /// What the chart grants and refuses, with the Pod's own token.
 async fn check_least_privilege(c: &Cluster, pod: &Pod, namespaced: bool) {
+    // Restarts are off by default: no access to workloads at all.
+    check_rollout_refused(c, pod, "app").await;
     let sa = c.pod_client(pod).await;
     // What the controller needs.
     Api::<ConfigMap>::namespaced(sa.clone(), NS)

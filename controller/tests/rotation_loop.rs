@@ -1,8 +1,9 @@
 //! The whole rotation loop on a real node (issue #27), with the commands of
 //! docs/runbooks/rotating-a-credential.md run verbatim: the chart with
 //! restarts on, a credential generated and sealed by the CLI (never seen),
-//! overdue, replaced by `kseal regenerate --due --in-place .`, applied with
-//! kubectl; then the workloads as the kubelet runs them:
+//! overdue, replaced by `kseal regenerate --due --in-place .` (the chosen
+//! `username`, due too, sealed again with `kseal seal --merge-into`),
+//! applied with kubectl; then the workloads as the kubelet runs them:
 //!
 //! * `api` reads `password` through env: the controller restarts it, and
 //!   its new pod sees the new value;
@@ -66,9 +67,8 @@ const KSEAL_YAML: &str = "creation_rules:
     scope: strict
     max_age: 90d
 ";
-const ROLLOUT_SPEC: &str = "spec:\n  rollout: EnvConsumers\n";
 const HELM_ROLLOUT_ON: &str = "helm upgrade kseal charts/kseal --namespace kseal-system --reuse-values --set rollout.enabled=true";
-const SEAL: &str = "kseal seal --name db --namespace app --from-literal username=app --generate password=alnum:32 -o clusters/prod/app/db.sealed.yaml";
+const SEAL: &str = "kseal seal --name db --namespace app --from-literal username=app --generate password=alnum:32 --rollout EnvConsumers -o clusters/prod/app/db.sealed.yaml";
 const SEALED_FILE: &str = "clusters/prod/app/db.sealed.yaml";
 const APPLY: &str = "kubectl apply -f clusters/prod/app/db.sealed.yaml";
 const REGENERATE_DUE: &str = "kseal regenerate --due --in-place .";
@@ -147,7 +147,7 @@ async fn a_generated_credential_rotates_and_its_consumers_follow() {
     let pod = controller_pod(c, false).await;
     let recipients = c.recipients(NS).await;
     eprintln!("helm install to Ready: {:.1}s", t.elapsed().as_secs_f64());
-    check_rollout_refused(c, &pod).await;
+    check_rollout_refused(c, &pod, APP).await;
 
     // Step 1: restarts on, with the runbook's helm command.
     let t = Instant::now();
@@ -189,15 +189,7 @@ async fn a_generated_credential_rotates_and_its_consumers_follow() {
         "the clock shim did not take: sealed {ago}s ago"
     );
 
-    // Step 4: ask for restarts, as the runbook says (an edit of the file).
-    assert!(RUNBOOK.contains(ROLLOUT_SPEC), "the runbook's spec edit");
-    let text = std::fs::read_to_string(&sealed_path).unwrap();
-    assert_eq!(text.matches("\nspec:\n").count(), 1, "{text}");
-    std::fs::write(
-        &sealed_path,
-        text.replacen("\nspec:\n", &format!("\n{ROLLOUT_SPEC}"), 1),
-    )
-    .unwrap();
+    // Step 4: restarts asked for by --rollout in step 3.
     let first = read_sealed(&sealed_path);
     assert_eq!(first.spec.rollout.as_deref(), Some("EnvConsumers"));
 
@@ -431,7 +423,7 @@ async fn a_generated_credential_rotates_and_its_consumers_follow() {
     let t = Instant::now();
     c.helm_release("upgrade", "kseal", NS, TAG_1, &["watchNamespaces={app}"]);
     let controller_off = controller_pod(c, false).await;
-    check_rollout_refused(c, &controller_off).await;
+    check_rollout_refused(c, &controller_off, APP).await;
     let (code, out, err) = kseal_step(&repo, REGENERATE_NOW, None);
     shown.add("kseal regenerate --key", &out, &err);
     assert_eq!(code, 0, "kseal regenerate --key failed: {err}");
@@ -479,6 +471,21 @@ async fn a_generated_credential_rotates_and_its_consumers_follow() {
         &controller_log(c, &controller_off),
         "",
     );
+    sweep(c, &mut shown, &reports).await;
+    shown.add(
+        "the repository's file",
+        &std::fs::read_to_string(&sealed_path).unwrap(),
+        "",
+    );
+    shown.assert_free_of(&[&old, &new, &third]);
+    eprintln!("rotation loop: {:.1}s", total.elapsed().as_secs_f64());
+}
+
+/// Adds what the cluster stores and the probes wrote to `shown`: every
+/// Event of the test's namespaces, the workloads (Deployments, ReplicaSets
+/// and Pods, annotations and all), the SealedSecret, the probe reports and
+/// the probe pods' logs.
+async fn sweep(c: &Cluster, shown: &mut Shown, reports: &Path) {
     for ns in [APP, NS, ELSEWHERE] {
         let list = Api::<Event>::namespaced(c.client.clone(), ns)
             .list(&ListParams::default())
@@ -518,7 +525,7 @@ async fn a_generated_credential_rotates_and_its_consumers_follow() {
         &serde_json::to_string(&sealed).unwrap(),
         "",
     );
-    for entry in std::fs::read_dir(&reports).unwrap() {
+    for entry in std::fs::read_dir(reports).unwrap() {
         let path = entry.unwrap().path();
         shown.add(
             &format!("probe report {}", path.display()),
@@ -535,13 +542,6 @@ async fn a_generated_credential_rotates_and_its_consumers_follow() {
         let (_, out, err) = c.kubectl(&["logs", "-n", APP, &name], None);
         shown.add(&format!("kubectl logs {name}"), &out, &err);
     }
-    shown.add(
-        "the repository's file",
-        &std::fs::read_to_string(&sealed_path).unwrap(),
-        "",
-    );
-    shown.assert_free_of(&[&old, &new, &third]);
-    eprintln!("rotation loop: {:.1}s", total.elapsed().as_secs_f64());
 }
 
 /// With `rollout.enabled`: what the controller Pod's own token may do with
@@ -620,55 +620,6 @@ async fn check_rollout_privilege(c: &Cluster, pod: &Pod) {
     ));
 }
 
-/// With the chart's default (`rollout.enabled` off): the controller Pod's
-/// token may neither list nor patch workloads, nor patch Pods. (A helper
-/// for in_cluster.rs's default install too; see the report.)
-async fn check_rollout_refused(c: &Cluster, pod: &Pod) {
-    let sa = c.pod_client(pod).await;
-    let everything = ListParams::default();
-    let deployments: Api<Deployment> = Api::namespaced(sa.clone(), APP);
-    assert!(forbidden(&deployments.list(&everything).await));
-    assert!(forbidden(
-        &Api::<StatefulSet>::namespaced(sa.clone(), APP)
-            .list(&everything)
-            .await
-    ));
-    assert!(forbidden(
-        &Api::<DaemonSet>::namespaced(sa.clone(), APP)
-            .list(&everything)
-            .await
-    ));
-    let dry_patch = PatchParams {
-        dry_run: true,
-        ..PatchParams::default()
-    };
-    let restart = json!({"spec": {"template": {"metadata": {"annotations": {
-        RESTARTED_AT_ANNOTATION: "2026-01-01T00:00:00Z"
-    }}}}});
-    // Forbidden comes before not-found: the Deployment need not exist.
-    assert!(forbidden(
-        &deployments
-            .patch("api", &dry_patch, &Patch::Merge(&restart))
-            .await
-    ));
-    assert!(forbidden(
-        &Api::<StatefulSet>::namespaced(sa.clone(), APP)
-            .patch("api", &dry_patch, &Patch::Merge(&restart))
-            .await
-    ));
-    assert!(forbidden(
-        &Api::<DaemonSet>::namespaced(sa.clone(), APP)
-            .patch("api", &dry_patch, &Patch::Merge(&restart))
-            .await
-    ));
-    let touch = json!({"metadata": {"annotations": {"kseal.dev/privilege-check": "dry-run"}}});
-    assert!(forbidden(
-        &Api::<Pod>::namespaced(sa, APP)
-            .patch("api", &dry_patch, &Patch::Merge(&touch))
-            .await
-    ));
-}
-
 /// The three consumers of Secret `db`: name → pod spec.
 fn workloads(image: &str, reports: &Path) -> Vec<(&'static str, Value)> {
     let secret_env = |variable: &str, key: &str| json!({"name": variable, "valueFrom": {"secretKeyRef": {"name": "db", "key": key}}});
@@ -723,11 +674,11 @@ fn probe_pod(
     mut volumes: Vec<Value>,
 ) -> Value {
     env.extend([
-        json!({"name": "PROBE_OUT", "value": "/probe"}),
+        json!({"name": "PROBE_OUT", "value": "/reports"}),
         json!({"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}),
         json!({"name": "POD_UID", "valueFrom": {"fieldRef": {"fieldPath": "metadata.uid"}}}),
     ]);
-    mounts.push(json!({"name": "reports", "mountPath": "/probe"}));
+    mounts.push(json!({"name": "reports", "mountPath": "/reports"}));
     volumes.push(json!({"name": "reports", "hostPath": {
         "path": reports.to_str().unwrap(), "type": "Directory"
     }}));
@@ -816,20 +767,35 @@ async fn wait_probe_for(
     timeout: Duration,
     check: impl Fn(&Pod, &Report) -> bool,
 ) -> (Pod, Report) {
-    let what = format!("a probe report of {name} as expected");
-    let check = &check;
-    until(&what, timeout, || async move {
+    let deadline = Instant::now() + timeout;
+    loop {
         let now = jiff::Timestamp::now().as_second();
-        workload_pods(c, APP, name)
-            .await
-            .into_iter()
-            .filter(pod_ready)
-            .find_map(|pod| {
-                let report = read_report(dir, &pod)?;
-                (now - report.now < 5 && check(&pod, &report)).then_some((pod, report))
-            })
-    })
-    .await
+        let pods = workload_pods(c, APP, name).await;
+        let found = pods.iter().filter(|p| pod_ready(p)).find_map(|pod| {
+            let report = read_report(dir, pod)?;
+            (now - report.now < 5 && check(pod, &report)).then(|| (pod.clone(), report))
+        });
+        if let Some(found) = found {
+            return found;
+        }
+        if Instant::now() > deadline {
+            // Pod states and report fields (digests only), for the reader.
+            let states: Vec<String> = pods
+                .iter()
+                .map(|p| {
+                    format!(
+                        "{} ready={} status={:?} report={:?}",
+                        p.name_any(),
+                        pod_ready(p),
+                        p.status.as_ref().map(|s| (&s.phase, &s.container_statuses)),
+                        read_report(dir, p)
+                    )
+                })
+                .collect();
+            panic!("timed out waiting for a probe report of {name} as expected: {states:#?}");
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
 
 async fn until<T, F, Fut>(what: &str, timeout: Duration, mut attempt: F) -> T

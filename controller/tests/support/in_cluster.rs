@@ -11,12 +11,14 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kseal_shared::x25519::Recipient;
 use kseal_testenv::image::{self, Build, Built};
 use kseal_testenv::{ControlPlane, Options};
-use kube::api::{ListParams, PostParams};
+use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
+use serde_json::json;
 
 /// Image names in the node's containerd: two tags of the same build, so
 /// `helm upgrade` has a new image to roll out.
@@ -310,4 +312,53 @@ pub fn controller_pids() -> Vec<u32> {
         .filter(|(_, args)| args.first().map(String::as_str) == Some(image::ENTRYPOINT))
         .map(|(pid, _)| pid)
         .collect()
+}
+
+/// With the chart's default (`rollout.enabled` off): the controller Pod's
+/// token may neither list nor patch workloads in `namespace`, nor patch
+/// Pods there.
+pub async fn check_rollout_refused(c: &Cluster, pod: &Pod, namespace: &str) {
+    let sa = c.pod_client(pod).await;
+    let everything = ListParams::default();
+    let deployments: Api<Deployment> = Api::namespaced(sa.clone(), namespace);
+    assert!(forbidden(&deployments.list(&everything).await));
+    assert!(forbidden(
+        &Api::<StatefulSet>::namespaced(sa.clone(), namespace)
+            .list(&everything)
+            .await
+    ));
+    assert!(forbidden(
+        &Api::<DaemonSet>::namespaced(sa.clone(), namespace)
+            .list(&everything)
+            .await
+    ));
+    let dry_patch = PatchParams {
+        dry_run: true,
+        ..PatchParams::default()
+    };
+    let restart = json!({"spec": {"template": {"metadata": {"annotations": {
+        "kseal.dev/restarted-at": "2026-01-01T00:00:00Z"
+    }}}}});
+    // Forbidden comes before not-found: the Deployment need not exist.
+    assert!(forbidden(
+        &deployments
+            .patch("api", &dry_patch, &Patch::Merge(&restart))
+            .await
+    ));
+    assert!(forbidden(
+        &Api::<StatefulSet>::namespaced(sa.clone(), namespace)
+            .patch("api", &dry_patch, &Patch::Merge(&restart))
+            .await
+    ));
+    assert!(forbidden(
+        &Api::<DaemonSet>::namespaced(sa.clone(), namespace)
+            .patch("api", &dry_patch, &Patch::Merge(&restart))
+            .await
+    ));
+    let touch = json!({"metadata": {"annotations": {"kseal.dev/privilege-check": "dry-run"}}});
+    assert!(forbidden(
+        &Api::<Pod>::namespaced(sa, namespace)
+            .patch("api", &dry_patch, &Patch::Merge(&touch))
+            .await
+    ));
 }

@@ -27,6 +27,7 @@ pub mod image;
 pub mod node;
 pub mod oci;
 pub mod ports;
+pub mod probe;
 pub mod process;
 mod published;
 pub mod system;
