@@ -4,6 +4,7 @@
 #   fuzz/run.sh                 # every target, 10 minutes each
 #   fuzz/run.sh 5               # every target, 5 s each (the CI smoke run)
 #   fuzz/run.sh 3600 manifest   # one target, an hour
+#   FUZZ_BUILD_ONLY=1 fuzz/run.sh   # build every target, run none
 #
 # Needs cargo-fuzz (`cargo install cargo-fuzz --version 0.13.1 --locked`). On
 # a stable toolchain rustc-bootstrap.sh (as RUSTC_WRAPPER: RUSTC_BOOTSTRAP=1
@@ -21,6 +22,8 @@ export RUSTC_WRAPPER="$PWD/rustc-bootstrap.sh"
 unset RUSTC_BOOTSTRAP
 export CARGO_TARGET_DIR="${KSEAL_FUZZ_TARGET_DIR:-$PWD/target}"
 nice -n 10 cargo fuzz build -O
+# FUZZ_BUILD_ONLY=1: build, run nothing (.ci/run builds ahead of the run).
+[ -z "${FUZZ_BUILD_ONLY:-}" ] || exit 0
 for target in "${targets[@]}"; do
   mkdir -p "corpus/$target" "artifacts/$target"
   log="artifacts/$target/last-run.log"
