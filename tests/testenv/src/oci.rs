@@ -239,6 +239,58 @@ fn octal(field: &mut [u8], value: u64) {
     field[width] = 0;
 }
 
+/// A static C program as an image of its own: built with `gcc -static`
+/// into `/PROGRAM` on an empty image run as `user`, cached as
+/// `<cache>/images/PROGRAM-<hash>.tar` by the hash of its source (no
+/// registry is reachable here). Returns the image name containerd knows it
+/// by (`localhost/kseal-testenv/PROGRAM:<hash>`) and the OCI archive.
+pub fn static_c_image(
+    program: &str,
+    source: &str,
+    user: &str,
+) -> Result<(String, std::path::PathBuf)> {
+    let hash = digest(source.as_bytes());
+    let short = &hash["sha256:".len().."sha256:".len() + 12];
+    let name = format!("localhost/kseal-testenv/{program}:{short}");
+    let dir = crate::bins::cache_root()?.join("images");
+    let archive = dir.join(format!("{program}-{short}.tar"));
+    if archive.is_file() {
+        return Ok((name, archive));
+    }
+    fs::create_dir_all(&dir)?;
+    let work = tempfile::tempdir()?;
+    let src = work.path().join(format!("{program}.c"));
+    let bin = work.path().join(program);
+    fs::write(&src, source)?;
+    let out = std::process::Command::new("gcc")
+        .args(["-Os", "-static", "-s", "-o"])
+        .arg(&bin)
+        .arg(&src)
+        .output()
+        .with_context(|| format!("running gcc to build the {program} program"))?;
+    ensure!(
+        out.status.success(),
+        "building the {program} program failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let path = format!("/{program}");
+    write_archive(
+        &Image {
+            name: name.clone(),
+            user: user.into(),
+            entrypoint: vec![path.clone()],
+            files: vec![File {
+                path,
+                mode: 0o755,
+                data: fs::read(&bin)?,
+            }],
+            ..Image::default()
+        },
+        &archive,
+    )?;
+    Ok((name, archive))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,9 +10,8 @@
 //! being printed or written. [`Report::parse`] reads such a file.
 
 use std::path::PathBuf;
-use std::process::Command;
 
-use anyhow::{Context, Result, ensure};
+use anyhow::Result;
 
 use crate::oci;
 
@@ -34,44 +33,7 @@ pub struct ProbeImage {
 /// Builds the probe image into the cache (`<cache>/images/`) unless it is
 /// there already.
 pub fn ensure() -> Result<ProbeImage> {
-    let hash = oci::digest(SOURCE.as_bytes());
-    let short = &hash["sha256:".len().."sha256:".len() + 12];
-    let name = format!("localhost/kseal-testenv/probe:{short}");
-    let dir = crate::bins::cache_root()?.join("images");
-    let archive = dir.join(format!("probe-{short}.tar"));
-    if archive.is_file() {
-        return Ok(ProbeImage { name, archive });
-    }
-    std::fs::create_dir_all(&dir)?;
-    let work = tempfile::tempdir()?;
-    let src = work.path().join("probe.c");
-    let bin = work.path().join("probe");
-    std::fs::write(&src, SOURCE)?;
-    let out = Command::new("gcc")
-        .args(["-Os", "-static", "-s", "-o"])
-        .arg(&bin)
-        .arg(&src)
-        .output()
-        .context("running gcc to build the probe program")?;
-    ensure!(
-        out.status.success(),
-        "building the probe program failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    oci::write_archive(
-        &oci::Image {
-            name: name.clone(),
-            user: "65532:65532".into(),
-            entrypoint: vec![ENTRYPOINT.into()],
-            files: vec![oci::File {
-                path: ENTRYPOINT.into(),
-                mode: 0o755,
-                data: std::fs::read(&bin)?,
-            }],
-            ..oci::Image::default()
-        },
-        &archive,
-    )?;
+    let (name, archive) = oci::static_c_image("probe", SOURCE, "65532:65532")?;
     Ok(ProbeImage { name, archive })
 }
 
@@ -120,6 +82,7 @@ pub fn digest(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::process::Command;
 
     /// The probe's own SHA-256 agrees with the sha2 crate, and its report
     /// parses; the value it reads appears nowhere in what it writes.
