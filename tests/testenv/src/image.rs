@@ -100,32 +100,7 @@ pub fn build(b: &Build) -> Result<Built> {
     let revision = git(&root, &["rev-parse", "HEAD"]).unwrap_or_else(|| "unknown".to_owned());
     let target = target_triple();
     let t = Instant::now();
-    let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned()));
-    // The same environment whether called from `cargo xtask`, a shell or a
-    // test (cargo gives those CARGO_*, LD_LIBRARY_PATH, …): a build script
-    // watching any variable (cc-rs watches many) would otherwise rebuild
-    // part of the tree every time the caller changes. Only what finds the
-    // toolchain, the registry and the network is kept.
-    cargo.env_clear();
-    for (key, value) in std::env::vars_os() {
-        let k = key.to_string_lossy();
-        let keep = matches!(
-            k.as_ref(),
-            "PATH" | "HOME" | "USER" | "LANG" | "TMPDIR" | "SSL_CERT_FILE" | "SSL_CERT_DIR"
-        ) || k.to_ascii_lowercase().ends_with("_proxy")
-            || [
-                "CARGO_HOME",
-                "CARGO_NET_",
-                "CARGO_HTTP_",
-                "CARGO_REGISTRIES_",
-                "RUSTUP_",
-            ]
-            .iter()
-            .any(|p| k.starts_with(p));
-        if keep {
-            cargo.env(&key, value);
-        }
-    }
+    let mut cargo = cargo_command();
     let status = cargo
         .current_dir(&root)
         .args(["build", "--locked", "-p", "kseal-controller", "--profile"])
@@ -172,27 +147,7 @@ pub fn build(b: &Build) -> Result<Built> {
             .join("image")
             .join(format!("{file_name}.oci.tar"))
     });
-    let mut annotations = BTreeMap::new();
-    annotations.insert(
-        "org.opencontainers.image.source".to_owned(),
-        SOURCE.to_owned(),
-    );
-    annotations.insert(
-        "org.opencontainers.image.revision".to_owned(),
-        revision.clone(),
-    );
-    annotations.insert(
-        "org.opencontainers.image.version".to_owned(),
-        version.to_owned(),
-    );
-    annotations.insert(
-        "org.opencontainers.image.title".to_owned(),
-        "kseal-controller".to_owned(),
-    );
-    annotations.insert(
-        "org.opencontainers.image.licenses".to_owned(),
-        "Apache-2.0".to_owned(),
-    );
+    let annotations = annotations(&revision);
     let written = oci::write_archive(
         &oci::Image {
             name: name.clone(),
@@ -217,6 +172,54 @@ pub fn build(b: &Build) -> Result<Built> {
         revision,
         cargo_time,
     })
+}
+
+/// `cargo` with the same environment whether called from `cargo xtask`, a
+/// shell or a test (cargo gives those `CARGO_*`, `LD_LIBRARY_PATH`, …): a
+/// build script watching any variable (cc-rs watches many) would otherwise
+/// rebuild part of the tree every time the caller changes. Only what finds
+/// the toolchain, the registry and the network is kept.
+pub fn cargo_command() -> Command {
+    let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned()));
+    cargo.env_clear();
+    for (key, value) in std::env::vars_os() {
+        let k = key.to_string_lossy();
+        let keep = matches!(
+            k.as_ref(),
+            "PATH" | "HOME" | "USER" | "LANG" | "TMPDIR" | "SSL_CERT_FILE" | "SSL_CERT_DIR"
+        ) || k.to_ascii_lowercase().ends_with("_proxy")
+            || [
+                "CARGO_HOME",
+                "CARGO_NET_",
+                "CARGO_HTTP_",
+                "CARGO_REGISTRIES_",
+                "RUSTUP_",
+            ]
+            .iter()
+            .any(|p| k.starts_with(p));
+        if keep {
+            cargo.env(&key, value);
+        }
+    }
+    cargo
+}
+
+/// The image's OCI annotations (also its config labels): source, revision,
+/// version, title and license.
+pub fn annotations(revision: &str) -> BTreeMap<String, String> {
+    [
+        ("org.opencontainers.image.source", SOURCE),
+        ("org.opencontainers.image.revision", revision),
+        (
+            "org.opencontainers.image.version",
+            env!("CARGO_PKG_VERSION"),
+        ),
+        ("org.opencontainers.image.title", "kseal-controller"),
+        ("org.opencontainers.image.licenses", "Apache-2.0"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect()
 }
 
 fn git(root: &Path, args: &[&str]) -> Option<String> {

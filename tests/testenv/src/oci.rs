@@ -54,19 +54,138 @@ pub struct Written {
     pub layer_size: usize,
 }
 
-/// Writes `image` as an OCI image layout tar archive to `out` (atomically).
+/// Writes `image`, for this machine's architecture, as an OCI image layout
+/// tar archive to `out` (atomically).
 pub fn write_archive(image: &Image, out: &Path) -> Result<Written> {
     ensure!(!image.name.is_empty(), "an image needs a name");
+    let built = manifest_blobs(image, go_arch())?;
+    let manifest_digest = built.manifest.0.clone();
+    let layer_size = built.layer.1.len();
+    let tag = image.name.rsplit_once(':').map_or("latest", |(_, t)| t);
+    let index = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": INDEX_MEDIA_TYPE,
+        "manifests": [{
+            "mediaType": MANIFEST_MEDIA_TYPE,
+            "digest": manifest_digest,
+            "size": built.manifest.1.len(),
+            "platform": {"architecture": go_arch(), "os": "linux"},
+            "annotations": {
+                "io.containerd.image.name": image.name,
+                "org.opencontainers.image.ref.name": tag,
+            },
+        }],
+    }))?;
+    write_layout(out, &index, built.blobs())?;
+    Ok(Written {
+        manifest_digest,
+        layer_size,
+    })
+}
+
+/// One platform's image in a multi-platform index: the GOARCH name
+/// (`amd64`, `arm64`) and its files; name, user, entrypoint, ports and
+/// annotations come from the index's [`Image`].
+#[derive(Debug, Clone)]
+pub struct Platform {
+    /// GOARCH, as image configs and indexes spell it.
+    pub arch: String,
+    /// The layer's files for this platform.
+    pub files: Vec<File>,
+}
+
+/// Writes a multi-platform image as an OCI image layout tar archive: the
+/// layout's `index.json` names one image index (the image, under
+/// `image.name`), which lists one manifest per platform (`linux/<arch>`).
+/// `image.files` is ignored; each platform brings its own. The returned
+/// digest is the image index's: what `docker pull`, containerd and a
+/// chart's `image.digest` pin, and what a registry serves for every
+/// platform. The same input gives the same bytes.
+pub fn write_index_archive(image: &Image, platforms: &[Platform], out: &Path) -> Result<Written> {
+    ensure!(!image.name.is_empty(), "an image needs a name");
+    ensure!(!platforms.is_empty(), "an image index needs a platform");
+    let mut blobs: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut manifests = Vec::new();
+    let mut layer_size = 0;
+    for platform in platforms {
+        ensure!(
+            !manifests
+                .iter()
+                .any(|m: &serde_json::Value| m["platform"]["architecture"] == platform.arch),
+            "platform linux/{} given twice",
+            platform.arch
+        );
+        let built = manifest_blobs(
+            &Image {
+                files: platform.files.clone(),
+                ..image.clone()
+            },
+            &platform.arch,
+        )?;
+        layer_size += built.layer.1.len();
+        manifests.push(json!({
+            "mediaType": MANIFEST_MEDIA_TYPE,
+            "digest": built.manifest.0,
+            "size": built.manifest.1.len(),
+            "platform": {"architecture": platform.arch, "os": "linux"},
+        }));
+        blobs.extend(built.blobs());
+    }
+    let image_index = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": INDEX_MEDIA_TYPE,
+        "manifests": manifests,
+        "annotations": image.annotations,
+    }))?;
+    let index_digest = digest(&image_index);
+    let tag = image.name.rsplit_once(':').map_or("latest", |(_, t)| t);
+    let layout_index = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": INDEX_MEDIA_TYPE,
+        "manifests": [{
+            "mediaType": INDEX_MEDIA_TYPE,
+            "digest": index_digest,
+            "size": image_index.len(),
+            "annotations": {
+                "io.containerd.image.name": image.name,
+                "org.opencontainers.image.ref.name": tag,
+            },
+        }],
+    }))?;
+    blobs.push((index_digest.clone(), image_index));
+    write_layout(out, &layout_index, blobs)?;
+    Ok(Written {
+        manifest_digest: index_digest,
+        layer_size,
+    })
+}
+
+const INDEX_MEDIA_TYPE: &str = "application/vnd.oci.image.index.v1+json";
+const MANIFEST_MEDIA_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
+
+/// An image manifest with its config and layer, each as (digest, bytes).
+struct ManifestBlobs {
+    manifest: (String, Vec<u8>),
+    config: (String, Vec<u8>),
+    layer: (String, Vec<u8>),
+}
+
+impl ManifestBlobs {
+    fn blobs(self) -> Vec<(String, Vec<u8>)> {
+        vec![self.manifest, self.config, self.layer]
+    }
+}
+
+fn manifest_blobs(image: &Image, arch: &str) -> Result<ManifestBlobs> {
     let layer = layer_tar(&image.files)?;
     let layer_digest = digest(&layer);
-
     let ports: serde_json::Map<String, serde_json::Value> = image
         .exposed_ports
         .iter()
         .map(|p| (p.clone(), json!({})))
         .collect();
     let config = serde_json::to_vec(&json!({
-        "architecture": go_arch(),
+        "architecture": arch,
         "os": "linux",
         "config": {
             "User": image.user,
@@ -76,12 +195,12 @@ pub fn write_archive(image: &Image, out: &Path) -> Result<Written> {
             "Labels": image.annotations,
         },
         "rootfs": {"type": "layers", "diff_ids": [layer_digest]},
-        "history": [{"created_by": "kseal-testenv oci::write_archive"}],
+        "history": [{"created_by": "kseal-testenv oci"}],
     }))?;
     let config_digest = digest(&config);
     let manifest = serde_json::to_vec(&json!({
         "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "mediaType": MANIFEST_MEDIA_TYPE,
         "config": {
             "mediaType": "application/vnd.oci.image.config.v1+json",
             "digest": config_digest,
@@ -94,32 +213,27 @@ pub fn write_archive(image: &Image, out: &Path) -> Result<Written> {
         }],
         "annotations": image.annotations,
     }))?;
-    let manifest_digest = digest(&manifest);
-    let tag = image.name.rsplit_once(':').map_or("latest", |(_, t)| t);
-    let index = serde_json::to_vec(&json!({
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.index.v1+json",
-        "manifests": [{
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "digest": manifest_digest,
-            "size": manifest.len(),
-            "platform": {"architecture": go_arch(), "os": "linux"},
-            "annotations": {
-                "io.containerd.image.name": image.name,
-                "org.opencontainers.image.ref.name": tag,
-            },
-        }],
-    }))?;
+    Ok(ManifestBlobs {
+        manifest: (digest(&manifest), manifest),
+        config: (config_digest, config),
+        layer: (layer_digest, layer),
+    })
+}
 
-    let blob = |d: &str| format!("blobs/sha256/{}", d.trim_start_matches("sha256:"));
+/// Writes an OCI image layout (`oci-layout`, `index.json`, `blobs/sha256/…`)
+/// as a tar archive to `out`, atomically. Blobs are written once each, in
+/// digest order.
+fn write_layout(out: &Path, index: &[u8], blobs: Vec<(String, Vec<u8>)>) -> Result<()> {
+    let blobs: BTreeMap<String, Vec<u8>> = blobs.into_iter().collect();
     let mut archive = Tar::default();
     archive.dir("blobs/");
     archive.dir("blobs/sha256/");
     archive.file("oci-layout", 0o644, br#"{"imageLayoutVersion":"1.0.0"}"#)?;
-    archive.file("index.json", 0o644, &index)?;
-    archive.file(&blob(&manifest_digest), 0o644, &manifest)?;
-    archive.file(&blob(&config_digest), 0o644, &config)?;
-    archive.file(&blob(&layer_digest), 0o644, &layer)?;
+    archive.file("index.json", 0o644, index)?;
+    for (d, bytes) in &blobs {
+        let name = format!("blobs/sha256/{}", d.trim_start_matches("sha256:"));
+        archive.file(&name, 0o644, bytes)?;
+    }
     let bytes = archive.finish();
 
     let dir = out.parent().unwrap_or(Path::new("."));
@@ -133,10 +247,7 @@ pub fn write_archive(image: &Image, out: &Path) -> Result<Written> {
     }
     tmp.persist(out)
         .with_context(|| format!("writing {}", out.display()))?;
-    Ok(Written {
-        manifest_digest,
-        layer_size: layer.len(),
-    })
+    Ok(())
 }
 
 /// The GOARCH name of this machine, as image configs spell it.

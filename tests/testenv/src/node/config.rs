@@ -8,7 +8,8 @@ use super::net;
 /// containerd's config: its own root, state and socket under `dir`, the CRI
 /// plugin with the native snapshotter, runc with cgroupfs, the local pause
 /// image, CNI from Debian's plugin directory and network namespaces under
-/// the state dir (not `/run/netns`).
+/// the state dir (not `/run/netns`), and registry hosts from
+/// `<dir>/containerd/certs.d` ([`registry_hosts`]).
 pub fn containerd(dir: &Path, pause_image: &str) -> String {
     let d = dir.display();
     format!(
@@ -63,12 +64,29 @@ disabled_plugins = [
         SystemdCgroup = false
         Root = "{d}/runc"
 
+  # Registries the node may pull from, one hosts.toml each (written by
+  # Node::trust_registry); containerd reads the directory at every pull.
+  [plugins."io.containerd.grpc.v1.cri".registry]
+    config_path = "{d}/containerd/certs.d"
+
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "{cni_bin}"
     conf_dir = "{d}/cni/net.d"
     max_conf_num = 1
 "#,
         cni_bin = net::CNI_BIN_DIR,
+    )
+}
+
+/// `hosts.toml` for a plain-HTTP registry at `host` (`127.0.0.1:PORT`, on
+/// loopback): pull and resolve from it over HTTP, nothing else.
+pub fn registry_hosts(host: &str) -> String {
+    format!(
+        r#"server = "http://{host}"
+
+[host."http://{host}"]
+  capabilities = ["pull", "resolve"]
+"#
     )
 }
 

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, bail, ensure};
 use k8s_openapi::api::core::v1::Node as NodeObject;
 use kube::{Api, Client};
 use tokio::sync::{Semaphore, SemaphorePermit};
@@ -531,6 +531,20 @@ impl Node {
         self.ctr(&["images", "import", "--snapshotter", "native", path])
             .map(drop)
             .with_context(|| format!("importing {path}"))
+    }
+
+    /// Lets the node's containerd pull from the plain-HTTP registry at
+    /// `host` (`127.0.0.1:PORT`, loopback only: the node never pulls from
+    /// anywhere else).
+    pub fn trust_registry(&self, host: &str) -> Result<()> {
+        ensure!(
+            host.starts_with("127.0.0.1:") && host[10..].parse::<u16>().is_ok(),
+            "only a registry on loopback: {host}"
+        );
+        let dir = self.dir.join("containerd/certs.d").join(host);
+        fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        fs::write(dir.join("hosts.toml"), config::registry_hosts(host))
+            .with_context(|| format!("writing {}/hosts.toml", dir.display()))
     }
 
     /// Runs a command in the network namespace of the pod with IP `pod_ip`
