@@ -8,6 +8,7 @@ mod cluster;
 mod demo;
 mod gen_gomod;
 mod image;
+mod release;
 mod rotation_load;
 mod test_bins;
 
@@ -51,6 +52,12 @@ enum Task {
     /// Build the controller image as an OCI archive (static binary on an
     /// empty base, user 65532), without a container engine; prints its path.
     Image(image::Args),
+    /// Build a release into one directory: static binaries for Linux
+    /// amd64 and arm64 in archives, SBOMs, the controller image as an OCI
+    /// index, the chart pinned to it, a krew manifest, provenance,
+    /// SHA256SUMS and cosign signatures; with --push, publish the image and
+    /// the chart to a registry and sign them there (docs/releasing.md).
+    Release(release::Args),
     /// Regenerate the wrapper Go modules in tests/gomod/ from tests/versions.env
     /// (needs the Go module proxy).
     GenGomod,
@@ -65,5 +72,6 @@ fn main() -> anyhow::Result<()> {
         Task::BenchE2e(args) => bench_e2e::run(args),
         Task::BenchHostile(args) => bench_hostile::run(args),
         Task::Image(args) => image::run(args),
+        Task::Release(args) => release::run(args),
     }
 }

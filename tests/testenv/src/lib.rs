@@ -30,6 +30,9 @@ pub mod ports;
 pub mod probe;
 pub mod process;
 mod published;
+pub mod registry;
+pub mod release;
+pub mod release_tools;
 pub mod system;
 pub mod versions;
 
