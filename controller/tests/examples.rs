@@ -249,6 +249,12 @@ async fn every_example_object_passes_server_side_dry_run() {
             "gitrepositories",
         ),
         minimal_crd(
+            "source.toolkit.fluxcd.io",
+            "v1",
+            "OCIRepository",
+            "ocirepositories",
+        ),
+        minimal_crd(
             "helm.toolkit.fluxcd.io",
             "v2",
             "HelmRelease",

@@ -1,6 +1,7 @@
-//! The controller as users run it: the image built from the repository
-//! (`cargo xtask image`'s code, profile `image-test`), imported into a real
-//! node, installed with `helm install charts/kseal`, running in a Pod with
+//! The controller as users run it: a release built from the repository
+//! (`cargo xtask release`'s code, profile `image-test`), published to a
+//! registry on loopback and verified with cosign, installed with `helm
+//! install oci://…` and pulled by digest by a real node, running in a Pod with
 //! its ServiceAccount token, in-cluster config, the chart's securityContext
 //! enforced by the runtime, probes hitting the Pod and the Service in front
 //! of it. Everything a user does goes through the real `kubectl`, `helm`

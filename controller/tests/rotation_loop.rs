@@ -67,7 +67,7 @@ const KSEAL_YAML: &str = "creation_rules:
     scope: strict
     max_age: 90d
 ";
-const HELM_ROLLOUT_ON: &str = "helm upgrade kseal charts/kseal --namespace kseal-system --reuse-values --set rollout.enabled=true";
+const HELM_ROLLOUT_ON: &str = "helm upgrade kseal oci://ghcr.io/kseal-dev/charts/kseal --version 0.1.0 --namespace kseal-system --reuse-values --set rollout.enabled=true";
 const SEAL: &str = "kseal seal --name db --namespace app --from-literal username=app --generate password=alnum:32 --rollout EnvConsumers -o clusters/prod/app/db.sealed.yaml";
 const SEALED_FILE: &str = "clusters/prod/app/db.sealed.yaml";
 const APPLY: &str = "kubectl apply -f clusters/prod/app/db.sealed.yaml";
@@ -1030,11 +1030,20 @@ fn kubectl_step(c: &Cluster, repo: &Path, command: &str, extra: &[&str]) -> (boo
     )
 }
 
-/// Runs a `helm` command the runbook shows, verbatim, from the kseal
-/// checkout (where `charts/kseal` is), with `--wait`.
+/// Runs a `helm` command the runbook shows, verbatim but for the registry:
+/// the public one (`oci://ghcr.io/kseal-dev/`) is the cluster's registry
+/// on loopback, which speaks plain HTTP. With `--wait`.
 fn helm_step(c: &Cluster, command: &str) {
-    let words = doc_words(command);
+    const PUBLIC: &str = "oci://ghcr.io/kseal-dev/";
+    let mut words = doc_words(command);
     assert_eq!(words[0], "helm");
+    let local = format!("oci://{}/{}/", c.registry.host(), NAMESPACE);
+    let chart = words
+        .iter_mut()
+        .find(|w| w.starts_with(PUBLIC))
+        .expect("the runbook installs from the public registry");
+    *chart = chart.replacen(PUBLIC, &local, 1);
+    words.push("--plain-http".to_owned());
     let checkout = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let out = Command::new(c.cp.bins().helm())
         .args(&words[1..])

@@ -15,7 +15,9 @@ pub enum Action {
         #[arg(long)]
         keep: bool,
         /// Add one real worker node (kubelet, kube-proxy, kube-scheduler,
-        /// containerd): pods run. One per machine.
+        /// containerd): pods run. One per machine. Also starts an OCI
+        /// registry on loopback that the node pulls from, to publish
+        /// releases to (`cargo xtask release --push --plain-http`).
         #[arg(long)]
         node: bool,
     },
@@ -61,7 +63,12 @@ async fn up(keep: bool, node: bool) -> Result<()> {
         s.apiserver_ready.as_secs_f64(),
         s.controller_manager_ready.as_secs_f64()
     );
+    // The node's registry: started after the node, stopped after it.
+    let mut registry = None;
     if let Some(n) = cp.node() {
+        let tools = kseal_testenv::release_tools::ensure()?;
+        let r = registry.insert(kseal_testenv::registry::Registry::start(&tools)?);
+        n.trust_registry(&r.host())?;
         let s = n.startup();
         println!(
             "kseal: node {} Ready {:.1}s after its start (containerd {:.1}s, pause image {:.1}s, \
@@ -73,9 +80,19 @@ async fn up(keep: bool, node: bool) -> Result<()> {
             s.proxy_ready.as_secs_f64()
         );
         println!(
-            "kseal: images: {} (import more with `ctr --address {} -n k8s.io images import FILE`)",
+            "kseal: images: {} (import more with `ctr --address {} -n k8s.io images import \
+             --snapshotter native FILE`)",
             n.pause_image(),
             n.containerd_socket().display()
+        );
+        let host = r.host();
+        println!(
+            "kseal: registry http://{host} (loopback; the node pulls from it). Publish a release \
+             to it with\n  cargo xtask release --out DIR --registry {host}/kseal-dev --push \
+             --plain-http\nand install it with\n  helm install kseal \
+             oci://{host}/kseal-dev/charts/kseal --version {} --plain-http -n kseal-system \
+             --create-namespace",
+            kseal_testenv::release::VERSION
         );
     }
     println!("kseal: state and logs in {}", cp.dir().display());
@@ -97,6 +114,7 @@ async fn up(keep: bool, node: bool) -> Result<()> {
     eprintln!("kseal: stopping the control plane");
     cp.stop();
     drop(cp);
+    drop(registry);
     eprintln!("kseal: stopped");
     result
 }

@@ -153,15 +153,11 @@ async fn demo(in_cluster: bool) -> Result<()> {
     let started = Instant::now();
     step("Building kseal and kseal-controller");
     let bin = build()?;
-    let image = if in_cluster {
-        step("Building the controller image (static binary, empty base, user 65532; no Docker)");
-        let built = kseal_testenv::image::build(&kseal_testenv::image::Build {
-            profile: "image-test".to_owned(),
-            name: Some(format!("{}:demo", kseal_testenv::image::LOCAL_REPOSITORY)),
-            out: None,
-        })?;
-        println!("{} ({})", built.name, built.archive.display());
-        Some(built)
+    // In a cluster, as users install: a release (the code behind `cargo
+    // xtask release`, this machine's platform, the faster profile)
+    // published to a registry on loopback, verified, installed from there.
+    let published = if in_cluster {
+        Some(publish_release().await?)
     } else {
         None
     };
@@ -213,32 +209,35 @@ async fn demo(in_cluster: bool) -> Result<()> {
     let mut controller = None;
     // The local controller's API port, reserved until the demo ends.
     let mut api_port = None;
-    let url = match (&image, cp.node()) {
-        (Some(image), Some(node)) => {
-            step("helm install charts/kseal with that image: the controller runs in a Pod");
-            node.import_image(&image.archive)?;
-            let (repository, tag) = image.name.rsplit_once(':').unwrap_or((&image.name, "demo"));
-            let set =
-                format!("image.repository={repository},image.tag={tag},image.pullPolicy=Never");
-            let chart = repo_root().join("charts/kseal").display().to_string();
+    let url = match (&published, cp.node()) {
+        (Some(p), Some(node)) => {
+            node.trust_registry(&p.registry.host())?;
+            step("Verifying the release as a user does, then helm install from the registry");
+            verify_release(p)?;
+            let version = &p.release.manifest.version;
             run_shown(
                 cp.bins().helm(),
                 &[
                     "install",
                     "kseal",
-                    &chart,
+                    &p.published.chart,
+                    "--version",
+                    version,
+                    "--plain-http",
                     "--namespace",
                     "kseal-system",
                     "--create-namespace",
                     "--wait",
                     "--timeout",
                     "120s",
-                    "--set",
-                    &set,
                     "--kubeconfig",
                     &kubeconfig,
                 ],
             )?;
+            println!(
+                "the node's containerd pulled {} from the registry",
+                p.published.image
+            );
             run_shown(
                 cp.bins().kubectl(),
                 &[
@@ -351,6 +350,117 @@ async fn demo(in_cluster: bool) -> Result<()> {
 }
 
 /// Runs a command and shows it and its output.
+/// A release published to a registry on loopback for the in-cluster demo.
+struct DemoRelease {
+    _parent: tempfile::TempDir,
+    registry: kseal_testenv::registry::Registry,
+    release: kseal_testenv::release::Release,
+    published: kseal_testenv::release::Published,
+    cosign: PathBuf,
+}
+
+async fn publish_release() -> Result<DemoRelease> {
+    use kseal_testenv::release::{self, Arch, Options, Signer};
+    step(
+        "Building a release for this machine (cargo xtask release; static binaries, SBOMs, image index, chart, signatures)",
+    );
+    let tools = kseal_testenv::release_tools::ensure()?;
+    let registry = kseal_testenv::registry::Registry::start(&tools)?;
+    // A new directory of our own; the release goes inside it.
+    let parent = tempfile::Builder::new()
+        .prefix("kseal-demo-release-")
+        .tempdir()?;
+    let dir = parent.path().join("release");
+    let registry_name = format!("{}/kseal-dev", registry.host());
+    let release = tokio::task::spawn_blocking(move || {
+        release::build(&Options {
+            out: dir,
+            profile: "image-test".to_owned(),
+            platforms: vec![Arch::host().context("this machine is neither amd64 nor arm64")?],
+            registry: registry_name,
+            signer: Some(Signer::Ephemeral),
+            download_url: None,
+            image_annotations: Default::default(),
+        })
+    })
+    .await??;
+    println!("{}", release.dir.display());
+    for entry in std::fs::read_dir(&release.dir)? {
+        println!("  {}", entry?.file_name().to_string_lossy());
+    }
+    step(&format!(
+        "Publishing to the registry on loopback ({}): image index, chart, signatures",
+        registry.host()
+    ));
+    let published = release::publish(&release, true)?;
+    println!(
+        "{}\n{}:{}",
+        published.image, published.chart, release.manifest.version
+    );
+    Ok(DemoRelease {
+        _parent: parent,
+        registry,
+        release,
+        published,
+        cosign: tools.cosign,
+    })
+}
+
+/// The README's verification steps, run and shown.
+fn verify_release(p: &DemoRelease) -> Result<()> {
+    let dir = &p.release.dir;
+    let shown_dir = dir.display();
+    println!("$ cd {shown_dir}");
+    let sums = Command::new("sha256sum")
+        .args(["--check", "SHA256SUMS"])
+        .current_dir(dir)
+        .output()
+        .context("running sha256sum")?;
+    println!("$ sha256sum --check SHA256SUMS");
+    print!("{}", String::from_utf8_lossy(&sums.stdout));
+    if !sums.status.success() {
+        bail!("sha256sum --check failed");
+    }
+    // A key-signed release: the key is the trust root, so cosign gets an
+    // empty Sigstore trusted root and no transparency log (README, Install).
+    let public = dir.join("cosign.pub");
+    let trusted_root = dir.with_file_name("trusted-root.json");
+    std::fs::write(&trusted_root, kseal_testenv::release::EMPTY_TRUSTED_ROOT)?;
+    let shown = |args: Vec<OsString>| -> Vec<String> {
+        args.into_iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect()
+    };
+    let args = shown(kseal_testenv::release::verify_blob_args(
+        &public,
+        &trusted_root,
+        &dir.join("SHA256SUMS"),
+    ));
+    run_shown(
+        p.cosign.clone(),
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+    )?;
+    let chart = format!(
+        "{}@{}",
+        p.published.chart.trim_start_matches("oci://"),
+        p.published.chart_digest
+    );
+    for reference in [p.published.image.as_str(), chart.as_str()] {
+        let mut args = shown(kseal_testenv::release::verify_artifact_args(
+            &public,
+            &trusted_root,
+            reference,
+        ));
+        args.push("--allow-http-registry".to_owned());
+        run_shown(
+            p.cosign.clone(),
+            &args.iter().map(String::as_str).collect::<Vec<_>>(),
+        )?;
+    }
+    let _ = std::fs::remove_file(&trusted_root);
+    Ok(())
+}
+
 fn run_shown(program: PathBuf, args: &[&str]) -> Result<()> {
     let name = program
         .file_name()

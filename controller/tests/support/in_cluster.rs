@@ -1,78 +1,82 @@
-//! The controller as users run it: a control plane with a real node, the
-//! controller image built from the repository and imported into the node's
-//! containerd, the chart installed with the pinned `helm`, the real
+//! The controller as users run it: a release built from the repository
+//! (`kseal_testenv::release`, the code behind `cargo xtask release`),
+//! published to a real OCI registry on loopback (CNCF distribution), its
+//! checksums and signatures verified with cosign, the chart installed from
+//! the registry with the pinned `helm` (`helm install oci://…`), the node's
+//! containerd pulling the image by digest from the registry; the real
 //! `kubectl` and `kseal` CLIs.
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kseal_shared::x25519::Recipient;
-use kseal_testenv::image::{self, Build, Built};
+use kseal_testenv::image;
+use kseal_testenv::registry::Registry;
+use kseal_testenv::release::{self, Arch, Published, Release, Signer};
 use kseal_testenv::{ControlPlane, Options};
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use serde_json::json;
 
-/// Image names in the node's containerd: two tags of the same build, so
-/// `helm upgrade` has a new image to roll out.
-pub const REPOSITORY: &str = image::LOCAL_REPOSITORY;
+/// The two controller images a cluster's registry holds: the release's
+/// (`TAG_1`, what the chart pins) and the same build under another digest
+/// (`TAG_2`), so `helm upgrade` has a new image to roll out.
 pub const TAG_1: &str = "e2e-1";
 pub const TAG_2: &str = "e2e-2";
+/// The registry namespace releases are published under here (as
+/// `ghcr.io/kseal-dev` publicly).
+pub const NAMESPACE: &str = "kseal-dev";
 
 pub const WAIT: Duration = Duration::from_secs(120);
-
-/// The controller image (profile `image-test`), built once per test binary
-/// under both tags.
-pub fn controller_images() -> (Built, Built) {
-    static BUILT: Mutex<Option<(Built, Built)>> = Mutex::new(None);
-    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(b) = &*built {
-        return b.clone();
-    }
-    let t = Instant::now();
-    let build = |tag: &str| {
-        image::build(&Build {
-            profile: "image-test".to_owned(),
-            name: Some(format!("{REPOSITORY}:{tag}")),
-            out: None,
-        })
-        .unwrap()
-    };
-    let pair = (build(TAG_1), build(TAG_2));
-    eprintln!(
-        "controller image built in {:.1}s (cargo {:.1}s)",
-        t.elapsed().as_secs_f64(),
-        pair.0.cargo_time.as_secs_f64()
-    );
-    *built = Some(pair.clone());
-    pair
-}
 
 pub struct Cluster {
     pub cp: ControlPlane,
     pub client: Client,
     pub work: tempfile::TempDir,
+    /// The registry the node pulls from (dropped after the control plane).
+    pub registry: Registry,
+    /// The release, as built (its directory is what users download).
+    pub release: Release,
+    /// Where it was published.
+    pub published: Published,
+    /// `TAG_2`'s image, `<repository>@<digest>`.
+    pub second_image: String,
 }
 
 impl Cluster {
-    /// A control plane with a node and both controller images imported;
-    /// `None` when the binaries cannot be built or a node cannot run here,
-    /// outside CI.
+    /// A control plane with a node and a registry holding a verified
+    /// release; `None` when the binaries cannot be built or a node cannot
+    /// run here, outside CI.
     pub async fn start() -> Option<Self> {
         kseal_testenv::bins_or_skip()?;
         if !kseal_testenv::node::node_or_skip() {
             return None;
         }
-        let images = tokio::task::spawn_blocking(controller_images)
-            .await
-            .unwrap();
+        let work = tempfile::tempdir().unwrap();
+        let t = Instant::now();
+        let release_dir = work.path().join("release");
+        // Started on this thread: its process gets a parent-death signal
+        // tied to the spawning thread, and a blocking-pool thread exits
+        // when idle.
+        let tools = kseal_testenv::release_tools::ensure().unwrap();
+        let registry = Registry::start(&tools).unwrap();
+        let host = registry.host();
+        let (release, published, second_image) =
+            tokio::task::spawn_blocking(move || publish_release(&release_dir, &host))
+                .await
+                .unwrap();
+        eprintln!(
+            "release built, published and verified: {:.1}s (cargo {:.1}s)",
+            t.elapsed().as_secs_f64(),
+            release.cargo_time.as_secs_f64()
+        );
         let t = Instant::now();
         let cp = ControlPlane::start_with(Options {
             node: true,
@@ -80,11 +84,9 @@ impl Cluster {
         })
         .await
         .unwrap();
-        let node = cp.node().unwrap();
-        node.import_image(&images.0.archive).unwrap();
-        node.import_image(&images.1.archive).unwrap();
+        cp.node().unwrap().trust_registry(&registry.host()).unwrap();
         eprintln!(
-            "control plane + node + image import: {:.1}s ({:?})",
+            "control plane + node: {:.1}s ({:?})",
             t.elapsed().as_secs_f64(),
             cp.startup()
         );
@@ -92,7 +94,11 @@ impl Cluster {
         Some(Self {
             cp,
             client,
-            work: tempfile::tempdir().unwrap(),
+            work,
+            registry,
+            release,
+            published,
+            second_image,
         })
     }
 
@@ -124,15 +130,26 @@ impl Cluster {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    /// `helm install|upgrade RELEASE charts/kseal -n NS` with the local
-    /// image, never pulled, plus `sets`; waits for the rollout.
+    /// `helm install|upgrade RELEASE oci://…/charts/kseal --version V -n NS`
+    /// from the cluster's registry, plus `sets`; `TAG_2` sets the second
+    /// image's digest, `TAG_1` keeps the one the chart pins. Waits for the
+    /// rollout.
     pub fn helm_release(&self, verb: &str, release: &str, ns: &str, tag: &str, sets: &[&str]) {
-        let chart = chart_dir();
-        let image = format!("image.repository={REPOSITORY},image.tag={tag},image.pullPolicy=Never");
+        let image = match tag {
+            TAG_1 => None,
+            TAG_2 => Some(format!(
+                "image.digest={}",
+                self.second_image.rsplit_once('@').unwrap().1
+            )),
+            other => panic!("no image {other}"),
+        };
         let mut args = vec![
             verb,
             release,
-            chart.to_str().unwrap(),
+            &self.published.chart,
+            "--version",
+            &self.release.manifest.version,
+            "--plain-http",
             "--namespace",
             ns,
             "--create-namespace",
@@ -140,13 +157,23 @@ impl Cluster {
             // Generous: a rollout on a loaded machine, and a hang still ends.
             "--timeout",
             "300s",
-            "--set",
-            &image,
         ];
+        if let Some(image) = &image {
+            args.extend(["--set", image]);
+        }
         for s in sets {
             args.extend(["--set", s]);
         }
         self.helm(&args);
+    }
+
+    /// The image reference Pods of `tag` run.
+    pub fn image_of(&self, tag: &str) -> String {
+        match tag {
+            TAG_1 => self.published.image.clone(),
+            TAG_2 => self.second_image.clone(),
+            other => panic!("no image {other}"),
+        }
     }
 
     /// Runs the real kubectl as the admin; returns (success, stdout, stderr).
@@ -201,7 +228,7 @@ impl Cluster {
                 && pods.iter().all(|p| {
                     pod_ready(p)
                         && p.spec.as_ref().is_some_and(|s| {
-                            s.containers[0].image.as_deref() == Some(&format!("{REPOSITORY}:{tag}"))
+                            s.containers[0].image.as_deref() == Some(&self.image_of(tag))
                         })
                 });
             if ok {
@@ -282,6 +309,44 @@ impl Cluster {
 
 pub fn chart_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../charts/kseal")
+}
+
+/// Builds a release for this machine's platform (the tests' faster
+/// profile; the same code as `cargo xtask release`) into `dir`, publishes
+/// it and a second image to the registry at `host`, and verifies
+/// everything as a user does before installing: `SHA256SUMS` and its
+/// signature, the chart's and the provenance's signatures, and the
+/// signatures of the image and the chart in the registry.
+fn publish_release(dir: &Path, host: &str) -> (Release, Published, String) {
+    let tools = kseal_testenv::release_tools::ensure().unwrap();
+    let release = release::build(&release::Options {
+        out: dir.to_owned(),
+        profile: "image-test".to_owned(),
+        platforms: vec![Arch::host().expect("a release platform")],
+        registry: format!("{host}/{NAMESPACE}"),
+        signer: Some(Signer::Ephemeral),
+        download_url: None,
+        image_annotations: BTreeMap::new(),
+    })
+    .unwrap();
+    let published = release::publish(&release, true).unwrap();
+    let second =
+        release::publish_relabelled(&release, ("dev.kseal.test/image", TAG_2), TAG_2, true)
+            .unwrap();
+    release::verify_dir(&tools.cosign, dir).unwrap();
+    let public = dir.join(release::PUBLIC_KEY_FILE);
+    for reference in [
+        published.image.clone(),
+        second.clone(),
+        format!(
+            "{}@{}",
+            published.chart.trim_start_matches("oci://"),
+            published.chart_digest
+        ),
+    ] {
+        release::verify_artifact(&tools.cosign, &public, &reference, true).unwrap();
+    }
+    (release, published, second)
 }
 
 pub fn pod_ready(p: &Pod) -> bool {
