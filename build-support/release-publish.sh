@@ -68,6 +68,8 @@ case "$phase" in
     for f in SHA256SUMS "$chart" provenance.intoto.json; do
       [ -f "$dir/$f" ] || die "$dir/$f is missing"
       cosign_signing sign-blob --yes --bundle "$dir/$f.cosign.bundle" "$dir/$f" > /dev/null
+      # cosign writes 0600; release files are for everyone to read.
+      chmod 0644 "$dir/$f.cosign.bundle"
     done
     ;;
   push)
@@ -92,6 +94,11 @@ case "$phase" in
     trap 'rm -rf "$work"' EXIT
     mkdir "$work/layout"
     tar -xf "$dir/$image_file" -C "$work/layout"
+    # A version is published once: a tag that names another image stays.
+    if existing="$("$CRANE" digest "${insecure[@]}" "$repository:$version" 2>/dev/null)" \
+        && [ "$existing" != "$digest" ]; then
+      die "$repository:$version is already $existing; the release built $digest"
+    fi
     # The layout as it is: the digest served is the digest built.
     "$CRANE" push "${insecure[@]}" "$work/layout" "$repository:$version" > /dev/null
     served="$("$CRANE" digest "${insecure[@]}" "$repository:$version")"
@@ -103,6 +110,13 @@ case "$phase" in
       || die "helm push failed: $out"
     chart_digest="$(printf '%s\n' "$out" | sed -n 's/^Digest: *\(sha256:[0-9a-f]\{64\}\)$/\1/p')"
     [ -n "$chart_digest" ] || die "helm push printed no digest: $out"
+    # What the registry holds is the chart file this release lists.
+    chart_sha="$(sha256sum "$dir/$chart" | cut -d' ' -f1)"
+    manifest="$("$CRANE" manifest "${insecure[@]}" "${charts#oci://}/kseal@$chart_digest")"
+    case "$manifest" in
+      *"\"sha256:$chart_sha\""*) ;;
+      *) die "the chart pushed as $chart_digest is not $chart" ;;
+    esac
     cosign_signing sign --yes "${allow_http[@]}" "${charts#oci://}/kseal@$chart_digest" > /dev/null
     echo "chart-digest $chart_digest"
     ;;

@@ -75,6 +75,12 @@ fn a_release_for_both_platforms_holds_what_users_check() {
     want.insert(format!("kseal-{VERSION}.tgz.cosign.bundle"));
     want.insert("provenance.intoto.json.cosign.bundle".into());
     assert_eq!(listed, want);
+    // Every file is for everyone to read (cosign writes its bundles 0600).
+    for f in &listed {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = fs::metadata(dir.join(f)).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o644, "{f} is {mode:o}");
+    }
 
     // SHA256SUMS: what sha256sum checks, over every release file.
     let sums = fs::read_to_string(dir.join("SHA256SUMS")).unwrap();
