@@ -36,28 +36,56 @@ fn repo_root() -> PathBuf {
 }
 
 /// Builds the CLI and the controller; returns the directory they are in.
+/// Builds `kseal` and `kseal-controller` and returns the directory cargo
+/// put them in, as cargo reports it (its JSON artifact messages), so the
+/// demo runs exactly what it built, whatever target directory or profile
+/// the environment picks.
 fn build() -> Result<PathBuf> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let status = Command::new(cargo)
+    let output = Command::new(cargo)
         .args([
             "build",
             "--quiet",
+            "--message-format=json-render-diagnostics",
             "-p",
             "kseal-cli",
             "-p",
             "kseal-controller",
         ])
         .current_dir(repo_root())
-        .status()
+        .stderr(std::process::Stdio::inherit())
+        .output()
         .context("running cargo build")?;
-    if !status.success() {
+    if !output.status.success() {
         bail!("cargo build failed");
     }
-    // xtask itself runs from the same target directory and profile.
-    let exe = std::env::current_exe()?;
-    exe.parent()
-        .map(Path::to_path_buf)
-        .context("locating the target directory")
+    let mut built = std::collections::BTreeMap::new();
+    for line in String::from_utf8_lossy(&output.stdout).lines() {
+        let Ok(message) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        if message["reason"] != "compiler-artifact" {
+            continue;
+        }
+        if let (Some(name), Some(exe)) = (
+            message["target"]["name"].as_str(),
+            message["executable"].as_str(),
+        ) {
+            built.insert(name.to_owned(), PathBuf::from(exe));
+        }
+    }
+    let (Some(cli), Some(controller)) = (built.get("kseal"), built.get("kseal-controller")) else {
+        bail!("cargo build reported no kseal and kseal-controller executables");
+    };
+    let dir = cli.parent().context("locating kseal")?;
+    if controller.parent() != Some(dir) {
+        bail!(
+            "cargo built kseal in {} but kseal-controller in {}",
+            dir.display(),
+            controller.display()
+        );
+    }
+    Ok(dir.to_path_buf())
 }
 
 /// Runs `kseal` and prints what it prints.

@@ -143,7 +143,10 @@ fn cargo_tool(tools: &Path, name: &str, version: &str) -> Result<PathBuf> {
     ));
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     run(Command::new(cargo)
-        .args(["install", "--quiet", "--locked", "--root"])
+        // Unoptimized: both only drive cargo and read its metadata, and a
+        // debug build takes half the CPU of a release build on a cold
+        // machine.
+        .args(["install", "--quiet", "--locked", "--debug", "--root"])
         .arg(&root)
         .arg(format!("{name}@{version}"))
         // Its own target directory: not the caller's (cargo test holds that
