@@ -132,6 +132,22 @@ pub fn gomod_dir() -> PathBuf {
     manifest.parent().unwrap_or(manifest).join("gomod")
 }
 
+/// A short SHA-256 (16 hex digits) over the files `names` of `src`, each
+/// with its name and length: the cache key of a program built from them.
+pub(crate) fn sources_hash(src: &Path, names: &[&str]) -> Result<String> {
+    use sha2::{Digest as _, Sha256};
+    let mut hasher = Sha256::new();
+    for name in names {
+        let path = src.join(name);
+        let bytes = fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+        hasher.update(name.as_bytes());
+        hasher.update((bytes.len() as u64).to_le_bytes());
+        hasher.update(&bytes);
+    }
+    let digest = hasher.finalize();
+    Ok(digest[..8].iter().map(|b| format!("{b:02x}")).collect())
+}
+
 /// Returns the binaries for the pinned versions, building any that are
 /// missing first (the first build takes a long while; later calls are
 /// instant).

@@ -19,7 +19,6 @@ use std::sync::Mutex;
 
 use anyhow::{Context, Result, bail, ensure};
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
 
 /// The program's sources, in `tests/gomod/health`; the cached binary's name
 /// carries a hash over them.
@@ -55,7 +54,7 @@ pub fn ensure_checker() -> Result<PathBuf> {
     let _guard = IN_PROCESS.lock().unwrap_or_else(|e| e.into_inner());
 
     let src = source_dir();
-    let hash = sources_hash(&src)?;
+    let hash = crate::bins::sources_hash(&src, &SOURCES)?;
     let dir = crate::bins::cache_root()?.join("bin");
     let bin = dir.join(format!("health-{hash}"));
     if bin.is_file() {
@@ -94,20 +93,6 @@ pub fn ensure_checker() -> Result<PathBuf> {
     });
     let _ = fs::remove_dir_all(&tmp);
     result.map(|()| bin)
-}
-
-/// A short SHA-256 over the program's sources.
-fn sources_hash(src: &Path) -> Result<String> {
-    let mut hasher = Sha256::new();
-    for name in SOURCES {
-        let path = src.join(name);
-        let bytes = fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-        hasher.update(name.as_bytes());
-        hasher.update((bytes.len() as u64).to_le_bytes());
-        hasher.update(&bytes);
-    }
-    let digest = hasher.finalize();
-    Ok(digest[..8].iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// Builds the program into `out`, logging to `out/build.log`; returns the

@@ -222,7 +222,9 @@ pub fn annotations(revision: &str) -> BTreeMap<String, String> {
     .collect()
 }
 
-fn git(root: &Path, args: &[&str]) -> Option<String> {
+/// `git ARGS` in `root`: its trimmed stdout, or `None` when git fails or
+/// prints nothing.
+pub(crate) fn git(root: &Path, args: &[&str]) -> Option<String> {
     let out = Command::new("git")
         .current_dir(root)
         .args(args)

@@ -24,7 +24,6 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail, ensure};
-use sha2::{Digest, Sha256};
 
 /// The wrapper module's files; the cache directory's name carries a hash
 /// over them.
@@ -108,7 +107,7 @@ pub fn ensure() -> Result<ReleaseTools> {
     let _guard = IN_PROCESS.lock().unwrap_or_else(|e| e.into_inner());
 
     let src = source_dir();
-    let hash = sources_hash(&src)?;
+    let hash = crate::bins::sources_hash(&src, &SOURCES)?;
     let parent = crate::bins::cache_root()?.join("bin");
     let dir = parent.join(format!("release-tools-{hash}"));
     let tools = ReleaseTools::in_dir(&dir);
@@ -160,20 +159,6 @@ pub fn ensure() -> Result<ReleaseTools> {
         dir.display()
     );
     Ok(tools)
-}
-
-/// A short SHA-256 over the module's files.
-fn sources_hash(src: &Path) -> Result<String> {
-    let mut hasher = Sha256::new();
-    for name in SOURCES {
-        let path = src.join(name);
-        let bytes = fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-        hasher.update(name.as_bytes());
-        hasher.update((bytes.len() as u64).to_le_bytes());
-        hasher.update(&bytes);
-    }
-    let digest = hasher.finalize();
-    Ok(digest[..8].iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// The version `go.mod` selects for `module`: its `require` line, in a

@@ -30,7 +30,7 @@ pub mod toolchain;
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result, bail, ensure};
@@ -236,7 +236,8 @@ pub fn build(opts: &Options) -> Result<Release> {
     }
     let started = SystemTime::now();
     let root = workspace_root();
-    let mut revision = git(&root, &["rev-parse", "HEAD"]).unwrap_or_else(|| "unknown".to_owned());
+    let mut revision =
+        image::git(&root, &["rev-parse", "HEAD"]).unwrap_or_else(|| "unknown".to_owned());
     // A build of uncommitted changes says so wherever the commit is named
     // (provenance, image annotation, release.json, `--version`).
     // (Another release build's SBOM scratch files do not count.)
@@ -248,7 +249,7 @@ pub fn build(opts: &Options) -> Result<Release> {
         ".",
         ":(exclude,glob)**/.release-sbom-*",
     ];
-    if git(&root, &status).is_some() {
+    if image::git(&root, &status).is_some() {
         revision.push_str("-dirty");
     }
     check_chart_version(&root)?;
@@ -489,16 +490,4 @@ fn check_chart_version(root: &Path) -> Result<()> {
         );
     }
     Ok(())
-}
-
-fn git(root: &Path, args: &[&str]) -> Option<String> {
-    let out = Command::new("git")
-        .current_dir(root)
-        .args(args)
-        .output()
-        .ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
-        .filter(|s| !s.is_empty())
 }
