@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
 use kseal_shared::manifest::PlainSecret;
+use kseal_shared::names::{check_data_key, check_env_var_name};
 use kseal_shared::secret::SecretBytes;
-use kseal_shared::validation::{check_data_key, check_env_var_name};
 use zeroize::Zeroizing;
 
 /// Splits a `--from-file`/`--from-env-file` argument the way kubectl's flag

@@ -196,9 +196,9 @@ impl<'a> Binding<'a> {
 }
 
 /// Kubernetes' rule for Secret data keys (see
-/// [`crate::validation::check_data_key`], the one place it is written).
+/// [`crate::names::check_data_key`], the one place it is written).
 pub fn validate_key_name(key: &str) -> Result<(), SealError> {
-    crate::validation::check_data_key(key).map_err(|err| SealError::InvalidBinding(err.to_string()))
+    crate::names::check_data_key(key).map_err(|err| SealError::InvalidBinding(err.to_string()))
 }
 
 #[cfg(test)]

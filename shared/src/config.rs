@@ -201,7 +201,7 @@ impl Config {
                 creation_rules: Vec::new(),
             }
         } else {
-            serde_saphyr::from_str(text).map_err(|err| invalid(first_line(&err.to_string())))?
+            crate::yaml::from_str(text).map_err(|err| invalid(first_line(&err.to_string())))?
         };
         let base = directory_of(path);
         let mut rules = Vec::new();

@@ -45,7 +45,9 @@ pub const RESERVED_PREFIX: &str = "kseal.dev/";
 pub const SEALING_KEY_LABEL: &str = "kseal.dev/sealing-key";
 /// Label with a sealing key's [`KeyState`].
 pub const KEY_STATE_LABEL: &str = "kseal.dev/key-state";
-/// Label with a sealing key's [`KeyId`].
+/// Label with a sealing key's [`KeyId`]. Not the stanza tag inside every
+/// wrapped key, one letter longer
+/// ([`crate::envelope::KEY_IDS_STANZA_TAG`], `kseal.dev/key-ids`).
 pub const KEY_ID_LABEL: &str = "kseal.dev/key-id";
 /// Annotation with a sealing key's creation time (RFC 3339, UTC).
 pub const KEY_CREATED_ANNOTATION: &str = "kseal.dev/created-at";
@@ -923,13 +925,13 @@ mod tests {
         for entry in DANGEROUS_METADATA_PREFIXES {
             let key = format!("{entry}x");
             assert!(
-                crate::validation::check_label_key(&key).is_ok(),
+                crate::names::check_label_key(&key).is_ok(),
                 "{entry:?} starts no valid key"
             );
         }
         for (key, value, type_) in DANGEROUS_LABELS {
-            assert!(crate::validation::check_label_key(key).is_ok());
-            assert!(crate::validation::check_label_value(key, value).is_ok());
+            assert!(crate::names::check_label_key(key).is_ok());
+            assert!(crate::names::check_label_value(key, value).is_ok());
             assert!(DANGEROUS_SECRET_TYPES.contains(&type_));
         }
     }

@@ -1,53 +1,11 @@
-//! Error types. No variant carries secret material: values, keys and
-//! decrypted bytes never reach a message.
+//! Why a sealed value could not be parsed, sealed, opened or re-wrapped
+//! ([`SealError`]; the key files' errors are [`crate::x25519::KeyError`]).
+//! No variant carries secret material: values, keys and decrypted bytes
+//! never reach a message.
 
 use thiserror::Error;
 
 use crate::x25519::KeyId;
-
-/// Problems with keys, identity files and recipient lists.
-#[derive(Debug, Error)]
-pub enum KeyError {
-    /// Not an age X25519 recipient. The text is never quoted: it may be
-    /// anything (a private key, a line of a file that is not a recipients
-    /// file).
-    #[error("invalid recipient: {reason}")]
-    InvalidRecipient {
-        /// What is wrong.
-        reason: &'static str,
-    },
-    /// Not an age X25519 identity.
-    #[error("invalid identity: {reason}")]
-    InvalidIdentity {
-        /// What is wrong.
-        reason: &'static str,
-    },
-    /// A line of an identity file is not an identity.
-    #[error("identity file, line {line}: {reason}")]
-    IdentityFileLine {
-        /// 1-based line number.
-        line: usize,
-        /// What is wrong (never the line itself).
-        reason: String,
-    },
-    /// A line of a recipients file is not a recipient.
-    #[error("recipients file, line {line}: {reason}")]
-    RecipientsFileLine {
-        /// 1-based line number.
-        line: usize,
-        /// What is wrong (never the line itself).
-        reason: String,
-    },
-    /// An identity file without identities.
-    #[error("the identity file contains no identities")]
-    NoIdentities,
-    /// A recipients file without recipients.
-    #[error("the recipients file contains no recipients")]
-    NoRecipients,
-    /// Not 16 lowercase hex digits.
-    #[error("invalid key id (expected 16 lowercase hex digits)")]
-    InvalidKeyId,
-}
 
 /// Why a sealed value could not be parsed, sealed, opened or re-wrapped.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]

@@ -1,22 +1,29 @@
 //! kseal's core library: the sealed-value format, its crypto, cluster keys,
 //! and the manifests that carry sealed values.
 //!
-//! Layers, from the bottom:
+//! Layers, from the bottom (a module uses only modules above it in this
+//! list; `tests/module_layers.rs` keeps the modules free of cycles):
+//! * [`secret`]: containers for secret material, wiped on drop;
 //! * [`x25519`]: age X25519 identities and recipients, key ids, key files;
+//! * [`error`]: why a sealed value could not be parsed, sealed or opened;
+//! * [`names`]: Kubernetes' naming rules (object names, namespaces, data,
+//!   label and annotation keys, label values);
+//! * [`yaml`]: the parser's options and limits for YAML anyone may write;
 //! * [`binding`]: what a value is bound to (scope, namespace, name, key);
 //! * [`envelope`]: sealing, opening and re-wrapping one value;
+//! * [`rotation`]: how old a sealed value may get (max age);
 //! * [`sealed_secret`]: the `SealedSecret` resource types;
-//! * [`manifest`]: Secrets and SealedSecrets in YAML/JSON files;
-//! * [`validation`]: Kubernetes' naming rules and what makes a SealedSecret
-//!   well-formed;
+//! * [`generate`]: generated values (`spec.generated`);
 //! * [`secret_type`]: the API server's rules for the built-in Secret types
 //!   (`kubernetes.io/tls`, `…/dockerconfigjson`, …);
-//! * [`config`]: `.kseal.yaml` rules that pick recipients by path;
+//! * [`validation`]: what makes a SealedSecret well-formed;
+//! * [`manifest`]: Secrets and SealedSecrets in YAML/JSON files;
 //! * [`contract`]: what kseal puts on a cluster: the labels, annotations,
 //!   ConfigMap and HTTP API the CLI and the controller share;
 //! * [`published`]: the cluster's published public keys, checked before
 //!   anything is sealed to them;
-//! * [`rotation`]: how old a sealed value may get (max age);
+//! * [`config`]: `.kseal.yaml` rules that pick recipients by path;
+//! * [`pins`]: cluster keys pinned in recipients files;
 //! * [`consumers`]: how pod templates read Secrets, and which reads keep an
 //!   old value (`spec.rollout`);
 //! * [`backup`]: key backups for an offline recovery key;
@@ -40,6 +47,7 @@ pub mod error;
 pub mod error_text;
 pub mod generate;
 pub mod manifest;
+pub mod names;
 pub mod pins;
 pub mod published;
 pub mod rotation;
@@ -48,8 +56,8 @@ pub mod sealed_secret;
 pub mod secret;
 pub mod secret_type;
 pub mod validation;
-mod wrapped_key;
 pub mod x25519;
+pub mod yaml;
 
 // Re-exported so callers use the same age (and its `secrecy`) as this crate.
 pub use age;

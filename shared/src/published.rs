@@ -102,7 +102,7 @@ pub fn check(recipients_txt: &str, keys_json: &str) -> Result<PublishedKeys, Pub
     }
     let recipients = match parse_recipients_file(recipients_txt) {
         Ok(recipients) => recipients,
-        Err(crate::error::KeyError::NoRecipients) => {
+        Err(crate::x25519::KeyError::NoRecipients) => {
             return Err(PublishedKeysError::NoActiveKey);
         }
         Err(err) => return Err(PublishedKeysError::Recipients(err.to_string())),

@@ -188,11 +188,6 @@ impl fmt::Display for AgeVerdict {
     }
 }
 
-/// Whole days from `then` to now (negative when `then` is in the future).
-pub fn days_since(then: jiff::Timestamp) -> i64 {
-    seconds_since(then) / 86_400
-}
-
 /// Seconds from `then` to now (negative when `then` is in the future).
 pub fn seconds_since(then: jiff::Timestamp) -> i64 {
     jiff::Timestamp::now().as_second() - then.as_second()

@@ -14,7 +14,49 @@ use sha2::{Digest, Sha256};
 use x25519_dalek::{PublicKey, StaticSecret};
 use zeroize::Zeroize;
 
-use crate::error::KeyError;
+/// Problems with keys, identity files and recipient lists.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    /// Not an age X25519 recipient. The text is never quoted: it may be
+    /// anything (a private key, a line of a file that is not a recipients
+    /// file).
+    #[error("invalid recipient: {reason}")]
+    InvalidRecipient {
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// Not an age X25519 identity.
+    #[error("invalid identity: {reason}")]
+    InvalidIdentity {
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// A line of an identity file is not an identity.
+    #[error("identity file, line {line}: {reason}")]
+    IdentityFileLine {
+        /// 1-based line number.
+        line: usize,
+        /// What is wrong (never the line itself).
+        reason: String,
+    },
+    /// A line of a recipients file is not a recipient.
+    #[error("recipients file, line {line}: {reason}")]
+    RecipientsFileLine {
+        /// 1-based line number.
+        line: usize,
+        /// What is wrong (never the line itself).
+        reason: String,
+    },
+    /// An identity file without identities.
+    #[error("the identity file contains no identities")]
+    NoIdentities,
+    /// A recipients file without recipients.
+    #[error("the recipients file contains no recipients")]
+    NoRecipients,
+    /// Not 16 lowercase hex digits.
+    #[error("invalid key id (expected 16 lowercase hex digits)")]
+    InvalidKeyId,
+}
 
 /// Number of bytes of SHA-256 kept in a key id.
 pub const KEY_ID_LEN: usize = 8;

@@ -85,7 +85,7 @@ impl RecipientsFor<'_> {
 
 pub fn run(args: RegenerateArgs) -> Result<()> {
     for key in &args.keys {
-        validation::check_data_key(key)
+        kseal_shared::names::check_data_key(key)
             .map_err(|err| UsageError::new(format!("--key {key:?}: {err}")))?;
     }
     let files = manifest_files(&args.paths, Extras::ManifestsOnly, args.walk.ignore_files())?;

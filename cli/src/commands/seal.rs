@@ -10,6 +10,7 @@ use kseal_shared::manifest::{
     DocumentKind, GeneratedChanges, ManifestFile, OutputFormat, PlainSecret, SealOptions,
     SealingError, merge_into, render_documents, seal_secret,
 };
+use kseal_shared::names;
 use kseal_shared::rotation::MaxAge;
 use kseal_shared::sealed_secret::{Rollout, SealedSecret};
 use kseal_shared::validation::{self, ObjectError, SecretNames};
@@ -237,14 +238,14 @@ pub fn scope_of(arg: ScopeArg) -> Scope {
 /// Client-side `kubectl apply` copies the whole object, as JSON, into its
 /// `kubectl.kubernetes.io/last-applied-configuration` annotation, and the
 /// API server holds an object's annotations to 256 KiB in all
-/// ([`validation::ANNOTATIONS_MAX_TOTAL`]): a SealedSecret larger than that
+/// ([`names::ANNOTATIONS_MAX_TOTAL`]): a SealedSecret larger than that
 /// is refused by `kubectl apply`, though `kubectl apply --server-side`,
 /// `kubectl create`, Flux and Argo CD with server-side apply take it.
 /// Said on stderr when kseal writes one; not an error.
 fn warn_if_too_large_to_apply(at: &str, object: &serde_json::Value) {
     const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
     let size = serde_json::to_vec(object).map_or(0, |json| json.len()) + LAST_APPLIED.len();
-    if size > validation::ANNOTATIONS_MAX_TOTAL {
+    if size > names::ANNOTATIONS_MAX_TOTAL {
         eprintln!(
             "kseal: warning: {at}: the SealedSecret is {} KiB as JSON; client-side `kubectl apply` fails on objects over about 256 KiB (it copies the object into an annotation, and annotations are limited to 256 KiB): apply it with `kubectl apply --server-side`, Flux (server-side already), or Argo CD with the ServerSideApply=true sync option (docs/inputs.md)",
             size.div_ceil(1024)
@@ -299,11 +300,11 @@ fn display_name(secret: &PlainSecret) -> String {
     }
 }
 
-/// Kubernetes' naming rules ([`validation`]) on a Secret about to be sealed;
-/// every problem is reported, with where the Secret came from. `whole`:
-/// the Secret is sealed as a new object, so its name (and, when the scope
-/// binds it, namespace) must be there; otherwise only what is given is
-/// checked.
+/// Kubernetes' naming rules ([`names`], through [`validation`] for a whole
+/// object) on a Secret about to be sealed; every problem is reported, with
+/// where the Secret came from. `whole`: the Secret is sealed as a new
+/// object, so its name (and, when the scope binds it, namespace) must be
+/// there; otherwise only what is given is checked.
 fn check_names(at: Option<&str>, secret: &PlainSecret, scope: Scope, whole: bool) -> Result<()> {
     let keys = secret.data.keys().map(String::as_str);
     let problems = if whole {
@@ -319,19 +320,19 @@ fn check_names(at: Option<&str>, secret: &PlainSecret, scope: Scope, whole: bool
         )
     } else {
         let mut problems: Vec<ObjectError> = keys
-            .filter_map(|key| validation::check_data_key(key).err())
+            .filter_map(|key| names::check_data_key(key).err())
             .map(ObjectError::from)
             .collect();
         if !secret.name.is_empty() {
             problems.extend(
-                validation::check_secret_name(&secret.name)
+                names::check_secret_name(&secret.name)
                     .err()
                     .map(ObjectError::from),
             );
         }
         if !secret.namespace.is_empty() {
             problems.extend(
-                validation::check_namespace(&secret.namespace)
+                names::check_namespace(&secret.namespace)
                     .err()
                     .map(ObjectError::from),
             );

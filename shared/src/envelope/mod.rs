@@ -14,10 +14,11 @@
 //!   v1). Part of the associated data, so it cannot be changed;
 //! * wrapped data key: a binary age file (base64) whose payload is the 32-byte
 //!   data key, wrapped to every recipient, with a `kseal.dev/key-ids` stanza
-//!   repeating the key ids so age's header MAC authenticates them;
+//!   repeating the key ids so age's header MAC authenticates them (read
+//!   and written by the `wrapped_key` module);
 //! * nonce: the 24-byte XChaCha20-Poly1305 nonce (base64);
 //! * commitment (v2): 32 bytes (base64) derived from the data key and the
-//!   nonce ([`commitment`]); a reader checks it before it decrypts, so the
+//!   nonce (the `commitment` module); a reader checks it before it decrypts, so the
 //!   value opens under exactly one data key;
 //! * ciphertext: XChaCha20-Poly1305 of the value (base64, with the 16-byte
 //!   tag), under the data key (v1) or a key derived from it (v2), with the
@@ -27,6 +28,7 @@
 
 mod commitment;
 mod structure;
+mod wrapped_key;
 
 use std::cell::Cell;
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -43,8 +45,8 @@ use zeroize::Zeroizing;
 use crate::binding::{Binding, MAX_VALUE_LEN};
 use crate::error::SealError;
 use crate::secret::{DataKey, SecretBytes};
-use crate::wrapped_key::AgeFile;
 use crate::x25519::{Identity, KeyId, Recipient};
+use wrapped_key::AgeFile;
 
 pub use commitment::COMMITMENT_LEN;
 
@@ -53,6 +55,9 @@ pub const MAGIC: &str = "kseal";
 /// The format version this library writes.
 pub const VERSION: FormatVersion = FormatVersion::V2;
 /// Tag of the age stanza that carries the key ids inside the wrapped key.
+/// One letter from the sealing-key Secrets' label
+/// ([`crate::contract::KEY_ID_LABEL`], `kseal.dev/key-id`); both are fixed
+/// by what is already sealed and stored.
 pub const KEY_IDS_STANZA_TAG: &str = "kseal.dev/key-ids";
 /// XChaCha20-Poly1305 nonce length, bytes.
 pub const NONCE_LEN: usize = 24;
@@ -1058,9 +1063,8 @@ pub fn rewrap_replacing(
         )));
     }
     stanzas.push(key_ids_stanza(&key_ids));
-    let wrapped_key =
-        crate::wrapped_key::write_file_with_payload(&file_key, &stanzas, file.payload())
-            .ok_or(SealError::Internal("age encryption failed"))?;
+    let wrapped_key = wrapped_key::write_file_with_payload(&file_key, &stanzas, file.payload())
+        .ok_or(SealError::Internal("age encryption failed"))?;
     Ok(SealedValue {
         key_ids,
         sealed_at: value.sealed_at,
@@ -1189,7 +1193,7 @@ fn wrap_data_key(
         .iter()
         .map(|recipient| recipient.age() as &dyn age::Recipient)
         .collect();
-    let wrapped = crate::wrapped_key::wrap(data_key, &recipients, vec![key_ids_stanza(&key_ids)])
+    let wrapped = wrapped_key::wrap(data_key, &recipients, vec![key_ids_stanza(&key_ids)])
         .ok_or(SealError::Internal("age encryption failed"))?;
     Ok((key_ids, wrapped))
 }

@@ -5,12 +5,12 @@ use age_core::format::Stanza;
 use base64::Engine;
 use base64::prelude::BASE64_STANDARD_NO_PAD;
 
+use super::wrapped_key::AgeFile;
 use super::{
     FormatVersion, KEY_IDS_STANZA_TAG, MAX_STANZAS, ReaderCheck, X25519_STANZA_TAG, enforced,
     read_key_id,
 };
 use crate::error::SealError;
-use crate::wrapped_key::AgeFile;
 use crate::x25519::KeyId;
 
 /// Bytes of an X25519 stanza's ephemeral share and of its body (the

@@ -559,7 +559,7 @@ fn rewrap_replacing_refuses_a_header_the_file_key_did_not_make() {
         // The payload and the old MAC line kept: the MAC no longer matches.
         let mut wrapped_key = b"age-encryption.org/v1\n".to_vec();
         for stanza in &stanzas {
-            crate::wrapped_key::write_stanza(&mut wrapped_key, stanza);
+            super::wrapped_key::write_stanza(&mut wrapped_key, stanza);
         }
         let original = value.wrapped_key();
         let mac_line = original.windows(4).position(|w| w == b"--- ").unwrap();

@@ -22,9 +22,9 @@ use base64::Engine;
 use base64::prelude::{BASE64_STANDARD, BASE64_STANDARD_NO_PAD};
 use serde_json::{Value, json};
 
+use super::wrapped_key::write_file_with_header;
 use super::*;
 use crate::binding::Scope;
-use crate::wrapped_key::write_file_with_header;
 
 const SEALED_AT: u64 = 1_764_460_800; // 2025-11-30T00:00:00Z
 

@@ -142,12 +142,7 @@ pub fn parse_yaml_document(document: &RawDocument) -> Result<Value, ManifestErro
     if document.text.len() > MAX_DOCUMENT_LEN {
         return Err(ManifestError::at(document, None, "document too large"));
     }
-    let mut options = serde_saphyr::options::Options::default();
-    // Snippets would quote the input, which may hold plaintext.
-    options.with_snippet = false;
-    // YAML 1.2 core booleans only: `namespace: n` is the string "n".
-    options.strict_booleans = true;
-    serde_saphyr::from_str_with_options::<Value>(&document.text, options).map_err(|err| {
+    crate::yaml::from_str::<Value>(&document.text).map_err(|err| {
         let line = err
             .location()
             .map(|location| document.first_line + location.line().saturating_sub(1) as usize);
@@ -169,8 +164,8 @@ pub fn yaml11_boolean_path(
     value: &Value,
     fields: &[&str],
 ) -> Option<String> {
-    let mut options = serde_saphyr::options::Options::default();
-    options.with_snippet = false;
+    // The same limits, read as kubectl reads it.
+    let mut options = crate::yaml::options();
     options.strict_booleans = false;
     let mut legacy = serde_saphyr::from_str_with_options::<Value>(&document.text, options).ok()?;
     let other = match item {

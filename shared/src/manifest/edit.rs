@@ -123,14 +123,6 @@ fn plain_key_is_safe(key: &str) -> bool {
         && !SPECIAL.contains(&key.to_ascii_lowercase().as_str())
 }
 
-/// The parser's options for reading spans: no snippets, YAML 1.2 booleans.
-fn span_options() -> serde_saphyr::options::Options {
-    let mut options = serde_saphyr::options::Options::default();
-    options.with_snippet = false;
-    options.strict_booleans = true;
-    options
-}
-
 /// Where a line starts: the byte after the `\n` before `at`, or 0.
 fn line_start(text: &str, at: usize) -> usize {
     text[..at].rfind('\n').map_or(0, |at| at + 1)
@@ -288,7 +280,7 @@ pub(crate) fn edit_encrypted_data(
     changes: &BTreeMap<String, String>,
     json: bool,
 ) -> Option<String> {
-    let object: Object = serde_saphyr::from_str_with_options(text, span_options()).ok()?;
+    let object: Object = crate::yaml::from_str(text).ok()?;
     let object = match item {
         None => object,
         Some(item) => object.items?.into_iter().nth(item)?,
@@ -359,7 +351,7 @@ pub(crate) fn edit_generated(
     changes: &BTreeMap<String, Option<String>>,
     json: bool,
 ) -> Option<String> {
-    let object: SpecObject = serde_saphyr::from_str_with_options(text, span_options()).ok()?;
+    let object: SpecObject = crate::yaml::from_str(text).ok()?;
     let object = match item {
         None => object,
         Some(item) => object.items?.into_iter().nth(item)?,
@@ -517,7 +509,7 @@ pub(crate) fn edit_spec_fields(
     fields: &BTreeMap<String, String>,
     json: bool,
 ) -> Option<String> {
-    let object: FieldsObject = serde_saphyr::from_str_with_options(text, span_options()).ok()?;
+    let object: FieldsObject = crate::yaml::from_str(text).ok()?;
     let object = match item {
         None => object,
         Some(item) => object.items?.into_iter().nth(item)?,

@@ -207,7 +207,7 @@ impl ManifestFile {
 
     /// For a YAML file: the path of the first value of this object that
     /// YAML 1.1 (kubectl's YAML) reads as a boolean where YAML 1.2 reads a
-    /// string (see [`super::documents::yaml11_boolean_path`]); only the
+    /// string (see `documents::yaml11_boolean_path`); only the
     /// top-level `fields` given (all when empty).
     pub fn yaml11_boolean_path(&self, document: &Document, fields: &[&str]) -> Option<String> {
         if self.format != SourceFormat::Yaml {

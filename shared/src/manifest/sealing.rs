@@ -193,7 +193,7 @@ pub fn merge_into(
         secret
             .data
             .keys()
-            .filter_map(|key| validation::check_data_key(key).err())
+            .filter_map(|key| crate::names::check_data_key(key).err())
             .map(validation::ObjectError::from),
     );
     // The type's rules on the merged object: the keys it requires, among
