@@ -48,12 +48,12 @@ type SealedValues = Box<[(Box<str>, Box<str>)]>;
 /// ~1.5 MiB (the API server's limit); without this bound, a few thousand
 /// objects sealed to a key the cluster lacks (never in sync) would hold
 /// that much each.
-pub const CACHED_BYTES_PER_OBJECT: usize = 64 * 1024;
+pub(crate) const CACHED_BYTES_PER_OBJECT: usize = 64 * 1024;
 
 /// A SealedSecret as the controller caches it.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(from = "SealedSecret")]
-pub struct CachedSealedSecret {
+pub(crate) struct CachedSealedSecret {
     /// Name, namespace, uid, resourceVersion, generation and
     /// deletionTimestamp only.
     pub metadata: ObjectMeta,
@@ -89,7 +89,7 @@ impl From<SealedSecret> for CachedSealedSecret {
 
 impl CachedSealedSecret {
     /// The cached form of an object as the watch delivers it.
-    pub fn watched(sealed: SealedSecret, policy: &SecretPolicy) -> Self {
+    pub(crate) fn watched(sealed: SealedSecret, policy: &SecretPolicy) -> Self {
         // In sync at this generation by its own status's account: the
         // values are not needed unless that turns out wrong (a forged or
         // stale record costs one read, never a wrong Secret).
@@ -105,18 +105,24 @@ impl CachedSealedSecret {
     /// template), within [`CACHED_BYTES_PER_OBJECT`]. The policy verdict
     /// is the strictest policy's (nothing dangerous allowed): the
     /// controller caches through [`CachedSealedSecret::with_policy`].
-    pub fn new(sealed: SealedSecret, keep_values: bool) -> Self {
+    #[cfg(test)]
+    pub(crate) fn new(sealed: SealedSecret, keep_values: bool) -> Self {
         Self::with_policy(sealed, keep_values, &SecretPolicy::default())
     }
 
-    /// [`CachedSealedSecret::new`] under `policy`.
-    pub fn with_policy(sealed: SealedSecret, keep_values: bool, policy: &SecretPolicy) -> Self {
+    /// The cached form under `policy`; `keep_values`: with the sealed
+    /// values (and the template), within [`CACHED_BYTES_PER_OBJECT`].
+    pub(crate) fn with_policy(
+        sealed: SealedSecret,
+        keep_values: bool,
+        policy: &SecretPolicy,
+    ) -> Self {
         Self::build(sealed, keep_values, true, policy)
     }
 
     /// An object just read to be reconciled: with its values and template
     /// whatever their size (held for that reconcile only, not cached).
-    pub fn read_for_reconcile(sealed: SealedSecret, policy: &SecretPolicy) -> Self {
+    pub(crate) fn read_for_reconcile(sealed: SealedSecret, policy: &SecretPolicy) -> Self {
         Self::build(sealed, true, false, policy)
     }
 
@@ -250,18 +256,18 @@ impl CachedSealedSecret {
     }
 
     /// The Secret policy's verdict on the template (taken when cached).
-    pub fn policy_verdict(&self) -> Result<(), &PolicyViolation> {
+    pub(crate) fn policy_verdict(&self) -> Result<(), &PolicyViolation> {
         self.policy.as_ref().map(|_| ())
     }
 
     /// Whether the sealed values and the template are at hand (else they
     /// were dropped: read the object to decrypt).
-    pub fn has_values(&self) -> bool {
+    pub(crate) fn has_values(&self) -> bool {
         self.encrypted_data.is_some()
     }
 
     /// `(data key, sealed value)` pairs, in key order (none when dropped).
-    pub fn encrypted_data(&self) -> impl Iterator<Item = (&str, &str)> {
+    pub(crate) fn encrypted_data(&self) -> impl Iterator<Item = (&str, &str)> {
         self.encrypted_data
             .iter()
             .flatten()
@@ -269,13 +275,13 @@ impl CachedSealedSecret {
     }
 
     /// The distinct sets of key ids the well-formed values are sealed to.
-    pub fn key_id_sets(&self) -> impl Iterator<Item = &[KeyId]> {
+    pub(crate) fn key_id_sets(&self) -> impl Iterator<Item = &[KeyId]> {
         self.key_id_sets.iter().map(|set| &**set)
     }
 
     /// Per value, in key order: its data key, seal time and key ids, as
     /// the text says (trusted once every value opened: see `rotation`).
-    pub fn value_facts(&self) -> impl Iterator<Item = ValueView<'_>> {
+    pub(crate) fn value_facts(&self) -> impl Iterator<Item = ValueView<'_>> {
         self.value_facts.iter().map(|fact| ValueView {
             key: &fact.key,
             sealed_at: fact.sealed_at,
@@ -287,20 +293,20 @@ impl CachedSealedSecret {
     }
 
     /// The key ids the well-formed values are sealed to (sorted, unique).
-    pub fn key_ids(&self) -> BTreeSet<KeyId> {
+    pub(crate) fn key_ids(&self) -> BTreeSet<KeyId> {
         self.key_id_sets().flatten().copied().collect()
     }
 
     /// What makes this SealedSecret not well-formed, by the shared
     /// definition ([`kseal_shared::validation::object_problems`] and the
     /// keys its type requires, [`kseal_shared::secret_type::presence_problems`]).
-    pub fn problems(&self) -> &[ObjectError] {
+    pub(crate) fn problems(&self) -> &[ObjectError] {
         &self.problems
     }
 
     /// Where the value under `key` may be unsealed: this object's scope,
     /// namespace and name (as `kseal_shared::manifest::value_binding`).
-    pub fn binding<'a>(&'a self, key: &'a str) -> Binding<'a> {
+    pub(crate) fn binding<'a>(&'a self, key: &'a str) -> Binding<'a> {
         Binding::new(
             self.scope,
             self.metadata.namespace.as_deref().unwrap_or_default(),
@@ -325,7 +331,7 @@ struct ValueFact {
 /// One value's data key, seal time and key ids (see
 /// [`CachedSealedSecret::value_facts`]); `None`s when it does not parse.
 #[derive(Clone, Copy, Debug)]
-pub struct ValueView<'a> {
+pub(crate) struct ValueView<'a> {
     /// The data key.
     pub key: &'a str,
     /// Seconds since the Unix epoch, 0 when not recorded.

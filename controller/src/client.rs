@@ -13,14 +13,14 @@ use tower::{Layer, Service};
 
 /// A token bucket: `qps` tokens per second, at most `burst` saved up.
 /// Waiters reserve tokens in arrival order by driving the count negative.
-pub struct TokenBucket {
+pub(crate) struct TokenBucket {
     qps: f64,
     burst: f64,
     state: Mutex<(f64, Instant)>,
 }
 
 impl TokenBucket {
-    pub fn new(qps: f64, burst: u32) -> Self {
+    pub(crate) fn new(qps: f64, burst: u32) -> Self {
         let burst = f64::from(burst.max(1));
         Self {
             qps,
@@ -52,11 +52,11 @@ impl TokenBucket {
 }
 
 #[derive(Clone)]
-pub struct RateLimitLayer(Option<Arc<TokenBucket>>);
+pub(crate) struct RateLimitLayer(Option<Arc<TokenBucket>>);
 
 impl RateLimitLayer {
     /// `qps <= 0` disables the limit.
-    pub fn new(qps: f64, burst: u32) -> Self {
+    pub(crate) fn new(qps: f64, burst: u32) -> Self {
         Self((qps > 0.0).then(|| Arc::new(TokenBucket::new(qps, burst))))
     }
 }
@@ -72,7 +72,7 @@ impl<S> Layer<S> for RateLimitLayer {
 }
 
 #[derive(Clone)]
-pub struct RateLimited<S> {
+pub(crate) struct RateLimited<S> {
     inner: S,
     bucket: Option<Arc<TokenBucket>>,
 }

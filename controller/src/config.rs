@@ -26,7 +26,7 @@ pub struct Settings {
 
     /// Kubeconfig to use outside a cluster [default: in-cluster config, then $KUBECONFIG or ~/.kube/config]
     #[arg(long, value_name = "FILE")]
-    pub kubeconfig: Option<std::path::PathBuf>,
+    pub(crate) kubeconfig: Option<std::path::PathBuf>,
 
     /// Watch SealedSecrets and manage Secrets only in these namespaces
     /// (comma-separated); empty: every namespace. With a list, the
@@ -38,7 +38,7 @@ pub struct Settings {
         value_name = "NS,...",
         value_parser = namespace_name
     )]
-    pub watch_namespaces: Vec<String>,
+    pub(crate) watch_namespaces: Vec<String>,
 
     /// Namespace holding the sealing keys, the public-key ConfigMap and the Lease
     #[arg(
@@ -47,11 +47,11 @@ pub struct Settings {
         default_value = "kseal-system",
         value_parser = namespace_name
     )]
-    pub namespace: String,
+    pub(crate) namespace: String,
 
     /// Create a new active key this often (e.g. 30d, 720h); 0 disables renewal
     #[arg(long, value_parser = humantime::parse_duration, default_value = "30d")]
-    pub key_renew_period: Duration,
+    pub(crate) key_renew_period: Duration,
 
     /// How long after a renewal (or `kseal keys rotate`) values still sealed
     /// only to the previous key are not yet due for a re-wrap (e.g. 14d,
@@ -65,35 +65,35 @@ pub struct Settings {
     /// shorter than a --key-renew-period that is not 0 [default: 14d, or half
     /// of --key-renew-period when that is shorter than 28d]
     #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
-    pub rewrap_grace_period: Option<Duration>,
+    pub(crate) rewrap_grace_period: Option<Duration>,
 
     /// Address for /healthz, /readyz, /metrics and the /v1 API
     #[arg(long, default_value = "0.0.0.0:8080")]
-    pub http_addr: SocketAddr,
+    pub(crate) http_addr: SocketAddr,
 
     /// Address for /healthz, /readyz and /metrics only, on a listener of
     /// their own: clients of the API port cannot starve the kubelet's probes
     #[arg(long, default_value = "0.0.0.0:8081")]
-    pub health_addr: SocketAddr,
+    pub(crate) health_addr: SocketAddr,
 
     /// SealedSecrets reconciled at once
     #[arg(long, default_value_t = 16)]
-    pub concurrency: u16,
+    pub(crate) concurrency: u16,
 
     /// Kubernetes API requests per second (client-side limit; 0 = unlimited).
     /// The API server's priority and fairness protects it; this only stops a
     /// runaway loop. At the default the controller keeps up with thousands
     /// of SealedSecrets applied at once.
     #[arg(long, default_value_t = 500.0)]
-    pub kube_qps: f64,
+    pub(crate) kube_qps: f64,
 
     /// Kubernetes API request burst above the QPS limit
     #[arg(long, default_value_t = 1000)]
-    pub kube_burst: u32,
+    pub(crate) kube_burst: u32,
 
     /// Events per second, on a budget of their own so Events never delay Secrets
     #[arg(long, default_value_t = 10.0)]
-    pub event_qps: f64,
+    pub(crate) event_qps: f64,
 
     /// Restart the Deployments, StatefulSets and DaemonSets that read a
     /// changed Secret key, for SealedSecrets with `spec.rollout`
@@ -101,37 +101,37 @@ pub struct Settings {
     /// SealedSecrets are watched (chart value rollout.enabled grants them).
     /// Off: such SealedSecrets get a RolloutDisabled Warning Event instead
     #[arg(long, env = "KSEAL_ROLLOUT_RESTARTS")]
-    pub rollout_restarts: bool,
+    pub(crate) rollout_restarts: bool,
 
     /// Changes within this long of each other restart a workload once (at
     /// most six windows after the first change of a batch); 100ms to 10m
     #[arg(long, value_parser = batch_window, default_value = "5s", value_name = "DURATION")]
-    pub rollout_batch_window: Duration,
+    pub(crate) rollout_batch_window: Duration,
 
     /// The least time between two rounds of restarts in one namespace: a
     /// Secret someone else keeps changing back restarts its consumers at
     /// most this often (changes meanwhile wait and are restarted for
     /// together); 1s to 1h
     #[arg(long, value_parser = min_interval, default_value = "1m", value_name = "DURATION")]
-    pub rollout_min_interval: Duration,
+    pub(crate) rollout_min_interval: Duration,
 
     /// Elect a leader with a Lease: only the leader reconciles and renews keys
     #[arg(long)]
-    pub leader_elect: bool,
+    pub(crate) leader_elect: bool,
 
     /// Name of the Lease used for leader election
     #[arg(long, default_value = "kseal-controller")]
-    pub lease_name: String,
+    pub(crate) lease_name: String,
 
     /// Lease duration; a leader that stops renewing loses the lease after this
     #[arg(long, value_parser = humantime::parse_duration, default_value = "15s")]
-    pub lease_duration: Duration,
+    pub(crate) lease_duration: Duration,
 
     /// Reconcile SealedSecrets in the controller's own namespace too. Off by
     /// default: that namespace holds the sealing keys, and whoever may create
     /// a SealedSecret there should not get Secrets next to them
     #[arg(long, env = "KSEAL_RECONCILE_CONTROLLER_NAMESPACE")]
-    pub reconcile_controller_namespace: bool,
+    pub(crate) reconcile_controller_namespace: bool,
 
     /// Dangerous Secret types SealedSecrets may create anyway
     /// (comma-separated). Each possible value is refused by default: another
@@ -146,7 +146,7 @@ pub struct Settings {
         value_name = "TYPE,...",
         value_parser = PossibleValuesParser::new(DANGEROUS_SECRET_TYPES)
     )]
-    pub allow_secret_types: Vec<String>,
+    pub(crate) allow_secret_types: Vec<String>,
 
     /// Dangerous label/annotation key prefixes SealedSecrets may set anyway
     /// (comma-separated). Each possible value is refused by default: another
@@ -163,18 +163,18 @@ pub struct Settings {
 
     /// Largest request body the HTTP API accepts, in bytes
     #[arg(long, default_value_t = 2 * 1024 * 1024)]
-    pub max_body_bytes: usize,
+    pub(crate) max_body_bytes: usize,
 
     /// Requests per second allowed on /v1/verify and /v1/rewrap (all clients together)
     #[arg(long, default_value_t = 20)]
-    pub api_rate: u32,
+    pub(crate) api_rate: u32,
 
     /// Work per second allowed on /v1/verify and /v1/rewrap (all clients
     /// together), in X25519 operations (~40 µs of CPU each): a request costs,
     /// per value, one per held key the value names (at least one), plus two
     /// per recipient when it is re-wrapped
     #[arg(long, default_value_t = 2000)]
-    pub api_work_rate: u32,
+    pub(crate) api_work_rate: u32,
 
     /// Log format
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
@@ -186,12 +186,12 @@ pub struct Settings {
 
     /// This replica's name in the Lease and in Events; a random suffix is added, so two replicas never share an identity [default: the host name]
     #[arg(long, env = "POD_NAME")]
-    pub pod_name: Option<String>,
+    pub(crate) pod_name: Option<String>,
 }
 
 impl Settings {
     /// `--rollout-restarts` and `--rollout-batch-window`.
-    pub fn rollout_settings(&self) -> crate::rollout::RolloutSettings {
+    pub(crate) fn rollout_settings(&self) -> crate::rollout::RolloutSettings {
         crate::rollout::RolloutSettings {
             enabled: self.rollout_restarts,
             window: self.rollout_batch_window,
@@ -205,7 +205,7 @@ impl Settings {
     /// starting). A grace period as long as the renewal period or longer is
     /// refused: a value could then be sealed to a key two renewals old and
     /// still not be due.
-    pub fn rewrap_grace_period(&self) -> Result<Duration, String> {
+    pub(crate) fn rewrap_grace_period(&self) -> Result<Duration, String> {
         let renew = self.key_renew_period;
         match self.rewrap_grace_period {
             Some(grace) if !renew.is_zero() && grace >= renew => Err(format!(
@@ -223,7 +223,7 @@ impl Settings {
 /// Default re-wrap grace period: two weeks, for a team to refresh its
 /// pinned public keys and re-wrap after a renewal (every 30 days by
 /// default).
-pub const DEFAULT_REWRAP_GRACE_PERIOD: Duration = Duration::from_secs(14 * 86_400);
+pub(crate) const DEFAULT_REWRAP_GRACE_PERIOD: Duration = Duration::from_secs(14 * 86_400);
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
 pub enum LogFormat {
@@ -241,7 +241,7 @@ pub enum Command {
 /// would make every namespaced request cluster-wide: the key watch would
 /// load every installation's keys.
 fn namespace_name(value: &str) -> Result<String, String> {
-    kseal_shared::validation::check_namespace(value)
+    kseal_shared::names::check_namespace(value)
         .map(|()| value.to_owned())
         .map_err(|err| err.to_string())
 }
@@ -249,7 +249,7 @@ fn namespace_name(value: &str) -> Result<String, String> {
 /// The shortest and longest `--rollout-batch-window`: below 100 ms a sync's
 /// changes would no longer share a restart; above 10 minutes a rotated
 /// value would wait longer for its restart than anyone expects.
-pub const BATCH_WINDOW_RANGE: std::ops::RangeInclusive<Duration> =
+pub(crate) const BATCH_WINDOW_RANGE: std::ops::RangeInclusive<Duration> =
     Duration::from_millis(100)..=Duration::from_secs(600);
 
 fn batch_window(text: &str) -> Result<Duration, String> {

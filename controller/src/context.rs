@@ -13,7 +13,7 @@ use crate::metrics::Metrics;
 use crate::owned::OwnedSecrets;
 use crate::sealing_keys::KeyStore;
 
-pub struct Context {
+pub(crate) struct Context {
     pub client: Client,
     /// What a SealedSecret may create.
     pub policy: SecretPolicy,
@@ -46,7 +46,7 @@ pub struct Context {
 
 impl Context {
     /// Records a transient failure; returns how many in a row.
-    pub fn record_failure(&self, object: &ObjectRef<CachedSealedSecret>) -> u32 {
+    pub(crate) fn record_failure(&self, object: &ObjectRef<CachedSealedSecret>) -> u32 {
         match self.failures.lock() {
             Ok(mut map) => {
                 let count = map.entry(object.clone()).or_insert(0);
@@ -60,7 +60,7 @@ impl Context {
     /// The status the API server holds for this object, as far as this
     /// replica knows: what it last wrote, until the watched copy (`cached`)
     /// shows that write; then the watched copy.
-    pub fn known_status(
+    pub(crate) fn known_status(
         &self,
         object: &ObjectRef<CachedSealedSecret>,
         uid: &str,
@@ -78,7 +78,7 @@ impl Context {
         cached.cloned()
     }
 
-    pub fn remember_status(
+    pub(crate) fn remember_status(
         &self,
         object: ObjectRef<CachedSealedSecret>,
         uid: String,
@@ -89,7 +89,7 @@ impl Context {
         }
     }
 
-    pub fn clear_failures(&self, object: &ObjectRef<CachedSealedSecret>) {
+    pub(crate) fn clear_failures(&self, object: &ObjectRef<CachedSealedSecret>) {
         if let Ok(mut map) = self.failures.lock() {
             map.remove(object);
         }

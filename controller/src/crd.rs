@@ -1,8 +1,5 @@
 //! The SealedSecret CRD, generated from the shared crate's Rust types.
 
-/// Where the chart keeps the committed CRD.
-pub const CRD_PATH: &str = "charts/kseal/crds/sealedsecrets.kseal.dev.yaml";
-
 /// Why the CRD cannot be rendered (not expected: it is built from types).
 #[derive(Debug, thiserror::Error)]
 pub enum CrdError {

@@ -10,7 +10,7 @@ use tokio::sync::Semaphore;
 
 /// Why work handed to the pool did not finish.
 #[derive(Debug, thiserror::Error)]
-pub enum PoolError {
+pub(crate) enum PoolError {
     /// The work panicked (a bug); the panic was logged by tokio.
     #[error("the work panicked")]
     Panicked,
@@ -21,14 +21,14 @@ pub enum PoolError {
 
 /// Runs closures on blocking threads, at most `concurrency` at once.
 #[derive(Clone, Debug)]
-pub struct CryptoPool {
+pub(crate) struct CryptoPool {
     permits: Arc<Semaphore>,
     concurrency: usize,
 }
 
 impl CryptoPool {
     /// A pool running at most `concurrency` (at least 1) closures at once.
-    pub fn new(concurrency: usize) -> Self {
+    pub(crate) fn new(concurrency: usize) -> Self {
         let concurrency = concurrency.max(1);
         Self {
             permits: Arc::new(Semaphore::new(concurrency)),
@@ -38,18 +38,18 @@ impl CryptoPool {
 
     /// One closure at a time per CPU this process may use (cgroup quota
     /// included, see [`std::thread::available_parallelism`]).
-    pub fn per_cpu() -> Self {
+    pub(crate) fn per_cpu() -> Self {
         Self::new(std::thread::available_parallelism().map_or(1, usize::from))
     }
 
     /// How many closures run at most at once.
-    pub fn concurrency(&self) -> usize {
+    pub(crate) fn concurrency(&self) -> usize {
         self.concurrency
     }
 
     /// Runs `work` on a blocking thread once a slot is free (waiting for
     /// one, in arrival order) and returns its result.
-    pub async fn run<F, R>(&self, work: F) -> Result<R, PoolError>
+    pub(crate) async fn run<F, R>(&self, work: F) -> Result<R, PoolError>
     where
         F: FnOnce() -> R + Send + 'static,
         R: Send + 'static,

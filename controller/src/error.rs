@@ -15,16 +15,16 @@ macro_rules! reasons {
         /// Why a reconcile failed, as a condition reason, Event reason and
         /// metric label (CamelCase, stable).
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-        pub enum Reason {
+        pub(crate) enum Reason {
             $($(#[$doc])* $name,)*
         }
 
         impl Reason {
             /// Every reason, for pre-registering metric labels.
-            pub const ALL: &'static [Reason] = &[$(Reason::$name,)*];
+            pub(crate) const ALL: &'static [Reason] = &[$(Reason::$name,)*];
 
             /// The CamelCase name.
-            pub fn as_str(self) -> &'static str {
+            pub(crate) fn as_str(self) -> &'static str {
                 match self {
                     $(Reason::$name => stringify!($name),)*
                 }
@@ -81,7 +81,7 @@ impl From<ValueFailureReason> for Reason {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum Error {
+pub(crate) enum Error {
     /// A value does not open: tampered, or moved to another key, name,
     /// namespace or scope than it was sealed for.
     #[error("value {key:?} cannot be decrypted: {source}")]
@@ -179,7 +179,7 @@ pub enum Error {
 impl Error {
     /// Why a value under data key `key` does not open, with the reason
     /// [`ValueFailureReason::of`] gives (the same as the HTTP API's).
-    pub fn value_failure(
+    pub(crate) fn value_failure(
         key: &str,
         source: SealError,
         is_retired: impl Fn(&KeyId) -> bool,
@@ -202,12 +202,12 @@ impl Error {
 
     /// [`Error::InvalidSpec`] for an object's problems, the first few
     /// named ([`named`]): their number is its author's to choose.
-    pub fn invalid_spec<T: Display>(problems: &[T]) -> Self {
+    pub(crate) fn invalid_spec<T: Display>(problems: &[T]) -> Self {
         Error::InvalidSpec(named(problems, "; "))
     }
 
     /// The reason for conditions, events and metrics.
-    pub fn reason(&self) -> Reason {
+    pub(crate) fn reason(&self) -> Reason {
         match self {
             Error::DecryptFailed { .. } => Reason::DecryptFailed,
             Error::UnknownKey { .. } => Reason::UnknownKey,
@@ -230,7 +230,7 @@ impl Error {
 
     /// Errors that retrying will not fix until something changes (the
     /// object, the keys, the Secret): retried slowly, never in a hot loop.
-    pub fn is_permanent(&self) -> bool {
+    pub(crate) fn is_permanent(&self) -> bool {
         // Only the answers that say the Secret itself is refused; anything
         // else from the API server may pass.
         !matches!(
@@ -251,7 +251,11 @@ impl Error {
 /// itself (a 4xx other than a conflict or a rate limit) is
 /// [`Error::SecretRejected`], which needs a change; any other answer is
 /// [`Error::SecretWriteFailed`], retried; no answer is [`Error::Kube`].
-pub fn secret_write(name: &str, err: kube::Error, quotes_value: impl Fn(&str) -> bool) -> Error {
+pub(crate) fn secret_write(
+    name: &str,
+    err: kube::Error,
+    quotes_value: impl Fn(&str) -> bool,
+) -> Error {
     let kube::Error::Api(status) = err else {
         return Error::Kube(err);
     };
@@ -275,7 +279,10 @@ pub fn secret_write(name: &str, err: kube::Error, quotes_value: impl Fn(&str) ->
 /// in which `quotes_value` finds a value is withheld. The field paths of
 /// the causes, each with its message, or the message alone when the
 /// answer lists no causes.
-pub fn rejection(status: &kube::core::Status, quotes_value: impl Fn(&str) -> bool) -> String {
+pub(crate) fn rejection(
+    status: &kube::core::Status,
+    quotes_value: impl Fn(&str) -> bool,
+) -> String {
     const REDACTED: &str = "<secret contents redacted>";
     let cut = |text: &str| {
         let text = match text.find(REDACTED) {
@@ -309,21 +316,21 @@ pub fn rejection(status: &kube::core::Status, quotes_value: impl Fn(&str) -> boo
 /// At most this many entries of a list whose length a SealedSecret's
 /// author chooses (key ids, problems) are named in a message; the others
 /// are counted.
-pub const NAMED: usize = 5;
+pub(crate) const NAMED: usize = 5;
 /// At most this many bytes of one named entry: a problem quotes a name as
 /// written, which is invalid, maybe because of its length.
-pub const ENTRY_MAX: usize = 256;
+pub(crate) const ENTRY_MAX: usize = 256;
 /// The longest Event note the API server accepts (events.k8s.io/v1: 1,024
 /// bytes); a longer one is refused with 422 and the Event is lost.
-pub const EVENT_NOTE_MAX: usize = 1024;
+pub(crate) const EVENT_NOTE_MAX: usize = 1024;
 /// The longest condition message written to a status: long enough for any
 /// message the controller builds from bounded parts, short enough that an
 /// object's author cannot make every watcher's copy of it large.
-pub const CONDITION_MESSAGE_MAX: usize = 1024;
+pub(crate) const CONDITION_MESSAGE_MAX: usize = 1024;
 
 /// The first [`NAMED`] entries, each cut to [`ENTRY_MAX`] bytes, joined by
 /// `separator`, then how many more there are: `a, b, c, d, e and 59 more`.
-pub fn named<T: Display>(entries: &[T], separator: &str) -> String {
+pub(crate) fn named<T: Display>(entries: &[T], separator: &str) -> String {
     let mut text = entries
         .iter()
         .take(NAMED)
@@ -338,7 +345,7 @@ pub fn named<T: Display>(entries: &[T], separator: &str) -> String {
 
 /// `text` cut to at most `max` bytes on a char boundary, ending in `…`
 /// when it was cut.
-pub fn bounded(mut text: String, max: usize) -> String {
+pub(crate) fn bounded(mut text: String, max: usize) -> String {
     const MARK: &str = "…";
     if text.len() <= max {
         return text;

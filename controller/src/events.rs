@@ -25,14 +25,14 @@ use crate::error::{EVENT_NOTE_MAX, bounded};
 const QUEUE: usize = 256;
 
 #[derive(Clone)]
-pub struct EventSink {
+pub(crate) struct EventSink {
     queue: mpsc::Sender<(Event, ObjectReference)>,
     dropped: Counter,
 }
 
 impl EventSink {
     /// Starts the publishing task; `client` should have its own rate limit.
-    pub fn spawn(client: Client, reporter: Reporter, dropped: Counter) -> Self {
+    pub(crate) fn spawn(client: Client, reporter: Reporter, dropped: Counter) -> Self {
         let (queue, mut receiver) = mpsc::channel::<(Event, ObjectReference)>(QUEUE);
         tokio::spawn(async move {
             let mut series = Series::default();
@@ -49,7 +49,7 @@ impl EventSink {
     /// Queues an Event; never waits. A note longer than the API server
     /// accepts is cut to fit ([`EVENT_NOTE_MAX`]): a message may quote
     /// what an object's author wrote, and a refused Event is lost.
-    pub fn publish(&self, mut event: Event, reference: ObjectReference) {
+    pub(crate) fn publish(&self, mut event: Event, reference: ObjectReference) {
         event.note = event.note.map(|note| bounded(note, EVENT_NOTE_MAX));
         if self.queue.try_send((event, reference)).is_err() {
             self.dropped.inc();

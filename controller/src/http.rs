@@ -1,9 +1,9 @@
 //! The HTTP API every replica serves: health, metrics, public keys, and the
-//! verify and rewrap endpoints ([`router`]); and the probe listener with
-//! health and metrics only ([`probe_router`]), so a client of the API port
+//! verify and rewrap endpoints (`router`); and the probe listener with
+//! health and metrics only (`probe_router`), so a client of the API port
 //! can never starve the kubelet's probes. No response ever carries plaintext.
 //!
-//! Against slow and abusive clients ([`serve`], [`ServerLimits`]): headers
+//! Against slow and abusive clients (`serve`, `ServerLimits`): headers
 //! must arrive within a timeout (which also closes idle keep-alive
 //! connections), bodies within another, connections are capped in number
 //! (in all and per client address) and lifetime, and only a few bodies are
@@ -11,14 +11,14 @@
 //!
 //! `/metrics` is rendered at most once a second and the body shared by
 //! concurrent scrapes, with one series per key the cluster holds whatever
-//! SealedSecrets name (see [`crate::metrics`]); on the API port scrapes
-//! have a budget of their own ([`ServerLimits::scrapes_per_second`]).
+//! SealedSecrets name (see the `metrics` module); on the API port scrapes
+//! have a budget of their own (`ServerLimits::scrapes_per_second`).
 //!
 //! Against expensive requests: the decrypting endpoints take a request
 //! token before reading the body, refuse objects with more than
 //! [`MAX_VALUES`] values, then charge the work a request needs (see
-//! [`work_cost`]) to a second budget before any X25519 operation, and do
-//! the parsing and crypto in the [`CryptoPool`], off the async workers.
+//! `work_cost`) to a second budget before any X25519 operation, and do
+//! the parsing and crypto in the `CryptoPool`, off the async workers.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
@@ -55,7 +55,7 @@ use kseal_shared::contract::KeyState;
 
 /// Limits of the HTTP server against slow, large and numerous requests.
 #[derive(Debug, Clone, Copy)]
-pub struct ServerLimits {
+pub(crate) struct ServerLimits {
     /// Largest request body, in bytes (413 above).
     pub max_body_bytes: usize,
     /// Time a client has to send a request's headers; an idle keep-alive
@@ -81,7 +81,7 @@ pub struct ServerLimits {
 }
 
 impl ServerLimits {
-    pub fn new(max_body_bytes: usize) -> Self {
+    pub(crate) fn new(max_body_bytes: usize) -> Self {
         Self {
             max_body_bytes,
             header_timeout: Duration::from_secs(10),
@@ -97,7 +97,7 @@ impl ServerLimits {
     /// Limits of the probe listener: no bodies, few clients (the kubelet
     /// and a metrics scraper, which is never refused: only the node and
     /// the monitoring namespace may connect), short timeouts.
-    pub fn probes() -> Self {
+    pub(crate) fn probes() -> Self {
         Self {
             max_body_bytes: 0,
             header_timeout: Duration::from_secs(5),
@@ -129,7 +129,7 @@ struct ReadBody {
 
 /// What the HTTP handlers share.
 #[derive(Clone)]
-pub struct ApiState {
+pub(crate) struct ApiState {
     pub keys: KeyStore,
     pub metrics: Arc<Metrics>,
     /// SealedSecrets as this replica's watch sees them (for metrics); empty
@@ -144,11 +144,11 @@ pub struct ApiState {
     pub crypto: CryptoPool,
 }
 
-pub fn router(state: ApiState, max_body_bytes: usize) -> Router {
+pub(crate) fn router(state: ApiState, max_body_bytes: usize) -> Router {
     router_with_limits(state, ServerLimits::new(max_body_bytes))
 }
 
-pub fn router_with_limits(state: ApiState, limits: ServerLimits) -> Router {
+pub(crate) fn router_with_limits(state: ApiState, limits: ServerLimits) -> Router {
     let body_limits = BodyLimits {
         max_bytes: limits.max_body_bytes,
         timeout: limits.body_timeout,
@@ -180,7 +180,7 @@ fn scrape_budget(limits: &ServerLimits) -> ScrapeBudget {
 
 /// The probe listener's routes: `/healthz`, `/readyz` and `/metrics`, none
 /// of which reads a body or decrypts.
-pub fn probe_router(state: ApiState) -> Router {
+pub(crate) fn probe_router(state: ApiState) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
@@ -249,7 +249,7 @@ impl Drop for ClientSlot {
 /// a client sending one header byte a minute would hold its connection
 /// forever.) Never returns on its own: accept errors (e.g. out of file
 /// descriptors) are logged and retried.
-pub async fn serve(listener: tokio::net::TcpListener, router: Router, limits: ServerLimits) {
+pub(crate) async fn serve(listener: tokio::net::TcpListener, router: Router, limits: ServerLimits) {
     use hyper_util::rt::{TokioIo, TokioTimer};
     use hyper_util::service::TowerToHyperService;
 
@@ -481,18 +481,11 @@ pub fn parse_sealed_secret_body(
         "application/yaml" | "application/x-yaml" | "text/yaml" => std::str::from_utf8(body)
             .map_err(|_| "body is not UTF-8".to_owned())
             .and_then(|text| {
-                let mut options = serde_saphyr::options::Options::default();
-                options.with_snippet = false;
                 // A SealedSecret needs no anchors or aliases; with them a
-                // 2 MiB body could expand to the parser's default 64 MiB of
-                // scalars per request (an OOM kill at the chart's limit
-                // with a few requests at once).
-                let mut budget = serde_saphyr::Budget::default();
-                budget.max_aliases = 0;
-                budget.max_anchors = 0;
-                budget.max_total_scalar_bytes = text.len();
-                options.budget = Some(budget);
-                serde_saphyr::from_str_with_options::<SealedSecret>(text, options).map_err(|err| {
+                // 2 MiB body could expand to 64 MiB of scalars per request
+                // (an OOM kill at the chart's limit with a few requests at
+                // once).
+                kseal_shared::yaml::from_str_without_aliases::<SealedSecret>(text).map_err(|err| {
                     redact_quoted(err.to_string().lines().next().unwrap_or_default())
                 })
             }),
@@ -571,7 +564,7 @@ fn failure(error: &SealError, keys: &KeySet) -> ValueFailure {
 /// and a Diffie-Hellman: a re-wrap measures ~3.2 unwraps, see
 /// docs/benchmarks.md). Computed from the parsed values before any key is
 /// used.
-pub fn work_cost<'a>(
+pub(crate) fn work_cost<'a>(
     values: impl IntoIterator<Item = &'a Result<SealedValue, SealError>>,
     keys: &KeySet,
     wrap_to: usize,

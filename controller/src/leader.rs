@@ -12,7 +12,7 @@ use kube::api::PostParams;
 use kube::{Api, Client};
 use tokio::sync::watch;
 
-pub struct LeaderElector {
+pub(crate) struct LeaderElector {
     api: Api<Lease>,
     name: String,
     identity: String,
@@ -20,7 +20,7 @@ pub struct LeaderElector {
 }
 
 impl LeaderElector {
-    pub fn new(
+    pub(crate) fn new(
         client: Client,
         namespace: &str,
         name: &str,
@@ -36,7 +36,7 @@ impl LeaderElector {
     }
 
     /// Tries to acquire or renew the lease; `Ok(true)` when we hold it.
-    pub async fn try_acquire_or_renew(&self) -> Result<bool, kube::Error> {
+    pub(crate) async fn try_acquire_or_renew(&self) -> Result<bool, kube::Error> {
         let now = MicroTime(jiff::Timestamp::now());
         let seconds = i32::try_from(self.duration.as_secs().max(1)).unwrap_or(i32::MAX);
         let existing = self.api.get_opt(&self.name).await?;
@@ -103,7 +103,7 @@ impl LeaderElector {
     /// so the next replica (or this one restarted, which has a new
     /// identity) leads at once instead of after the lease expires. Call it
     /// only once this replica has stopped acting as the leader.
-    pub async fn release(&self) -> Result<(), kube::Error> {
+    pub(crate) async fn release(&self) -> Result<(), kube::Error> {
         let Some(mut lease) = self.api.get_opt(&self.name).await? else {
             return Ok(());
         };
@@ -131,7 +131,7 @@ impl LeaderElector {
     /// Keeps `leading` true while we hold the lease. A leader that cannot
     /// renew for two thirds of the lease duration steps down, before anyone
     /// else may take the lease. Runs forever.
-    pub async fn run(self, leading: watch::Sender<bool>) {
+    pub(crate) async fn run(self, leading: watch::Sender<bool>) {
         let retry = self.duration / 3;
         let renew_deadline = self.duration * 2 / 3;
         let mut last_renewed = None::<tokio::time::Instant>;

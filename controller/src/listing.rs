@@ -29,16 +29,16 @@ use serde::{Deserialize, Deserializer};
 /// The largest object the API server returns: etcd stores at most 1.5 MiB
 /// (its default `--max-request-bytes`), and an object comes back with its
 /// managed fields, which can double it.
-pub const MAX_OBJECT_BYTES: usize = 3 * 1024 * 1024;
+pub(crate) const MAX_OBJECT_BYTES: usize = 3 * 1024 * 1024;
 /// The most bytes one page of a paged list may hold.
-pub const PAGE_BYTES: usize = 16 * 1024 * 1024;
+pub(crate) const PAGE_BYTES: usize = 16 * 1024 * 1024;
 /// Objects per page when the API server has no streaming lists: as many
 /// objects of the largest size as fit in [`PAGE_BYTES`].
-pub const FALLBACK_PAGE_SIZE: u32 = (PAGE_BYTES / MAX_OBJECT_BYTES) as u32;
+pub(crate) const FALLBACK_PAGE_SIZE: u32 = (PAGE_BYTES / MAX_OBJECT_BYTES) as u32;
 
 /// How the initial list of a watch is made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ListStrategy {
+pub(crate) enum ListStrategy {
     /// A watch with `sendInitialEvents=true`: one object at a time.
     Streaming,
     /// Paged lists of [`FALLBACK_PAGE_SIZE`] objects.
@@ -47,7 +47,7 @@ pub enum ListStrategy {
 
 impl ListStrategy {
     /// A watcher configuration that lists this way.
-    pub fn config(self) -> watcher::Config {
+    pub(crate) fn config(self) -> watcher::Config {
         match self {
             Self::Streaming => watcher::Config::default().streaming_lists(),
             Self::Paged => watcher::Config::default().page_size(FALLBACK_PAGE_SIZE),
@@ -60,7 +60,7 @@ impl ListStrategy {
     /// that says so. A server without the feature refuses the parameter
     /// (1.27–1.31 with it off) or ignores it (older ones), and then no such
     /// bookmark comes.
-    pub async fn probe(client: &Client, namespace: Option<&str>) -> Self {
+    pub(crate) async fn probe(client: &Client, namespace: Option<&str>) -> Self {
         let api: Api<PartialObjectMeta<Secret>> = match namespace {
             Some(namespace) => Api::namespaced(client.clone(), namespace),
             None => Api::all(client.clone()),
@@ -101,7 +101,7 @@ impl ListStrategy {
 /// names its controller. Labels, annotations, managed fields and every
 /// other owner reference are skipped while parsing.
 #[derive(Clone, Debug, Default)]
-pub struct OwnedSecretMeta {
+pub(crate) struct OwnedSecretMeta {
     /// Only the fields named above are set.
     pub metadata: ObjectMeta,
 }

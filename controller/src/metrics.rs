@@ -37,15 +37,15 @@ type Labels = Vec<(&'static str, String)>;
 /// with a value sealed to any key id the cluster holds no key Secret for
 /// (another cluster's key, an offline recovery key, a lost key, or ids made
 /// up by whoever wrote the object), each object once.
-pub const OTHER_KEY_IDS: &str = "other";
+pub(crate) const OTHER_KEY_IDS: &str = "other";
 
 /// The workload kinds `spec.rollout` restarts (the `kind` label of
 /// `kseal_workload_restarts_total`).
-pub const RESTARTED_KINDS: [&str; 3] = ["Deployment", "StatefulSet", "DaemonSet"];
+pub(crate) const RESTARTED_KINDS: [&str; 3] = ["Deployment", "StatefulSet", "DaemonSet"];
 
 /// How long a rendered exposition is served again before the next scrape
 /// renders a new one.
-pub const RENDER_INTERVAL: Duration = Duration::from_secs(1);
+pub(crate) const RENDER_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The last exposition rendered, and when it was done.
 struct Rendered {
@@ -55,7 +55,7 @@ struct Rendered {
 
 /// The controller's metrics: one registry, shared by the reconciler and
 /// both HTTP listeners.
-pub struct Metrics {
+pub(crate) struct Metrics {
     registry: Registry,
     /// Unseals by result: `ok` or an error reason.
     pub unseals: Family<Labels, Counter>,
@@ -103,7 +103,7 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let mut registry = Registry::with_prefix("kseal");
         let unseals = Family::<Labels, Counter>::default();
         registry.register("unseals", "Values unsealed, by result", unseals.clone());
@@ -218,16 +218,16 @@ impl Metrics {
     /// Counts values sealed only to keys no longer active as due only
     /// `grace` after the newest of their keys was replaced
     /// (`--rewrap-grace-period`, as `RewrapDue` does).
-    pub fn with_rewrap_grace(mut self, grace: Duration) -> Self {
+    pub(crate) fn with_rewrap_grace(mut self, grace: Duration) -> Self {
         self.rewrap_grace = grace;
         self
     }
 
-    pub fn rewrap_grace(&self) -> Duration {
+    pub(crate) fn rewrap_grace(&self) -> Duration {
         self.rewrap_grace
     }
 
-    pub fn observe_reconcile(&self, elapsed: Duration, error: Option<&Error>) {
+    pub(crate) fn observe_reconcile(&self, elapsed: Duration, error: Option<&Error>) {
         self.reconcile_duration.observe(elapsed.as_secs_f64());
         if let Some(error) = error {
             self.reconcile_errors
@@ -239,7 +239,7 @@ impl Metrics {
     /// Counts a workload restart: `kind` is one of [`RESTARTED_KINDS`],
     /// `result` `ok`, `held` or `failed` (fixed sets: no object's text becomes a
     /// label).
-    pub fn count_restart(&self, kind: &'static str, result: &'static str) {
+    pub(crate) fn count_restart(&self, kind: &'static str, result: &'static str) {
         self.workload_restarts
             .get_or_create(&vec![
                 ("kind", kind.to_owned()),
@@ -250,7 +250,7 @@ impl Metrics {
 
     /// Counts unsealed values by `result`, `ok` or a reason: a fixed set,
     /// hence `'static` (no text from an object can become a label).
-    pub fn count_unseals(&self, result: &'static str, values: u64) {
+    pub(crate) fn count_unseals(&self, result: &'static str, values: u64) {
         self.unseals
             .get_or_create(&vec![("result", result.to_owned())])
             .inc_by(values);
@@ -261,7 +261,7 @@ impl Metrics {
     /// counts them). Only the ids of `keys` become label values (each with
     /// a series, 0 included); any other id is added to [`OTHER_KEY_IDS`],
     /// so no input makes more than one series per key Secret plus one.
-    pub fn render(&self, keys: &KeySet, sealed_by_key: &[(String, i64)]) -> String {
+    pub(crate) fn render(&self, keys: &KeySet, sealed_by_key: &[(String, i64)]) -> String {
         for state in KeyState::ALL {
             self.keys
                 .get_or_create(&vec![("state", state.as_str().to_owned())])
@@ -303,7 +303,7 @@ impl Metrics {
     /// [`OTHER_KEY_IDS`] if any value names another key id. CPU work that
     /// grows with the objects: run it off the async workers, through
     /// [`Metrics::exposition`].
-    pub fn scrape<'a>(
+    pub(crate) fn scrape<'a>(
         &self,
         keys: &KeySet,
         objects: impl IntoIterator<Item = &'a CachedSealedSecret>,
@@ -364,7 +364,7 @@ impl Metrics {
     /// get the same body (one allocation, however many connections send
     /// it), and scrapes arriving while it is rendered wait for it instead
     /// of rendering their own. `None` if `render` panicked.
-    pub async fn exposition<F>(&self, render: F) -> Option<Bytes>
+    pub(crate) async fn exposition<F>(&self, render: F) -> Option<Bytes>
     where
         F: FnOnce() -> String + Send + 'static,
     {

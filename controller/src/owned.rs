@@ -64,7 +64,7 @@ impl Index {
 
 /// Shared between the watch that fills it and every reconcile.
 #[derive(Debug)]
-pub struct OwnedSecrets {
+pub(crate) struct OwnedSecrets {
     index: RwLock<Index>,
     ready: watch::Sender<bool>,
 }
@@ -80,7 +80,7 @@ impl Default for OwnedSecrets {
 
 impl OwnedSecrets {
     /// Takes in one watch event (call it for every event, in order).
-    pub fn apply<K: kube::Resource>(&self, event: &watcher::Event<K>) {
+    pub(crate) fn apply<K: kube::Resource>(&self, event: &watcher::Event<K>) {
         let Ok(mut index) = self.index.write() else {
             return;
         };
@@ -128,7 +128,7 @@ impl OwnedSecrets {
 
     /// Waits until the first complete list is in: before that, a Secret
     /// missing from the index may well exist.
-    pub async fn wait_until_ready(&self) {
+    pub(crate) async fn wait_until_ready(&self) {
         let mut ready = self.ready.subscribe();
         let _ = ready.wait_for(|ready| *ready).await;
     }
@@ -138,7 +138,7 @@ impl OwnedSecrets {
     /// triggers reconciles (its objects count as touched) before it is
     /// complete, and until then `live` may hold a version the Secret no
     /// longer has (edited while the watch was down), so the caller reads.
-    pub fn resource_version(&self, namespace: &str, name: &str) -> Option<String> {
+    pub(crate) fn resource_version(&self, namespace: &str, name: &str) -> Option<String> {
         let index = self.index.read().ok()?;
         if index.relisting.is_some() {
             return None;
@@ -152,7 +152,7 @@ impl OwnedSecrets {
 
     /// Takes in a failure of the watch: until its next event, no write is
     /// taken in without it (see [`PendingWrite::wrote`]).
-    pub fn watch_failed(&self) {
+    pub(crate) fn watch_failed(&self) {
         if let Ok(mut index) = self.index.write() {
             index.watch_failing = true;
             index.disturb_all();
@@ -163,7 +163,7 @@ impl OwnedSecrets {
     /// `namespace/name`; report its outcome with [`PendingWrite::wrote`].
     /// Call it before the first write request. At most one write per Secret
     /// is in flight (the reconciler never runs one object twice at once).
-    pub fn begin_write(&self, namespace: &str, name: &str) -> PendingWrite<'_> {
+    pub(crate) fn begin_write(&self, namespace: &str, name: &str) -> PendingWrite<'_> {
         if let Ok(mut index) = self.index.write() {
             // During a (re-)list, the list may already show a later state
             // (a delete has no InitApply): such a write is never taken in.
@@ -191,7 +191,7 @@ impl OwnedSecrets {
 /// A write of an owned Secret in flight (see [`OwnedSecrets::begin_write`]).
 /// Dropped without [`Self::wrote`], it changes nothing.
 #[derive(Debug)]
-pub struct PendingWrite<'a> {
+pub(crate) struct PendingWrite<'a> {
     owned: &'a OwnedSecrets,
     key: Option<(Box<str>, Box<str>)>,
 }
@@ -212,7 +212,7 @@ impl PendingWrite<'_> {
     /// and starts a reconcile that sees it). An event taken in during the
     /// write may already be `version` or a later change, so then the index
     /// keeps what the watch said.
-    pub fn wrote(mut self, version: Option<&str>) {
+    pub(crate) fn wrote(mut self, version: Option<&str>) {
         let Some(key) = self.key.take() else {
             return;
         };

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 /// A token bucket shared by all clients. Refills at `rate` tokens a second
 /// up to `burst`.
-pub struct RateLimiter {
+pub(crate) struct RateLimiter {
     rate: f64,
     burst: f64,
     state: Mutex<(f64, Instant)>,
@@ -15,7 +15,7 @@ pub struct RateLimiter {
 
 impl RateLimiter {
     /// `per_second` tokens a second (at least 1), with a burst of as many.
-    pub fn new(per_second: u32) -> Self {
+    pub(crate) fn new(per_second: u32) -> Self {
         let rate = f64::from(per_second.max(1));
         Self {
             rate,
@@ -25,7 +25,7 @@ impl RateLimiter {
     }
 
     /// Takes one token.
-    pub fn try_acquire(&self) -> bool {
+    pub(crate) fn try_acquire(&self) -> bool {
         self.try_charge(1)
     }
 
@@ -34,7 +34,7 @@ impl RateLimiter {
     /// bucket then refills for `cost / rate` seconds before anything else
     /// passes, so over any period at most `rate × seconds + burst + one
     /// request` tokens are spent, whatever the mix of requests.
-    pub fn try_charge(&self, cost: u64) -> bool {
+    pub(crate) fn try_charge(&self, cost: u64) -> bool {
         self.try_charge_at(cost, Instant::now())
     }
 

@@ -19,32 +19,25 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
-use subtle::ConstantTimeEq;
-use zeroize::Zeroize;
 
-use kseal_shared::contract::{
-    MANAGED_ANNOTATION, ORIGIN_ANNOTATION, OWNED_LABEL, PolicyViolation, RESERVED_PREFIX,
-    TEMPLATE_METADATA_ANNOTATION,
-};
+use kseal_shared::contract::{ORIGIN_ANNOTATION, OWNED_LABEL, PolicyViolation};
 
+use crate::conditions::{READY, RECONCILING, STALLED};
 use crate::context::Context;
 use crate::error::{CONDITION_MESSAGE_MAX, Error, bounded, secret_write};
-use crate::record::{Signer, Subject};
+use crate::record::Subject;
 use crate::rotation;
 use crate::sealing_keys::KeySet;
+use decision::{
+    Correction, Desired, Existing, Ownership, Plaintext, Refusal, Want, WriteDecision, decide,
+    scrub,
+};
 
-/// Condition type kstatus, Flux and Argo CD look for.
-pub const READY: &str = "Ready";
-/// Condition type (kstatus "abnormal-true"), present while a failure is
-/// being retried: kstatus reads it as InProgress.
-pub const RECONCILING: &str = "Reconciling";
-/// Condition type (kstatus "abnormal-true"), present while a failure needs
-/// a change to the object or the cluster: kstatus reads it as Failed.
-pub const STALLED: &str = "Stalled";
+mod decision;
 
 /// Every object is looked at again this often even without a change (all
 /// at once, see `run`: a timer per object would cost ~0.5 KiB each).
-pub const RESYNC: Duration = Duration::from_secs(3600);
+pub(crate) const RESYNC: Duration = Duration::from_secs(3600);
 /// Bad input is retried this often (and at once when keys change).
 const PERMANENT_RETRY: Duration = Duration::from_secs(300);
 /// A Secret in the way is looked at again this often, so annotating it
@@ -130,25 +123,7 @@ impl Outcome {
     }
 }
 
-/// The keys whose values differ between the Secret's data (`old`) and
-/// `new`, including keys only one of them has. Compares in constant time
-/// per value, so how long it takes says nothing of where values differ.
-fn changed_keys(old: Option<&BTreeMap<String, ByteString>>, new: &Plaintext) -> BTreeSet<String> {
-    let empty = BTreeMap::new();
-    let old = old.unwrap_or(&empty);
-    let differs = |a: Option<&ByteString>, b: Option<&ByteString>| match (a, b) {
-        (Some(a), Some(b)) => !bool::from(a.0.as_slice().ct_eq(b.0.as_slice())),
-        (None, None) => false,
-        _ => true,
-    };
-    old.keys()
-        .chain(new.0.keys())
-        .filter(|key| differs(old.get(*key), new.0.get(*key)))
-        .cloned()
-        .collect()
-}
-
-pub async fn reconcile(
+pub(crate) async fn reconcile(
     sealed: Arc<CachedSealedSecret>,
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {
@@ -202,7 +177,11 @@ pub async fn reconcile(
         .map_or_else(Action::await_change, Action::requeue))
 }
 
-pub fn error_policy(sealed: Arc<CachedSealedSecret>, error: &Error, ctx: Arc<Context>) -> Action {
+pub(crate) fn error_policy(
+    sealed: Arc<CachedSealedSecret>,
+    error: &Error,
+    ctx: Arc<Context>,
+) -> Action {
     let object = ObjectRef::from_obj(sealed.as_ref());
     if let Error::SecretNotOwned(_) = error {
         return Action::requeue(NOT_OWNED_RETRY);
@@ -216,43 +195,6 @@ pub fn error_policy(sealed: Arc<CachedSealedSecret>, error: &Error, ctx: Arc<Con
         .min(MAX_BACKOFF);
     tracing::warn!(object = %object, error = %error, retry_in = ?backoff, "reconcile failed");
     Action::requeue(backoff)
-}
-
-/// Decrypted data, wiped when dropped.
-struct Plaintext(BTreeMap<String, ByteString>);
-
-impl Plaintext {
-    /// Whether `text` quotes one of the values, as is or base64-encoded (as
-    /// an admission webhook sees a Secret's data). Values under 4 bytes are
-    /// not looked for: they would be found in ordinary words.
-    fn quoted_in(&self, text: &str) -> bool {
-        use base64::Engine;
-        let text = text.as_bytes();
-        self.0.values().any(|value| {
-            let value = value.0.as_slice();
-            if value.len() < 4 {
-                return false;
-            }
-            let encoded =
-                zeroize::Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(value));
-            contains(text, value) || contains(text, encoded.as_bytes())
-        })
-    }
-}
-
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    !needle.is_empty()
-        && haystack
-            .windows(needle.len())
-            .any(|window| window == needle)
-}
-
-impl Drop for Plaintext {
-    fn drop(&mut self) {
-        for value in self.0.values_mut() {
-            value.0.zeroize();
-        }
-    }
 }
 
 /// Decrypts every value. Refuses more than [`MAX_VALUES`] values before
@@ -289,205 +231,12 @@ fn decrypt_all(sealed: &CachedSealedSecret, keys: &KeySet) -> Result<Plaintext, 
 }
 
 /// The key ids the object's values are sealed to (sorted, unique).
-pub fn key_ids_of(sealed: &CachedSealedSecret) -> Vec<String> {
+pub(crate) fn key_ids_of(sealed: &CachedSealedSecret) -> Vec<String> {
     sealed.key_ids().iter().map(KeyId::to_string).collect()
 }
 
 fn owner_reference(sealed: &CachedSealedSecret) -> Option<OwnerReference> {
     sealed.controller_owner_ref(&())
-}
-
-/// The label and annotation keys kseal copied onto a Secret from the
-/// template, as recorded in [`TEMPLATE_METADATA_ANNOTATION`].
-#[derive(Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-struct TemplateKeys {
-    #[serde(default)]
-    labels: BTreeSet<String>,
-    #[serde(default)]
-    annotations: BTreeSet<String>,
-}
-
-impl TemplateKeys {
-    /// The record on `secret`; none when absent or not one of ours (a hand
-    /// edit): then nothing is removed, which is the safe side.
-    fn on(secret: &Secret) -> Self {
-        secret
-            .annotations()
-            .get(TEMPLATE_METADATA_ANNOTATION)
-            .and_then(|text| serde_json::from_str(text).ok())
-            .unwrap_or_default()
-    }
-
-    /// The record's annotation value; `None` when it names nothing.
-    fn annotation(&self) -> Option<String> {
-        if self.labels.is_empty() && self.annotations.is_empty() {
-            return None;
-        }
-        serde_json::to_string(self).ok()
-    }
-}
-
-/// Labels, annotations, type and immutability the Secret must have.
-struct Desired {
-    /// The template's labels and [`OWNED_LABEL`].
-    labels: BTreeMap<String, String>,
-    /// The template's annotations and, when it has labels or annotations,
-    /// their record ([`TEMPLATE_METADATA_ANNOTATION`]).
-    annotations: BTreeMap<String, String>,
-    /// The keys copied from the template.
-    template_keys: TemplateKeys,
-    type_: String,
-    immutable: Option<bool>,
-}
-
-impl Desired {
-    fn of(sealed: &CachedSealedSecret) -> Self {
-        let template = sealed.template.as_deref().cloned().unwrap_or_default();
-        let metadata = template.metadata.unwrap_or_default();
-        let template_keys = TemplateKeys {
-            labels: metadata.labels.keys().cloned().collect(),
-            annotations: metadata.annotations.keys().cloned().collect(),
-        };
-        let mut labels = metadata.labels;
-        labels.insert(OWNED_LABEL.to_owned(), "true".to_owned());
-        let mut annotations = metadata.annotations;
-        if let Some(record) = template_keys.annotation() {
-            annotations.insert(TEMPLATE_METADATA_ANNOTATION.to_owned(), record);
-        }
-        Self {
-            labels,
-            annotations,
-            template_keys,
-            // The API server reads an empty type as Opaque: so must we, or
-            // the Secret would differ (and be re-created) at every look.
-            type_: template
-                .type_
-                .filter(|type_| !type_.is_empty())
-                .unwrap_or_else(|| "Opaque".to_owned()),
-            immutable: template.immutable,
-        }
-    }
-
-    /// Why `existing` cannot be brought in sync in place, if it cannot: the
-    /// API server refuses to change a Secret's type, and the data of a
-    /// Secret that is immutable, or to make it mutable again.
-    fn needs_recreate(&self, existing: &Secret, data: &Plaintext) -> Option<String> {
-        let type_ = existing.type_.as_deref().unwrap_or("Opaque");
-        if type_ != self.type_ {
-            return Some(format!("its type changed from {type_} to {}", self.type_));
-        }
-        if existing.immutable == Some(true) {
-            let data_differs = existing
-                .data
-                .as_ref()
-                .map_or(!data.0.is_empty(), |d| *d != data.0);
-            if data_differs {
-                return Some("the data of an immutable Secret changed".to_owned());
-            }
-            if self.immutable == Some(false) {
-                return Some(
-                    "the Secret is immutable and the template makes it mutable".to_owned(),
-                );
-            }
-        }
-        None
-    }
-
-    /// Corrects `existing` in place: our data, type and immutability
-    /// exactly; our labels and annotations over whatever else is there;
-    /// what the previous template put there and this one no longer has
-    /// removed, by the record on the Secret (see [`TemplateKeys`]).
-    fn apply_to(&self, existing: &mut Secret, data: &Plaintext) {
-        let previous = TemplateKeys::on(existing);
-        // The values replaced are wiped, not just dropped.
-        scrub(existing);
-        existing.data = Some(data.0.clone());
-        existing.string_data = None;
-        existing.type_ = Some(self.type_.clone());
-        if self.immutable.is_some() {
-            existing.immutable = self.immutable;
-        }
-        let metadata = &mut existing.metadata;
-        for (map, was, now, ours) in [
-            (
-                &mut metadata.labels,
-                &previous.labels,
-                &self.template_keys.labels,
-                &self.labels,
-            ),
-            (
-                &mut metadata.annotations,
-                &previous.annotations,
-                &self.template_keys.annotations,
-                &self.annotations,
-            ),
-        ] {
-            let map = map.get_or_insert_with(BTreeMap::new);
-            // kseal's own keys are never taken from a record, which anyone
-            // who may edit the Secret can write.
-            for stale in was.difference(now) {
-                if !stale.starts_with(RESERVED_PREFIX) {
-                    map.remove(stale);
-                }
-            }
-            if !ours.contains_key(TEMPLATE_METADATA_ANNOTATION) {
-                map.remove(TEMPLATE_METADATA_ANNOTATION);
-            }
-            map.extend(ours.clone());
-        }
-        if metadata
-            .annotations
-            .as_ref()
-            .is_some_and(BTreeMap::is_empty)
-        {
-            metadata.annotations = None;
-        }
-    }
-
-    /// The keyed digest of everything written (see `record`), to notice a
-    /// changed spec without reading the Secret.
-    fn content(&self, signer: Signer<'_>, subject: Subject<'_>, data: &Plaintext) -> String {
-        signer.content(subject, |fields| {
-            fields.field(self.type_.as_bytes());
-            fields.field(format!("{:?}", self.immutable).as_bytes());
-            for (map_name, map) in [("l", &self.labels), ("a", &self.annotations)] {
-                fields.map(
-                    map_name,
-                    map.iter()
-                        .map(|(key, value)| (key.as_bytes(), value.as_bytes())),
-                );
-            }
-            fields.map(
-                "d",
-                data.0
-                    .iter()
-                    .map(|(key, value)| (key.as_bytes(), value.0.as_slice())),
-            );
-        })
-    }
-
-    /// Whether `existing` already matches: same data, type and immutability,
-    /// our labels and annotations present (others may add their own).
-    fn matches(&self, existing: &Secret, data: &Plaintext) -> bool {
-        existing
-            .data
-            .as_ref()
-            .map_or(data.0.is_empty(), |d| *d == data.0)
-            && existing.string_data.is_none()
-            && existing.type_.as_deref().unwrap_or("Opaque") == self.type_
-            && (self.immutable.is_none() || existing.immutable == self.immutable)
-            && is_subset(&self.labels, existing.metadata.labels.as_ref())
-            && is_subset(&self.annotations, existing.metadata.annotations.as_ref())
-            // The record equal to ours (absent when ours is): nothing left
-            // behind by an earlier template.
-            && existing.annotations().get(TEMPLATE_METADATA_ANNOTATION)
-                == self.annotations.get(TEMPLATE_METADATA_ANNOTATION)
-    }
-}
-
-fn is_subset(want: &BTreeMap<String, String>, have: Option<&BTreeMap<String, String>>) -> bool {
-    want.iter()
-        .all(|(key, value)| have.and_then(|have| have.get(key)) == Some(value))
 }
 
 /// Whether the SealedSecret may be reconciled at all: not in the
@@ -722,8 +471,8 @@ async fn write_secret(
     // `owned`): the status event it causes may come before the Secret's.
     let write = ctx.owned_secrets.begin_write(namespace, name);
     // Not among the Secrets we own: almost always it does not exist yet, so
-    // create it at once (one request instead of two); a Secret in the way
-    // answers 409 and is read below.
+    // create it at once (what `decide` answers for no Secret, in one request
+    // instead of two); a Secret in the way answers 409 and is read below.
     let existing = if known.current_version.is_none() {
         match api.create(&PostParams::default(), &fresh()).await {
             Ok(created) => {
@@ -742,23 +491,54 @@ async fn write_secret(
     } else {
         api.get_opt(name).await?.map(Wiped)
     };
-    let Some(mut existing) = existing else {
-        let created = api
-            .create(&PostParams::default(), &fresh())
-            .await
-            .map(Wiped)
-            .map_err(|err| secret_write(name, err, quotes))?;
-        write.wrote(watched_version(&created));
-        return Ok((
-            Outcome::Created,
-            record(created.metadata.resource_version.clone()),
-        ));
+    let want = Want {
+        desired: &desired,
+        data: &data,
+        owner: &owner,
+        marking: signer.is_some(),
     };
-    let ownership = Ownership::of(&existing, &owner, marked(&existing));
-    if ownership == Ownership::Foreign {
-        return Err(Error::SecretNotOwned(name.to_owned()));
-    }
-    if ownership == Ownership::Orphan {
+    let decision = decide(
+        &want,
+        existing.as_deref().map(|secret| Existing {
+            secret,
+            marked: marked(secret),
+        }),
+    );
+    let (was, changed, how, mut existing) = match (decision, existing) {
+        (WriteDecision::Create, _) => {
+            let created = api
+                .create(&PostParams::default(), &fresh())
+                .await
+                .map(Wiped)
+                .map_err(|err| secret_write(name, err, quotes))?;
+            write.wrote(watched_version(&created));
+            return Ok((
+                Outcome::Created,
+                record(created.metadata.resource_version.clone()),
+            ));
+        }
+        (WriteDecision::Refuse(Refusal::NotOwned), _) => {
+            return Err(Error::SecretNotOwned(name.to_owned()));
+        }
+        (WriteDecision::InSync, Some(existing)) => {
+            // Read after the write began: as good as a write for the index.
+            write.wrote(watched_version(&existing));
+            return Ok((
+                Outcome::InSync,
+                record(existing.metadata.resource_version.clone()),
+            ));
+        }
+        (WriteDecision::Correct { was, changed, how }, Some(existing)) => {
+            (was, changed, how, existing)
+        }
+        // `decide` answers these only about a Secret that is there.
+        (WriteDecision::InSync | WriteDecision::Correct { .. }, None) => {
+            return Err(Error::Internal(
+                "a write was decided for a Secret that is not there".into(),
+            ));
+        }
+    };
+    if was == Ownership::Orphan {
         // The garbage collector removes the owner reference when this very
         // object is being deleted with --cascade=orphan, maybe after this
         // reconcile began: adopting the Secret then would hand it back to
@@ -775,21 +555,7 @@ async fn write_secret(
             ));
         }
     }
-    if ownership == Ownership::Owned
-        && desired.matches(&existing, &data)
-        && (signer.is_none() || marked(&existing))
-    {
-        // Read after the write began: as good as a write for the index.
-        write.wrote(watched_version(&existing));
-        return Ok((
-            Outcome::InSync,
-            record(existing.metadata.resource_version.clone()),
-        ));
-    }
-    // Which values this write changes: what `spec.rollout` restarts for.
-    let changed = changed_keys(existing.data.as_ref(), &data);
-    if let Some(why) = desired.needs_recreate(&existing, &data) {
-        let files_stale = existing.immutable == Some(true);
+    if let Correction::Recreate { why, files_stale } = how {
         // Remembered until the new Secret is there: a recreate that stops
         // after the delete (finalizers, an error) ends in a create later,
         // which must still restart for these keys.
@@ -831,10 +597,7 @@ async fn write_secret(
         .map_err(|err| secret_write(name, err, quotes))?;
     write.wrote(watched_version(&updated));
     Ok((
-        Outcome::Updated {
-            was: ownership,
-            changed,
-        },
+        Outcome::Updated { was, changed },
         record(updated.metadata.resource_version.clone()),
     ))
 }
@@ -920,54 +683,6 @@ async fn recreate(
     }
 }
 
-/// Whose a Secret of the SealedSecret's name is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Ownership {
-    /// Ours: this SealedSecret is its controller.
-    Owned,
-    /// Someone annotated it with [`MANAGED_ANNOTATION`] to hand it over.
-    Managed,
-    /// kseal made it, here, under this name (it has [`OWNED_LABEL`] and an
-    /// origin mark that verifies: [`ORIGIN_ANNOTATION`]), and it has no
-    /// controller any more: its SealedSecret was deleted with
-    /// `--cascade=orphan`. A copy of a kseal Secret elsewhere keeps the
-    /// label but has no valid mark (docs/security.md, "Orphaned Secrets").
-    Orphan,
-    /// Someone else's: left alone.
-    Foreign,
-}
-
-impl Ownership {
-    /// `marked`: whether the Secret's origin mark verifies.
-    fn of(secret: &Secret, owner: &OwnerReference, marked: bool) -> Self {
-        let references = secret.owner_references();
-        if references
-            .iter()
-            .any(|reference| reference.uid == owner.uid && reference.controller == Some(true))
-        {
-            return Ownership::Owned;
-        }
-        if secret
-            .annotations()
-            .get(MANAGED_ANNOTATION)
-            .map(String::as_str)
-            == Some("true")
-        {
-            return Ownership::Managed;
-        }
-        let has_controller = references
-            .iter()
-            .any(|reference| reference.controller == Some(true));
-        if !has_controller
-            && marked
-            && secret.labels().get(OWNED_LABEL).map(String::as_str) == Some("true")
-        {
-            return Ownership::Orphan;
-        }
-        Ownership::Foreign
-    }
-}
-
 /// The resourceVersion of `secret` as the owned-Secrets watch reports it:
 /// `None` when it lacks the owned label (say, a mutating webhook removed
 /// it), since the label-selected watch never reports such a Secret.
@@ -1010,15 +725,6 @@ impl std::ops::DerefMut for Wiped {
 impl Drop for Wiped {
     fn drop(&mut self) {
         scrub(&mut self.0);
-    }
-}
-
-/// Wipes the data of a Secret we are done with.
-fn scrub(secret: &mut Secret) {
-    if let Some(data) = secret.data.as_mut() {
-        for value in data.values_mut() {
-            value.0.zeroize();
-        }
     }
 }
 
@@ -1160,222 +866,4 @@ fn publish(
         secondary: None,
     };
     ctx.events.publish(event, sealed.object_ref(&()));
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-
-    use super::*;
-
-    fn map(entries: &[(&str, &str)]) -> BTreeMap<String, String> {
-        entries
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
-    }
-
-    /// What `Desired::of` makes of a template with these labels and
-    /// annotations.
-    fn desired(labels: &[(&str, &str)], annotations: &[(&str, &str)]) -> Desired {
-        let template_keys = TemplateKeys {
-            labels: labels.iter().map(|(k, _)| (*k).to_owned()).collect(),
-            annotations: annotations.iter().map(|(k, _)| (*k).to_owned()).collect(),
-        };
-        let mut labels = map(labels);
-        labels.insert(OWNED_LABEL.to_owned(), "true".to_owned());
-        let mut annotations = map(annotations);
-        if let Some(record) = template_keys.annotation() {
-            annotations.insert(TEMPLATE_METADATA_ANNOTATION.to_owned(), record);
-        }
-        Desired {
-            labels,
-            annotations,
-            template_keys,
-            type_: "Opaque".to_owned(),
-            immutable: None,
-        }
-    }
-
-    fn data(value: &str) -> Plaintext {
-        Plaintext(BTreeMap::from([(
-            "k".to_owned(),
-            ByteString(value.as_bytes().to_vec()),
-        )]))
-    }
-
-    /// Keys the last template set and this one lacks go; keys others set,
-    /// and kseal's own, stay; the result matches.
-    #[test]
-    fn removed_template_keys_leave_and_others_stay() {
-        let before = desired(&[("team", "a"), ("grafana", "1")], &[("owner", "alice")]);
-        let mut secret = Secret::default();
-        before.apply_to(&mut secret, &data("v"));
-        assert!(before.matches(&secret, &data("v")));
-        let theirs = secret.metadata.labels.as_mut().unwrap();
-        theirs.insert("added".into(), "x".into());
-        secret
-            .metadata
-            .annotations
-            .as_mut()
-            .unwrap()
-            .insert("their/note".into(), "y".into());
-
-        let after = desired(&[("team", "b")], &[]);
-        assert!(!after.matches(&secret, &data("v")));
-        after.apply_to(&mut secret, &data("v"));
-        assert_eq!(
-            secret.labels(),
-            &map(&[("added", "x"), (OWNED_LABEL, "true"), ("team", "b")])
-        );
-        assert_eq!(
-            secret.annotations(),
-            &map(&[
-                (
-                    TEMPLATE_METADATA_ANNOTATION,
-                    r#"{"labels":["team"],"annotations":[]}"#
-                ),
-                ("their/note", "y"),
-            ])
-        );
-        assert!(after.matches(&secret, &data("v")));
-
-        // No template metadata: the record goes, theirs stays.
-        let none = desired(&[], &[]);
-        assert!(!none.matches(&secret, &data("v")));
-        none.apply_to(&mut secret, &data("v"));
-        assert_eq!(
-            secret.labels(),
-            &map(&[("added", "x"), (OWNED_LABEL, "true")])
-        );
-        assert_eq!(secret.annotations(), &map(&[("their/note", "y")]));
-        assert!(none.matches(&secret, &data("v")));
-    }
-
-    /// A record anyone who may edit the Secret wrote: kseal's own keys are
-    /// never removed by it, and garbage removes nothing.
-    #[test]
-    fn a_forged_record_cannot_remove_kseals_keys() {
-        let mut secret = Secret::default();
-        secret.metadata.labels = Some(map(&[(OWNED_LABEL, "true"), ("kept", "1")]));
-        secret.metadata.annotations = Some(map(&[
-            (
-                TEMPLATE_METADATA_ANNOTATION,
-                r#"{"labels":["kseal.dev/owned"],"annotations":["kseal.dev/managed"]}"#,
-            ),
-            (MANAGED_ANNOTATION, "true"),
-        ]));
-        desired(&[], &[]).apply_to(&mut secret, &data("v"));
-        assert_eq!(secret.labels()[OWNED_LABEL], "true");
-        assert_eq!(secret.annotations()[MANAGED_ANNOTATION], "true");
-
-        secret.metadata.annotations = Some(map(&[(TEMPLATE_METADATA_ANNOTATION, "{not json")]));
-        desired(&[], &[]).apply_to(&mut secret, &data("v"));
-        assert_eq!(secret.labels()["kept"], "1");
-        assert!(secret.metadata.annotations.is_none());
-    }
-
-    /// A value is found as is and base64-encoded; short ones are not
-    /// looked for.
-    #[test]
-    fn values_are_found_where_quoted() {
-        let values = Plaintext(BTreeMap::from([
-            ("password".to_owned(), ByteString(b"hunter2".to_vec())),
-            ("pin".to_owned(), ByteString(b"42".to_vec())),
-        ]));
-        assert!(values.quoted_in("refused, value is hunter2"));
-        assert!(values.quoted_in("data: aHVudGVyMg=="));
-        assert!(!values.quoted_in("refused: 42 is not allowed"));
-        assert!(!values.quoted_in("Required value"));
-    }
-
-    #[test]
-    fn what_kubernetes_cannot_change_in_place_is_recreated() {
-        let want = desired(&[], &[]);
-        let mut secret = Secret::default();
-        want.apply_to(&mut secret, &data("v"));
-        assert_eq!(want.needs_recreate(&secret, &data("v")), None);
-        assert_eq!(want.needs_recreate(&secret, &data("w")), None, "mutable");
-        let mut tls = desired(&[], &[]);
-        tls.type_ = "kubernetes.io/tls".to_owned();
-        assert_eq!(
-            tls.needs_recreate(&secret, &data("v")),
-            Some("its type changed from Opaque to kubernetes.io/tls".to_owned())
-        );
-        secret.immutable = Some(true);
-        assert_eq!(want.needs_recreate(&secret, &data("v")), None);
-        assert!(want.needs_recreate(&secret, &data("w")).is_some());
-        let mut mutable = desired(&[], &[]);
-        mutable.immutable = Some(false);
-        assert!(mutable.needs_recreate(&secret, &data("v")).is_some());
-    }
-
-    #[test]
-    fn ownership_adopts_only_kseals_orphans() {
-        let owner = OwnerReference {
-            uid: "mine".into(),
-            controller: Some(true),
-            ..OwnerReference::default()
-        };
-        let other = OwnerReference {
-            uid: "theirs".into(),
-            controller: Some(true),
-            ..OwnerReference::default()
-        };
-        let secret =
-            |labels: &[(&str, &str)], annotations: &[(&str, &str)], owners: Vec<OwnerReference>| {
-                let mut secret = Secret::default();
-                secret.metadata.labels = Some(map(labels));
-                secret.metadata.annotations = Some(map(annotations));
-                secret.metadata.owner_references = Some(owners);
-                secret
-            };
-        let owned = [(OWNED_LABEL, "true")];
-        // (Secret, whether its origin mark verifies, what it is)
-        let cases = [
-            (
-                secret(&owned, &[], vec![owner.clone()]),
-                false,
-                Ownership::Owned,
-            ),
-            (secret(&owned, &[], vec![]), true, Ownership::Orphan),
-            // A copy made elsewhere: kseal's label, no mark for this place.
-            (secret(&owned, &[], vec![]), false, Ownership::Foreign),
-            (
-                secret(&owned, &[], vec![other.clone()]),
-                true,
-                Ownership::Foreign,
-            ),
-            (
-                secret(&[(OWNED_LABEL, "yes")], &[], vec![]),
-                true,
-                Ownership::Foreign,
-            ),
-            (secret(&[], &[], vec![]), true, Ownership::Foreign),
-            (
-                secret(&[], &[(MANAGED_ANNOTATION, "true")], vec![other.clone()]),
-                false,
-                Ownership::Managed,
-            ),
-            (
-                secret(
-                    &owned,
-                    &[],
-                    vec![OwnerReference {
-                        controller: Some(false),
-                        ..other
-                    }],
-                ),
-                true,
-                Ownership::Orphan,
-            ),
-        ];
-        for (i, (secret, marked, expected)) in cases.iter().enumerate() {
-            assert_eq!(
-                Ownership::of(secret, &owner, *marked),
-                *expected,
-                "case {i}"
-            );
-        }
-    }
 }

@@ -51,7 +51,7 @@ const TAG_LEN: usize = 16;
 
 /// The SealedSecret a record belongs to.
 #[derive(Debug, Clone, Copy)]
-pub struct Subject<'a> {
+pub(crate) struct Subject<'a> {
     pub namespace: &'a str,
     pub name: &'a str,
     pub uid: &'a str,
@@ -60,7 +60,7 @@ pub struct Subject<'a> {
 /// Record keys derived from the private keys that may decrypt, by key id.
 /// `Debug` prints the key ids only.
 #[derive(Clone, Default)]
-pub struct RecordKeys {
+pub(crate) struct RecordKeys {
     by_id: HashMap<KeyId, Zeroizing<[u8; 32]>>,
     /// The key new records are signed with (the active sealing key).
     active: Option<KeyId>,
@@ -77,7 +77,7 @@ impl fmt::Debug for RecordKeys {
 
 impl RecordKeys {
     /// Derives the record key of `identity`.
-    pub fn insert(&mut self, identity: &Identity) {
+    pub(crate) fn insert(&mut self, identity: &Identity) {
         use kseal_shared::age::secrecy::ExposeSecret;
         let secret = identity.to_secret_string();
         let hkdf = hkdf::Hkdf::<Sha256>::new(None, secret.expose_secret().as_bytes());
@@ -89,13 +89,13 @@ impl RecordKeys {
     }
 
     /// Signs new records with the key of `id` (when held).
-    pub fn set_active(&mut self, id: Option<KeyId>) {
+    pub(crate) fn set_active(&mut self, id: Option<KeyId>) {
         self.active = id.filter(|id| self.by_id.contains_key(id));
     }
 
     /// Whether `mark` is an origin mark ([`Signer::origin`]) for the Secret
     /// `namespace/name`, made with a key this controller holds.
-    pub fn verify_origin(&self, namespace: &str, name: &str, mark: &str) -> bool {
+    pub(crate) fn verify_origin(&self, namespace: &str, name: &str, mark: &str) -> bool {
         let Some((id, tag)) = mark.split_once('.') else {
             return false;
         };
@@ -112,7 +112,7 @@ impl RecordKeys {
     }
 
     /// The signer for new records.
-    pub fn active(&self) -> Option<Signer<'_>> {
+    pub(crate) fn active(&self) -> Option<Signer<'_>> {
         let id = self.active?;
         Some(Signer {
             id,
@@ -122,7 +122,7 @@ impl RecordKeys {
 
     /// The signer of `record`, if `record` is valid for `subject`: signed
     /// by a key this controller holds, for this very object.
-    pub fn verify(&self, subject: Subject<'_>, record: &SecretRecord) -> Option<Signer<'_>> {
+    pub(crate) fn verify(&self, subject: Subject<'_>, record: &SecretRecord) -> Option<Signer<'_>> {
         let id: KeyId = record.key_id.parse().ok()?;
         let signer = Signer {
             id,
@@ -142,7 +142,7 @@ impl RecordKeys {
 
 /// One record key.
 #[derive(Clone, Copy)]
-pub struct Signer<'a> {
+pub(crate) struct Signer<'a> {
     id: KeyId,
     key: &'a Zeroizing<[u8; 32]>,
 }
@@ -155,11 +155,11 @@ impl fmt::Debug for Signer<'_> {
 
 /// Writes length-prefixed fields into a MAC, so no two field lists give
 /// the same input.
-pub struct Fields(HmacSha256);
+pub(crate) struct Fields(HmacSha256);
 
 impl Fields {
     /// Adds one field.
-    pub fn field(&mut self, bytes: &[u8]) {
+    pub(crate) fn field(&mut self, bytes: &[u8]) {
         self.0.update(&(bytes.len() as u64).to_be_bytes());
         self.0.update(bytes);
     }
@@ -168,7 +168,7 @@ impl Fields {
     /// value. With the count, an entry cannot move from one map to the next
     /// and give the same input (fields alone would not tell where one map
     /// ends).
-    pub fn map<'a>(
+    pub(crate) fn map<'a>(
         &mut self,
         name: &str,
         entries: impl ExactSizeIterator<Item = (&'a [u8], &'a [u8])>,
@@ -198,7 +198,7 @@ impl Signer<'_> {
 
     /// The keyed digest of a Secret's content for `subject`; `write` adds
     /// every field of the content.
-    pub fn content(&self, subject: Subject<'_>, write: impl FnOnce(&mut Fields)) -> String {
+    pub(crate) fn content(&self, subject: Subject<'_>, write: impl FnOnce(&mut Fields)) -> String {
         let mut fields = self.mac(CONTENT_LABEL, subject);
         write(&mut fields);
         let tag = fields.0.finalize().into_bytes();
@@ -216,7 +216,7 @@ impl Signer<'_> {
 
     /// A record that the Secret of `subject`, at `resource_version`, holds
     /// `content` and is in sync with `generation`.
-    pub fn sign(
+    pub(crate) fn sign(
         &self,
         subject: Subject<'_>,
         resource_version: &str,
@@ -243,7 +243,7 @@ impl Signer<'_> {
     /// engine's clone) carries kseal's label, but not a mark for its new
     /// place. Not bound to the SealedSecret's uid, which an orphaning
     /// delete and a new apply change.
-    pub fn origin(&self, namespace: &str, name: &str) -> String {
+    pub(crate) fn origin(&self, namespace: &str, name: &str) -> String {
         let tag = origin_mac(self.key, namespace, name)
             .finalize()
             .into_bytes();
@@ -251,7 +251,8 @@ impl Signer<'_> {
     }
 
     /// The key that signs.
-    pub fn key_id(&self) -> KeyId {
+    #[cfg(test)]
+    pub(crate) fn key_id(&self) -> KeyId {
         self.id
     }
 }

@@ -40,14 +40,14 @@ use crate::metrics::Metrics;
 
 /// A batch is restarted at the latest this many windows after its first
 /// change, however often changes keep coming.
-pub const MAX_BATCH_WINDOWS: u32 = 6;
+pub(crate) const MAX_BATCH_WINDOWS: u32 = 6;
 /// Attempts at a list or patch that fails for a reason other than the
 /// request itself (a 5xx, a timeout): once, and twice more after a pause.
 const ATTEMPTS: u32 = 3;
 
 /// One SealedSecret's change to its Secret's data.
 #[derive(Debug, Clone)]
-pub struct Change {
+pub(crate) struct Change {
     /// The SealedSecret, for its Events.
     pub sealed: ObjectReference,
     /// Its name, which is the Secret's.
@@ -61,7 +61,7 @@ pub struct Change {
 /// Settings: `--rollout-restarts`, `--rollout-batch-window` and
 /// `--rollout-min-interval`.
 #[derive(Debug, Clone, Copy)]
-pub struct RolloutSettings {
+pub(crate) struct RolloutSettings {
     /// Whether workloads are restarted at all.
     pub enabled: bool,
     /// How long a batch waits for more changes.
@@ -80,7 +80,7 @@ struct Batch {
 }
 
 /// Gathers changes and restarts their consumers (see the module docs).
-pub struct Rollouts {
+pub(crate) struct Rollouts {
     settings: RolloutSettings,
     client: Client,
     events: EventSink,
@@ -94,7 +94,7 @@ pub struct Rollouts {
 }
 
 impl Rollouts {
-    pub fn new(
+    pub(crate) fn new(
         settings: RolloutSettings,
         client: Client,
         events: EventSink,
@@ -113,7 +113,7 @@ impl Rollouts {
 
     /// Remembers the change of a recreate that is about to delete the
     /// Secret (see [`Rollouts::take_interrupted`]).
-    pub fn remember_interrupted(&self, namespace: &str, change: Change) {
+    pub(crate) fn remember_interrupted(&self, namespace: &str, change: Change) {
         if let Ok(mut interrupted) = self.interrupted.lock() {
             interrupted.insert((namespace.to_owned(), change.name.clone()), change);
         }
@@ -121,7 +121,7 @@ impl Rollouts {
 
     /// The change remembered for `namespace`/`name`, forgotten now: the
     /// Secret exists again.
-    pub fn take_interrupted(&self, namespace: &str, name: &str) -> Option<Change> {
+    pub(crate) fn take_interrupted(&self, namespace: &str, name: &str) -> Option<Change> {
         self.interrupted
             .lock()
             .ok()?
@@ -131,7 +131,7 @@ impl Rollouts {
     /// Takes a change made in `namespace`; its restarts follow when the
     /// batch closes. With restarts disabled, the SealedSecret gets a
     /// `RolloutDisabled` Warning instead.
-    pub fn submit(self: &Arc<Self>, namespace: &str, change: Change) {
+    pub(crate) fn submit(self: &Arc<Self>, namespace: &str, change: Change) {
         if change.keys.is_empty() {
             return;
         }
@@ -211,7 +211,7 @@ impl Rollouts {
 
     /// Restarts, once each, the workloads of `namespace` that `changes`
     /// call for.
-    pub async fn restart(&self, namespace: &str, changes: &[Change]) {
+    pub(crate) async fn restart(&self, namespace: &str, changes: &[Change]) {
         let at = jiff::Timestamp::now()
             .strftime("%Y-%m-%dT%H:%M:%SZ")
             .to_string();
@@ -386,7 +386,7 @@ impl Rollouts {
 
 /// One change per SealedSecret (by uid, else name): the union of its keys
 /// and the stronger of its `spec.rollout`s.
-pub fn merged(changes: Vec<Change>) -> Vec<Change> {
+pub(crate) fn merged(changes: Vec<Change>) -> Vec<Change> {
     let mut by_object: BTreeMap<(String, String), Change> = BTreeMap::new();
     for change in changes {
         let id = (
@@ -411,7 +411,7 @@ pub fn merged(changes: Vec<Change>) -> Vec<Change> {
 
 /// The changes that call for restarting a workload whose pod template
 /// reads `reads`, each with the reads that do.
-pub fn restart_causes<'a>(
+pub(crate) fn restart_causes<'a>(
     reads: &'a [SecretRead],
     changes: &'a [Change],
 ) -> Vec<(&'a Change, Vec<&'a SecretRead>)> {
@@ -427,7 +427,7 @@ pub fn restart_causes<'a>(
 
 /// [`RESTARTED_FOR_ANNOTATION`]: `db: password,user; api: token`, the
 /// changed keys each workload reads, cut to [`RESTARTED_FOR_MAX`] bytes.
-pub fn restarted_for(causes: &[(&Change, Vec<&SecretRead>)]) -> String {
+pub(crate) fn restarted_for(causes: &[(&Change, Vec<&SecretRead>)]) -> String {
     let text = causes
         .iter()
         .map(|(change, reads)| {
@@ -504,7 +504,7 @@ fn cut(text: String, max: usize) -> String {
 
 /// `rollout`, or `AllConsumers` when running pods keep even their files
 /// (an immutable Secret was replaced: the kubelet does not follow it).
-pub fn stronger(rollout: Rollout, files_stale: bool) -> Rollout {
+pub(crate) fn stronger(rollout: Rollout, files_stale: bool) -> Rollout {
     if files_stale {
         Rollout::AllConsumers
     } else {

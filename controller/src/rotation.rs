@@ -21,26 +21,18 @@ use std::time::Duration;
 use kseal_shared::x25519::KeyId;
 
 use crate::cached::CachedSealedSecret;
+use crate::conditions::{
+    READY, REWRAP_DUE, ROTATION_DUE, SEALED_TO_INACTIVE_KEY, WITHIN_GRACE_PERIOD,
+};
 use crate::sealing_keys::KeySet;
 use kseal_shared::contract::KeyState;
-
-/// Condition type: a value is older than `spec.maxAge`.
-pub const ROTATION_DUE: &str = "RotationDue";
-/// Condition type: a value is sealed only to keys no longer active.
-pub const REWRAP_DUE: &str = "RewrapDue";
-/// `RewrapDue` reason: a value is sealed only to keys no longer active, and
-/// past the grace period.
-pub const SEALED_TO_INACTIVE_KEY: &str = "SealedToInactiveKey";
-/// `RewrapDue` reason: every value sealed only to keys no longer active is
-/// still within the grace period.
-pub const WITHIN_GRACE_PERIOD: &str = "WithinGracePeriod";
 
 /// At most this many data keys are named in a condition message.
 const NAMED: usize = 10;
 
 /// One rotation condition.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Due {
+pub(crate) struct Due {
     /// [`ROTATION_DUE`] or [`REWRAP_DUE`].
     pub type_: &'static str,
     /// `True`, `False` or `Unknown`.
@@ -95,7 +87,7 @@ impl Due {
 /// passed since the newest of them was replaced. Seal times and key ids
 /// count only when `unsealed` (every value opened, so the AEAD and the
 /// header MAC vouched for them); otherwise the conditions are `Unknown`.
-pub fn conditions(
+pub(crate) fn conditions(
     sealed: &CachedSealedSecret,
     keys: &KeySet,
     grace: Duration,
@@ -279,7 +271,7 @@ fn past_grace(values: &[(&str, Rewrap)], grace: Duration) -> String {
 
 /// Whether a value is due for a re-wrap.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Rewrap {
+pub(crate) enum Rewrap {
     /// It names an active key (or is not well-formed, or the cluster has
     /// no active key): nothing to do.
     Current,
@@ -304,7 +296,8 @@ pub enum Rewrap {
 
 impl Rewrap {
     /// Whether the value is due now (what `kseal_values_sealed_to_inactive_key` counts).
-    pub fn is_due(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_due(&self) -> bool {
         matches!(self, Rewrap::Due { .. })
     }
 
@@ -330,7 +323,7 @@ impl Rewrap {
 /// (the creation time of the next newer key, which replaced it). Built once
 /// per key set snapshot; cheap (one entry per key Secret).
 #[derive(Debug, Clone, Default)]
-pub struct KeyAges {
+pub(crate) struct KeyAges {
     active: HashSet<KeyId>,
     /// Keys that decrypt but do not seal, newest first (the key set's
     /// order).
@@ -338,7 +331,7 @@ pub struct KeyAges {
 }
 
 impl KeyAges {
-    pub fn new(keys: &KeySet) -> Self {
+    pub(crate) fn new(keys: &KeySet) -> Self {
         let active = active_key_ids(keys);
         let mut inactive = Vec::new();
         for (index, key) in keys.keys.iter().enumerate() {
@@ -363,7 +356,7 @@ impl KeyAges {
     }
 
     /// Whether the cluster has an active key (else nothing is stale).
-    pub fn has_active(&self) -> bool {
+    pub(crate) fn has_active(&self) -> bool {
         !self.active.is_empty()
     }
 
@@ -371,7 +364,7 @@ impl KeyAges {
     /// is `Ready`'s business) is due for a re-wrap at `now`, with a grace
     /// period of `grace` after its newest key was replaced. The decision
     /// itself; [`conditions`] and the gauges both use it.
-    pub fn verdict(
+    pub(crate) fn verdict(
         &self,
         key_ids: Option<&[KeyId]>,
         grace: Duration,
@@ -420,7 +413,7 @@ impl KeyAges {
 /// The end of a grace period that starts at `since`, rounded up to a whole
 /// second (the messages show it to the second; the condition turns at the
 /// time they show). Saturates at the end of time.
-pub fn grace_deadline(since: jiff::Timestamp, grace: Duration) -> jiff::Timestamp {
+pub(crate) fn grace_deadline(since: jiff::Timestamp, grace: Duration) -> jiff::Timestamp {
     let end = jiff::SignedDuration::try_from(grace)
         .ok()
         .and_then(|grace| since.checked_add(grace).ok())
@@ -436,7 +429,7 @@ pub fn grace_deadline(since: jiff::Timestamp, grace: Duration) -> jiff::Timestam
 /// How long from `now` until a condition that changes by itself at `at`
 /// should be looked at again: a second after it (the condition has turned
 /// by then whatever the timer's rounding), at least a second from now.
-pub fn recheck_after(at: jiff::Timestamp, now: jiff::Timestamp) -> Option<Duration> {
+pub(crate) fn recheck_after(at: jiff::Timestamp, now: jiff::Timestamp) -> Option<Duration> {
     let wait = Duration::try_from(at.duration_since(now)).unwrap_or(Duration::ZERO);
     wait.checked_add(Duration::from_secs(1))
 }
@@ -453,7 +446,7 @@ fn to_the_second(time: jiff::Timestamp) -> jiff::Timestamp {
 
 /// A duration as the flags take it, in its largest whole unit: `14d`,
 /// `36h`, `90m`, `45s` (else humantime's form, e.g. `1s 500ms`).
-pub fn format_duration(duration: Duration) -> String {
+pub(crate) fn format_duration(duration: Duration) -> String {
     let seconds = duration.as_secs();
     if duration.is_zero() {
         return "0".to_owned();
@@ -472,18 +465,18 @@ pub fn format_duration(duration: Duration) -> String {
 /// Whether the controller's last word on this generation is `Ready=True`:
 /// every value opened, so what the gauges read from the values' text is
 /// vouched for.
-pub fn is_unsealed(sealed: &CachedSealedSecret) -> bool {
+pub(crate) fn is_unsealed(sealed: &CachedSealedSecret) -> bool {
     sealed.status.as_ref().is_some_and(|status| {
         status.observed_generation == sealed.metadata.generation
             && status
                 .conditions
                 .iter()
-                .any(|c| c.type_ == crate::reconcile::READY && c.status == "True")
+                .any(|c| c.type_ == READY && c.status == "True")
     })
 }
 
 /// The key ids the cluster seals to now.
-pub fn active_key_ids(keys: &KeySet) -> HashSet<KeyId> {
+pub(crate) fn active_key_ids(keys: &KeySet) -> HashSet<KeyId> {
     keys.sealing_recipients()
         .iter()
         .map(|recipient| recipient.key_id())
@@ -493,7 +486,7 @@ pub fn active_key_ids(keys: &KeySet) -> HashSet<KeyId> {
 /// Whether a well-formed value (its key ids) names none of the active
 /// keys. A value that does not parse (`None`) is `Ready`'s business, not
 /// rotation's.
-pub fn is_stale(key_ids: Option<&[KeyId]>, active: &HashSet<KeyId>) -> bool {
+pub(crate) fn is_stale(key_ids: Option<&[KeyId]>, active: &HashSet<KeyId>) -> bool {
     key_ids.is_some_and(|ids| !ids.iter().any(|id| active.contains(id)))
 }
 

@@ -36,11 +36,11 @@ use crate::record::RecordKeys;
 use zeroize::Zeroizing;
 
 /// Field manager for server-side apply.
-pub const FIELD_MANAGER: &str = "kseal-controller";
+pub(crate) const FIELD_MANAGER: &str = "kseal-controller";
 
 /// One key as loaded from its Secret (public facts only).
 #[derive(Debug, Clone)]
-pub struct KeyInfo {
+pub(crate) struct KeyInfo {
     /// The key id, as text.
     pub id: String,
     /// The public key, `age1…`.
@@ -49,8 +49,6 @@ pub struct KeyInfo {
     pub created: String,
     /// Lifecycle state.
     pub state: KeyState,
-    /// The Secret it lives in.
-    pub secret_name: String,
     key_id: Option<KeyId>,
     recipient_parsed: Option<Recipient>,
     /// `created`, parsed: keys are ordered by time, not by its text (a
@@ -60,7 +58,7 @@ pub struct KeyInfo {
 
 impl KeyInfo {
     /// The key as published in the ConfigMap and over HTTP.
-    pub fn published(&self) -> PublishedKey {
+    pub(crate) fn published(&self) -> PublishedKey {
         PublishedKey {
             id: self.id.clone(),
             recipient: self.recipient.clone(),
@@ -72,7 +70,7 @@ impl KeyInfo {
 
 /// All keys this replica knows, newest first.
 #[derive(Debug, Clone, Default)]
-pub struct KeySet {
+pub(crate) struct KeySet {
     pub keys: Vec<KeyInfo>,
     /// Private keys that may decrypt (active and decrypt-only).
     pub keyring: Keyring,
@@ -84,7 +82,7 @@ pub struct KeySet {
 
 impl KeySet {
     /// Builds the set from key Secrets.
-    pub fn from_secrets<'a>(secrets: impl IntoIterator<Item = &'a Secret>) -> Self {
+    pub(crate) fn from_secrets<'a>(secrets: impl IntoIterator<Item = &'a Secret>) -> Self {
         let mut set = KeySet::default();
         for secret in secrets {
             match read_key_secret(secret) {
@@ -110,34 +108,34 @@ impl KeySet {
     }
 
     /// The key to seal to: the newest active one.
-    pub fn active(&self) -> Option<&KeyInfo> {
+    pub(crate) fn active(&self) -> Option<&KeyInfo> {
         self.keys.iter().find(|key| key.state == KeyState::Active)
     }
 
     /// The ids of every key of this set, in any state: the keys whose
     /// stanzas a re-wrap replaces (every other recipient's it keeps).
-    pub fn own_key_ids(&self) -> std::collections::HashSet<KeyId> {
+    pub(crate) fn own_key_ids(&self) -> std::collections::HashSet<KeyId> {
         self.keys.iter().filter_map(|key| key.key_id).collect()
     }
 
     /// Recipients new values (and re-wraps) are sealed to.
-    pub fn sealing_recipients(&self) -> Vec<Recipient> {
+    pub(crate) fn sealing_recipients(&self) -> Vec<Recipient> {
         self.active()
             .and_then(|key| key.recipient_parsed.clone())
             .into_iter()
             .collect()
     }
 
-    pub fn count(&self, state: KeyState) -> usize {
+    pub(crate) fn count(&self, state: KeyState) -> usize {
         self.keys.iter().filter(|key| key.state == state).count()
     }
 
-    pub fn contains(&self, id: &KeyId) -> bool {
+    pub(crate) fn contains(&self, id: &KeyId) -> bool {
         self.keys.iter().any(|key| key.key_id.as_ref() == Some(id))
     }
 
     /// Whether `id` is a key this cluster retired.
-    pub fn is_retired(&self, id: &KeyId) -> bool {
+    pub(crate) fn is_retired(&self, id: &KeyId) -> bool {
         self.keys
             .iter()
             .any(|key| key.key_id.as_ref() == Some(id) && key.state == KeyState::Retired)
@@ -149,7 +147,7 @@ impl KeySet {
 /// from SealedSecrets always have an owner reference and the label, and the
 /// policy refuses the key type and every `kseal.dev/` label for them; so no
 /// SealedSecret can produce a Secret that passes this check.
-pub fn is_sealing_key(secret: &Secret) -> bool {
+pub(crate) fn is_sealing_key(secret: &Secret) -> bool {
     secret.type_.as_deref() == Some(SEALING_KEY_SECRET_TYPE)
         && secret.owner_references().is_empty()
         && !secret.labels().contains_key(OWNED_LABEL)
@@ -220,7 +218,6 @@ fn read_key_secret(secret: &Secret) -> Result<(KeyInfo, Identity), String> {
         recipient: identity.recipient().to_string(),
         created,
         state,
-        secret_name: secret.name_any(),
         key_id: Some(identity.key_id()),
         recipient_parsed: Some(identity.recipient().clone()),
         created_at,
@@ -230,7 +227,7 @@ fn read_key_secret(secret: &Secret) -> Result<(KeyInfo, Identity), String> {
 
 /// Shared, watched key state.
 #[derive(Clone)]
-pub struct KeyStore {
+pub(crate) struct KeyStore {
     current: Arc<RwLock<Arc<KeySet>>>,
     changes: watch::Sender<u64>,
     /// Ids of keys that were active or decrypt-only and went away, until
@@ -245,7 +242,7 @@ impl Default for KeyStore {
 }
 
 impl KeyStore {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let (changes, _) = watch::channel(0);
         Self {
             current: Arc::new(RwLock::new(Arc::new(KeySet::default()))),
@@ -255,7 +252,7 @@ impl KeyStore {
     }
 
     /// A snapshot of the keys.
-    pub fn get(&self) -> Arc<KeySet> {
+    pub(crate) fn get(&self) -> Arc<KeySet> {
         match self.current.read() {
             Ok(guard) => guard.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
@@ -272,23 +269,24 @@ impl KeyStore {
     }
 
     /// Notified after every change of the key set (first load included).
-    pub fn subscribe(&self) -> watch::Receiver<u64> {
+    pub(crate) fn subscribe(&self) -> watch::Receiver<u64> {
         self.changes.subscribe()
     }
 
     /// Counts changes of the key set; read it before [`KeyStore::get`] to
     /// know the set is at least that new.
-    pub fn generation(&self) -> u64 {
+    #[cfg(test)]
+    pub(crate) fn generation(&self) -> u64 {
         *self.changes.borrow()
     }
 
     /// Whether the keys have been loaded at least once.
-    pub fn loaded(&self) -> bool {
+    pub(crate) fn loaded(&self) -> bool {
         *self.changes.borrow() > 0
     }
 
     /// Watches the key Secrets and keeps the set current. Runs forever.
-    pub async fn watch(self, client: Client, namespace: String) {
+    pub(crate) async fn watch(self, client: Client, namespace: String) {
         let api: Api<Secret> = Api::namespaced(client, &namespace);
         let config = watcher::Config::default().labels(&format!("{SEALING_KEY_LABEL}=true"));
         let (reader, writer) = kube::runtime::reflector::store();
@@ -439,7 +437,7 @@ fn key_secret(
 }
 
 /// Leader-side key management: generation, renewal, publication.
-pub struct KeyManager {
+pub(crate) struct KeyManager {
     pub client: Client,
     pub namespace: String,
     pub store: KeyStore,
@@ -453,7 +451,7 @@ impl KeyManager {
     }
 
     /// Generates a new active key; previous active keys become decrypt-only.
-    pub async fn rotate(&self, request: Option<&str>) -> Result<KeyId, kube::Error> {
+    pub(crate) async fn rotate(&self, request: Option<&str>) -> Result<KeyId, kube::Error> {
         let identity = Identity::generate();
         let created = now_rfc3339();
         let secret = key_secret(
@@ -476,7 +474,7 @@ impl KeyManager {
     /// controllers that rotated at once, each before seeing the other's
     /// key; a stop between making a key and demoting the old one), demotes
     /// all but the newest, as every controller computes it. Runs forever.
-    pub async fn single_active_loop(&self) {
+    pub(crate) async fn single_active_loop(&self) {
         let mut changes = self.store.subscribe();
         loop {
             let set = self.store.get();
@@ -527,14 +525,10 @@ impl KeyManager {
         Ok(())
     }
 
-    /// On a new cluster (no key, and none ever held), creates the first one.
-    /// Keys that exist but cannot be read are reported, not replaced.
-    pub async fn ensure_key(&self) -> Result<(), kube::Error> {
-        self.ensure_key_watching(&[]).await
-    }
-
-    /// [`KeyManager::ensure_key`] for a controller that watches SealedSecrets
-    /// in `namespaces` only (all namespaces when empty).
+    /// On a new cluster (no key, and none ever held), creates the first one,
+    /// for a controller that watches SealedSecrets in `namespaces` only (all
+    /// namespaces when empty). Keys that exist but cannot be read are
+    /// reported, not replaced.
     ///
     /// No key Secret at all, but keys held before (the public-key ConfigMap
     /// records them) or SealedSecrets sealed to keys, means the keys were
@@ -545,7 +539,10 @@ impl KeyManager {
     /// reports `Ready=False UnknownKey` with the key ids. Restoring the key
     /// Secrets fixes everything; `kseal keys rotate` starts over with a new
     /// key.
-    pub async fn ensure_key_watching(&self, namespaces: &[String]) -> Result<(), kube::Error> {
+    pub(crate) async fn ensure_key_watching(
+        &self,
+        namespaces: &[String],
+    ) -> Result<(), kube::Error> {
         let params = ListParams::default().labels(&format!("{SEALING_KEY_LABEL}=true"));
         let mut existing = self.secrets().list(&params).await?;
         existing.items.retain(is_sealing_key);
@@ -617,7 +614,7 @@ impl KeyManager {
 
     /// How long until the active key is due for renewal (zero when overdue or
     /// when there is no active key).
-    pub fn renewal_due_in(&self, period: Duration) -> Duration {
+    pub(crate) fn renewal_due_in(&self, period: Duration) -> Duration {
         let set = self.store.get();
         let Some(active) = set.active() else {
             return Duration::ZERO;
@@ -631,7 +628,7 @@ impl KeyManager {
     }
 
     /// Renews the active key every `period`. Runs forever.
-    pub async fn renew_loop(&self, period: Duration) {
+    pub(crate) async fn renew_loop(&self, period: Duration) {
         loop {
             // Subscribed before `due` is computed: a change in between wakes
             // the wait below instead of being missed.
@@ -672,7 +669,7 @@ impl KeyManager {
     /// change of the key set, and at once after anyone else changes or
     /// deletes it (it is what `kseal seal` trusts, so a recipient added there
     /// would receive every new value). Runs forever.
-    pub async fn publish_loop(&self) {
+    pub(crate) async fn publish_loop(&self) {
         let mut changes = self.store.subscribe();
         let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), &self.namespace);
         let config =
@@ -729,7 +726,7 @@ impl KeyManager {
     /// for a key) unless it exists. The controller creates it because RBAC
     /// cannot limit `create` to one name: key operators get and patch it
     /// only.
-    pub async fn ensure_key_operations(&self) -> Result<(), kube::Error> {
+    pub(crate) async fn ensure_key_operations(&self) -> Result<(), kube::Error> {
         let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), &self.namespace);
         if api.get_opt(KEY_OPERATIONS_CONFIGMAP).await?.is_some() {
             return Ok(());
@@ -751,7 +748,7 @@ impl KeyManager {
     /// Answers rotation requests (`kseal keys rotate` writes one into the
     /// key-operations ConfigMap): a request not served yet gets a new active
     /// key, once. Runs forever.
-    pub async fn rotation_requests_loop(&self) {
+    pub(crate) async fn rotation_requests_loop(&self) {
         let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), &self.namespace);
         let config =
             watcher::Config::default().fields(&format!("metadata.name={KEY_OPERATIONS_CONFIGMAP}"));
@@ -1037,7 +1034,7 @@ fn publishes_unheld_key(config_map: &ConfigMap, set: &KeySet) -> bool {
 /// What the public-key ConfigMap held when it last said what this
 /// controller meant: its data, its record of held key ids (the annotation
 /// as written, and parsed).
-pub struct Confirmed {
+pub(crate) struct Confirmed {
     data: BTreeMap<String, String>,
     annotation: Option<String>,
     held: Vec<String>,
@@ -1084,7 +1081,7 @@ fn held_key_ids(config_map: &ConfigMap, with_listed: bool) -> Vec<String> {
 /// The published ConfigMap: `recipients.txt` (what to seal to, in age's
 /// recipients-file format), `keys.json` (every key with its state), and the
 /// ids of every key held so far (`held` and the set's, oldest first).
-pub fn public_keys_config_map(set: &KeySet, namespace: &str, held: &[String]) -> ConfigMap {
+pub(crate) fn public_keys_config_map(set: &KeySet, namespace: &str, held: &[String]) -> ConfigMap {
     let mut recipients =
         String::from("# kseal: public keys of this cluster. Seal to these recipients.\n");
     if let Some(active) = set.active() {
