@@ -23,9 +23,10 @@ use crate::cluster::ClusterArgs;
     long_about = "kseal encrypts Kubernetes Secrets to a cluster's age public keys. The resulting \
 SealedSecret manifests are safe to keep in git; only the cluster's controller (or someone \
 holding a backed-up key) can turn them back into Secrets.",
-    after_help = "Exit status: 0 on success, 1 on failure (or, for `check`, when a plaintext \
-Secret, a value due for rotation or, with --secrets-in-env, a Secret read through environment \
-variables is found), 2 on a usage error.",
+    after_help = "Exit status: 0 on success, 1 on failure, 2 on a usage error. `check`, a gate, \
+exits 1 when it finds something (a plaintext Secret, a value due for rotation, …; see `kseal \
+check --help`) and 2 on every other failure (a path or document it could not read, a usage \
+error, …), as grep and ripgrep do.",
     propagate_version = true
 )]
 pub struct Cli {
@@ -615,7 +616,8 @@ impl WalkArgs {
 (`(^|/)\\.kseal-` passes kseal's own temporary files too, which only a killed write
 leaves and which may hold a Secret.) Files are decoded as `kseal seal` decodes them
 (UTF-8, or UTF-16 with a byte-order mark); a file check cannot read (a dangling symlink,
-a Helm template, other bytes) is reported with every other finding, and fails the check.
+a Helm template, other bytes) is reported with every other finding, and fails the check
+(exit status 2, see below).
 Kustomizations count too: a secretGenerator with literals, envs or files is plaintext,
 and so is a patch that sets data or stringData; `kubectl kustomize DIR | kseal check -`
 checks what kustomize renders, whatever way it got there.
@@ -656,7 +658,14 @@ Mount the Secret as a volume and read the file:
     - name: db-credentials
       secret:
         secretName: db-credentials
-        defaultMode: 0440             # with the pod's securityContext.fsGroup")]
+        defaultMode: 0440             # with the pod's securityContext.fsGroup
+
+Exit status: 0 when everything was checked and nothing found; 1 when something was found (a
+plaintext Secret or secretGenerator, a value due for rotation, a spec.maxAge that does not
+parse, with --secrets-in-env a Secret read through environment variables) and everything
+was checked; 2 when something could not be checked (a path that cannot be read, a document
+or pod spec that cannot be parsed), even beside findings, or on any other error (a usage
+error, a bad .kseal.yaml, …), as grep and ripgrep do.")]
 pub struct CheckArgs {
     /// Files or directories to scan; `-` reads stdin (what `kubectl kustomize DIR` or `helm
     /// template` renders)

@@ -19,10 +19,12 @@ use std::process::ExitCode;
 use clap::{CommandFactory, FromArgMatches};
 
 use crate::args::{Cli, Command};
-use crate::error::{EXIT_FAILURE, EXIT_USAGE, UsageError, is_broken_pipe};
+use crate::error::{UsageError, exit_status, is_broken_pipe};
 
 fn main() -> ExitCode {
     let cli = parse_args();
+    // `check` is a gate: its findings and its failures exit differently.
+    let checking = matches!(cli.command, Command::Check(_));
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
@@ -31,10 +33,8 @@ fn main() -> ExitCode {
             eprintln!("kseal: error: {err:#}");
             if err.downcast_ref::<UsageError>().is_some() {
                 eprintln!("Run 'kseal --help' for usage.");
-                ExitCode::from(EXIT_USAGE)
-            } else {
-                ExitCode::from(EXIT_FAILURE)
             }
+            ExitCode::from(exit_status(&err, checking))
         }
     }
 }

@@ -97,9 +97,10 @@ fn ksealignore_excludes_in_gitignore_syntax_and_says_so() {
         "repo/clusters/prod/ok.yaml",
         "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n",
     );
-    // Without an ignore file the template fails the gate (cannot read).
+    // Without an ignore file the template fails the gate (cannot read: not
+    // checked, exit 2, even beside the plaintext Secret found).
     let output = check(&ws, &["repo/clusters", "repo/charts"]);
-    assert_exit(&output, 1);
+    assert_exit(&output, 2);
     assert!(
         stdout(&output).contains("cannot read"),
         "{}",
@@ -143,9 +144,10 @@ fn ksealignore_excludes_in_gitignore_syntax_and_says_so() {
     );
     assert_eq!(err.matches("skipped").count(), 1, "{err}");
 
-    // --no-ignore: a CI gate that does not take the tree's word for it.
+    // --no-ignore: a CI gate that does not take the tree's word for it
+    // (the template read again cannot be checked: exit 2).
     let output = check(&ws, &["--no-ignore", "repo"]);
-    assert_exit(&output, 1);
+    assert_exit(&output, 2);
     assert!(
         stdout(&output).contains("plaintext Secret \"real\""),
         "{}",
@@ -160,7 +162,7 @@ fn ksealignore_excludes_in_gitignore_syntax_and_says_so() {
     // A file named on the command line is read whatever the ignore files
     // say (a hook names each staged file).
     let output = check(&ws, &["repo/charts/app/templates/secret.yaml"]);
-    assert_exit(&output, 1);
+    assert_exit(&output, 2);
     assert!(
         stderr(&output).contains("read although excluded by"),
         "{}",
@@ -180,10 +182,11 @@ fn ksealignore_excludes_in_gitignore_syntax_and_says_so() {
         stderr(&output)
     );
 
-    // A bad ignore file fails the gate rather than exclude more or less.
+    // A bad ignore file fails the gate rather than exclude more or less:
+    // an error of the check (2), not a finding.
     ws.write("repo/clusters/.ksealignore", "[z-a]\n");
     let output = check(&ws, &["repo/clusters"]);
-    assert_exit(&output, 1);
+    assert_exit(&output, 2);
     let out = stdout(&output);
     assert!(
         out.contains("repo/clusters/.ksealignore: line 1: not a pattern gitignore syntax reads (the line is not shown), so nothing is excluded by it"),
@@ -200,7 +203,7 @@ fn ksealignore_excludes_in_gitignore_syntax_and_says_so() {
     )
     .unwrap();
     let output = check(&ws, &["repo/clusters"]);
-    assert_exit(&output, 1);
+    assert_exit(&output, 2);
     let out = stdout(&output);
     assert!(out.contains("not a regular file"), "{out}");
     assert!(!out.contains("TOKEN"), "{out}");

@@ -378,7 +378,8 @@ fn optional_yes_is_read_and_unread_specs_are_worded_right() {
         .write_stdin(pod.replace("{name: db,", "{name: 0o17,"))
         .output()
         .unwrap();
-    assert_exit(&output, 1);
+    // Not checked: exit 2, even beside the read found.
+    assert_exit(&output, 2);
     let err = stderr(&output);
     assert!(
         err.contains("1 pod spec(s) could not be read, so were not checked for Secrets in the environment: a container, env or envFrom field of the wrong type as kseal reads YAML (1.2); kubectl reads YAML 1.1"),
@@ -452,15 +453,15 @@ fn walks_like_every_check() {
         "{}",
         stdout(&output)
     );
-    // A pod spec with an env field of the wrong type fails closed, naming
-    // the workload, never the value.
+    // A pod spec with an env field of the wrong type fails closed (not
+    // checked: exit 2), naming the workload, never the value.
     let output = ws
         .cmd()
         .args(["check", "--secrets-in-env", "-"])
         .write_stdin("apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers:\n    - name: app\n      envFrom: canary-not-a-list\n")
         .output()
         .unwrap();
-    assert_exit(&output, 1);
+    assert_exit(&output, 2);
     assert!(
         stdout(&output).contains("Pod p: spec does not read as a pod spec"),
         "{}",

@@ -314,7 +314,8 @@ fn check_finds_plaintext_secrets() {
     );
     ws.write("repo/chart/templates/secret.yaml", "apiVersion: v1\nkind: Secret\nmetadata:\n  name: {{ .Release.Name }}\ndata:\n  password: {{ .Values.pw | b64enc }}\n");
     let output = ws.cmd().args(["check", "repo"]).output().unwrap();
-    assert_exit(&output, 1);
+    // The template could not be checked: exit 2, not a finding's 1.
+    assert_exit(&output, 2);
     let found = stdout(&output);
     assert!(
         found.contains("leak.yaml: document 2 (line 5): plaintext Secret \"db\""),
@@ -374,7 +375,8 @@ fn check_fails_closed_on_what_it_cannot_parse() {
     );
     ws.write("repo/g-ok.yaml", &ws.seal(SECRET, &[]));
     let output = ws.cmd().args(["check", "repo"]).output().unwrap();
-    assert_exit(&output, 1);
+    // Documents not checked: exit 2, even beside the findings.
+    assert_exit(&output, 2);
     let out = stdout(&output);
     for expected in [
         "repo/a-ndjson.json: document 2 (line 2): plaintext Secret \"ndjson\"",
@@ -887,7 +889,7 @@ fn check_walks_what_kubectl_applies() {
         clean.write("repo/ok.yaml", &clean.seal(SECRET, &[]));
         symlink(target, clean.path(&format!("repo/{name}"))).unwrap();
         let output = clean.cmd().args(["check", "repo"]).output().unwrap();
-        assert_exit(&output, 1);
+        assert_exit(&output, 2);
         assert!(
             stdout(&output).contains(&format!("repo/{name}: a symlink kseal cannot follow"))
                 && stderr(&output).contains("1 path(s) could not be read"),
@@ -1163,7 +1165,8 @@ fn check_reads_what_seal_reads_and_reports_what_it_cannot() {
     assert_exit(&output, 0);
 
     let output = ws.cmd().args(["check", "repo"]).output().unwrap();
-    assert_exit(&output, 1);
+    // Paths not checked: exit 2, even beside the findings.
+    assert_exit(&output, 2);
     let out = stdout(&output);
     assert!(
         out.contains("repo/a-u16.yaml: document 1 (line 1): plaintext Secret \"in-utf16\""),
@@ -1194,7 +1197,7 @@ fn check_reads_what_seal_reads_and_reports_what_it_cannot() {
     clean.write("repo/ok.yaml", &clean.seal(SECRET, &[]));
     std::fs::write(clean.path("repo/bad.json"), b"{\"kind\": \"\xff\"}").unwrap();
     let output = clean.cmd().args(["check", "repo"]).output().unwrap();
-    assert_exit(&output, 1);
+    assert_exit(&output, 2);
     assert!(
         stderr(&output).contains("1 path(s) could not be read"),
         "{}",
@@ -1206,7 +1209,7 @@ fn check_reads_what_seal_reads_and_reports_what_it_cannot() {
         .args(["check", "missing.yaml", "repo/ok.yaml"])
         .output()
         .unwrap();
-    assert_exit(&output, 1);
+    assert_exit(&output, 2);
     assert!(
         stdout(&output).contains("missing.yaml: cannot read"),
         "{}",
@@ -1307,4 +1310,79 @@ fn rewrap_counts_only_what_it_wrote() {
     assert_eq!(ws.read("outside/db.yaml"), sealed);
     assert_ne!(ws.read("repo/a.yaml"), sealed);
     assert_exit(&new.unseal(&ws.read("repo/b.yaml")), 0);
+}
+
+/// `kseal check` is a gate with grep's and ripgrep's exit statuses: 0 when
+/// everything was checked and nothing found, 1 for findings, 2 for every
+/// failure that is not one (a path it cannot read, even beside findings; a
+/// bad .kseal.yaml; a usage error), so a CI job can tell them apart.
+#[test]
+fn check_exit_status_tells_findings_from_errors() {
+    let ws = Workspace::new();
+    ws.write("repo/sealed.yaml", &ws.seal(SECRET, &[]));
+    ws.write(
+        "repo/config.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n",
+    );
+    let check = |args: &[&str]| ws.cmd().arg("check").args(args).output().unwrap();
+
+    let clean = check(&["repo"]);
+    assert_exit(&clean, 0);
+    assert_eq!(stdout(&clean), "");
+
+    ws.write("leak/secret.yaml", SECRET);
+    let finding = check(&["repo", "leak"]);
+    assert_exit(&finding, 1);
+    assert!(
+        stdout(&finding).contains("leak/secret.yaml: document 1 (line 1): plaintext Secret"),
+        "{}",
+        stdout(&finding)
+    );
+
+    let missing = check(&["repo", "missing.yaml"]);
+    assert_exit(&missing, 2);
+    assert!(
+        stdout(&missing).contains("missing.yaml: cannot read")
+            && stderr(&missing).contains("1 path(s) could not be read"),
+        "{}{}",
+        stdout(&missing),
+        stderr(&missing)
+    );
+
+    // Not everything checked: 2 even beside a finding, which is still
+    // reported.
+    let both = check(&["leak", "missing.yaml"]);
+    assert_exit(&both, 2);
+    assert!(
+        stdout(&both).contains("plaintext Secret") && stdout(&both).contains("missing.yaml"),
+        "{}",
+        stdout(&both)
+    );
+
+    // A .kseal.yaml that does not load: an error of the check, not a
+    // finding.
+    ws.write(
+        "repo/.kseal.yaml",
+        "creation_rules:\n  - path_regex: .*\n    max_age: 90d\n",
+    );
+    let bad_config = check(&["--rotation", "repo"]);
+    assert_exit(&bad_config, 2);
+    assert!(
+        stderr(&bad_config).contains(".kseal.yaml"),
+        "{}",
+        stderr(&bad_config)
+    );
+
+    // Usage errors, as for every command.
+    assert_exit(&check(&["--no-such-flag", "repo"]), 2);
+    assert_exit(&check(&[]), 2);
+
+    // Said in `--help`.
+    let help = check(&["--help"]);
+    assert_exit(&help, 0);
+    assert!(
+        stdout(&help).contains("Exit status: 0 when everything was checked and nothing found; 1"),
+        "{}",
+        stdout(&help)
+    );
 }

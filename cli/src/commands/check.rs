@@ -16,6 +16,7 @@ use kseal_shared::rotation::MaxAge;
 use serde_json::Value;
 
 use crate::args::CheckArgs;
+use crate::error::Findings;
 use crate::io::{Source, write_stdout};
 use crate::walk::{Extras, manifest_files_reporting};
 
@@ -31,6 +32,9 @@ pub fn run(args: CheckArgs) -> Result<()> {
     // SealedSecrets whose spec.maxAge does not parse: a field to fix, not
     // values to rotate.
     let mut bad_max_age = Vec::new();
+    // Files whose ages were not checked (the whole-file reader refused
+    // them): not checked, so an error of the check, not a finding.
+    let mut ages_unchecked = Vec::new();
     let mut max_ages = MaxAges::default();
     let now = jiff::Timestamp::now();
     let ages = args.max_age.is_some() || args.rotation;
@@ -157,7 +161,7 @@ pub fn run(args: CheckArgs) -> Result<()> {
             // fail open.
             Err(err) => {
                 if ages {
-                    overdue.push(format!(
+                    ages_unchecked.push(format!(
                         "{}: cannot read it, so no age was checked: {err}",
                         path.display()
                     ));
@@ -199,6 +203,7 @@ pub fn run(args: CheckArgs) -> Result<()> {
         .chain(&env_lines)
         .chain(&pod_specs_unread)
         .chain(&overdue)
+        .chain(&ages_unchecked)
         .chain(&bad_max_age)
         .chain(&unparsed)
         .chain(&unreadable)
@@ -211,6 +216,7 @@ pub fn run(args: CheckArgs) -> Result<()> {
         && in_env.is_empty()
         && pod_specs_unread.is_empty()
         && overdue.is_empty()
+        && ages_unchecked.is_empty()
         && bad_max_age.is_empty()
         && unparsed.is_empty()
         && unreadable.is_empty()
@@ -257,6 +263,12 @@ pub fn run(args: CheckArgs) -> Result<()> {
             pod_specs_unread.len()
         ));
     }
+    if !ages_unchecked.is_empty() {
+        failures.push(format!(
+            "{} file(s) could not be read as a whole, so the ages of their sealed values were not checked (a gate fails on what it cannot read)",
+            ages_unchecked.len()
+        ));
+    }
     if !bad_max_age.is_empty() {
         failures.push(format!(
             "{} SealedSecret(s) with a spec.maxAge that does not parse, so their values' ages were not judged by it (fix the field: a whole number of hours, days or weeks, at most 100 years)",
@@ -275,7 +287,18 @@ pub fn run(args: CheckArgs) -> Result<()> {
             unreadable.len()
         ));
     }
-    bail!("{}", failures.join("; and "))
+    let message = failures.join("; and ");
+    // What was not checked makes the answer incomplete: an error (exit 2)
+    // even beside findings, as grep and ripgrep answer. Findings alone are
+    // the gate's "no" (exit 1).
+    let unchecked = !(pod_specs_unread.is_empty()
+        && ages_unchecked.is_empty()
+        && unparsed.is_empty()
+        && unreadable.is_empty());
+    if unchecked {
+        bail!("{message}")
+    }
+    Err(Findings::new(message).into())
 }
 
 /// How to rotate `due` overdue values, `generated` of which kseal

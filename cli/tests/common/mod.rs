@@ -120,6 +120,7 @@ pub fn stdout(output: &std::process::Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
+#[track_caller]
 pub fn assert_exit(output: &std::process::Output, code: i32) {
     assert_eq!(
         output.status.code(),
