@@ -8,6 +8,7 @@
 )]
 
 use std::future::Future;
+use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -18,56 +19,51 @@ use kseal_shared::{
     binding::Scope, sealed_secret::SealedSecret, secret::SecretBytes, x25519::Recipient,
 };
 use kseal_testenv::ControlPlane;
-use kseal_testenv::ports::{Port, reserve as reserve_port};
-use kseal_testenv::process::Component;
+use kseal_testenv::poll::Poll;
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 
 pub const NAMESPACE: &str = "kseal-system";
 pub const WAIT: Duration = Duration::from_secs(60);
+/// How often [`eventually`] checks.
+pub const POLL: Duration = Duration::from_millis(200);
 /// How long a controller must finish no reconcile to count as idle.
 pub const QUIET: Duration = Duration::from_secs(5);
 /// The longest one request to a controller's HTTP API may take in a test.
 pub const HTTP_TIMEOUT: Duration = Duration::from_secs(20);
 
-pub async fn eventually<F, Fut>(what: &str, mut check: F)
+/// Waits up to [`WAIT`] for `check` to hold; panics naming `what` when it
+/// never does ([`kseal_testenv::poll`]).
+pub async fn eventually<F, Fut>(what: &str, check: F)
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
 {
-    let deadline = Instant::now() + WAIT;
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
+    if let Err(timed_out) = Poll::new(WAIT).every(POLL).until(what, check).await {
+        panic!("{timed_out}");
     }
 }
 
-/// A running `kseal-controller`, killed on drop.
-pub struct Controller {
-    pub process: Component,
-    /// The API port (`--http-addr`).
-    pub port: u16,
-    /// The probe port (`--health-addr`).
-    pub health_port: u16,
-    /// Both ports, reserved for as long as the process may run (restarts
-    /// bind them again); after `process`, so released once it is gone.
-    _ports: [Port; 2],
+/// A running `kseal-controller` ([`kseal_testenv::controller::Controller`]:
+/// its process, ports and log; killed on drop), with the tests' HTTP
+/// helpers.
+pub struct Controller(pub kseal_testenv::controller::Controller);
+
+impl Deref for Controller {
+    type Target = kseal_testenv::controller::Controller;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl DerefMut for Controller {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
 }
 
 impl Controller {
-    pub fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
-    }
-
-    /// A URL on the probe port.
-    pub fn health_url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.health_port)
-    }
-
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(self.process.log_path()).unwrap_or_default()
-    }
-
     pub async fn get(&self, path: &str) -> (u16, String) {
         http(&self.url(path), "GET", None, None).await
     }
@@ -80,13 +76,8 @@ impl Controller {
     /// `kseal_reconcile_duration_seconds_count`); `None` while it does not
     /// answer.
     pub async fn reconciles(&self) -> Option<u64> {
-        let (status, body) = http(&self.health_url("/metrics"), "GET", None, None).await;
-        if status != 200 {
-            return None;
-        }
-        body.lines()
-            .find_map(|line| line.strip_prefix("kseal_reconcile_duration_seconds_count "))
-            .and_then(|n| n.trim().parse::<f64>().ok())
+        self.metric("kseal_reconcile_duration_seconds_count")
+            .await
             .map(|n| n as u64)
     }
 
@@ -120,19 +111,6 @@ impl Controller {
             self.get("/readyz").await.0 == 200
         })
         .await;
-    }
-}
-
-impl Drop for Controller {
-    fn drop(&mut self) {
-        self.process.kill();
-        if std::thread::panicking() {
-            eprintln!(
-                "--- {} log (tail) ---\n{}",
-                self.process.name(),
-                self.process.log_tail(60)
-            );
-        }
     }
 }
 
@@ -225,36 +203,19 @@ impl Fixture {
         kubeconfig: &Path,
         extra: &[&str],
     ) -> Controller {
-        let ports = [reserve_port().unwrap(), reserve_port().unwrap()];
-        let [port, health_port] = ports.each_ref().map(Port::get);
-        let mut args: Vec<std::ffi::OsString> = vec![
-            "--kubeconfig".into(),
-            kubeconfig.into(),
-            "--namespace".into(),
-            NAMESPACE.into(),
-            "--http-addr".into(),
-            format!("127.0.0.1:{port}").into(),
-            "--health-addr".into(),
-            format!("127.0.0.1:{health_port}").into(),
-            "--log-level".into(),
-            "debug,hyper=info,tower=info,rustls=info,kube_client=info".into(),
-            "--pod-name".into(),
-            name.into(),
-        ];
-        args.extend(extra.iter().map(Into::into));
-        let mut process = Component::new(
-            name,
-            PathBuf::from(env!("CARGO_BIN_EXE_kseal-controller")),
-            args,
-            self.dir.join(format!("{name}.log")),
-        );
-        process.start().unwrap();
-        Controller {
-            process,
-            port,
-            health_port,
-            _ports: ports,
-        }
+        let controller = kseal_testenv::controller::Controller::builder(
+            env!("CARGO_BIN_EXE_kseal-controller"),
+            kubeconfig,
+        )
+        .name(name)
+        .log_dir(&self.dir)
+        .namespace(NAMESPACE)
+        .log_level("debug,hyper=info,tower=info,rustls=info,kube_client=info")
+        .pod_name(name)
+        .args(extra)
+        .start()
+        .unwrap();
+        Controller(controller)
     }
 
     pub async fn recipients(&self) -> Vec<Recipient> {
@@ -424,52 +385,4 @@ pub fn kseal_with_kubeconfig(
         String::from_utf8_lossy(&output.stdout).into_owned(),
         String::from_utf8_lossy(&output.stderr).into_owned(),
     )
-}
-
-/// The API server's own count of requests (`apiserver_request_total`),
-/// summed by (verb, resource, subresource) over response codes: what it
-/// served, measured where it happened.
-pub async fn api_requests(
-    client: &Client,
-) -> std::collections::BTreeMap<(String, String, String), f64> {
-    let request = http::Request::get("/metrics").body(Vec::new()).unwrap();
-    let text = client.request_text(request).await.unwrap();
-    let mut counts = std::collections::BTreeMap::new();
-    for line in text.lines() {
-        let Some(rest) = line.strip_prefix("apiserver_request_total{") else {
-            continue;
-        };
-        let Some((labels, number)) = rest.split_once("} ") else {
-            continue;
-        };
-        let label = |name: &str| {
-            labels
-                .split("\",")
-                .filter_map(|pair| pair.split_once("=\""))
-                .find(|(key, _)| *key == name)
-                .map(|(_, value)| value.trim_end_matches('"').to_owned())
-                .unwrap_or_default()
-        };
-        let key = (label("verb"), label("resource"), label("subresource"));
-        *counts.entry(key).or_default() += number.trim().parse::<f64>().unwrap();
-    }
-    counts
-}
-
-/// Requests served between two [`api_requests`] scrapes for `resource`
-/// (and `subresource`, "" for the object itself) by verb, non-zero only.
-pub fn requests_between(
-    before: &std::collections::BTreeMap<(String, String, String), f64>,
-    after: &std::collections::BTreeMap<(String, String, String), f64>,
-    resource: &str,
-    subresource: &str,
-) -> std::collections::BTreeMap<String, u64> {
-    after
-        .iter()
-        .filter(|((_, r, s), _)| r == resource && s == subresource)
-        .filter_map(|(key, count)| {
-            let delta = count - before.get(key).copied().unwrap_or_default();
-            (delta > 0.0).then(|| (key.0.clone(), delta as u64))
-        })
-        .collect()
 }

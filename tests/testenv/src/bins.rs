@@ -5,18 +5,19 @@
 //! `$KSEAL_CACHE_DIR`, else `$XDG_CACHE_HOME/kseal`, else `~/.cache/kseal`.
 //! A build writes into a temporary sibling directory and renames it into place
 //! at the end, so an interrupted build never leaves a half-filled cache. A lock
-//! file serializes builds between processes (tests, `cargo xtask`).
+//! file (`<cache>/bin/.build.lock`) serializes builds between processes
+//! (tests, `cargo xtask`); see [`crate::go_build`].
 //! `KSEAL_TEST_BIN_DIR` points at an existing directory of binaries instead
 //! (nothing is built then).
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::Mutex;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure as check};
 
+use crate::go_build::{self, CachedBuild};
 use crate::versions::Versions;
 
 /// The commands built from `k8s.io/kubernetes` (`cmd/<name>`), in one `go
@@ -91,11 +92,16 @@ impl BinDir {
     }
 
     fn missing(&self) -> Vec<&'static str> {
-        BINARIES
-            .into_iter()
-            .filter(|b| !self.dir.join(b).is_file())
-            .collect()
+        missing_in(&self.dir)
     }
+}
+
+/// The [`BINARIES`] that `dir` lacks.
+fn missing_in(dir: &Path) -> Vec<&'static str> {
+    BINARIES
+        .into_iter()
+        .filter(|b| !dir.join(b).is_file())
+        .collect()
 }
 
 /// The cache root: `$KSEAL_CACHE_DIR`, `$XDG_CACHE_HOME/kseal` or `~/.cache/kseal`.
@@ -119,9 +125,18 @@ pub fn bin_dir() -> Result<BinDir> {
             dir: PathBuf::from(dir),
         });
     }
-    let versions = Versions::pinned()?;
     Ok(BinDir {
-        dir: cache_root()?.join("bin").join(versions.cache_key()),
+        dir: cached(&Versions::pinned()?)?.path(),
+    })
+}
+
+/// The cache entry of the binaries: `<cache>/bin/<versions key>/`.
+fn cached(versions: &Versions) -> Result<CachedBuild> {
+    Ok(CachedBuild {
+        parent: cache_root()?.join("bin"),
+        name: versions.cache_key(),
+        lock_file: ".build.lock".to_owned(),
+        tmp_prefix: ".tmp-".to_owned(),
     })
 }
 
@@ -132,29 +147,10 @@ pub fn gomod_dir() -> PathBuf {
     manifest.parent().unwrap_or(manifest).join("gomod")
 }
 
-/// A short SHA-256 (16 hex digits) over the files `names` of `src`, each
-/// with its name and length: the cache key of a program built from them.
-pub(crate) fn sources_hash(src: &Path, names: &[&str]) -> Result<String> {
-    use sha2::{Digest as _, Sha256};
-    let mut hasher = Sha256::new();
-    for name in names {
-        let path = src.join(name);
-        let bytes = fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-        hasher.update(name.as_bytes());
-        hasher.update((bytes.len() as u64).to_le_bytes());
-        hasher.update(&bytes);
-    }
-    let digest = hasher.finalize();
-    Ok(digest[..8].iter().map(|b| format!("{b:02x}")).collect())
-}
-
 /// Returns the binaries for the pinned versions, building any that are
 /// missing first (the first build takes a long while; later calls are
-/// instant).
+/// instant). Concurrent callers build once (see [`CachedBuild::ensure`]).
 pub fn ensure() -> Result<BinDir> {
-    static IN_PROCESS: Mutex<()> = Mutex::new(());
-    let _guard = IN_PROCESS.lock().unwrap_or_else(|e| e.into_inner());
-
     let bins = bin_dir()?;
     if bins.missing().is_empty() {
         return Ok(bins);
@@ -167,77 +163,24 @@ pub fn ensure() -> Result<BinDir> {
         );
     }
     let versions = Versions::pinned()?;
-    let parent = bins
-        .dir
-        .parent()
-        .context("binary directory has no parent")?
-        .to_owned();
-    fs::create_dir_all(&parent).with_context(|| format!("creating {}", parent.display()))?;
-
-    // Serialize with other processes; another one may finish the build while
-    // we wait for the lock.
-    let lock_path = parent.join(".build.lock");
-    let lock = fs::File::create(&lock_path)
-        .with_context(|| format!("creating {}", lock_path.display()))?;
-    lock.lock()
-        .with_context(|| format!("locking {}", lock_path.display()))?;
-    if bins.missing().is_empty() {
-        return Ok(bins);
-    }
-
-    // Leftovers of interrupted builds.
-    for entry in fs::read_dir(&parent)?.flatten() {
-        if entry.file_name().to_string_lossy().starts_with(".tmp-") {
-            let _ = fs::remove_dir_all(entry.path());
-        }
-    }
-
-    let tmp = parent.join(format!(
-        ".tmp-{}-{}",
-        versions.cache_key(),
-        std::process::id()
-    ));
-    fs::create_dir_all(&tmp)?;
-    let result = build_all(&versions, &tmp);
-    match result {
-        Ok(()) => {
-            if bins.dir.exists() {
-                // A partial directory from an older layout: replace it.
-                fs::remove_dir_all(&bins.dir)?;
-            }
-            fs::rename(&tmp, &bins.dir)
-                .with_context(|| format!("renaming {} to {}", tmp.display(), bins.dir.display()))?;
-            check!(
-                bins.missing().is_empty(),
-                "build finished but {:?} are missing in {}",
-                bins.missing(),
-                bins.dir.display()
-            );
-            Ok(bins)
-        }
-        Err(e) => {
-            let _ = fs::remove_dir_all(&tmp);
-            Err(e)
-        }
-    }
+    let dir = cached(&versions)?.ensure(
+        |dir| missing_in(dir).is_empty(),
+        |tmp| {
+            build_all(&versions, tmp)?;
+            Ok(tmp.to_owned())
+        },
+    )?;
+    Ok(BinDir { dir })
 }
 
+/// Builds every binary into `out`, with `build-info.txt` (the versions and
+/// how long each build took).
 fn build_all(versions: &Versions, out: &Path) -> Result<()> {
-    let go = Command::new("go")
-        .arg("version")
-        .env("GOTOOLCHAIN", "local")
-        .output()
-        .context("running `go version`: is Go installed and on PATH?")?;
-    check!(
-        go.status.success(),
-        "`go version` failed: {}",
-        String::from_utf8_lossy(&go.stderr)
-    );
     crate::say(&format!(
         "kseal-testenv: building upstream binaries for {} into {} with {}",
         versions.cache_key(),
         out.display(),
-        String::from_utf8_lossy(&go.stdout).trim()
+        go_version()?
     ));
     let gomod = gomod_dir();
     check_wrapper(
@@ -252,8 +195,32 @@ fn build_all(versions: &Versions, out: &Path) -> Result<()> {
     )?;
 
     let mut report = format!("versions: {}\n", versions.cache_key());
+    report += &build_etcd(&gomod, out)?;
+    report += &build_kubernetes(versions, &gomod, out)?;
+    report += &build_helm(versions, out)?;
+    fs::write(out.join("build-info.txt"), report)?;
+    let _ = fs::remove_file(out.join("build.log"));
+    Ok(())
+}
 
-    // etcd: the server module's root package is the etcd main package.
+/// `go version`'s answer; errors when Go is missing or broken.
+fn go_version() -> Result<String> {
+    let go = Command::new("go")
+        .arg("version")
+        .env("GOTOOLCHAIN", "local")
+        .output()
+        .context("running `go version`: is Go installed and on PATH?")?;
+    check!(
+        go.status.success(),
+        "`go version` failed: {}",
+        String::from_utf8_lossy(&go.stderr)
+    );
+    Ok(String::from_utf8_lossy(&go.stdout).trim().to_owned())
+}
+
+/// etcd into `out`: the server module's root package is the etcd main
+/// package. Returns the timing line.
+fn build_etcd(gomod: &Path, out: &Path) -> Result<String> {
     let t = Instant::now();
     run_go(
         "etcd",
@@ -270,9 +237,12 @@ fn build_all(versions: &Versions, out: &Path) -> Result<()> {
             .arg(out.join("etcd"))
             .arg("go.etcd.io/etcd/server/v3"),
     )?;
-    report += &timing("etcd", t.elapsed());
+    Ok(timing("etcd", t.elapsed()))
+}
 
-    // Every Kubernetes command in one go build (they share most packages).
+/// Every Kubernetes command into `out`, in one go build (they share most
+/// packages), stamped with the pinned version. Returns the timing line.
+fn build_kubernetes(versions: &Versions, gomod: &Path, out: &Path) -> Result<String> {
     let (major, minor) = versions.kubernetes_major_minor()?;
     let v = "k8s.io/component-base/version";
     let ldflags = format!(
@@ -298,11 +268,14 @@ fn build_all(versions: &Versions, out: &Path) -> Result<()> {
                     .map(|cmd| format!("k8s.io/kubernetes/cmd/{cmd}")),
             ),
     )?;
-    report += &timing(&KUBERNETES_COMMANDS.join("+"), t.elapsed());
+    Ok(timing(&KUBERNETES_COMMANDS.join("+"), t.elapsed()))
+}
 
-    // helm has no replace directives: plain `go install …@version`. Its
-    // default kube version (used by `helm template` and lint) is set to the
-    // pinned Kubernetes release.
+/// helm into `out`. It has no replace directives: plain `go install
+/// …@version`. Its default kube version (used by `helm template` and lint)
+/// is set to the pinned Kubernetes release. Returns the timing line.
+fn build_helm(versions: &Versions, out: &Path) -> Result<String> {
+    let (major, minor) = versions.kubernetes_major_minor()?;
     let h = "helm.sh/helm/v3";
     let ldflags = format!(
         "-s -w -X {h}/internal/version.version={} -X {h}/internal/version.gitTreeState=clean \
@@ -321,11 +294,7 @@ fn build_all(versions: &Versions, out: &Path) -> Result<()> {
             .arg(format!("-ldflags={ldflags}"))
             .arg(format!("{h}/cmd/helm@{}", versions.helm)),
     )?;
-    report += &timing("helm", t.elapsed());
-
-    fs::write(out.join("build-info.txt"), report)?;
-    let _ = fs::remove_file(out.join("build.log"));
-    Ok(())
+    Ok(timing("helm", t.elapsed()))
 }
 
 fn timing(what: &str, d: Duration) -> String {
@@ -358,30 +327,11 @@ fn check_wrapper(dir: &Path, module: &str, version: &str) -> Result<()> {
     Ok(())
 }
 
+/// Runs one `go` command of the build, logging to `out/build.log`.
 fn run_go(what: &str, out: &Path, cmd: &mut Command) -> Result<()> {
     crate::say(&format!(
         "kseal-testenv: building {what} (the first build takes several minutes; \
          Go's build cache makes rebuilds fast)"
     ));
-    let log_path = out.join("build.log");
-    let log = fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log_path)?;
-    let status = cmd
-        .env("GOTOOLCHAIN", "local")
-        .env("CGO_ENABLED", "0")
-        .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .status()
-        .with_context(|| format!("running go to build {what}"))?;
-    if !status.success() {
-        let log = fs::read_to_string(&log_path).unwrap_or_default();
-        bail!(
-            "building {what} failed ({status}):\n{}",
-            crate::process::tail(&log, 40)
-        );
-    }
-    Ok(())
+    go_build::run(what, &out.join("build.log"), cmd)
 }

@@ -1,11 +1,15 @@
 //! A tiny PKI for the local control plane: a CA, the API server's serving
 //! certificate, client certificates (CN = user, one O per group) and the
-//! service-account signing key. All keys are ECDSA P-256.
+//! service-account signing key. All keys are ECDSA P-256. Also the
+//! kubeconfigs that embed a client certificate.
 
 use std::net::IpAddr;
+use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
 use p256::ecdsa::{DerSignature, SigningKey};
 use p256::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
 use rand::RngCore;
@@ -182,4 +186,30 @@ fn validity() -> Result<Validity> {
         not_before: Time::try_from(not_before)?,
         not_after: Time::try_from(not_after)?,
     })
+}
+
+/// Writes a kubeconfig with the CA and the client certificate embedded.
+pub(crate) fn write_kubeconfig(
+    path: &Path,
+    server: &str,
+    ca_pem: &str,
+    user: &str,
+    cert: &CertKey,
+) -> Result<()> {
+    let user_json = serde_json::to_string(user)?;
+    let text = format!(
+        "apiVersion: v1\n\
+         kind: Config\n\
+         clusters:\n\
+         - name: kseal-testenv\n  cluster:\n    server: {server}\n    certificate-authority-data: {ca}\n\
+         users:\n\
+         - name: {user_json}\n  user:\n    client-certificate-data: {crt}\n    client-key-data: {key}\n\
+         contexts:\n\
+         - name: kseal-testenv\n  context:\n    cluster: kseal-testenv\n    user: {user_json}\n    namespace: default\n\
+         current-context: kseal-testenv\n",
+        ca = B64.encode(ca_pem),
+        crt = B64.encode(&cert.cert_pem),
+        key = B64.encode(&cert.key_pem),
+    );
+    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
 }

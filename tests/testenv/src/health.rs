@@ -11,14 +11,14 @@
 //! (`<cache>/bin/health-<hash>`, the hash over its sources) and [`check`]
 //! runs it on objects.
 
-use std::fs;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Mutex;
 
 use anyhow::{Context, Result, bail, ensure};
 use serde::Deserialize;
+
+use crate::go_build::{self, CachedBuild};
 
 /// The program's sources, in `tests/gomod/health`; the cached binary's name
 /// carries a hash over them.
@@ -48,51 +48,18 @@ pub fn source_dir() -> PathBuf {
 
 /// Returns the checker binary, building it first when the cache has none for
 /// the current sources (the first build downloads Go modules and takes a few
-/// minutes; later calls return at once).
+/// minutes; later calls return at once). Concurrent callers build once (see
+/// [`CachedBuild::ensure`]).
 pub fn ensure_checker() -> Result<PathBuf> {
-    static IN_PROCESS: Mutex<()> = Mutex::new(());
-    let _guard = IN_PROCESS.lock().unwrap_or_else(|e| e.into_inner());
-
     let src = source_dir();
-    let hash = crate::bins::sources_hash(&src, &SOURCES)?;
-    let dir = crate::bins::cache_root()?.join("bin");
-    let bin = dir.join(format!("health-{hash}"));
-    if bin.is_file() {
-        return Ok(bin);
-    }
-    fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-
-    // Serialize with other processes; another one may finish the build while
-    // we wait for the lock. Not bins' lock: that one is held for the long
-    // control-plane build.
-    let lock_path = dir.join(".health-build.lock");
-    let lock = fs::File::create(&lock_path)
-        .with_context(|| format!("creating {}", lock_path.display()))?;
-    lock.lock()
-        .with_context(|| format!("locking {}", lock_path.display()))?;
-    if bin.is_file() {
-        return Ok(bin);
-    }
-
-    // Leftovers of interrupted builds. (Not named `.tmp-*`: bins::ensure
-    // clears those under its own lock.)
-    for entry in fs::read_dir(&dir)?.flatten() {
-        if entry
-            .file_name()
-            .to_string_lossy()
-            .starts_with(".health-tmp-")
-        {
-            let _ = fs::remove_dir_all(entry.path());
-        }
-    }
-    let tmp = dir.join(format!(".health-tmp-{hash}-{}", std::process::id()));
-    fs::create_dir_all(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-    let result = build(&src, &tmp).and_then(|built| {
-        fs::rename(&built, &bin)
-            .with_context(|| format!("renaming {} to {}", built.display(), bin.display()))
-    });
-    let _ = fs::remove_dir_all(&tmp);
-    result.map(|()| bin)
+    let cached = CachedBuild {
+        parent: crate::bins::cache_root()?.join("bin"),
+        name: format!("health-{}", go_build::sources_hash(&src, &SOURCES)?),
+        // Not bins' lock: that one is held for the long control-plane build.
+        lock_file: ".health-build.lock".to_owned(),
+        tmp_prefix: ".health-tmp-".to_owned(),
+    };
+    cached.ensure(Path::is_file, |tmp| build(&src, tmp))
 }
 
 /// Builds the program into `out`, logging to `out/build.log`; returns the
@@ -104,34 +71,21 @@ fn build(src: &Path, out: &Path) -> Result<PathBuf> {
         src.display()
     ));
     let bin = out.join("kseal-health");
-    let log_path = out.join("build.log");
-    let log =
-        fs::File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
-    let status = Command::new("go")
-        .current_dir(src)
-        .args([
-            "build",
-            "-mod=readonly",
-            "-trimpath",
-            "-ldflags=-s -w",
-            "-o",
-        ])
-        .arg(&bin)
-        .arg(".")
-        .env("GOTOOLCHAIN", "local")
-        .env("CGO_ENABLED", "0")
-        .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .status()
-        .context("running `go build` for the health checker: is Go installed and on PATH?")?;
-    if !status.success() {
-        let log = fs::read_to_string(&log_path).unwrap_or_default();
-        bail!(
-            "building the health checker failed ({status}):\n{}",
-            crate::process::tail(&log, 40)
-        );
-    }
+    go_build::run(
+        "the health checker",
+        &out.join("build.log"),
+        Command::new("go")
+            .current_dir(src)
+            .args([
+                "build",
+                "-mod=readonly",
+                "-trimpath",
+                "-ldflags=-s -w",
+                "-o",
+            ])
+            .arg(&bin)
+            .arg("."),
+    )?;
     ensure!(
         bin.is_file(),
         "go build succeeded but left no {}",

@@ -18,14 +18,18 @@
 //! # let _ = (admin, alice); Ok(()) }
 //! ```
 
+pub mod api_requests;
 pub mod bins;
 pub mod certs;
 mod cluster;
+pub mod controller;
+pub mod go_build;
 pub mod health;
 pub mod http;
 pub mod image;
 pub mod node;
 pub mod oci;
+pub mod poll;
 pub mod ports;
 pub mod probe;
 pub mod process;

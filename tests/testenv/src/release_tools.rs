@@ -11,19 +11,20 @@
 //!   manifest.
 //!
 //! Their versions are the `tool` lines of `tests/gomod/release/go.mod`.
-//! [`ensure`] builds all four in one `go build` into the kseal cache
+//! [`ensure()`] builds all four in one `go build` into the kseal cache
 //! (`<cache>/bin/release-tools-<hash>/`, the hash over `go.mod` and
 //! `go.sum`); a build writes into a temporary sibling directory and renames
 //! it into place at the end, so an interrupted build never leaves a
-//! half-filled directory.
+//! half-filled directory (see [`crate::go_build`]).
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::Mutex;
+use std::process::Command;
 use std::time::Instant;
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, ensure};
+
+use crate::go_build::{self, CachedBuild};
 
 /// The wrapper module's files; the cache directory's name carries a hash
 /// over them.
@@ -101,64 +102,25 @@ pub fn source_dir() -> PathBuf {
 
 /// Returns the tools, building them first when the cache has none for the
 /// current `go.mod` (the first build downloads Go modules and takes several
-/// minutes; later calls return at once).
+/// minutes; later calls return at once). Concurrent callers build once (see
+/// [`CachedBuild::ensure`]).
 pub fn ensure() -> Result<ReleaseTools> {
-    static IN_PROCESS: Mutex<()> = Mutex::new(());
-    let _guard = IN_PROCESS.lock().unwrap_or_else(|e| e.into_inner());
-
     let src = source_dir();
-    let hash = crate::bins::sources_hash(&src, &SOURCES)?;
-    let parent = crate::bins::cache_root()?.join("bin");
-    let dir = parent.join(format!("release-tools-{hash}"));
-    let tools = ReleaseTools::in_dir(&dir);
-    if tools.complete() {
-        return Ok(tools);
-    }
-    fs::create_dir_all(&parent).with_context(|| format!("creating {}", parent.display()))?;
-
-    // Serialize with other processes; another one may finish the build while
-    // we wait for the lock. Not bins' lock: that one is held for the long
-    // control-plane build.
-    let lock_path = parent.join(".release-tools-build.lock");
-    let lock = fs::File::create(&lock_path)
-        .with_context(|| format!("creating {}", lock_path.display()))?;
-    lock.lock()
-        .with_context(|| format!("locking {}", lock_path.display()))?;
-    if tools.complete() {
-        return Ok(tools);
-    }
-
-    // Leftovers of interrupted builds. (Not named `.tmp-*`: bins::ensure
-    // clears those under its own lock.)
-    for entry in fs::read_dir(&parent)?.flatten() {
-        if entry
-            .file_name()
-            .to_string_lossy()
-            .starts_with(".release-tools-tmp-")
-        {
-            let _ = fs::remove_dir_all(entry.path());
-        }
-    }
-    let tmp = parent.join(format!(".release-tools-tmp-{hash}-{}", std::process::id()));
-    fs::create_dir_all(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-    let result = build(&src, &tmp).and_then(|()| {
-        if dir.exists() {
-            // An incomplete directory (a binary deleted by hand): replace it.
-            fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
-        }
-        fs::rename(&tmp, &dir)
-            .with_context(|| format!("renaming {} to {}", tmp.display(), dir.display()))
-    });
-    if result.is_err() {
-        let _ = fs::remove_dir_all(&tmp);
-    }
-    result?;
-    ensure!(
-        tools.complete(),
-        "the build finished but {} lacks a tool",
-        dir.display()
-    );
-    Ok(tools)
+    let cached = CachedBuild {
+        parent: crate::bins::cache_root()?.join("bin"),
+        name: format!("release-tools-{}", go_build::sources_hash(&src, &SOURCES)?),
+        // Not bins' lock: that one is held for the long control-plane build.
+        lock_file: ".release-tools-build.lock".to_owned(),
+        tmp_prefix: ".release-tools-tmp-".to_owned(),
+    };
+    let dir = cached.ensure(
+        |dir| ReleaseTools::in_dir(dir).complete(),
+        |tmp| {
+            build(&src, tmp)?;
+            Ok(tmp.to_owned())
+        },
+    )?;
+    Ok(ReleaseTools::in_dir(&dir))
 }
 
 /// The version `go.mod` selects for `module`: its `require` line, in a
@@ -201,32 +163,20 @@ fn build(src: &Path, out: &Path) -> Result<()> {
         src.display()
     ));
     let log_path = out.join("build.log");
-    let log =
-        fs::File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
     let mut out_dir = out.as_os_str().to_owned();
     out_dir.push("/");
     let started = Instant::now();
-    let status = Command::new("go")
-        .current_dir(src)
-        .args(["build", "-mod=readonly", "-trimpath"])
-        .arg(format!("-ldflags={ldflags}"))
-        .arg("-o")
-        .arg(out_dir)
-        .args(PACKAGES.iter().map(|(package, _)| package))
-        .env("GOTOOLCHAIN", "local")
-        .env("CGO_ENABLED", "0")
-        .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .status()
-        .context("running `go build` for the release tools: is Go installed and on PATH?")?;
-    if !status.success() {
-        let log = fs::read_to_string(&log_path).unwrap_or_default();
-        bail!(
-            "building the release tools failed ({status}):\n{}",
-            crate::process::tail(&log, 40)
-        );
-    }
+    go_build::run(
+        "the release tools",
+        &log_path,
+        Command::new("go")
+            .current_dir(src)
+            .args(["build", "-mod=readonly", "-trimpath"])
+            .arg(format!("-ldflags={ldflags}"))
+            .arg("-o")
+            .arg(out_dir)
+            .args(PACKAGES.iter().map(|(package, _)| package)),
+    )?;
     let elapsed = started.elapsed();
     for (_, bin) in PACKAGES {
         ensure!(

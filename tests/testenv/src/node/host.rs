@@ -536,6 +536,85 @@ pub fn run(program: &str, args: &[&str]) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// `iptables-save` output without comments and chain counters (they
+/// change with traffic).
+fn strip_counters(text: &str) -> Vec<String> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| match l.find(" [") {
+            Some(i) if l.starts_with(':') => l[..i].to_owned(),
+            _ => l.to_owned(),
+        })
+        .collect()
+}
+
+/// The cgroups one level below each hierarchy of [`CGROUP_FS`], sorted.
+fn cgroups() -> Result<Vec<String>> {
+    let mut cgroups = Vec::new();
+    for h in fs::read_dir(CGROUP_FS)?.flatten() {
+        if let Ok(children) = fs::read_dir(h.path()) {
+            for c in children.flatten() {
+                if c.file_type().is_ok_and(|t| t.is_dir()) {
+                    cgroups.push(c.path().display().to_string());
+                }
+            }
+        }
+    }
+    cgroups.sort();
+    Ok(cgroups)
+}
+
+/// `<pid> <command line>` of every node process (containerd, its shims,
+/// runc, the kubelet, kube-proxy, the scheduler), sorted.
+fn node_processes() -> Vec<String> {
+    let names = [
+        "containerd",
+        "containerd-shim-runc-v2",
+        "runc",
+        "kubelet",
+        "kube-proxy",
+        "kube-scheduler",
+    ];
+    let mut procs: Vec<String> = processes()
+        .into_iter()
+        .filter_map(|(pid, args)| {
+            let exe = args.first()?;
+            let base = exe.rsplit('/').next()?;
+            names
+                .contains(&base)
+                .then(|| format!("{pid} {}", args.join(" ")))
+        })
+        .collect();
+    procs.sort();
+    procs
+}
+
+/// `<file> <port>` for each of the node's fixed ports something listens
+/// on (TCP, IPv4 and IPv6).
+fn listening_node_ports() -> Vec<String> {
+    let ports = [
+        net::KUBELET_PORT,
+        net::KUBELET_HEALTHZ_PORT,
+        net::KUBE_PROXY_HEALTHZ_PORT,
+        net::KUBE_PROXY_METRICS_PORT,
+    ];
+    let mut listening = Vec::new();
+    for file in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        for l in fs::read_to_string(file).unwrap_or_default().lines().skip(1) {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            // State 0A is LISTEN.
+            if f.get(3) == Some(&"0A")
+                && let Some(port) = f.get(1).and_then(|a| a.rsplit(':').next())
+                && let Ok(port) = u16::from_str_radix(port, 16)
+                && ports.contains(&port)
+            {
+                listening.push(format!("{file} {port}"));
+            }
+        }
+    }
+    listening
+}
+
 /// What a node may change on the host, read in one go, to prove a node left
 /// the machine as it found it (compare a snapshot before and after).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -567,17 +646,8 @@ impl HostSnapshot {
             lines(run("ip", &["-6", "route", "show", "table", "all"])?),
         );
         s.insert("nft tables", nft_tables()?);
-        let strip_counters = |t: String| -> Vec<String> {
-            t.lines()
-                .filter(|l| !l.starts_with('#'))
-                .map(|l| match l.find(" [") {
-                    Some(i) if l.starts_with(':') => l[..i].to_owned(),
-                    _ => l.to_owned(),
-                })
-                .collect()
-        };
-        s.insert("iptables", strip_counters(run("iptables-save", &[])?));
-        s.insert("ip6tables", strip_counters(run("ip6tables-save", &[])?));
+        s.insert("iptables", strip_counters(&run("iptables-save", &[])?));
+        s.insert("ip6tables", strip_counters(&run("ip6tables-save", &[])?));
         s.insert(
             "mounts",
             mount_points()?
@@ -585,18 +655,7 @@ impl HostSnapshot {
                 .map(|p| p.display().to_string())
                 .collect(),
         );
-        let mut cgroups = Vec::new();
-        for h in fs::read_dir(CGROUP_FS)?.flatten() {
-            if let Ok(children) = fs::read_dir(h.path()) {
-                for c in children.flatten() {
-                    if c.file_type().is_ok_and(|t| t.is_dir()) {
-                        cgroups.push(c.path().display().to_string());
-                    }
-                }
-            }
-        }
-        cgroups.sort();
-        s.insert("cgroups", cgroups);
+        s.insert("cgroups", cgroups()?);
         s.insert(
             "sysctls",
             sysctl_paths()
@@ -607,47 +666,8 @@ impl HostSnapshot {
                 })
                 .collect(),
         );
-        let names = [
-            "containerd",
-            "containerd-shim-runc-v2",
-            "runc",
-            "kubelet",
-            "kube-proxy",
-            "kube-scheduler",
-        ];
-        let mut procs: Vec<String> = processes()
-            .into_iter()
-            .filter_map(|(pid, args)| {
-                let exe = args.first()?;
-                let base = exe.rsplit('/').next()?;
-                names
-                    .contains(&base)
-                    .then(|| format!("{pid} {}", args.join(" ")))
-            })
-            .collect();
-        procs.sort();
-        s.insert("node processes", procs);
-        let ports = [
-            net::KUBELET_PORT,
-            net::KUBELET_HEALTHZ_PORT,
-            net::KUBE_PROXY_HEALTHZ_PORT,
-            net::KUBE_PROXY_METRICS_PORT,
-        ];
-        let mut listening = Vec::new();
-        for file in ["/proc/net/tcp", "/proc/net/tcp6"] {
-            for l in fs::read_to_string(file).unwrap_or_default().lines().skip(1) {
-                let f: Vec<&str> = l.split_whitespace().collect();
-                // State 0A is LISTEN.
-                if f.get(3) == Some(&"0A")
-                    && let Some(port) = f.get(1).and_then(|a| a.rsplit(':').next())
-                    && let Ok(port) = u16::from_str_radix(port, 16)
-                    && ports.contains(&port)
-                {
-                    listening.push(format!("{file} {port}"));
-                }
-            }
-        }
-        s.insert("listening node ports", listening);
+        s.insert("node processes", node_processes());
+        s.insert("listening node ports", listening_node_ports());
         s.insert(
             "host paths",
             HOST_PATHS

@@ -280,6 +280,57 @@ fn check_prerequisites() -> Result<()> {
     Ok(())
 }
 
+/// The node's configuration and identities in `dir`: containerd's (with
+/// the sandbox image `pause_image`), the CNI network's, the kubelet's (a
+/// client certificate as `system:node:<name>`, a serving certificate for
+/// the node address), kube-proxy's and the scheduler's kubeconfigs.
+fn write_config(dir: &Path, cx: &NodeContext<'_>, pause_image: &str) -> Result<()> {
+    fs::write(dir.join("resolv.conf"), "")?;
+    fs::write(
+        dir.join("containerd.toml"),
+        config::containerd(dir, pause_image),
+    )?;
+    fs::write(dir.join("cni/net.d/10-kseal.conflist"), config::cni(dir))?;
+    let pki = dir.join("pki");
+    let node_user = format!("system:node:{NODE_NAME}");
+    let kubelet_client = cx.ca.client_cert(&node_user, &["system:nodes"])?;
+    crate::certs::write_kubeconfig(
+        &dir.join("kubelet.kubeconfig"),
+        cx.server,
+        cx.ca.cert_pem(),
+        &node_user,
+        &kubelet_client,
+    )?;
+    let serving = cx.ca.serving_cert(
+        &node_user,
+        &[NODE_NAME],
+        &[std::net::IpAddr::V4(net::NODE_IP.parse()?)],
+    )?;
+    fs::write(pki.join("kubelet.crt"), &serving.cert_pem)?;
+    fs::write(pki.join("kubelet.key"), &serving.key_pem)?;
+    fs::write(
+        dir.join("kubelet.yaml"),
+        config::kubelet(&config::KubeletPaths {
+            dir,
+            ca: cx.ca_file,
+            cert: &pki.join("kubelet.crt"),
+            key: &pki.join("kubelet.key"),
+        }),
+    )?;
+    for (user, file) in [
+        ("system:kube-proxy", "kube-proxy.kubeconfig"),
+        ("system:kube-scheduler", "kube-scheduler.kubeconfig"),
+    ] {
+        let cert = cx.ca.client_cert(user, &[])?;
+        crate::certs::write_kubeconfig(&dir.join(file), cx.server, cx.ca.cert_pem(), user, &cert)?;
+    }
+    fs::write(
+        dir.join("kube-proxy.yaml"),
+        config::kube_proxy(&dir.join("kube-proxy.kubeconfig"), NODE_NAME),
+    )?;
+    Ok(())
+}
+
 /// What the node needs from its control plane.
 pub(crate) struct NodeContext<'a> {
     pub ca: &'a Ca,
@@ -375,62 +426,16 @@ impl Node {
         }
     }
 
+    /// Writes the configuration, then starts containerd (importing the
+    /// sandbox image), the scheduler, kube-proxy and the kubelet, and waits
+    /// until the node is Ready and kube-proxy has programmed the
+    /// `kubernetes` Service; records the milestones from `begin`.
     async fn boot(&mut self, begin: Instant, cx: &NodeContext<'_>) -> Result<()> {
-        let dir = self.dir.clone();
-        // Configuration and identities.
         let pause = tokio::task::spawn_blocking(pause::ensure)
             .await
             .context("pause build task panicked")??;
         self.pause_image = pause.name.clone();
-        fs::write(dir.join("resolv.conf"), "")?;
-        fs::write(
-            dir.join("containerd.toml"),
-            config::containerd(&dir, &pause.name),
-        )?;
-        fs::write(dir.join("cni/net.d/10-kseal.conflist"), config::cni(&dir))?;
-        let pki = dir.join("pki");
-        let node_user = format!("system:node:{NODE_NAME}");
-        let kubelet_client = cx.ca.client_cert(&node_user, &["system:nodes"])?;
-        crate::cluster::write_kubeconfig(
-            &dir.join("kubelet.kubeconfig"),
-            cx.server,
-            cx.ca.cert_pem(),
-            &node_user,
-            &kubelet_client,
-        )?;
-        let serving = cx.ca.serving_cert(
-            &node_user,
-            &[NODE_NAME],
-            &[std::net::IpAddr::V4(net::NODE_IP.parse()?)],
-        )?;
-        fs::write(pki.join("kubelet.crt"), &serving.cert_pem)?;
-        fs::write(pki.join("kubelet.key"), &serving.key_pem)?;
-        fs::write(
-            dir.join("kubelet.yaml"),
-            config::kubelet(&config::KubeletPaths {
-                dir: &dir,
-                ca: cx.ca_file,
-                cert: &pki.join("kubelet.crt"),
-                key: &pki.join("kubelet.key"),
-            }),
-        )?;
-        for (user, file) in [
-            ("system:kube-proxy", "kube-proxy.kubeconfig"),
-            ("system:kube-scheduler", "kube-scheduler.kubeconfig"),
-        ] {
-            let cert = cx.ca.client_cert(user, &[])?;
-            crate::cluster::write_kubeconfig(
-                &dir.join(file),
-                cx.server,
-                cx.ca.cert_pem(),
-                user,
-                &cert,
-            )?;
-        }
-        fs::write(
-            dir.join("kube-proxy.yaml"),
-            config::kube_proxy(&dir.join("kube-proxy.kubeconfig"), NODE_NAME),
-        )?;
+        write_config(&self.dir, cx, &pause.name)?;
 
         // containerd, then the sandbox image.
         self.containerd.start()?;

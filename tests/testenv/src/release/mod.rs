@@ -204,6 +204,73 @@ pub struct Release {
 /// The directory is written under a temporary name and renamed into place,
 /// so a failed build leaves nothing behind.
 pub fn build(opts: &Options) -> Result<Release> {
+    let (platforms, registry) = check_options(opts)?;
+    let started = SystemTime::now();
+    let root = workspace_root();
+    let revision = revision(&root);
+    check_chart_version(&root)?;
+
+    let targets: Vec<&str> = platforms.iter().map(|a| a.rust_target()).collect();
+    let tools = toolchain::ensure(&targets)?;
+    let staging = staging_dir(&opts.out)?;
+    let dir = staging.path();
+
+    let t = Instant::now();
+    let binaries = build_binaries(&root, &tools, &opts.profile, &platforms, &revision)?;
+    let cargo_time = t.elapsed();
+    let mut files = archives_and_sboms(&root, &tools, dir, &binaries)?;
+
+    let image_repository = format!("{registry}/kseal-controller");
+    let image_file = format!("kseal-controller-{VERSION}.oci.tar");
+    let image_digest = image_index(
+        dir,
+        &image_file,
+        &image_repository,
+        &binaries,
+        &revision,
+        &opts.image_annotations,
+    )?;
+    files.push(image_file.clone());
+
+    let chart_file = artifacts::chart(&root, dir, &image_repository, &image_digest)?;
+    files.push(chart_file.clone());
+
+    let download = opts
+        .download_url
+        .clone()
+        .unwrap_or_else(|| PUBLIC_DOWNLOAD_URL.to_owned())
+        .replace("{version}", VERSION);
+    files.push(artifacts::krew_manifest(dir, &download, &platforms)?);
+
+    let manifest = Manifest {
+        version: VERSION.to_owned(),
+        revision,
+        chart_repository: format!("oci://{registry}/charts"),
+        image_repository,
+        image_digest,
+        chart_file,
+        image_file,
+        platforms: platforms
+            .iter()
+            .map(|a| format!("linux/{}", a.goarch()))
+            .collect(),
+        profile: opts.profile.clone(),
+    };
+    write_metadata(dir, files, &manifest, opts, started)?;
+    let signer = sign(opts, dir)?;
+    move_into_place(staging, &opts.out)?;
+    Ok(Release {
+        dir: opts.out.clone(),
+        manifest,
+        cargo_time,
+        signer,
+    })
+}
+
+/// Checks `opts`: platforms given once each (returned sorted), a registry
+/// `HOST[:PORT]/NAMESPACE` in lowercase (returned without a trailing `/`),
+/// and an output directory that is new or empty.
+fn check_options(opts: &Options) -> Result<(Vec<Arch>, &str)> {
     ensure!(!opts.platforms.is_empty(), "a release needs a platform");
     let mut platforms = opts.platforms.clone();
     platforms.sort();
@@ -234,12 +301,16 @@ pub fn build(opts: &Options) -> Result<Release> {
             opts.out.display()
         );
     }
-    let started = SystemTime::now();
-    let root = workspace_root();
+    Ok((platforms, registry))
+}
+
+/// The commit the release is built from (`unknown` outside git), with
+/// `-dirty` when the tree has uncommitted changes: a build of those says
+/// so wherever the commit is named (provenance, image annotation,
+/// release.json, `--version`).
+fn revision(root: &Path) -> String {
     let mut revision =
-        image::git(&root, &["rev-parse", "HEAD"]).unwrap_or_else(|| "unknown".to_owned());
-    // A build of uncommitted changes says so wherever the commit is named
-    // (provenance, image annotation, release.json, `--version`).
+        image::git(root, &["rev-parse", "HEAD"]).unwrap_or_else(|| "unknown".to_owned());
     // (Another release build's SBOM scratch files do not count.)
     let status = [
         "status",
@@ -249,43 +320,57 @@ pub fn build(opts: &Options) -> Result<Release> {
         ".",
         ":(exclude,glob)**/.release-sbom-*",
     ];
-    if image::git(&root, &status).is_some() {
+    if image::git(root, &status).is_some() {
         revision.push_str("-dirty");
     }
-    check_chart_version(&root)?;
+    revision
+}
 
-    let targets: Vec<&str> = platforms.iter().map(|a| a.rust_target()).collect();
-    let tools = toolchain::ensure(&targets)?;
-
-    let parent = match opts.out.parent() {
+/// A new temporary directory next to `out` (so the final rename stays on
+/// one file system), removed when dropped.
+fn staging_dir(out: &Path) -> Result<tempfile::TempDir> {
+    let parent = match out.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
         _ => PathBuf::from("."),
     };
     fs::create_dir_all(&parent).with_context(|| format!("creating {}", parent.display()))?;
-    let staging = tempfile::Builder::new()
+    tempfile::Builder::new()
         .prefix(".kseal-release-")
         .tempdir_in(&parent)
-        .with_context(|| format!("creating a directory in {}", parent.display()))?;
-    let dir = staging.path();
+        .with_context(|| format!("creating a directory in {}", parent.display()))
+}
 
-    let t = Instant::now();
+/// Both binaries for every platform, with cargo zigbuild.
+fn build_binaries(
+    root: &Path,
+    tools: &toolchain::Toolchain,
+    profile: &str,
+    platforms: &[Arch],
+    revision: &str,
+) -> Result<BTreeMap<Arch, Binaries>> {
     let mut binaries = BTreeMap::new();
-    for arch in &platforms {
-        binaries.insert(
-            *arch,
-            cargo_build(&root, &tools, &opts.profile, *arch, &revision)?,
-        );
+    for arch in platforms {
+        binaries.insert(*arch, cargo_build(root, tools, profile, *arch, revision)?);
     }
-    let cargo_time = t.elapsed();
+    Ok(binaries)
+}
 
+/// For every platform and binary: the `.tar.gz` archive and its CycloneDX
+/// SBOM in `dir`. Returns their file names.
+fn archives_and_sboms(
+    root: &Path,
+    tools: &toolchain::Toolchain,
+    dir: &Path,
+    binaries: &BTreeMap<Arch, Binaries>,
+) -> Result<Vec<String>> {
     let mut files = Vec::new();
-    for (arch, bins) in &binaries {
+    for (arch, bins) in binaries {
         for (name, path) in [("kseal", &bins.cli), ("kseal-controller", &bins.controller)] {
             let stem = format!("{name}-{VERSION}-linux-{}", arch.goarch());
-            files.push(artifacts::archive(&root, dir, &stem, name, path)?);
+            files.push(artifacts::archive(root, dir, &stem, name, path)?);
             files.push(artifacts::sbom(
-                &root,
-                &tools,
+                root,
+                tools,
                 dir,
                 &stem,
                 name,
@@ -293,76 +378,49 @@ pub fn build(opts: &Options) -> Result<Release> {
             )?);
         }
     }
+    Ok(files)
+}
 
-    let image_repository = format!("{registry}/kseal-controller");
-    let image_file = format!("kseal-controller-{VERSION}.oci.tar");
-    let image_digest = image_index(
-        dir,
-        &image_file,
-        &image_repository,
-        &binaries,
-        &revision,
-        &opts.image_annotations,
-    )?;
-    files.push(image_file.clone());
-
-    let chart_file = artifacts::chart(&root, dir, &image_repository, &image_digest)?;
-    files.push(chart_file.clone());
-
-    let download = opts
-        .download_url
-        .clone()
-        .unwrap_or_else(|| PUBLIC_DOWNLOAD_URL.to_owned())
-        .replace("{version}", VERSION);
-    files.push(artifacts::krew_manifest(dir, &download, &platforms)?);
-
-    let manifest = Manifest {
-        version: VERSION.to_owned(),
-        revision: revision.clone(),
-        image_repository: image_repository.clone(),
-        image_digest: image_digest.clone(),
-        chart_repository: format!("oci://{registry}/charts"),
-        chart_file: chart_file.clone(),
-        image_file,
-        platforms: platforms
-            .iter()
-            .map(|a| format!("linux/{}", a.goarch()))
-            .collect(),
-        profile: opts.profile.clone(),
-    };
+/// Writes `release.json`, the provenance over `files` and it, and
+/// `SHA256SUMS` over all of them.
+fn write_metadata(
+    dir: &Path,
+    mut files: Vec<String>,
+    manifest: &Manifest,
+    opts: &Options,
+    started: SystemTime,
+) -> Result<()> {
     // release.json is listed in SHA256SUMS and the provenance: users may
     // take the digest from it.
-    fs::write(
-        dir.join(MANIFEST_FILE),
-        serde_json::to_string_pretty(&manifest)? + "\n",
-    )?;
+    let path = dir.join(MANIFEST_FILE);
+    fs::write(&path, serde_json::to_string_pretty(manifest)? + "\n")
+        .with_context(|| format!("writing {}", path.display()))?;
     files.push(MANIFEST_FILE.to_owned());
-    artifacts::provenance(dir, &files, &manifest, opts, started)?;
+    artifacts::provenance(dir, &files, manifest, opts, started)?;
     files.push(PROVENANCE_FILE.to_owned());
-    artifacts::sha256sums(dir, &files)?;
+    artifacts::sha256sums(dir, &files)
+}
 
-    let signer = match &opts.signer {
-        Some(s) => {
-            let prepared = s.prepare()?;
-            prepared.run_script("sign", dir, false)?;
-            Some(prepared)
-        }
-        None => None,
+/// Signs the release in `dir` with `opts.signer`, if any; returns the
+/// prepared signer (kept for [`publish`]).
+fn sign(opts: &Options, dir: &Path) -> Result<Option<Prepared>> {
+    let Some(signer) = &opts.signer else {
+        return Ok(None);
     };
+    let prepared = signer.prepare()?;
+    prepared.run_script("sign", dir, false)?;
+    Ok(Some(prepared))
+}
 
-    // Into place, atomically.
+/// Renames the finished `staging` directory to `out` (an empty `out` is
+/// replaced).
+fn move_into_place(staging: tempfile::TempDir, out: &Path) -> Result<()> {
     let staged = staging.keep();
-    if opts.out.exists() {
-        fs::remove_dir(&opts.out).with_context(|| format!("replacing {}", opts.out.display()))?;
+    if out.exists() {
+        fs::remove_dir(out).with_context(|| format!("replacing {}", out.display()))?;
     }
-    fs::rename(&staged, &opts.out)
-        .with_context(|| format!("renaming {} to {}", staged.display(), opts.out.display()))?;
-    Ok(Release {
-        dir: opts.out.clone(),
-        manifest,
-        cargo_time,
-        signer,
-    })
+    fs::rename(&staged, out)
+        .with_context(|| format!("renaming {} to {}", staged.display(), out.display()))
 }
 
 /// The two binaries of one platform.
