@@ -13,7 +13,8 @@ use k8s_openapi::api::core::v1::{Namespace, Secret};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kseal_shared::sealed_secret::SealedSecret;
 use kseal_testenv::ControlPlane;
-use kseal_testenv::process::Component;
+use kseal_testenv::controller::Controller;
+use kseal_testenv::poll::Poll;
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 
@@ -105,18 +106,16 @@ fn kseal(bin: &Path, args: &[&str], dir: &Path) -> Result<String> {
     Ok(stdout)
 }
 
-async fn wait_for<F, Fut>(what: &str, mut check: F) -> Result<()>
+/// Waits up to a minute for `check`, looking every 250 ms.
+async fn wait_for<F, Fut>(what: &str, check: F) -> Result<()>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !check().await {
-        if Instant::now() > deadline {
-            bail!("timed out waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    Poll::new(Duration::from_secs(60))
+        .every(Duration::from_millis(250))
+        .until(what, check)
+        .await?;
     Ok(())
 }
 
@@ -189,18 +188,7 @@ async fn demo(in_cluster: bool) -> Result<()> {
     } else {
         None
     };
-
-    let cp = if in_cluster {
-        step("Starting a local control plane with a real node (kubelet, containerd, kube-proxy)");
-        ControlPlane::start_with(kseal_testenv::Options {
-            node: true,
-            ..kseal_testenv::Options::default()
-        })
-        .await?
-    } else {
-        step("Starting a local control plane (etcd, kube-apiserver, kube-controller-manager)");
-        ControlPlane::start().await?
-    };
+    let cp = start_control_plane(in_cluster).await?;
     let client = cp.client().await?;
     let kubeconfig = cp.admin_kubeconfig().display().to_string();
     println!(
@@ -209,7 +197,56 @@ async fn demo(in_cluster: bool) -> Result<()> {
     );
     let work = cp.dir().join("demo");
     std::fs::create_dir_all(&work)?;
+    install_crd(&client, in_cluster).await?;
 
+    // The local controller, if any, and its URL for --online (none in a
+    // cluster: --online goes through the API server's service proxy to the
+    // Pod, as users' does).
+    let (controller, url) = match (&published, cp.node()) {
+        (Some(p), Some(node)) => {
+            node.trust_registry(&p.registry.host())?;
+            helm_install(&cp, p, &kubeconfig)?;
+            (None, None)
+        }
+        _ => {
+            step("Running kseal-controller (it generates and publishes a key on first start)");
+            let controller = Controller::builder(bin.join("kseal-controller"), &kubeconfig)
+                .log_dir(cp.dir())
+                .no_key_renewal()
+                .start()?;
+            let url = controller.url("");
+            (Some(controller), Some(url))
+        }
+    };
+    walkthrough(&bin, &client, &kubeconfig, &work, url.as_deref()).await?;
+
+    step("Stopping the controller and the control plane");
+    if let Some(mut c) = controller {
+        c.process.terminate(Duration::from_secs(5));
+    }
+    drop(cp);
+    println!(
+        "demo finished in {:.0}s; nothing is left running",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+async fn start_control_plane(in_cluster: bool) -> Result<ControlPlane> {
+    if in_cluster {
+        step("Starting a local control plane with a real node (kubelet, containerd, kube-proxy)");
+        ControlPlane::start_with(kseal_testenv::Options {
+            node: true,
+            ..kseal_testenv::Options::default()
+        })
+        .await
+    } else {
+        step("Starting a local control plane (etcd, kube-apiserver, kube-controller-manager)");
+        ControlPlane::start().await
+    }
+}
+
+async fn install_crd(client: &Client, in_cluster: bool) -> Result<()> {
     step("Installing the SealedSecret CRD and namespaces");
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     crds.create(
@@ -230,83 +267,73 @@ async fn demo(in_cluster: bool) -> Result<()> {
             .await?;
     }
     wait_for("the CRD to be established", || {
-        kseal_testenv::crd_established(&client, "sealedsecrets.kseal.dev")
+        kseal_testenv::crd_established(client, "sealedsecrets.kseal.dev")
     })
-    .await?;
+    .await
+}
 
-    let mut controller = None;
-    // The local controller's API port, reserved until the demo ends.
-    let mut api_port = None;
-    let url = match (&published, cp.node()) {
-        (Some(p), Some(node)) => {
-            node.trust_registry(&p.registry.host())?;
-            step("Verifying the release as a user does, then helm install from the registry");
-            verify_release(p)?;
-            let version = &p.release.manifest.version;
-            run_shown(
-                cp.bins().helm(),
-                &[
-                    "install",
-                    "kseal",
-                    &p.published.chart,
-                    "--version",
-                    version,
-                    "--plain-http",
-                    "--namespace",
-                    "kseal-system",
-                    "--create-namespace",
-                    "--wait",
-                    "--timeout",
-                    "120s",
-                    "--kubeconfig",
-                    &kubeconfig,
-                ],
-            )?;
-            println!(
-                "the node's containerd pulled {} from the registry",
-                p.published.image
-            );
-            run_shown(
-                cp.bins().kubectl(),
-                &[
-                    "get",
-                    "pods",
-                    "-n",
-                    "kseal-system",
-                    "-o",
-                    "wide",
-                    "--kubeconfig",
-                    &kubeconfig,
-                ],
-            )?;
-            // No URL: --online goes through the API server's service proxy
-            // to the Pod, as users' does.
-            None
-        }
-        _ => {
-            step("Running kseal-controller (it generates and publishes a key on first start)");
-            let port = api_port.insert(kseal_testenv::ports::reserve()?).get();
-            let args = local_controller_args(&kubeconfig, port);
-            let mut process = Component::new(
-                "kseal-controller",
-                bin.join("kseal-controller"),
-                args,
-                cp.dir().join("kseal-controller.log"),
-            );
-            process.start()?;
-            controller = Some(process);
-            Some(format!("http://127.0.0.1:{port}"))
-        }
-    };
+/// The release verified, then installed from the registry with `helm
+/// install`; shows the Pod.
+fn helm_install(cp: &ControlPlane, p: &DemoRelease, kubeconfig: &str) -> Result<()> {
+    step("Verifying the release as a user does, then helm install from the registry");
+    verify_release(p)?;
+    let version = &p.release.manifest.version;
+    run_shown(
+        cp.bins().helm(),
+        &[
+            "install",
+            "kseal",
+            &p.published.chart,
+            "--version",
+            version,
+            "--plain-http",
+            "--namespace",
+            "kseal-system",
+            "--create-namespace",
+            "--wait",
+            "--timeout",
+            "120s",
+            "--kubeconfig",
+            kubeconfig,
+        ],
+    )?;
+    println!(
+        "the node's containerd pulled {} from the registry",
+        p.published.image
+    );
+    run_shown(
+        cp.bins().kubectl(),
+        &[
+            "get",
+            "pods",
+            "-n",
+            "kseal-system",
+            "-o",
+            "wide",
+            "--kubeconfig",
+            kubeconfig,
+        ],
+    )
+}
+
+/// What a user does: fetch the key, seal, apply, see the Secret, rotate,
+/// re-wrap (online, through `url` when given), apply again.
+async fn walkthrough(
+    bin: &Path,
+    client: &Client,
+    kubeconfig: &str,
+    work: &Path,
+    url: Option<&str>,
+) -> Result<()> {
     wait_for("the public key", || {
         let published = Command::new(bin.join("kseal"))
-            .args(["fetch-keys", "--kubeconfig", &kubeconfig])
+            .args(["fetch-keys", "--kubeconfig", kubeconfig])
             .output()
             .is_ok_and(|o| o.status.success());
         async move { published }
     })
     .await?;
-    let fetched = kseal(&bin, &["fetch-keys", "--kubeconfig", &kubeconfig], &work)?;
+    let fetched = kseal(bin, &["fetch-keys", "--kubeconfig", kubeconfig], work)?;
     let first_key = fetched
         .lines()
         .find(|l| l.starts_with("age1"))
@@ -319,32 +346,28 @@ async fn demo(in_cluster: bool) -> Result<()> {
     let example = example.display().to_string();
     let sealed_path = sealed.display().to_string();
     kseal(
-        &bin,
+        bin,
         &[
             "seal",
             "--kubeconfig",
-            &kubeconfig,
+            kubeconfig,
             "-f",
             &example,
             "-o",
             &sealed_path,
         ],
-        &work,
+        work,
     )?;
     print!("{}", std::fs::read_to_string(&sealed)?);
-    kseal(&bin, &["inspect", &sealed_path], &work)?;
+    kseal(bin, &["inspect", &sealed_path], work)?;
 
     step("Applying the SealedSecret; the controller unseals it into a Secret");
-    apply(&client, &sealed).await?;
-    wait_ready(&client, &first_key).await?;
-    show_secret(&client).await?;
+    apply(client, &sealed).await?;
+    wait_ready(client, &first_key).await?;
+    show_secret(client).await?;
 
     step("Rotating the key: the controller generates a new active key");
-    let rotated = kseal(
-        &bin,
-        &["keys", "rotate", "--kubeconfig", &kubeconfig],
-        &work,
-    )?;
+    let rotated = kseal(bin, &["keys", "rotate", "--kubeconfig", kubeconfig], work)?;
     let new_key = rotated
         .split_whitespace()
         .next()
@@ -352,32 +375,20 @@ async fn demo(in_cluster: bool) -> Result<()> {
         .to_owned();
 
     step("Re-wrapping the file to the new key (ciphertexts stay byte-identical)");
-    let mut rewrap = vec!["rewrap", "--online", "--kubeconfig", &kubeconfig];
-    if let Some(url) = &url {
+    let mut rewrap = vec!["rewrap", "--online", "--kubeconfig", kubeconfig];
+    if let Some(url) = url {
         rewrap.extend(["--controller-url", url]);
     }
     rewrap.extend(["--in-place", &sealed_path]);
-    kseal(&bin, &rewrap, &work)?;
-    kseal(&bin, &["inspect", &sealed_path], &work)?;
+    kseal(bin, &rewrap, work)?;
+    kseal(bin, &["inspect", &sealed_path], work)?;
 
     step("Applying the re-wrapped SealedSecret: it still unseals, now with the new key");
-    apply(&client, &sealed).await?;
-    wait_ready(&client, &new_key).await?;
-    show_secret(&client).await?;
-
-    step("Stopping the controller and the control plane");
-    if let Some(mut c) = controller {
-        c.terminate(Duration::from_secs(5));
-    }
-    drop(cp);
-    println!(
-        "demo finished in {:.0}s; nothing is left running",
-        started.elapsed().as_secs_f64()
-    );
-    Ok(())
+    apply(client, &sealed).await?;
+    wait_ready(client, &new_key).await?;
+    show_secret(client).await
 }
 
-/// Runs a command and shows it and its output.
 /// A release published to a registry on loopback for the in-cluster demo.
 struct DemoRelease {
     _parent: tempfile::TempDir,
@@ -489,6 +500,7 @@ fn verify_release(p: &DemoRelease) -> Result<()> {
     Ok(())
 }
 
+/// Runs a command and shows it and its output.
 fn run_shown(program: PathBuf, args: &[&str]) -> Result<()> {
     let name = program
         .file_name()
@@ -510,23 +522,4 @@ fn run_shown(program: PathBuf, args: &[&str]) -> Result<()> {
         bail!("{name} failed");
     }
     Ok(())
-}
-
-/// Arguments for a kseal-controller process beside a local control plane:
-/// its kubeconfig, HTTP on 127.0.0.1:`port`, probes on a free loopback port
-/// (nobody probes it here), no scheduled key renewal.
-pub fn local_controller_args(kubeconfig: &str, port: u16) -> Vec<OsString> {
-    [
-        "--kubeconfig",
-        kubeconfig,
-        "--http-addr",
-        &format!("127.0.0.1:{port}"),
-        "--health-addr",
-        "127.0.0.1:0",
-        "--key-renew-period",
-        "0",
-    ]
-    .iter()
-    .map(OsString::from)
-    .collect()
 }

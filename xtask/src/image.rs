@@ -14,10 +14,10 @@ pub struct Args {
     /// run) or `image-test` (the tests' faster build).
     #[arg(long, default_value = "release")]
     profile: String,
-    /// Image name [default: localhost/kseal/kseal-controller:<version>-<profile>].
+    /// Image name (default: localhost/kseal/kseal-controller:VERSION-PROFILE).
     #[arg(long)]
     name: Option<String>,
-    /// Where to write the OCI archive [default: target/image/<name>.oci.tar].
+    /// Where to write the OCI archive (default: target/image/NAME.oci.tar).
     #[arg(long, short)]
     out: Option<PathBuf>,
 }

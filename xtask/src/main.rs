@@ -1,15 +1,11 @@
 //! Repository automation: `cargo xtask <task>`.
 
-mod bench_bitnami;
-mod bench_e2e;
-mod bench_hostile;
-mod bitnami;
+mod bench;
 mod cluster;
 mod demo;
 mod gen_gomod;
 mod image;
 mod release;
-mod rotation_load;
 mod test_bins;
 
 use clap::{Parser, Subcommand};
@@ -44,11 +40,11 @@ enum Task {
     /// Measure kseal end to end on a local control plane: N SealedSecrets to
     /// N Secrets against a direct-create baseline, peak memory, restart;
     /// prints the figures as JSON on the last line.
-    BenchE2e(bench_e2e::Args),
+    BenchE2e(bench::runner::Args),
     /// Measure the controller's peak memory with hostile objects (owned-label
     /// Secrets and SealedSecrets as large as the API server allows); prints
     /// the figures as JSON on the last line.
-    BenchHostile(bench_hostile::Args),
+    BenchHostile(bench::hostile::Args),
     /// Build the controller image as an OCI archive (static binary on an
     /// empty base, user 65532), without a container engine; prints its path.
     Image(image::Args),
@@ -69,8 +65,8 @@ fn main() -> anyhow::Result<()> {
         Task::Cluster { action } => cluster::run(action),
         Task::GenGomod => gen_gomod::run(),
         Task::Demo { in_cluster } => demo::run(in_cluster),
-        Task::BenchE2e(args) => bench_e2e::run(args),
-        Task::BenchHostile(args) => bench_hostile::run(args),
+        Task::BenchE2e(args) => bench::runner::run(args),
+        Task::BenchHostile(args) => bench::hostile::run(args),
         Task::Image(args) => image::run(args),
         Task::Release(args) => release::run(args),
     }

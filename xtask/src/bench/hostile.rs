@@ -1,4 +1,4 @@
-//! `cargo xtask bench-hostile`: the controller's memory when whoever may
+//! Scenario: `cargo xtask bench-hostile`: the controller's memory when whoever may
 //! write Secrets or SealedSecrets makes them as large as the API server
 //! allows (docs/security.md, "Security round three"). Peak resident memory
 //! (`VmHWM`) of a freshly started controller, once it has listed and
@@ -14,7 +14,6 @@
 //! Prints a table on stderr and the figures as JSON on the last line.
 
 use std::collections::BTreeMap;
-use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -26,14 +25,15 @@ use kseal_shared::sealed_secret::{SealedSecret, SecretTemplate, TemplateMetadata
 use kseal_shared::secret::SecretBytes;
 use kseal_shared::x25519::{Identity, Recipient};
 use kseal_testenv::ControlPlane;
-use kseal_testenv::process::Component;
+use kseal_testenv::controller::Controller;
+use kseal_testenv::poll::wait_for;
 use kube::api::{DeleteParams, ListParams, PostParams};
 use kube::{Api, Client};
-use serde_json::json;
+use serde::Serialize;
 
-use crate::bench_e2e::{
-    Controller, KEY_NAMESPACE, NAMESPACE, free_port, memory_kib, mib, note, setup, wait_for,
-};
+use super::harness::cluster::{KEY_NAMESPACE, NAMESPACE, kseal_controller, setup};
+use super::harness::process::memory_kib;
+use super::harness::{build_release, mib, note, print_figures, runtime};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -48,14 +48,26 @@ pub struct Args {
 pub fn run(args: Args) -> Result<()> {
     let controller_bin = match &args.controller_bin {
         Some(bin) => bin.clone(),
-        None => crate::bench_e2e::build_release()?.join("kseal-controller"),
+        None => build_release()?.join("kseal-controller"),
     };
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let figures = rt.block_on(bench(&args, &controller_bin))?;
-    println!("{}", serde_json::to_string(&figures)?);
-    Ok(())
+    let figures = runtime()?.block_on(bench(&args, &controller_bin))?;
+    print_figures(&figures)
+}
+
+/// What `bench-hostile` prints.
+#[derive(Debug, Clone, Serialize)]
+pub struct HostileFigures {
+    /// The controller binary measured.
+    pub controller: String,
+    pub points: Vec<HostilePoint>,
+}
+
+/// The controller's peak memory with so many hostile objects of a kind.
+#[derive(Debug, Clone, Serialize)]
+pub struct HostilePoint {
+    pub kind: &'static str,
+    pub objects: usize,
+    pub peak_rss_mib: f64,
 }
 
 /// ~1 MiB of labels: 14,000 of 63-character values.
@@ -83,10 +95,10 @@ fn with_template(mut sealed: SealedSecret, annotations: BTreeMap<String, String>
     sealed
 }
 
-async fn bench(args: &Args, controller_bin: &Path) -> Result<serde_json::Value> {
+async fn bench(args: &Args, controller_bin: &Path) -> Result<HostileFigures> {
     let cp = ControlPlane::start().await?;
     let client = cp.client().await?;
-    setup(&client).await?;
+    setup(&client, &[KEY_NAMESPACE, NAMESPACE]).await?;
     // A first start makes the cluster's key.
     let recipients = {
         let controller = start(&cp, controller_bin)?;
@@ -121,11 +133,18 @@ async fn bench(args: &Args, controller_bin: &Path) -> Result<serde_json::Value> 
             }
             let peak = measure(&cp, controller_bin, &client, kind, count).await?;
             note(&format!("{what}: {count:>3} → peak {} MiB", mib(peak)));
-            results.push(json!({"kind": what, "objects": count, "peak_rss_mib": mib(peak)}));
+            results.push(HostilePoint {
+                kind: what,
+                objects: count,
+                peak_rss_mib: mib(peak),
+            });
         }
         clean(&client).await?;
     }
-    Ok(json!({"controller": controller_bin.display().to_string(), "points": results}))
+    Ok(HostileFigures {
+        controller: controller_bin.display().to_string(),
+        points: results,
+    })
 }
 
 #[derive(Clone, Copy)]
@@ -198,11 +217,8 @@ async fn measure(
     count: usize,
 ) -> Result<u64> {
     let controller = start(cp, controller_bin)?;
-    wait_for("controller /readyz", Duration::from_secs(120), || async {
-        controller
-            .get("/readyz")
-            .await
-            .is_some_and(|(status, _)| status == 200)
+    wait_for("controller /readyz", Duration::from_secs(120), || {
+        controller.is_ready()
     })
     .await?;
     if let Kind::InSync = kind {
@@ -233,21 +249,9 @@ async fn measure(
     Ok(peak)
 }
 
+/// Starts a controller (its defaults but `--key-renew-period 0`).
 fn start(cp: &ControlPlane, controller_bin: &Path) -> Result<Controller> {
-    let port = free_port()?;
-    let kubeconfig = cp.admin_kubeconfig().display().to_string();
-    let args: Vec<OsString> = crate::demo::local_controller_args(&kubeconfig, port.get());
-    let mut controller = Controller {
-        process: Component::new(
-            "kseal-controller",
-            controller_bin.to_path_buf(),
-            args,
-            cp.dir().join("kseal-controller.log"),
-        ),
-        port: port.get(),
-    };
-    controller.process.start()?;
-    Ok(controller)
+    kseal_controller(cp, controller_bin, &[])
 }
 
 async fn clean(client: &Client) -> Result<()> {

@@ -1,5 +1,6 @@
-//! Bitnami sealed-secrets v0.36.6 on the bench's control plane, for
-//! `bench-e2e --compare bitnami`: its controller built from the Go module
+//! The Bitnami controller driver: sealed-secrets v0.36.6 on the bench's
+//! control plane, for `bench-e2e --compare bitnami`
+//! ([`super::bitnami_compare`]): its controller built from the Go module
 //! proxy (`go install …/cmd/controller@v0.36.6`) and `kubeseal` likewise,
 //! both cached by version under `<cache>/bin/`; its CRD from the module;
 //! the controller run as a local process.
@@ -33,10 +34,14 @@ use k8s_openapi::api::core::v1::{Service, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleRef, Subject};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kseal_testenv::ControlPlane;
+use kseal_testenv::poll::wait_for;
+use kseal_testenv::ports::{self, Port};
 use kseal_testenv::process::Component;
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind, PostParams};
 use kube::{Api, Client};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::harness::note;
 
 /// The Bitnami release compared against.
 pub const VERSION: &str = "v0.36.6";
@@ -73,7 +78,7 @@ fn go_binary(cmd: &str, dir: &str, binary: &str) -> Result<PathBuf> {
     }
     let temp = bin_root.join(format!(".{dir}-tmp-{}", std::process::id()));
     std::fs::create_dir_all(&temp)?;
-    crate::bench_e2e::note(&format!(
+    note(&format!(
         "building {MODULE}/cmd/{cmd}@{VERSION} (once; cached in {})",
         target.display()
     ));
@@ -155,7 +160,7 @@ pub async fn setup(client: &Client) -> Result<()> {
     Api::<Service>::namespaced(client.clone(), KEY_NAMESPACE)
         .create(&PostParams::default(), &service)
         .await?;
-    crate::bench_e2e::wait_for(
+    wait_for(
         "the Bitnami CRD to be established",
         Duration::from_secs(60),
         || kseal_testenv::crd_established(client, "sealedsecrets.bitnami.com"),
@@ -197,7 +202,7 @@ pub struct BitnamiController {
     pub metrics_port: u16,
     /// Both ports, reserved while the process may run (after `process`, so
     /// released once it is gone).
-    _ports: [kseal_testenv::ports::Port; 2],
+    _ports: [Port; 2],
 }
 
 impl BitnamiController {
@@ -210,11 +215,8 @@ impl BitnamiController {
         log_name: &str,
     ) -> Result<Self> {
         let files = in_cluster_files(cp, client).await?;
-        let ports = [
-            crate::bench_e2e::free_port()?,
-            crate::bench_e2e::free_port()?,
-        ];
-        let [port, metrics_port] = ports.each_ref().map(kseal_testenv::ports::Port::get);
+        let ports = [ports::reserve()?, ports::reserve()?];
+        let [port, metrics_port] = ports.each_ref().map(Port::get);
         let server: http::Uri = cp.server_url().parse()?;
         let (host, api_port) = (
             server.host().context("server URL without host")?.to_owned(),
