@@ -14,16 +14,12 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
-use std::time::Instant;
 
 use base64::Engine;
 use base64::prelude::BASE64_STANDARD;
 use common::*;
 use kseal_shared::manifest::{DocumentKind, ManifestFile, to_yaml};
 use serde_json::{Value, json};
-
-const KUBESEAL_VERSION: &str = "v0.36.6";
-const KUBESEAL_MODULE: &str = "github.com/bitnami-labs/sealed-secrets/cmd/kubeseal";
 
 // ---------------------------------------------------------------------------
 // Tools: kubeseal and three Bitnami key pairs, made once per test process.
@@ -193,23 +189,9 @@ fn key_pair(dir: &Path, name: &str, bits: u32) -> Result<KeyPair, String> {
     Ok(pair)
 }
 
-/// Where test binaries are cached: `$KSEAL_CACHE_DIR`, `$XDG_CACHE_HOME/kseal`
-/// or `~/.cache/kseal`, as for the control-plane binaries.
-fn cache_root() -> Result<PathBuf, String> {
-    let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
-    if let Some(dir) = var("KSEAL_CACHE_DIR") {
-        return Ok(PathBuf::from(dir));
-    }
-    if let Some(dir) = var("XDG_CACHE_HOME") {
-        return Ok(PathBuf::from(dir).join("kseal"));
-    }
-    let home = var("HOME").ok_or("neither KSEAL_CACHE_DIR, XDG_CACHE_HOME nor HOME is set")?;
-    Ok(PathBuf::from(home).join(".cache").join("kseal"))
-}
-
-/// `$KSEAL_KUBESEAL`, or the cached build, or a fresh build with `go install`
-/// (into a temporary directory renamed into place, so an interrupted build
-/// never leaves a half cache; a lock file serializes concurrent builds).
+/// `$KSEAL_KUBESEAL`, or the pinned release built from its Go module and
+/// cached by kseal-testenv (`kseal_testenv::sealed_secrets`, shared with
+/// the Bitnami benchmark).
 fn kubeseal() -> Result<PathBuf, String> {
     if let Some(path) = std::env::var_os("KSEAL_KUBESEAL").filter(|v| !v.is_empty()) {
         let path = PathBuf::from(path);
@@ -219,56 +201,8 @@ fn kubeseal() -> Result<PathBuf, String> {
             Err(format!("KSEAL_KUBESEAL={} is not a file", path.display()))
         };
     }
-    let bin_root = cache_root()?.join("bin");
-    let dir = bin_root.join(format!("kubeseal-{KUBESEAL_VERSION}"));
-    let binary = dir.join("kubeseal");
-    if binary.is_file() {
-        return Ok(binary);
-    }
-    fs::create_dir_all(&bin_root).map_err(|e| format!("{}: {e}", bin_root.display()))?;
-    let lock =
-        fs::File::create(bin_root.join(".kubeseal-build.lock")).map_err(|e| e.to_string())?;
-    lock.lock().map_err(|e| e.to_string())?;
-    if binary.is_file() {
-        return Ok(binary);
-    }
-    let go = which_go().ok_or("Go is not installed (needed to build kubeseal)")?;
-    let temp = tempfile::Builder::new()
-        .prefix(".kubeseal-tmp-")
-        .tempdir_in(&bin_root)
-        .map_err(|e| e.to_string())?;
-    loud(&format!(
-        "building kubeseal {KUBESEAL_VERSION} with go install (once; cached in {})",
-        dir.display()
-    ));
-    let started = Instant::now();
-    run(Command::new(go)
-        .args(["install", &format!("{KUBESEAL_MODULE}@{KUBESEAL_VERSION}")])
-        .env("GOBIN", temp.path())
-        .env("GOTOOLCHAIN", "local")
-        .env("CGO_ENABLED", "0"))
-    .map_err(|err| format!("cannot build kubeseal: {err}"))?;
-    if !temp.path().join("kubeseal").is_file() {
-        return Err("go install wrote no kubeseal binary".into());
-    }
-    fs::rename(temp.keep(), &dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    loud(&format!(
-        "built kubeseal {KUBESEAL_VERSION} in {:.0?}",
-        started.elapsed()
-    ));
-    Ok(binary)
-}
-
-fn which_go() -> Option<PathBuf> {
-    let on_path = std::env::var_os("PATH").and_then(|path| {
-        std::env::split_paths(&path)
-            .map(|dir| dir.join("go"))
-            .find(|go| go.is_file())
-    });
-    on_path.or_else(|| {
-        let fallback = PathBuf::from("/usr/local/go/bin/go");
-        fallback.is_file().then_some(fallback)
-    })
+    kseal_testenv::sealed_secrets::kubeseal()
+        .map_err(|err| format!("cannot build kubeseal: {err:#}"))
 }
 
 // ---------------------------------------------------------------------------

@@ -37,6 +37,7 @@ mod published;
 pub mod registry;
 pub mod release;
 pub mod release_tools;
+pub mod sealed_secrets;
 pub mod system;
 pub mod versions;
 

@@ -41,11 +41,8 @@ use kube::api::{ApiResource, DynamicObject, GroupVersionKind, PostParams};
 use kube::{Api, Client};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::harness::note;
+use kseal_testenv::sealed_secrets::{MODULE, VERSION};
 
-/// The Bitnami release compared against.
-pub const VERSION: &str = "v0.36.6";
-const MODULE: &str = "github.com/bitnami-labs/sealed-secrets";
 /// Where Bitnami's manifests install the controller and its keys.
 pub const KEY_NAMESPACE: &str = "kube-system";
 const SERVICE_ACCOUNT: &str = "sealed-secrets-controller";
@@ -60,52 +57,14 @@ pub fn api_resource() -> ApiResource {
     )
 }
 
-/// `go install <module>/cmd/<cmd>@VERSION` into `<cache>/bin/<dir>-VERSION/`,
-/// once (a lock serializes concurrent builds; a temporary directory renamed
-/// into place means an interrupted build leaves nothing half-built).
-fn go_binary(cmd: &str, dir: &str, binary: &str) -> Result<PathBuf> {
-    let bin_root = kseal_testenv::bins::cache_root()?.join("bin");
-    let target = bin_root.join(format!("{dir}-{VERSION}"));
-    let path = target.join(binary);
-    if path.is_file() {
-        return Ok(path);
-    }
-    std::fs::create_dir_all(&bin_root)?;
-    let lock = std::fs::File::create(bin_root.join(format!(".{dir}-build.lock")))?;
-    lock.lock()?;
-    if path.is_file() {
-        return Ok(path);
-    }
-    let temp = bin_root.join(format!(".{dir}-tmp-{}", std::process::id()));
-    std::fs::create_dir_all(&temp)?;
-    note(&format!(
-        "building {MODULE}/cmd/{cmd}@{VERSION} (once; cached in {})",
-        target.display()
-    ));
-    let status = Command::new("go")
-        .args(["install", "-trimpath", "-ldflags=-s -w"])
-        .arg(format!("{MODULE}/cmd/{cmd}@{VERSION}"))
-        .env("GOBIN", &temp)
-        .env("GOTOOLCHAIN", "local")
-        .env("CGO_ENABLED", "0")
-        .status()
-        .context("running go install (is Go installed?)")?;
-    if !status.success() {
-        let _ = std::fs::remove_dir_all(&temp);
-        bail!("go install {MODULE}/cmd/{cmd}@{VERSION} failed");
-    }
-    std::fs::rename(&temp, &target)?;
-    Ok(path)
-}
-
 /// Bitnami's controller binary.
 pub fn controller_binary() -> Result<PathBuf> {
-    go_binary("controller", "sealed-secrets-controller", "controller")
+    kseal_testenv::sealed_secrets::controller()
 }
 
 /// `kubeseal` (the same cache directory `cli/tests/migrate.rs` uses).
 pub fn kubeseal_binary() -> Result<PathBuf> {
-    go_binary("kubeseal", "kubeseal", "kubeseal")
+    kseal_testenv::sealed_secrets::kubeseal()
 }
 
 /// The CRD from the module's Helm chart (the module is in Go's module
