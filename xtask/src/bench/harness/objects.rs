@@ -56,17 +56,24 @@ pub fn baseline_secrets(namespace: &str, count: usize, values: usize) -> Vec<Sec
 
 /// Object `i` in [`NAMESPACE`], sealed to `recipients`.
 fn sealed_secret(i: usize, values: usize, recipients: &[Recipient]) -> Result<SealedSecret> {
+    seal(&name(i), (0..values).map(|k| value(i, k)), recipients)
+}
+
+/// A SealedSecret `name` in [`NAMESPACE`] (strict scope) holding the
+/// `values` as `key0`, `key1`, …, sealed to `recipients`.
+pub fn seal(
+    name: &str,
+    values: impl Iterator<Item = String>,
+    recipients: &[Recipient],
+) -> Result<SealedSecret> {
     let mut secret = PlainSecret {
-        name: name(i),
+        name: name.to_owned(),
         namespace: NAMESPACE.to_owned(),
         ..PlainSecret::default()
     };
-    for k in 0..values {
+    for (k, value) in values.enumerate() {
         secret
-            .insert(
-                &format!("key{k}"),
-                SecretBytes::from(value(i, k).as_bytes()),
-            )
+            .insert(&format!("key{k}"), SecretBytes::from(value.as_bytes()))
             .map_err(anyhow::Error::msg)?;
     }
     seal_secret(

@@ -10,10 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
-use kseal_shared::binding::Scope;
-use kseal_shared::manifest::{PlainSecret, SealOptions, seal_secret};
 use kseal_shared::sealed_secret::SealedSecret;
-use kseal_shared::secret::SecretBytes;
 use kseal_shared::x25519::Recipient;
 use kube::api::{ListParams, Patch, PatchParams, WatchEvent, WatchParams};
 use kube::{Api, Client};
@@ -21,7 +18,7 @@ use tokio::task::JoinHandle;
 
 use crate::bench::harness::cluster::{KEY_NAMESPACE, NAMESPACE};
 use crate::bench::harness::note;
-use crate::bench::harness::objects::secret_correct;
+use crate::bench::harness::objects::{seal, secret_correct};
 
 /// Operations per second of the applier (creates and updates together).
 pub const APPLIER_RATE: f64 = 20.0;
@@ -223,28 +220,11 @@ impl Monitor {
 }
 
 fn seal_live(j: usize, v: u32, values: usize, recipients: &[Recipient]) -> Result<SealedSecret> {
-    let mut secret = PlainSecret {
-        name: live_name(j),
-        namespace: NAMESPACE.to_owned(),
-        ..PlainSecret::default()
-    };
-    for k in 0..values {
-        secret
-            .insert(
-                &format!("key{k}"),
-                SecretBytes::from(live_value(j, v, k).as_bytes()),
-            )
-            .map_err(anyhow::Error::msg)?;
-    }
-    seal_secret(
-        &secret,
-        SealOptions {
-            scope: Scope::Strict,
-            recipients,
-            allow_empty_data: false,
-        },
+    seal(
+        &live_name(j),
+        (0..values).map(|k| live_value(j, v, k)),
+        recipients,
     )
-    .map_err(anyhow::Error::msg)
 }
 
 /// The applier, running until [`Applier::stop`].
