@@ -392,6 +392,18 @@ pub fn write_stdout(contents: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// The listing of a command whose exit status is a verdict (`check`,
+/// `validate`, `inspect --stale`, `pins check`) to stdout. A reader that
+/// stops early (`kseal check . | head`) closes the pipe; that is not an
+/// error, but unlike for other output it must not end the command as a
+/// success either: the caller goes on to return its verdict.
+pub fn write_report(contents: &[u8]) -> Result<()> {
+    match write_stdout(contents) {
+        Err(err) if crate::error::is_broken_pipe(&err) => Ok(()),
+        other => other,
+    }
+}
+
 /// Output to a file (atomically; missing parent directories are created)
 /// or stdout.
 pub fn emit(output: Option<&Path>, contents: &[u8], privacy: Privacy) -> Result<()> {

@@ -116,16 +116,25 @@ fn is_kustomization(path: &Path, value: &Value) -> bool {
     by_name || by_kind
 }
 
+/// The kustomize side of the gate for one document: one line each, naming
+/// generators, patches and files, never a value.
+#[derive(Debug, Default)]
+pub struct Report {
+    /// What a build would turn into plaintext in a Secret, or may and is
+    /// not followed (`kseal check` exits 1 for these).
+    pub found: Vec<String>,
+    /// Files and inline patches it names that cannot be read or parsed, so
+    /// were not checked (`kseal check` exits 2 for these).
+    pub not_checked: Vec<String>,
+}
+
 /// What kustomize would make a plaintext Secret from, in one parsed
 /// document of `path`: one line each, naming generators, patches and
-/// files, never a value. `plaintext` names the plaintext Secrets of an
+/// files, never a value. What it names but cannot read or parse is
+/// reported apart: the gate could not check it. `plaintext` names the plaintext Secrets of an
 /// object (the gate's own reading).
-pub fn findings(
-    path: &Path,
-    value: &Value,
-    plaintext: &dyn Fn(&Value) -> Vec<String>,
-) -> Vec<String> {
-    let mut out = Vec::new();
+pub fn findings(path: &Path, value: &Value, plaintext: &dyn Fn(&Value) -> Vec<String>) -> Report {
+    let mut out = Report::default();
     let dir = path.parent().unwrap_or(Path::new("."));
     // Builtin generator and transformer configs, wherever they are (a file
     // `generators:`/`transformers:` names, or any file in the tree).
@@ -163,7 +172,9 @@ pub fn findings(
                         );
                     }
                 }
-                Err(problem) => out.push(format!("kustomize {field}: {problem}")),
+                Err(problem) => out
+                    .not_checked
+                    .push(format!("kustomize {field}: {problem}")),
             }
         }
     }
@@ -182,7 +193,7 @@ pub fn findings(
         .flatten()
     {
         if replacement_may_write_secret(replacement) {
-            out.push(
+            out.found.push(
                 "kustomize replacements: copies a value into a Secret or its data (not followed: check what `kubectl kustomize` renders, or exclude the kustomization with .ksealignore)"
                     .to_owned(),
             );
@@ -193,7 +204,7 @@ pub fn findings(
             .into_iter()
             .any(|charts| charts.as_array().is_some_and(|charts| !charts.is_empty()))
         {
-            out.push(format!(
+            out.found.push(format!(
                 "kustomize {field}: a Helm chart rendered by kustomize (not followed: check what `kubectl kustomize --enable-helm` renders, or exclude the kustomization with .ksealignore)"
             ));
         }
@@ -209,16 +220,24 @@ pub fn findings(
             Ok(documents) => {
                 for document in documents {
                     for name in plaintext(&document) {
-                        out.push(format!(
+                        out.found.push(format!(
                             "kustomize resources: {entry}: plaintext Secret {name:?}"
                         ));
                     }
-                    for finding in findings(&resource, &document, plaintext) {
-                        out.push(format!("kustomize resources: {entry}: {finding}"));
+                    let nested = findings(&resource, &document, plaintext);
+                    for finding in nested.found {
+                        out.found
+                            .push(format!("kustomize resources: {entry}: {finding}"));
+                    }
+                    for problem in nested.not_checked {
+                        out.not_checked
+                            .push(format!("kustomize resources: {entry}: {problem}"));
                     }
                 }
             }
-            Err(problem) => out.push(format!("kustomize resources: {problem}")),
+            Err(problem) => out
+                .not_checked
+                .push(format!("kustomize resources: {problem}")),
         }
     }
     out
@@ -226,7 +245,7 @@ pub fn findings(
 
 /// The findings of a builtin generator or transformer config
 /// (`apiVersion: builtin` or a plugin's; by kind).
-fn builtin_config_findings(value: &Value, dir: &Path, what: &str, out: &mut Vec<String>) {
+fn builtin_config_findings(value: &Value, dir: &Path, what: &str, out: &mut Report) {
     let Some(kind) = fields(value, "kind")
         .into_iter()
         .find_map(Value::as_str)
@@ -241,10 +260,10 @@ fn builtin_config_findings(value: &Value, dir: &Path, what: &str, out: &mut Vec<
         "PATCHTRANSFORMER" | "PATCHSTRATEGICMERGETRANSFORMER" | "PATCHJSON6902TRANSFORMER" => {
             patch_entry_findings(value, dir, &format!("{what} a patch transformer"), out);
         }
-        "REPLACEMENTTRANSFORMER" => out.push(format!(
+        "REPLACEMENTTRANSFORMER" => out.found.push(format!(
             "{what} a ReplacementTransformer (not followed: check what `kubectl kustomize` renders, or exclude the kustomization with .ksealignore)"
         )),
-        "HELMCHARTINFLATIONGENERATOR" => out.push(format!(
+        "HELMCHARTINFLATIONGENERATOR" => out.found.push(format!(
             "{what} a Helm chart rendered by kustomize (not followed: check what `kubectl kustomize --enable-helm` renders)"
         )),
         _ => {}
@@ -254,13 +273,13 @@ fn builtin_config_findings(value: &Value, dir: &Path, what: &str, out: &mut Vec<
 /// One patch entry: a string (a `patchesStrategicMerge` entry: content or
 /// a file), or a mapping with `patch` (always content), `path` (a file),
 /// `target` and `options` (also the fields of a patch transformer).
-fn patch_entry_findings(entry: &Value, dir: &Path, what: &str, out: &mut Vec<String>) {
+fn patch_entry_findings(entry: &Value, dir: &Path, what: &str, out: &mut Report) {
     let mut documents = Vec::new();
     let mut target_kind = None;
     match entry {
         Value::String(text) => match entry_documents(text, dir) {
             Ok(found) => documents.extend(found),
-            Err(problem) => out.push(format!("{what}: {problem}")),
+            Err(problem) => out.not_checked.push(format!("{what}: {problem}")),
         },
         Value::Object(_) => {
             target_kind = fields(entry, "target")
@@ -271,7 +290,7 @@ fn patch_entry_findings(entry: &Value, dir: &Path, what: &str, out: &mut Vec<Str
             for text in fields(entry, "patch").into_iter().filter_map(Value::as_str) {
                 match yaml_documents(text) {
                     Ok(found) => documents.extend(found),
-                    Err(()) => out.push(format!(
+                    Err(()) => out.not_checked.push(format!(
                         "{what}: an inline patch kseal cannot parse (not checked: check what `kubectl kustomize` renders)"
                     )),
                 }
@@ -279,7 +298,7 @@ fn patch_entry_findings(entry: &Value, dir: &Path, what: &str, out: &mut Vec<Str
             for file in fields(entry, "path").into_iter().filter_map(Value::as_str) {
                 match file_documents(&dir.join(file)) {
                     Ok(found) => documents.extend(found),
-                    Err(problem) => out.push(format!("{what}: {problem}")),
+                    Err(problem) => out.not_checked.push(format!("{what}: {problem}")),
                 }
             }
             // A kind change needs the option; anything but `false` may be
@@ -290,7 +309,7 @@ fn patch_entry_findings(entry: &Value, dir: &Path, what: &str, out: &mut Vec<Str
                     .any(|allow| !matches!(allow, Value::Bool(false) | Value::Null))
             });
             if kind_change {
-                out.push(format!(
+                out.found.push(format!(
                     "{what}: a patch allowed to change an object's kind (a Secret may come of it; check what `kubectl kustomize` renders, or exclude the kustomization with .ksealignore)"
                 ));
             }
@@ -299,7 +318,7 @@ fn patch_entry_findings(entry: &Value, dir: &Path, what: &str, out: &mut Vec<Str
     }
     for document in documents {
         if let Some(reason) = patch_makes_secret_data(&document, target_kind.as_deref()) {
-            out.push(format!("{what}: a patch that {reason}"));
+            out.found.push(format!("{what}: a patch that {reason}"));
         }
     }
 }
@@ -333,10 +352,10 @@ fn replacement_may_write_secret(replacement: &Value) -> bool {
 /// config): `literals`, `envs`/`env`, `files`. A source is named only when
 /// it is a file beside the kustomization (an entry that is none may be a
 /// value written in the wrong field).
-fn generator_findings(generator: &Value, dir: &Path, what: &str, out: &mut Vec<String>) {
+fn generator_findings(generator: &Value, dir: &Path, what: &str, out: &mut Report) {
     let literals = strings(generator, "literals").len();
     if literals > 0 {
-        out.push(format!(
+        out.found.push(format!(
             "{what}: {literals} plaintext value(s) in its literals"
         ));
     }
@@ -360,7 +379,7 @@ fn generator_findings(generator: &Value, dir: &Path, what: &str, out: &mut Vec<S
                 others.len()
             ));
         }
-        out.push(format!(
+        out.found.push(format!(
             "{what}: reads plaintext from {kind}(s) in {field}: {named}"
         ));
     }

@@ -1373,6 +1373,44 @@ fn check_exit_status_tells_findings_from_errors() {
         stderr(&bad_config)
     );
 
+    // Files a kustomization names that cannot be read or parsed were not
+    // checked either: 2, not a finding.
+    ws.write(
+        "kustomized/kustomization.yaml",
+        "resources: [other.txt]\npatches:\n- patch: |-\n    a: [\n",
+    );
+    ws.write("kustomized/other.txt", "a: [\n");
+    let kustomized = check(&["kustomized"]);
+    assert_exit(&kustomized, 2);
+    assert!(
+        stdout(&kustomized).contains("other.txt: cannot parse it (not checked)")
+            && stdout(&kustomized).contains("an inline patch kseal cannot parse")
+            && stderr(&kustomized).contains("2 file(s) or patch(es) a kustomization names"),
+        "{}{}",
+        stdout(&kustomized),
+        stderr(&kustomized)
+    );
+
+    // A reader that stops early (`| head`) does not turn the verdict into a
+    // success: the listing (here larger than a pipe's buffer) meets a closed
+    // pipe, and the exit status is still the finding's.
+    for i in 0..1500 {
+        ws.write(
+            &format!("many/secret-{i}.yaml"),
+            &SECRET.replace("name: db", &format!("name: db-{i}")),
+        );
+    }
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("kseal"))
+        .current_dir(ws.path(""))
+        .args(["check", "many"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let closed = child.wait_with_output().unwrap();
+    assert_exit(&closed, 1);
+
     // Usage errors, as for every command.
     assert_exit(&check(&["--no-such-flag", "repo"]), 2);
     assert_exit(&check(&[]), 2);
@@ -1385,4 +1423,44 @@ fn check_exit_status_tells_findings_from_errors() {
         "{}",
         stdout(&help)
     );
+}
+
+/// Every command whose exit status is a verdict keeps it when the reader of
+/// its listing stops early (`| head`): `check` (above), `inspect` of a
+/// malformed SealedSecret and `inspect --stale`.
+#[test]
+fn verdicts_survive_a_closed_pipe() {
+    let ws = Workspace::new();
+    let other = Workspace::new();
+    let sealed = ws.seal(SECRET, &[]);
+    // Sealed to another key than this workspace's: stale for `--stale -r`.
+    let stale = other.seal(SECRET, &[]);
+    let malformed = sealed.replacen("kseal:v2:", "kseal:v2:x", 1);
+    for i in 0..400 {
+        ws.write(&format!("bad/{i}.yaml"), &malformed);
+        ws.write(&format!("stale/{i}.yaml"), &stale);
+    }
+    let closed = |args: &[&str]| {
+        let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("kseal"))
+            .current_dir(ws.path(""))
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        child.wait_with_output().unwrap()
+    };
+    // The same verdicts with the whole listing read.
+    let read = |args: &[&str]| ws.cmd().args(args).output().unwrap();
+    let recipient = ws.recipient.clone();
+    for args in [
+        vec!["inspect", "bad"],
+        vec!["inspect", "--stale", "-r", recipient.as_str(), "stale"],
+    ] {
+        let whole = read(&args);
+        assert_exit(&whole, 1);
+        assert!(stdout(&whole).len() > 65_536, "{args:?}: a short listing");
+        assert_exit(&closed(&args), 1);
+    }
 }

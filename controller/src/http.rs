@@ -1062,4 +1062,26 @@ mod tests {
         );
         assert!(parse_sealed_secret_body(Some("application/yaml"), plain.as_bytes()).is_ok());
     }
+
+    /// Bodies are YAML 1.2, as the CLI reads files: `yes` is not `true`
+    /// (it was, before one reader served both).
+    #[test]
+    fn yaml_bodies_take_only_yaml_1_2_booleans() {
+        let body = |immutable: &str| {
+            format!(
+                "metadata: {{name: x, namespace: n}}\nspec:\n  encryptedData: {{k: v}}\n  template: {{immutable: {immutable}}}\n"
+            )
+        };
+        let parsed =
+            parse_sealed_secret_body(Some("application/yaml"), body("true").as_bytes()).unwrap();
+        assert_eq!(
+            parsed.spec.template.and_then(|template| template.immutable),
+            Some(true)
+        );
+        for yaml_1_1 in ["yes", "on", "y"] {
+            let err = parse_sealed_secret_body(Some("application/yaml"), body(yaml_1_1).as_bytes())
+                .unwrap_err();
+            assert!(matches!(err, BodyError::Invalid(_)), "{yaml_1_1}: {err}");
+        }
+    }
 }

@@ -17,7 +17,7 @@ use serde_json::Value;
 
 use crate::args::CheckArgs;
 use crate::error::Findings;
-use crate::io::{Source, write_stdout};
+use crate::io::{Source, write_report};
 use crate::walk::{Extras, manifest_files_reporting};
 
 pub fn run(args: CheckArgs) -> Result<()> {
@@ -55,6 +55,9 @@ pub fn run(args: CheckArgs) -> Result<()> {
         .collect();
     // Documents of a readable file that do not parse: each fails the gate.
     let mut unparsed = Vec::new();
+    // Files and inline patches a kustomization names that cannot be read or
+    // parsed.
+    let mut kustomize_unchecked = Vec::new();
     let inputs: Vec<(PathBuf, bool, Source)> = stdin
         .iter()
         .take(1)
@@ -99,13 +102,15 @@ pub fn run(args: CheckArgs) -> Result<()> {
                             object.location()
                         ));
                     }
-                    for generator in crate::kustomize::findings(&path, &object.value, &names_of) {
-                        found.push(format!(
-                            "{}: {}: {generator}",
-                            path.display(),
-                            object.location()
-                        ));
-                    }
+                    let kustomize = crate::kustomize::findings(&path, &object.value, &names_of);
+                    let at = format!("{}: {}", path.display(), object.location());
+                    found.extend(kustomize.found.iter().map(|line| format!("{at}: {line}")));
+                    kustomize_unchecked.extend(
+                        kustomize
+                            .not_checked
+                            .iter()
+                            .map(|line| format!("{at}: {line}")),
+                    );
                     if args.secrets_in_env {
                         let at = format!("{}: {}", path.display(), object.location());
                         env_reads(&at, &object.value, &mut in_env, &mut pod_specs_unread);
@@ -176,9 +181,15 @@ pub fn run(args: CheckArgs) -> Result<()> {
                             path.display(),
                         ));
                     }
-                    for generator in crate::kustomize::findings(&path, &value, &names_of) {
-                        found.push(format!("{}: {location}: {generator}", path.display()));
-                    }
+                    let kustomize = crate::kustomize::findings(&path, &value, &names_of);
+                    let at = format!("{}: {location}", path.display());
+                    found.extend(kustomize.found.iter().map(|line| format!("{at}: {line}")));
+                    kustomize_unchecked.extend(
+                        kustomize
+                            .not_checked
+                            .iter()
+                            .map(|line| format!("{at}: {line}")),
+                    );
                     if args.secrets_in_env {
                         let at = format!("{}: {location}", path.display());
                         env_reads(&at, &value, &mut in_env, &mut pod_specs_unread);
@@ -206,12 +217,13 @@ pub fn run(args: CheckArgs) -> Result<()> {
         .chain(&ages_unchecked)
         .chain(&bad_max_age)
         .chain(&unparsed)
+        .chain(&kustomize_unchecked)
         .chain(&unreadable)
     {
         out.push_str(line);
         out.push('\n');
     }
-    write_stdout(out.as_bytes())?;
+    write_report(out.as_bytes())?;
     if found.is_empty()
         && in_env.is_empty()
         && pod_specs_unread.is_empty()
@@ -219,6 +231,7 @@ pub fn run(args: CheckArgs) -> Result<()> {
         && ages_unchecked.is_empty()
         && bad_max_age.is_empty()
         && unparsed.is_empty()
+        && kustomize_unchecked.is_empty()
         && unreadable.is_empty()
     {
         eprintln!(
@@ -281,6 +294,12 @@ pub fn run(args: CheckArgs) -> Result<()> {
             unparsed.len()
         ));
     }
+    if !kustomize_unchecked.is_empty() {
+        failures.push(format!(
+            "{} file(s) or patch(es) a kustomization names could not be read or parsed, so were not checked (check what `kubectl kustomize` renders)",
+            kustomize_unchecked.len()
+        ));
+    }
     if !unreadable.is_empty() {
         failures.push(format!(
             "{} path(s) could not be read, so were not checked (a gate fails on what it cannot read)",
@@ -294,6 +313,7 @@ pub fn run(args: CheckArgs) -> Result<()> {
     let unchecked = !(pod_specs_unread.is_empty()
         && ages_unchecked.is_empty()
         && unparsed.is_empty()
+        && kustomize_unchecked.is_empty()
         && unreadable.is_empty());
     if unchecked {
         bail!("{message}")

@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use crate::args::{InspectArgs, InspectFormat, ValidateArgs, WalkArgs};
 use crate::cluster::ClusterArgs;
-use crate::io::{Source, write_stdout};
+use crate::io::{Source, write_report};
 use crate::walk::{Extras, ManifestPath, manifest_files, skippable};
 
 #[derive(Debug, Serialize)]
@@ -260,7 +260,7 @@ pub fn inspect(args: InspectArgs) -> Result<()> {
             out
         }
     };
-    write_stdout(output.as_bytes())?;
+    write_report(output.as_bytes())?;
     if reports.iter().any(|report| !report.is_valid()) {
         bail!("some SealedSecrets are malformed (see above)");
     }
@@ -407,7 +407,7 @@ fn stale(args: &InspectArgs, reports: &[Report]) -> Result<()> {
             }
         }
     }
-    write_stdout(out.as_bytes())?;
+    write_report(out.as_bytes())?;
     if stale > 0 {
         bail!(
             "{stale} of {total} value(s) are not sealed exactly to their current recipients in format v2: re-wrap them (kseal rewrap; --online keeps every recipient that is not the cluster's), or, if a key leaked, seal new values (docs/runbooks/compromised-key.md)"

@@ -19,7 +19,7 @@ use crate::args::{
 };
 use crate::cluster;
 use crate::error::UsageError;
-use crate::io::{Privacy, write_atomic, write_stdout};
+use crate::io::{Privacy, write_atomic, write_report};
 
 /// How many clusters are asked at once.
 const CONCURRENT_FETCHES: usize = 8;
@@ -457,7 +457,7 @@ fn check(args: PinsCheckArgs) -> Result<()> {
                 out.push_str(&finding.text());
                 out.push('\n');
             }
-            write_stdout(out.as_bytes())?;
+            write_report(out.as_bytes())?;
         }
         PinsOutput::Json => {
             let problems: Vec<_> = findings
@@ -476,7 +476,7 @@ fn check(args: PinsCheckArgs) -> Result<()> {
             let mut out =
                 serde_json::to_string_pretty(&json!({"checked": checked, "problems": problems}))?;
             out.push('\n');
-            write_stdout(out.as_bytes())?;
+            write_report(out.as_bytes())?;
         }
     }
     if findings.is_empty() {

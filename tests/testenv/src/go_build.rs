@@ -82,10 +82,7 @@ impl CachedBuild {
 
         // Serialize with other builders; one may finish while we wait.
         let lock_path = self.parent.join(&self.lock_file);
-        let lock = fs::File::create(&lock_path)
-            .with_context(|| format!("creating {}", lock_path.display()))?;
-        lock.lock()
-            .with_context(|| format!("locking {}", lock_path.display()))?;
+        let _lock = lock(&lock_path)?;
         if complete(&path) {
             return Ok(path);
         }
@@ -134,6 +131,21 @@ impl CachedBuild {
         }
         Ok(())
     }
+}
+
+/// Takes an exclusive `flock` on `path` (created when missing, never
+/// truncated: it may be a file someone else made), blocking until it is
+/// free; released when the returned file is dropped. Every call opens the
+/// file anew, so threads of one process exclude each other too.
+pub fn lock(path: &Path) -> Result<fs::File> {
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    file.lock()
+        .with_context(|| format!("locking {}", path.display()))?;
+    Ok(file)
 }
 
 /// Removes a directory tree when dropped (a build's temporary directory,

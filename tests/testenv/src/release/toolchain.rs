@@ -52,10 +52,7 @@ pub fn ensure(targets: &[&str]) -> Result<Toolchain> {
     let tools = crate::bins::cache_root()?.join("tools");
     fs::create_dir_all(&tools).with_context(|| format!("creating {}", tools.display()))?;
     let lock_path = tools.join(".install.lock");
-    let lock = fs::File::create(&lock_path)
-        .with_context(|| format!("creating {}", lock_path.display()))?;
-    lock.lock()
-        .with_context(|| format!("locking {}", lock_path.display()))?;
+    let _lock = crate::go_build::lock(&lock_path)?;
 
     rust_targets(targets)?;
     let zig = ziglang(&tools.join(format!("ziglang-{ZIGLANG_VERSION}")))?;
