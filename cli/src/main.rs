@@ -1,5 +1,7 @@
-//! `kseal`: the command line. Each subcommand lives in `commands/`; this file
-//! only parses arguments, dispatches, and turns errors into exit codes.
+//! `kseal`: the command line. Each subcommand that does work lives in
+//! `commands/`; this file parses arguments, dispatches, runs the one-line
+//! ones (`fetch-keys`, `completions`, `man`), and turns errors into exit
+//! codes.
 #![forbid(unsafe_code)]
 
 mod args;

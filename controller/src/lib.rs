@@ -13,6 +13,10 @@
 //! * `rollout`: restarting the workloads that read a changed Secret;
 //! * `metrics`: the Prometheus metrics, labelled by bounded sets;
 //! * `sealing_keys`: sealing keys (Secrets), renewal, the public-key ConfigMap;
+//! * `cached`, `owned`: the SealedSecrets and owned Secrets kept in memory;
+//! * `context`: the state every reconcile and handler shares;
+//! * `error`: why a reconcile failed, with a reason per variant;
+//! * `events`: Kubernetes Events, off the reconcile path;
 //! * [`http`]: health, metrics, public keys, verify and rewrap;
 //! * `record`: signed records of owned Secrets, so a restart reads none;
 //! * `crypto_pool`: decrypting off the async workers, bounded;

@@ -1,4 +1,5 @@
-//! `cargo xtask cluster up`: a local control plane until Ctrl-C.
+//! `cargo xtask cluster up [--node]`: a local control plane (with `--node`,
+//! a real worker node and a loopback registry too) until Ctrl-C.
 
 use anyhow::{Context, Result};
 use clap::Subcommand;

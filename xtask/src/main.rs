@@ -19,8 +19,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Task {
-    /// Build (if missing) and cache etcd, kube-apiserver, kube-controller-manager
-    /// and helm for the versions pinned in tests/versions.env; print the directory.
+    /// Build (if missing) and cache etcd, the Kubernetes binaries (apiserver,
+    /// controller-manager, scheduler, kubelet, kube-proxy, kubectl) and helm
+    /// for the versions pinned in tests/versions.env; print the directory.
     TestBins,
     /// Run a local control plane.
     Cluster {

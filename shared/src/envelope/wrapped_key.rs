@@ -318,8 +318,9 @@ impl<'a> AgeFile<'a> {
         self.payload
     }
 
-    /// [`AgeFile::unwrap`], also giving the file key (verified by the
-    /// header MAC and the payload's tag), for a re-wrap that keeps it.
+    /// Opens the file with `identity` (the file key from the stanzas, then
+    /// the header MAC and the payload), giving the file key too, verified
+    /// by the header MAC and the payload's tag, for a re-wrap that keeps it.
     pub(crate) fn unwrap_keys(&self, identity: &dyn age::Identity) -> Option<(FileKey, DataKey)> {
         let file_key: FileKey = identity.unwrap_stanzas(&self.stanzas)?.ok()?;
         let secret: &[u8; FILE_KEY_BYTES] = file_key.expose_secret();

@@ -1,5 +1,6 @@
-//! Building and caching the upstream binaries (etcd, kube-apiserver,
-//! kube-controller-manager, helm) from their Go modules.
+//! Building and caching the upstream binaries ([`BINARIES`]: etcd, the
+//! Kubernetes control plane, kubelet, kube-proxy, kubectl and helm) from
+//! their Go modules.
 //!
 //! The binaries land in `<cache>/bin/<versions key>/`, where `<cache>` is
 //! `$KSEAL_CACHE_DIR`, else `$XDG_CACHE_HOME/kseal`, else `~/.cache/kseal`.

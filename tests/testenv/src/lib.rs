@@ -1,4 +1,11 @@
-//! Test support: a real Kubernetes control plane for kseal tests.
+//! Test support for kseal's tests, demo and benchmarks: a real Kubernetes
+//! control plane ([`ControlPlane`]), a real worker node ([`node`]), a
+//! loopback OCI registry ([`registry`]), releases built from the repository
+//! ([`release`]), the images they run ([`image`], [`probe`]), Flux's and
+//! Argo CD's health code ([`health`]), the Go programs all of these need,
+//! built once and cached ([`go_build`], [`bins`]), and the fixtures tests
+//! and benches share ([`controller`], [`poll`], [`api_requests`],
+//! [`ports`]). CONTRIBUTING.md maps every module.
 //!
 //! [`ControlPlane::start`] runs etcd, kube-apiserver and
 //! kube-controller-manager as local processes, built from the upstream Go

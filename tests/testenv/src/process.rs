@@ -1,5 +1,6 @@
-//! One control-plane process: spawn with output to a log file, stop
-//! (gracefully or with SIGKILL), restart with the same arguments.
+//! One process the harness runs (a control-plane component, the node's
+//! daemons, the registry, a controller): spawn with output to a log file,
+//! stop (gracefully or with SIGKILL), restart with the same arguments.
 
 use std::ffi::OsString;
 use std::fs;

@@ -1,5 +1,5 @@
 //! Scenario: kseal end to end at scale, on a local control plane, against
-//! the targets in `/work/shared/product.md`. Three phases, composed by
+//! the targets docs/benchmarks.md compares with. Three phases, composed by
 //! [`super::runner`]:
 //!
 //! 1. [`baseline`]: the applying client creates N Secrets (5 values each)

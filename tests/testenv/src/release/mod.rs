@@ -19,7 +19,7 @@
 //! | `cosign.pub` | the public key, for key-signed releases |
 //! | `release.json` | [`Manifest`]: version, image and chart references, digests |
 //!
-//! [`build`] writes the directory; [`publish`] pushes the image index and the
+//! [`build`] writes the directory; [`publish()`] pushes the image index and the
 //! chart to a registry and signs both there.
 
 mod artifacts;
@@ -123,7 +123,7 @@ pub struct Options {
     /// `image.repository` is `<registry>/kseal-controller`.
     pub registry: String,
     /// How `SHA256SUMS`, the chart and the provenance are signed (and, by
-    /// [`publish`], the image and the chart in the registry); `None`: not
+    /// [`publish()`], the image and the chart in the registry); `None`: not
     /// signed (`build-support/release-publish.sh sign` signs later).
     pub signer: Option<Signer>,
     /// Base URL the CLI archives are downloaded from (krew's `uri`s);
@@ -193,14 +193,14 @@ pub struct Release {
     pub manifest: Manifest,
     /// Time spent in cargo (all platforms).
     pub cargo_time: Duration,
-    /// The signer, kept for [`publish`] (an ephemeral key lives as long as
+    /// The signer, kept for [`publish()`] (an ephemeral key lives as long as
     /// this); `None` for an unsigned release.
     pub signer: Option<Prepared>,
 }
 
 /// Builds a release into `opts.out`: binaries for every platform, archives,
 /// SBOMs, the image index, the chart, the krew manifest, the provenance,
-/// `SHA256SUMS` and the signatures. Nothing is pushed (see [`publish`]).
+/// `SHA256SUMS` and the signatures. Nothing is pushed (see [`publish()`]).
 /// The directory is written under a temporary name and renamed into place,
 /// so a failed build leaves nothing behind.
 pub fn build(opts: &Options) -> Result<Release> {
@@ -402,7 +402,7 @@ fn write_metadata(
 }
 
 /// Signs the release in `dir` with `opts.signer`, if any; returns the
-/// prepared signer (kept for [`publish`]).
+/// prepared signer (kept for [`publish()`]).
 fn sign(opts: &Options, dir: &Path) -> Result<Option<Prepared>> {
     let Some(signer) = &opts.signer else {
         return Ok(None);
