@@ -128,6 +128,19 @@ pub struct Report {
     pub not_checked: Vec<String>,
 }
 
+impl Report {
+    /// Adds its lines, each prefixed with `at` (file and document), to the
+    /// gate's findings and to what it could not check.
+    pub fn report_at(self, at: &str, found: &mut Vec<String>, not_checked: &mut Vec<String>) {
+        found.extend(self.found.into_iter().map(|line| format!("{at}: {line}")));
+        not_checked.extend(
+            self.not_checked
+                .into_iter()
+                .map(|line| format!("{at}: {line}")),
+        );
+    }
+}
+
 /// What kustomize would make a plaintext Secret from, in one parsed
 /// document of `path`: one line each, naming generators, patches and
 /// files, never a value. What it names but cannot read or parse is
@@ -224,15 +237,11 @@ pub fn findings(path: &Path, value: &Value, plaintext: &dyn Fn(&Value) -> Vec<St
                             "kustomize resources: {entry}: plaintext Secret {name:?}"
                         ));
                     }
-                    let nested = findings(&resource, &document, plaintext);
-                    for finding in nested.found {
-                        out.found
-                            .push(format!("kustomize resources: {entry}: {finding}"));
-                    }
-                    for problem in nested.not_checked {
-                        out.not_checked
-                            .push(format!("kustomize resources: {entry}: {problem}"));
-                    }
+                    findings(&resource, &document, plaintext).report_at(
+                        &format!("kustomize resources: {entry}"),
+                        &mut out.found,
+                        &mut out.not_checked,
+                    );
                 }
             }
             Err(problem) => out

@@ -1400,15 +1400,7 @@ fn check_exit_status_tells_findings_from_errors() {
             &SECRET.replace("name: db", &format!("name: db-{i}")),
         );
     }
-    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("kseal"))
-        .current_dir(ws.path(""))
-        .args(["check", "many"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    drop(child.stdout.take());
-    let closed = child.wait_with_output().unwrap();
+    let closed = ws.output_with_stdout_closed(&["check", "many"]);
     assert_exit(&closed, 1);
 
     // Usage errors, as for every command.
@@ -1440,17 +1432,6 @@ fn verdicts_survive_a_closed_pipe() {
         ws.write(&format!("bad/{i}.yaml"), &malformed);
         ws.write(&format!("stale/{i}.yaml"), &stale);
     }
-    let closed = |args: &[&str]| {
-        let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("kseal"))
-            .current_dir(ws.path(""))
-            .args(args)
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        drop(child.stdout.take());
-        child.wait_with_output().unwrap()
-    };
     // The same verdicts with the whole listing read.
     let read = |args: &[&str]| ws.cmd().args(args).output().unwrap();
     let recipient = ws.recipient.clone();
@@ -1461,6 +1442,6 @@ fn verdicts_survive_a_closed_pipe() {
         let whole = read(&args);
         assert_exit(&whole, 1);
         assert!(stdout(&whole).len() > 65_536, "{args:?}: a short listing");
-        assert_exit(&closed(&args), 1);
+        assert_exit(&ws.output_with_stdout_closed(&args), 1);
     }
 }

@@ -102,17 +102,10 @@ pub fn run(args: CheckArgs) -> Result<()> {
                             object.location()
                         ));
                     }
-                    let kustomize = crate::kustomize::findings(&path, &object.value, &names_of);
                     let at = format!("{}: {}", path.display(), object.location());
-                    found.extend(kustomize.found.iter().map(|line| format!("{at}: {line}")));
-                    kustomize_unchecked.extend(
-                        kustomize
-                            .not_checked
-                            .iter()
-                            .map(|line| format!("{at}: {line}")),
-                    );
+                    let kustomize = crate::kustomize::findings(&path, &object.value, &names_of);
+                    kustomize.report_at(&at, &mut found, &mut kustomize_unchecked);
                     if args.secrets_in_env {
-                        let at = format!("{}: {}", path.display(), object.location());
                         env_reads(&at, &object.value, &mut in_env, &mut pod_specs_unread);
                     }
                     if !ages {
@@ -181,17 +174,10 @@ pub fn run(args: CheckArgs) -> Result<()> {
                             path.display(),
                         ));
                     }
-                    let kustomize = crate::kustomize::findings(&path, &value, &names_of);
                     let at = format!("{}: {location}", path.display());
-                    found.extend(kustomize.found.iter().map(|line| format!("{at}: {line}")));
-                    kustomize_unchecked.extend(
-                        kustomize
-                            .not_checked
-                            .iter()
-                            .map(|line| format!("{at}: {line}")),
-                    );
+                    let kustomize = crate::kustomize::findings(&path, &value, &names_of);
+                    kustomize.report_at(&at, &mut found, &mut kustomize_unchecked);
                     if args.secrets_in_env {
-                        let at = format!("{}: {location}", path.display());
                         env_reads(&at, &value, &mut in_env, &mut pod_specs_unread);
                     }
                 }

@@ -68,6 +68,22 @@ impl Workspace {
         command
     }
 
+    /// Runs `kseal ARGS` here with its stdout closed before it writes (a
+    /// reader that stopped early, as `| head` does): what the exit status
+    /// says then.
+    pub fn output_with_stdout_closed(&self, args: &[&str]) -> std::process::Output {
+        let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("kseal"))
+            .current_dir(self.dir.path())
+            .env_remove("KUBECONFIG")
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("kseal starts");
+        drop(child.stdout.take());
+        child.wait_with_output().expect("kseal finishes")
+    }
+
     /// Seals `secret` (YAML) to this workspace's key; returns the output.
     pub fn seal(&self, secret: &str, extra: &[&str]) -> String {
         let output = self
