@@ -356,6 +356,61 @@ fn assert_static_elf(binary: &[u8], arch: Arch, name: &str) {
     }
 }
 
+/// Two releases built at once in one process (as controller/tests/in_cluster
+/// does) write their SBOMs at once: each must get its own, and none may be
+/// left in the source tree. cargo cyclonedx writes beside every member's
+/// Cargo.toml, so a scratch name shared by two calls lets one call read,
+/// or delete, the other's.
+#[test]
+fn sboms_written_at_the_same_time_do_not_meet() {
+    let arch = Arch::host().expect("a release platform");
+    let stem = format!("kseal-{VERSION}-linux-{}", arch.goarch());
+    let work = tempfile::tempdir().unwrap();
+    let calls: Vec<(&str, std::path::PathBuf)> = (0..6)
+        .map(|i| {
+            let name = if i % 2 == 0 {
+                "kseal"
+            } else {
+                "kseal-controller"
+            };
+            let dir = work.path().join(i.to_string());
+            fs::create_dir(&dir).unwrap();
+            (name, dir)
+        })
+        .collect();
+    std::thread::scope(|s| {
+        let handles: Vec<_> = calls
+            .iter()
+            .map(|(name, dir)| s.spawn(|| release::sbom(dir, &stem, name, arch)))
+            .collect();
+        for h in handles {
+            h.join().unwrap().unwrap();
+        }
+    });
+    for (name, dir) in &calls {
+        let file = dir.join(format!("{stem}.cdx.json"));
+        let sbom: Value = serde_json::from_str(&fs::read_to_string(file).unwrap()).unwrap();
+        let names = component_names(&sbom);
+        let (has, lacks) = if *name == "kseal" {
+            ("clap", "axum")
+        } else {
+            ("axum", "clap_mangen")
+        };
+        assert!(names.contains(has), "{name}'s SBOM lacks {has}");
+        assert!(!names.contains(lacks), "{name}'s SBOM lists {lacks}");
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    for member in ["cli", "controller", "shared", "xtask", "tests/testenv"] {
+        for entry in fs::read_dir(root.join(member)).unwrap() {
+            let file = entry.unwrap().file_name().to_string_lossy().into_owned();
+            assert!(
+                !file.starts_with(".release-sbom-"),
+                "{member}/{file} was left behind"
+            );
+        }
+    }
+}
+
 fn component_names(sbom: &Value) -> BTreeSet<String> {
     sbom["components"]
         .as_array()

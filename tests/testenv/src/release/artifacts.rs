@@ -6,6 +6,7 @@ use std::fs;
 use std::io::Write as _;
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
 use anyhow::{Context, Result, bail, ensure};
@@ -74,9 +75,11 @@ pub(super) fn sbom(
         "kseal-controller" => "controller",
         _ => bail!("no package for binary {name}"),
     };
-    // cargo-cyclonedx writes next to the package's Cargo.toml; a name of
-    // our own keeps it from meeting anything else there.
-    let scratch = format!(".release-sbom-{}-{stem}", std::process::id());
+    // cargo-cyclonedx writes next to the package's Cargo.toml, one file per
+    // workspace member; a name of this call's own keeps it from meeting
+    // anything else there, including another release built at the same
+    // time in this process (tests build two at once).
+    let scratch = scratch_name(stem);
     let written = root.join(package_dir).join(format!("{scratch}.json"));
     let mut cmd = super::image::cargo_command();
     let out = cmd
@@ -115,6 +118,14 @@ pub(super) fn sbom(
         let _ = fs::remove_file(root.join(member).join(format!("{scratch}.json")));
     }
     result
+}
+
+/// `.release-sbom-<pid>-<n>-<stem>`: unique among this machine's
+/// processes by the pid, and within this process by a counter.
+fn scratch_name(stem: &str) -> String {
+    static CALLS: AtomicU64 = AtomicU64::new(0);
+    let n = CALLS.fetch_add(1, Ordering::Relaxed);
+    format!(".release-sbom-{}-{n}-{stem}", std::process::id())
 }
 
 /// The chart package, `kseal-V.tgz`: the repository's chart with
@@ -370,6 +381,15 @@ fn rfc3339(t: SystemTime) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_sbom_scratch_name_is_new() {
+        let names: std::collections::BTreeSet<String> = (0..100)
+            .map(|_| scratch_name("kseal-1-linux-amd64"))
+            .collect();
+        assert_eq!(names.len(), 100);
+        assert!(names.iter().all(|n| n.starts_with(".release-sbom-")));
+    }
 
     #[test]
     fn set_image_replaces_only_the_image_block() {

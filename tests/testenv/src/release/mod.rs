@@ -340,6 +340,22 @@ fn staging_dir(out: &Path) -> Result<tempfile::TempDir> {
         .with_context(|| format!("creating a directory in {}", parent.display()))
 }
 
+/// The CycloneDX SBOM `build` writes beside each archive:
+/// `<dir>/<stem>.cdx.json` for binary `name` (`kseal` or
+/// `kseal-controller`) built for `arch`. Returns the file name. Safe to
+/// call from several threads at once, as two releases built together do.
+pub fn sbom(dir: &Path, stem: &str, name: &str, arch: Arch) -> Result<String> {
+    let tools = toolchain::ensure(&[arch.rust_target()])?;
+    artifacts::sbom(
+        &workspace_root(),
+        &tools,
+        dir,
+        stem,
+        name,
+        arch.rust_target(),
+    )
+}
+
 /// Both binaries for every platform, with cargo zigbuild.
 fn build_binaries(
     root: &Path,
