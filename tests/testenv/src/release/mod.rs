@@ -466,6 +466,16 @@ fn cargo_build(
     crate::say(&format!(
         "kseal-testenv: building kseal and kseal-controller for {target} ({profile})"
     ));
+    // cargo-zigbuild writes its compiler wrappers, and zig its caches,
+    // under $HOME before cargo takes the target directory's lock; two
+    // builds starting together (two releases in one test process, CI's
+    // background release beside the tests) could meet there. One at a
+    // time costs nothing: cargo serializes builds in one target directory.
+    let lock_path = crate::bins::cache_root()?.join("tools/.zigbuild.lock");
+    if let Some(parent) = lock_path.parent() {
+        fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+    }
+    let _lock = crate::go_build::lock(&lock_path)?;
     let mut cargo = image::cargo_command();
     let status = cargo
         .current_dir(root)
