@@ -37,7 +37,10 @@ fn decode_data(object: &serde_json::Value) -> Data {
         .unwrap_or_default()
 }
 
-/// Runs kubectl; the object it printed, or its error.
+/// Runs kubectl; the object it printed, or its error. Its discovery cache
+/// is `kubectl-cache` beside `kubeconfig` (a control plane's own, or the
+/// workspace's), never `~/.kube/cache`, which a later control plane on the
+/// same port would read.
 fn kubectl(
     kubectl: &Path,
     dir: &Path,
@@ -48,6 +51,8 @@ fn kubectl(
     let output = Command::new(kubectl)
         .current_dir(dir)
         .env("KUBECONFIG", kubeconfig)
+        .arg("--cache-dir")
+        .arg(kubeconfig.with_file_name("kubectl-cache"))
         .envs(env.iter().copied())
         .args(args)
         .output()
@@ -977,8 +982,8 @@ async fn manifests_give_the_bytes_the_api_server_stores() {
     // The same inputs on stdin.
     for (what, _, bytes, expect) in &rows {
         let theirs = {
-            let mut child = Command::new(&kubectl_bin)
-                .env("KUBECONFIG", &kubeconfig)
+            let mut child = cp
+                .kubectl()
                 .args(["create", "--dry-run=server", "-o", "json", "-f", "-"])
                 .stdin(std::process::Stdio::piped())
                 .stdout(std::process::Stdio::piped())
@@ -1045,15 +1050,12 @@ async fn large_sealed_secrets_warn_where_client_side_apply_fails() {
         return;
     }
     let cp = kseal_testenv::ControlPlane::start().await.unwrap();
-    let kubectl_bin = cp.bins().kubectl();
-    let kubeconfig = cp.admin_kubeconfig().to_owned();
     let ws = Workspace::new();
     let crd = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../charts/kseal/crds/sealedsecrets.kseal.dev.yaml");
     let run = |args: &[&str]| {
-        Command::new(&kubectl_bin)
+        cp.kubectl()
             .current_dir(ws.dir.path())
-            .env("KUBECONFIG", &kubeconfig)
             .args(args)
             .output()
             .unwrap()

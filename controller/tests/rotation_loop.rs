@@ -1014,15 +1014,14 @@ fn kseal_step(repo: &Path, command: &str, clock: Option<(&Path, i64)>) -> (i32, 
 fn kubectl_step(c: &Cluster, repo: &Path, command: &str, extra: &[&str]) -> (bool, String, String) {
     let words = doc_words(command);
     assert_eq!(words[0], "kubectl");
-    let out = Command::new(c.cp.bins().kubectl())
-        .arg("--kubeconfig")
-        .arg(c.cp.admin_kubeconfig())
-        .args(&words[1..])
-        .args(extra)
-        .current_dir(repo)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+    let out =
+        c.cp.kubectl()
+            .args(&words[1..])
+            .args(extra)
+            .current_dir(repo)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -1058,6 +1057,7 @@ fn helm_step(c: &Cluster, command: &str) {
         .env("HELM_CACHE_HOME", c.dir().join("helm/cache"))
         .env("HELM_CONFIG_HOME", c.dir().join("helm/config"))
         .env("HELM_DATA_HOME", c.dir().join("helm/data"))
+        .env("KUBECACHEDIR", c.cp.kube_cache_dir())
         .output()
         .unwrap();
     assert!(

@@ -278,7 +278,8 @@ fn helm_install(cp: &ControlPlane, p: &DemoRelease, kubeconfig: &str) -> Result<
     step("Verifying the release as a user does, then helm install from the registry");
     verify_release(p)?;
     let version = &p.release.manifest.version;
-    run_shown(
+    run_shown_kube(
+        cp,
         cp.bins().helm(),
         &[
             "install",
@@ -301,7 +302,8 @@ fn helm_install(cp: &ControlPlane, p: &DemoRelease, kubeconfig: &str) -> Result<
         "the node's containerd pulled {} from the registry",
         p.published.image
     );
-    run_shown(
+    run_shown_kube(
+        cp,
         cp.bins().kubectl(),
         &[
             "get",
@@ -500,8 +502,20 @@ fn verify_release(p: &DemoRelease) -> Result<()> {
     Ok(())
 }
 
+/// [`run_shown`] for kubectl or helm talking to `cp`, with its own
+/// discovery cache: `~/.kube/cache/<host>_<port>` may hold what an earlier
+/// control plane on the same address served.
+fn run_shown_kube(cp: &ControlPlane, program: PathBuf, args: &[&str]) -> Result<()> {
+    run_shown_with(program, args, &[("KUBECACHEDIR", cp.kube_cache_dir())])
+}
+
 /// Runs a command and shows it and its output.
 fn run_shown(program: PathBuf, args: &[&str]) -> Result<()> {
+    run_shown_with(program, args, &[])
+}
+
+/// [`run_shown`] with environment variables set (not shown).
+fn run_shown_with(program: PathBuf, args: &[&str], env: &[(&str, PathBuf)]) -> Result<()> {
     let name = program
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -514,6 +528,7 @@ fn run_shown(program: PathBuf, args: &[&str]) -> Result<()> {
     println!("$ {name} {}", shown.join(" "));
     let output = Command::new(&program)
         .args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .output()
         .with_context(|| format!("running {name}"))?;
     print!("{}", String::from_utf8_lossy(&output.stdout));

@@ -118,6 +118,7 @@ impl Cluster {
             .env("HELM_CACHE_HOME", self.dir().join("helm/cache"))
             .env("HELM_CONFIG_HOME", self.dir().join("helm/config"))
             .env("HELM_DATA_HOME", self.dir().join("helm/data"))
+            .env("KUBECACHEDIR", self.cp.kube_cache_dir())
             .output()
             .unwrap();
         assert!(
@@ -179,9 +180,9 @@ impl Cluster {
     /// Runs the real kubectl as the admin; returns (success, stdout, stderr).
     pub fn kubectl(&self, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
         use std::io::Write as _;
-        let mut child = Command::new(self.cp.bins().kubectl())
-            .arg("--kubeconfig")
-            .arg(self.cp.admin_kubeconfig())
+        let mut child = self
+            .cp
+            .kubectl()
             .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

@@ -88,12 +88,7 @@ async fn node_runs_pods_keeps_traffic_local_and_leaves_the_host_as_found() {
     // not that its first line is written yet: retry for a while.
     let t = Instant::now();
     loop {
-        let logs = Command::new(cp.bins().kubectl())
-            .arg("--kubeconfig")
-            .arg(cp.admin_kubeconfig())
-            .args(["logs", "pause"])
-            .output()
-            .unwrap();
+        let logs = cp.kubectl().args(["logs", "pause"]).output().unwrap();
         if logs.status.success()
             && String::from_utf8_lossy(&logs.stdout).contains("kseal-testenv pause: pid")
         {

@@ -331,6 +331,29 @@ impl ControlPlane {
         &self.admin.kubeconfig
     }
 
+    /// The real `kubectl`, acting as the admin, with a discovery cache of
+    /// this control plane's own: kubectl's default, `~/.kube/cache/<host>_<port>`,
+    /// would be read by a later control plane on the same port (ports are
+    /// reused; with a node the host is always the node's address), and it
+    /// writes into the user's home. Add the subcommand and its arguments.
+    pub fn kubectl(&self) -> std::process::Command {
+        let mut kubectl = std::process::Command::new(self.bins.kubectl());
+        kubectl
+            .arg("--kubeconfig")
+            .arg(self.admin_kubeconfig())
+            .arg("--cache-dir")
+            .arg(self.kube_cache_dir());
+        kubectl
+    }
+
+    /// The discovery and HTTP cache [`Self::kubectl`] gives kubectl, in
+    /// the state directory. For a kubectl run another way, pass it as
+    /// `--cache-dir`; for helm, which has no such flag, as `KUBECACHEDIR`
+    /// (both read it through k8s.io/cli-runtime).
+    pub fn kube_cache_dir(&self) -> PathBuf {
+        self.root.join("kubectl-cache")
+    }
+
     /// The admin user.
     pub fn admin(&self) -> &User {
         &self.admin
