@@ -135,14 +135,26 @@ impl CachedBuild {
 
 /// Takes an exclusive `flock` on `path` (created when missing, never
 /// truncated: it may be a file someone else made), blocking until it is
-/// free; released when the returned file is dropped. Every call opens the
-/// file anew, so threads of one process exclude each other too.
+/// free, and saying so on stderr when it has to wait (a cold build behind
+/// it can take minutes); released when the returned file is dropped. Every
+/// call opens the file anew, so threads of one process exclude each other
+/// too.
 pub fn lock(path: &Path) -> Result<fs::File> {
     let file = fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(path)
         .with_context(|| format!("opening {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => return Ok(file),
+        Err(fs::TryLockError::WouldBlock) => crate::say(&format!(
+            "kseal-testenv: waiting for {} (another build holds it)",
+            path.display()
+        )),
+        Err(fs::TryLockError::Error(e)) => {
+            return Err(e).with_context(|| format!("locking {}", path.display()));
+        }
+    }
     file.lock()
         .with_context(|| format!("locking {}", path.display()))?;
     Ok(file)
@@ -318,6 +330,29 @@ mod tests {
             }
         });
         assert_eq!(builds.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn a_held_lock_makes_the_next_caller_wait() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(".x.lock");
+        fs::write(&path, "kept").unwrap();
+        let held = lock(&path).unwrap();
+        let got = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|s| {
+            let waiter = s.spawn(|| {
+                let file = lock(&path).unwrap();
+                got.store(true, Ordering::SeqCst);
+                file
+            });
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            assert!(!got.load(Ordering::SeqCst), "took a held lock");
+            drop(held);
+            drop(waiter.join().unwrap());
+        });
+        assert!(got.load(Ordering::SeqCst));
+        // Someone else's file: locked, never truncated.
+        assert_eq!(fs::read_to_string(&path).unwrap(), "kept");
     }
 
     #[test]

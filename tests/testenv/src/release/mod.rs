@@ -342,13 +342,19 @@ fn staging_dir(out: &Path) -> Result<tempfile::TempDir> {
 
 /// The CycloneDX SBOM `build` writes beside each archive:
 /// `<dir>/<stem>.cdx.json` for binary `name` (`kseal` or
-/// `kseal-controller`) built for `arch`. Returns the file name. Safe to
-/// call from several threads at once, as two releases built together do.
-pub fn sbom(dir: &Path, stem: &str, name: &str, arch: Arch) -> Result<String> {
-    let tools = toolchain::ensure(&[arch.rust_target()])?;
+/// `kseal-controller`) built for `arch`, with `tools` from
+/// [`toolchain::ensure`]. Returns the file name. Safe to call from several
+/// threads at once, as two releases built together do.
+pub fn sbom(
+    tools: &toolchain::Toolchain,
+    dir: &Path,
+    stem: &str,
+    name: &str,
+    arch: Arch,
+) -> Result<String> {
     artifacts::sbom(
         &workspace_root(),
-        &tools,
+        tools,
         dir,
         stem,
         name,
