@@ -98,7 +98,13 @@ async fn up(keep: bool, node: bool) -> Result<()> {
     }
     println!("kseal: state and logs in {}", cp.dir().display());
     println!("kseal: admin kubeconfig: {kubeconfig}");
-    println!("export KUBECONFIG={kubeconfig}");
+    // kubectl's and helm's discovery cache too: the default,
+    // ~/.kube/cache/<host>_<port>, may hold what an earlier control plane on
+    // the same address served.
+    println!(
+        "export KUBECONFIG={kubeconfig} KUBECACHEDIR={}",
+        cp.kube_cache_dir().display()
+    );
     println!("kseal: press Ctrl-C to stop");
     let mut watch = tokio::time::interval(std::time::Duration::from_secs(2));
     let result = loop {
