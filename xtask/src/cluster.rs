@@ -98,6 +98,11 @@ async fn up(keep: bool, node: bool) -> Result<()> {
     }
     println!("kseal: state and logs in {}", cp.dir().display());
     println!("kseal: admin kubeconfig: {kubeconfig}");
+    println!(
+        "kseal: kubectl and helm of the pinned versions: {} and {}",
+        cp.bins().kubectl().display(),
+        cp.bins().helm().display()
+    );
     // kubectl's and helm's discovery cache too: the default,
     // ~/.kube/cache/<host>_<port>, may hold what an earlier control plane on
     // the same address served.

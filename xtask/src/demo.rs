@@ -25,8 +25,14 @@ pub fn run(in_cluster: bool) -> Result<()> {
     rt.block_on(demo(in_cluster))
 }
 
+/// A step's heading: bold on a terminal, plain text in a log or pipe.
 fn step(text: &str) {
-    println!("\n\x1b[1m==> {text}\x1b[0m");
+    use std::io::IsTerminal as _;
+    if std::io::stdout().is_terminal() {
+        println!("\n\x1b[1m==> {text}\x1b[0m");
+    } else {
+        println!("\n==> {text}");
+    }
 }
 
 fn repo_root() -> PathBuf {
@@ -180,6 +186,13 @@ async fn demo(in_cluster: bool) -> Result<()> {
     let started = Instant::now();
     step("Building kseal and kseal-controller");
     let bin = build()?;
+    // The `$ kseal …` lines below are run with this build, against a
+    // control plane that is gone when the demo ends.
+    println!(
+        "the `$ kseal` lines below run {}, against a control plane removed \
+         when the demo ends",
+        bin.join("kseal").display()
+    );
     // In a cluster, as users install: a release (the code behind `cargo
     // xtask release`, this machine's platform, the faster profile)
     // published to a registry on loopback, verified, installed from there.
