@@ -186,8 +186,6 @@ async fn demo(in_cluster: bool) -> Result<()> {
     let started = Instant::now();
     step("Building kseal and kseal-controller");
     let bin = build()?;
-    // The `$ kseal …` lines below are run with this build, against a
-    // control plane that is gone when the demo ends.
     println!(
         "the `$ kseal` lines below run {}, against a control plane removed \
          when the demo ends",

@@ -477,11 +477,8 @@ fn cargo_build(
     // builds starting together (two releases in one test process, CI's
     // background release beside the tests) could meet there. One at a
     // time costs nothing: cargo serializes builds in one target directory.
-    let lock_path = crate::bins::cache_root()?.join("tools/.zigbuild.lock");
-    if let Some(parent) = lock_path.parent() {
-        fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
-    }
-    let _lock = crate::go_build::lock(&lock_path)?;
+    // (toolchain::ensure made the tools directory.)
+    let _lock = crate::go_build::lock(&crate::bins::cache_root()?.join("tools/.zigbuild.lock"))?;
     let mut cargo = image::cargo_command();
     let status = cargo
         .current_dir(root)
